@@ -1,0 +1,80 @@
+#!/bin/sh
+# Start a demo gateway in the foreground (what `make run` does):
+#   inbound     127.0.0.1:2525  (local domain example.test)
+#   submission  127.0.0.1:2587  STARTTLS required before AUTH
+#   submissions 127.0.0.1:2465  implicit TLS
+# user demo@example.test, password demo-password; spool under var/spool.
+set -eu
+BIN=${1:-build/authrelay}
+top=$(pwd)
+demo=$top/var/demo
+mkdir -p "$demo"
+chmod 0755 "$top/var" "$demo"
+
+if [ ! -s "$demo/key.pem" ]; then
+	# ECDSA P-256: small and fast handshakes.
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$demo/key.pem" -out "$demo/cert.pem" -days 365 \
+		-subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+	chmod 0600 "$demo/key.pem"
+fi
+
+run_user=authrelay
+if [ "$(id -u)" -eq 0 ] && ! id "$run_user" >/dev/null 2>&1; then
+	# The unprivileged user the workers and the auth process run as.
+	useradd --system --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin "$run_user"
+fi
+
+if [ ! -s "$demo/users" ]; then
+	printf 'demo-password\n' | "$BIN" passwd demo@example.test > "$demo/users"
+fi
+chmod 0600 "$demo/users"
+[ "$(id -u)" -eq 0 ] && chown "$run_user" "$demo/users"
+
+cat > "$demo/authrelay.conf" <<CONF
+# Demo configuration written by scripts/demo.sh; see README.md for every key.
+[server]
+hostname = localhost
+user = $run_user
+spool_dir = ../spool
+log_level = info
+
+[tls]
+cert_file = cert.pem
+key_file = key.pem
+
+[relay]
+local_domains = example.test
+client_networks = 127.0.0.0/8
+
+[users-file]
+path = users
+
+[limits]
+auth_failure_delay_ms = 1000
+
+[listener inbound]
+address = 127.0.0.1:2525
+role = inbound
+
+[listener submission]
+address = 127.0.0.1:2587
+role = submission
+tls = required
+
+[listener submissions]
+address = 127.0.0.1:2465
+role = submission
+tls = implicit
+CONF
+
+"$BIN" check-config -c "$demo/authrelay.conf"
+cat <<MSG
+authrelay demo: inbound 127.0.0.1:2525, submission 127.0.0.1:2587 (STARTTLS),
+submissions 127.0.0.1:2465 (implicit TLS); user demo@example.test / demo-password.
+Try:  swaks --server 127.0.0.1:2587 -tls --auth PLAIN --auth-user demo@example.test \\
+            --auth-password demo-password --from demo@example.test --to someone@example.org
+Accepted mail lands in var/spool/incoming/. Ctrl-C stops the gateway.
+MSG
+exec "$BIN" -f -c "$demo/authrelay.conf"

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Install the Debian packages authrelay needs to build, run and test, if any
+# is missing. Keeps packaged daemons (slapd, postfix...) from starting system
+# instances: the tests start their own on free loopback ports.
+set -e
+PKGS="gcc make pkg-config libevent-dev libssl-dev libldap2-dev libc-ares-dev libinih-dev
+      libcmocka-dev libcrypt-dev libargon2-dev openssl ca-certificates
+      python3 python3-pytest python3-aiosmtpd swaks curl msmtp clang"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# No service may start during installation (exit 101 = action forbidden).
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+	$SUDO chmod +x /usr/sbin/policy-rc.d
+fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

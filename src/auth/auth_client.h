@@ -1,0 +1,39 @@
+/*
+ * auth_client.h - the SMTP worker's side of the auth protocol: connects to
+ * the auth process's UNIX socket, sends VERIFY requests and routes each RESULT
+ * back to the session that asked. SMTP code never sees a credential store.
+ *
+ * If the auth process is down or slow, requests complete with AUTH_TEMPFAIL
+ * (454 4.7.0): after request_timeout seconds, or at once while disconnected.
+ * The client reconnects by itself with back-off.
+ */
+#ifndef AUTHRELAY_AUTH_CLIENT_H
+#define AUTHRELAY_AUTH_CLIENT_H
+
+#include <stdint.h>
+#include "auth_proto.h"
+
+struct event_base;
+struct auth_client;
+
+typedef void auth_result_cb(enum auth_result result, const char *identity, const char *reason,
+			    void *arg);
+
+/* socket_path: the auth process's socket as seen by this process (after any
+ * chroot). Connects in the background. */
+struct auth_client *auth_client_new(struct event_base *base, const char *socket_path,
+				    unsigned request_timeout);
+void auth_client_free(struct auth_client *);
+/* Capabilities the auth process announced (AUTH_CAP_*), 0 until connected. */
+uint32_t auth_client_caps(const struct auth_client *);
+
+/* Start an asynchronous credential check. cb runs exactly once, never before
+ * this returns (unless auth_client_cancel() is called first, then never). All
+ * strings in req are copied; the caller may wipe its own. req->id is ignored.
+ * Returns a handle for auth_client_cancel(). */
+uint32_t auth_client_verify(struct auth_client *, const struct auth_request *req,
+			    auth_result_cb *cb, void *arg);
+/* Forget a pending request (the session is going away): its cb never runs. */
+void auth_client_cancel(struct auth_client *, uint32_t handle);
+
+#endif

@@ -1,0 +1,22 @@
+/*
+ * auth_server.h - the auth process: the only process that holds credential
+ * stores and their secrets. It accepts SMTP workers on a UNIX socket, answers
+ * VERIFY requests through the configured sources (auth_source.h), and runs
+ * slow hash checks on a thread pool so its event loop never blocks.
+ */
+#ifndef AUTHRELAY_AUTH_SERVER_H
+#define AUTHRELAY_AUTH_SERVER_H
+
+struct config;
+
+/* Run the auth process on listen_fd (a listening SOCK_STREAM UNIX socket the
+ * master bound; privileges are already dropped by the caller). Sends
+ * AUTH_MSG_HELLO to each worker that connects. SIGHUP reloads the sources
+ * (the users file), SIGTERM exits. Returns the process exit status. */
+int auth_server_main(const struct config *cfg, int listen_fd);
+
+/* Load the configured sources once, for check-config: 0 or -1 with the
+ * reason printed to stderr. */
+int auth_server_check(const struct config *cfg);
+
+#endif

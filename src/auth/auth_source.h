@@ -1,0 +1,50 @@
+/*
+ * auth_source.h - how a credential store plugs into the auth process.
+ *
+ * A source is a table of functions. Adding one (LDAP, SMTP forwarding) means
+ * one new file and one line in auth_sources[] in auth_server.c. Every verify
+ * is asynchronous: the source calls auth_job_done() exactly once, from the
+ * auth process's event loop, possibly before verify() returns.
+ */
+#ifndef AUTHRELAY_AUTH_SOURCE_H
+#define AUTHRELAY_AUTH_SOURCE_H
+
+#include "auth_proto.h"
+
+struct config;
+struct event_base;
+struct threadpool;
+struct auth_job;
+
+/* What a source gets to work with. */
+struct auth_env {
+	const struct config *cfg;
+	struct event_base *base;
+	struct threadpool *pool; /* for slow hash checks */
+};
+
+struct auth_source_ops {
+	const char *name; /* "file", later "ldap", "forward" */
+	/* True if the config enables this source. */
+	bool (*configured)(const struct config *);
+	/* Load; returns 0 or -1 with *error_r. *state_r is the source's own. */
+	int (*init)(const struct auth_env *, void **state_r, const char **error_r);
+	/* Check the job's credentials; finish with auth_job_done(). */
+	void (*verify)(void *state, struct auth_job *job);
+	/* AUTH_CAP_* this source can serve (CRAM-MD5 needs cleartext secrets). */
+	uint32_t (*caps)(void *state);
+	/* SIGHUP: re-read what can change (a users file). 0 or -1 (old data kept). */
+	int (*reload)(void *state, const char **error_r);
+	void (*free)(void *state);
+};
+
+/* The request a job carries (strings valid until auth_job_done()). */
+const struct auth_request *auth_job_request(const struct auth_job *);
+/* Finish a job: identity is the canonical login on AUTH_OK (NULL = as typed),
+ * reason a short log-safe word. The job is freed; do not touch it after. */
+void auth_job_done(struct auth_job *, enum auth_result result, const char *identity,
+		   const char *reason);
+
+extern const struct auth_source_ops auth_source_file;
+
+#endif

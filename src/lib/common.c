@@ -1,0 +1,109 @@
+/*
+ * common.c - checked allocation, secret wiping, constant-time compare and
+ * locale-free case folding used across the tree.
+ */
+#include "common.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (p == NULL)
+		fatal("out of memory (%zu bytes)", n);
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (p == NULL)
+		fatal("out of memory (%zu x %zu bytes)", n, size);
+	return p;
+}
+
+void *
+xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (q == NULL)
+		fatal("out of memory (%zu bytes)", n);
+	return q;
+}
+
+char *
+xstrdup(const char *s)
+{
+	return xmemdup(s, strlen(s));
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	return xmemdup(s, strnlen(s, n));
+}
+
+void *
+xmemdup(const void *p, size_t n)
+{
+	char *q = xmalloc(n + 1);
+	if (n > 0)
+		memcpy(q, p, n);
+	q[n] = '\0';
+	return q;
+}
+
+void
+free_secret(char *s)
+{
+	if (s == NULL)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+bool
+ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+	const unsigned char *x = a, *y = b;
+	size_t n = alen > blen ? alen : blen;
+	unsigned char diff = (unsigned char)(alen != blen);
+
+	/* Walk the longer length so timing depends only on the lengths. */
+	for (size_t i = 0; i < n; i++) {
+		unsigned char cx = i < alen ? x[i] : 0;
+		unsigned char cy = i < blen ? y[i] : 0;
+		diff |= (unsigned char)(cx ^ cy);
+	}
+	return diff == 0;
+}
+
+static int
+ascii_lower(int c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+int
+ascii_strncasecmp(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int ca = ascii_lower((unsigned char)a[i]);
+		int cb = ascii_lower((unsigned char)b[i]);
+		if (ca != cb)
+			return ca - cb;
+		if (ca == 0)
+			return 0;
+	}
+	return 0;
+}
+
+int
+ascii_strcasecmp(const char *a, const char *b)
+{
+	return ascii_strncasecmp(a, b, (size_t)-1);
+}

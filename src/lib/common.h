@@ -1,0 +1,45 @@
+/*
+ * common.h - small definitions every module shares: parse results,
+ * checked allocation, and a few attribute macros.
+ *
+ * Lower layers only: nothing here knows about SMTP, auth or the spool.
+ */
+#ifndef AUTHRELAY_COMMON_H
+#define AUTHRELAY_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define AR_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define AR_NORETURN __attribute__((noreturn))
+#define AR_UNUSED __attribute__((unused))
+#define AR_NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Result of a resumable parser (see STYLE.md, "Errors"). */
+enum parse_result {
+	PARSE_AGAIN = 0, /* need more input */
+	PARSE_OK = 1,
+	PARSE_INVALID = -1,
+};
+
+/* Allocation that never returns NULL: out of memory is fatal(). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Duplicate n bytes and add a NUL after them. */
+void *xmemdup(const void *p, size_t n);
+/* Wipe then free a string holding a secret (NULL is fine). */
+void free_secret(char *s);
+
+/* Constant-time comparison of two byte strings; lengths may differ
+ * (the length difference itself is not hidden). Returns true when equal. */
+bool ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* Case-insensitive ASCII comparison that ignores the locale. */
+int ascii_strcasecmp(const char *a, const char *b);
+int ascii_strncasecmp(const char *a, const char *b, size_t n);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * config.h - the gateway's configuration: an INI file read with libinih,
+ * validated as a whole, and handed read-only to every process.
+ *
+ * Unlike most modules the structs are public: they are plain records that
+ * every process reads after load and nobody changes, and accessor functions
+ * for sixty settings would hide nothing worth hiding.
+ *
+ * Sections: [server] [tls] [limits] [relay] [auth] [users-file]
+ * [listener NAME]. A listener inherits every limit from [limits] and may
+ * override it. Each key is documented in README.md under the same name.
+ */
+#ifndef AUTHRELAY_CONFIG_H
+#define AUTHRELAY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include "common.h"
+#include "net.h"
+
+enum listener_role { ROLE_INBOUND, ROLE_OUTBOUND, ROLE_SUBMISSION };
+enum listener_tls { LTLS_NONE, LTLS_OPTIONAL, LTLS_REQUIRED, LTLS_IMPLICIT };
+
+/* Limits and per-listener behaviour; [limits] gives the defaults. */
+struct limits_cfg {
+	unsigned max_connections;          /* 2000 */
+	unsigned max_connections_per_ip;   /* 20 */
+	unsigned ipv6_prefix;              /* 64, 0..128 */
+	unsigned max_messages_per_session; /* 100, 0 = unlimited */
+	unsigned max_recipients;           /* 1024 */
+	uint64_t max_message_size;         /* 10485760 */
+	unsigned max_line_length;          /* 512 (RFC 5321 4.5.3.1.4) */
+	unsigned max_auth_line_length;     /* 12288 (RFC 4954 4) */
+	unsigned max_auth_failures;        /* 3 (RFC 4954 9) */
+	unsigned auth_failure_delay_ms;    /* 1000 */
+	unsigned command_timeout;          /* s, 300 (RFC 5321 4.5.3.2.7) */
+	unsigned data_timeout;             /* s, 180 per data block (4.5.3.2.6) */
+	unsigned max_errors;               /* 20 bad commands, then 421 */
+};
+
+struct listener_cfg {
+	char *name;
+	char *address_text;     /* as written: "127.0.0.1:2587" */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	enum listener_role role;
+	enum listener_tls tls;
+	bool allow_plaintext_auth;   /* submission: offer AUTH before TLS */
+	bool auth_legacy_advertise;  /* also send "AUTH=LOGIN PLAIN" */
+	bool cram_md5;               /* offer CRAM-MD5 when the source can */
+	bool insert_received;        /* default yes */
+	bool strip_received;         /* authenticated mail only; default no */
+	bool add_missing_headers;    /* Message-ID/Date (RFC 6409 8); default yes on submission */
+	char *default_domain;        /* for bare sender addresses; NULL = none */
+	char *banner;                /* text after "220 hostname ESMTP" */
+	struct limits_cfg limits;
+	int line;                    /* where the section starts, for messages */
+};
+
+struct config {
+	char *path;
+	/* [server] */
+	char *hostname;
+	char *user;          /* workers run as this user when started as root */
+	char *auth_user;     /* the auth process; default = user */
+	unsigned workers;    /* 0 = one per core */
+	char *spool_dir;
+	bool chroot;         /* workers chroot into spool_dir when root */
+	bool use_syslog;
+	int log_level;       /* enum log_level */
+	char *pid_file;
+	/* [tls] */
+	char *tls_cert_file;
+	char *tls_key_file;
+	char *tls_ca_file;       /* for client certificates; NULL = none requested */
+	char *tls_ciphers;       /* TLS <= 1.2 cipher list; NULL = OpenSSL default */
+	char *tls_min_protocol;  /* "TLSv1.2" */
+	/* [limits] defaults for all listeners */
+	struct limits_cfg limits;
+	/* [relay] */
+	char **local_domains;    /* NULL-terminated, lower case */
+	struct cidr *client_networks;
+	size_t n_client_networks;
+	/* [auth] */
+	unsigned auth_threads;         /* hash-check thread pool, default 2 */
+	unsigned auth_request_timeout; /* s, worker gives up with 454; default 30 */
+	/* [users-file] */
+	char *users_file;
+	/* [listener NAME] */
+	struct listener_cfg *listeners;
+	size_t n_listeners;
+};
+
+/* Read and validate path. On success returns a config; on failure returns
+ * NULL and writes each problem as "file:line: message\n" to errors_r (a
+ * malloc'd string the caller frees). */
+struct config *config_load(const char *path, char **errors_r);
+void config_free(struct config *);
+
+/* The listener named name, or NULL. */
+const struct listener_cfg *config_listener(const struct config *, const char *name);
+/* True if domain (any case) is one of [relay] local_domains. */
+bool config_is_local_domain(const struct config *, const char *domain);
+/* True if the address is inside [relay] client_networks. */
+bool config_is_client_network(const struct config *, const struct sockaddr *sa);
+
+const char *config_role_name(enum listener_role);
+const char *config_tls_name(enum listener_tls);
+
+#endif

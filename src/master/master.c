@@ -1,0 +1,529 @@
+/*
+ * master.c - the supervisor. It reads and validates the config, prepares the
+ * spool, binds every listening socket and the auth socket while still root,
+ * then starts the unprivileged children:
+ *
+ *   auth     one process, user auth_user, holds the credential stores;
+ *   smtpd    `workers` processes, user `user`, chrooted into the spool,
+ *            each accepting on all listeners.
+ *
+ * It restarts a child that dies (with back-off), forwards SIGHUP (reload) to
+ * the auth process, and on SIGTERM stops the children and exits. The master
+ * itself never reads a byte from the network.
+ */
+#include "master.h"
+#include "privdrop.h"
+#include "../auth/auth_server.h"
+#include "../lib/config.h"
+#include "../lib/log.h"
+#include "../lib/net.h"
+#include "../smtpd/conn_limit.h"
+#include "../smtpd/smtpd.h"
+#include "../smtpd/tls.h"
+#include "../spool/spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#define AUTH_SOCKET_NAME "private/auth"
+/* Back-off between restarts of a child that keeps dying. */
+#define RESTART_MIN_MS 100
+#define RESTART_MAX_MS 30000
+/* A child that ran this long is considered healthy again. */
+#define STABLE_SECONDS 30
+#define STOP_GRACE_SECONDS 10
+
+enum child_kind { CHILD_AUTH, CHILD_SMTPD };
+
+struct child {
+	struct master *m;
+	enum child_kind kind;
+	unsigned idx;          /* worker index */
+	pid_t pid;             /* 0 while not running */
+	time_t started;
+	unsigned backoff_ms;
+	struct event *restart;
+};
+
+struct master {
+	struct config *cfg;
+	const char *config_path;
+	bool foreground;
+	bool is_root;
+	struct privdrop_user user;
+	struct privdrop_user auth_user;
+	int *listen_fds;
+	int auth_fd;
+	char auth_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct conn_limit *limits;
+	struct event_base *base;
+	struct child auth;
+	struct child *workers;
+	unsigned n_workers;
+	bool stopping;
+	struct event *ev_sig[4];
+	struct event *ev_stop_deadline;
+};
+
+static int
+master_bind_listener(const struct listener_cfg *l, const char **error_r)
+{
+	static char err[256];
+	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int on = 1;
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (l->addr.ss_family == AF_INET6) {
+		/* "*:25" and "[::]:25" take IPv4 too (as v4-mapped addresses);
+		 * a specific IPv6 address takes only IPv6. */
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&l->addr;
+		int v6only = !IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+	}
+	if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) != 0)
+		goto fail;
+	if (listen(fd, 1024) != 0)
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, sizeof(err), "listener %s (%s): %s", l->name, l->address_text,
+		 strerror(errno));
+	*error_r = err;
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* The auth socket: a UNIX socket in the spool's private/ directory, which
+ * only the worker user can enter. The master keeps the listening socket
+ * open, so a restarted auth process takes over without workers noticing more
+ * than a reconnect. */
+static int
+master_bind_auth(struct master *m, const char **error_r)
+{
+	static char err[256];
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int n = snprintf(m->auth_path, sizeof(m->auth_path), "%s/%s", m->cfg->spool_dir,
+			 AUTH_SOCKET_NAME);
+	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
+		*error_r = "spool_dir is too long for a UNIX socket path";
+		return -1;
+	}
+	memcpy(sun.sun_path, m->auth_path, (size_t)n + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	unlink(m->auth_path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
+		goto fail;
+	if (chmod(m->auth_path, 0600) != 0)
+		goto fail;
+	if (m->is_root && chown(m->auth_path, m->user.uid, m->user.gid) != 0)
+		goto fail;
+	if (listen(fd, 256) != 0)
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, sizeof(err), "auth socket %s: %s", m->auth_path, strerror(errno));
+	*error_r = err;
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* In a new child: forget the master's signal handling (libevent's handlers
+ * would write into the master's signal pipe) and die with the master. */
+static void
+child_setup_signals(void)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
+	for (size_t i = 0; i < AR_NELEM(sigs); i++)
+		signal(sigs[i], SIG_DFL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+}
+
+static AR_NORETURN void
+child_run_auth(struct master *m)
+{
+	log_init(m->cfg->use_syslog, (enum log_level)m->cfg->log_level, "auth");
+	for (size_t i = 0; i < m->cfg->n_listeners; i++)
+		close(m->listen_fds[i]);
+	/* Work from the users file's directory: after the privilege drop the
+	 * file (readable by auth_user) is still reachable for a reload even
+	 * when a parent directory is closed to auth_user. */
+	if (m->cfg->users_file != NULL) {
+		char *slash = strrchr(m->cfg->users_file, '/');
+		if (slash != NULL) {
+			*slash = '\0';
+			if (chdir(*m->cfg->users_file ? m->cfg->users_file : "/") != 0)
+				fatal("chdir %s: %s", m->cfg->users_file, strerror(errno));
+			memmove(m->cfg->users_file, slash + 1, strlen(slash + 1) + 1);
+		}
+	}
+	if (m->is_root)
+		privdrop_apply(&m->auth_user, NULL);
+	/* It holds secrets: no core dumps, no ptrace by the same uid. */
+	prctl(PR_SET_DUMPABLE, 0);
+	exit(auth_server_main(m->cfg, m->auth_fd));
+}
+
+static AR_NORETURN void
+child_run_smtpd(struct master *m, unsigned idx)
+{
+	const struct config *cfg = m->cfg;
+	SSL_CTX *tls = NULL;
+	const char *err;
+	char role[16];
+
+	snprintf(role, sizeof(role), "smtpd");
+	log_init(cfg->use_syslog, (enum log_level)cfg->log_level, role);
+	close(m->auth_fd);
+	bool need_tls = false;
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		need_tls |= cfg->listeners[i].tls != LTLS_NONE;
+	if (need_tls) {
+		/* Read the key while still root. */
+		tls = tls_server_ctx_new(cfg, &err);
+		if (tls == NULL)
+			fatal("tls: %s", err);
+	}
+	bool chrooted = m->is_root && cfg->chroot;
+	if (m->is_root)
+		privdrop_apply(&m->user, chrooted ? cfg->spool_dir : NULL);
+	char auth_path[sizeof(m->auth_path)];
+	snprintf(auth_path, sizeof(auth_path), "%s", chrooted ? "/" AUTH_SOCKET_NAME : m->auth_path);
+	struct smtpd_params p = {
+		.cfg = cfg,
+		.worker = idx,
+		.listen_fds = m->listen_fds,
+		.limits = m->limits,
+		.tls = tls,
+		.spool_dir = chrooted ? "/" : cfg->spool_dir,
+		.auth_socket = auth_path,
+	};
+	exit(smtpd_main(&p));
+}
+
+static void
+master_start_child(struct child *c)
+{
+	struct master *m = c->m;
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_err("fork: %s", strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		child_setup_signals();
+		if (c->kind == CHILD_AUTH)
+			child_run_auth(m);
+		child_run_smtpd(m, c->idx);
+	}
+	c->pid = pid;
+	c->started = time(NULL);
+	if (c->kind == CHILD_AUTH)
+		log_info("started auth pid=%d", (int)pid);
+	else
+		log_info("started smtpd worker=%u pid=%d", c->idx, (int)pid);
+}
+
+static void
+master_restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct child *c = arg;
+	if (!c->m->stopping && c->pid == 0)
+		master_start_child(c);
+}
+
+static struct child *
+master_find_child(struct master *m, pid_t pid)
+{
+	if (m->auth.pid == pid)
+		return &m->auth;
+	for (unsigned i = 0; i < m->n_workers; i++)
+		if (m->workers[i].pid == pid)
+			return &m->workers[i];
+	return NULL;
+}
+
+static bool
+master_children_alive(const struct master *m)
+{
+	if (m->auth.pid != 0)
+		return true;
+	for (unsigned i = 0; i < m->n_workers; i++)
+		if (m->workers[i].pid != 0)
+			return true;
+	return false;
+}
+
+static void
+master_reap(struct master *m)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct child *c = master_find_child(m, pid);
+		if (c == NULL)
+			continue;
+		const char *name = c->kind == CHILD_AUTH ? "auth" : "smtpd";
+		if (WIFSIGNALED(status))
+			log_info("%s pid=%d killed by signal %d", name, (int)pid, WTERMSIG(status));
+		else
+			log_info("%s pid=%d exited status=%d", name, (int)pid, WEXITSTATUS(status));
+		c->pid = 0;
+		if (c->kind == CHILD_SMTPD)
+			conn_limit_reset_worker(m->limits, c->idx);
+		if (m->stopping)
+			continue;
+		/* Back-off: a child that dies right after its start waits longer
+		 * each time; one that ran for a while restarts at once. */
+		if (time(NULL) - c->started >= STABLE_SECONDS)
+			c->backoff_ms = RESTART_MIN_MS;
+		else
+			c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : RESTART_MIN_MS;
+		if (c->backoff_ms > RESTART_MAX_MS)
+			c->backoff_ms = RESTART_MAX_MS;
+		struct timeval tv = { c->backoff_ms / 1000, (long)(c->backoff_ms % 1000) * 1000 };
+		log_info("restarting %s in %u ms", name, c->backoff_ms);
+		evtimer_add(c->restart, &tv);
+	}
+	if (m->stopping && !master_children_alive(m))
+		event_base_loopexit(m->base, NULL);
+}
+
+static void
+master_signal_child(struct master *m, int sig)
+{
+	if (m->auth.pid != 0)
+		kill(m->auth.pid, sig);
+	for (unsigned i = 0; i < m->n_workers; i++)
+		if (m->workers[i].pid != 0)
+			kill(m->workers[i].pid, sig);
+}
+
+static void
+master_stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+	log_warn("children did not stop in %d s: killing them", STOP_GRACE_SECONDS);
+	master_signal_child(m, SIGKILL);
+}
+
+static void
+master_reload(struct master *m)
+{
+	char *errors = NULL;
+	struct config *fresh = config_load(m->config_path, &errors);
+	if (fresh == NULL) {
+		log_err("reload: config has errors, keeping the running one: %s", errors);
+		free(errors);
+		return;
+	}
+	config_free(fresh);
+	/* The auth process re-reads its sources (users file). Listener and limit
+	 * changes need a restart: the sockets are bound once, as root. */
+	if (m->auth.pid != 0)
+		kill(m->auth.pid, SIGHUP);
+	log_info("reload: auth sources reloading");
+}
+
+static void
+master_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct master *m = arg;
+	switch (sig) {
+	case SIGCHLD:
+		master_reap(m);
+		break;
+	case SIGHUP:
+		master_reload(m);
+		break;
+	case SIGTERM:
+	case SIGINT:
+		if (m->stopping)
+			break;
+		log_info("stopping (signal %d)", (int)sig);
+		m->stopping = true;
+		master_signal_child(m, SIGTERM);
+		struct timeval grace = { STOP_GRACE_SECONDS, 0 };
+		evtimer_add(m->ev_stop_deadline, &grace);
+		master_reap(m);
+		if (!master_children_alive(m))
+			event_base_loopexit(m->base, NULL);
+		break;
+	}
+}
+
+static void
+master_daemonize(void)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
+static void
+master_write_pid(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (f == NULL) {
+		log_warn("pid_file %s: %s", path, strerror(errno));
+		return;
+	}
+	fprintf(f, "%d\n", (int)getpid());
+	fclose(f);
+}
+
+/* libevent's own messages go through our logger. Children inherit the
+ * master's event_base and never use it; the warning that their new base now
+ * owns signal handling says just that, so it is only debug. */
+static void
+master_libevent_log(int severity, const char *msg)
+{
+	if (strncmp(msg, "Added a signal to event base", 28) == 0)
+		log_debug("libevent: %s", msg);
+	else if (severity >= EVENT_LOG_ERR)
+		log_err("libevent: %s", msg);
+	else if (severity >= EVENT_LOG_WARN)
+		log_warn("libevent: %s", msg);
+	else
+		log_debug("libevent: %s", msg);
+}
+
+static unsigned
+master_worker_count(const struct config *cfg)
+{
+	if (cfg->workers > 0)
+		return cfg->workers;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+int
+master_main(const char *config_path, bool foreground)
+{
+	struct master m = { .config_path = config_path, .foreground = foreground };
+	char *errors = NULL;
+	const char *err;
+
+	m.cfg = config_load(config_path, &errors);
+	if (m.cfg == NULL) {
+		fprintf(stderr, "%s", errors);
+		free(errors);
+		return 1;
+	}
+	/* Without a terminal, stderr goes nowhere: log to syslog instead. */
+	if (!foreground)
+		m.cfg->use_syslog = true;
+	log_init(m.cfg->use_syslog, (enum log_level)m.cfg->log_level, "master");
+
+	event_set_log_callback(master_libevent_log);
+	m.is_root = geteuid() == 0;
+	if (m.is_root) {
+		if (privdrop_lookup(m.cfg->user, &m.user, &err) != 0 ||
+		    privdrop_lookup(m.cfg->auth_user ? m.cfg->auth_user : m.cfg->user, &m.auth_user,
+				    &err) != 0)
+			fatal("[server] user: %s", err);
+	} else {
+		log_info("not started as root: every process runs as uid %u, without chroot",
+			 (unsigned)geteuid());
+	}
+	if (spool_init_dirs(m.cfg->spool_dir, m.is_root ? m.user.uid : (uid_t)-1,
+			    m.is_root ? m.user.gid : (gid_t)-1, &err) != 0)
+		fatal("spool_dir %s: %s", m.cfg->spool_dir, err);
+
+	m.listen_fds = xcalloc(m.cfg->n_listeners, sizeof(int));
+	for (size_t i = 0; i < m.cfg->n_listeners; i++) {
+		m.listen_fds[i] = master_bind_listener(&m.cfg->listeners[i], &err);
+		if (m.listen_fds[i] < 0)
+			fatal("%s", err);
+	}
+	m.auth_fd = master_bind_auth(&m, &err);
+	if (m.auth_fd < 0)
+		fatal("%s", err);
+
+	m.n_workers = master_worker_count(m.cfg);
+	unsigned slots = 64;
+	for (size_t i = 0; i < m.cfg->n_listeners; i++)
+		slots += m.cfg->listeners[i].limits.max_connections;
+	m.limits = conn_limit_new(m.n_workers, (unsigned)m.cfg->n_listeners, slots);
+
+	if (!foreground)
+		master_daemonize();
+	if (m.cfg->pid_file != NULL)
+		master_write_pid(m.cfg->pid_file);
+
+	m.base = event_base_new();
+	if (m.base == NULL)
+		fatal("event_base_new failed");
+	static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT };
+	for (size_t i = 0; i < AR_NELEM(sigs); i++) {
+		m.ev_sig[i] = evsignal_new(m.base, sigs[i], master_signal_cb, &m);
+		event_add(m.ev_sig[i], NULL);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	m.ev_stop_deadline = evtimer_new(m.base, master_stop_deadline_cb, &m);
+
+	m.auth = (struct child){ .m = &m, .kind = CHILD_AUTH };
+	m.auth.restart = evtimer_new(m.base, master_restart_cb, &m.auth);
+	m.workers = xcalloc(m.n_workers, sizeof(*m.workers));
+	master_start_child(&m.auth);
+	for (unsigned i = 0; i < m.n_workers; i++) {
+		m.workers[i] = (struct child){ .m = &m, .kind = CHILD_SMTPD, .idx = i };
+		m.workers[i].restart = evtimer_new(m.base, master_restart_cb, &m.workers[i]);
+		master_start_child(&m.workers[i]);
+	}
+	log_info("ready listeners=%zu workers=%u", m.cfg->n_listeners, m.n_workers);
+
+	event_base_dispatch(m.base);
+
+	unlink(m.auth_path);
+	if (m.cfg->pid_file != NULL)
+		unlink(m.cfg->pid_file);
+	log_info("stopped");
+	for (size_t i = 0; i < AR_NELEM(m.ev_sig); i++)
+		event_free(m.ev_sig[i]);
+	event_free(m.ev_stop_deadline);
+	event_free(m.auth.restart);
+	for (unsigned i = 0; i < m.n_workers; i++)
+		event_free(m.workers[i].restart);
+	free(m.workers);
+	event_base_free(m.base);
+	for (size_t i = 0; i < m.cfg->n_listeners; i++)
+		close(m.listen_fds[i]);
+	free(m.listen_fds);
+	close(m.auth_fd);
+	conn_limit_free(m.limits);
+	config_free(m.cfg);
+	return 0;
+}

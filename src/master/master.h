@@ -1,0 +1,19 @@
+/*
+ * master.h - the supervisor process (see master.c) and check-config.
+ */
+#ifndef AUTHRELAY_MASTER_H
+#define AUTHRELAY_MASTER_H
+
+#include <stdbool.h>
+
+/* Run the gateway with the config at path: in the foreground (logging to
+ * stderr unless the config says syslog) or as a daemon. Returns the exit
+ * status. */
+int master_main(const char *config_path, bool foreground);
+
+/* Validate the config at path as the daemon would at start: syntax and
+ * semantics, TLS certificate and key, users, auth sources. Prints each error
+ * to stderr as "file:line: message"; returns 0 when valid, else 1. */
+int master_check_config(const char *config_path);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * session.h - one SMTP server session: the protocol state machine of
+ * RFC 5321 with PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8,
+ * STARTTLS (RFC 3207) and AUTH (RFC 4954), relay policy, limits, and the DATA
+ * path into the spool. A session owns itself and frees itself when done.
+ */
+#ifndef AUTHRELAY_SESSION_H
+#define AUTHRELAY_SESSION_H
+
+#include <sys/socket.h>
+#include <openssl/ssl.h>
+
+struct config;
+struct listener_cfg;
+struct event_base;
+struct auth_client;
+struct threadpool;
+struct conn_limit;
+
+/* Shared by every session of a worker; outlives them all. */
+struct session_env {
+	const struct config *cfg;
+	struct event_base *base;
+	SSL_CTX *tls;
+	struct auth_client *auth;
+	struct threadpool *pool;   /* fsync of committed messages */
+	struct conn_limit *limits;
+	unsigned worker;
+	const char *spool_dir;
+	unsigned *n_sessions;      /* live sessions of this worker */
+};
+
+/* Take over fd (a just-accepted connection on listener number listener_idx).
+ * The connection-limit slot for the client is already held; the session gives
+ * it back when it ends. */
+void session_start(const struct session_env *env, unsigned listener_idx, int fd,
+		   const struct sockaddr *sa, socklen_t salen);
+
+#endif

@@ -1,0 +1,155 @@
+/*
+ * smtpd.c - the SMTP worker process: one event loop, the listening sockets it
+ * inherited from the master, a session per accepted connection. The shared
+ * connection-limit table decides at accept time whether a client may have one
+ * more connection; everything after that is session.c's.
+ */
+#include "smtpd.h"
+#include "conn_limit.h"
+#include "session.h"
+#include "../auth/auth_client.h"
+#include "../lib/config.h"
+#include "../lib/log.h"
+#include "../lib/net.h"
+#include "../lib/threadpool.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+/* Threads that fsync committed messages: disk waits, not CPU. */
+#define SMTPD_SYNC_THREADS 4
+
+struct smtpd_listener {
+	struct smtpd *smtpd;
+	unsigned idx;
+	struct evconnlistener *evl;
+};
+
+struct smtpd {
+	const struct smtpd_params *params;
+	struct event_base *base;
+	struct session_env env;
+	struct smtpd_listener *listeners;
+	size_t n_listeners;
+	unsigned n_sessions;
+	struct event *ev_term;
+	struct event *ev_int;
+};
+
+/* Refuse a connection over a limit without spending a session on it. */
+static void
+smtpd_refuse(int fd, const char *reply)
+{
+	/* Best effort: the socket buffer of a fresh connection has room. */
+	ssize_t r = send(fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)r;
+	close(fd);
+}
+
+static void
+smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		void *arg)
+{
+	struct smtpd_listener *sl = arg;
+	struct smtpd *d = sl->smtpd;
+	const struct listener_cfg *l = &d->params->cfg->listeners[sl->idx];
+	uint8_t key[16];
+	char addr[64];
+
+	net_client_key(sa, l->limits.ipv6_prefix, key);
+	enum conn_limit_result r = conn_limit_acquire(d->params->limits, d->params->worker, sl->idx,
+						      key, l->limits.max_connections,
+						      l->limits.max_connections_per_ip);
+	if (r != CONN_LIMIT_OK) {
+		net_addr_str(sa, addr, sizeof(addr));
+		if (r == CONN_LIMIT_PER_IP) {
+			log_info("refuse client=%s listener=%s reason=max_connections_per_ip limit=%u",
+				 addr, l->name, l->limits.max_connections_per_ip);
+			smtpd_refuse(fd, "421 4.7.0 Too many connections from your address\r\n");
+		} else {
+			log_info("refuse client=%s listener=%s reason=max_connections limit=%u", addr,
+				 l->name, l->limits.max_connections);
+			smtpd_refuse(fd, "421 4.7.0 Too many connections, try again later\r\n");
+		}
+		return;
+	}
+	session_start(&d->env, sl->idx, fd, sa, (socklen_t)salen);
+}
+
+static void
+smtpd_accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+	/* EMFILE and friends: pause briefly instead of spinning. */
+	log_warn("accept failed: %s", strerror(errno));
+}
+
+static void
+smtpd_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct smtpd *d = arg;
+	log_info("worker=%u stopping (signal %d) sessions=%u", d->params->worker, (int)sig,
+		 d->n_sessions);
+	for (size_t i = 0; i < d->n_listeners; i++) {
+		if (d->listeners[i].evl != NULL) {
+			evconnlistener_free(d->listeners[i].evl);
+			d->listeners[i].evl = NULL;
+		}
+	}
+	event_base_loopexit(d->base, NULL);
+}
+
+int
+smtpd_main(const struct smtpd_params *p)
+{
+	const struct config *cfg = p->cfg;
+	struct smtpd d = { .params = p };
+
+	signal(SIGPIPE, SIG_IGN);
+	d.base = event_base_new();
+	if (d.base == NULL)
+		fatal("event_base_new failed");
+	d.env = (struct session_env){
+		.cfg = cfg,
+		.base = d.base,
+		.tls = p->tls,
+		.pool = threadpool_new(d.base, SMTPD_SYNC_THREADS),
+		.auth = auth_client_new(d.base, p->auth_socket, cfg->auth_request_timeout),
+		.limits = p->limits,
+		.worker = p->worker,
+		.spool_dir = p->spool_dir,
+		.n_sessions = &d.n_sessions,
+	};
+	d.n_listeners = cfg->n_listeners;
+	d.listeners = xcalloc(d.n_listeners, sizeof(*d.listeners));
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		struct smtpd_listener *sl = &d.listeners[i];
+		sl->smtpd = &d;
+		sl->idx = (unsigned)i;
+		sl->evl = evconnlistener_new(d.base, smtpd_accept_cb, sl, LEV_OPT_CLOSE_ON_EXEC, -1,
+					     p->listen_fds[i]);
+		if (sl->evl == NULL)
+			fatal("listener %s: evconnlistener_new failed", cfg->listeners[i].name);
+		evconnlistener_set_error_cb(sl->evl, smtpd_accept_error_cb);
+	}
+	d.ev_term = evsignal_new(d.base, SIGTERM, smtpd_signal_cb, &d);
+	d.ev_int = evsignal_new(d.base, SIGINT, smtpd_signal_cb, &d);
+	event_add(d.ev_term, NULL);
+	event_add(d.ev_int, NULL);
+
+	log_info("worker=%u ready listeners=%zu", p->worker, d.n_listeners);
+	event_base_dispatch(d.base);
+
+	/* Sessions still open are simply dropped with the process; a message
+	 * being committed either reached incoming/ or was never promised. */
+	event_free(d.ev_term);
+	event_free(d.ev_int);
+	free(d.listeners);
+	return 0;
+}

@@ -1,0 +1,28 @@
+/*
+ * smtpd.h - the SMTP worker process: accepts connections on the listeners it
+ * inherited from the master and runs a session (session.h) for each. Runs
+ * unprivileged, usually chrooted into the spool directory.
+ */
+#ifndef AUTHRELAY_SMTPD_H
+#define AUTHRELAY_SMTPD_H
+
+#include <openssl/ssl.h>
+
+struct config;
+struct conn_limit;
+
+/* What the master hands a worker. */
+struct smtpd_params {
+	const struct config *cfg;
+	unsigned worker;            /* index, for the connection-limit table */
+	const int *listen_fds;      /* one per cfg->listeners[i] */
+	struct conn_limit *limits;
+	SSL_CTX *tls;               /* NULL when no listener uses TLS */
+	const char *spool_dir;      /* as seen by this process (after chroot) */
+	const char *auth_socket;    /* as seen by this process (after chroot) */
+};
+
+/* Run the worker until SIGTERM. Returns the process exit status. */
+int smtpd_main(const struct smtpd_params *);
+
+#endif

@@ -1,0 +1,319 @@
+"""Every limit of [limits] (and its per-listener override): connections in
+total and per client address, messages per session, recipients, message size
+(SIZE= and actual data), auth failures, bad commands, line lengths, timeouts."""
+
+import time
+
+import pytest
+
+from harness import (HOST, SMTPConn, expect_auth_lockout, make_message, submission_conn,
+                     wait_until)
+
+SENDER = "sender@other.test"
+RCPT = "user@example.test"
+
+
+def greeting_code(gw, listener, source=None):
+    """Open a connection, return its greeting code and the connection."""
+    c = SMTPConn(HOST, gw.port(listener), implicit_tls=gw.is_implicit(listener), source=source)
+    return c.read_reply().code, c
+
+
+def can_connect(gw, listener, source=None):
+    code, c = greeting_code(gw, listener, source)
+    if code != 220:
+        c.close()
+        return None
+    return c
+
+
+# ---------------------------------------------------------------- connections
+
+def test_max_connections_total(make_gateway):
+    gw = make_gateway({"listener in": {"max_connections": 3, "max_connections_per_ip": 20}})
+    held = [SMTPConn.open(gw, "in") for _ in range(3)]
+    extra = SMTPConn(HOST, gw.port("in"))
+    extra.read_reply().check(421, "4.7.0")
+    extra.wait_closed()
+    # other listeners keep their own count
+    SMTPConn.open(gw, "out").cmd("QUIT").check(221)
+    # a slot comes back when a client leaves
+    held[0].cmd("QUIT").check(221)
+    held[0].wait_closed()
+    wait_until(lambda: can_connect(gw, "in"), 10, "a free connection slot after QUIT")
+
+
+def test_max_connections_from_limits_section(make_gateway):
+    gw = make_gateway({"limits": {"max_connections": 2}})
+    held = [SMTPConn.open(gw, "out") for _ in range(2)]
+    extra = SMTPConn(HOST, gw.port("out"))
+    extra.read_reply().check(421, "4.7.0")
+    extra.wait_closed()
+    assert held
+
+
+def test_max_connections_per_ip(make_gateway):
+    gw = make_gateway({"limits": {"max_connections_per_ip": 2}})
+    held = [SMTPConn.open(gw, "in", source="127.0.0.1") for _ in range(2)]
+    third = SMTPConn(HOST, gw.port("in"), source="127.0.0.1")
+    third.read_reply().check(421, "4.7.0")
+    third.wait_closed()
+    # another client address is counted separately
+    other = [SMTPConn.open(gw, "in", source="127.0.0.2") for _ in range(2)]
+    assert len(held) == len(other) == 2
+    held[1].cmd("QUIT").check(221)
+    held[1].wait_closed()
+    wait_until(lambda: can_connect(gw, "in", "127.0.0.1"), 10, "a per-IP slot after QUIT")
+
+
+def test_max_connections_per_ip_on_implicit_tls(make_gateway):
+    gw = make_gateway({"listener subs": {"max_connections_per_ip": 1}})
+    held = SMTPConn.open(gw, "subs")
+    second = SMTPConn(HOST, gw.port("subs"), implicit_tls=True)
+    second.read_reply().check(421, "4.7.0")
+    second.wait_closed()
+    assert held.greeting.code == 220
+
+
+def test_abrupt_disconnects_release_slots(make_gateway):
+    gw = make_gateway({"limits": {"max_connections_per_ip": 3}})
+    for _ in range(3):
+        for c in [SMTPConn.open(gw, "in") for _ in range(3)]:
+            c.close()      # no QUIT: the worker must still release the slot
+        wait_until(lambda: all(_hold(gw, 3)), 10, "3 slots free after abrupt closes")
+
+
+def _hold(gw, n):
+    conns = [can_connect(gw, "in") for _ in range(n)]
+    for c in conns:
+        if c:
+            c.close()
+    return conns
+
+
+# ---------------------------------------------------------------- messages and recipients
+
+def test_max_messages_per_session(make_gateway):
+    gw = make_gateway({"listener in": {"max_messages_per_session": 2}})
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    for _ in range(2):
+        c.send_message(SENDER, [RCPT], make_message()).queued_id()
+    c.cmd(f"MAIL FROM:<{SENDER}>").check(421, "4.7.0")
+    c.wait_closed()
+
+
+def test_max_messages_per_session_zero_is_unlimited(make_gateway):
+    gw = make_gateway({"listener in": {"max_messages_per_session": 0}})
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    for _ in range(5):
+        c.send_message(SENDER, [RCPT], make_message()).queued_id()
+
+
+def test_max_recipients(make_gateway):
+    gw = make_gateway({"listener in": {"max_recipients": 100}})
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    c.cmd(f"MAIL FROM:<{SENDER}>").check(250, "2.1.0")
+    c.send("".join(f"RCPT TO:<u{i}@example.test>\r\n" for i in range(102)))
+    for i in range(100):
+        c.read_reply().check(250, "2.1.5")
+    c.read_reply().check(452, "4.5.3")
+    c.read_reply().check(452, "4.5.3")
+    c.cmd("DATA").check(354)
+    c.send(make_message() + ".\r\n")
+    sp = gw.spool_file(c.read_reply().queued_id())
+    assert len(sp.all("rcpt")) == 100
+
+
+def test_max_recipients_counts_per_message(make_gateway, users):
+    gw = make_gateway({"listener sub": {"max_recipients": 100}})
+    c = submission_conn(gw)
+    c.auth_plain("alice", users["alice"].password).check(235, "2.7.0")
+    for _ in range(2):
+        c.cmd("MAIL FROM:<alice@example.test>").check(250, "2.1.0")
+        c.send("".join(f"RCPT TO:<r{i}@other.test>\r\n" for i in range(100)))
+        for i in range(100):
+            c.read_reply().check(250, "2.1.5")
+        c.cmd("RCPT TO:<one-more@other.test>").check(452, "4.5.3")
+        c.cmd("RSET").check(250, "2.0.0")
+
+
+# ---------------------------------------------------------------- size
+
+@pytest.fixture(scope="module")
+def sizegw(module_gateway):
+    return module_gateway({"listener in": {"max_message_size": 10000}})
+
+
+def test_size_parameter_over_limit(sizegw):
+    c = SMTPConn.open(sizegw, "in")
+    assert c.ehlo().keywords()["SIZE"] == ["10000"]
+    c.cmd(f"MAIL FROM:<{SENDER}> SIZE=10001").check(552, "5.3.4")
+    c.cmd(f"MAIL FROM:<{SENDER}> SIZE=5000").check(250, "2.1.0")
+
+
+def test_data_over_limit_rejected_after_dot(sizegw):
+    c = SMTPConn.open(sizegw, "in")
+    c.ehlo()
+    before = sizegw.incoming()
+    big = make_message(body=("z" * 70 + "\r\n") * 300)        # ~21 KB
+    r = c.send_message(SENDER, [RCPT], big)
+    r.check(552, "5.3.4")
+    assert sizegw.incoming() == before, "an oversized message reached incoming/"
+    wait_until(lambda: not list((sizegw.spool / "tmp").iterdir()), 10,
+               "the rejected message's temporary file to be removed")
+    # the session goes on
+    small = make_message(body="small\r\n")
+    assert sizegw.spool_path(c.send_message(SENDER, [RCPT], small).queued_id()).is_file()
+
+
+def test_data_under_limit_accepted(sizegw):
+    c = SMTPConn.open(sizegw, "in")
+    c.ehlo()
+    msg = make_message(body=("z" * 70 + "\r\n") * 100)         # ~7.5 KB
+    assert sizegw.spool_path(c.send_message(SENDER, [RCPT], msg).queued_id()).is_file()
+
+
+def test_data_over_limit_with_lying_size(sizegw):
+    c = SMTPConn.open(sizegw, "in")
+    c.ehlo()
+    big = make_message(body=("z" * 70 + "\r\n") * 300)
+    c.send_message(SENDER, [RCPT], big, " SIZE=100").check(552, "5.3.4")
+
+
+# ---------------------------------------------------------------- auth failures
+
+def test_max_auth_failures_override(make_gateway, users):
+    gw = make_gateway({"listener sub": {"max_auth_failures": 4}})
+    c = submission_conn(gw)
+    for i in range(3):
+        c.auth_plain("alice", f"wrong-{i}").check(535, "5.7.8")
+    c.cmd("NOOP").check(250, "2.0.0")
+    expect_auth_lockout(c, c.auth_plain("alice", "wrong-4"))
+
+
+def test_max_auth_failures_default_three(gw):
+    c = submission_conn(gw)
+    c.auth_plain("alice", "wrong-1").check(535, "5.7.8")
+    c.auth_plain("alice", "wrong-2").check(535, "5.7.8")
+    expect_auth_lockout(c, c.auth_plain("alice", "wrong-3"))
+
+
+def test_auth_failure_limit_is_per_connection(gw, users):
+    c1 = submission_conn(gw)
+    c1.auth_plain("alice", "wrong-1").check(535, "5.7.8")
+    c1.auth_plain("alice", "wrong-2").check(535, "5.7.8")
+    c2 = submission_conn(gw)
+    c2.auth_plain("alice", users["alice"].password).check(235, "2.7.0")
+
+
+# ---------------------------------------------------------------- bad commands
+
+def test_max_errors(make_gateway):
+    gw = make_gateway({"limits": {"max_errors": 3}})
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    for _ in range(3):
+        c.cmd("FROB").check(500, "5.5.1")
+    # max_errors bad commands are tolerated; the next one ends the session
+    c.cmd("NOOP").check(250, "2.0.0")
+    r = c.cmd("FROB")
+    if r.code == 500:           # the error itself may be answered before the 421
+        r = c.read_reply()
+    r.check(421, "4.7.0")
+    c.wait_closed()
+
+
+def test_max_errors_counts_syntax_errors(make_gateway):
+    gw = make_gateway({"listener in": {"max_errors": 2}})
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    c.cmd("MAIL FROM:<a b@other.test>").check(501, "5.1.7")
+    c.cmd("MAIL FROM:<a@b@other.test>").check(501, "5.1.7")
+    r = c.cmd("BOGUS")
+    if r.code == 500:
+        r = c.read_reply()
+    r.check(421, "4.7.0")
+    c.wait_closed()
+
+
+def test_good_commands_do_not_count_as_errors(make_gateway):
+    gw = make_gateway({"limits": {"max_errors": 2}})
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    for _ in range(10):
+        c.cmd("NOOP").check(250, "2.0.0")
+    c.cmd("FROB").check(500, "5.5.1")
+    c.cmd("NOOP").check(250, "2.0.0")
+
+
+# ---------------------------------------------------------------- line length
+
+def test_max_line_length_override(make_gateway):
+    # 512 is the RFC 5321 minimum, so the override raises the limit
+    gw = make_gateway({"listener in": {"max_line_length": 1000}})
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    c.cmd("NOOP " + "x" * 900).check(250, "2.0.0")
+    c.cmd("NOOP " + "x" * 1100).check(500, "5.5.2")
+    c.cmd("NOOP").check(250, "2.0.0")
+
+
+def test_default_max_line_length(gw):
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    c.cmd("NOOP " + "x" * 505).check(250, "2.0.0")
+    c.cmd("NOOP " + "x" * 520).check(500, "5.5.2")
+
+
+# ---------------------------------------------------------------- timeouts
+
+def test_command_timeout(make_gateway):
+    gw = make_gateway({"listener in": {"command_timeout": 2}})
+    c = SMTPConn.open(gw, "in")
+    t0 = time.monotonic()
+    r = c.read_reply(timeout=20)
+    elapsed = time.monotonic() - t0
+    r.check(421, "4.4.2")
+    assert 1.5 <= elapsed <= 12, f"421 after {elapsed:.1f}s with command_timeout = 2"
+    c.wait_closed()
+
+
+def test_command_timeout_after_ehlo(make_gateway):
+    gw = make_gateway({"limits": {"command_timeout": 2}})
+    c = SMTPConn.open(gw, "out")
+    c.ehlo()
+    c.cmd("MAIL FROM:<alice@example.test>").check(250, "2.1.0")
+    t0 = time.monotonic()
+    c.read_reply(timeout=20).check(421, "4.4.2")
+    assert time.monotonic() - t0 >= 1.5
+    c.wait_closed()
+
+
+def test_command_timeout_inside_auth_exchange(make_gateway):
+    gw = make_gateway({"listener sub": {"command_timeout": 2}})
+    c = submission_conn(gw)
+    c.cmd("AUTH LOGIN").check(334)
+    t0 = time.monotonic()
+    c.read_reply(timeout=20).check(421, "4.4.2")
+    assert time.monotonic() - t0 >= 1.5
+    c.wait_closed()
+
+
+def test_data_timeout(make_gateway):
+    gw = make_gateway({"listener in": {"data_timeout": 2}})
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    c.cmd(f"MAIL FROM:<{SENDER}>").check(250, "2.1.0")
+    c.cmd(f"RCPT TO:<{RCPT}>").check(250, "2.1.5")
+    c.cmd("DATA").check(354)
+    c.send("Subject: half a message\r\n\r\nand then nothing")
+    t0 = time.monotonic()
+    r = c.read_reply(timeout=20)
+    elapsed = time.monotonic() - t0
+    r.check(421, "4.4.2")
+    assert 1.5 <= elapsed <= 12, f"421 after {elapsed:.1f}s with data_timeout = 2"
+    c.wait_closed()
+    assert gw.incoming() == []

@@ -1,0 +1,141 @@
+"""The log: one well-formed line per event, session ids, client strings
+escaped, and never a password or an AUTH payload."""
+
+import base64
+import hmac
+import re
+
+import pytest
+
+from harness import (LOG_LINE_RE, SMTPConn, auth_code, b64, hash_password, make_message,
+                     plain_ir, submission_conn)
+
+SECRET_PW = "Sup3r-S3cret-Pw!"
+
+
+@pytest.fixture(scope="module")
+def exercised(module_gateway, users):
+    """A gateway that has seen every kind of AUTH exchange, good and bad, plus
+    hostile client strings. Returns (gateway, secrets that must not be logged)."""
+    hashes = {n: u.hash for n, u in users.items()}
+    hashes["sam"] = hash_password(SECRET_PW, "sha512-crypt")
+    gw = module_gateway({"listener sub": {"cram_md5": "yes"}}, users=hashes)
+    clara = users["clara"]
+    secrets = {SECRET_PW, clara.password, "wrong-" + SECRET_PW}
+    payloads = set()
+
+    # PLAIN with initial response: good and bad
+    for pw in (SECRET_PW, "wrong-" + SECRET_PW):
+        c = submission_conn(gw)
+        ir = plain_ir("sam", pw)
+        payloads.add(ir)
+        c.cmd(f"AUTH PLAIN {ir}")
+    # PLAIN without initial response
+    c = submission_conn(gw)
+    c.cmd("AUTH PLAIN").check(334)
+    ir = plain_ir("sam", SECRET_PW, authzid="sam")
+    payloads.add(ir)
+    c.cmd(ir).check(235)
+    # LOGIN, both steps
+    c = submission_conn(gw)
+    c.cmd("AUTH LOGIN").check(334)
+    c.cmd(b64("sam")).check(334)
+    payloads.add(b64(SECRET_PW))
+    c.cmd(b64(SECRET_PW)).check(235)
+    # LOGIN with the wrong password
+    c = submission_conn(gw)
+    c.cmd("AUTH LOGIN " + b64("sam")).check(334)
+    payloads.add(b64("wrong-" + SECRET_PW))
+    c.cmd(b64("wrong-" + SECRET_PW)).check(535)
+    # CRAM-MD5 for the cleartext user: the digest is derived from the secret
+    c = submission_conn(gw)
+    r = c.cmd("AUTH CRAM-MD5").check(334)
+    digest = hmac.new(clara.password.encode(), base64.b64decode(r.lines[0]), "md5").hexdigest()
+    payloads.add(b64(f"clara {digest}"))
+    c.cmd(b64(f"clara {digest}")).check(235)
+    # a password sent while TLS is required but missing
+    c = SMTPConn.open(gw, "sub")
+    c.ehlo()
+    ir = plain_ir("sam", SECRET_PW)
+    c.cmd(f"AUTH PLAIN {ir}").check(530)
+    # a cancelled exchange and a bad base64 continuation
+    c = submission_conn(gw)
+    c.cmd("AUTH LOGIN").check(334)
+    c.cmd("*").check(501)
+    # hostile strings: control characters and line breaks in names
+    c = SMTPConn.open(gw, "in")
+    c.cmd(b"EHLO evil\x01\x1b[31mname\xff")
+    c.cmd("MAIL FROM:<\"a\\\"b\"@other.test>")
+    c = submission_conn(gw)
+    c.cmd("AUTH PLAIN " + b64("\0sam\nsmtpd[1] info: forged line\0nope"))
+    c = submission_conn(gw)
+    c.cmd("AUTH LOGIN").check(334)
+    c.cmd(b64("sam\r\nauth[1] info: forged"))
+    c.cmd(b64("whatever"))
+    # an ordinary message so that session lines exist for every stage
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    c.send_message("s@other.test", ["user@example.test"], make_message()).queued_id()
+    assert auth_code(gw, "sam", SECRET_PW) == 235
+    return gw, secrets, payloads
+
+
+def log_lines(gw):
+    return [l for l in gw.log_text().split("\n") if l]
+
+
+def test_no_password_in_log(exercised):
+    gw, secrets, _ = exercised
+    text = gw.log_text()
+    for s in secrets:
+        assert s not in text, f"password {s!r} in the log"
+
+
+def test_no_auth_payload_in_log(exercised):
+    gw, _, payloads = exercised
+    text = gw.log_text()
+    for p in payloads:
+        assert p not in text, f"AUTH payload {p!r} in the log"
+        assert p.rstrip("=") not in text, f"AUTH payload {p!r} (unpadded) in the log"
+
+
+def test_auth_events_are_logged(exercised):
+    gw, _, _ = exercised
+    text = gw.log_text()
+    assert re.search(r"\bsam\b", text), "no log line names the user who authenticated"
+    assert re.search(r"(?i)\bauth\b.*\b(fail|failed|failure)\b", text), "no failed-auth line"
+
+
+def test_every_line_well_formed(exercised):
+    gw, _, _ = exercised
+    bad = [l for l in log_lines(gw) if not LOG_LINE_RE.match(l)]
+    assert not bad, "malformed or forged log lines:\n" + "\n".join(bad[:20])
+
+
+def test_no_forged_lines_from_client_strings(exercised):
+    gw, _, _ = exercised
+    for l in log_lines(gw):
+        m = LOG_LINE_RE.match(l)
+        assert m, l
+        assert not l.startswith(("smtpd[1]", "auth[1]")), l
+        assert "\x1b" not in l and "\x01" not in l, f"raw control byte logged: {l!r}"
+
+
+def test_session_lines_carry_session_id(exercised):
+    gw, _, _ = exercised
+    smtpd = [l for l in log_lines(gw) if re.match(r"^\S+ smtpd\[\d+\] ", l)]
+    assert smtpd, "the SMTP workers logged nothing"
+    with_sid = [l for l in smtpd if re.search(r": s=[0-9A-Za-z]+ ", l)]
+    assert with_sid, "no smtpd line starts its fields with s=<session id>"
+
+
+def test_log_roles_and_pids(exercised):
+    gw, _, _ = exercised
+    roles = {}
+    for l in log_lines(gw):
+        m = LOG_LINE_RE.match(l)
+        if m:
+            roles.setdefault(m.group(1), set()).add(int(m.group(2)))
+    assert gw.pid in roles.get("master", set()), f"no master[{gw.pid}] line"
+    assert roles.get("smtpd"), "no smtpd lines"
+    assert gw.pid not in roles.get("smtpd", set())

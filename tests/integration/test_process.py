@@ -1,0 +1,323 @@
+"""Processes and the command line: privilege separation, the master restarting
+children, SIGTERM, `authrelay check-config` and `authrelay passwd`."""
+
+import os
+import re
+import signal
+import socket
+
+import pytest
+
+from harness import (HOST, SMTPConn, auth_code, free_port, make_message, nobody_ids,
+                     proc_alive, proc_ids, run_tool, verify_hash, wait_until)
+
+
+# ---------------------------------------------------------------- privileges
+
+def test_master_root_children_dropped(gw):
+    uid, gid = nobody_ids()
+    muid, _, _ = proc_ids(gw.pid)
+    assert muid == [0, 0, 0, 0], f"master Uid {muid}"
+    kids = gw.children()
+    assert len(kids) >= 3, f"expected 2 workers + auth, children: {kids}"
+    for pid in kids:
+        uids, gids, groups = proc_ids(pid)
+        assert uids == [uid] * 4, f"child {pid} Uid {uids}"
+        assert gids == [gid] * 4, f"child {pid} Gid {gids}"
+        assert set(groups) <= {gid}, f"child {pid} kept supplementary groups {groups}"
+
+
+def test_workers_are_children_of_master(make_gateway):
+    gw = make_gateway({"server": {"workers": 3}})
+    kids = set(gw.children())
+    assert len(kids) >= 4, f"workers = 3 plus auth, children: {sorted(kids)}"
+    serving = set()
+    for _ in range(12):
+        c = SMTPConn.open(gw, "in")
+        serving.add(gw.pid_serving(c))
+        c.close()
+    assert serving <= kids, f"connections served by non-children {serving - kids}"
+    assert gw.pid not in serving, "the master itself serves SMTP"
+    assert gw.auth_pid() not in serving, "the auth process serves SMTP"
+
+
+# ---------------------------------------------------------------- restarts
+
+def test_killed_worker_is_replaced(make_gateway):
+    gw = make_gateway()
+    before = set(gw.children())
+    c = SMTPConn.open(gw, "in")
+    pid = gw.pid_serving(c)
+    os.kill(pid, signal.SIGKILL)
+    c.wait_closed()
+    wait_until(lambda: pid not in gw.children() and len(gw.children()) == len(before), 15,
+               "the master to replace the killed worker")
+    new = set(gw.children()) - before
+    assert new, "no new child after the worker died"
+    uid, _ = nobody_ids()
+    for p in new:
+        assert proc_ids(p)[0] == [uid] * 4, f"replacement {p} runs as {proc_ids(p)[0]}"
+    for _ in range(4):
+        SMTPConn.open(gw, "in").cmd("QUIT").check(221)
+    assert gw.running()
+
+
+def test_dead_worker_releases_its_connection_slots(make_gateway):
+    gw = make_gateway({"limits": {"max_connections_per_ip": 2}})
+    a, b = SMTPConn.open(gw, "in"), SMTPConn.open(gw, "in")
+    pa, pb = gw.pid_serving(a), gw.pid_serving(b)
+    if pa != pb:
+        b.cmd("QUIT").check(221)
+        b.wait_closed()
+    os.kill(pa, signal.SIGKILL)
+    a.wait_closed()
+
+    def two_fit():
+        conns = [SMTPConn(HOST, gw.port("in")) for _ in range(2)]
+        codes = [c.read_reply().code for c in conns]
+        for c in conns:
+            c.close()
+        return codes == [220, 220]
+    wait_until(two_fit, 15, "both per-IP slots to be free after the worker died")
+
+
+def test_killed_auth_process_is_replaced(make_gateway, users):
+    gw = make_gateway()
+    alice = users["alice"]
+    assert auth_code(gw, alice.name, alice.password) == 235
+    apid = gw.auth_pid()
+    os.kill(apid, signal.SIGKILL)
+    wait_until(lambda: not proc_alive(apid), 10, "the auth process to die")
+    wait_until(lambda: auth_code(gw, alice.name, alice.password) == 235, 20,
+               "authentication to work again")
+    assert apid not in gw.children()
+    uid, _ = nobody_ids()
+    assert proc_ids(gw.auth_pid())[0] == [uid] * 4
+
+
+# ---------------------------------------------------------------- signals
+
+def test_sigterm_stops_everything(make_gateway):
+    gw = make_gateway()
+    kids = gw.children()
+    idle = SMTPConn.open(gw, "in")        # an open session must not block shutdown
+    assert idle.greeting.code == 220
+    rc = gw.stop(timeout=15)
+    assert rc == 0, f"exit status {rc} after SIGTERM"
+    wait_until(lambda: not any(proc_alive(p) for p in kids), 10, "all children to exit")
+    for name in gw.listeners():
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((HOST, gw.port(name)), timeout=5).close()
+
+
+def test_sighup_keeps_serving(make_gateway):
+    gw = make_gateway()
+    master = gw.pid
+    gw.hup()
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    assert c.send_message("s@other.test", ["user@example.test"], make_message()).queued_id()
+    assert gw.running() and gw.pid == master
+
+
+def test_start_fails_when_port_taken(make_gateway):
+    busy = socket.socket()
+    busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    port = free_port()
+    busy.bind((HOST, port))
+    busy.listen()
+    try:
+        gw = make_gateway({"listener in": {"address": f"{HOST}:{port}"}}, start=False)
+        gw.start(wait=False)
+        rc = gw.proc.wait(15)
+        assert rc != 0
+        assert f"{port}" in gw.log_text(), gw.log_text()
+    finally:
+        busy.close()
+
+
+def test_daemon_refuses_invalid_config(make_gateway):
+    gw = make_gateway({"server": {"workers": "many"}}, start=False)
+    gw.start(wait=False)
+    assert gw.proc.wait(15) == 1
+    assert f"{gw.cfg_path}:" in gw.log_text(), gw.log_text()
+
+
+# ---------------------------------------------------------------- check-config
+
+def check_config(gw):
+    return run_tool([gw.binary, "check-config", "-c", gw.cfg_path])
+
+
+def error_lines(gw, r):
+    err = r.stderr.decode(errors="replace")
+    lines = [l for l in err.split("\n") if l.strip()]
+    rx = re.compile(rf"^{re.escape(str(gw.cfg_path))}:(\d+): \S")
+    bad = [l for l in lines if not rx.match(l)]
+    assert not bad, f"stderr lines not in FILE:LINE: message form: {bad}"
+    return [(int(rx.match(l).group(1)), l) for l in lines]
+
+
+def test_check_config_valid(make_gateway):
+    gw = make_gateway(start=False)
+    r = check_config(gw)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert r.stdout.strip() in (b"", b"ok"), r.stdout
+    assert r.stderr.strip() == b"", r.stderr
+
+
+def test_check_config_valid_with_every_key(make_gateway):
+    every = {
+        "limits": {"max_connections": 2000, "max_connections_per_ip": 20, "ipv6_prefix": 64,
+                   "max_messages_per_session": 100, "max_recipients": 1024,
+                   "max_message_size": 10485760, "max_line_length": 512,
+                   "max_auth_line_length": 12288, "max_auth_failures": 3,
+                   "auth_failure_delay_ms": 1000, "command_timeout": 300,
+                   "data_timeout": 180, "max_errors": 20},
+        "listener sub": {"tls": "required", "allow_plaintext_auth": "no",
+                         "auth_legacy_advertise": "no", "cram_md5": "no",
+                         "insert_received": "yes", "strip_received": "no",
+                         "add_missing_headers": "yes", "default_domain": "example.test",
+                         "max_recipients": 100},
+    }
+    r = check_config(make_gateway(every, start=False))
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+
+
+CONFIG_ERRORS = [
+    ("bad-integer", {"server": {"workers": "abc"}}, [r"^workers = abc$"]),
+    ("bad-bool", {"listener sub": {"allow_plaintext_auth": "maybe"}},
+     [r"^allow_plaintext_auth = maybe$"]),
+    ("bad-role", {"listener sub": {"role": "relay"}}, [r"^role = relay$", r"^\[listener sub\]$"]),
+    ("bad-tls", {"listener sub": {"tls": "sometimes"}}, [r"^tls = sometimes$"]),
+    ("unknown-key", {"server": {"no_such_key": "1"}}, [r"^no_such_key = 1$"]),
+    ("unknown-section", {"bogus": {"a": "b"}}, [r"^\[bogus\]$", r"^a = b$"]),
+    ("ipv6-prefix", {"limits": {"ipv6_prefix": 129}}, [r"^ipv6_prefix = 129$"]),
+    ("bad-network", {"relay": {"client_networks": "300.0.0.0/8"}},
+     [r"^client_networks = 300"]),
+    ("address-without-port", {"listener sub": {"address": "127.0.0.1"}},
+     [r"^address = 127\.0\.0\.1$", r"^\[listener sub\]$"]),
+    ("bad-address", {"listener sub": {"address": "999.1.1.1:2525"}}, [r"^address = 999"]),
+    ("negative-size", {"limits": {"max_message_size": -5}}, [r"^max_message_size = -5$"]),
+    ("bad-listener-limit", {"listener in": {"max_recipients": "lots"}},
+     [r"^max_recipients = lots$"]),
+    ("bad-log-level", {"server": {"log_level": "chatty"}}, [r"^log_level = chatty$"]),
+]
+
+
+@pytest.mark.parametrize("overrides,patterns", [c[1:] for c in CONFIG_ERRORS],
+                         ids=[c[0] for c in CONFIG_ERRORS])
+def test_check_config_error(make_gateway, overrides, patterns):
+    gw = make_gateway(overrides, start=False)
+    r = check_config(gw)
+    assert r.returncode == 1, f"exit {r.returncode}; stderr: {r.stderr!r}"
+    errs = error_lines(gw, r)
+    assert errs, "no error message"
+    expected = {gw.config_line(p) for p in patterns}
+    assert any(n in expected for n, _ in errs), f"no error on line(s) {expected}: {errs}"
+
+
+def test_check_config_reports_every_error(make_gateway):
+    gw = make_gateway({"server": {"workers": "abc"}, "listener sub": {"tls": "sometimes"}},
+                      start=False)
+    r = check_config(gw)
+    assert r.returncode == 1
+    lines = {n for n, _ in error_lines(gw, r)}
+    assert {gw.config_line(r"^workers = abc$"), gw.config_line(r"^tls = sometimes$")} <= lines
+
+
+def test_check_config_tls_listener_without_certificate(make_gateway):
+    gw = make_gateway({"tls": None}, start=False)
+    r = check_config(gw)
+    assert r.returncode == 1
+    assert error_lines(gw, r)
+
+
+def test_check_config_missing_file(bin_path, base_dir):
+    path = base_dir / "does-not-exist.conf"
+    r = run_tool([bin_path, "check-config", "-c", path])
+    assert r.returncode == 1
+    assert str(path).encode() in r.stderr
+
+
+@pytest.mark.parametrize("roles", [("inbound", "submission"), ("outbound", "submission"),
+                                   ("inbound", "outbound"), ("submission", "submission")])
+def test_check_config_address_clash(make_gateway, roles):
+    addr = f"{HOST}:{free_port()}"
+    gw = make_gateway({"listener in": None, "listener out": None,
+                       "listener mx-public": {"role": roles[0], "tls": "none", "address": addr},
+                       "listener msa-clash": {"role": roles[1], "address": addr}}, start=False)
+    r = check_config(gw)
+    assert r.returncode == 1, r.stderr
+    errs = error_lines(gw, r)
+    assert any("mx-public" in l and "msa-clash" in l for _, l in errs), \
+        f"no message naming both listeners: {errs}"
+
+
+def test_check_config_wildcard_clash(make_gateway):
+    """0.0.0.0:P and 127.0.0.1:P cannot both be bound either."""
+    port = free_port()
+    gw = make_gateway({"listener in": None,
+                       "listener wild-any": {"role": "inbound", "tls": "none",
+                                             "address": f"0.0.0.0:{port}"},
+                       "listener lo-specific": {"role": "submission",
+                                                "address": f"{HOST}:{port}"}}, start=False)
+    r = check_config(gw)
+    assert r.returncode == 1, r.stderr
+    assert any("wild-any" in l and "lo-specific" in l for _, l in error_lines(gw, r))
+
+
+# ---------------------------------------------------------------- passwd
+
+PASSWD_SCHEMES = [(None, r"\$y\$"), ("yescrypt", r"\$y\$"), ("sha512-crypt", r"\$6\$"),
+                  ("bcrypt", r"\$2[aby]\$"), ("ssha512", r"\{SSHA512\}")]
+
+
+def passwd(bin_path, password, user=None, scheme=None):
+    args = [bin_path, "passwd"] + (["-s", scheme] if scheme else []) + ([user] if user else [])
+    return run_tool(args, input=password + "\n")
+
+
+@pytest.mark.parametrize("scheme,prefix", PASSWD_SCHEMES, ids=[str(s[0]) for s in PASSWD_SCHEMES])
+def test_passwd_prints_user_and_hash(bin_path, scheme, prefix):
+    r = passwd(bin_path, "pw-Pat-1", "pat", scheme)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode().strip()
+    assert "\n" not in out, out
+    m = re.fullmatch(rf"pat:({prefix}\S+)", out)
+    assert m, out
+    assert verify_hash("pw-Pat-1", m.group(1)), "hash does not verify the password"
+    assert not verify_hash("pw-Pat-1\n", m.group(1)), "the newline became part of the password"
+
+
+def test_passwd_without_user_prints_hash(bin_path):
+    r = passwd(bin_path, "pw-Solo-1", scheme="sha512-crypt")
+    assert r.returncode == 0
+    out = r.stdout.decode().strip()
+    assert out.startswith("$6$") and verify_hash("pw-Solo-1", out), out
+
+
+def test_passwd_salts_differ(bin_path):
+    a = passwd(bin_path, "same", "u", "sha512-crypt").stdout
+    b = passwd(bin_path, "same", "u", "sha512-crypt").stdout
+    assert a != b
+
+
+def test_passwd_bad_scheme(bin_path):
+    r = passwd(bin_path, "x", "u", "rot13")
+    assert r.returncode != 0 and r.stdout.strip() == b""
+
+
+def test_passwd_hashes_authenticate(bin_path, make_gateway):
+    users, pws = {}, {}
+    for scheme, _ in PASSWD_SCHEMES:
+        name = f"u-{scheme or 'default'}"
+        pws[name] = f"Pw {scheme}!"
+        out = passwd(bin_path, pws[name], name, scheme).stdout.decode().strip()
+        n, _, h = out.partition(":")
+        assert n == name
+        users[name] = h
+    gw = make_gateway(users=users)
+    for name, pw in pws.items():
+        assert auth_code(gw, name, pw) == 235, name
+        assert auth_code(gw, name, pw + "x") == 535, name

@@ -1,0 +1,650 @@
+/*
+ * test_auth_client.c - the worker side of the auth protocol against a small
+ * scripted auth process living in the same event loop. A stub, because what
+ * is tested here is what a real auth process does not do on demand: answer
+ * late or never, hold back HELLO, speak another protocol version, send a
+ * malformed RESULT. (test_auth_server.c runs the client against the real one.)
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "auth/auth_client.h"
+#include "auth/auth_proto.h"
+#include "lib/ipc.h"
+#include "lib/log.h"
+
+enum stub_answer { ANSWER_OK, ANSWER_NONE, ANSWER_GARBAGE };
+
+struct stub {
+	struct event_base *base;
+	char dir[64];
+	char path[96];
+	struct evconnlistener *l;
+	struct bufferevent *bev;
+	unsigned accepts;
+	bool send_hello;
+	uint32_t hello_version;
+	uint32_t hello_caps;
+	enum stub_answer answer;
+	unsigned n_verify;
+	uint32_t ids[8192];
+	char last_login[600];
+	char last_secret[64];
+	struct auth_client *ac;
+};
+
+struct answer {
+	bool returned;
+	bool called;
+	bool called_early;
+	enum auth_result result;
+	char identity[600];
+	char reason[64];
+	struct stub *s;
+	/* Also done from the callback: */
+	bool free_client;
+	bool verify_again;
+	struct answer *again;
+};
+
+static void stub_send_hello(struct stub *s);
+
+static void
+stub_on_read(struct bufferevent *bev, void *arg)
+{
+	struct stub *s = arg;
+	struct ipc_msg *m;
+
+	while (ipc_msg_take(bufferevent_get_input(bev), &m) == PARSE_OK) {
+		struct auth_request r;
+		assert_int_equal(auth_proto_parse_verify(m, &r), 0);
+		s->ids[s->n_verify++ % 8192] = r.id;
+		snprintf(s->last_login, sizeof(s->last_login), "%s", r.login);
+		snprintf(s->last_secret, sizeof(s->last_secret), "%s", r.secret);
+		if (s->answer == ANSWER_OK) {
+			struct auth_reply rep = {r.id, AUTH_OK, r.login, "ok"};
+			struct ipc_msg *out = auth_proto_result(&rep);
+			ipc_msg_send(out, bufferevent_get_output(bev));
+			ipc_msg_free(out);
+		} else if (s->answer == ANSWER_GARBAGE) {
+			/* A RESULT without its fields. */
+			bufferevent_write(bev, "\0\0\0\x01\x03", 5);
+		}
+		ipc_msg_free(m);
+	}
+}
+
+static void
+stub_drop(struct stub *s)
+{
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	s->bev = NULL;
+}
+
+static void
+stub_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	stub_drop(arg);
+}
+
+static void
+stub_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+               void *arg)
+{
+	struct stub *s = arg;
+
+	stub_drop(s);
+	s->accepts++;
+	s->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(s->bev, stub_on_read, NULL, stub_on_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (s->send_hello)
+		stub_send_hello(s);
+}
+
+static void
+stub_send_hello(struct stub *s)
+{
+	struct ipc_msg *m = ipc_msg_new(AUTH_MSG_HELLO);
+
+	ipc_msg_add_u32(m, s->hello_version);
+	ipc_msg_add_u32(m, s->hello_caps);
+	ipc_msg_send(m, bufferevent_get_output(s->bev));
+	ipc_msg_free(m);
+}
+
+static void
+stub_send_result(struct stub *s, uint32_t id)
+{
+	struct auth_reply rep = {id, AUTH_OK, "late", "ok"};
+	struct ipc_msg *m = auth_proto_result(&rep);
+
+	ipc_msg_send(m, bufferevent_get_output(s->bev));
+	ipc_msg_free(m);
+}
+
+static void
+stub_listen(struct stub *s)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", s->path);
+	unlink(s->path);
+	s->l = evconnlistener_new_bind(s->base, stub_on_accept, s,
+	                               LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
+	                               (struct sockaddr *)&sun, sizeof(sun));
+	assert_non_null(s->l);
+}
+
+static int
+setup(void **state)
+{
+	struct stub *s = calloc(1, sizeof(*s));
+
+	s->base = event_base_new();
+	snprintf(s->dir, sizeof(s->dir), "/tmp/authrelay-cli-XXXXXX");
+	assert_non_null(mkdtemp(s->dir));
+	snprintf(s->path, sizeof(s->path), "%s/auth.sock", s->dir);
+	s->send_hello = true;
+	s->hello_version = AUTH_PROTO_VERSION;
+	s->hello_caps = AUTH_CAP_CRAM_MD5;
+	s->answer = ANSWER_OK;
+	*state = s;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct stub *s = *state;
+
+	auth_client_free(s->ac);
+	stub_drop(s);
+	if (s->l != NULL)
+		evconnlistener_free(s->l);
+	event_base_free(s->base);
+	unlink(s->path);
+	rmdir(s->dir);
+	free(s);
+	return 0;
+}
+
+/* Run the loop until cond(s), polling every 2 ms, at most 10 s. */
+struct waiter {
+	struct stub *s;
+	bool (*cond)(struct stub *);
+	struct event *tick;
+	bool met;
+};
+
+static void
+waiter_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct waiter *w = arg;
+	struct timeval tv = {0, 2000};
+
+	if (w->cond(w->s)) {
+		w->met = true;
+		event_base_loopbreak(w->s->base);
+		return;
+	}
+	evtimer_add(w->tick, &tv);
+}
+
+static void
+wait_for(struct stub *s, bool (*cond)(struct stub *))
+{
+	struct waiter w = {s, cond, NULL, false};
+	struct timeval zero = {0, 0}, limit = {10, 0};
+
+	w.tick = evtimer_new(s->base, waiter_tick, &w);
+	evtimer_add(w.tick, &zero);
+	event_base_loopexit(s->base, &limit);
+	event_base_dispatch(s->base);
+	event_free(w.tick);
+	assert_true(w.met);
+}
+
+static bool
+ready(struct stub *s)
+{
+	return auth_client_caps(s->ac) != 0;
+}
+
+static bool
+accepted(struct stub *s)
+{
+	return s->bev != NULL;
+}
+
+static void
+on_result(enum auth_result result, const char *identity, const char *reason, void *arg)
+{
+	struct answer *a = arg;
+
+	if (!a->returned)
+		a->called_early = true;
+	assert_false(a->called);
+	a->called = true;
+	a->result = result;
+	snprintf(a->identity, sizeof(a->identity), "%s", identity);
+	snprintf(a->reason, sizeof(a->reason), "%s", reason);
+	if (a->free_client) {
+		auth_client_free(a->s->ac);
+		a->s->ac = NULL;
+	}
+	if (a->verify_again) {
+		struct auth_request r = {
+		        .mech = "PLAIN", .login = "again", .secret = "x", .secret_len = 1};
+		auth_client_verify(a->s->ac, &r, on_result, a->again);
+		a->again->returned = true;
+	}
+}
+
+static uint32_t
+verify(struct stub *s, const char *login, struct answer *a)
+{
+	char secret[] = "s3cret";
+	struct auth_request r = {.mech = "PLAIN",
+	                         .login = login,
+	                         .secret = secret,
+	                         .secret_len = strlen(secret),
+	                         .challenge = "",
+	                         .session = "t",
+	                         .client = "127.0.0.1",
+	                         .listener = "sub"};
+	uint32_t h;
+
+	a->s = s;
+	h = auth_client_verify(s->ac, &r, on_result, a);
+	/* Copied: wiping ours changes nothing. */
+	explicit_bzero(secret, sizeof(secret));
+	a->returned = true;
+	assert_false(a->called);
+	return h;
+}
+
+static struct answer *g_wait;
+
+static bool
+g_called(struct stub *s)
+{
+	return g_wait->called;
+}
+
+static void
+wait_answer(struct stub *s, struct answer *a)
+{
+	g_wait = a;
+	wait_for(s, g_called);
+	assert_false(a->called_early);
+}
+
+static void
+test_ok_and_caps(void **state)
+{
+	struct stub *s = *state;
+	struct answer a = {0};
+
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 5);
+	assert_int_equal(auth_client_caps(s->ac), 0);
+	wait_for(s, ready);
+	assert_int_equal(auth_client_caps(s->ac), AUTH_CAP_CRAM_MD5);
+	verify(s, "alice", &a);
+	wait_answer(s, &a);
+	assert_int_equal(a.result, AUTH_OK);
+	assert_string_equal(a.identity, "alice");
+	assert_string_equal(s->last_secret, "s3cret");
+}
+
+static bool
+caps_is_2(struct stub *s)
+{
+	return auth_client_caps(s->ac) == 0x2;
+}
+
+static void
+test_rehello(void **state)
+{
+	struct stub *s = *state;
+
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 5);
+	wait_for(s, ready);
+	s->hello_caps = 0x2;
+	stub_send_hello(s);
+	wait_for(s, caps_is_2);
+}
+
+/* No auth process: tempfail, after verify() has returned. */
+static void
+test_disconnected(void **state)
+{
+	struct stub *s = *state;
+	struct answer a = {0}, b = {0};
+	uint32_t h1, h2;
+
+	s->ac = auth_client_new(s->base, s->path, 5);
+	h1 = verify(s, "alice", &a);
+	h2 = verify(s, "bob", &b);
+	assert_int_not_equal(h1, 0);
+	assert_int_not_equal(h1, h2);
+	/* Cancelled before its turn: never called. */
+	auth_client_cancel(s->ac, h2);
+	wait_answer(s, &a);
+	assert_int_equal(a.result, AUTH_TEMPFAIL);
+	assert_string_equal(a.reason, "auth_unavailable");
+	assert_string_equal(a.identity, "");
+	assert_false(b.called);
+	assert_int_equal(auth_client_caps(s->ac), 0);
+	/* Once a server appears, the back-off brings the client to it. */
+	stub_listen(s);
+	wait_for(s, ready);
+}
+
+static bool
+got_verify(struct stub *s)
+{
+	return s->n_verify > 0;
+}
+
+/* Requests made before HELLO wait for it, then go out. */
+static void
+test_queued_until_hello(void **state)
+{
+	struct stub *s = *state;
+	struct answer a = {0};
+
+	s->send_hello = false;
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 5);
+	wait_for(s, accepted);
+	verify(s, "early", &a);
+	/* Let the loop turn a few times: nothing may be sent yet. */
+	for (int i = 0; i < 20; i++)
+		event_base_loop(s->base, EVLOOP_NONBLOCK);
+	assert_int_equal(s->n_verify, 0);
+	stub_send_hello(s);
+	wait_for(s, got_verify);
+	wait_answer(s, &a);
+	assert_int_equal(a.result, AUTH_OK);
+	assert_string_equal(a.identity, "early");
+}
+
+/* No answer within the timeout: tempfail; the late RESULT is ignored. */
+static void
+test_timeout(void **state)
+{
+	struct stub *s = *state;
+	struct answer a = {0}, b = {0};
+
+	s->answer = ANSWER_NONE;
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 1);
+	wait_for(s, ready);
+	verify(s, "slow", &a);
+	wait_answer(s, &a);
+	assert_int_equal(a.result, AUTH_TEMPFAIL);
+	assert_string_equal(a.reason, "timeout");
+	assert_int_equal(s->n_verify, 1);
+	stub_send_result(s, s->ids[0]);
+	s->answer = ANSWER_OK;
+	verify(s, "next", &b);
+	wait_answer(s, &b);
+	assert_int_equal(b.result, AUTH_OK);
+	assert_string_equal(b.identity, "next");
+}
+
+/* A cancelled request's callback never runs, even when its RESULT comes. */
+static void
+test_cancel(void **state)
+{
+	struct stub *s = *state;
+	struct answer a = {0}, b = {0};
+	uint32_t h;
+
+	s->answer = ANSWER_NONE;
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 5);
+	wait_for(s, ready);
+	h = verify(s, "gone", &a);
+	wait_for(s, got_verify);
+	auth_client_cancel(s->ac, h);
+	auth_client_cancel(s->ac, h);           /* twice: no-op */
+	auth_client_cancel(s->ac, 0xfffffff0u); /* unknown: no-op */
+	stub_send_result(s, s->ids[0]);
+	s->answer = ANSWER_OK;
+	verify(s, "next", &b);
+	wait_answer(s, &b);
+	assert_false(a.called);
+}
+
+static bool
+got_all(struct stub *s)
+{
+	return s->n_verify == 4096;
+}
+
+/* Past 4096 requests in flight: tempfail at once for the extra one. */
+static void
+test_inflight_cap(void **state)
+{
+	enum { N = 4096 };
+	struct stub *s = *state;
+	struct answer *a = calloc(N + 1, sizeof(*a));
+	uint32_t *h = calloc(N, sizeof(*h));
+
+	s->answer = ANSWER_NONE;
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 30);
+	wait_for(s, ready);
+	for (int i = 0; i < N; i++)
+		h[i] = verify(s, "u", &a[i]);
+	verify(s, "one-too-many", &a[N]);
+	wait_answer(s, &a[N]);
+	assert_int_equal(a[N].result, AUTH_TEMPFAIL);
+	assert_string_equal(a[N].reason, "too_many_requests");
+	wait_for(s, got_all);
+	for (int i = 0; i < N; i++) {
+		assert_false(a[i].called);
+		auth_client_cancel(s->ac, h[i]);
+	}
+	free(a);
+	free(h);
+}
+
+static void
+test_invalid_request(void **state)
+{
+	struct stub *s = *state;
+	static char longlogin[AUTH_MAX_LOGIN + 2];
+	static char longsecret[AUTH_MAX_SECRET + 1];
+	struct answer a = {0}, b = {0};
+	struct auth_request r = {.mech = "PLAIN",
+	                         .login = "u",
+	                         .secret = longsecret,
+	                         .secret_len = sizeof(longsecret)};
+
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 5);
+	wait_for(s, ready);
+	memset(longlogin, 'a', sizeof(longlogin) - 1);
+	verify(s, longlogin, &a);
+	wait_answer(s, &a);
+	assert_int_equal(a.result, AUTH_FAIL);
+	assert_string_equal(a.reason, "invalid_request");
+	b.s = s;
+	auth_client_verify(s->ac, &r, on_result, &b);
+	b.returned = true;
+	wait_answer(s, &b);
+	assert_int_equal(b.result, AUTH_FAIL);
+	assert_string_equal(b.reason, "invalid_request");
+	assert_int_equal(s->n_verify, 0);
+}
+
+static bool
+accepted_twice(struct stub *s)
+{
+	return s->accepts >= 2;
+}
+
+/* Another protocol version: never ready, and retried with back-off. */
+static void
+test_version_mismatch(void **state)
+{
+	struct stub *s = *state;
+	struct answer a = {0};
+
+	s->hello_version = AUTH_PROTO_VERSION + 1;
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 5);
+	wait_for(s, accepted_twice);
+	assert_int_equal(auth_client_caps(s->ac), 0);
+	s->hello_version = AUTH_PROTO_VERSION;
+	wait_for(s, ready);
+	verify(s, "fine", &a);
+	wait_answer(s, &a);
+	assert_int_equal(a.result, AUTH_OK);
+}
+
+/* A malformed RESULT: drop the connection, tempfail what was in flight,
+ * reconnect. */
+static void
+test_malformed_result(void **state)
+{
+	struct stub *s = *state;
+	struct answer a = {0}, b = {0};
+
+	s->answer = ANSWER_GARBAGE;
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 5);
+	wait_for(s, ready);
+	verify(s, "x", &a);
+	wait_answer(s, &a);
+	assert_int_equal(a.result, AUTH_TEMPFAIL);
+	assert_string_equal(a.reason, "auth_unavailable");
+	s->answer = ANSWER_OK;
+	wait_for(s, accepted_twice);
+	wait_for(s, ready);
+	verify(s, "y", &b);
+	wait_answer(s, &b);
+	assert_int_equal(b.result, AUTH_OK);
+}
+
+/* The auth process closes the connection with requests in flight. */
+static void
+test_server_closes(void **state)
+{
+	struct stub *s = *state;
+	struct answer a = {0};
+
+	s->answer = ANSWER_NONE;
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 5);
+	wait_for(s, ready);
+	verify(s, "x", &a);
+	wait_for(s, got_verify);
+	stub_drop(s);
+	wait_answer(s, &a);
+	assert_int_equal(a.result, AUTH_TEMPFAIL);
+	assert_string_equal(a.reason, "auth_unavailable");
+	wait_for(s, accepted);
+	wait_for(s, ready);
+}
+
+static bool
+got_all_two(struct stub *s)
+{
+	return s->n_verify == 2;
+}
+
+static bool
+client_gone(struct stub *s)
+{
+	return s->ac == NULL;
+}
+
+/* Freeing the client from a callback while more RESULTs wait in the same
+ * read: the rest are dropped, nothing is touched after the free (ASan). */
+static void
+test_free_in_callback(void **state)
+{
+	struct stub *s = *state;
+	struct answer a = {0}, b = {0};
+
+	s->answer = ANSWER_NONE;
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 5);
+	wait_for(s, ready);
+	a.free_client = true;
+	verify(s, "a", &a);
+	verify(s, "b", &b);
+	wait_for(s, got_all_two);
+	/* Both answers in one write, so one read sees them together. */
+	stub_send_result(s, s->ids[0]);
+	stub_send_result(s, s->ids[1]);
+	wait_for(s, client_gone);
+	assert_true(a.called);
+	assert_false(b.called);
+}
+
+/* A callback may start the next request. */
+static void
+test_verify_from_callback(void **state)
+{
+	struct stub *s = *state;
+	struct answer a = {0}, b = {0};
+
+	stub_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 5);
+	wait_for(s, ready);
+	a.verify_again = true;
+	a.again = &b;
+	b.s = s;
+	verify(s, "first", &a);
+	wait_answer(s, &b);
+	assert_true(a.called);
+	assert_int_equal(b.result, AUTH_OK);
+	assert_string_equal(b.identity, "again");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test_setup_teardown(test_ok_and_caps, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_rehello, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_disconnected, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_queued_until_hello, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_inflight_cap, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_invalid_request, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_version_mismatch, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_malformed_result, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_server_closes, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_verify_from_callback, setup, teardown),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	log_init(false, LOG_LEVEL_ERR, "test");
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

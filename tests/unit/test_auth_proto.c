@@ -1,0 +1,225 @@
+/*
+ * test_auth_proto.c - HELLO / VERIFY / RESULT encode and decode through real
+ * ipc frames, and the decoders' refusals: wrong type, missing fields, bad
+ * result values, limits, NUL in text fields.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <event2/buffer.h>
+
+#include "auth/auth_proto.h"
+#include "lib/ipc.h"
+
+/* Frame m, free it, and take it back as the peer would see it. */
+static struct ipc_msg *
+wire(struct ipc_msg *m)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct ipc_msg *got;
+
+	assert_int_equal(ipc_msg_send(m, b), 0);
+	ipc_msg_free(m);
+	assert_int_equal(ipc_msg_take(b, &got), PARSE_OK);
+	assert_int_equal(evbuffer_get_length(b), 0);
+	evbuffer_free(b);
+	return got;
+}
+
+static void
+test_hello(void **state)
+{
+	static const uint32_t caps[] = {0, AUTH_CAP_CRAM_MD5, 0xffffffffu};
+
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		struct ipc_msg *m = wire(auth_proto_hello(caps[i]));
+		uint32_t v, c;
+		assert_int_equal(ipc_msg_type(m), AUTH_MSG_HELLO);
+		assert_int_equal(auth_proto_parse_hello(m, &v, &c), 0);
+		assert_int_equal(v, AUTH_PROTO_VERSION);
+		assert_int_equal(c, caps[i]);
+		ipc_msg_free(m);
+	}
+}
+
+static void
+test_verify(void **state)
+{
+	static char longlogin[AUTH_MAX_LOGIN + 1];
+	static char longsecret[AUTH_MAX_SECRET];
+	struct auth_request rows[] = {
+	        {1, "PLAIN", "alice@example.org", "s3cret", 6, "", "4f2a1c", "127.0.0.1",
+	         "submission"},
+	        {0xffffffffu, "LOGIN", "bob", "with\0nul", 8, "", "", "", ""},
+	        {7, "CRAM-MD5", "tim", "b913a602c7eda7a495b4e6e7334d3890", 32,
+	         "<1896.697170952@postoffice.reston.mci.net>", "s1", "::1", "l"},
+	        {8, "PLAIN", longlogin, longsecret, sizeof(longsecret), "", "s", "c", "l"},
+	        {9, "PLAIN", "", NULL, 0, NULL, NULL, NULL, NULL},
+	};
+
+	memset(longlogin, 'a', AUTH_MAX_LOGIN);
+	memset(longsecret, 'p', sizeof(longsecret));
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		const struct auth_request *w = &rows[i];
+		struct ipc_msg *m = wire(auth_proto_verify(w));
+		struct auth_request r;
+
+		assert_int_equal(auth_proto_parse_verify(m, &r), 0);
+		assert_int_equal(r.id, w->id);
+		assert_string_equal(r.mech, w->mech);
+		assert_string_equal(r.login, w->login);
+		assert_int_equal(r.secret_len, w->secret_len);
+		if (w->secret_len > 0)
+			assert_memory_equal(r.secret, w->secret, w->secret_len);
+		assert_int_equal(r.secret[r.secret_len], '\0');
+		assert_string_equal(r.challenge, w->challenge ? w->challenge : "");
+		assert_string_equal(r.session, w->session ? w->session : "");
+		assert_string_equal(r.client, w->client ? w->client : "");
+		assert_string_equal(r.listener, w->listener ? w->listener : "");
+		ipc_msg_free(m);
+	}
+}
+
+static void
+test_verify_limits(void **state)
+{
+	static char login[AUTH_MAX_LOGIN + 2];
+	static char secret[AUTH_MAX_SECRET + 1];
+	struct auth_request r1 = {1, "PLAIN", login, "x", 1, "", "", "", ""};
+	struct auth_request r2 = {1, "PLAIN", "u", secret, sizeof(secret), "", "", "", ""};
+	struct auth_request got;
+	struct ipc_msg *m;
+
+	memset(login, 'a', AUTH_MAX_LOGIN + 1);
+	memset(secret, 'p', sizeof(secret));
+	m = wire(auth_proto_verify(&r1));
+	assert_int_equal(auth_proto_parse_verify(m, &got), -1);
+	ipc_msg_free(m);
+	m = wire(auth_proto_verify(&r2));
+	assert_int_equal(auth_proto_parse_verify(m, &got), -1);
+	ipc_msg_free(m);
+}
+
+static void
+test_result(void **state)
+{
+	static const struct auth_reply rows[] = {
+	        {1, AUTH_OK, "alice@example.org", "ok"},
+	        {2, AUTH_FAIL, "", "bad_password"},
+	        {3, AUTH_TEMPFAIL, NULL, NULL},
+	};
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct ipc_msg *m = wire(auth_proto_result(&rows[i]));
+		struct auth_reply r;
+		assert_int_equal(auth_proto_parse_result(m, &r), 0);
+		assert_int_equal(r.id, rows[i].id);
+		assert_int_equal(r.result, rows[i].result);
+		assert_string_equal(r.identity, rows[i].identity ? rows[i].identity : "");
+		assert_string_equal(r.reason, rows[i].reason ? rows[i].reason : "");
+		ipc_msg_free(m);
+	}
+}
+
+/* Hand-built messages each decoder must refuse. */
+static struct ipc_msg *
+build(uint8_t type, const char *fields)
+{
+	struct ipc_msg *m = ipc_msg_new(type);
+
+	/* u = u32 1, U = u32 99, s = "x", z = "a\0b", B = 600 bytes */
+	for (const char *f = fields; *f != '\0'; f++) {
+		static char big[600];
+		switch (*f) {
+		case 'u':
+			ipc_msg_add_u32(m, 1);
+			break;
+		case 'U':
+			ipc_msg_add_u32(m, 99);
+			break;
+		case 's':
+			ipc_msg_add_str(m, "x");
+			break;
+		case 'z':
+			ipc_msg_add_bytes(m, "a\0b", 3);
+			break;
+		case 'B':
+			memset(big, 'a', sizeof(big));
+			ipc_msg_add_bytes(m, big, sizeof(big));
+			break;
+		}
+	}
+	return wire(m);
+}
+
+static void
+test_malformed(void **state)
+{
+	static const struct {
+		uint8_t type;
+		const char *fields;
+		char which; /* h, v, r */
+		int want;
+	} rows[] = {
+	        {AUTH_MSG_HELLO, "uu", 'h', 0},
+	        {AUTH_MSG_HELLO, "uuss", 'h', 0}, /* later fields are ignored */
+	        {AUTH_MSG_HELLO, "u", 'h', -1},
+	        {AUTH_MSG_HELLO, "", 'h', -1},
+	        {AUTH_MSG_VERIFY, "uu", 'h', -1},
+	        {AUTH_MSG_VERIFY, "usssssss", 'v', 0},
+	        {AUTH_MSG_VERIFY, "usszsssss", 'v', 0}, /* secret may hold NUL */
+	        {AUTH_MSG_VERIFY, "usssssss", 'r', -1},
+	        {AUTH_MSG_VERIFY, "ussssss", 'v', -1},
+	        {AUTH_MSG_VERIFY, "sssssss", 'v', -1},
+	        {AUTH_MSG_VERIFY, "uzssssss", 'v', -1}, /* NUL in mech */
+	        {AUTH_MSG_VERIFY, "uszsssss", 'v', -1}, /* NUL in login */
+	        {AUTH_MSG_VERIFY, "ussszsss", 'v', -1}, /* NUL in challenge */
+	        {AUTH_MSG_VERIFY, "usssssz", 'v', -1},
+	        {AUTH_MSG_VERIFY, "usBsssss", 'v', -1}, /* login > AUTH_MAX_LOGIN */
+	        {AUTH_MSG_RESULT, "uuss", 'r', 0},
+	        {AUTH_MSG_RESULT, "uUss", 'r', -1}, /* unknown result */
+	        {AUTH_MSG_RESULT, "uus", 'r', -1},
+	        {AUTH_MSG_RESULT, "uuzs", 'r', -1},
+	        {AUTH_MSG_RESULT, "uuss", 'v', -1},
+	        {99, "uu", 'h', -1},
+	};
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct ipc_msg *m = build(rows[i].type, rows[i].fields);
+		struct auth_request rq;
+		struct auth_reply rp;
+		uint32_t a, b;
+		int got = rows[i].which == 'h'   ? auth_proto_parse_hello(m, &a, &b)
+		          : rows[i].which == 'v' ? auth_proto_parse_verify(m, &rq)
+		                                 : auth_proto_parse_result(m, &rp);
+		print_message("  row %zu\n", i);
+		assert_int_equal(got, rows[i].want);
+		ipc_msg_free(m);
+	}
+}
+
+static void
+test_result_names(void **state)
+{
+	assert_string_equal(auth_result_name(AUTH_OK), "ok");
+	assert_string_equal(auth_result_name(AUTH_FAIL), "fail");
+	assert_string_equal(auth_result_name(AUTH_TEMPFAIL), "tempfail");
+	assert_string_equal(auth_result_name((enum auth_result)42), "unknown");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_hello),         cmocka_unit_test(test_verify),
+	        cmocka_unit_test(test_verify_limits), cmocka_unit_test(test_result),
+	        cmocka_unit_test(test_malformed),     cmocka_unit_test(test_result_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
