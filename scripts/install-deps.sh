@@ -1,11 +1,12 @@
 #!/bin/sh
 # Install the Debian packages authrelay needs to build, run and test, if any
-# is missing. Keeps packaged daemons (slapd, postfix...) from starting system
-# instances: the tests start their own on free loopback ports.
+# is missing. The lists are scripts/deps/*.txt, one package per line, one file
+# per area (core, ldap, upstream MTAs...). Packaged daemons (slapd, postfix...)
+# are kept from starting system instances: the tests start their own on free
+# loopback ports.
 set -e
-PKGS="gcc make pkg-config libevent-dev libssl-dev libldap2-dev libc-ares-dev libinih-dev
-      libcmocka-dev libcrypt-dev libargon2-dev openssl ca-certificates
-      python3 python3-pytest python3-aiosmtpd swaks curl msmtp clang"
+dir=$(dirname "$0")/deps
+PKGS=$(cat "$dir"/*.txt | sed 's/#.*//' | tr -s ' \t\n' ' ')
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -19,7 +19,11 @@
  *
  * Callbacks may call auth_client_cancel(), auth_client_verify() and even
  * auth_client_free(): the read path notices the last and finishes the free
- * when it unwinds.
+ * when it unwinds. auth_client_free() drops the requests still pending
+ * without calling them back (the sessions are going away too).
+ *
+ * The process must ignore SIGPIPE: libevent writes with writev(), and the
+ * auth process may be gone when we write.
  */
 #include "auth_client.h"
 #include "../lib/ipc.h"

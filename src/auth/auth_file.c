@@ -8,7 +8,7 @@
  *     # comments and blank lines are skipped
  * The hash is any format lib/pwhash understands; a {PLAIN} or {CLEARTEXT}
  * value cannot contain ':' (as in Dovecot's passwd-file). A line without a
- * user or a hash, a user with blanks or control characters or longer than
+ * user or a hash, an empty cleartext, a user with blanks or control characters or longer than
  * AUTH_MAX_LOGIN, and a second entry for a user are warned about (file:line)
  * and skipped. An entry with a hash we cannot check is kept and warned about:
  * its logins fail with reason=unsupported_hash, which tells the admin more
@@ -294,6 +294,12 @@ file_parse_line(struct file_table *t, const char *path, unsigned lineno, char *l
 	if ((dup = file_table_find(t, user)) != NULL) {
 		log_warn("%s:%u: user already defined at line %u; line skipped", path, lineno,
 		         dup->line);
+		goto skip;
+	}
+	if (pwhash_cleartext(hash) != NULL && pwhash_cleartext(hash)[0] == '\0') {
+		/* PLAIN refuses empty passwords, but CRAM-MD5 would accept
+		 * an HMAC keyed with nothing. */
+		log_warn("%s:%u: empty cleartext password; line skipped", path, lineno);
 		goto skip;
 	}
 	if (!pwhash_supported(hash))

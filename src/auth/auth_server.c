@@ -295,8 +295,7 @@ auth_conn_close(struct auth_conn *conn)
 	struct auth_job *job;
 
 	/* Running jobs finish, log, and drop their answer. */
-	LIST_FOREACH(job, &conn->srv->jobs, entry)
-	{
+	for (job = LIST_FIRST(&conn->srv->jobs); job != NULL; job = LIST_NEXT(job, entry)) {
 		if (job->conn == conn)
 			job->conn = NULL;
 	}
@@ -377,8 +376,8 @@ auth_reload(struct auth_server *srv)
 	if (caps != srv->caps) {
 		/* Workers take caps from HELLO; a new one updates them. */
 		srv->caps = caps;
-		LIST_FOREACH(conn, &srv->conns, entry)
-		auth_send_hello(conn);
+		for (conn = LIST_FIRST(&srv->conns); conn != NULL; conn = LIST_NEXT(conn, entry))
+			auth_send_hello(conn);
 	}
 }
 

@@ -41,13 +41,29 @@ enum section_kind {
 	SEC_RELAY,
 	SEC_AUTH,
 	SEC_USERS_FILE,
+	SEC_EXT,  /* owned by another module: keys kept as written */
 	SEC_SKIP, /* an unknown or broken section, already reported */
+};
+
+/* Section kinds other modules parse themselves (struct config_section).
+ * Adding one is one line here. */
+static const struct ext_kind {
+	const char *kind;
+	bool named; /* [kind NAME] rather than [kind] */
+} ext_kinds[] = {
+	{ "ldap", true },
+	{ "smtp-forward", false },
+	{ "queue", false },
+	{ "route", true },
+	{ "alerts", false },
+	{ "protection", false },
 };
 
 static const char *const section_names[] = {
         [SEC_NONE] = "",         [SEC_SERVER] = "server",         [SEC_TLS] = "tls",
         [SEC_LIMITS] = "limits", [SEC_LISTENER] = "listener",     [SEC_RELAY] = "relay",
-        [SEC_AUTH] = "auth",     [SEC_USERS_FILE] = "users-file", [SEC_SKIP] = "",
+        [SEC_AUTH] = "auth",     [SEC_USERS_FILE] = "users-file", [SEC_EXT] = "",
+        [SEC_SKIP] = "",
 };
 
 static const char *const role_names[] = {
@@ -761,6 +777,89 @@ add_listener(struct load_state *st, const char *name)
 	st->cur_listener = cfg->n_listeners++;
 }
 
+/* A module-owned section: check its header, keep its keys for the module. */
+static void
+begin_ext_section(struct load_state *st, const struct ext_kind *ek, const char *text,
+		  const char *name)
+{
+	struct config *cfg = st->cfg;
+	char extra[2];
+	bool more = sscanf(text, " %*s %*s %1s", extra) == 1;
+
+	if (ek->named && (name == NULL || more || !valid_name(name))) {
+		config_error(st, st->lineno,
+		             "[%s]: write [%s NAME], NAME made of letters, digits, '-', '_' and "
+		             "'.' (at most %d)",
+		             text, ek->kind, CONFIG_NAME_MAX);
+		return;
+	}
+	if (!ek->named && name != NULL) {
+		config_error(st, st->lineno, "section [%s] takes no name", ek->kind);
+		return;
+	}
+	for (size_t i = 0; i < cfg->n_sections; i++) {
+		const struct config_section *o = &cfg->sections[i];
+		if (strcmp(o->kind, ek->kind) == 0 &&
+		    (name == NULL || ascii_strcasecmp(o->name, name) == 0)) {
+			config_error(st, st->lineno, "duplicate section [%s%s%s] (first at line %d)",
+			             ek->kind, name ? " " : "", name ? name : "", o->line);
+			return;
+		}
+	}
+	cfg->sections = xrealloc(cfg->sections, (cfg->n_sections + 1) * sizeof(*cfg->sections));
+	struct config_section *sec = &cfg->sections[cfg->n_sections++];
+	memset(sec, 0, sizeof(*sec));
+	sec->kind = xstrdup(ek->kind);
+	sec->name = name ? xstrdup(name) : NULL;
+	sec->line = st->lineno;
+	st->sec = SEC_EXT;
+}
+
+static void
+ext_add_key(struct load_state *st, const char *name, const char *value)
+{
+	struct config_section *sec = &st->cfg->sections[st->cfg->n_sections - 1];
+	if (st->continuation && sec->n_kv > 0) {
+		struct config_kv *kv = &sec->kv[sec->n_kv - 1];
+		size_t a = strlen(kv->value), b = strlen(value);
+		kv->value = xrealloc(kv->value, a + b + 2);
+		kv->value[a] = ' ';
+		memcpy(kv->value + a + 1, value, b + 1);
+		return;
+	}
+	sec->kv = xrealloc(sec->kv, (sec->n_kv + 1) * sizeof(*sec->kv));
+	struct config_kv *kv = &sec->kv[sec->n_kv++];
+	kv->key = xstrdup(name);
+	for (char *p = kv->key; *p != '\0'; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p + ('a' - 'A'));
+	kv->value = xstrdup(value);
+	kv->line = st->lineno;
+}
+
+const struct config_section *
+config_section_next(const struct config *cfg, const char *kind, const struct config_section *prev)
+{
+	size_t i = prev == NULL ? 0 : (size_t)(prev - cfg->sections) + 1;
+	for (; i < cfg->n_sections; i++)
+		if (strcmp(cfg->sections[i].kind, kind) == 0)
+			return &cfg->sections[i];
+	return NULL;
+}
+
+const char *
+config_section_get(const struct config_section *sec, const char *key, int *line_r)
+{
+	for (size_t i = sec->n_kv; i-- > 0;) {
+		if (ascii_strcasecmp(sec->kv[i].key, key) == 0) {
+			if (line_r != NULL)
+				*line_r = sec->kv[i].line;
+			return sec->kv[i].value;
+		}
+	}
+	return NULL;
+}
+
 /* A "[...]" header: text is what lies between the brackets. */
 static void
 begin_section(struct load_state *st, const char *text)
@@ -776,14 +875,21 @@ begin_section(struct load_state *st, const char *text)
 		config_error(st, st->lineno, "empty section name []");
 		return;
 	}
-	for (int k = SEC_SERVER; k < SEC_SKIP; k++) {
+	for (int k = SEC_SERVER; k < SEC_EXT; k++) {
 		if (ascii_strcasecmp(kind, section_names[k]) == 0)
 			st->sec = (enum section_kind)k;
+	}
+	for (size_t e = 0; st->sec == SEC_SKIP && e < AR_NELEM(ext_kinds); e++) {
+		if (ascii_strcasecmp(kind, ext_kinds[e].kind) == 0) {
+			begin_ext_section(st, &ext_kinds[e], text, n > 1 ? name : NULL);
+			return;
+		}
 	}
 	if (st->sec == SEC_SKIP) {
 		config_error(st, st->lineno,
 		             "unknown section [%s] (known: server, tls, limits, listener NAME, "
-		             "relay, auth, users-file)",
+		             "relay, auth, users-file, ldap NAME, smtp-forward, queue, route NAME, "
+		             "alerts, protection)",
 		             text);
 		return;
 	}
@@ -959,6 +1065,10 @@ config_ini_handler(void *user, const char *section, const char *name, const char
 
 	if (st->sec == SEC_SKIP)
 		return 1;
+	if (st->sec == SEC_EXT) {
+		ext_add_key(st, name, value);
+		return 1;
+	}
 	if (st->sec == SEC_NONE) {
 		if (!st->continuation)
 			config_error(st, st->lineno, "'%s' comes before any [section]", name);
@@ -1158,10 +1268,11 @@ check_listener(struct load_state *st, size_t li)
 			             "allow_plaintext_auth = no, so it could never offer AUTH "
 			             "(RFC 4954 4: plaintext mechanisms only under TLS)",
 			             l->name);
-		if (cfg->users_file == NULL)
+		if (cfg->users_file == NULL && config_section_next(cfg, "ldap", NULL) == NULL &&
+		    config_section_next(cfg, "smtp-forward", NULL) == NULL)
 			config_error(st, role_line,
 			             "submission listener '%s' needs an authentication source: "
-			             "set [users-file] path",
+			             "set [users-file] path, an [ldap NAME] or [smtp-forward]",
 			             l->name);
 		break;
 	}
@@ -1425,6 +1536,17 @@ config_free(struct config *cfg)
 		free(cfg->listeners[i].banner);
 	}
 	free(cfg->listeners);
+	for (size_t i = 0; i < cfg->n_sections; i++) {
+		struct config_section *sec = &cfg->sections[i];
+		for (size_t k = 0; k < sec->n_kv; k++) {
+			free(sec->kv[k].key);
+			free(sec->kv[k].value);
+		}
+		free(sec->kv);
+		free(sec->kind);
+		free(sec->name);
+	}
+	free(cfg->sections);
 	free(cfg);
 }
 

@@ -58,6 +58,24 @@ struct listener_cfg {
 	int line;                    /* where the section starts, for messages */
 };
 
+/* A section owned by another module ([ldap NAME], [smtp-forward], [queue],
+ * [route NAME], ...): config.c checks the section header and keeps the keys
+ * as written; the owning module parses and validates them, reporting errors
+ * as "file:line: message" with the lines kept here. */
+struct config_kv {
+	char *key;   /* lower-cased */
+	char *value; /* indented continuation lines are appended after a space */
+	int line;
+};
+
+struct config_section {
+	char *kind;  /* lower-cased section kind, "ldap" */
+	char *name;  /* "corp", or NULL for an unnamed section */
+	int line;
+	struct config_kv *kv;
+	size_t n_kv;
+};
+
 struct config {
 	char *path;
 	/* [server] */
@@ -90,6 +108,9 @@ struct config {
 	/* [listener NAME] */
 	struct listener_cfg *listeners;
 	size_t n_listeners;
+	/* Module-owned sections, in file order (see struct config_section). */
+	struct config_section *sections;
+	size_t n_sections;
 };
 
 /* Read and validate path. On success returns a config; on failure returns
@@ -104,6 +125,14 @@ const struct listener_cfg *config_listener(const struct config *, const char *na
 bool config_is_local_domain(const struct config *, const char *domain);
 /* True if the address is inside [relay] client_networks. */
 bool config_is_client_network(const struct config *, const struct sockaddr *sa);
+
+/* Module-owned sections: the next section of kind after prev (NULL: the
+ * first), or NULL when there is none. */
+const struct config_section *config_section_next(const struct config *, const char *kind,
+						 const struct config_section *prev);
+/* The value of key in sec (the last one if written twice), or NULL; *line_r
+ * (if not NULL) gets its line. */
+const char *config_section_get(const struct config_section *sec, const char *key, int *line_r);
 
 const char *config_role_name(enum listener_role);
 const char *config_tls_name(enum listener_tls);

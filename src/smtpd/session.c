@@ -112,6 +112,7 @@ struct session {
 	bool discard_line;        /* dropping the rest of an over-long line */
 	bool implicit_tls_greeting; /* greet once the implicit TLS handshake is done */
 	bool starttls_pending;    /* 220 queued; swap to TLS once it is written */
+	const char *refuse;       /* implicit TLS over a limit: this reply, then close */
 	struct event *tls_swap;
 	char *tls_desc;           /* "TLSv1.3 TLS_AES_..." */
 	char *tls_clause;         /* Received clause */
@@ -133,6 +134,8 @@ static void session_maybe_free(struct session *s);
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
+static void session_start_common(const struct session_env *env, unsigned listener_idx, int fd,
+				 const struct sockaddr *sa, socklen_t salen, const char *refuse);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -187,7 +190,8 @@ static void
 session_error(struct session *s)
 {
 	s->errors++;
-	if (s->l->limits.max_errors > 0 && s->errors >= s->l->limits.max_errors) {
+	/* max_errors bad commands are tolerated; the next one ends it. */
+	if (s->l->limits.max_errors > 0 && s->errors > s->l->limits.max_errors) {
 		log_info("s=%s too many errors errors=%u", s->id, s->errors);
 		session_close(s, "421 4.7.0 Too many errors, closing connection");
 	}
@@ -1062,7 +1066,19 @@ session_data_line(struct session *s, const char *line, size_t len)
 		t->too_big = true;
 		return;
 	}
-	if (txn_write(t, line, len) == 0)
+	/* A bare CR or LF inside a line is stored as a line end, so that no
+	 * later hop can read it as one of its own (RFC 5322 2.3). */
+	size_t start = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (line[i] != '\n' && line[i] != '\r')
+			continue;
+		txn_write(t, line + start, i - start);
+		txn_write(t, "\r\n", 2);
+		if (line[i] == '\r' && i + 1 < len && line[i + 1] == '\n')
+			i++;
+		start = i + 1;
+	}
+	if (txn_write(t, line + start, len - start) == 0)
 		txn_write(t, "\r\n", 2);
 }
 
@@ -1260,7 +1276,13 @@ session_getline(struct session *s, struct evbuffer *in, char **line_r, size_t *l
 
 	for (;;) {
 		size_t eol_len = 0;
-		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+		/* Message text ends lines with CRLF only: a bare LF never
+		 * ends a line there, so "<LF>.<LF>" cannot end the data
+		 * (SMTP smuggling, RFC 5321 2.3.8 and 4.1.1.4). Commands
+		 * also accept a bare LF, as most servers do. */
+		enum evbuffer_eol_style style =
+			s->state == SS_DATA ? EVBUFFER_EOL_CRLF_STRICT : EVBUFFER_EOL_CRLF;
+		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, style);
 		if (p.pos < 0) {
 			size_t have = evbuffer_get_length(in);
 			if (have > limit) {
@@ -1351,7 +1373,8 @@ session_free(struct session *s)
 		 s->messages, s->auth_failures, s->errors);
 	if (s->auth_pending)
 		auth_client_cancel(s->env->auth, s->auth_handle);
-	conn_limit_release(s->env->limits, s->env->worker, s->listener_idx, s->client_key);
+	if (s->refuse == NULL)
+		conn_limit_release(s->env->limits, s->env->worker, s->listener_idx, s->client_key);
 	(*s->env->n_sessions)--;
 	session_auth_end_sasl(s);
 	txn_free(s->txn);
@@ -1425,6 +1448,11 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 			bool implicit = s->implicit_tls_greeting;
 			s->implicit_tls_greeting = false;
 			session_tls_ready(s);
+			if (s->refuse != NULL) {
+				session_close(s, s->refuse);
+				session_maybe_free(s);
+				return;
+			}
 			if (implicit)
 				session_reply(s, "220 %s ESMTP %s", s->env->cfg->hostname,
 					      s->l->banner ? s->l->banner : "authrelay");
@@ -1467,8 +1495,22 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 void
+session_start_refused(const struct session_env *env, unsigned listener_idx, int fd,
+		      const struct sockaddr *sa, socklen_t salen, const char *reply)
+{
+	session_start_common(env, listener_idx, fd, sa, salen, reply);
+}
+
+void
 session_start(const struct session_env *env, unsigned listener_idx, int fd,
 	      const struct sockaddr *sa, socklen_t salen)
+{
+	session_start_common(env, listener_idx, fd, sa, salen, NULL);
+}
+
+static void
+session_start_common(const struct session_env *env, unsigned listener_idx, int fd,
+		     const struct sockaddr *sa, socklen_t salen, const char *refuse)
 {
 	const struct listener_cfg *l = &env->cfg->listeners[listener_idx];
 	struct session *s = xcalloc(1, sizeof(*s));
@@ -1483,6 +1525,7 @@ session_start(const struct session_env *env, unsigned listener_idx, int fd,
 	session_new_id(s->id);
 	(*env->n_sessions)++;
 
+	s->refuse = refuse;
 	s->delay_timer = evtimer_new(env->base, session_delay_cb, s);
 	s->tls_swap = evtimer_new(env->base, session_starttls_swap_cb, s);
 	log_info("s=%s connect client=%s listener=%s", s->id, s->addr, l->name);
@@ -1491,7 +1534,12 @@ session_start(const struct session_env *env, unsigned listener_idx, int fd,
 		/* RFC 8314 3.3: the handshake starts at once; the greeting
 		 * follows inside TLS. */
 		s->implicit_tls_greeting = true;
-		if (session_tls_attach(s) != 0) {
+		if (session_tls_attach(s) == 0 && refuse != NULL) {
+			/* Refused clients get a short handshake deadline: they
+			 * hold no connection slot. */
+			struct timeval tv = { 10, 0 };
+			bufferevent_set_timeouts(s->bev, &tv, &tv);
+		} else if (s->bev == NULL) {
 			log_err("s=%s cannot start TLS", s->id);
 			close(fd);
 			s->fd = -1;

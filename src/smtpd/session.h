@@ -36,4 +36,10 @@ struct session_env {
 void session_start(const struct session_env *env, unsigned listener_idx, int fd,
 		   const struct sockaddr *sa, socklen_t salen);
 
+/* For an implicit-TLS listener, a client over a connection limit: do the TLS
+ * handshake (RFC 8314 3.3: all SMTP runs inside TLS), send reply, close. No
+ * connection-limit slot is held. */
+void session_start_refused(const struct session_env *env, unsigned listener_idx, int fd,
+			   const struct sockaddr *sa, socklen_t salen, const char *reply);
+
 #endif

@@ -48,7 +48,9 @@ static void
 smtpd_refuse(int fd, const char *reply)
 {
 	/* Best effort: the socket buffer of a fresh connection has room. */
-	ssize_t r = send(fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL);
+	char line[128];
+	int n = snprintf(line, sizeof(line), "%s\r\n", reply);
+	ssize_t r = send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 	(void)r;
 	close(fd);
 }
@@ -68,16 +70,17 @@ smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr 
 						      key, l->limits.max_connections,
 						      l->limits.max_connections_per_ip);
 	if (r != CONN_LIMIT_OK) {
+		bool per_ip = r == CONN_LIMIT_PER_IP;
+		const char *reply = per_ip ? "421 4.7.0 Too many connections from your address"
+					   : "421 4.7.0 Too many connections, try again later";
 		net_addr_str(sa, addr, sizeof(addr));
-		if (r == CONN_LIMIT_PER_IP) {
-			log_info("refuse client=%s listener=%s reason=max_connections_per_ip limit=%u",
-				 addr, l->name, l->limits.max_connections_per_ip);
-			smtpd_refuse(fd, "421 4.7.0 Too many connections from your address\r\n");
-		} else {
-			log_info("refuse client=%s listener=%s reason=max_connections limit=%u", addr,
-				 l->name, l->limits.max_connections);
-			smtpd_refuse(fd, "421 4.7.0 Too many connections, try again later\r\n");
-		}
+		log_info("refuse client=%s listener=%s reason=%s limit=%u", addr, l->name,
+			 per_ip ? "max_connections_per_ip" : "max_connections",
+			 per_ip ? l->limits.max_connections_per_ip : l->limits.max_connections);
+		if (l->tls == LTLS_IMPLICIT)
+			session_start_refused(&d->env, sl->idx, fd, sa, (socklen_t)salen, reply);
+		else
+			smtpd_refuse(fd, reply);
 		return;
 	}
 	session_start(&d->env, sl->idx, fd, sa, (socklen_t)salen);

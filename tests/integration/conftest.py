@@ -11,6 +11,8 @@ conftest.py - fixtures for the authrelay integration tests.
                 change config, kill processes or send signals use make_gateway)
 
 When a test fails, the log lines its gateways wrote during the test are printed.
+Every gateway's whole log is checked at teardown: no password of the standard
+users, nor their base64 or PLAIN payloads, may appear in it.
 """
 
 import os
@@ -119,6 +121,11 @@ def make_gateway(request, bin_path, base_dir, tls_files, users):
             gw.stop()
         except AssertionError as e:
             errors.append(str(e))
+    for gw in made:
+        try:
+            gw.assert_no_secrets(harness.user_secrets(std_users))
+        except AssertionError as e:
+            errors.append(str(e))
     assert not errors, errors
 
 
@@ -139,6 +146,8 @@ def module_gateway(request, bin_path, base_dir, tls_files, users):
     harness.close_all_connections()
     for gw in made:
         gw.stop()
+    for gw in made:
+        gw.assert_no_secrets(harness.user_secrets(std_users))
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +157,7 @@ def gw(request, bin_path, base_dir, tls_files, users):
     yield g
     harness.close_all_connections()
     g.stop()
+    g.assert_no_secrets(harness.user_secrets(users))
 
 
 @pytest.fixture(autouse=True)

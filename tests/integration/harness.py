@@ -83,8 +83,9 @@ _ports_given: set[int] = set()
 
 def free_port(host: str = HOST) -> int:
     """A TCP port free on host right now and not handed out before in this run."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
         if port not in _ports_given:
@@ -195,6 +196,16 @@ STANDARD_USERS = [
 
 def standard_users() -> dict[str, User]:
     return {name: User(name, pw, scheme) for name, pw, scheme in STANDARD_USERS}
+
+
+def user_secrets(users: dict[str, "User"]) -> set[str]:
+    """What must never reach a log for these users: each password, its base64
+    (the LOGIN response) and the PLAIN initial responses the tests send."""
+    out = set()
+    for u in users.values():
+        out |= {u.password, b64(u.password), plain_ir(u.name, u.password),
+                plain_ir(u.name, u.password, u.name)}
+    return out
 
 
 def write_users_file(path: Path, users: dict[str, str]):
@@ -311,7 +322,7 @@ class SMTPConn:
              timeout: float = 10.0, expect_greeting: bool = True) -> "SMTPConn":
         """Connect to a gateway listener (TLS first when it is implicit) and read
         the greeting, which must be a 220 unless expect_greeting is False."""
-        c = cls(HOST, gw.port(listener), implicit_tls=gw.is_implicit(listener),
+        c = cls(gw.host(listener), gw.port(listener), implicit_tls=gw.is_implicit(listener),
                 source=source, timeout=timeout)
         c.greeting = c.read_reply()
         if expect_greeting:
@@ -752,6 +763,11 @@ class Gateway:
     def port(self, listener: str) -> int:
         return int(self.sections[f"listener {listener}"]["address"].rsplit(":", 1)[1])
 
+    def host(self, listener: str) -> str:
+        """The address to connect to ("[::1]:25" -> "::1"; 0.0.0.0 -> 127.0.0.1)."""
+        h = self.sections[f"listener {listener}"]["address"].rsplit(":", 1)[0].strip("[]")
+        return {"0.0.0.0": HOST, "::": "::1"}.get(h, h)
+
     def is_implicit(self, listener: str) -> bool:
         return self.sections[f"listener {listener}"].get("tls") == "implicit"
 
@@ -782,8 +798,8 @@ class Gateway:
         """One connection that must get a 220 greeting; then QUIT and wait for
         the close, so the connection is no longer counted when this returns."""
         try:
-            c = SMTPConn(HOST, self.port(listener), implicit_tls=self.is_implicit(listener),
-                         timeout=timeout)
+            c = SMTPConn(self.host(listener), self.port(listener),
+                         implicit_tls=self.is_implicit(listener), timeout=timeout)
         except (ConnectionRefusedError, ssl.SSLError, ConnectionResetError, socket.timeout):
             return False
         try:
@@ -894,6 +910,12 @@ class Gateway:
             assert len(pids) <= 1, f"several processes hold one connection: {pids}"
             return next(iter(pids), None)
         return wait_until(find, timeout, "the worker that holds the connection")
+
+    def assert_no_secrets(self, secrets):
+        """Fail if any of the given strings (passwords, AUTH payloads) was logged."""
+        text = self.log_text()
+        found = [s for s in secrets if s and s in text]
+        assert not found, f"secrets in the log of {self.dir}: {found}"
 
     def logged_pids(self, role: str) -> set[int]:
         return {int(p) for p in re.findall(rf"\b{role}\[(\d+)\]", self.log_text())}

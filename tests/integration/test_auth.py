@@ -164,8 +164,8 @@ def test_swaks_auth_ok(gw, alice, listener, mech):
     r = swaks(gw, listener, alice.name, alice.password, mech, mid)
     out = r.stdout.decode(errors="replace")
     assert r.returncode == 0, out + r.stderr.decode(errors="replace")
-    assert re.search(r"^<[~ -]+ 235 2\.7\.0", out, re.M), out
-    m = re.search(r"^<[~ -]+ 250 2\.0\.0 Ok: queued as (\w+)", out, re.M)
+    assert re.search(r"^<[~*\- ]+ 235 2\.7\.0", out, re.M), out
+    m = re.search(r"^<[~*\- ]+ 250 2\.0\.0 Ok: queued as (\w+)", out, re.M)
     assert m, out
     assert mid.encode() in gw.spool_file(m.group(1)).message
 
@@ -175,7 +175,7 @@ def test_swaks_auth_wrong(gw, alice, mech):
     r = swaks(gw, "sub", alice.name, "wrong-password", mech, "<x@y>")
     out = r.stdout.decode(errors="replace")
     assert r.returncode == 28, f"swaks exit {r.returncode}\n{out}"   # 28: AUTH failed
-    assert re.search(r"^<[~ -]+ 535 5\.7\.8", out, re.M), out
+    assert re.search(r"^<[~*\- ]+ 535 5\.7\.8", out, re.M), out
 
 
 def curl(gw, listener, user, password, msgfile, *extra):
@@ -331,6 +331,13 @@ def test_mail_before_auth_on_submission(gw):
     c.cmd("MAIL FROM:<alice@example.test> AUTH=<>").check(530, "5.7.0")
 
 
+def test_auth_parameter_after_auth(gw, alice):
+    c = submission_conn(gw)
+    c.auth_plain(alice.name, alice.password).check(235, "2.7.0")
+    c.cmd("MAIL FROM:<alice@example.test> AUTH=alice@example.test").check(250, "2.1.0")
+    c.cmd("RCPT TO:<x@other.test>").check(250, "2.1.5")
+
+
 def test_authenticated_session_can_send(gw, alice):
     c = submission_conn(gw)
     c.auth_plain(alice.name, alice.password).check(235, "2.7.0")
@@ -354,6 +361,14 @@ def test_failure_delay_and_limit(make_gateway, alice):
         if i < 2:
             r.check(535, "5.7.8")
     expect_auth_lockout(c, r)
+
+
+def test_unknown_user_is_delayed_too(make_gateway):
+    gw = make_gateway({"limits": {"auth_failure_delay_ms": 500}})
+    c = submission_conn(gw)
+    t0 = time.monotonic()
+    c.auth_plain("no-such-user", "whatever").check(535, "5.7.8")
+    assert time.monotonic() - t0 >= 0.475
 
 
 def test_success_is_not_delayed(make_gateway, alice):

@@ -2,12 +2,13 @@
 total and per client address, messages per session, recipients, message size
 (SIZE= and actual data), auth failures, bad commands, line lengths, timeouts."""
 
+import ssl
 import time
 
 import pytest
 
-from harness import (HOST, SMTPConn, expect_auth_lockout, make_message, submission_conn,
-                     wait_until)
+from harness import (HOST, SMTPConn, expect_auth_lockout, free_port, make_message,
+                     submission_conn, wait_until)
 
 SENDER = "sender@other.test"
 RCPT = "user@example.test"
@@ -67,12 +68,34 @@ def test_max_connections_per_ip(make_gateway):
 
 
 def test_max_connections_per_ip_on_implicit_tls(make_gateway):
+    """RFC 8314 3.3: on an implicit-TLS port all SMTP runs inside TLS, so the
+    refusal too must come after the handshake (a plaintext 421 reads as a TLS
+    protocol error to every client)."""
     gw = make_gateway({"listener subs": {"max_connections_per_ip": 1}})
     held = SMTPConn.open(gw, "subs")
-    second = SMTPConn(HOST, gw.port("subs"), implicit_tls=True)
+    assert held.greeting.code == 220
+    try:
+        second = SMTPConn(HOST, gw.port("subs"), implicit_tls=True)
+    except ssl.SSLError as e:
+        raw = SMTPConn(HOST, gw.port("subs"))
+        got = raw.wait_closed()
+        pytest.fail(f"TLS handshake failed ({e}); the listener sent {got[:60]!r} in plaintext")
     second.read_reply().check(421, "4.7.0")
     second.wait_closed()
-    assert held.greeting.code == 220
+
+
+def test_ipv6_listener_and_per_client_limit(make_gateway):
+    port = free_port("::1")
+    gw = make_gateway({"listener v6": {"role": "inbound", "tls": "none",
+                                       "address": f"[::1]:{port}",
+                                       "max_connections_per_ip": 1}})
+    held = SMTPConn.open(gw, "v6")
+    second = SMTPConn("::1", port)
+    second.read_reply().check(421, "4.7.0")
+    second.wait_closed()
+    held.ehlo()
+    qid = held.send_message(SENDER, [RCPT], make_message()).queued_id()
+    assert "::1" in gw.spool_file(qid).get("client")
 
 
 def test_abrupt_disconnects_release_slots(make_gateway):
@@ -317,3 +340,42 @@ def test_data_timeout(make_gateway):
     assert 1.5 <= elapsed <= 12, f"421 after {elapsed:.1f}s with data_timeout = 2"
     c.wait_closed()
     assert gw.incoming() == []
+
+
+def test_silent_client_on_implicit_tls_is_dropped(make_gateway):
+    """A client that connects to an implicit-TLS port and never starts the
+    handshake must not hold the connection forever."""
+    gw = make_gateway({"listener subs": {"command_timeout": 2}})
+    raw = SMTPConn(HOST, gw.port("subs"))
+    t0 = time.monotonic()
+    raw.wait_closed(20)
+    assert time.monotonic() - t0 >= 1.5
+
+
+def test_silent_client_after_starttls_is_dropped(make_gateway):
+    gw = make_gateway({"listener sub": {"command_timeout": 2}})
+    c = SMTPConn.open(gw, "sub")
+    c.ehlo()
+    c.cmd("STARTTLS").check(220, "2.0.0")
+    t0 = time.monotonic()
+    c.wait_closed(20)
+    assert time.monotonic() - t0 >= 1.5
+
+
+def test_failed_tls_handshake_releases_slot(make_gateway):
+    gw = make_gateway({"listener subs": {"max_connections_per_ip": 1}})
+    raw = SMTPConn(HOST, gw.port("subs"))
+    raw.send(b"EHLO not-tls\r\n")
+    raw.wait_closed()
+    wait_until(lambda: can_connect(gw, "subs"), 10, "the slot of the failed handshake")
+
+
+def test_mail_line_may_grow_by_auth_parameter(gw):
+    """RFC 4954 3: AUTH= adds up to 500 octets to the MAIL line limit."""
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    # xtext: "+61" is "a"; " AUTH=<value>" stays under the 500 extra octets
+    value = "+61" * 64 + "@" + "+62" * 60 + "." + "+62" * 30 + ".test"
+    line = f"MAIL FROM:<{'s' * 64}@other.test> AUTH={value}"
+    assert len(line) > 512 and len(" AUTH=" + value) <= 500
+    c.cmd(line).check(250, "2.1.0")

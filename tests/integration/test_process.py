@@ -5,11 +5,13 @@ import os
 import re
 import signal
 import socket
+import time
 
 import pytest
 
 from harness import (HOST, SMTPConn, auth_code, free_port, make_message, nobody_ids,
-                     proc_alive, proc_ids, run_tool, verify_hash, wait_until)
+                     plain_ir, proc_alive, proc_ids, run_tool, submission_conn, verify_hash,
+                     wait_until)
 
 
 # ---------------------------------------------------------------- privileges
@@ -160,10 +162,20 @@ def error_lines(gw, r):
 
 def test_check_config_valid(make_gateway):
     gw = make_gateway(start=False)
+    # readable by the workers' group only: nothing to warn about
+    os.chown(gw.users_path, 0, nobody_ids()[1])
+    os.chmod(gw.users_path, 0o640)
     r = check_config(gw)
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     assert r.stdout.strip() in (b"", b"ok"), r.stdout
     assert r.stderr.strip() == b"", r.stderr
+
+
+def test_check_config_world_readable_users_file_is_valid(make_gateway):
+    """A 0644 users file is legal (a warning is fine), the exit status is 0."""
+    gw = make_gateway(start=False)
+    r = check_config(gw)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
 
 
 def test_check_config_valid_with_every_key(make_gateway):
@@ -321,3 +333,64 @@ def test_passwd_hashes_authenticate(bin_path, make_gateway):
     for name, pw in pws.items():
         assert auth_code(gw, name, pw) == 235, name
         assert auth_code(gw, name, pw + "x") == 535, name
+
+
+# ---------------------------------------------------------------- robustness
+
+def test_failure_delay_does_not_block_other_sessions(make_gateway):
+    """The delay before a 535 is a timer, not a sleep in the worker's loop."""
+    gw = make_gateway({"server": {"workers": 1}, "limits": {"auth_failure_delay_ms": 2000}})
+    a = submission_conn(gw)
+    t_auth = time.monotonic()
+    a.send("AUTH PLAIN " + plain_ir("alice", "wrong") + "\r\n")
+    t0 = time.monotonic()
+    b = SMTPConn.open(gw, "in")
+    b.ehlo()
+    b.cmd("NOOP").check(250, "2.0.0")
+    assert time.monotonic() - t0 < 1.0, "a second session waited for another's auth delay"
+    a.read_reply().check(535, "5.7.8")
+    assert time.monotonic() - t_auth >= 1.9
+
+
+def test_worker_survives_clients_leaving_mid_auth(make_gateway, users):
+    """Clients that vanish while their 535 is delayed, or while the auth process
+    has not answered yet, must not crash the worker (no restart, same pid)."""
+    gw = make_gateway({"server": {"workers": 1}, "limits": {"auth_failure_delay_ms": 300}})
+    alice = users["alice"]
+    assert auth_code(gw, alice.name, alice.password) == 235
+    kids = set(gw.children())
+    for _ in range(10):
+        c = submission_conn(gw)
+        c.send("AUTH PLAIN " + plain_ir("alice", "wrong") + "\r\n")
+        c.close()
+    apid = gw.auth_pid()
+    os.kill(apid, signal.SIGSTOP)
+    try:
+        for _ in range(10):
+            c = submission_conn(gw)
+            c.send("AUTH PLAIN " + plain_ir(alice.name, alice.password) + "\r\n")
+            c.close()
+    finally:
+        os.kill(apid, signal.SIGCONT)
+    # a full failure cycle outlasts the delayed replies of the vanished clients
+    c = submission_conn(gw)
+    c.auth_plain(alice.name, "wrong").check(535, "5.7.8")
+    c.auth_plain(alice.name, alice.password).check(235, "2.7.0")
+    assert set(gw.children()) == kids, "a worker or the auth process was restarted"
+    assert not re.search(r"killed by signal|exited status", gw.log_text()), gw.log_tail()
+
+
+def test_worker_survives_tls_garbage(make_gateway):
+    gw = make_gateway()
+    kids = set(gw.children())
+    c = SMTPConn.open(gw, "sub")
+    c.ehlo()
+    c.cmd("STARTTLS").check(220, "2.0.0")
+    c.send(b"\x16\x03\x01\x00\x05hello this is not TLS\r\n" * 20)
+    c.wait_closed()
+    raw = SMTPConn(HOST, gw.port("subs"))
+    raw.send(b"\x16\x03\x03\xff\xff" + b"\x00" * 4096)
+    raw.wait_closed()
+    for _ in range(3):
+        SMTPConn.open(gw, "subs").cmd("QUIT").check(221)
+    assert set(gw.children()) == kids, "a child died on bad TLS input"

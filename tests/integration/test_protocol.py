@@ -397,3 +397,9 @@ def test_submission_commands_need_tls_first(gw):
 def test_submission_mail_before_auth(gw):
     c = submission_conn(gw)
     c.cmd("MAIL FROM:<alice@example.test>").check(530, "5.7.0")
+
+
+def test_local_part_of_64_octets_accepted(gw):
+    c = hello(gw)
+    c.cmd(f"MAIL FROM:<{'s' * 64}@other.test>").check(250, "2.1.0")
+    c.cmd(f"RCPT TO:<{'r' * 64}@example.test>").check(250, "2.1.5")

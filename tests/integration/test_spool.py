@@ -296,3 +296,32 @@ def test_accepted_message_survives_worker_kill(make_gateway):
     assert data.endswith(msg.encode().split(b"\r\n\r\n", 1)[1]), "message body truncated"
     # the log names the killed worker as the one that served the session
     assert re.search(rf"\bsmtpd\[{pid}\]", gw.log_text()), "the worker never logged"
+
+
+def test_large_message_stored_exactly(spgw):
+    line = "0123456789abcdefghijklmnopqrstuvwxyz" * 2 + "\r\n"
+    msg = make_message(body=line * 40000)            # about 3 MB
+    c = SMTPConn.open(spgw, "in")
+    c.ehlo()
+    sp = spgw.spool_file(c.send_message("s@other.test", ["user@example.test"], msg).queued_id())
+    assert sp.without_first_header() == msg.encode()
+
+
+def test_parallel_sessions_all_spooled(make_gateway):
+    import concurrent.futures
+    gw = make_gateway({"limits": {"max_connections_per_ip": 100}})
+
+    def one(i):
+        c = SMTPConn.open(gw, "in", timeout=30)
+        c.ehlo()
+        msg = make_message(subject=f"parallel {i}")
+        qid = c.send_message("s@other.test", ["user@example.test"], msg).queued_id()
+        c.cmd("QUIT")
+        c.close()
+        return qid, msgid_of(msg)
+
+    with concurrent.futures.ThreadPoolExecutor(40) as ex:
+        results = list(ex.map(one, range(40)))
+    assert len({q for q, _ in results}) == 40, "queue ids are not unique"
+    for qid, mid in results:
+        assert mid.encode() in gw.spool_path(qid).read_bytes()

@@ -1,6 +1,6 @@
 /*
  * test_auth_client.c - the worker side of the auth protocol against a small
- * scripted auth process living in the same event loop. A stub, because what
+ * scripted auth process living in the same event loop. A fake, because what
  * is tested here is what a real auth process does not do on demand: answer
  * late or never, hold back HELLO, speak another protocol version, send a
  * malformed RESULT. (test_auth_server.c runs the client against the real one.)
@@ -28,9 +28,9 @@
 #include "lib/ipc.h"
 #include "lib/log.h"
 
-enum stub_answer { ANSWER_OK, ANSWER_NONE, ANSWER_GARBAGE };
+enum fake_answer { ANSWER_OK, ANSWER_NONE, ANSWER_GARBAGE };
 
-struct stub {
+struct fake {
 	struct event_base *base;
 	char dir[64];
 	char path[96];
@@ -40,7 +40,7 @@ struct stub {
 	bool send_hello;
 	uint32_t hello_version;
 	uint32_t hello_caps;
-	enum stub_answer answer;
+	enum fake_answer answer;
 	unsigned n_verify;
 	uint32_t ids[8192];
 	char last_login[600];
@@ -55,19 +55,19 @@ struct answer {
 	enum auth_result result;
 	char identity[600];
 	char reason[64];
-	struct stub *s;
+	struct fake *s;
 	/* Also done from the callback: */
 	bool free_client;
 	bool verify_again;
 	struct answer *again;
 };
 
-static void stub_send_hello(struct stub *s);
+static void fake_send_hello(struct fake *s);
 
 static void
-stub_on_read(struct bufferevent *bev, void *arg)
+fake_on_read(struct bufferevent *bev, void *arg)
 {
-	struct stub *s = arg;
+	struct fake *s = arg;
 	struct ipc_msg *m;
 
 	while (ipc_msg_take(bufferevent_get_input(bev), &m) == PARSE_OK) {
@@ -90,7 +90,7 @@ stub_on_read(struct bufferevent *bev, void *arg)
 }
 
 static void
-stub_drop(struct stub *s)
+fake_drop(struct fake *s)
 {
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
@@ -98,28 +98,28 @@ stub_drop(struct stub *s)
 }
 
 static void
-stub_on_event(struct bufferevent *bev, short what, void *arg)
+fake_on_event(struct bufferevent *bev, short what, void *arg)
 {
-	stub_drop(arg);
+	fake_drop(arg);
 }
 
 static void
-stub_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+fake_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
                void *arg)
 {
-	struct stub *s = arg;
+	struct fake *s = arg;
 
-	stub_drop(s);
+	fake_drop(s);
 	s->accepts++;
 	s->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(s->bev, stub_on_read, NULL, stub_on_event, s);
+	bufferevent_setcb(s->bev, fake_on_read, NULL, fake_on_event, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	if (s->send_hello)
-		stub_send_hello(s);
+		fake_send_hello(s);
 }
 
 static void
-stub_send_hello(struct stub *s)
+fake_send_hello(struct fake *s)
 {
 	struct ipc_msg *m = ipc_msg_new(AUTH_MSG_HELLO);
 
@@ -130,7 +130,7 @@ stub_send_hello(struct stub *s)
 }
 
 static void
-stub_send_result(struct stub *s, uint32_t id)
+fake_send_result(struct fake *s, uint32_t id)
 {
 	struct auth_reply rep = {id, AUTH_OK, "late", "ok"};
 	struct ipc_msg *m = auth_proto_result(&rep);
@@ -140,26 +140,38 @@ stub_send_result(struct stub *s, uint32_t id)
 }
 
 static void
-stub_listen(struct stub *s)
+fake_listen(struct fake *s)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", s->path);
 	unlink(s->path);
-	s->l = evconnlistener_new_bind(s->base, stub_on_accept, s,
+	s->l = evconnlistener_new_bind(s->base, fake_on_accept, s,
 	                               LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
 	                               (struct sockaddr *)&sun, sizeof(sun));
 	assert_non_null(s->l);
 }
 
+/* mkdtemp() under prefix (its template's six placeholder letters are
+ * appended here). */
+static void
+tmpdir(char *buf, size_t sz, const char *prefix)
+{
+	size_t n = (size_t)snprintf(buf, sz, "%s", prefix);
+
+	assert_true(n + 7 <= sz);
+	memset(buf + n, 'X', 6);
+	buf[n + 6] = '\0';
+	assert_non_null(mkdtemp(buf));
+}
+
 static int
 setup(void **state)
 {
-	struct stub *s = calloc(1, sizeof(*s));
+	struct fake *s = calloc(1, sizeof(*s));
 
 	s->base = event_base_new();
-	snprintf(s->dir, sizeof(s->dir), "/tmp/authrelay-cli-XXXXXX");
-	assert_non_null(mkdtemp(s->dir));
+	tmpdir(s->dir, sizeof(s->dir), "/tmp/authrelay-cli-");
 	snprintf(s->path, sizeof(s->path), "%s/auth.sock", s->dir);
 	s->send_hello = true;
 	s->hello_version = AUTH_PROTO_VERSION;
@@ -172,10 +184,10 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 
 	auth_client_free(s->ac);
-	stub_drop(s);
+	fake_drop(s);
 	if (s->l != NULL)
 		evconnlistener_free(s->l);
 	event_base_free(s->base);
@@ -187,8 +199,8 @@ teardown(void **state)
 
 /* Run the loop until cond(s), polling every 2 ms, at most 10 s. */
 struct waiter {
-	struct stub *s;
-	bool (*cond)(struct stub *);
+	struct fake *s;
+	bool (*cond)(struct fake *);
 	struct event *tick;
 	bool met;
 };
@@ -208,7 +220,7 @@ waiter_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-wait_for(struct stub *s, bool (*cond)(struct stub *))
+wait_for(struct fake *s, bool (*cond)(struct fake *))
 {
 	struct waiter w = {s, cond, NULL, false};
 	struct timeval zero = {0, 0}, limit = {10, 0};
@@ -222,13 +234,13 @@ wait_for(struct stub *s, bool (*cond)(struct stub *))
 }
 
 static bool
-ready(struct stub *s)
+ready(struct fake *s)
 {
 	return auth_client_caps(s->ac) != 0;
 }
 
 static bool
-accepted(struct stub *s)
+accepted(struct fake *s)
 {
 	return s->bev != NULL;
 }
@@ -258,7 +270,7 @@ on_result(enum auth_result result, const char *identity, const char *reason, voi
 }
 
 static uint32_t
-verify(struct stub *s, const char *login, struct answer *a)
+verify(struct fake *s, const char *login, struct answer *a)
 {
 	char secret[] = "s3cret";
 	struct auth_request r = {.mech = "PLAIN",
@@ -283,13 +295,13 @@ verify(struct stub *s, const char *login, struct answer *a)
 static struct answer *g_wait;
 
 static bool
-g_called(struct stub *s)
+g_called(struct fake *s)
 {
 	return g_wait->called;
 }
 
 static void
-wait_answer(struct stub *s, struct answer *a)
+wait_answer(struct fake *s, struct answer *a)
 {
 	g_wait = a;
 	wait_for(s, g_called);
@@ -299,10 +311,10 @@ wait_answer(struct stub *s, struct answer *a)
 static void
 test_ok_and_caps(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 	struct answer a = {0};
 
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	assert_int_equal(auth_client_caps(s->ac), 0);
 	wait_for(s, ready);
@@ -315,7 +327,7 @@ test_ok_and_caps(void **state)
 }
 
 static bool
-caps_is_2(struct stub *s)
+caps_is_2(struct fake *s)
 {
 	return auth_client_caps(s->ac) == 0x2;
 }
@@ -323,13 +335,13 @@ caps_is_2(struct stub *s)
 static void
 test_rehello(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	wait_for(s, ready);
 	s->hello_caps = 0x2;
-	stub_send_hello(s);
+	fake_send_hello(s);
 	wait_for(s, caps_is_2);
 }
 
@@ -337,7 +349,7 @@ test_rehello(void **state)
 static void
 test_disconnected(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 	struct answer a = {0}, b = {0};
 	uint32_t h1, h2;
 
@@ -355,12 +367,12 @@ test_disconnected(void **state)
 	assert_false(b.called);
 	assert_int_equal(auth_client_caps(s->ac), 0);
 	/* Once a server appears, the back-off brings the client to it. */
-	stub_listen(s);
+	fake_listen(s);
 	wait_for(s, ready);
 }
 
 static bool
-got_verify(struct stub *s)
+got_verify(struct fake *s)
 {
 	return s->n_verify > 0;
 }
@@ -369,11 +381,11 @@ got_verify(struct stub *s)
 static void
 test_queued_until_hello(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 	struct answer a = {0};
 
 	s->send_hello = false;
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	wait_for(s, accepted);
 	verify(s, "early", &a);
@@ -381,7 +393,7 @@ test_queued_until_hello(void **state)
 	for (int i = 0; i < 20; i++)
 		event_base_loop(s->base, EVLOOP_NONBLOCK);
 	assert_int_equal(s->n_verify, 0);
-	stub_send_hello(s);
+	fake_send_hello(s);
 	wait_for(s, got_verify);
 	wait_answer(s, &a);
 	assert_int_equal(a.result, AUTH_OK);
@@ -392,11 +404,11 @@ test_queued_until_hello(void **state)
 static void
 test_timeout(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 	struct answer a = {0}, b = {0};
 
 	s->answer = ANSWER_NONE;
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 1);
 	wait_for(s, ready);
 	verify(s, "slow", &a);
@@ -404,7 +416,7 @@ test_timeout(void **state)
 	assert_int_equal(a.result, AUTH_TEMPFAIL);
 	assert_string_equal(a.reason, "timeout");
 	assert_int_equal(s->n_verify, 1);
-	stub_send_result(s, s->ids[0]);
+	fake_send_result(s, s->ids[0]);
 	s->answer = ANSWER_OK;
 	verify(s, "next", &b);
 	wait_answer(s, &b);
@@ -416,12 +428,12 @@ test_timeout(void **state)
 static void
 test_cancel(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 	struct answer a = {0}, b = {0};
 	uint32_t h;
 
 	s->answer = ANSWER_NONE;
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	wait_for(s, ready);
 	h = verify(s, "gone", &a);
@@ -429,7 +441,7 @@ test_cancel(void **state)
 	auth_client_cancel(s->ac, h);
 	auth_client_cancel(s->ac, h);           /* twice: no-op */
 	auth_client_cancel(s->ac, 0xfffffff0u); /* unknown: no-op */
-	stub_send_result(s, s->ids[0]);
+	fake_send_result(s, s->ids[0]);
 	s->answer = ANSWER_OK;
 	verify(s, "next", &b);
 	wait_answer(s, &b);
@@ -437,7 +449,7 @@ test_cancel(void **state)
 }
 
 static bool
-got_all(struct stub *s)
+got_all(struct fake *s)
 {
 	return s->n_verify == 4096;
 }
@@ -447,12 +459,12 @@ static void
 test_inflight_cap(void **state)
 {
 	enum { N = 4096 };
-	struct stub *s = *state;
+	struct fake *s = *state;
 	struct answer *a = calloc(N + 1, sizeof(*a));
 	uint32_t *h = calloc(N, sizeof(*h));
 
 	s->answer = ANSWER_NONE;
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 30);
 	wait_for(s, ready);
 	for (int i = 0; i < N; i++)
@@ -473,7 +485,7 @@ test_inflight_cap(void **state)
 static void
 test_invalid_request(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 	static char longlogin[AUTH_MAX_LOGIN + 2];
 	static char longsecret[AUTH_MAX_SECRET + 1];
 	struct answer a = {0}, b = {0};
@@ -482,7 +494,7 @@ test_invalid_request(void **state)
 	                         .secret = longsecret,
 	                         .secret_len = sizeof(longsecret)};
 
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	wait_for(s, ready);
 	memset(longlogin, 'a', sizeof(longlogin) - 1);
@@ -500,7 +512,7 @@ test_invalid_request(void **state)
 }
 
 static bool
-accepted_twice(struct stub *s)
+accepted_twice(struct fake *s)
 {
 	return s->accepts >= 2;
 }
@@ -509,11 +521,11 @@ accepted_twice(struct stub *s)
 static void
 test_version_mismatch(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 	struct answer a = {0};
 
 	s->hello_version = AUTH_PROTO_VERSION + 1;
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	wait_for(s, accepted_twice);
 	assert_int_equal(auth_client_caps(s->ac), 0);
@@ -529,11 +541,11 @@ test_version_mismatch(void **state)
 static void
 test_malformed_result(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 	struct answer a = {0}, b = {0};
 
 	s->answer = ANSWER_GARBAGE;
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	wait_for(s, ready);
 	verify(s, "x", &a);
@@ -552,16 +564,16 @@ test_malformed_result(void **state)
 static void
 test_server_closes(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 	struct answer a = {0};
 
 	s->answer = ANSWER_NONE;
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	wait_for(s, ready);
 	verify(s, "x", &a);
 	wait_for(s, got_verify);
-	stub_drop(s);
+	fake_drop(s);
 	wait_answer(s, &a);
 	assert_int_equal(a.result, AUTH_TEMPFAIL);
 	assert_string_equal(a.reason, "auth_unavailable");
@@ -570,13 +582,13 @@ test_server_closes(void **state)
 }
 
 static bool
-got_all_two(struct stub *s)
+got_all_two(struct fake *s)
 {
 	return s->n_verify == 2;
 }
 
 static bool
-client_gone(struct stub *s)
+client_gone(struct fake *s)
 {
 	return s->ac == NULL;
 }
@@ -586,11 +598,11 @@ client_gone(struct stub *s)
 static void
 test_free_in_callback(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 	struct answer a = {0}, b = {0};
 
 	s->answer = ANSWER_NONE;
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	wait_for(s, ready);
 	a.free_client = true;
@@ -598,8 +610,8 @@ test_free_in_callback(void **state)
 	verify(s, "b", &b);
 	wait_for(s, got_all_two);
 	/* Both answers in one write, so one read sees them together. */
-	stub_send_result(s, s->ids[0]);
-	stub_send_result(s, s->ids[1]);
+	fake_send_result(s, s->ids[0]);
+	fake_send_result(s, s->ids[1]);
 	wait_for(s, client_gone);
 	assert_true(a.called);
 	assert_false(b.called);
@@ -609,10 +621,10 @@ test_free_in_callback(void **state)
 static void
 test_verify_from_callback(void **state)
 {
-	struct stub *s = *state;
+	struct fake *s = *state;
 	struct answer a = {0}, b = {0};
 
-	stub_listen(s);
+	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	wait_for(s, ready);
 	a.verify_again = true;

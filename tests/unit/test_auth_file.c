@@ -124,14 +124,26 @@ write_file(const char *path, const char *text)
 	assert_int_equal(rename(tmp, path), 0);
 }
 
+/* mkdtemp() under prefix (its template's six placeholder letters are
+ * appended here). */
+static void
+tmpdir(char *buf, size_t sz, const char *prefix)
+{
+	size_t n = (size_t)snprintf(buf, sz, "%s", prefix);
+
+	assert_true(n + 7 <= sz);
+	memset(buf + n, 'X', 6);
+	buf[n + 6] = '\0';
+	assert_non_null(mkdtemp(buf));
+}
+
 static int
 setup(void **state)
 {
 	struct harness *h = calloc(1, sizeof(*h));
 	const char *err = NULL;
 
-	snprintf(h->dir, sizeof(h->dir), "/tmp/authrelay-test-XXXXXX");
-	assert_non_null(mkdtemp(h->dir));
+	tmpdir(h->dir, sizeof(h->dir), "/tmp/authrelay-test-");
 	snprintf(h->path, sizeof(h->path), "%s/users", h->dir);
 	write_file(h->path, users_v1);
 	h->cfg = calloc(1, sizeof(*h->cfg));

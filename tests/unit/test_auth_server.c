@@ -263,13 +263,25 @@ read_log(struct harness *h)
 	return buf;
 }
 
+/* mkdtemp() under prefix (its template's six placeholder letters are
+ * appended here). */
+static void
+tmpdir(char *buf, size_t sz, const char *prefix)
+{
+	size_t n = (size_t)snprintf(buf, sz, "%s", prefix);
+
+	assert_true(n + 7 <= sz);
+	memset(buf + n, 'X', 6);
+	buf[n + 6] = '\0';
+	assert_non_null(mkdtemp(buf));
+}
+
 static int
 setup(void **state)
 {
 	struct harness *h = calloc(1, sizeof(*h));
 
-	snprintf(h->dir, sizeof(h->dir), "/tmp/authrelay-srv-XXXXXX");
-	assert_non_null(mkdtemp(h->dir));
+	tmpdir(h->dir, sizeof(h->dir), "/tmp/authrelay-srv-");
 	snprintf(h->users, sizeof(h->users), "%s/users", h->dir);
 	snprintf(h->sock, sizeof(h->sock), "%s/auth.sock", h->dir);
 	snprintf(h->log, sizeof(h->log), "%s/auth.log", h->dir);

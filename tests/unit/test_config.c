@@ -1043,6 +1043,48 @@ test_relative_config_path(void **state)
 	config_free(cfg);
 }
 
+/* Sections owned by other modules keep their keys, lines and order. */
+static void
+test_module_sections(void **state)
+{
+	char text[4096];
+	snprintf(text, sizeof(text),
+	         "%s\n[ldap corp]\nURI = ldap://a\n  ldap://b\nbase = dc=x\n"
+	         "[ldap other]\nuri = ldap://c\n[smtp-forward]\nupstreams = h:25\n",
+	         BASE);
+	struct config *cfg = load_ok(text);
+	const struct config_section *s1 = config_section_next(cfg, "ldap", NULL);
+	assert_non_null(s1);
+	assert_string_equal(s1->name, "corp");
+	int line = 0;
+	assert_string_equal(config_section_get(s1, "uri", &line), "ldap://a ldap://b");
+	assert_true(line > s1->line);
+	assert_string_equal(config_section_get(s1, "base", NULL), "dc=x");
+	assert_null(config_section_get(s1, "missing", NULL));
+	const struct config_section *s2 = config_section_next(cfg, "ldap", s1);
+	assert_non_null(s2);
+	assert_string_equal(s2->name, "other");
+	assert_null(config_section_next(cfg, "ldap", s2));
+	const struct config_section *f = config_section_next(cfg, "smtp-forward", NULL);
+	assert_non_null(f);
+	assert_null(f->name);
+	config_free(cfg);
+
+	char *err;
+	snprintf(text, sizeof(text), "%s\n[ldap]\nuri = x\n", BASE);
+	err = load_fail(text);
+	assert_non_null(strstr(err, "[ldap NAME]"));
+	free(err);
+	snprintf(text, sizeof(text), "%s\n[ldap a]\n[ldap A]\n", BASE);
+	err = load_fail(text);
+	assert_non_null(strstr(err, "duplicate section"));
+	free(err);
+	snprintf(text, sizeof(text), "%s\n[smtp-forward x]\n", BASE);
+	err = load_fail(text);
+	assert_non_null(strstr(err, "takes no name"));
+	free(err);
+}
+
 /* The shipped example must stay valid. */
 static void
 test_sample_config(void **state)
@@ -1098,6 +1140,7 @@ main(void)
 	        cmocka_unit_test(test_listener_lookup_and_names),
 	        cmocka_unit_test(test_relative_config_path),
 	        cmocka_unit_test(test_sample_config),
+	        cmocka_unit_test(test_module_sections),
 	};
 
 	/* quiet: the max_auth_failures warning would go to stderr */
