@@ -121,7 +121,7 @@ fail:
 int
 spool_init_dirs(const char *dir, uid_t uid, gid_t gid, const char **error_r)
 {
-	static const char *const subdirs[] = {"tmp", "incoming", "private"};
+	static const char *const subdirs[] = {"tmp", "incoming", "state", "private"};
 	int dfd;
 
 	/* The spool directory itself is created only when missing (mode 0700,
@@ -388,67 +388,12 @@ spool_rename_noreplace(const char *from, int to_dir_fd, const char *to_name)
 	return renameat(AT_FDCWD, from, to_dir_fd, to_name);
 }
 
-int
-spool_msg_commit(struct spool_msg *msg)
+/* A commit step failed: log it, clean up the tmp file, remember the error.
+ * Always returns -1. */
+static int
+spool_msg_commit_fail(struct spool_msg *msg, const char *step, int err)
 {
-	const char *step;
-	int dfd = -1;
-	int err;
-
-	if (msg->committed || msg->fd < 0)
-		fatal("spool id=%s commit of a message that is not open", msg->id);
-	if (msg->failed) {
-		step = "write";
-		errno = msg->write_errno;
-		goto fail;
-	}
-	if (spool_msg_flush(msg) < 0) {
-		step = "write";
-		goto fail;
-	}
-	/* fsync is not retried after an error: the kernel may have dropped the
-	 * dirty pages, and a second fsync would wrongly report success. */
-	if (fsync(msg->fd) < 0) {
-		step = "fsync";
-		goto fail;
-	}
-	err = close(msg->fd);
-	msg->fd = -1;
-	/* On Linux the descriptor is gone even after EINTR, and the data is
-	 * already on disk: only a real error counts. */
-	if (err < 0 && errno != EINTR) {
-		step = "close";
-		goto fail;
-	}
-	dfd = open(msg->incoming_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		step = "open incoming";
-		goto fail;
-	}
-	if (spool_rename_noreplace(msg->tmp_path, dfd, msg->id) < 0) {
-		step = "rename";
-		goto fail;
-	}
-	msg->tmp_exists = false;
-	/* The new name is durable only once its directory is. */
-	if (fsync(dfd) < 0) {
-		err = errno;
-		/* We are going to answer 4xx: take the file back so the retry
-		 * does not become a duplicate. If the queue already picked it
-		 * up this fails, and the worst case is a duplicate, not a loss. */
-		(void)unlinkat(dfd, msg->id, 0);
-		errno = err;
-		step = "fsync incoming";
-		goto fail;
-	}
-	close(dfd);
-	msg->committed = true;
-	return 0;
-fail:
-	err = errno;
 	log_err("spool id=%s commit failed: %s: %s", msg->id, step, strerror(err));
-	if (dfd >= 0)
-		close(dfd);
 	if (msg->fd >= 0) {
 		close(msg->fd);
 		msg->fd = -1;
@@ -463,6 +408,98 @@ fail:
 	if (msg->write_errno == 0)
 		msg->write_errno = err;
 	return -1;
+}
+
+/* Phase 1 of a commit: write out the buffer and start the disk write
+ * without waiting, so the fsyncs of a batch overlap. */
+int
+spool_msg_commit_write(struct spool_msg *msg)
+{
+	if (msg->committed || (msg->fd < 0 && !msg->failed))
+		fatal("spool id=%s commit of a message that is not open", msg->id);
+	if (msg->failed)
+		return spool_msg_commit_fail(msg, "write", msg->write_errno);
+	if (spool_msg_flush(msg) < 0)
+		return spool_msg_commit_fail(msg, "write", errno);
+	/* Only a hint: fsync below is what counts. */
+	(void)sync_file_range(msg->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	return 0;
+}
+
+/* Phase 2: fsync and close the file. */
+int
+spool_msg_commit_sync(struct spool_msg *msg)
+{
+	int err;
+
+	if (msg->failed || msg->fd < 0)
+		return -1;
+	/* fsync is not retried after an error: the kernel may have dropped the
+	 * dirty pages, and a second fsync would wrongly report success. */
+	if (fsync(msg->fd) < 0)
+		return spool_msg_commit_fail(msg, "fsync", errno);
+	err = close(msg->fd);
+	msg->fd = -1;
+	/* On Linux the descriptor is gone even after EINTR, and the data is
+	 * already on disk: only a real error counts. */
+	if (err < 0 && errno != EINTR)
+		return spool_msg_commit_fail(msg, "close", errno);
+	return 0;
+}
+
+/* Phase 3: rename tmp/ID into incoming/ (incoming_fd), not yet durable. */
+int
+spool_msg_commit_link(struct spool_msg *msg, int incoming_fd)
+{
+	if (msg->failed || !msg->tmp_exists)
+		return -1;
+	if (spool_rename_noreplace(msg->tmp_path, incoming_fd, msg->id) < 0)
+		return spool_msg_commit_fail(msg, "rename", errno);
+	msg->tmp_exists = false;
+	return 0;
+}
+
+/* Phase 4: incoming/ was fsynced (dir_errno 0) or that failed. */
+int
+spool_msg_commit_finish(struct spool_msg *msg, int incoming_fd, int dir_errno)
+{
+	if (msg->failed)
+		return -1;
+	if (dir_errno != 0) {
+		/* We are going to answer 4xx: take the file back so the retry
+		 * does not become a duplicate. If the queue already picked it
+		 * up this fails, and the worst case is a duplicate, not a loss. */
+		(void)unlinkat(incoming_fd, msg->id, 0);
+		return spool_msg_commit_fail(msg, "fsync incoming", dir_errno);
+	}
+	msg->committed = true;
+	return 0;
+}
+
+const char *
+spool_msg_incoming_dir(const struct spool_msg *msg)
+{
+	return msg->incoming_path;
+}
+
+int
+spool_msg_commit(struct spool_msg *msg)
+{
+	int dfd, r;
+
+	if (spool_msg_commit_write(msg) < 0 || spool_msg_commit_sync(msg) < 0)
+		return -1;
+	dfd = open(msg->incoming_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return spool_msg_commit_fail(msg, "open incoming", errno);
+	if (spool_msg_commit_link(msg, dfd) < 0) {
+		close(dfd);
+		return -1;
+	}
+	/* The new name is durable only once its directory is. */
+	r = spool_msg_commit_finish(msg, dfd, fsync(dfd) < 0 ? errno : 0);
+	close(dfd);
+	return r;
 }
 
 void

@@ -5,7 +5,10 @@
  *   tmp/       messages being received; never read by anyone else
  *   incoming/  committed messages: a file here was fsynced, then renamed here,
  *              then the directory was fsynced. This is what 250 promises.
- *              The queue process (later) moves them on to active/ deferred/ ...
+ *              A message file stays here, unchanged, until the queue process
+ *              has finished with every recipient (src/queue/queue_store.h).
+ *   state/     the queue's delivery state of messages it has tried: which
+ *              recipients are done, the next retry, hold (queue_store.h)
  *   private/   the auth socket
  *
  * A spool file is text envelope records, a blank line, then the message:
@@ -68,6 +71,17 @@ uint64_t spool_msg_size(const struct spool_msg *);
 /* Flush, fsync the file, rename into incoming/, fsync incoming/. BLOCKS:
  * run it on a threadpool. Returns 0 or -1 (then the tmp file is removed). */
 int spool_msg_commit(struct spool_msg *);
+/* The same commit in steps, for group commit (spool_commit.c): one thread
+ * runs _write and then _sync for a batch of messages, _link for each into the
+ * open incoming/ directory, fsyncs that directory once and calls _finish for
+ * each with 0 or the fsync's errno. Each returns 0 or -1 (the message has
+ * failed, its tmp file is gone, later steps return -1 at once). BLOCKING. */
+int spool_msg_commit_write(struct spool_msg *);
+int spool_msg_commit_sync(struct spool_msg *);
+int spool_msg_commit_link(struct spool_msg *, int incoming_fd);
+int spool_msg_commit_finish(struct spool_msg *, int incoming_fd, int dir_errno);
+/* dir/incoming as given to spool_msg_new(). */
+const char *spool_msg_incoming_dir(const struct spool_msg *);
 /* Free; removes the tmp file unless committed. */
 void spool_msg_free(struct spool_msg *);
 

@@ -2,13 +2,14 @@
 conftest.py - fixtures for the authrelay integration tests.
 
   bin_path      the daemon (AUTHRELAY_BIN or build/authrelay); tests skip without it
-  base_dir      one 0755 temp tree for the whole run (kept when a test failed,
-                or always with AUTHRELAY_KEEP_TMP=1)
+  base_dir      one 0755 temp tree for the whole run, removed at the end
+                unless AUTHRELAY_KEEP_TMP=1 (failing tests print their logs)
   tls_files     (cert, key) self-signed ECDSA P-256 for mx.test.example
   users         name -> harness.User, one per stored-hash format
   make_gateway  factory: make_gateway(config_overrides, users=..., start=True)
   gw            a default gateway shared by the tests of one module (tests that
                 change config, kill processes or send signals use make_gateway)
+  module_gateway  factory for gateways with special config shared by one module
 
 When a test fails, the log lines its gateways wrote during the test are printed.
 Every gateway's whole log is checked at teardown: no password of the standard
@@ -26,16 +27,12 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 
-_failed = {"any": False}
-
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
-    if rep.failed:
-        _failed["any"] = True
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +48,7 @@ def base_dir():
     d = Path(tempfile.mkdtemp(prefix="authrelay-it-"))
     os.chmod(d, 0o755)
     yield d
-    if _failed["any"] or os.environ.get("AUTHRELAY_KEEP_TMP"):
+    if os.environ.get("AUTHRELAY_KEEP_TMP"):
         print(f"\nauthrelay integration temp tree kept in {d}")
     else:
         shutil.rmtree(d, ignore_errors=True)

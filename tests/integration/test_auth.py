@@ -58,6 +58,22 @@ def test_plain_without_initial_response(gw, alice):
     c.cmd(plain_ir(alice.name, alice.password)).check(235, "2.7.0")
 
 
+def test_plain_response_pipelined_with_command(gw, alice):
+    """A client that sends its response right behind "AUTH PLAIN" (before the
+    334 arrives) must still be understood: the response answers the 334."""
+    c = submission_conn(gw)
+    c.send(f"AUTH PLAIN\r\n{plain_ir(alice.name, alice.password)}\r\n")
+    assert c.read_reply().raw == [b"334 "]
+    c.read_reply().check(235, "2.7.0")
+
+
+def test_null_sender_after_auth(gw, alice):
+    # RFC 6409 3.2: a null return path is not by itself a reason to reject
+    c = submission_conn(gw)
+    c.auth_plain(alice.name, alice.password).check(235, "2.7.0")
+    c.cmd("MAIL FROM:<>").check(250, "2.1.0")
+
+
 def test_plain_mechanism_name_case_insensitive(gw, alice):
     c = submission_conn(gw)
     c.cmd("auth plain " + plain_ir(alice.name, alice.password)).check(235, "2.7.0")

@@ -105,9 +105,9 @@ def test_noop_rset_quit(gw):
     assert c.wait_closed() == b""
 
 
-@pytest.mark.parametrize("listener", ["in", "out"])
+@pytest.mark.parametrize("listener", ["in", "out", "sub"])
 def test_vrfy_never_reveals_existence(gw, listener):
-    c = hello(gw, listener)
+    c = submission_conn(gw) if listener == "sub" else hello(gw, listener)
     known = c.cmd("VRFY alice").check(252, "2.5.0")
     unknown = c.cmd("VRFY no-such-user-zz9").check(252, "2.5.0")
     c.cmd("VRFY <alice@example.test>").check(252, "2.5.0")

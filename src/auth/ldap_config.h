@@ -1,0 +1,70 @@
+/*
+ * ldap_config.h - the [ldap NAME] sections: one directory each, parsed and
+ * checked from the raw keys config.c keeps (struct config_section).
+ *
+ * Like struct config, the record is public: a plain, read-only description
+ * of one directory that the connection pool and the source both read.
+ * Every key is documented in README.md under "[ldap NAME]".
+ */
+#ifndef AUTHRELAY_LDAP_CONFIG_H
+#define AUTHRELAY_LDAP_CONFIG_H
+
+#include <stddef.h>
+#include "../lib/common.h"
+
+struct config;
+
+enum ldap_scope_cfg { LDAP_CFG_SCOPE_BASE, LDAP_CFG_SCOPE_ONE, LDAP_CFG_SCOPE_SUB };
+enum ldap_method { LDAP_METHOD_BIND, LDAP_METHOD_FETCH };
+enum ldap_dir_type {
+	LDAP_TYPE_GENERIC,
+	LDAP_TYPE_OPENLDAP,
+	LDAP_TYPE_AD,     /* Active Directory */
+	LDAP_TYPE_GC,     /* Active Directory Global Catalog */
+	LDAP_TYPE_DOMINO, /* HCL/IBM Domino */
+};
+
+struct ldap_dir_cfg {
+	char *name; /* NAME of [ldap NAME] */
+	int line;   /* the section header, for messages */
+	char **uris; /* tried in order for failover */
+	size_t n_uris;
+	bool starttls;
+	char *ca_file; /* NULL: the system's CAs (libldap's default) */
+	bool tls_verify;
+	char *bind_dn;            /* NULL: no service account */
+	char *bind_password_file; /* set iff bind_dn is */
+	char *base;
+	enum ldap_scope_cfg scope;
+	char *filter;      /* tokens %s %u %d */
+	char **mail_attributes;
+	size_t n_mail_attributes;
+	enum ldap_method method;
+	char *password_attribute;
+	char *group_dn;     /* NULL: no group gate */
+	char *group_filter; /* tokens %s %u %d %D; evaluated on group_dn */
+	char *dn_template;  /* NULL: search for the user */
+	bool upn_bind;      /* dn_template is an AD "user@domain" bind name */
+	enum ldap_dir_type type;
+	unsigned network_timeout; /* s */
+	unsigned timeout;         /* s, per operation */
+	unsigned pool_size;
+};
+
+/* Parse every [ldap NAME] section of cfg. Returns an array (*n_r entries;
+ * NULL with *n_r = 0 when there is none), or NULL with *errors_r set to
+ * malloc'd "file:line: message\n" lines when any section is wrong.
+ * Problems that are not errors (a password sent without TLS) are logged
+ * with log_warn(). */
+struct ldap_dir_cfg *ldap_config_parse(const struct config *cfg, size_t *n_r, char **errors_r);
+void ldap_config_free(struct ldap_dir_cfg *dirs, size_t n);
+
+/* Read the service account's password: the first line of the file (the
+ * newline dropped). Returns a malloc'd string (free_secret() it) or NULL
+ * with *error_r (a static buffer, valid until the next call). */
+char *ldap_config_read_password(const struct ldap_dir_cfg *dir, const char **error_r);
+
+const char *ldap_config_type_name(enum ldap_dir_type);
+const char *ldap_config_scope_name(enum ldap_scope_cfg);
+
+#endif

@@ -1,0 +1,270 @@
+/*
+ * spool_commit.c - single and group commit of spool messages (spool_commit.h).
+ *
+ * Group mode: submit() appends a job to the pending list under the mutex and
+ * wakes the commit thread. The thread takes the whole list (a round), and for
+ * its messages: starts every file's write-back, fsyncs each file, renames each
+ * into incoming/, fsyncs incoming/ once, then moves the jobs to the done list
+ * and bumps an eventfd. The loop's read event on that eventfd runs the
+ * callbacks. While a round runs, new jobs gather for the next one: the more
+ * sessions finish at once, the larger the rounds.
+ *
+ * Single mode hands each message to the thread pool's spool_msg_commit().
+ *
+ * Locking: the mutex guards both lists, the stop flag and the counters. A
+ * job (and its message) belongs to the thread between the two lists.
+ */
+#include "spool_commit.h"
+#include "spool.h"
+#include "../lib/common.h"
+#include "../lib/log.h"
+#include "../lib/threadpool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+/* A round takes at most this many messages: bounds the latency of the first. */
+#define COMMIT_ROUND_MAX 512
+
+struct commit_job {
+	struct commit_job *next;
+	struct spool_committer *c;
+	struct spool_msg *msg;
+	spool_commit_cb *cb;
+	void *arg;
+	int result;
+};
+
+struct commit_list {
+	struct commit_job *head, *tail;
+};
+
+struct spool_committer {
+	struct event_base *base;
+	bool group;
+	struct threadpool *pool;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct commit_list pending, done;
+	bool stop;
+	bool thread_started;
+	pthread_t thread;
+	int notify_fd;
+	struct event *notify_ev;
+	unsigned long rounds, messages;
+};
+
+static void
+commit_list_push(struct commit_list *l, struct commit_job *j)
+{
+	j->next = NULL;
+	if (l->tail != NULL)
+		l->tail->next = j;
+	else
+		l->head = j;
+	l->tail = j;
+}
+
+/* One round over jobs (a list of at most COMMIT_ROUND_MAX). Every message
+ * of a committer goes to the same incoming/ (one spool per process). */
+static void
+commit_round(struct commit_job *jobs)
+{
+	const char *dir = spool_msg_incoming_dir(jobs->msg);
+	int dfd, dir_errno = 0;
+	bool any_linked = false;
+
+	for (struct commit_job *j = jobs; j != NULL; j = j->next)
+		j->result = spool_msg_commit_write(j->msg);
+	for (struct commit_job *j = jobs; j != NULL; j = j->next)
+		if (j->result == 0)
+			j->result = spool_msg_commit_sync(j->msg);
+	/* Opened per round, so a recreated directory is seen. */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		log_err("spool group commit: open %s: %s", dir, strerror(errno));
+		/* spool_msg_free() removes the tmp files. */
+		for (struct commit_job *j = jobs; j != NULL; j = j->next)
+			j->result = -1;
+		return;
+	}
+	for (struct commit_job *j = jobs; j != NULL; j = j->next) {
+		if (strcmp(dir, spool_msg_incoming_dir(j->msg)) != 0)
+			fatal("spool group commit: messages for two spools in one committer");
+		if (j->result == 0)
+			j->result = spool_msg_commit_link(j->msg, dfd);
+		any_linked |= j->result == 0;
+	}
+	/* The one directory fsync that makes every rename of the round durable. */
+	if (any_linked && fsync(dfd) < 0)
+		dir_errno = errno;
+	for (struct commit_job *j = jobs; j != NULL; j = j->next)
+		if (j->result == 0)
+			j->result = spool_msg_commit_finish(j->msg, dfd, dir_errno);
+	close(dfd);
+}
+
+static void *
+commit_thread(void *arg)
+{
+	struct spool_committer *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (c->pending.head == NULL && !c->stop)
+			pthread_cond_wait(&c->cv, &c->mu);
+		if (c->pending.head == NULL && c->stop)
+			break;
+		struct commit_job *round = c->pending.head, *last = round;
+		unsigned n = 1;
+		while (last->next != NULL && n < COMMIT_ROUND_MAX) {
+			last = last->next;
+			n++;
+		}
+		c->pending.head = last->next;
+		if (c->pending.head == NULL)
+			c->pending.tail = NULL;
+		last->next = NULL;
+		pthread_mutex_unlock(&c->mu);
+
+		commit_round(round);
+
+		pthread_mutex_lock(&c->mu);
+		c->rounds++;
+		c->messages += n;
+		for (struct commit_job *j = round, *next; j != NULL; j = next) {
+			next = j->next;
+			commit_list_push(&c->done, j);
+		}
+		uint64_t one = 1;
+		ssize_t w = write(c->notify_fd, &one, sizeof(one));
+		(void)w; /* eventfd: only fails if the counter would overflow */
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static void
+commit_notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct spool_committer *c = arg;
+	uint64_t v;
+	ssize_t r = read(c->notify_fd, &v, sizeof(v));
+	(void)r;
+
+	pthread_mutex_lock(&c->mu);
+	struct commit_job *jobs = c->done.head;
+	c->done.head = c->done.tail = NULL;
+	pthread_mutex_unlock(&c->mu);
+	for (struct commit_job *j = jobs, *next; j != NULL; j = next) {
+		next = j->next;
+		j->cb(j->msg, j->result, j->arg);
+		free(j);
+	}
+}
+
+struct spool_committer *
+spool_committer_new(struct event_base *base, bool group, struct threadpool *pool)
+{
+	struct spool_committer *c = xcalloc(1, sizeof(*c));
+
+	c->base = base;
+	c->group = group;
+	c->pool = pool;
+	c->notify_fd = -1;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	if (!group)
+		return c;
+	c->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->notify_fd < 0)
+		fatal("spool group commit: eventfd: %s", strerror(errno));
+	c->notify_ev = event_new(base, c->notify_fd, EV_READ | EV_PERSIST, commit_notify_cb, c);
+	event_add(c->notify_ev, NULL);
+	if (pthread_create(&c->thread, NULL, commit_thread, c) != 0)
+		fatal("spool group commit: cannot start its thread");
+	c->thread_started = true;
+	return c;
+}
+
+static void
+commit_single_work(void *arg)
+{
+	struct commit_job *j = arg;
+	j->result = spool_msg_commit(j->msg);
+}
+
+static void
+commit_single_done(void *arg)
+{
+	struct commit_job *j = arg;
+	struct spool_committer *c = j->c;
+	c->rounds++;
+	c->messages++;
+	j->cb(j->msg, j->result, j->arg);
+	free(j);
+}
+
+void
+spool_committer_submit(struct spool_committer *c, struct spool_msg *msg, spool_commit_cb *cb,
+		       void *arg)
+{
+	struct commit_job *j = xcalloc(1, sizeof(*j));
+
+	j->c = c;
+	j->msg = msg;
+	j->cb = cb;
+	j->arg = arg;
+	if (!c->group) {
+		threadpool_submit(c->pool, commit_single_work, commit_single_done, j);
+		return;
+	}
+	pthread_mutex_lock(&c->mu);
+	commit_list_push(&c->pending, j);
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void
+spool_committer_stats(struct spool_committer *c, unsigned long *rounds_r,
+		      unsigned long *messages_r)
+{
+	pthread_mutex_lock(&c->mu);
+	*rounds_r = c->rounds;
+	*messages_r = c->messages;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void
+spool_committer_free(struct spool_committer *c)
+{
+	if (c == NULL)
+		return;
+	if (c->thread_started) {
+		pthread_mutex_lock(&c->mu);
+		c->stop = true;
+		pthread_cond_signal(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->thread, NULL);
+	}
+	for (struct commit_job *j = c->done.head, *next; j != NULL; j = next) {
+		next = j->next;
+		free(j);
+	}
+	if (c->notify_ev != NULL)
+		event_free(c->notify_ev);
+	if (c->notify_fd >= 0)
+		close(c->notify_fd);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+}
