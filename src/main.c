@@ -6,10 +6,15 @@
  *   authrelay [-f] -c FILE              run the gateway (-f: foreground)
  *   authrelay check-config -c FILE      validate a config, print file:line errors
  *   authrelay passwd [-s SCHEME] [USER] print a users-file line
+ *   authrelay queue -c FILE list|show ID|flush|delete ID|hold ID|release ID
+ *   authrelay test-auth -c FILE USER    try a login against the [ldap] directories
+ *   authrelay test-query -c FILE USER   look a login up in the [ldap] directories
  *   authrelay version
  */
 #include "auth/auth_passwd.h"
+#include "auth/auth_test_cmd.h"
 #include "master/master.h"
+#include "queue/queue_cmd.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +28,9 @@ usage(FILE *f)
 	fprintf(f, "usage: authrelay [-f] -c FILE\n"
 		   "       authrelay check-config -c FILE\n"
 		   "       authrelay passwd [-s yescrypt|sha512-crypt|bcrypt|ssha512|argon2id] [USER]\n"
+		   "       authrelay test-auth -c FILE [-m PLAIN|LOGIN|CRAM-MD5] USER\n"
+		   "       authrelay test-query -c FILE USER\n"
+		   "       authrelay queue -c FILE list|show ID|flush|delete ID|hold ID|release ID\n"
 		   "       authrelay version\n");
 }
 
@@ -68,6 +76,10 @@ main(int argc, char **argv)
 	}
 	if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
 		return auth_passwd_main(argc - 1, argv + 1);
+	if (argc >= 2 && (strcmp(argv[1], "test-auth") == 0 || strcmp(argv[1], "test-query") == 0))
+		return auth_test_cmd_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "queue") == 0)
+		return queue_cmd_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "version") == 0) {
 		printf("authrelay %s\n", AUTHRELAY_VERSION);
 		return 0;

@@ -84,6 +84,9 @@ struct auth_client {
 	/* auth_client_free() from a callback inside the read path. */
 	int busy;
 	bool free_pending;
+	const struct auth_reply *cur_reply; /* during a RESULT's callback */
+	auth_alert_mail_cb_fn *alert_cb;
+	void *alert_arg;
 };
 
 static void ac_connect(struct auth_client *ac);
@@ -265,7 +268,22 @@ ac_on_result(struct auth_client *ac, struct ipc_msg *m)
 		log_debug("auth client: RESULT for unknown request %u ignored", rep.id);
 		return;
 	}
+	ac->cur_reply = &rep;
 	ac_complete(ac, req, rep.result, rep.identity, rep.reason);
+	ac->cur_reply = NULL;
+}
+
+static void
+ac_on_alert(struct auth_client *ac, struct ipc_msg *m)
+{
+	struct auth_alert_mail mail;
+
+	if (auth_proto_parse_alert(m, &mail) < 0) {
+		ac_disconnect(ac, "malformed ALERT");
+		return;
+	}
+	if (ac->alert_cb != NULL)
+		ac->alert_cb(&mail, ac->alert_arg);
 }
 
 static void
@@ -292,6 +310,9 @@ ac_on_read(struct bufferevent *bev, void *arg)
 				ac_disconnect(ac, "RESULT before HELLO");
 			else
 				ac_on_result(ac, m);
+			break;
+		case AUTH_MSG_ALERT:
+			ac_on_alert(ac, m);
 			break;
 		default:
 			ac_disconnect(ac, "unknown message type");
@@ -475,4 +496,36 @@ auth_client_cancel(struct auth_client *ac, uint32_t handle)
 		return;
 	ac_unlink(ac, req);
 	ac_req_free(req);
+}
+
+const struct auth_reply *
+auth_client_reply(const struct auth_client *ac)
+{
+	return ac->cur_reply;
+}
+
+void
+auth_client_notify(struct auth_client *ac, const struct auth_notify *n)
+{
+	struct ipc_msg *m;
+
+	if (ac->state != AC_READY || !ac_field_ok(n->user, AUTH_MAX_LOGIN) ||
+	    !ac_field_ok(n->client, AUTH_CLIENT_MAX_FIELD) ||
+	    !ac_field_ok(n->session, AUTH_CLIENT_MAX_FIELD) ||
+	    !ac_field_ok(n->event, AUTH_CLIENT_MAX_FIELD) ||
+	    !ac_field_ok(n->limit, AUTH_CLIENT_MAX_FIELD)) {
+		log_debug("auth client: NOTIFY %s not sent", n->event);
+		return;
+	}
+	m = auth_proto_notify(n);
+	if (ipc_msg_send(m, bufferevent_get_output(ac->bev)) < 0)
+		log_warn("auth client: NOTIFY %s too big", n->event);
+	ipc_msg_free(m);
+}
+
+void
+auth_client_set_alert_cb(struct auth_client *ac, auth_alert_mail_cb_fn *cb, void *arg)
+{
+	ac->alert_cb = cb;
+	ac->alert_arg = arg;
 }

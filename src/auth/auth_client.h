@@ -36,4 +36,19 @@ uint32_t auth_client_verify(struct auth_client *, const struct auth_request *req
 /* Forget a pending request (the session is going away): its cb never runs. */
 void auth_client_cancel(struct auth_client *, uint32_t handle);
 
+/* Inside an auth_result_cb only: the whole RESULT being delivered (its
+ * appended fields: delay_ms, addresses), or NULL when the request completed
+ * without one (timeout, disconnected). Valid until the callback returns. */
+const struct auth_reply *auth_client_reply(const struct auth_client *);
+
+/* Tell the auth process about an event (a sending limit hit) that may raise
+ * an alert. Fire and forget: dropped while not connected. */
+void auth_client_notify(struct auth_client *, const struct auth_notify *);
+
+/* The auth process asks this worker to put an alert mail into the spool:
+ * cb gets the parsed ALERT (valid during the call only). Without a cb,
+ * ALERTs are ignored. */
+typedef void auth_alert_mail_cb_fn(const struct auth_alert_mail *mail, void *arg);
+void auth_client_set_alert_cb(struct auth_client *, auth_alert_mail_cb_fn *cb, void *arg);
+
 #endif

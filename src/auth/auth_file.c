@@ -4,8 +4,10 @@
  *
  * File format, one entry a line:
  *     alice@example.org:$y$j9T$...
- *     bob:{SSHA512}...:anything after a second ':' is ignored
+ *     bob:{SSHA512}...:bob@example.org,b.smith@example.org
  *     # comments and blank lines are skipped
+ * The optional third field lists the user's own mail addresses (for
+ * [listener] sender_login_match); anything after a fourth ':' is ignored.
  * The hash is any format lib/pwhash understands; a {PLAIN} or {CLEARTEXT}
  * value cannot contain ':' (as in Dovecot's passwd-file). A line without a
  * user or a hash, an empty cleartext, a user with blanks or control characters or longer than
@@ -58,6 +60,7 @@ struct file_entry {
 	unsigned line;
 	char *login;
 	char *hash;
+	char *addresses; /* third field, checked: "a@x,b@y"; NULL if none */
 };
 
 struct file_table {
@@ -81,6 +84,7 @@ struct file_check {
 	char *challenge; /* CRAM-MD5 only */
 	char *stored;
 	char *identity;
+	char *addresses;
 	/* Set by the pool thread. */
 	enum auth_result result;
 	const char *reason;
@@ -168,6 +172,7 @@ file_table_free(struct file_table *t)
 			next = e->next;
 			free(e->login);
 			free_secret(e->hash);
+			free(e->addresses);
 			free(e);
 		}
 	}
@@ -255,12 +260,54 @@ file_user_ok(const char *user)
 	return true;
 }
 
+/* The third field: comma-separated addresses, each local@domain without
+ * blanks or control characters; bad ones are warned about and left out.
+ * Returns the kept ones joined by commas, or NULL. */
+static char *
+file_parse_addresses(const char *path, unsigned lineno, const char *field)
+{
+	char *out = xmalloc(strlen(field) + 1);
+	size_t len = 0;
+	const char *p = field;
+
+	while (*p != '\0') {
+		size_t n = strcspn(p, ",");
+		const char *at = memchr(p, '@', n);
+		bool ok = n > 0 && at != NULL && at != p && at + 1 < p + n;
+		for (size_t i = 0; ok && i < n; i++) {
+			unsigned char c = (unsigned char)p[i];
+			ok = c > ' ' && c != 0x7f && c != '<' && c != '>';
+		}
+		if (ok) {
+			if (len > 0)
+				out[len++] = ',';
+			memcpy(out + len, p, n);
+			len += n;
+		} else if (n > 0) {
+			/* Not echoed: a cleartext password holding ':' would
+			 * spill its tail into this field. */
+			log_warn("%s:%u: an item of the addresses field (the third) is not an "
+			         "address; left out",
+			         path, lineno);
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	out[len] = '\0';
+	if (len == 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
 /* Parse one line (NUL-terminated, newline removed) into t. */
 static void
 file_parse_line(struct file_table *t, const char *path, unsigned lineno, char *line,
                 size_t *skipped)
 {
-	char *p = line, *user, *hash, *colon;
+	char *p = line, *user, *hash, *colon, *addresses = NULL;
 	struct file_entry *e, *dup;
 
 	while (*p == ' ' || *p == '\t')
@@ -275,8 +322,12 @@ file_parse_line(struct file_table *t, const char *path, unsigned lineno, char *l
 	*colon = '\0';
 	user = line;
 	hash = colon + 1;
-	if ((colon = strchr(hash, ':')) != NULL)
-		*colon = '\0'; /* extra fields: ignored */
+	if ((colon = strchr(hash, ':')) != NULL) {
+		*colon = '\0';
+		addresses = colon + 1;
+		if ((colon = strchr(addresses, ':')) != NULL)
+			*colon = '\0'; /* further fields: ignored */
+	}
 	if (*user == '\0' || !file_user_ok(user)) {
 		log_warn("%s:%u: empty user, or a blank or control character in it; line skipped",
 		         path, lineno);
@@ -312,6 +363,7 @@ file_parse_line(struct file_table *t, const char *path, unsigned lineno, char *l
 	e = xcalloc(1, sizeof(*e));
 	e->login = xstrdup(user);
 	e->hash = xstrdup(hash);
+	e->addresses = addresses != NULL ? file_parse_addresses(path, lineno, addresses) : NULL;
 	e->key = file_login_key(user);
 	e->line = lineno;
 	e->next = t->buckets[e->key & (t->nbuckets - 1)];
@@ -438,6 +490,7 @@ file_check_free(struct file_check *c)
 	}
 	free_secret(c->stored);
 	free(c->identity);
+	free(c->addresses);
 	free(c);
 }
 
@@ -531,6 +584,8 @@ file_check_done(void *arg)
 	struct file_check *c = arg;
 
 	LIST_REMOVE(c, entry);
+	if (c->result == AUTH_OK && c->addresses != NULL)
+		auth_job_set_addresses(c->job, c->addresses);
 	auth_job_done(c->job, c->result, c->result == AUTH_OK ? c->identity : NULL, c->reason);
 	file_check_free(c);
 }
@@ -567,6 +622,7 @@ file_verify(void *state, struct auth_job *job)
 	c->challenge = xstrdup(req->challenge != NULL ? req->challenge : "");
 	c->stored = xstrdup(e != NULL ? e->hash : src->table->dummy);
 	c->identity = xstrdup(e != NULL ? e->login : req->login);
+	c->addresses = e != NULL && e->addresses != NULL ? xstrdup(e->addresses) : NULL;
 	c->result = AUTH_TEMPFAIL;
 	c->reason = "internal";
 	LIST_INSERT_HEAD(&src->checks, c, entry);

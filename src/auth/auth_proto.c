@@ -48,6 +48,33 @@ auth_proto_result(const struct auth_reply *r)
 	ipc_msg_add_u32(m, (uint32_t)r->result);
 	ipc_msg_add_str(m, r->identity);
 	ipc_msg_add_str(m, r->reason);
+	ipc_msg_add_u32(m, r->delay_ms);
+	ipc_msg_add_str(m, r->addresses);
+	return m;
+}
+
+struct ipc_msg *
+auth_proto_notify(const struct auth_notify *n)
+{
+	struct ipc_msg *m = ipc_msg_new(AUTH_MSG_NOTIFY);
+
+	ipc_msg_add_str(m, n->event);
+	ipc_msg_add_str(m, n->user);
+	ipc_msg_add_str(m, n->client);
+	ipc_msg_add_str(m, n->session);
+	ipc_msg_add_str(m, n->limit);
+	ipc_msg_add_u32(m, n->count);
+	ipc_msg_add_u32(m, n->max);
+	return m;
+}
+
+struct ipc_msg *
+auth_proto_alert(const struct auth_alert_mail *a)
+{
+	struct ipc_msg *m = ipc_msg_new(AUTH_MSG_ALERT);
+
+	ipc_msg_add_str(m, a->to);
+	ipc_msg_add_bytes(m, a->message, a->message_len);
 	return m;
 }
 
@@ -85,12 +112,20 @@ int
 auth_proto_parse_result(struct ipc_msg *m, struct auth_reply *r)
 {
 	uint32_t result;
+	size_t len;
 
 	memset(r, 0, sizeof(*r));
 	if (ipc_msg_type(m) != AUTH_MSG_RESULT)
 		return -1;
 	if (ipc_msg_get_u32(m, &r->id) < 0 || ipc_msg_get_u32(m, &result) < 0 ||
 	    ipc_msg_get_str(m, &r->identity) < 0 || ipc_msg_get_str(m, &r->reason) < 0)
+		return -1;
+	/* Appended later: absent from an older auth process. */
+	if (ipc_msg_get_u32(m, &r->delay_ms) < 0)
+		r->delay_ms = 0;
+	if (ipc_msg_get_bytes(m, &r->addresses, &len) < 0)
+		r->addresses = "";
+	else if (memchr(r->addresses, '\0', len) != NULL)
 		return -1;
 	switch (result) {
 	case AUTH_OK:
@@ -100,6 +135,36 @@ auth_proto_parse_result(struct ipc_msg *m, struct auth_reply *r)
 		return 0;
 	}
 	return -1;
+}
+
+int
+auth_proto_parse_notify(struct ipc_msg *m, struct auth_notify *n)
+{
+	memset(n, 0, sizeof(*n));
+	if (ipc_msg_type(m) != AUTH_MSG_NOTIFY)
+		return -1;
+	if (ipc_msg_get_str(m, &n->event) < 0 || ipc_msg_get_str(m, &n->user) < 0 ||
+	    ipc_msg_get_str(m, &n->client) < 0 || ipc_msg_get_str(m, &n->session) < 0 ||
+	    ipc_msg_get_str(m, &n->limit) < 0 || ipc_msg_get_u32(m, &n->count) < 0 ||
+	    ipc_msg_get_u32(m, &n->max) < 0)
+		return -1;
+	if (strlen(n->user) > AUTH_MAX_LOGIN)
+		return -1;
+	return 0;
+}
+
+int
+auth_proto_parse_alert(struct ipc_msg *m, struct auth_alert_mail *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (ipc_msg_type(m) != AUTH_MSG_ALERT)
+		return -1;
+	if (ipc_msg_get_str(m, &a->to) < 0 ||
+	    ipc_msg_get_bytes(m, &a->message, &a->message_len) < 0)
+		return -1;
+	if (a->to[0] == '\0' || a->message_len == 0 || a->message_len > AUTH_MAX_ALERT)
+		return -1;
+	return 0;
 }
 
 const char *

@@ -6,7 +6,13 @@
  *   VERIFY worker -> auth:               u32 id, mech, login, secret, challenge,
  *                                        session, client address, listener
  *   RESULT auth -> worker:               u32 id, u32 result (enum auth_result),
- *                                        identity, reason
+ *                                        identity, reason, [u32 delay_ms],
+ *                                        [addresses]
+ *   NOTIFY worker -> auth, no answer:    event, user, client, session, limit,
+ *                                        u32 count, u32 max
+ *   ALERT  auth -> worker, no answer:    to (comma-separated), bytes message
+ *
+ * Fields in [] were appended later and are optional on receipt.
  *
  * For PLAIN and LOGIN, secret is the password and challenge is empty; for
  * CRAM-MD5, secret is the client's hex digest and challenge the one we sent.
@@ -21,7 +27,13 @@ struct ipc_msg;
 
 #define AUTH_PROTO_VERSION 1
 
-enum auth_msg_type { AUTH_MSG_HELLO = 1, AUTH_MSG_VERIFY = 2, AUTH_MSG_RESULT = 3 };
+enum auth_msg_type {
+	AUTH_MSG_HELLO = 1,
+	AUTH_MSG_VERIFY = 2,
+	AUTH_MSG_RESULT = 3,
+	AUTH_MSG_NOTIFY = 4, /* worker -> auth: an event for the alerts */
+	AUTH_MSG_ALERT = 5,  /* auth -> worker: put this alert mail in the spool */
+};
 
 /* The three answers a credential check can have (235, 535, 454). */
 enum auth_result { AUTH_OK = 0, AUTH_FAIL = 1, AUTH_TEMPFAIL = 2 };
@@ -49,16 +61,46 @@ struct auth_reply {
 	enum auth_result result;
 	const char *identity;  /* canonical login on AUTH_OK, else "" */
 	const char *reason;    /* short, log-safe: "bad_password", "unknown_user"... */
+	/* Appended fields (absent from an older peer: 0 and ""). */
+	uint32_t delay_ms;     /* AUTH_FAIL: wait this long before 535, if longer
+				* than the listener's auth_failure_delay_ms */
+	const char *addresses; /* AUTH_OK: the user's own addresses, "a@x,b@y"; may be "" */
 };
+
+/* NOTIFY: something a worker saw that may raise an alert (auth_alert.h). */
+struct auth_notify {
+	const char *event;   /* "send_limit" */
+	const char *user;    /* the authenticated user */
+	const char *client;  /* client address */
+	const char *session; /* session id */
+	const char *limit;   /* "messages_per_hour", "recipients_per_hour" */
+	uint32_t count;
+	uint32_t max;
+};
+
+/* ALERT: an alert mail for a worker to put into the spool (null sender). */
+struct auth_alert_mail {
+	const char *to;      /* "a@x,b@y" */
+	const char *message; /* RFC 5322 text, CRLF line ends */
+	size_t message_len;
+};
+
+/* The largest alert message that fits an ALERT frame. */
+#define AUTH_MAX_ALERT 60000
 
 struct ipc_msg *auth_proto_hello(uint32_t caps);
 struct ipc_msg *auth_proto_verify(const struct auth_request *);
 struct ipc_msg *auth_proto_result(const struct auth_reply *);
+struct ipc_msg *auth_proto_notify(const struct auth_notify *);
+/* message_len must be at most AUTH_MAX_ALERT. */
+struct ipc_msg *auth_proto_alert(const struct auth_alert_mail *);
 
 /* Decoders: fields point into msg. Return 0, or -1 if malformed. */
 int auth_proto_parse_hello(struct ipc_msg *, uint32_t *version_r, uint32_t *caps_r);
 int auth_proto_parse_verify(struct ipc_msg *, struct auth_request *r);
 int auth_proto_parse_result(struct ipc_msg *, struct auth_reply *r);
+int auth_proto_parse_notify(struct ipc_msg *, struct auth_notify *n);
+int auth_proto_parse_alert(struct ipc_msg *, struct auth_alert_mail *a);
 
 const char *auth_result_name(enum auth_result);
 

@@ -14,17 +14,34 @@
  * final. (One place to change when a "user must be unique across sources"
  * policy arrives: auth_job_done().)
  *
+ * Protection ([protection], see auth_cache.h, auth_throttle.h, auth_alert.h)
+ * sits in this dispatch path, so every source gets it: a VERIFY from a
+ * locked-out client gets tempfail reason=locked before any source is asked;
+ * before each source the cache is looked up (PLAIN and LOGIN only); each
+ * source's answer is stored in the cache, or, if it is a tempfail, a stale
+ * positive entry may answer instead; the final answer is counted by the
+ * throttle (failures, and the delay the worker is told to wait) and the
+ * alerts. A login under the lockout shield is answered from the cache or
+ * gets tempfail reason=locked, never a source. Alert mails go to a worker
+ * as ALERT messages, since workers are the processes that write the spool.
+ *
  * Signals arrive as libevent signal events: SIGHUP reloads every source
- * (a source keeps its old data when the reload fails) and re-sends HELLO when
- * the capabilities changed; SIGTERM and SIGINT stop the loop and free
- * everything, waiting for hash checks already running.
+ * (a source keeps its old data when the reload fails), empties the auth
+ * cache, and re-sends HELLO when the capabilities changed; SIGTERM and
+ * SIGINT stop the loop and free everything, waiting for hash checks already
+ * running.
  */
 #include "auth_server.h"
+#include "auth_alert.h"
+#include "auth_cache.h"
 #include "auth_proto.h"
 #include "auth_source.h"
+#include "auth_throttle.h"
 #include "../lib/config.h"
 #include "../lib/ipc.h"
+#include "../lib/keyhash.h"
 #include "../lib/log.h"
+#include "../lib/protection_config.h"
 #include "../lib/threadpool.h"
 
 #include <errno.h>
@@ -44,6 +61,7 @@
 /* The registry: one line per source, consulted in this order. */
 static const struct auth_source_ops *const auth_sources[] = {
         &auth_source_file,
+        &auth_source_ldap, /* after the file: local accounts never wait on a directory */
 };
 
 #define AUTH_DEFAULT_THREADS 2
@@ -52,6 +70,8 @@ static const struct auth_source_ops *const auth_sources[] = {
 #define AUTH_CONN_MAX_JOBS 8192
 /* Unsent RESULT bytes above which we stop reading that worker's requests. */
 #define AUTH_CONN_MAX_OUTPUT (1024 * 1024)
+/* Alert mails kept while no worker is connected to take them. */
+#define AUTH_MAX_PENDING_ALERTS 64
 
 struct auth_active {
 	const struct auth_source_ops *ops;
@@ -75,6 +95,14 @@ struct auth_job {
 	struct auth_request req;
 	struct timespec start;
 	size_t source; /* index in srv->sources being consulted */
+	char *addresses; /* the user's addresses (auth_job_set_addresses) */
+	bool shielded;   /* the login is under the lockout shield */
+};
+
+/* An alert mail waiting for a worker to connect. */
+struct pending_alert {
+	TAILQ_ENTRY(pending_alert) entry;
+	struct ipc_msg *msg;
 };
 
 struct auth_server {
@@ -90,6 +118,15 @@ struct auth_server {
 	LIST_HEAD(, auth_conn) conns;
 	LIST_HEAD(, auth_job) jobs;
 	unsigned long next_conn_id;
+	/* [protection] and [alerts] */
+	struct protection_config prot;
+	struct keyhash *kh;
+	struct auth_cache *cache;
+	struct auth_throttle *throttle;
+	struct auth_alert *alert;
+	struct event *tick;
+	TAILQ_HEAD(, pending_alert) pending_alerts;
+	unsigned n_pending_alerts;
 };
 
 static void auth_conn_close(struct auth_conn *conn);
@@ -103,24 +140,40 @@ elapsed_ms(const struct timespec *start)
 	return (long)(now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
 }
 
-/* The log line and the RESULT frame for one finished verification. */
+static uint64_t
+now_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+}
+
+/* The log line and the RESULT frame for one finished verification. note is
+ * NULL or log fields of the protection ("cache=hit", "lock=client"). */
 static void
 auth_finish(struct auth_conn *conn, const struct auth_request *req, const struct timespec *start,
-            enum auth_result result, const char *identity, const char *reason, const char *source)
+            enum auth_result result, const char *identity, const char *reason, const char *source,
+            const char *addresses, uint32_t delay_ms, const char *note)
 {
-	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64], mech[32], client[128], lst[128];
+	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64], mech[32], client[128], lst[128], extra[96];
 	struct auth_reply rep;
 	struct ipc_msg *m;
+	int n;
+
+	n = snprintf(extra, sizeof(extra), "%s%s", note != NULL ? " " : "", note != NULL ? note : "");
+	if (delay_ms > 0 && n >= 0 && (size_t)n < sizeof(extra))
+		snprintf(extra + n, sizeof(extra) - (size_t)n, " delay_ms=%u", delay_ms);
 
 	/* Everything but reason and source came from a worker: escape it. */
 	log_info("s=%s auth mech=%s user=\"%s\" client=%s listener=%s result=%s reason=%s "
-	         "source=%s ms=%ld",
+	         "source=%s ms=%ld%s",
 	         req->session[0] != '\0' ? log_escape_str(req->session, sess, sizeof(sess)) : "-",
 	         log_escape_str(req->mech, mech, sizeof(mech)),
 	         log_escape_str(req->login, user, sizeof(user)),
 	         req->client[0] != '\0' ? log_escape_str(req->client, client, sizeof(client)) : "-",
 	         req->listener[0] != '\0' ? log_escape_str(req->listener, lst, sizeof(lst)) : "-",
-	         auth_result_name(result), reason, source, elapsed_ms(start));
+	         auth_result_name(result), reason, source, elapsed_ms(start), extra);
 	if (conn == NULL)
 		return;
 
@@ -128,6 +181,8 @@ auth_finish(struct auth_conn *conn, const struct auth_request *req, const struct
 	rep.result = result;
 	rep.identity = result == AUTH_OK ? (identity != NULL ? identity : req->login) : "";
 	rep.reason = reason;
+	rep.delay_ms = result == AUTH_FAIL ? delay_ms : 0;
+	rep.addresses = result == AUTH_OK && addresses != NULL ? addresses : "";
 	m = auth_proto_result(&rep);
 	if (ipc_msg_send(m, bufferevent_get_output(conn->bev)) < 0)
 		fatal("auth: RESULT frame too big"); /* bounded strings: cannot happen */
@@ -154,16 +209,93 @@ auth_job_free(struct auth_job *job)
 	if (job->conn != NULL)
 		job->conn->n_jobs--;
 	ipc_msg_free(job->msg);
+	free(job->addresses);
 	free(job);
+}
+
+void
+auth_job_set_addresses(struct auth_job *job, const char *addresses)
+{
+	free(job->addresses);
+	job->addresses = addresses != NULL ? xstrdup(addresses) : NULL;
+}
+
+/* Failures the throttle and the alerts count: a wrong password or an
+ * unknown user. Never a tempfail (the directory being down is not the
+ * client's doing), nor a mechanism the user's entry cannot serve. */
+static bool
+auth_counted_failure(enum auth_result result, const char *reason)
+{
+	return result == AUTH_FAIL &&
+	       (strcmp(reason, "bad_password") == 0 || strcmp(reason, "unknown_user") == 0);
+}
+
+/* The final answer to a job: throttle and alerts count it, then it is logged,
+ * sent and the job freed. */
+static void
+auth_job_final(struct auth_job *job, enum auth_result result, const char *identity,
+               const char *reason, const char *source, const char *note)
+{
+	struct auth_server *srv = job->srv;
+	const struct auth_request *req = &job->req;
+	uint64_t now = now_ms();
+	uint32_t delay_ms = 0;
+
+	if (auth_counted_failure(result, reason)) {
+		struct auth_throttle_result tr;
+		auth_throttle_failure(srv->throttle, req->client, req->login, req->secret,
+		                      req->secret_len, now, &tr);
+		delay_ms = tr.delay_ms;
+		auth_alert_failure(srv->alert, req->login, req->client, now);
+	} else if (result == AUTH_OK) {
+		auth_throttle_success(srv->throttle, req->client, req->login);
+		auth_alert_success(srv->alert,
+		                   identity != NULL && identity[0] != '\0' ? identity : req->login,
+		                   req->client, now);
+	}
+	auth_finish(job->conn, req, &job->start, result, identity, reason, source,
+	            job->addresses, delay_ms, note);
+	auth_job_free(job);
 }
 
 static void
 auth_job_start(struct auth_job *job)
 {
-	struct auth_active *a = &job->srv->sources[job->source];
+	struct auth_server *srv = job->srv;
+	const struct auth_request *req = &job->req;
 
-	/* May call auth_job_done() before returning: no touching job after. */
-	a->ops->verify(a->state, job);
+	for (;;) {
+		struct auth_active *a = &srv->sources[job->source];
+		uint8_t key[KEYHASH_LEN];
+		struct auth_cache_hit hit;
+
+		if (auth_cache_cacheable(srv->cache, req->mech)) {
+			auth_cache_key(srv->cache, a->ops->name, req->login, req->secret,
+			               req->secret_len, key);
+			if (auth_cache_lookup(srv->cache, key, now_ms(), &hit)) {
+				if (hit.result == AUTH_FAIL &&
+				    strcmp(hit.reason, "unknown_user") == 0 &&
+				    job->source + 1 < srv->n_sources) {
+					job->source++;
+					continue;
+				}
+				if (hit.result == AUTH_OK)
+					auth_job_set_addresses(job, hit.addresses);
+				auth_job_final(job, hit.result, hit.identity, hit.reason,
+				               a->ops->name, "cache=hit");
+				return;
+			}
+		}
+		if (job->shielded) {
+			/* The lockout shield: this login no longer reaches a
+			 * source until the lockout ends. */
+			auth_job_final(job, AUTH_TEMPFAIL, NULL, "locked", "none", "lock=login");
+			return;
+		}
+		/* May call auth_job_done() before returning: no touching job after. */
+		a->ops->verify(a->state, job);
+		return;
+	}
 }
 
 void
@@ -171,16 +303,39 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
               const char *reason)
 {
 	struct auth_server *srv = job->srv;
+	const struct auth_request *req = &job->req;
+	const char *name = srv->sources[job->source].ops->name;
+	const char *note = NULL;
+	uint64_t now = now_ms();
 
+	auth_alert_source(srv->alert, name, result != AUTH_TEMPFAIL, now);
+	if (auth_cache_cacheable(srv->cache, req->mech)) {
+		uint8_t key[KEYHASH_LEN];
+		struct auth_cache_hit hit;
+
+		auth_cache_key(srv->cache, name, req->login, req->secret, req->secret_len, key);
+		if (result != AUTH_TEMPFAIL) {
+			auth_cache_store(srv->cache, key, now, result,
+			                 identity != NULL ? identity : req->login, reason,
+			                 job->addresses);
+		} else if (auth_cache_lookup_stale(srv->cache, key, now, &hit)) {
+			/* The source cannot answer (directory or upstream
+			 * down): a recent success with this very password
+			 * stands in, for at most cache_stale_ttl. */
+			auth_job_set_addresses(job, hit.addresses);
+			result = AUTH_OK;
+			identity = hit.identity;
+			reason = "ok";
+			note = "cache=stale";
+		}
+	}
 	if (result == AUTH_FAIL && strcmp(reason, "unknown_user") == 0 &&
 	    job->source + 1 < srv->n_sources) {
 		job->source++;
 		auth_job_start(job);
 		return;
 	}
-	auth_finish(job->conn, &job->req, &job->start, result, identity, reason,
-	            srv->sources[job->source].ops->name);
-	auth_job_free(job);
+	auth_job_final(job, result, identity, reason, name, note);
 }
 
 static bool
@@ -197,8 +352,9 @@ auth_conn_verify(struct auth_conn *conn, struct ipc_msg *msg)
 {
 	struct auth_server *srv = conn->srv;
 	struct auth_job *job = xcalloc(1, sizeof(*job));
-	const char *reason = NULL;
+	const char *reason = NULL, *note = NULL;
 	enum auth_result result = AUTH_FAIL;
+	enum auth_throttle_scope lock;
 
 	clock_gettime(CLOCK_MONOTONIC, &job->start);
 	job->srv = srv;
@@ -225,9 +381,22 @@ auth_conn_verify(struct auth_conn *conn, struct ipc_msg *msg)
 	} else if (conn->n_jobs >= AUTH_CONN_MAX_JOBS) {
 		result = AUTH_TEMPFAIL;
 		reason = "busy";
+	} else {
+		/* A locked-out client asks no source and no cache; a login
+		 * under the shield may still be answered from the cache. */
+		lock = auth_throttle_check(srv->throttle, job->req.client, job->req.login, now_ms(),
+		                           NULL);
+		if (lock == THROTTLE_CLIENT || lock == THROTTLE_CLIENT_LOGIN) {
+			result = AUTH_TEMPFAIL;
+			reason = "locked";
+			note = lock == THROTTLE_CLIENT ? "lock=client" : "lock=client_login";
+		} else if (lock == THROTTLE_LOGIN) {
+			job->shielded = true;
+		}
 	}
 	if (reason != NULL) {
-		auth_finish(conn, &job->req, &job->start, result, NULL, reason, "none");
+		auth_finish(conn, &job->req, &job->start, result, NULL, reason, "none", NULL, 0,
+		            note);
 		ipc_msg_free(msg);
 		free(job);
 		return 0;
@@ -236,6 +405,30 @@ auth_conn_verify(struct auth_conn *conn, struct ipc_msg *msg)
 	conn->n_jobs++;
 	auth_job_start(job);
 	return 0;
+}
+
+/* A NOTIFY from a worker (an event for the alerts); msg is ours. Returns -1
+ * if it is malformed. Unknown events are ignored: a newer worker may send
+ * more kinds. */
+static int
+auth_conn_notify(struct auth_conn *conn, struct ipc_msg *msg)
+{
+	struct auth_notify n;
+	int r = auth_proto_parse_notify(msg, &n);
+
+	if (r == 0 && strcmp(n.event, "send_limit") == 0)
+		auth_alert_send_limit(conn->srv->alert, n.user, n.client, n.limit, n.count, n.max,
+		                      now_ms());
+	ipc_msg_free(msg);
+	return r;
+}
+
+static int
+auth_conn_message(struct auth_conn *conn, struct ipc_msg *msg)
+{
+	if (ipc_msg_type(msg) == AUTH_MSG_NOTIFY)
+		return auth_conn_notify(conn, msg);
+	return auth_conn_verify(conn, msg);
 }
 
 static void
@@ -247,7 +440,7 @@ auth_conn_on_read(struct bufferevent *bev, void *arg)
 	enum parse_result pr = PARSE_AGAIN;
 
 	while (!conn->read_paused && (pr = ipc_msg_take(in, &msg)) == PARSE_OK) {
-		if (auth_conn_verify(conn, msg) < 0) {
+		if (auth_conn_message(conn, msg) < 0) {
 			log_warn("auth: worker connection %lu sent a malformed message; "
 			         "dropping the connection",
 			         conn->id);
@@ -314,6 +507,74 @@ auth_send_hello(struct auth_conn *conn)
 	ipc_msg_free(m);
 }
 
+/* Hand waiting alert mails to a worker, if one is connected. */
+static void
+auth_flush_alerts(struct auth_server *srv)
+{
+	struct auth_conn *conn = LIST_FIRST(&srv->conns);
+	struct pending_alert *pa;
+
+	while (conn != NULL && (pa = TAILQ_FIRST(&srv->pending_alerts)) != NULL) {
+		TAILQ_REMOVE(&srv->pending_alerts, pa, entry);
+		srv->n_pending_alerts--;
+		if (ipc_msg_send(pa->msg, bufferevent_get_output(conn->bev)) < 0)
+			log_err("auth: alert mail too big for an ALERT frame; dropped");
+		else
+			log_debug("auth: alert mail handed to worker connection %lu", conn->id);
+		ipc_msg_free(pa->msg);
+		free(pa);
+	}
+}
+
+/* auth_alert_mail_cb: an alert mail for the spool. Only workers write the
+ * spool (they run as its owner, chrooted into it), so the mail goes to one
+ * of them as an ALERT message; with none connected it waits (a few). */
+static void
+auth_on_alert_mail(char *const *to, size_t n_to, const char *message, size_t len, void *arg)
+{
+	struct auth_server *srv = arg;
+	struct auth_alert_mail mail = {.message = message, .message_len = len};
+	struct pending_alert *pa;
+	size_t tlen = 0;
+	char *joined;
+
+	if (n_to == 0)
+		return;
+	for (size_t i = 0; i < n_to; i++)
+		tlen += strlen(to[i]) + 1;
+	joined = xmalloc(tlen);
+	joined[0] = '\0';
+	for (size_t i = 0; i < n_to; i++) {
+		if (i > 0)
+			strcat(joined, ",");
+		strcat(joined, to[i]);
+	}
+	mail.to = joined;
+	if (mail.message_len > AUTH_MAX_ALERT)
+		mail.message_len = AUTH_MAX_ALERT; /* cannot happen: alerts are small */
+	if (srv->n_pending_alerts >= AUTH_MAX_PENDING_ALERTS) {
+		log_err("auth: no SMTP worker connected and %d alert mails waiting; alert mail "
+		        "dropped (the alert is in the log)",
+		        AUTH_MAX_PENDING_ALERTS);
+		free(joined);
+		return;
+	}
+	pa = xcalloc(1, sizeof(*pa));
+	pa->msg = auth_proto_alert(&mail);
+	TAILQ_INSERT_TAIL(&srv->pending_alerts, pa, entry);
+	srv->n_pending_alerts++;
+	free(joined);
+	auth_flush_alerts(srv);
+}
+
+static void
+auth_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct auth_server *srv = arg;
+
+	auth_alert_tick(srv->alert, now_ms());
+}
+
 static void
 auth_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                void *arg)
@@ -337,6 +598,7 @@ auth_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa
 	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
 	auth_send_hello(conn);
 	log_debug("auth: worker connection %lu accepted", conn->id);
+	auth_flush_alerts(srv);
 }
 
 static void
@@ -372,6 +634,10 @@ auth_reload(struct auth_server *srv)
 		else
 			log_info("auth: reload source=%s done", a->ops->name);
 	}
+	/* A password changed in a source is then checked afresh at once,
+	 * and a removed user is gone (auth_cache.h). */
+	log_info("auth: cache cleared entries=%zu", auth_cache_count(srv->cache));
+	auth_cache_clear(srv->cache);
 	caps = auth_caps(srv);
 	if (caps != srv->caps) {
 		/* Workers take caps from HELLO; a new one updates them. */
@@ -426,6 +692,7 @@ auth_server_free(struct auth_server *srv)
 {
 	struct auth_conn *conn;
 	struct auth_job *job;
+	struct pending_alert *pa;
 
 	if (srv->listener != NULL)
 		evconnlistener_free(srv->listener);
@@ -437,6 +704,18 @@ auth_server_free(struct auth_server *srv)
 	free(srv->sources);
 	while ((job = LIST_FIRST(&srv->jobs)) != NULL)
 		auth_job_free(job);
+	while ((pa = TAILQ_FIRST(&srv->pending_alerts)) != NULL) {
+		TAILQ_REMOVE(&srv->pending_alerts, pa, entry);
+		ipc_msg_free(pa->msg);
+		free(pa);
+	}
+	if (srv->tick != NULL)
+		event_free(srv->tick);
+	auth_alert_free(srv->alert);
+	auth_throttle_free(srv->throttle);
+	auth_cache_free(srv->cache);
+	keyhash_free(srv->kh);
+	protection_config_clear(&srv->prot);
 	if (srv->sig_hup != NULL)
 		event_free(srv->sig_hup);
 	if (srv->sig_term != NULL)
@@ -450,11 +729,14 @@ int
 auth_server_main(const struct config *cfg, int listen_fd)
 {
 	struct auth_server srv;
+	struct timeval second = {1, 0};
+	char *perr = NULL;
 	int status = 1;
 
 	memset(&srv, 0, sizeof(srv));
 	LIST_INIT(&srv.conns);
 	LIST_INIT(&srv.jobs);
+	TAILQ_INIT(&srv.pending_alerts);
 	/* Secrets live here: no core file, no ptrace by the same uid. */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		log_warn("auth: prctl(PR_SET_DUMPABLE): %s", strerror(errno));
@@ -481,6 +763,24 @@ auth_server_main(const struct config *cfg, int listen_fd)
 	    evsignal_add(srv.sig_hup, NULL) < 0 || evsignal_add(srv.sig_term, NULL) < 0 ||
 	    evsignal_add(srv.sig_int, NULL) < 0) {
 		log_err("auth: cannot install signal events");
+		evutil_closesocket(listen_fd);
+		goto fail;
+	}
+
+	/* The master refused a config with errors here; this is a backstop. */
+	if (protection_config_load(cfg, &srv.prot, &perr) < 0) {
+		log_err("auth: %s", perr);
+		free(perr);
+		evutil_closesocket(listen_fd);
+		goto fail;
+	}
+	srv.kh = keyhash_new();
+	srv.cache = auth_cache_new(&srv.prot, srv.kh);
+	srv.throttle = auth_throttle_new(&srv.prot, srv.kh);
+	srv.alert = auth_alert_new(cfg, &srv.prot, srv.kh, auth_on_alert_mail, &srv);
+	srv.tick = event_new(srv.base, -1, EV_PERSIST, auth_on_tick, &srv);
+	if (srv.tick == NULL || event_add(srv.tick, &second) < 0) {
+		log_err("auth: cannot install the alert timer");
 		evutil_closesocket(listen_fd);
 		goto fail;
 	}
@@ -513,8 +813,11 @@ auth_server_main(const struct config *cfg, int listen_fd)
 	}
 	evconnlistener_set_error_cb(srv.listener, auth_on_accept_error);
 
-	log_info("auth: ready sources=%zu threads=%u caps=0x%x", srv.n_sources,
-	         cfg->auth_threads > 0 ? cfg->auth_threads : AUTH_DEFAULT_THREADS, srv.caps);
+	log_info("auth: ready sources=%zu threads=%u caps=0x%x cache_size=%u "
+	         "cache_positive_ttl=%u cache_negative_ttl=%u cache_stale_ttl=%u",
+	         srv.n_sources, cfg->auth_threads > 0 ? cfg->auth_threads : AUTH_DEFAULT_THREADS,
+	         srv.caps, srv.prot.cache_size, srv.prot.cache_positive_ttl,
+	         srv.prot.cache_negative_ttl, srv.prot.cache_stale_ttl);
 	if (event_base_dispatch(srv.base) < 0) {
 		log_err("auth: event loop failed");
 		goto fail;

@@ -40,11 +40,16 @@ struct auth_source_ops {
 
 /* The request a job carries (strings valid until auth_job_done()). */
 const struct auth_request *auth_job_request(const struct auth_job *);
+/* Before auth_job_done() with AUTH_OK: the user's own mail addresses,
+ * "a@x,b@y" (copied), for the sender policy ([listener] sender_login_match).
+ * A source that knows none sets nothing: the login itself then counts. */
+void auth_job_set_addresses(struct auth_job *, const char *addresses);
 /* Finish a job: identity is the canonical login on AUTH_OK (NULL = as typed),
  * reason a short log-safe word. The job is freed; do not touch it after. */
 void auth_job_done(struct auth_job *, enum auth_result result, const char *identity,
 		   const char *reason);
 
 extern const struct auth_source_ops auth_source_file;
+extern const struct auth_source_ops auth_source_ldap;
 
 #endif

@@ -25,8 +25,8 @@ enum ldap_dir_type {
 };
 
 struct ldap_dir_cfg {
-	char *name; /* NAME of [ldap NAME] */
-	int line;   /* the section header, for messages */
+	char *name;  /* NAME of [ldap NAME] */
+	int line;    /* the section header, for messages */
 	char **uris; /* tried in order for failover */
 	size_t n_uris;
 	bool starttls;
@@ -36,7 +36,7 @@ struct ldap_dir_cfg {
 	char *bind_password_file; /* set iff bind_dn is */
 	char *base;
 	enum ldap_scope_cfg scope;
-	char *filter;      /* tokens %s %u %d */
+	char *filter; /* tokens %s %u %d */
 	char **mail_attributes;
 	size_t n_mail_attributes;
 	enum ldap_method method;

@@ -171,6 +171,7 @@ static const struct key_def key_defs[] = {
         {LISTENER_KEY("add_missing_headers", parse_bool, add_missing_headers)},
         {LISTENER_KEY("default_domain", parse_opt_domain, default_domain)},
         {LISTENER_KEY("banner", parse_banner, banner)},
+        {LISTENER_KEY("sender_login_match", parse_bool, sender_login_match)},
 
         {KEY(SEC_RELAY, "local_domains", parse_domains, struct config, local_domains),
          .list = true},
@@ -1234,7 +1235,8 @@ check_listener(struct load_state *st, size_t li)
 	if (l->role != ROLE_SUBMISSION) {
 		/* Spec 2: AUTH exists only on the dedicated submission socket. */
 		static const char *const auth_only[] = {"allow_plaintext_auth",
-		                                        "auth_legacy_advertise", "cram_md5"};
+		                                        "auth_legacy_advertise", "cram_md5",
+		                                        "sender_login_match"};
 		for (size_t i = 0; i < AR_NELEM(auth_only); i++) {
 			int line = listener_key_line(st, li, auth_only[i]);
 			const struct key_def *def = key_by_name(auth_only[i]);

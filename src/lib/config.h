@@ -54,6 +54,7 @@ struct listener_cfg {
 	bool add_missing_headers;    /* Message-ID/Date (RFC 6409 8); default yes on submission */
 	char *default_domain;        /* for bare sender addresses; NULL = none */
 	char *banner;                /* text after "220 hostname ESMTP" */
+	bool sender_login_match;     /* submission: MAIL FROM must be the user's own */
 	struct limits_cfg limits;
 	int line;                    /* where the section starts, for messages */
 };

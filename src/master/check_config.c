@@ -7,6 +7,8 @@
 #include "../auth/auth_server.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
+#include "../lib/protection_config.h"
+#include "../queue/queue_config.h"
 #include "../smtpd/tls.h"
 
 #include <stdio.h>
@@ -27,6 +29,23 @@ master_check_config(const char *path)
 		fprintf(stderr, "%s", errors);
 		free(errors);
 		return 1;
+	}
+	/* issue 5: [queue] and [route NAME]. */
+	struct queue_config *qc = queue_config_load(cfg, &errors);
+	if (qc == NULL) {
+		fprintf(stderr, "%s", errors);
+		free(errors);
+		status = 1;
+	}
+	queue_config_free(qc);
+	/* issue 6: [protection] and [alerts]. */
+	struct protection_config prot;
+	if (protection_config_load(cfg, &prot, &errors) < 0) {
+		fprintf(stderr, "%s", errors);
+		free(errors);
+		status = 1;
+	} else {
+		protection_config_clear(&prot);
 	}
 	/* Semantic errors beyond the file's syntax carry line 0: they concern
 	 * the whole file or files it names. */

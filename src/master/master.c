@@ -5,7 +5,9 @@
  *
  *   auth     one process, user auth_user, holds the credential stores;
  *   smtpd    `workers` processes, user `user`, chrooted into the spool,
- *            each accepting on all listeners.
+ *            each accepting on all listeners;
+ *   queue    one process, user `user`, owns the spool after the 250 and
+ *            delivers (src/queue/, issue 5).
  *
  * It restarts a child that dies (with back-off), forwards SIGHUP (reload) to
  * the auth process, and on SIGTERM stops the children and exits. The master
@@ -17,10 +19,15 @@
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "../lib/protection_config.h"
+#include "../queue/queue.h"
+#include "../queue/queue_config.h"
 #include "../smtpd/conn_limit.h"
+#include "../smtpd/send_limit.h"
 #include "../smtpd/smtpd.h"
 #include "../smtpd/tls.h"
 #include "../spool/spool.h"
+#include "../spool/spool_gauge.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,7 +54,7 @@
 #define STABLE_SECONDS 30
 #define STOP_GRACE_SECONDS 10
 
-enum child_kind { CHILD_AUTH, CHILD_SMTPD };
+enum child_kind { CHILD_AUTH, CHILD_SMTPD, CHILD_QUEUE };
 
 struct child {
 	struct master *m;
@@ -70,11 +77,17 @@ struct master {
 	int auth_fd;
 	char auth_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct conn_limit *limits;
+	struct send_limit *send_limits; /* issue 6: per-user sending limits */
+	unsigned send_limit_size;
 	struct event_base *base;
 	struct child auth;
+	struct child queue;          /* issue 5 */
+	struct queue_config *qc;
+	struct spool_gauge *gauge;   /* queue size, shared with workers */
 	struct child *workers;
 	unsigned n_workers;
 	bool stopping;
+	pid_t pid;                   /* the master's own, after daemonizing */
 	struct event *ev_sig[4];
 	struct event *ev_stop_deadline;
 };
@@ -160,6 +173,17 @@ child_setup_signals(void)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 }
 
+/* After privdrop_apply(): changing uid or gid clears PR_SET_PDEATHSIG
+ * (prctl(2)), so set it again, and leave now if the master died meanwhile.
+ * Without this a child outlives a master killed with SIGKILL (issue 5). */
+static void
+child_after_drop(const struct master *m)
+{
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != m->pid)
+		_exit(0);
+}
+
 static AR_NORETURN void
 child_run_auth(struct master *m)
 {
@@ -180,6 +204,7 @@ child_run_auth(struct master *m)
 	}
 	if (m->is_root)
 		privdrop_apply(&m->auth_user, NULL);
+	child_after_drop(m);
 	/* It holds secrets: no core dumps, no ptrace by the same uid. */
 	prctl(PR_SET_DUMPABLE, 0);
 	exit(auth_server_main(m->cfg, m->auth_fd));
@@ -208,6 +233,7 @@ child_run_smtpd(struct master *m, unsigned idx)
 	bool chrooted = m->is_root && cfg->chroot;
 	if (m->is_root)
 		privdrop_apply(&m->user, chrooted ? cfg->spool_dir : NULL);
+	child_after_drop(m);
 	char auth_path[sizeof(m->auth_path)];
 	snprintf(auth_path, sizeof(auth_path), "%s", chrooted ? "/" AUTH_SOCKET_NAME : m->auth_path);
 	struct smtpd_params p = {
@@ -218,8 +244,32 @@ child_run_smtpd(struct master *m, unsigned idx)
 		.tls = tls,
 		.spool_dir = chrooted ? "/" : cfg->spool_dir,
 		.auth_socket = auth_path,
+		.queue_gauge = m->gauge,
+		.send_limits = m->send_limits,
 	};
 	exit(smtpd_main(&p));
+}
+
+/* issue 5: the queue process. Not chrooted: maildir routes write outside
+ * the spool. It holds no secret and reads nothing from untrusted peers but
+ * SMTP replies and DNS answers. */
+static AR_NORETURN void
+child_run_queue(struct master *m)
+{
+	log_init(m->cfg->use_syslog, (enum log_level)m->cfg->log_level, "queue");
+	for (size_t i = 0; i < m->cfg->n_listeners; i++)
+		close(m->listen_fds[i]);
+	close(m->auth_fd);
+	if (m->is_root)
+		privdrop_apply(&m->user, NULL);
+	child_after_drop(m);
+	struct queue_params p = {
+		.cfg = m->cfg,
+		.qc = m->qc,
+		.spool_dir = m->cfg->spool_dir,
+		.gauge = m->gauge,
+	};
+	exit(queue_main(&p));
 }
 
 static void
@@ -235,12 +285,16 @@ master_start_child(struct child *c)
 		child_setup_signals();
 		if (c->kind == CHILD_AUTH)
 			child_run_auth(m);
+		if (c->kind == CHILD_QUEUE)
+			child_run_queue(m);
 		child_run_smtpd(m, c->idx);
 	}
 	c->pid = pid;
 	c->started = time(NULL);
 	if (c->kind == CHILD_AUTH)
 		log_info("started auth pid=%d", (int)pid);
+	else if (c->kind == CHILD_QUEUE)
+		log_info("started queue pid=%d", (int)pid);
 	else
 		log_info("started smtpd worker=%u pid=%d", c->idx, (int)pid);
 }
@@ -258,6 +312,8 @@ master_find_child(struct master *m, pid_t pid)
 {
 	if (m->auth.pid == pid)
 		return &m->auth;
+	if (m->queue.pid == pid)
+		return &m->queue;
 	for (unsigned i = 0; i < m->n_workers; i++)
 		if (m->workers[i].pid == pid)
 			return &m->workers[i];
@@ -267,7 +323,7 @@ master_find_child(struct master *m, pid_t pid)
 static bool
 master_children_alive(const struct master *m)
 {
-	if (m->auth.pid != 0)
+	if (m->auth.pid != 0 || m->queue.pid != 0)
 		return true;
 	for (unsigned i = 0; i < m->n_workers; i++)
 		if (m->workers[i].pid != 0)
@@ -284,7 +340,9 @@ master_reap(struct master *m)
 		struct child *c = master_find_child(m, pid);
 		if (c == NULL)
 			continue;
-		const char *name = c->kind == CHILD_AUTH ? "auth" : "smtpd";
+		const char *name = c->kind == CHILD_AUTH    ? "auth"
+				   : c->kind == CHILD_QUEUE ? "queue"
+							    : "smtpd";
 		if (WIFSIGNALED(status))
 			log_info("%s pid=%d killed by signal %d", name, (int)pid, WTERMSIG(status));
 		else
@@ -315,6 +373,8 @@ master_signal_child(struct master *m, int sig)
 {
 	if (m->auth.pid != 0)
 		kill(m->auth.pid, sig);
+	if (m->queue.pid != 0)
+		kill(m->queue.pid, sig);
 	for (unsigned i = 0; i < m->n_workers; i++)
 		if (m->workers[i].pid != 0)
 			kill(m->workers[i].pid, sig);
@@ -343,6 +403,9 @@ master_reload(struct master *m)
 	 * changes need a restart: the sockets are bound once, as root. */
 	if (m->auth.pid != 0)
 		kill(m->auth.pid, SIGHUP);
+	/* issue 5: the queue re-reads [queue] and [route] and retries now. */
+	if (m->queue.pid != 0)
+		kill(m->queue.pid, SIGHUP);
 	log_info("reload: auth sources reloading");
 }
 
@@ -442,6 +505,27 @@ master_main(const char *config_path, bool foreground)
 		free(errors);
 		return 1;
 	}
+	/* issue 5: [queue] and [route NAME] are the queue module's. */
+	m.qc = queue_config_load(m.cfg, &errors);
+	if (m.qc == NULL) {
+		fprintf(stderr, "%s", errors);
+		free(errors);
+		config_free(m.cfg);
+		return 1;
+	}
+	/* issue 6: [protection] and [alerts]; each process loads its own copy. */
+	{
+		struct protection_config prot;
+		if (protection_config_load(m.cfg, &prot, &errors) < 0) {
+			fprintf(stderr, "%s", errors);
+			free(errors);
+			queue_config_free(m.qc);
+			config_free(m.cfg);
+			return 1;
+		}
+		m.send_limit_size = prot.send_limit_size;
+		protection_config_clear(&prot);
+	}
 	/* Without a terminal, stderr goes nowhere: log to syslog instead. */
 	if (!foreground)
 		m.cfg->use_syslog = true;
@@ -471,17 +555,22 @@ master_main(const char *config_path, bool foreground)
 	m.auth_fd = master_bind_auth(&m, &err);
 	if (m.auth_fd < 0)
 		fatal("%s", err);
+	/* Before any fork: one ticket key for all workers (tls.c). */
+	tls_ticket_keys_init();
 
 	m.n_workers = master_worker_count(m.cfg);
 	unsigned slots = 64;
 	for (size_t i = 0; i < m.cfg->n_listeners; i++)
 		slots += m.cfg->listeners[i].limits.max_connections;
 	m.limits = conn_limit_new(m.n_workers, (unsigned)m.cfg->n_listeners, slots);
+	m.send_limits = send_limit_new(m.send_limit_size);
+	m.gauge = spool_gauge_new();
 
 	if (!foreground)
 		master_daemonize();
 	if (m.cfg->pid_file != NULL)
 		master_write_pid(m.cfg->pid_file);
+	m.pid = getpid();
 
 	m.base = event_base_new();
 	if (m.base == NULL)
@@ -498,6 +587,9 @@ master_main(const char *config_path, bool foreground)
 	m.auth.restart = evtimer_new(m.base, master_restart_cb, &m.auth);
 	m.workers = xcalloc(m.n_workers, sizeof(*m.workers));
 	master_start_child(&m.auth);
+	m.queue = (struct child){ .m = &m, .kind = CHILD_QUEUE };
+	m.queue.restart = evtimer_new(m.base, master_restart_cb, &m.queue);
+	master_start_child(&m.queue);
 	for (unsigned i = 0; i < m.n_workers; i++) {
 		m.workers[i] = (struct child){ .m = &m, .kind = CHILD_SMTPD, .idx = i };
 		m.workers[i].restart = evtimer_new(m.base, master_restart_cb, &m.workers[i]);
@@ -515,6 +607,7 @@ master_main(const char *config_path, bool foreground)
 		event_free(m.ev_sig[i]);
 	event_free(m.ev_stop_deadline);
 	event_free(m.auth.restart);
+	event_free(m.queue.restart);
 	for (unsigned i = 0; i < m.n_workers; i++)
 		event_free(m.workers[i].restart);
 	free(m.workers);
@@ -524,6 +617,9 @@ master_main(const char *config_path, bool foreground)
 	free(m.listen_fds);
 	close(m.auth_fd);
 	conn_limit_free(m.limits);
+	send_limit_free(m.send_limits);
+	spool_gauge_free(m.gauge);
+	queue_config_free(m.qc);
 	config_free(m.cfg);
 	return 0;
 }

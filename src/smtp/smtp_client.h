@@ -10,6 +10,11 @@
  * length, lines per reply), and every wait by a timeout; malformed or
  * oversized replies end the connection with SMTP_CLIENT_PROTOCOL.
  *
+ * Failures (timeout, connection, TLS, protocol) reach every entry still
+ * queued, in order, on the next loop turn: no callback ever runs inside a
+ * call into this module. Without PIPELINING in the EHLO reply, queued
+ * commands go out one at a time.
+ *
  * Ownership: the caller owns the client and frees it with smtp_client_free(),
  * which may be called from inside a callback (the free is deferred); callbacks
  * of commands still pending are then never called.
@@ -72,7 +77,9 @@ int smtp_client_connect(struct smtp_client *, const struct sockaddr *addr, sockl
  * its reply. Lines may be queued before earlier replies arrived. */
 void smtp_client_command(struct smtp_client *, const char *line, smtp_client_cb *cb, void *arg);
 /* The same for a line holding a secret (AUTH): never logged, wiped after
- * sending. */
+ * sending. It may be up to 12288 octets (RFC 4954 4). A line over its bound
+ * or holding CR or LF is never sent: the connection ends with
+ * SMTP_CLIENT_PROTOCOL. */
 void smtp_client_command_secret(struct smtp_client *, const char *line, smtp_client_cb *cb,
 				void *arg);
 

@@ -17,15 +17,19 @@
 #include "session.h"
 #include "conn_limit.h"
 #include "relay_policy.h"
+#include "send_limit.h"
+#include "sender_policy.h"
 #include "tls.h"
 #include "../auth/auth_client.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "../lib/protection_config.h"
 #include "../lib/threadpool.h"
 #include "../sasl/sasl.h"
 #include "../smtp/smtp_parse.h"
 #include "../spool/spool.h"
+#include "../spool/spool_commit.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -106,6 +110,7 @@ struct session {
 	char *helo;               /* sanitized, NULL before HELO/EHLO */
 	bool authenticated;
 	char *auth_user;
+	char *auth_addrs;         /* the user's own addresses, "a@x,b@y" (sender policy) */
 	unsigned auth_failures;
 	unsigned errors;
 	unsigned messages;
@@ -605,6 +610,14 @@ session_auth_done(enum auth_result result, const char *identity, const char *rea
 			free(s->auth_user);
 			s->auth_user = xstrdup(identity);
 		}
+		{
+			/* issue 6: the user's addresses, for sender_login_match. */
+			const struct auth_reply *rep = auth_client_reply(s->env->auth);
+			free(s->auth_addrs);
+			s->auth_addrs = rep != NULL && rep->addresses[0] != '\0'
+						? xstrdup(rep->addresses)
+						: NULL;
+		}
 		log_info("s=%s auth user=\"%s\" result=ok", s->id, user);
 		session_reply(s, "235 2.7.0 Authentication successful");
 		session_set_state(s, SS_COMMAND);
@@ -612,9 +625,20 @@ session_auth_done(enum auth_result result, const char *identity, const char *rea
 	case AUTH_TEMPFAIL:
 		/* Not the client's fault: not counted as a failure. */
 		log_info("s=%s auth user=\"%s\" result=tempfail reason=%s", s->id, user, reason);
-		session_reply(s, "454 4.7.0 Temporary authentication failure");
 		free(s->auth_user);
 		s->auth_user = NULL;
+		if (strcmp(reason, "locked") == 0) {
+			/* issue 6: locked out by the auth process's throttle. */
+			if (s->env->protection != NULL && s->env->protection->lockout_reply == 421) {
+				session_close(s, "421 4.7.0 Too many failed authentication attempts, "
+						 "closing connection");
+				break;
+			}
+			session_reply(s, "454 4.7.0 Too many failed authentication attempts, try "
+					 "again later");
+		} else {
+			session_reply(s, "454 4.7.0 Temporary authentication failure");
+		}
 		session_set_state(s, SS_COMMAND);
 		break;
 	case AUTH_FAIL:
@@ -622,9 +646,13 @@ session_auth_done(enum auth_result result, const char *identity, const char *rea
 		free(s->auth_user);
 		s->auth_user = NULL;
 		s->auth_failures++;
-		if (s->l->limits.auth_failure_delay_ms > 0) {
+		/* issue 6: the auth process's throttle may ask for a longer delay. */
+		const struct auth_reply *frep = auth_client_reply(s->env->auth);
+		unsigned ms = s->l->limits.auth_failure_delay_ms;
+		if (frep != NULL && frep->delay_ms > ms)
+			ms = frep->delay_ms;
+		if (ms > 0) {
 			/* A timer, not a sleep: the worker serves others meanwhile. */
-			unsigned ms = s->l->limits.auth_failure_delay_ms;
 			struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
 			session_set_state(s, SS_AUTH_DELAY);
 			evtimer_add(s->delay_timer, &tv);
@@ -727,6 +755,85 @@ session_qualify(struct session *s, struct smtp_path *p)
 	return true;
 }
 
+/* ---- issue 6: sender policy and per-user sending limits */
+
+/* Over messages_per_hour or recipients_per_hour: log, tell the auth process
+ * (which raises the send_limit alert), answer 450 4.7.1. */
+static void
+session_send_limit_hit(struct session *s, const char *limit, unsigned count, unsigned max)
+{
+	char user[128];
+	struct auth_notify n = {
+		.event = "send_limit",
+		.user = s->auth_user,
+		.client = s->addr,
+		.session = s->id,
+		.limit = limit,
+		.count = count,
+		.max = max,
+	};
+
+	log_info("s=%s reject reason=%s user=\"%s\" count=%u limit=%u", s->id, limit,
+		 log_escape_str(s->auth_user, user, sizeof(user)), count, max);
+	auth_client_notify(s->env->auth, &n);
+	session_reply(s, "450 4.7.1 Sending limit exceeded (%s), try again later", limit);
+}
+
+/* MAIL of an authenticated user: sender_login_match, then messages_per_hour.
+ * 0 to go on, -1 when a reply was sent. */
+static int
+session_protect_mail(struct session *s, const struct smtp_path *from)
+{
+	const struct protection_config *pc = s->env->protection;
+	const char *deny;
+	unsigned count = 0;
+
+	if (!s->authenticated || s->auth_user == NULL)
+		return 0;
+	deny = sender_policy_check(s->l, pc, s->auth_user, s->auth_addrs,
+				   from->null ? "" : from->addr);
+	if (deny != NULL) {
+		char user[128], addr[300];
+		log_info("s=%s reject reason=sender_login_mismatch user=\"%s\" from=<%s>", s->id,
+			 log_escape_str(s->auth_user, user, sizeof(user)),
+			 log_escape_str(from->addr, addr, sizeof(addr)));
+		session_reply(s, "%s", deny);
+		return -1;
+	}
+	if (pc != NULL && !send_limit_allow_message(s->env->send_limits, s->auth_user,
+						    pc->messages_per_hour, send_limit_now(), &count)) {
+		session_send_limit_hit(s, "messages_per_hour", count, pc->messages_per_hour);
+		return -1;
+	}
+	return 0;
+}
+
+/* RCPT of an authenticated user: recipients_per_hour. */
+static int
+session_protect_rcpt(struct session *s)
+{
+	const struct protection_config *pc = s->env->protection;
+	unsigned count = 0;
+
+	if (!s->authenticated || s->auth_user == NULL || pc == NULL)
+		return 0;
+	if (!send_limit_allow_recipient(s->env->send_limits, s->auth_user, (unsigned)s->txn->n_rcpts,
+					pc->recipients_per_hour, send_limit_now(), &count)) {
+		session_send_limit_hit(s, "recipients_per_hour", count, pc->recipients_per_hour);
+		return -1;
+	}
+	return 0;
+}
+
+/* A message was queued: count it for its user. */
+static void
+session_protect_record(struct session *s, const struct txn *t)
+{
+	if (s->authenticated && s->auth_user != NULL && s->env->send_limits != NULL)
+		send_limit_record(s->env->send_limits, s->auth_user, (unsigned)t->n_rcpts,
+				  send_limit_now());
+}
+
 static void
 cmd_mail(struct session *s, const char *args)
 {
@@ -770,6 +877,8 @@ cmd_mail(struct session *s, const char *args)
 		session_error(s);
 		return;
 	}
+	if (session_protect_mail(s, &ma.path) != 0)
+		return;
 
 	struct txn *t = xcalloc(1, sizeof(*t));
 	char kept[1024] = "";
@@ -884,6 +993,8 @@ cmd_rcpt(struct session *s, const char *args)
 		session_error(s);
 		return;
 	}
+	if (session_protect_rcpt(s) != 0)
+		return;
 	struct txn *t = s->txn;
 	if (t->n_rcpts == t->rcpt_cap) {
 		t->rcpt_cap = t->rcpt_cap ? t->rcpt_cap * 2 : 4;
@@ -1082,7 +1193,7 @@ session_data_line(struct session *s, const char *line, size_t len)
 		txn_write(t, "\r\n", 2);
 }
 
-static void session_commit_work(void *arg);
+static void session_commit_cb(struct spool_msg *msg, int result, void *arg);
 static void session_commit_done(void *arg);
 
 static void
@@ -1116,18 +1227,20 @@ session_data_end(struct session *s)
 		session_set_state(s, SS_COMMAND);
 		return;
 	}
-	/* The 250 waits for the fsync, done off the event loop. */
+	/* The 250 waits for the fsync, done off the event loop; messages that
+	 * finish together may share one round of fsyncs (spool_commit.h). */
 	session_set_state(s, SS_COMMIT);
 	s->commit_pending = true;
-	threadpool_submit(s->env->pool, session_commit_work, session_commit_done, s);
+	spool_committer_submit(s->env->committer, t->msg, session_commit_cb, s);
 }
 
 static void
-session_commit_work(void *arg)
+session_commit_cb(struct spool_msg *msg, int result, void *arg)
 {
 	struct session *s = arg;
-	/* Only the pool thread touches the txn until done runs. */
-	s->txn->commit_result = spool_msg_commit(s->txn->msg);
+	/* Only the committer touches the txn's message until this runs. */
+	s->txn->commit_result = result;
+	session_commit_done(s);
 }
 
 static void
@@ -1139,6 +1252,7 @@ session_commit_done(void *arg)
 	if (t->commit_result == 0) {
 		char from[300];
 		s->messages++;
+		session_protect_record(s, t);
 		log_info("s=%s queued id=%s from=%s nrcpt=%zu size=%llu%s%s", s->id,
 			 spool_msg_id(t->msg), log_escape_str(t->mail, from, sizeof(from)),
 			 t->n_rcpts, (unsigned long long)t->size, s->authenticated ? " auth=" : "",
@@ -1395,6 +1509,7 @@ session_free(struct session *s)
 	}
 	free(s->helo);
 	free(s->auth_user);
+	free(s->auth_addrs);
 	free(s->tls_desc);
 	free(s->tls_clause);
 	free(s);

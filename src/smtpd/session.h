@@ -16,6 +16,9 @@ struct event_base;
 struct auth_client;
 struct threadpool;
 struct conn_limit;
+struct spool_committer;
+struct protection_config;
+struct send_limit;
 
 /* Shared by every session of a worker; outlives them all. */
 struct session_env {
@@ -24,10 +27,13 @@ struct session_env {
 	SSL_CTX *tls;
 	struct auth_client *auth;
 	struct threadpool *pool;   /* fsync of committed messages */
+	struct spool_committer *committer; /* issue 5: single or group commit */
 	struct conn_limit *limits;
 	unsigned worker;
 	const char *spool_dir;
 	unsigned *n_sessions;      /* live sessions of this worker */
+	const struct protection_config *protection; /* issue 6: [protection] */
+	struct send_limit *send_limits;             /* issue 6: shared per-user counts */
 };
 
 /* Take over fd (a just-accepted connection on listener number listener_idx).

@@ -5,19 +5,26 @@
  * more connection; everything after that is session.c's.
  */
 #include "smtpd.h"
+#include "alert_spool.h"
 #include "conn_limit.h"
 #include "session.h"
 #include "../auth/auth_client.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "../lib/protection_config.h"
 #include "../lib/threadpool.h"
+#include "../queue/queue_config.h"
+#include "../spool/spool_commit.h"
+#include "../spool/spool_gauge.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -65,6 +72,15 @@ smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr 
 	uint8_t key[16];
 	char addr[64];
 
+	/* issue 5: the queue is over max_queue_size; the queue process raised
+	 * the alert, we only defer (RFC 5321 4.3.2: 421 at the greeting). */
+	if (spool_gauge_full(d->params->queue_gauge)) {
+		net_addr_str(sa, addr, sizeof(addr));
+		log_info("refuse client=%s listener=%s reason=max_queue_size queued=%lu", addr,
+			 l->name, spool_gauge_queued(d->params->queue_gauge));
+		smtpd_refuse(fd, "421 4.3.2 System storage full, try again later\r\n");
+		return;
+	}
 	net_client_key(sa, l->limits.ipv6_prefix, key);
 	enum conn_limit_result r = conn_limit_acquire(d->params->limits, d->params->worker, sl->idx,
 						      key, l->limits.max_connections,
@@ -83,6 +99,11 @@ smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr 
 			smtpd_refuse(fd, reply);
 		return;
 	}
+	/* Each reply leaves in one write once a command is done; Nagle would
+	 * hold it behind any unacknowledged segment (the TLS 1.3 tickets sent
+	 * after the handshake): 40 ms of delayed ACK per STARTTLS session. */
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	session_start(&d->env, sl->idx, fd, sa, (socklen_t)salen);
 }
 
@@ -118,6 +139,12 @@ smtpd_main(const struct smtpd_params *p)
 	d.base = event_base_new();
 	if (d.base == NULL)
 		fatal("event_base_new failed");
+	/* issue 5: [queue] group_commit (validated by the master at start). */
+	char *qerr = NULL;
+	struct queue_config *qc = queue_config_load(cfg, &qerr);
+	bool group_commit = qc == NULL || qc->group_commit;
+	free(qerr);
+	queue_config_free(qc);
 	d.env = (struct session_env){
 		.cfg = cfg,
 		.base = d.base,
@@ -129,6 +156,16 @@ smtpd_main(const struct smtpd_params *p)
 		.spool_dir = p->spool_dir,
 		.n_sessions = &d.n_sessions,
 	};
+	d.env.committer = spool_committer_new(d.base, group_commit, d.env.pool);
+	/* issue 6: [protection] (validated by the master at start); alert
+	 * mails from the auth process go into our spool. */
+	static struct protection_config prot;
+	char *perr = NULL;
+	if (protection_config_load(cfg, &prot, &perr) < 0)
+		fatal("%s", perr);
+	d.env.protection = &prot;
+	d.env.send_limits = p->send_limits;
+	auth_client_set_alert_cb(d.env.auth, alert_spool_write, &d.env);
 	d.n_listeners = cfg->n_listeners;
 	d.listeners = xcalloc(d.n_listeners, sizeof(*d.listeners));
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -154,5 +191,9 @@ smtpd_main(const struct smtpd_params *p)
 	event_free(d.ev_term);
 	event_free(d.ev_int);
 	free(d.listeners);
+	unsigned long rounds, msgs;
+	spool_committer_stats(d.env.committer, &rounds, &msgs);
+	log_info("worker=%u spool commits messages=%lu rounds=%lu group_commit=%s", p->worker,
+		 msgs, rounds, group_commit ? "yes" : "no");
 	return 0;
 }

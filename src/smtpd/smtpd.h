@@ -10,6 +10,8 @@
 
 struct config;
 struct conn_limit;
+struct spool_gauge;
+struct send_limit;
 
 /* What the master hands a worker. */
 struct smtpd_params {
@@ -20,6 +22,8 @@ struct smtpd_params {
 	SSL_CTX *tls;               /* NULL when no listener uses TLS */
 	const char *spool_dir;      /* as seen by this process (after chroot) */
 	const char *auth_socket;    /* as seen by this process (after chroot) */
+	const struct spool_gauge *queue_gauge; /* issue 5: queue full -> 421 4.3.2 */
+	struct send_limit *send_limits;        /* issue 6: messages/recipients per hour */
 };
 
 /* Run the worker until SIGTERM. Returns the process exit status. */

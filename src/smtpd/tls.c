@@ -4,10 +4,12 @@
  */
 #include "tls.h"
 #include "../lib/config.h"
+#include "../lib/log.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 
 static const char *
 tls_error(const char *what)
@@ -20,6 +22,19 @@ tls_error(const char *what)
 	snprintf(buf, sizeof(buf), "%s: %s", what, e ? reason : "unknown error");
 	ERR_clear_error();
 	return buf;
+}
+
+/* TLS session ticket keys (name, HMAC and AES keys: 80 bytes for OpenSSL),
+ * made once by the master before it forks the workers: a ticket one worker
+ * issued then resumes on any of them. Without it every worker has random
+ * keys of its own and a client resumes only when it lands on the same one. */
+static unsigned char ticket_keys[80];
+static bool ticket_keys_set;
+
+void
+tls_ticket_keys_init(void)
+{
+	ticket_keys_set = RAND_bytes(ticket_keys, sizeof(ticket_keys)) == 1;
 }
 
 SSL_CTX *
@@ -73,6 +88,9 @@ tls_server_ctx_new(const struct config *cfg, const char **error_r)
 	static const unsigned char sid_ctx[] = "authrelay";
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	if (ticket_keys_set &&
+	    SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_keys, sizeof(ticket_keys)) != 1)
+		log_warn("tls: cannot set the shared session ticket keys");
 	SSL_CTX_sess_set_cache_size(ctx, 20000);
 	return ctx;
 fail:

@@ -17,6 +17,11 @@ struct config;
  * *error_r set (a static string or one from OpenSSL's error queue). */
 SSL_CTX *tls_server_ctx_new(const struct config *cfg, const char **error_r);
 
+/* Make the session ticket keys every later tls_server_ctx_new() uses. The
+ * master calls it once before forking the workers, so a session resumes on
+ * whichever worker the client reaches. */
+void tls_ticket_keys_init(void);
+
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" into buf. */
 const char *tls_describe(SSL *ssl, char *buf, size_t bufsz);
 /* Postfix-style Received clause: "(using TLSv1.3 with cipher X (256/256 bits))". */

@@ -48,7 +48,7 @@ RUN_AS = "nobody"
 
 # One line of the daemon's log (see the brief's interface contract).
 LOG_LINE_RE = re.compile(
-    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (master|smtpd|auth)\[(\d+)\] "
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (master|smtpd|auth|queue)\[(\d+)\] "
     r"(emerg|alert|crit|fatal|err|error|warn|warning|notice|info|debug): \S"
 )
 QUEUED_RE = re.compile(r"^2\.0\.0 Ok: queued as ([A-Za-z0-9]+)$")
@@ -720,6 +720,17 @@ class Gateway:
             "listener sub": {"role": "submission", "tls": "required"},
             "listener subs": {"role": "submission", "tls": "implicit"},
             "listener out": {"role": "outbound", "tls": "none"},
+            # issue 5: the queue process delivers what was accepted. Tests that
+            # do not test delivery get a resolver that answers nothing (a
+            # closed port), so their messages stay deferred in incoming/.
+            "queue": {"resolver": f"{HOST}:{free_port()}"},
+            # issue 6: the brute-force throttle delays and locks out after
+            # repeated failures, which many tests make on purpose against
+            # one shared gateway; test_protection.py turns it on. (The auth
+            # cache stays on: it answers as the source did.)
+            "protection": {"delay_ms": 0, "lockout_client_failures": 0,
+                           "lockout_login_failures": 0,
+                           "lockout_client_login_failures": 0},
         }
         for sect, vals in (config or {}).items():
             if vals is None:

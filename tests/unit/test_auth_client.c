@@ -77,7 +77,7 @@ fake_on_read(struct bufferevent *bev, void *arg)
 		snprintf(s->last_login, sizeof(s->last_login), "%s", r.login);
 		snprintf(s->last_secret, sizeof(s->last_secret), "%s", r.secret);
 		if (s->answer == ANSWER_OK) {
-			struct auth_reply rep = {r.id, AUTH_OK, r.login, "ok"};
+			struct auth_reply rep = {r.id, AUTH_OK, r.login, "ok", 0, ""};
 			struct ipc_msg *out = auth_proto_result(&rep);
 			ipc_msg_send(out, bufferevent_get_output(bev));
 			ipc_msg_free(out);
@@ -132,7 +132,7 @@ fake_send_hello(struct fake *s)
 static void
 fake_send_result(struct fake *s, uint32_t id)
 {
-	struct auth_reply rep = {id, AUTH_OK, "late", "ok"};
+	struct auth_reply rep = {id, AUTH_OK, "late", "ok", 0, ""};
 	struct ipc_msg *m = auth_proto_result(&rep);
 
 	ipc_msg_send(m, bufferevent_get_output(s->bev));

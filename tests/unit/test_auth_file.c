@@ -55,7 +55,7 @@ static const char users_v1[] = "# users for the test\n"
                                "alice@EXAMPLE.org:{PLAIN}duplicate\n"
                                "crlf:{PLAIN}pw\r\n"
                                "colon:{CLEARTEXT}pass:word\n"
-                               "md5:" MD5C_CH "\n"
+                               "md5:" MD5C_CH ":md5@example.org,M.D5@Example.org,not one,x@\n"
                                "last-without-newline:{PLAIN}eof";
 
 /* Reload: alice changes password, tim loses his cleartext. */
@@ -70,7 +70,8 @@ struct auth_job {
 	enum auth_result *result;
 	char *identity;
 	char *reason;
-	size_t identity_sz, reason_sz;
+	char *addresses;
+	size_t identity_sz, reason_sz, addresses_sz;
 };
 
 struct harness {
@@ -106,6 +107,14 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 	h->done_calls++;
 	if (--h->outstanding == 0)
 		event_base_loopbreak(h->base);
+}
+
+/* The user's addresses (the file's third field), handed over before an
+ * AUTH_OK. */
+void
+auth_job_set_addresses(struct auth_job *job, const char *addresses)
+{
+	snprintf(job->addresses, job->addresses_sz, "%s", addresses);
 }
 
 static void
@@ -190,6 +199,7 @@ struct answer {
 	enum auth_result result;
 	char identity[600];
 	char reason[64];
+	char addresses[256];
 };
 
 static struct auth_job *
@@ -212,6 +222,8 @@ make_job(struct harness *h, const struct row *r, struct answer *a)
 	j->identity_sz = sizeof(a->identity);
 	j->reason = a->reason;
 	j->reason_sz = sizeof(a->reason);
+	j->addresses = a->addresses;
+	j->addresses_sz = sizeof(a->addresses);
 	return j;
 }
 
@@ -487,6 +499,34 @@ test_free_with_checks_queued(void **state)
 	assert_int_equal(h->done_calls, 0);
 }
 
+/* The third field: the user's addresses, the bad ones left out; none for a
+ * user without the field, nor for a failed login. */
+static void
+test_addresses(void **state)
+{
+	static const struct row rows[] = {
+	        {"PLAIN", "md5", PW, 0, NULL, AUTH_OK, "ok", "md5"},
+	        {"PLAIN", "tim", "tanstaaftanstaaf", 0, NULL, AUTH_OK, "ok", "tim"},
+	        {"PLAIN", "md5", "wrong", 0, NULL, AUTH_FAIL, "bad_password", NULL},
+	        {"PLAIN", "Bob", PW, 0, NULL, AUTH_OK, "ok", "Bob"}, /* "1000": no address */
+	};
+	static const char *const want[] = {"md5@example.org,M.D5@Example.org", "", "", ""};
+	struct harness *h = *state;
+	struct answer ans[4];
+
+	memset(ans, 0, sizeof(ans));
+	for (size_t i = 0; i < 4; i++) {
+		h->outstanding++;
+		auth_source_file.verify(h->state, make_job(h, &rows[i], &ans[i]));
+	}
+	event_base_dispatch(h->base);
+	for (size_t i = 0; i < 4; i++) {
+		assert_true(ans[i].done);
+		assert_int_equal(ans[i].result, rows[i].want);
+		assert_string_equal(ans[i].addresses, want[i]);
+	}
+}
+
 /* Bad lines are warned about with file:line; a world-readable file too. */
 static void
 test_warnings(void **state)
@@ -498,6 +538,7 @@ test_warnings(void **state)
 	        "users:12: empty hash",
 	        "users:13: empty user, or a blank",
 	        "users:14: user already defined at line 5",
+	        "users:17: an item of the addresses field (the third) is not an address",
 	        "users: readable by every user",
 	        "users=9 skipped=5 cram_md5=yes",
 	};
@@ -545,6 +586,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_many_users, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_free_with_checks_queued, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_warnings, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_addresses, setup, teardown),
 	};
 
 	/* Quiet; test_warnings looks at what the source logs. */

@@ -109,9 +109,9 @@ static void
 test_result(void **state)
 {
 	static const struct auth_reply rows[] = {
-	        {1, AUTH_OK, "alice@example.org", "ok"},
-	        {2, AUTH_FAIL, "", "bad_password"},
-	        {3, AUTH_TEMPFAIL, NULL, NULL},
+	        {1, AUTH_OK, "alice@example.org", "ok", 0, "alice@example.org,a.b@example.org"},
+	        {2, AUTH_FAIL, "", "bad_password", 4000, NULL},
+	        {3, AUTH_TEMPFAIL, NULL, NULL, 0, NULL},
 	};
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -122,8 +122,62 @@ test_result(void **state)
 		assert_int_equal(r.result, rows[i].result);
 		assert_string_equal(r.identity, rows[i].identity ? rows[i].identity : "");
 		assert_string_equal(r.reason, rows[i].reason ? rows[i].reason : "");
+		assert_int_equal(r.delay_ms, rows[i].delay_ms);
+		assert_string_equal(r.addresses, rows[i].addresses ? rows[i].addresses : "");
 		ipc_msg_free(m);
 	}
+}
+
+/* A RESULT from an older auth process (four fields) still parses: the
+ * appended fields read as 0 and "". */
+static void
+test_result_old_peer(void **state)
+{
+	struct ipc_msg *m = ipc_msg_new(AUTH_MSG_RESULT);
+	struct auth_reply r;
+
+	ipc_msg_add_u32(m, 7);
+	ipc_msg_add_u32(m, AUTH_FAIL);
+	ipc_msg_add_str(m, "");
+	ipc_msg_add_str(m, "bad_password");
+	m = wire(m);
+	assert_int_equal(auth_proto_parse_result(m, &r), 0);
+	assert_int_equal(r.id, 7);
+	assert_int_equal(r.delay_ms, 0);
+	assert_string_equal(r.addresses, "");
+	ipc_msg_free(m);
+}
+
+static void
+test_notify_alert(void **state)
+{
+	static const struct auth_notify n = {"send_limit", "alice", "192.0.2.1", "4f2a1c",
+	                                     "messages_per_hour", 501, 500};
+	static const char text[] = "From: a@b\r\n\r\nhello\r\n";
+	struct auth_alert_mail a = {"admin@example.org,sec@example.org", text, sizeof(text) - 1};
+	struct auth_notify gn;
+	struct auth_alert_mail ga;
+	struct ipc_msg *m;
+
+	m = wire(auth_proto_notify(&n));
+	assert_int_equal(ipc_msg_type(m), AUTH_MSG_NOTIFY);
+	assert_int_equal(auth_proto_parse_notify(m, &gn), 0);
+	assert_string_equal(gn.event, "send_limit");
+	assert_string_equal(gn.user, "alice");
+	assert_string_equal(gn.client, "192.0.2.1");
+	assert_string_equal(gn.session, "4f2a1c");
+	assert_string_equal(gn.limit, "messages_per_hour");
+	assert_int_equal(gn.count, 501);
+	assert_int_equal(gn.max, 500);
+	assert_int_equal(auth_proto_parse_alert(m, &ga), -1); /* wrong type */
+	ipc_msg_free(m);
+
+	m = wire(auth_proto_alert(&a));
+	assert_int_equal(auth_proto_parse_alert(m, &ga), 0);
+	assert_string_equal(ga.to, a.to);
+	assert_int_equal(ga.message_len, a.message_len);
+	assert_memory_equal(ga.message, text, a.message_len);
+	ipc_msg_free(m);
 }
 
 /* Hand-built messages each decoder must refuse. */
@@ -163,7 +217,7 @@ test_malformed(void **state)
 	static const struct {
 		uint8_t type;
 		const char *fields;
-		char which; /* h, v, r */
+		char which; /* h, v, r, n (notify), a (alert) */
 		int want;
 	} rows[] = {
 	        {AUTH_MSG_HELLO, "uu", 'h', 0},
@@ -186,6 +240,18 @@ test_malformed(void **state)
 	        {AUTH_MSG_RESULT, "uus", 'r', -1},
 	        {AUTH_MSG_RESULT, "uuzs", 'r', -1},
 	        {AUTH_MSG_RESULT, "uuss", 'v', -1},
+	        {AUTH_MSG_RESULT, "uussus", 'r', 0},  /* delay_ms, addresses */
+	        {AUTH_MSG_RESULT, "uussuz", 'r', -1}, /* NUL in addresses */
+	        {AUTH_MSG_NOTIFY, "sssssuu", 'n', 0},
+	        {AUTH_MSG_NOTIFY, "sssssu", 'n', -1},
+	        {AUTH_MSG_NOTIFY, "ssssssu", 'n', -1},
+	        {AUTH_MSG_NOTIFY, "sBsssuu", 'n', -1}, /* user > AUTH_MAX_LOGIN */
+	        {AUTH_MSG_NOTIFY, "szsssuu", 'n', -1}, /* NUL in user */
+	        {AUTH_MSG_NOTIFY, "sssssuu", 'a', -1},
+	        {AUTH_MSG_ALERT, "ss", 'a', 0},
+	        {AUTH_MSG_ALERT, "s", 'a', -1},
+	        {AUTH_MSG_ALERT, "zs", 'a', -1},
+	        {AUTH_MSG_ALERT, "ss", 'n', -1},
 	        {99, "uu", 'h', -1},
 	};
 
@@ -193,9 +259,13 @@ test_malformed(void **state)
 		struct ipc_msg *m = build(rows[i].type, rows[i].fields);
 		struct auth_request rq;
 		struct auth_reply rp;
+		struct auth_notify rn;
+		struct auth_alert_mail ra;
 		uint32_t a, b;
 		int got = rows[i].which == 'h'   ? auth_proto_parse_hello(m, &a, &b)
 		          : rows[i].which == 'v' ? auth_proto_parse_verify(m, &rq)
+		          : rows[i].which == 'n' ? auth_proto_parse_notify(m, &rn)
+		          : rows[i].which == 'a' ? auth_proto_parse_alert(m, &ra)
 		                                 : auth_proto_parse_result(m, &rp);
 		print_message("  row %zu\n", i);
 		assert_int_equal(got, rows[i].want);
@@ -219,6 +289,7 @@ main(void)
 	        cmocka_unit_test(test_hello),         cmocka_unit_test(test_verify),
 	        cmocka_unit_test(test_verify_limits), cmocka_unit_test(test_result),
 	        cmocka_unit_test(test_malformed),     cmocka_unit_test(test_result_names),
+	        cmocka_unit_test(test_result_old_peer), cmocka_unit_test(test_notify_alert),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

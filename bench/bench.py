@@ -1,0 +1,1042 @@
+#!/usr/bin/python3
+"""
+bench.py - the `make bench` driver (bench/run.sh installs, builds, then runs this).
+
+On loopback it starts, each in a temporary directory with its own config:
+  slapd          10,000 users (uid=user00000..user09999, password pw-NNNNN,
+                 {SSHA}), loaded with slapadd
+  smtp-sink      Postfix's sink, where the peer relays
+  authrelay      submission listeners: plaintext AUTH and STARTTLS; auth through
+                 an [ldap] section with method = bind when this build has the LDAP
+                 source, else through a users file with the same 10,000 {SSHA}
+                 hashes (labelled so in every row)
+  the peer       Postfix (`postfix -c DIR start`, its own main.cf/master.cf)
+                 with Dovecot SASL (`dovecot -c FILE`), passdb ldap, auth_bind = yes,
+                 against the same slapd
+then runs bench/smtp_load (build/bench/smtp_load) on both at the same points,
+several times each, and prints one table with the medians and the ratio
+authrelay / peer. It also measures the ceilings (slapd's search+bind and bind
+rates with build/bench/ldap_load, the disk's fsync rate) and the memory of each
+system holding idle connections.
+
+Every process it starts is stopped by pid at the end, also on Ctrl-C.
+
+Environment:
+  BENCH_QUICK=1       fewer points, one short run each (a smoke test, ~2 min)
+  BENCH_RUNS=N        runs per point (default 3; the median is reported)
+  BENCH_SECONDS=S     length of one run (default 4)
+  BENCH_IDLE=N        idle connections for the memory figure (default 10000)
+  BENCH_PEER_IDLE=N   idle connections for the peer (default BENCH_IDLE; Postfix
+                      needs one smtpd process per connection)
+  BENCH_OUT=DIR       where results.md / results.json go (default build/bench)
+  BENCH_KEEP=1        keep the temporary directory
+  BENCH_DIR=DIR       where the temporary directory goes (default $TMPDIR or /tmp): the
+                      spool, Postfix's queue and slapd's database live there, so this
+                      picks the file system whose fsync both systems pay
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import platform
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = REPO / "build"
+AUTHRELAY = Path(os.environ.get("AUTHRELAY_BIN", BUILD / "authrelay"))
+SMTP_LOAD = BUILD / "bench" / "smtp_load"
+LDAP_LOAD = BUILD / "bench" / "ldap_load"
+HOST = "127.0.0.1"
+N_USERS = 10000
+SUFFIX = "dc=bench,dc=test"
+PEOPLE = "ou=people," + SUFFIX
+RUN_AS = "nobody"
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+RUNS = int(os.environ.get("BENCH_RUNS", "1" if QUICK else "3"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "2" if QUICK else "4"))
+CONCURRENCY = [1, 16] if QUICK else [1, 16, 64, 256]
+IDLE = int(os.environ.get("BENCH_IDLE", "1000" if QUICK else "10000"))
+PEER_IDLE = int(os.environ.get("BENCH_PEER_IDLE", str(IDLE)))
+OUT = Path(os.environ.get("BENCH_OUT", BUILD / "bench"))
+KEEP = os.environ.get("BENCH_KEEP") == "1"
+
+started: list[tuple[str, int]] = []   # (what, pid) of everything we started
+
+
+def log(msg: str):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        r = pred()
+        if r:
+            return r
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def port_greets(port: int, expect: bytes = b"220") -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=2) as s:
+            s.settimeout(2)
+            return s.recv(512).startswith(expect)
+    except OSError:
+        return False
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def stop_pid(what: str, pid: int, grace: float = 10.0):
+    if not pid_alive(pid):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            # Reap it if it is our child.
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        if not pid_alive(pid):
+            return
+        time.sleep(0.05)
+    log(f"{what} (pid {pid}) ignored SIGTERM; SIGKILL")
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop_all():
+    for what, pid in reversed(started):
+        stop_pid(what, pid)
+    started.clear()
+
+
+# ------------------------------------------------------------------ /proc
+
+def children(ppid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            if int(st.rsplit(")", 1)[1].split()[1]) == ppid:
+                out.append(int(d))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def tree(pid: int) -> list[int]:
+    """pid and all its descendants."""
+    result, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        result.append(p)
+        todo.extend(children(p))
+    return result
+
+
+def memory_kib(pids: list[int]) -> tuple[int, int]:
+    """(sum of RSS, sum of PSS) in KiB over pids."""
+    rss = pss = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+        except OSError:
+            pass
+    return rss, pss
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    t = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            # utime + stime, and cutime + cstime: children that exited
+            # (Postfix's smtpd processes) count in their parent.
+            t += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+        except (OSError, ValueError, IndexError):
+            pass
+    return t
+
+
+# ------------------------------------------------------------------ setup
+
+def ssha(password: str) -> str:
+    salt = secrets.token_bytes(8)
+    return "{SSHA}" + base64.b64encode(hashlib.sha1(password.encode() + salt).digest()
+                                       + salt).decode()
+
+
+def make_cert(d: Path) -> tuple[Path, Path]:
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=bench.test",
+                    "-days", "2", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    os.chmod(cert, 0o644)
+    os.chmod(key, 0o640)
+    return cert, key
+
+
+class Slapd:
+    def __init__(self, base: Path):
+        self.dir = base / "slapd"
+        self.dir.mkdir()
+        self.port = free_port()
+        self.uri = f"ldap://{HOST}:{self.port}"
+        self.pid: int | None = None
+
+    def setup(self, hashes: list[str]):
+        db = self.dir / "db"
+        db.mkdir()
+        conf = self.dir / "slapd.conf"
+        conf.write_text(f"""\
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile {self.dir}/slapd.pid
+argsfile {self.dir}/slapd.args
+loglevel 0
+database mdb
+maxsize 1073741824
+suffix "{SUFFIX}"
+rootdn "cn=admin,{SUFFIX}"
+rootpw bench-admin
+directory {db}
+index objectClass eq
+index uid eq
+index mail eq
+access to attrs=userPassword by anonymous auth by * none
+access to * by * read
+""")
+        ldif = [f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\n"
+                f"dc: bench\no: bench\n",
+                f"dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n"]
+        for i, h in enumerate(hashes):
+            u = f"user{i:05d}"
+            ldif.append(f"dn: uid={u},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: {u}\n"
+                        f"cn: {u}\nsn: {u}\nmail: {u}@example.test\nuserPassword: {h}\n")
+        (self.dir / "users.ldif").write_text("\n".join(ldif))
+        self.conf = conf
+        t = time.monotonic()
+        subprocess.run(["slapadd", "-q", "-f", str(conf), "-l", str(self.dir / "users.ldif")],
+                       check=True, capture_output=True, timeout=300)
+        log(f"slapadd: {len(hashes)} users in {time.monotonic() - t:.1f}s")
+
+    def start(self):
+        # -d 0: stay in the foreground (a child we can stop by pid), log nothing.
+        p = subprocess.Popen(["slapd", "-d", "0", "-f", str(self.conf), "-h", self.uri + "/"],
+                             stdout=subprocess.DEVNULL, stderr=open(self.dir / "slapd.log", "w"))
+        self.pid = p.pid
+        started.append(("slapd", p.pid))
+        wait_until(lambda: port_open(self.port), 30, "slapd")
+        subprocess.run(["ldapwhoami", "-x", "-H", self.uri, "-D", f"uid=user00001,{PEOPLE}",
+                        "-w", "pw-00001"], check=True, capture_output=True, timeout=10)
+
+
+class Sink:
+    def __init__(self, base: Path):
+        self.port = free_port()
+        self.dir = base / "sink"
+        self.dir.mkdir()
+
+    def start(self):
+        # One process, event driven; -u: drops to nobody after binding.
+        p = subprocess.Popen(["smtp-sink", "-u", RUN_AS, f"{HOST}:{self.port}", "1024"],
+                             stdout=subprocess.DEVNULL,
+                             stderr=open(self.dir / "sink.log", "w"))
+        started.append(("smtp-sink", p.pid))
+        wait_until(lambda: port_greets(self.port), 30, "smtp-sink")
+
+
+class Authrelay:
+    name = "authrelay"
+
+    def __init__(self, base: Path, cert: Path, key: Path, slapd: Slapd, hashes: list[str]):
+        self.dir = base / "authrelay"
+        self.dir.mkdir()
+        os.chmod(self.dir, 0o755)
+        self.spool = self.dir / "spool"
+        self.cert, self.key = cert, key
+        self.slapd = slapd
+        self.hashes = hashes
+        self.port_plain, self.port_tls = free_port(), free_port()
+        self.proc: subprocess.Popen | None = None
+        self.auth_label = "?"
+        self.cache = False
+
+    def config(self, source: str, cache: bool | None = None) -> str:
+        """cache None: no [protection] section (a build without the cache)."""
+        prot = ""
+        if cache is not None:
+            # cache_size 0 turns the cache off; 20000 holds all 10,000 users.
+            prot = f"[protection]\ncache_size = {20000 if cache else 0}\n"
+        if source == "ldap":
+            src = f"""\
+[ldap bench]
+uri = {self.slapd.uri}
+base = {PEOPLE}
+method = bind
+"""
+        else:
+            src = "[users-file]\npath = users\n"
+        return f"""\
+# written by bench/bench.py
+[server]
+hostname = authrelay.bench.test
+user = {RUN_AS}
+spool_dir = spool
+log_level = info
+
+[tls]
+cert_file = {self.cert}
+key_file = {self.key}
+
+{src}
+{prot}
+[limits]
+max_connections = 30000
+max_connections_per_ip = 30000
+auth_failure_delay_ms = 0
+
+[listener plain]
+address = {HOST}:{self.port_plain}
+role = submission
+tls = none
+allow_plaintext_auth = yes
+
+[listener starttls]
+address = {HOST}:{self.port_tls}
+role = submission
+tls = required
+"""
+
+    def setup(self):
+        self.spool.mkdir(exist_ok=True)
+        users = self.dir / "users"
+        users.write_text("".join(f"user{i:05d}:{h}\n" for i, h in enumerate(self.hashes)))
+        os.chmod(users, 0o644)
+        # The LDAP source when this build has it; the users file otherwise.
+        cfg = self.dir / "authrelay.conf"
+        cfg.write_text(self.config("ldap"))
+        r = subprocess.run([str(AUTHRELAY), "check-config", "-c", str(cfg)],
+                           capture_output=True, text=True, timeout=30)
+        self.source = "ldap" if r.returncode == 0 else "file"
+        if self.source == "ldap":
+            self.start()
+            ok = self.probe_auth()
+            self.stop()
+            if not ok:
+                log("authrelay accepts [ldap] but AUTH through it failed: using the users file")
+                self.source = "file"
+        # The auth cache ([protection] cache_size) when this build has it: a
+        # build that knows the key refuses a bad value for it (one that keeps
+        # unknown sections for later modules would take anything).
+        cfg.write_text(self.config(self.source, cache=False).replace(
+            "cache_size = 0", "cache_size = not-a-number"))
+        bad = subprocess.run([str(AUTHRELAY), "check-config", "-c", str(cfg)],
+                             capture_output=True, text=True, timeout=30)
+        cfg.write_text(self.config(self.source, cache=False))
+        good = subprocess.run([str(AUTHRELAY), "check-config", "-c", str(cfg)],
+                              capture_output=True, text=True, timeout=30)
+        self.has_cache = bad.returncode != 0 and good.returncode == 0
+        cfg.write_text(self.config(self.source, cache=False if self.has_cache else None))
+        r = subprocess.run([str(AUTHRELAY), "check-config", "-c", str(cfg)],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError("authrelay check-config:\n" + r.stdout + r.stderr)
+        self.auth_label = ("[ldap] method = bind" if self.source == "ldap"
+                           else "users file {SSHA} (LDAP source not in this build)")
+        log(f"authrelay auth: {self.auth_label}; auth cache: "
+            f"{'yes' if self.has_cache else 'not in this build'}")
+
+    def probe_auth(self) -> bool:
+        r = subprocess.run([str(SMTP_LOAD), "-a", f"{HOST}:{self.port_plain}", "-n", "1",
+                            "-t", "10", "-r", "1-1"], capture_output=True, text=True, timeout=60)
+        return r.returncode == 0
+
+    def start(self):
+        self.log = open(self.dir / "authrelay.log", "a")
+        self.proc = subprocess.Popen([str(AUTHRELAY), "-f", "-c", str(self.dir / "authrelay.conf")],
+                                     stdout=self.log, stderr=self.log)
+        started.append(("authrelay", self.proc.pid))
+        wait_until(lambda: port_greets(self.port_plain) and port_greets(self.port_tls), 30,
+                   "authrelay listeners")
+
+    def stop(self):
+        if self.proc is not None:
+            stop_pid("authrelay", self.proc.pid)
+            started.remove(("authrelay", self.proc.pid))
+            self.proc = None
+
+    def port(self, tls: str) -> int:
+        return self.port_tls if tls == "starttls" else self.port_plain
+
+    def pids(self) -> list[int]:
+        return tree(self.proc.pid) if self.proc else []
+
+    def set_cache(self, on: bool):
+        """Restart with the cache on or off, where this build has one."""
+        want = on and self.has_cache
+        if want == self.cache:
+            return
+        self.stop()
+        (self.dir / "authrelay.conf").write_text(self.config(self.source, cache=want))
+        self.start()
+        self.cache = want
+
+    def after_run(self):
+        # Until the queue process delivers, accepted mail piles up in the
+        # spool: empty it so every run starts from the same directory size.
+        for sub in ("incoming", "tmp"):
+            d = self.spool / sub
+            if d.is_dir():
+                for f in os.scandir(d):
+                    try:
+                        os.unlink(f.path)
+                    except OSError:
+                        pass
+
+    def wait_idle(self):
+        pass
+
+
+class Peer:
+    """Postfix smtpd + Dovecot SASL (passdb ldap, auth_bind = yes) relaying to smtp-sink."""
+    name = "peer"
+
+    def __init__(self, base: Path, cert: Path, key: Path, slapd: Slapd, sink: Sink):
+        self.dir = base / "peer"
+        self.dir.mkdir()
+        os.chmod(self.dir, 0o755)
+        self.cert, self.key, self.slapd, self.sink = cert, key, slapd, sink
+        self.port_plain, self.port_tls = free_port(), free_port()
+        self.pf = self.dir / "postfix"
+        self.queue = self.dir / "queue"
+        self.dv = self.dir / "dovecot"
+        self.dv_pid: int | None = None
+        self.pf_pid: int | None = None
+        self.cache = False
+        self.auth_label = "Dovecot passdb ldap auth_bind"
+
+    def setup(self):
+        for d in (self.pf, self.queue, self.dv, self.dir / "data", self.dv / "run",
+                  self.dv / "state"):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir / "data", 0o755)
+        shutil.chown(self.dir / "data", "postfix", "postfix")
+        self.auth_sock = self.dv / "run" / "auth-postfix"
+        (self.dv / "ldap.conf.ext").write_text(f"""\
+hosts = {HOST}:{self.slapd.port}
+ldap_version = 3
+base = {PEOPLE}
+scope = onelevel
+auth_bind = yes
+pass_filter = (&(objectClass=person)(uid=%u))
+pass_attrs = uid=user
+""")
+        self.write_dovecot(cache=False)
+        idle_max = max(PEER_IDLE + 100, 1000)
+        (self.pf / "main.cf").write_text(f"""\
+# written by bench/bench.py
+compatibility_level = 3.6
+queue_directory = {self.queue}
+data_directory = {self.dir}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = peer.bench.test
+mydomain = bench.test
+myorigin = $myhostname
+mydestination =
+inet_interfaces = {HOST}
+inet_protocols = ipv4
+mynetworks = 127.0.0.254/32
+relayhost = [{HOST}]:{self.sink.port}
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+maillog_file = {self.dir}/maillog
+maillog_file_prefixes = {self.dir}
+smtpd_banner = $myhostname ESMTP
+smtpd_peername_lookup = no
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {self.auth_sock}
+smtpd_sasl_security_options = noanonymous
+smtpd_relay_restrictions = permit_sasl_authenticated, reject
+smtpd_recipient_restrictions =
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+smtpd_client_message_rate_limit = 0
+smtpd_client_recipient_rate_limit = 0
+smtpd_client_auth_rate_limit = 0
+default_process_limit = {idle_max}
+smtpd_tls_chain_files = {self.key}, {self.cert}
+smtpd_tls_session_cache_database = btree:{self.dir}/data/smtpd_scache
+smtpd_tls_session_cache_timeout = 3600s
+smtpd_tls_loglevel = 0
+smtp_tls_security_level = none
+default_destination_concurrency_limit = 50
+""")
+        (self.pf / "master.cf").write_text(f"""\
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+{HOST}:{self.port_plain} inet n - n - {idle_max} smtpd -o smtpd_tls_security_level=none
+{HOST}:{self.port_tls} inet n - n - {idle_max} smtpd -o smtpd_tls_security_level=encrypt -o smtpd_tls_auth_only=yes
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+""")
+
+    def write_dovecot(self, cache: bool):
+        self.dv_conf = self.dv / "dovecot.conf"
+        self.dv_conf.write_text(f"""\
+# written by bench/bench.py: Dovecot as Postfix's SASL server only
+base_dir = {self.dv}/run
+state_dir = {self.dv}/state
+instance_name = bench-{os.getpid()}
+protocols =
+log_path = {self.dv}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_cache_size = {"10M" if cache else "0"}
+auth_cache_ttl = 1 hour
+auth_cache_negative_ttl = 1 hour
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb {{
+  driver = ldap
+  args = {self.dv}/ldap.conf.ext
+}}
+userdb {{
+  driver = static
+  args = uid={RUN_AS} gid=nogroup home=/nonexistent
+}}
+service auth {{
+  unix_listener {self.auth_sock} {{
+    mode = 0666
+  }}
+  client_limit = {max(PEER_IDLE + 100, 1000)}
+}}
+service anvil {{
+  client_limit = {max(PEER_IDLE + 200, 1000)}
+}}
+""")
+
+    def start_dovecot(self):
+        # It forks into the background: no pipes, or run() would wait for them.
+        with open(self.dv / "start.log", "a") as err:
+            subprocess.run(["dovecot", "-c", str(self.dv_conf)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=err, timeout=30)
+        self.dv_pid = wait_until(lambda: read_pid(self.dv / "run" / "master.pid"), 30,
+                                 "dovecot pid")
+        started.append(("dovecot", self.dv_pid))
+        wait_until(lambda: self.auth_sock.exists(), 30, "dovecot auth socket")
+
+    def stop_dovecot(self):
+        if self.dv_pid is not None:
+            stop_pid("dovecot", self.dv_pid)
+            started.remove(("dovecot", self.dv_pid))
+            self.dv_pid = None
+            wait_until(lambda: not (self.dv / "run" / "master.pid").exists() or
+                       not pid_alive(read_pid(self.dv / "run" / "master.pid") or 0), 30,
+                       "dovecot stop")
+
+    def start(self):
+        self.start_dovecot()
+        with open(self.dir / "start.log", "a") as err:
+            r = subprocess.run(["postfix", "-c", str(self.pf), "start"], stdin=subprocess.DEVNULL,
+                               stdout=err, stderr=err, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError("postfix start failed: " + (self.dir / "start.log").read_text())
+        self.pf_pid = wait_until(lambda: read_pid(self.queue / "pid" / "master.pid"), 30,
+                                 "postfix master.pid")
+        started.append(("postfix", self.pf_pid))
+        wait_until(lambda: port_greets(self.port_plain) and port_greets(self.port_tls), 60,
+                   "postfix listeners")
+
+    def stop(self):
+        if self.pf_pid is not None:
+            stop_pid("postfix", self.pf_pid)
+            started.remove(("postfix", self.pf_pid))
+            self.pf_pid = None
+        self.stop_dovecot()
+
+    def port(self, tls: str) -> int:
+        return self.port_tls if tls == "starttls" else self.port_plain
+
+    def pids(self) -> list[int]:
+        out = []
+        if self.pf_pid:
+            out += tree(self.pf_pid)
+        if self.dv_pid:
+            out += tree(self.dv_pid)
+        return out
+
+    def set_cache(self, on: bool):
+        if on != self.cache:
+            self.stop_dovecot()
+            self.write_dovecot(cache=on)
+            self.start_dovecot()
+            self.cache = on
+
+    def queue_files(self) -> int:
+        n = 0
+        for sub in ("incoming", "active", "deferred", "maildrop"):
+            for _, _, files in os.walk(self.queue / sub):
+                n += len(files)
+        return n
+
+    def after_run(self):
+        pass
+
+    def wait_idle(self):
+        """Let Postfix deliver what it accepted before the next run starts."""
+        try:
+            wait_until(lambda: self.queue_files() == 0, 120, "the peer's queue to drain",
+                       interval=0.2)
+        except RuntimeError as e:
+            log(f"{e}: {self.queue_files()} files left")
+
+
+# ------------------------------------------------------------------ measuring
+
+def smtp_load(port: int, tls: str, conc: int, seconds: float, extra: list[str] | None = None,
+              messages: int = 1, sessions: int = 0) -> dict:
+    cmd = [str(SMTP_LOAD), "-a", f"{HOST}:{port}", "-c", str(conc), "-n", str(sessions),
+           "-t", str(seconds), "-T", tls, "-M", "PLAIN", "-m", str(messages), "-s", "4096",
+           "-R", "1", "-r", f"0-{N_USERS - 1}"] + (extra or [])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    try:
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise RuntimeError(f"smtp_load gave no result: {r.stderr}")
+    res["cmd"] = " ".join(cmd)
+    return res
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def summarize(runs: list[dict]) -> dict:
+    return {
+        "sessions_per_s": median([r["sessions_per_s"] for r in runs]),
+        "messages_per_s": median([r["messages_per_s"] for r in runs]),
+        "auth_p50": median([r["auth_ms"]["p50"] for r in runs]),
+        "auth_p90": median([r["auth_ms"]["p90"] for r in runs]),
+        "auth_p99": median([r["auth_ms"]["p99"] for r in runs]),
+        "auth_max": median([r["auth_ms"]["max"] for r in runs]),
+        "session_p50": median([r["session_ms"]["p50"] for r in runs]),
+        "session_p90": median([r["session_ms"]["p90"] for r in runs]),
+        "session_p99": median([r["session_ms"]["p99"] for r in runs]),
+        "session_max": median([r["session_ms"]["max"] for r in runs]),
+        "failed": sum(r["sessions_failed"] for r in runs),
+        "sessions": sum(r["sessions_ok"] for r in runs),
+        "tls_resumed": sum(r["tls_resumed"] for r in runs),
+        "tls_handshakes": sum(r["tls_handshakes"] for r in runs),
+        "failures": {k: sum(r["failures"][k] for r in runs) for k in runs[0]["failures"]},
+        "cpu_s": median([r.get("cpu_s", 0) for r in runs]),
+        "runs": len(runs),
+    }
+
+
+def run_point(systems, tls: str, conc: int, cache: bool, messages: int = 1) -> dict:
+    out = {}
+    runs = {s.name: [] for s in systems}
+    hz = os.sysconf("SC_CLK_TCK")
+    for i in range(RUNS):
+        for s in systems:   # interleaved: A P A P A P, so drift hits both alike
+            pids = s.pids()
+            t0 = cpu_ticks(pids)
+            r = smtp_load(s.port(tls), tls, conc, SECONDS, messages=messages)
+            r["cpu_s"] = (cpu_ticks(s.pids()) - t0) / hz
+            runs[s.name].append(r)
+            s.after_run()
+            s.wait_idle()
+            if r["sessions_failed"]:
+                log(f"  {s.name} run {i + 1}: {r['sessions_failed']} failed: {r['failures']}")
+    for s in systems:
+        out[s.name] = summarize(runs[s.name])
+        out[s.name]["raw"] = runs[s.name]
+    a, p = out["authrelay"], out["peer"]
+    ratio = a["sessions_per_s"] / p["sessions_per_s"] if p["sessions_per_s"] else float("nan")
+    log(f"tls={tls} cache={'on' if cache else 'off'} c={conc} m={messages}: authrelay "
+        f"{a['sessions_per_s']:.0f}/s peer {p['sessions_per_s']:.0f}/s ratio {ratio:.2f}; "
+        f"messages/s {a['messages_per_s']:.0f} / {p['messages_per_s']:.0f}")
+    return out
+
+
+def fsync_rate(directory: Path, seconds: float = 2.0) -> float:
+    """fsync()s per second of a 4 KiB rewrite on the spool's file system."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    data = b"x" * 4096
+    n, t0 = 0, time.monotonic()
+    try:
+        while time.monotonic() - t0 < seconds:
+            os.pwrite(fd, data, 0)
+            os.fsync(fd)
+            n += 1
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return n / (time.monotonic() - t0)
+
+
+def ldap_load(slapd: Slapd, threads: int, seconds: float, bind_only: bool) -> dict:
+    cmd = [str(LDAP_LOAD), "-H", slapd.uri, "-b", PEOPLE, "-c", str(threads), "-t", str(seconds),
+           "-f", "(&(objectClass=person)(uid=user%05lu))", "-p", "pw-%05lu",
+           "-r", f"0-{N_USERS - 1}"]
+    if bind_only:
+        cmd += ["--bind-only", "-d", f"uid=user%05lu,{PEOPLE}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    res["cmd"] = " ".join(cmd)
+    return res
+
+
+def idle_memory(system, n: int) -> dict:
+    pids = system.pids()
+    base_rss, base_pss = memory_kib(pids)
+    cmd = [str(SMTP_LOAD), "-a", f"{HOST}:{system.port('none')}", "--idle", str(n),
+           "-c", "200", "-t", "300", "--hold", "600"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started.append(("smtp_load --idle", p.pid))
+    try:
+        line = p.stdout.readline()
+        info = json.loads(line) if line else {"idle_open": 0, "failed": n}
+        time.sleep(2)   # let the last accepted sessions settle
+        pids = system.pids()
+        rss, pss = memory_kib(pids)
+    finally:
+        stop_pid("smtp_load --idle", p.pid)
+        started.remove(("smtp_load --idle", p.pid))
+        p.communicate(timeout=30)
+    opened = info.get("idle_open", 0)
+    res = {
+        "requested": n, "open": opened, "failed": info.get("failed"),
+        "open_s": info.get("open_s"), "processes": len(pids),
+        "base_rss_kib": base_rss, "base_pss_kib": base_pss,
+        "rss_kib": rss, "pss_kib": pss,
+        "rss_per_conn_kib": (rss - base_rss) / opened if opened else None,
+        "pss_per_conn_kib": (pss - base_pss) / opened if opened else None,
+        "cmd": " ".join(cmd),
+    }
+    log(f"idle {system.name}: {opened}/{n} open, RSS {rss / 1024:.0f} MiB "
+        f"(+{res['rss_per_conn_kib'] or 0:.1f} KiB/conn), PSS {pss / 1024:.0f} MiB "
+        f"(+{res['pss_per_conn_kib'] or 0:.1f} KiB/conn), {len(pids)} processes")
+    return res
+
+
+# ------------------------------------------------------------------ report
+
+def machine() -> dict:
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    def ver(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10,
+                                  shell=True).stdout.strip().splitlines()[0]
+        except Exception:
+            return "?"
+    fs = "?"
+    try:
+        fs = subprocess.run(["df", "-T", os.environ.get("BENCH_DIR") or tempfile.gettempdir()],
+                            capture_output=True, text=True, timeout=10).stdout.splitlines()[1]
+        fs = " ".join(fs.split()[:2])
+    except Exception:
+        pass
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "spool_fs": fs,
+        "cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem / 2**30, 1),
+        "kernel": platform.release(),
+        "os": ver("grep PRETTY_NAME /etc/os-release | cut -d= -f2"),
+        "postfix": ver("postconf -d -h mail_version"),
+        "dovecot": ver("dovecot --version"),
+        "slapd": ver("dpkg-query -W -f='${Version}' slapd"),
+        "openssl": ver("openssl version"),
+        "authrelay_commit": ver(f"git -C {REPO} rev-parse --short HEAD") +
+        (" (+ uncommitted changes)" if subprocess.run(
+            ["git", "-C", str(REPO), "diff", "--quiet", "HEAD"]).returncode else ""),
+    }
+
+
+def fmt(x, digits=0):
+    if x is None or x != x:
+        return "n/a"
+    return f"{x:,.{digits}f}"
+
+
+def report(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"Run {m['date']} on {m['cores']} x {m['cpu']}, {m['memory_gib']} GiB, "
+             f"{m['os']}, kernel {m['kernel']}; Postfix {m['postfix']}, {m['dovecot']}, "
+             f"slapd {m['slapd']}, {m['openssl']}; authrelay {m['authrelay_commit']}; "
+             f"spool and queue on {m.get('spool_fs', '?')}.",
+             f"{results['runs']} run(s) of {results['seconds']} s per point, medians; "
+             "load: AUTH PLAIN + 1 message of 4 KiB to 1 recipient per session, "
+             "users drawn from 10,000, no wrong passwords.",
+             f"authrelay auth: {results['authrelay_auth']}. Peer: Postfix smtpd + Dovecot "
+             "passdb ldap auth_bind=yes, relaying to smtp-sink. authrelay: accepted into its "
+             "spool (fsynced), not relayed (no queue process yet).", ""]
+    lines.append("| TLS | cache | conc | authrelay sess/s | peer sess/s | ratio | "
+                 "authrelay AUTH p50/p90/p99/max ms | peer AUTH p50/p90/p99/max ms | "
+                 "authrelay session p50/p99 ms | peer session p50/p99 ms | "
+                 "CPU s/run a / p | failed a / p |")
+    lines.append("|---|---|---:|---:|---:|---:|---|---|---|---|---|---|")
+    for pt in results["points"]:
+        a, p = pt["authrelay"], pt["peer"]
+        ratio = a["sessions_per_s"] / p["sessions_per_s"] if p["sessions_per_s"] else None
+        cache = "on" if pt["cache"] else "off"
+        if pt["cache"] and not pt.get("authrelay_cache"):
+            cache = "peer on (authrelay has none)"
+        lines.append(
+            f"| {pt['tls']} | {cache} | {pt['concurrency']} | {fmt(a['sessions_per_s'])} | "
+            f"{fmt(p['sessions_per_s'])} | {fmt(ratio, 2)} | "
+            f"{fmt(a['auth_p50'], 2)}/{fmt(a['auth_p90'], 2)}/{fmt(a['auth_p99'], 2)}/"
+            f"{fmt(a['auth_max'], 1)} | "
+            f"{fmt(p['auth_p50'], 2)}/{fmt(p['auth_p90'], 2)}/{fmt(p['auth_p99'], 2)}/"
+            f"{fmt(p['auth_max'], 1)} | "
+            f"{fmt(a['session_p50'], 2)}/{fmt(a['session_p99'], 2)} | "
+            f"{fmt(p['session_p50'], 2)}/{fmt(p['session_p99'], 2)} | "
+            f"{fmt(a['cpu_s'], 1)} / {fmt(p['cpu_s'], 1)} | {a['failed']} / {p['failed']} |")
+    if results.get("acceptance"):
+        lines += ["", "Message acceptance (plaintext AUTH, 20 messages of 4 KiB per session):",
+                  "", "| conc | authrelay msg/s | peer msg/s | ratio | authrelay session p50/p99 ms "
+                  "| peer session p50/p99 ms | failed a / p |", "|---:|---:|---:|---:|---|---|---|"]
+        for pt in results["acceptance"]:
+            a, p = pt["authrelay"], pt["peer"]
+            ratio = a["messages_per_s"] / p["messages_per_s"] if p["messages_per_s"] else None
+            lines.append(f"| {pt['concurrency']} | {fmt(a['messages_per_s'])} | "
+                         f"{fmt(p['messages_per_s'])} | {fmt(ratio, 2)} | "
+                         f"{fmt(a['session_p50'], 1)}/{fmt(a['session_p99'], 1)} | "
+                         f"{fmt(p['session_p50'], 1)}/{fmt(p['session_p99'], 1)} | "
+                         f"{a['failed']} / {p['failed']} |")
+    c = results["ceilings"]
+    lines += ["", "Ceilings (same run, same machine):", "",
+              "| what | rate/s (median) |", "|---|---:|"]
+    for k, v in c.items():
+        lines.append(f"| {k} | {fmt(v['median'])} |")
+    lines += ["", "Idle connections (greeting read, then nothing; memory of the whole system: "
+              "authrelay master + workers + auth; peer Postfix master + children + Dovecot):", "",
+              "| system | open / asked | processes | RSS total MiB | RSS per conn KiB | "
+              "PSS total MiB | PSS per conn KiB |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, v in results["idle"].items():
+        lines.append(f"| {name} | {v['open']:,} / {v['requested']:,} | {v['processes']} | "
+                     f"{fmt(v['rss_kib'] / 1024)} | {fmt(v['rss_per_conn_kib'], 1)} | "
+                     f"{fmt(v['pss_kib'] / 1024)} | {fmt(v['pss_per_conn_kib'], 1)} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ main
+
+def main() -> int:
+    for b in (AUTHRELAY, SMTP_LOAD, LDAP_LOAD):
+        if not os.access(b, os.X_OK):
+            print(f"bench: {b} missing (bench/run.sh builds it)", file=sys.stderr)
+            return 2
+    base = Path(tempfile.mkdtemp(prefix="authrelay-bench-", dir=os.environ.get("BENCH_DIR")))
+    os.chmod(base, 0o755)
+    log(f"work directory {base}")
+    t_start = time.monotonic()
+    results: dict = {"machine": machine(), "runs": RUNS, "seconds": SECONDS,
+                     "quick": QUICK, "points": [], "acceptance": [], "ceilings": {},
+                     "idle": {}}
+
+    def on_signal(sig, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        cert, key = make_cert(base)
+        shutil.chown(key, group="nogroup")
+        hashes = [ssha(f"pw-{i:05d}") for i in range(N_USERS)]
+        slapd = Slapd(base)
+        slapd.setup(hashes)
+        slapd.start()
+        sink = Sink(base)
+        sink.start()
+        ar = Authrelay(base, cert, key, slapd, hashes)
+        ar.setup()
+        ar.start()
+        peer = Peer(base, cert, key, slapd, sink)
+        peer.setup()
+        peer.start()
+        results["authrelay_auth"] = ar.auth_label
+        systems = [ar, peer]
+
+        # Warm both up (TLS tickets, LDAP connections, page cache).
+        for s in systems:
+            for tls in ("none", "starttls"):
+                r = smtp_load(s.port(tls), tls, 4, 1.0)
+                if r["sessions_ok"] == 0:
+                    raise RuntimeError(f"{s.name} {tls}: no session succeeded: {r}")
+                s.after_run()
+                s.wait_idle()
+
+        # Ceilings first, while nothing else runs.
+        for label, fn in (
+                ("slapd search+bind pairs (16 threads)",
+                 lambda: ldap_load(slapd, 16, SECONDS, False)["pairs_per_s"]),
+                ("slapd simple binds (16 threads)",
+                 lambda: ldap_load(slapd, 16, SECONDS, True)["pairs_per_s"]),
+                ("disk fsyncs (4 KiB rewrite, 1 thread)",
+                 lambda: fsync_rate(ar.dir, min(SECONDS, 3.0)))):
+            vals = [fn() for _ in range(RUNS)]
+            results["ceilings"][label] = {"median": median(vals), "runs": vals}
+            log(f"ceiling {label}: {median(vals):.0f}/s")
+
+        for cache in (False, True):
+            for s in systems:
+                s.set_cache(cache)
+            if cache:
+                # Fill both caches: every user once, AUTH only.
+                for s in systems:
+                    r = smtp_load(s.port("none"), "none", 64, 120, messages=0,
+                                  sessions=N_USERS, extra=["--sequential"])
+                    log(f"cache warm-up {s.name}: {r['sessions_ok']} sessions, "
+                        f"{r['sessions_per_s']:.0f}/s")
+            for tls in ("none", "starttls"):
+                for conc in CONCURRENCY:
+                    pt = run_point(systems, tls, conc, cache)
+                    pt.update(tls=tls, concurrency=conc, cache=cache, messages=1,
+                              authrelay_cache=ar.cache)
+                    results["points"].append(pt)
+        for s in systems:
+            s.set_cache(False)
+
+        # Message acceptance: many messages per session, so AUTH and the
+        # handshake weigh little and the commit path (fsync) shows.
+        for conc in ([64] if QUICK else [16, 64]):
+            pt = run_point(systems, "none", conc, False, messages=20)
+            pt.update(tls="none", concurrency=conc, cache=False, messages=20,
+                      authrelay_cache=False)
+            results["acceptance"].append(pt)
+
+        results["idle"]["authrelay"] = idle_memory(ar, IDLE)
+        # Postfix holds a connection with a whole smtpd process: measure a
+        # tenth first and go on only if the projection fits in memory.
+        step = idle_memory(peer, max(PEER_IDLE // 10, 100))
+        per_conn = step["pss_per_conn_kib"] or 0
+        avail_kib = int(next(l.split()[1] for l in open("/proc/meminfo")
+                             if l.startswith("MemAvailable:")))
+        if per_conn * PEER_IDLE < 0.6 * avail_kib:
+            results["idle"]["peer"] = idle_memory(peer, PEER_IDLE)
+        else:
+            log(f"peer: {PEER_IDLE} idle connections would need about "
+                f"{per_conn * PEER_IDLE / 2**20:.1f} GiB; keeping the {step['open']} figure")
+            results["idle"]["peer"] = step
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        stop_all()
+        results["elapsed_s"] = round(time.monotonic() - t_start, 1)
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        if results["points"] and results["idle"]:
+            text = report(results)
+            (OUT / "results.md").write_text(text)
+            print(text)
+        if not KEEP:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            log(f"kept {base}")
+    log(f"done in {results['elapsed_s']} s; {OUT / 'results.md'}, {OUT / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

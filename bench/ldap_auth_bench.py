@@ -1,0 +1,194 @@
+#!/usr/bin/python3
+"""
+ldap_auth_bench.py - a figure (not a test) for the LDAP auth source: SMTP AUTH
+throughput and latency through authrelay with method = bind and method = fetch,
+at concurrency 1, 16 and 64, against one slapd holding 10,000 users, next to
+that slapd's raw search+bind rate measured in the same run, and the CPU time
+per login spent by authrelay's processes and by slapd.
+
+    /usr/bin/python3 bench/ldap_auth_bench.py            (about 1.5 minutes)
+    LDAP_BENCH_SECONDS=10 /usr/bin/python3 bench/ldap_auth_bench.py
+
+Everything runs on loopback in a temporary directory: slapd (its own config,
+10,000 inetOrgPerson entries uid=user00000..user09999 with {SSHA} passwords,
+loaded with slapadd), authrelay (one plaintext submission listener, the
+[protection] cache and throttle off so that every login reaches the
+directory, no users file) and the load generators of bench/Makefile:
+  build/bench/smtp_load  sessions of EHLO, AUTH PLAIN (random user), QUIT
+  build/bench/ldap_load  the same users' search + bind straight to slapd
+CPU time: utime+stime from /proc of the authrelay process tree and of slapd,
+before and after each run, divided by the logins in that run.
+
+Results: a table on stdout and build/bench/ldap_auth_bench.json. Every
+process started here is stopped by pid at the end.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TOP / "tests" / "integration"))
+import harness  # noqa: E402
+import ldap_fixture as lf  # noqa: E402
+
+USERS = int(os.environ.get("LDAP_BENCH_USERS", "10000"))
+SECONDS = float(os.environ.get("LDAP_BENCH_SECONDS", "6"))
+CONCURRENCY = [int(c) for c in os.environ.get("LDAP_BENCH_CONCURRENCY", "1 16 64").split()]
+OUT = TOP / "build" / "bench"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            total += int(rest[11]) + int(rest[12])   # utime, stime
+        except OSError:
+            pass
+    return total / TICK
+
+
+def tree(pid):
+    return [pid] + harness.proc_children(pid)
+
+
+def bench_users():
+    people = []
+    for i in range(USERS):
+        uid = f"user{i:05d}"
+        people.append(lf.Person(uid, uid, f"pw-{i:05d}", "ssha", mail=[f"{uid}@bench.test"]))
+    return people
+
+
+def run_json(cmd, timeout):
+    r = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {r.stderr.decode(errors='replace')}")
+    return json.loads(r.stdout.decode().strip().splitlines()[-1])
+
+
+def smtp_load(port, c, seconds, sessions=0):
+    return run_json([str(OUT / "smtp_load"), "-a", f"127.0.0.1:{port}", "-c", str(c),
+                     "-n", str(sessions), "-t", str(seconds), "-T", "none", "-M", "PLAIN",
+                     "-m", "0", "-u", "user%05lu", "-p", "pw-%05lu", "-r", f"0-{USERS - 1}"],
+                    seconds + 60)
+
+
+def ldap_load(slapd, c, seconds):
+    return run_json([str(OUT / "ldap_load"), "-H", slapd.uri, "-b", f"ou=people,{slapd.suffix}",
+                     "-c", str(c), "-t", str(seconds), "-f", "(uid=user%05lu)",
+                     "-p", "pw-%05lu", "-r", f"0-{USERS - 1}"], seconds + 60)
+
+
+def gateway(base, slapd, pwfile, method, cert, key):
+    cfg = {
+        "server": {"workers": 2, "log_level": "info"},
+        "auth": {"threads": 2, "request_timeout": 30},
+        "users-file": None,
+        "listener in": None, "listener out": None, "listener subs": None,
+        "listener sub": {"role": "submission", "tls": "none", "allow_plaintext_auth": "yes",
+                         "max_connections_per_ip": 1000, "max_connections": 5000},
+        "limits": {"auth_failure_delay_ms": 0, "max_connections_per_ip": 1000},
+        "protection": {"cache_size": 0, "delay_ms": 0, "lockout_client_failures": 0,
+                       "lockout_login_failures": 0, "lockout_client_login_failures": 0},
+        "ldap bench": lf.ldap_section(slapd, pwfile, method=method, filter="(uid=%s)",
+                                      pool_size=16, timeout=10, network_timeout=5),
+    }
+    return harness.Gateway(str(TOP / "build" / "authrelay"), base, cert, key, {}, config=cfg,
+                           name=f"gw-{method}").start()
+
+
+def fmt_row(cols, widths):
+    return "| " + " | ".join(str(c).rjust(w) for c, w in zip(cols, widths)) + " |"
+
+
+def main():
+    missing = lf.available()
+    if missing:
+        sys.exit(f"ldap_auth_bench: {missing}")
+    if not (TOP / "build" / "authrelay").exists():
+        subprocess.run(["make", "-C", str(TOP), "all"], check=True)
+    if not (OUT / "smtp_load").exists() or not (OUT / "ldap_load").exists():
+        subprocess.run(["make", "-C", str(TOP), "-f", "bench/Makefile"], check=True)
+
+    base = Path(tempfile.mkdtemp(prefix="authrelay-ldapbench-"))
+    os.chmod(base, 0o755)
+    cert, key = harness.make_cert(harness.make_dir(base, "tls-"))
+    slapd = lf.Slapd(base, "bench", "dc=bench,dc=test")
+    gw = None
+    results = {"users": USERS, "seconds_per_run": SECONDS, "cpus": os.cpu_count(),
+               "raw_slapd": [], "authrelay": []}
+    try:
+        t0 = time.monotonic()
+        slapd.load(bench_users()).start()
+        print(f"slapd: {USERS} users loaded in {time.monotonic() - t0:.1f}s ({slapd.uri})",
+              flush=True)
+        pwfile = lf.write_password_file(base)
+
+        for c in CONCURRENCY:
+            before = cpu_seconds([slapd.pid])
+            r = ldap_load(slapd, c, SECONDS)
+            r["slapd_cpu_s"] = cpu_seconds([slapd.pid]) - before
+            r["concurrency"] = c
+            results["raw_slapd"].append(r)
+            print(f"raw slapd c={c}: {json.dumps(r)}", flush=True)
+
+        for method in ("bind", "fetch"):
+            gw = gateway(base, slapd, pwfile, method, cert, key)
+            port = gw.port("sub")
+            smtp_load(port, 16, 3)                               # warm the pools
+            for c in CONCURRENCY:
+                pids = tree(gw.pid)
+                b_gw, b_sl = cpu_seconds(pids), cpu_seconds([slapd.pid])
+                r = smtp_load(port, c, SECONDS)
+                r["authrelay_cpu_s"] = cpu_seconds(pids) - b_gw
+                r["slapd_cpu_s"] = cpu_seconds([slapd.pid]) - b_sl
+                r["method"] = method
+                results["authrelay"].append(r)
+                print(f"authrelay {method} c={c}: sessions/s={r['sessions_per_s']} "
+                      f"auth p50={r['auth_ms'].get('p50')} p99={r['auth_ms'].get('p99')} "
+                      f"failed={r['sessions_failed']}", flush=True)
+            gw.stop()
+            gw = None
+    finally:
+        if gw is not None:
+            gw.stop()
+        slapd.stop()
+        lf.stop_all()
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "ldap_auth_bench.json").write_text(json.dumps(results, indent=1))
+
+    print()
+    print(f"LDAP AUTH benchmark: {USERS} users, {SECONDS:g} s per run, "
+          f"{os.cpu_count()} CPUs, loopback, no TLS, cache and throttle off")
+    w = [7, 4, 10, 8, 8, 9, 14, 12]
+    print(fmt_row(["method", "c", "logins/s", "p50 ms", "p99 ms", "failed",
+                   "authrelay CPU", "slapd CPU"], w))
+    print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+    for r in results["authrelay"]:
+        n = max(r["sessions_ok"] + r["sessions_auth_rejected"], 1)
+        print(fmt_row([r["method"], r["concurrency"], f"{r['sessions_per_s']:.0f}",
+                       r["auth_ms"].get("p50"), r["auth_ms"].get("p99"), r["sessions_failed"],
+                       f"{1e6 * r['authrelay_cpu_s'] / n:.0f} us/login",
+                       f"{1e6 * r['slapd_cpu_s'] / n:.0f} us/login"], w))
+    for r in results["raw_slapd"]:
+        n = max(r["pairs"], 1)
+        print(fmt_row(["raw", r["concurrency"], f"{r['pairs_per_s']:.0f}", "-", "-",
+                       r["errors"] + r["bind_fail"], "-",
+                       f"{1e6 * r['slapd_cpu_s'] / n:.0f} us/pair"], w))
+    print("(raw: slapd's own search+bind pairs per second, build/bench/ldap_load with c "
+          "threads, each with a search and a bind connection; logins/s: whole SMTP "
+          "sessions, EHLO + AUTH PLAIN + QUIT)")
+    print(f"\n(json: {OUT / 'ldap_auth_bench.json'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+/*
+ * auth_test_cmd.c - the admin's view of an LDAP login (auth_test_cmd.h).
+ *
+ * Runs the very code the auth process runs (auth_ldap.c, ldap_conn.c) on an
+ * event loop of its own, with the source's trace hook printing each step to
+ * stdout: which directory, which URI, which filter (with the login escaped
+ * as sent), which entries matched (password values hidden), which method
+ * ran, the decision and its reason. Log lines (connection failures) go to
+ * stderr.
+ *
+ * The password comes from the terminal with echo off, or from the first
+ * line of stdin when stdin is not a terminal. It is wiped after use and
+ * never printed.
+ */
+#include "auth_test_cmd.h"
+#include "auth_ldap.h"
+#include "ldap_config.h"
+#include "../lib/config.h"
+#include "../lib/log.h"
+#include "../lib/threadpool.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+struct test_run {
+	struct event_base *base;
+	bool done;
+	enum auth_result result;
+	const char *reason;
+	char *addresses;
+};
+
+static int test_tty_fd = -1;
+static struct termios test_saved_tio;
+
+static void
+test_on_signal(int sig)
+{
+	if (test_tty_fd >= 0)
+		tcsetattr(test_tty_fd, TCSAFLUSH, &test_saved_tio);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void
+test_usage(FILE *to)
+{
+	fprintf(to, "usage: authrelay test-auth -c FILE [-m PLAIN|LOGIN|CRAM-MD5] USER\n"
+	            "       authrelay test-query -c FILE USER\n"
+	            "test-auth reads the password from the terminal (no echo) or from stdin.\n");
+}
+
+/* One line from fd, newline (and a CR before it) removed. Length, or -1. */
+static ssize_t
+read_line(int fd, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	for (;;) {
+		char c;
+		ssize_t r = read(fd, &c, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0 || c == '\n')
+			break;
+		if (n + 1 >= size) {
+			explicit_bzero(buf, size);
+			return -1;
+		}
+		buf[n++] = c;
+	}
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	buf[n] = '\0';
+	return (ssize_t)n;
+}
+
+static ssize_t
+read_password(char *buf, size_t size)
+{
+	struct termios tio;
+	struct sigaction sa, old_int, old_term;
+	ssize_t n;
+	int fd;
+
+	if (!isatty(STDIN_FILENO))
+		return read_line(STDIN_FILENO, buf, size);
+	fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -1;
+	if (write(fd, "Password: ", 10) < 0 || tcgetattr(fd, &test_saved_tio) < 0) {
+		close(fd);
+		return -1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = test_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	tio = test_saved_tio;
+	tio.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+	tio.c_lflag |= ICANON;
+	test_tty_fd = fd;
+	tcsetattr(fd, TCSAFLUSH, &tio);
+	n = read_line(fd, buf, size);
+	tcsetattr(fd, TCSAFLUSH, &test_saved_tio);
+	test_tty_fd = -1;
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	if (write(fd, "\n", 1) < 0) {
+		/* cosmetic only */
+	}
+	close(fd);
+	return n;
+}
+
+static void
+test_trace(void *arg, const char *line)
+{
+	printf("  %s\n", line);
+	fflush(stdout);
+}
+
+static void
+test_done(void *arg, enum auth_result result, const char *reason, const char *addresses)
+{
+	struct test_run *run = arg;
+
+	run->addresses = addresses != NULL ? xstrdup(addresses) : NULL;
+	run->done = true;
+	run->result = result;
+	run->reason = reason;
+	event_base_loopbreak(run->base);
+}
+
+static void
+print_dirs(const struct config *cfg)
+{
+	size_t n = 0;
+	char *errors = NULL;
+	struct ldap_dir_cfg *dirs = ldap_config_parse(cfg, &n, &errors);
+
+	free(errors);
+	for (size_t i = 0; dirs != NULL && i < n; i++) {
+		const struct ldap_dir_cfg *d = &dirs[i];
+		printf("directory %s: type=%s method=%s%s uri=", d->name,
+		       ldap_config_type_name(d->type),
+		       d->dn_template != NULL           ? "bind, dn_template="
+		       : d->method == LDAP_METHOD_FETCH ? "fetch"
+		                                        : "bind",
+		       d->dn_template != NULL ? d->dn_template : "");
+		for (size_t u = 0; u < d->n_uris; u++)
+			printf("%s%s", u > 0 ? "," : "", d->uris[u]);
+		printf(" starttls=%s tls_verify=%s base=\"%s\" scope=%s%s%s%s\n",
+		       d->starttls ? "yes" : "no", d->tls_verify ? "yes" : "no", d->base,
+		       ldap_config_scope_name(d->scope), d->bind_dn != NULL ? " bind_dn=\"" : "",
+		       d->bind_dn != NULL ? d->bind_dn : "", d->bind_dn != NULL ? "\"" : "");
+		printf("  filter template: %s\n", d->filter);
+		if (d->group_dn != NULL)
+			printf("  group gate: %s on \"%s\"\n", d->group_filter, d->group_dn);
+	}
+	ldap_config_free(dirs, n);
+}
+
+int
+auth_test_cmd_main(int argc, char **argv)
+{
+	bool query = strcmp(argv[0], "test-query") == 0;
+	const char *path = NULL, *mech = "PLAIN", *user;
+	char password[AUTH_MAX_SECRET + 2];
+	struct auth_request req;
+	struct auth_env env;
+	struct test_run run;
+	struct auth_ldap *src = NULL;
+	struct config *cfg;
+	char *errors = NULL;
+	const char *err = NULL;
+	ssize_t pwlen = 0;
+	int opt, status = 2;
+
+	optind = 1;
+	while ((opt = getopt(argc, argv, query ? "c:h" : "c:m:h")) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'm':
+			mech = optarg;
+			break;
+		case 'h':
+			test_usage(stdout);
+			return 0;
+		default:
+			test_usage(stderr);
+			return 2;
+		}
+	}
+	if (path == NULL || optind + 1 != argc) {
+		test_usage(stderr);
+		return 2;
+	}
+	user = argv[optind];
+	if (strlen(user) == 0 || strlen(user) > AUTH_MAX_LOGIN) {
+		fprintf(stderr, "authrelay %s: the user must be 1 to %d bytes\n", argv[0],
+		        AUTH_MAX_LOGIN);
+		return 2;
+	}
+	log_init(false, LOG_LEVEL_WARN, argv[0]);
+	cfg = config_load(path, &errors);
+	if (cfg == NULL) {
+		fprintf(stderr, "%s", errors);
+		free(errors);
+		return 2;
+	}
+	if (config_section_next(cfg, "ldap", NULL) == NULL) {
+		fprintf(stderr,
+		        "authrelay %s: %s has no [ldap NAME] section; this tool checks "
+		        "LDAP directories only\n",
+		        argv[0], path);
+		config_free(cfg);
+		return 2;
+	}
+	if (!query) {
+		pwlen = read_password(password, sizeof(password));
+		if (pwlen < 0 || (size_t)pwlen > AUTH_MAX_SECRET) {
+			fprintf(stderr,
+			        "authrelay test-auth: no password read (at most %d bytes)\n",
+			        AUTH_MAX_SECRET);
+			explicit_bzero(password, sizeof(password));
+			config_free(cfg);
+			return 2;
+		}
+	} else {
+		password[0] = '\0';
+	}
+
+	memset(&run, 0, sizeof(run));
+	env.cfg = cfg;
+	env.base = run.base = event_base_new();
+	if (env.base == NULL) {
+		fprintf(stderr, "authrelay %s: cannot create an event base\n", argv[0]);
+		goto out;
+	}
+	env.pool = threadpool_new(env.base, 1);
+	if (auth_ldap_new(&env, &src, &err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		goto out_pool;
+	}
+	print_dirs(cfg);
+	auth_ldap_set_trace(src, test_trace, NULL);
+	memset(&req, 0, sizeof(req));
+	req.mech = mech;
+	req.login = user;
+	req.secret = password;
+	req.secret_len = (size_t)pwlen;
+	req.challenge = "";
+	req.session = argv[0];
+	req.client = "";
+	req.listener = "";
+	printf("%s \"%s\"%s:\n", query ? "looking up" : "checking", user,
+	       query ? "" : (pwlen == 0 ? " with an empty password" : " with the password given"));
+	fflush(stdout);
+	auth_ldap_check(src, &req, query, test_done, &run);
+	while (!run.done && event_base_dispatch(run.base) == 0)
+		;
+	if (!run.done) {
+		fprintf(stderr, "authrelay %s: the event loop stopped early\n", argv[0]);
+		goto out_src;
+	}
+	if (query)
+		printf("result: %s (%s)\n",
+		       run.result == AUTH_OK     ? "found in exactly one directory"
+		       : run.result == AUTH_FAIL ? "not usable for a login"
+		                                 : "temporary failure",
+		       run.reason);
+	else
+		printf("result: %s reason=%s (SMTP %s)\n", auth_result_name(run.result), run.reason,
+		       run.result == AUTH_OK     ? "235 2.7.0"
+		       : run.result == AUTH_FAIL ? "535 5.7.8"
+		                                 : "454 4.7.0");
+	if (run.addresses != NULL)
+		printf("addresses (for the sender policy): %s\n", run.addresses);
+	free(run.addresses);
+	status = run.result == AUTH_OK ? 0 : run.result == AUTH_FAIL ? 1 : 3;
+out_src:
+	/* The hash pool first: the source frees checks it never finished. */
+	threadpool_free(env.pool);
+	env.pool = NULL;
+	auth_ldap_free(src);
+out_pool:
+	if (env.pool != NULL)
+		threadpool_free(env.pool);
+out:
+	if (run.base != NULL)
+		event_base_free(run.base);
+	explicit_bzero(password, sizeof(password));
+	config_free(cfg);
+	return status;
+}

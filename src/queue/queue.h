@@ -1,0 +1,29 @@
+/*
+ * queue.h - the queue process: it owns the spool after the SMTP workers'
+ * 250, delivers every message to its next hop (routes, smarthost or MX),
+ * retries what was deferred, bounces what failed (RFC 3464 DSN), and answers
+ * the `authrelay queue ...` commands on spool_dir/private/queue.
+ *
+ * How it fits: the master forks it (as [server] user, not chrooted) and
+ * restarts it when it dies; on start it recovers every message from the
+ * spool (queue_store.h), so a kill -9 at any moment loses nothing.
+ */
+#ifndef AUTHRELAY_QUEUE_H
+#define AUTHRELAY_QUEUE_H
+
+struct config;
+struct queue_config;
+struct spool_gauge;
+
+/* What the master hands the queue process. */
+struct queue_params {
+	const struct config *cfg;
+	const struct queue_config *qc;
+	const char *spool_dir;
+	struct spool_gauge *gauge;  /* queue size for the workers' 421 */
+};
+
+/* Run until SIGTERM. Returns the exit status. */
+int queue_main(const struct queue_params *);
+
+#endif

@@ -1,0 +1,388 @@
+/*
+ * queue_store.c - state/<ID> records and message removal (queue_store.h).
+ *
+ * Every write and removal runs on a one-thread pool: the thread takes jobs
+ * in the order they were queued, so operations on one message can never
+ * overtake each other, and fsync never blocks the queue's event loop.
+ */
+#include "queue_store.h"
+#include "../lib/log.h"
+#include "../lib/threadpool.h"
+#include "../spool/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STATE_MAGIC "AUTHRELAY-STATE 1"
+#define STATE_MAX_SIZE (16 * 1024 * 1024)
+
+struct queue_store {
+	char *spool_dir;
+	struct threadpool *pool;
+};
+
+enum store_op { STORE_WRITE, STORE_REMOVE };
+
+struct store_job {
+	struct queue_store *store;
+	enum store_op op;
+	char id[SPOOL_ID_LEN + 1];
+	char *text;
+	queue_store_done_cb *done;
+	void *arg;
+};
+
+static const char *const status_names[] = {
+	[RCPT_PENDING] = "pending",
+	[RCPT_DEFERRED] = "deferred",
+	[RCPT_SENT] = "sent",
+	[RCPT_BOUNCED] = "bounced",
+};
+
+struct queue_store *
+queue_store_new(struct event_base *base, const char *spool_dir)
+{
+	struct queue_store *s = xcalloc(1, sizeof(*s));
+	s->spool_dir = xstrdup(spool_dir);
+	/* One thread: operations run in submission order. */
+	s->pool = threadpool_new(base, 1);
+	return s;
+}
+
+void
+queue_store_free(struct queue_store *s)
+{
+	if (s == NULL)
+		return;
+	threadpool_free(s->pool);
+	free(s->spool_dir);
+	free(s);
+}
+
+unsigned
+queue_store_pending(const struct queue_store *s)
+{
+	return threadpool_pending(s->pool);
+}
+
+void
+queue_state_clear(struct queue_state *st)
+{
+	for (size_t i = 0; i < st->n_rcpts; i++)
+		free(st->rcpts[i].reply);
+	free(st->rcpts);
+	memset(st, 0, sizeof(*st));
+}
+
+char *
+queue_state_format(const struct queue_state *st)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL)
+		fatal("open_memstream: %s", strerror(errno));
+	fprintf(f, STATE_MAGIC "\nattempts %u\nnext %" PRId64 "\n", st->attempts, st->next_attempt);
+	if (st->hold)
+		fprintf(f, "hold 1\n");
+	if (st->warned)
+		fprintf(f, "warned 1\n");
+	for (size_t i = 0; i < st->n_rcpts; i++) {
+		const struct queue_state_rcpt *r = &st->rcpts[i];
+		if (r->status == RCPT_PENDING)
+			continue;
+		char *esc = spool_escape(r->reply != NULL && *r->reply ? r->reply : "-");
+		fprintf(f, "rcpt %zu %s %s\n", i, status_names[r->status], esc);
+		free(esc);
+	}
+	fprintf(f, "\n");
+	fclose(f);
+	return buf;
+}
+
+static int
+state_parse_uint64(const char *s, uint64_t *r)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*r = v;
+	return 0;
+}
+
+int
+queue_state_parse(const char *text, size_t n_rcpts, struct queue_state *r, const char **error_r)
+{
+	static _Thread_local char err[128];
+	char *copy = xstrdup(text), *save = NULL, *line;
+	unsigned lineno = 0;
+	bool ended = false;
+
+	memset(r, 0, sizeof(*r));
+	r->n_rcpts = n_rcpts;
+	r->rcpts = xcalloc(n_rcpts ? n_rcpts : 1, sizeof(*r->rcpts));
+	/* strtok_r would merge the final blank line away: walk by hand. */
+	for (line = copy; line != NULL && *line != '\0'; line = save) {
+		char *nl = strchr(line, '\n');
+		if (nl == NULL) {
+			snprintf(err, sizeof(err), "line %u: no end of line", lineno + 1);
+			goto fail;
+		}
+		*nl = '\0';
+		save = nl + 1;
+		lineno++;
+		if (lineno == 1) {
+			if (strcmp(line, STATE_MAGIC) != 0) {
+				snprintf(err, sizeof(err), "not a state file (version 1)");
+				goto fail;
+			}
+			continue;
+		}
+		if (*line == '\0') {
+			ended = true;
+			break;
+		}
+		char *sp = strchr(line, ' ');
+		if (sp == NULL) {
+			snprintf(err, sizeof(err), "line %u: no value", lineno);
+			goto fail;
+		}
+		*sp++ = '\0';
+		uint64_t v;
+		if (strcmp(line, "attempts") == 0 && state_parse_uint64(sp, &v) == 0 && v < 1000000) {
+			r->attempts = (unsigned)v;
+		} else if (strcmp(line, "next") == 0 && state_parse_uint64(sp, &v) == 0 &&
+			   v < INT64_MAX) {
+			r->next_attempt = (int64_t)v;
+		} else if (strcmp(line, "hold") == 0 && strcmp(sp, "1") == 0) {
+			r->hold = true;
+		} else if (strcmp(line, "warned") == 0 && strcmp(sp, "1") == 0) {
+			r->warned = true;
+		} else if (strcmp(line, "rcpt") == 0) {
+			char *st = strchr(sp, ' ');
+			char *reply = st ? strchr(st + 1, ' ') : NULL;
+			if (st == NULL || reply == NULL)
+				goto bad;
+			*st++ = '\0';
+			*reply++ = '\0';
+			if (state_parse_uint64(sp, &v) != 0 || v >= n_rcpts)
+				goto bad;
+			enum rcpt_status status = RCPT_PENDING;
+			for (size_t i = RCPT_DEFERRED; i < AR_NELEM(status_names); i++)
+				if (strcmp(st, status_names[i]) == 0)
+					status = (enum rcpt_status)i;
+			if (status == RCPT_PENDING)
+				goto bad;
+			char *text_v = spool_unescape(reply);
+			if (text_v == NULL)
+				goto bad;
+			r->rcpts[v].status = status;
+			free(r->rcpts[v].reply);
+			r->rcpts[v].reply = text_v;
+		} else {
+			goto bad;
+		}
+		continue;
+	bad:
+		snprintf(err, sizeof(err), "line %u: bad %s record", lineno, line);
+		goto fail;
+	}
+	if (!ended) {
+		snprintf(err, sizeof(err), "truncated (no blank line at the end)");
+		goto fail;
+	}
+	free(copy);
+	return 0;
+fail:
+	free(copy);
+	queue_state_clear(r);
+	*error_r = err;
+	return -1;
+}
+
+int
+queue_store_read_state(const char *spool_dir, const char *id, size_t n_rcpts,
+		       struct queue_state *r, const char **error_r)
+{
+	static _Thread_local char err[4400];
+	char path[4096];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/state/%s", spool_dir, id);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		memset(r, 0, sizeof(*r));
+		r->n_rcpts = n_rcpts;
+		r->rcpts = xcalloc(n_rcpts ? n_rcpts : 1, sizeof(*r->rcpts));
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, sizeof(err), "open %s: %s", path, strerror(errno));
+		*error_r = err;
+		queue_state_clear(r);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || st.st_size > STATE_MAX_SIZE) {
+		snprintf(err, sizeof(err), "%s: unreadable or too large", path);
+		close(fd);
+		*error_r = err;
+		return -1;
+	}
+	char *buf = xmalloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	int ret = queue_state_parse(buf, n_rcpts, r, error_r);
+	free(buf);
+	return ret;
+}
+
+static int
+store_write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* On the store thread. */
+static void
+store_work(void *arg)
+{
+	struct store_job *j = arg;
+	const char *dir = j->store->spool_dir;
+	char path[4096], tmp[4096], sdir[4096];
+	int fd, dfd;
+
+	snprintf(sdir, sizeof(sdir), "%s/state", dir);
+	snprintf(path, sizeof(path), "%s/state/%s", dir, j->id);
+	if (j->op == STORE_REMOVE) {
+		char msg[4096];
+		snprintf(msg, sizeof(msg), "%s/incoming/%s", dir, j->id);
+		/* The message first: a crash in between leaves a state file
+		 * without a message, which the next start removes. */
+		if (unlink(msg) < 0 && errno != ENOENT)
+			log_err("id=%s unlink %s: %s", j->id, msg, strerror(errno));
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_err("id=%s unlink %s: %s", j->id, path, strerror(errno));
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s/state/.tmp-%s", dir, j->id);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_err("id=%s state: create %s: %s", j->id, tmp, strerror(errno));
+		return;
+	}
+	if (store_write_all(fd, j->text, strlen(j->text)) < 0 || fsync(fd) < 0) {
+		log_err("id=%s state: write %s: %s", j->id, tmp, strerror(errno));
+		close(fd);
+		unlink(tmp);
+		return;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		log_err("id=%s state: rename %s: %s", j->id, tmp, strerror(errno));
+		unlink(tmp);
+		return;
+	}
+	dfd = open(sdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		if (fsync(dfd) < 0)
+			log_err("id=%s state: fsync %s: %s", j->id, sdir, strerror(errno));
+		close(dfd);
+	}
+}
+
+static void
+store_done(void *arg)
+{
+	struct store_job *j = arg;
+	if (j->done != NULL)
+		j->done(j->arg);
+	free(j->text);
+	free(j);
+}
+
+static void
+store_submit(struct queue_store *s, enum store_op op, const char *id, char *text,
+	     queue_store_done_cb *done, void *arg)
+{
+	struct store_job *j = xcalloc(1, sizeof(*j));
+	j->store = s;
+	j->op = op;
+	snprintf(j->id, sizeof(j->id), "%s", id);
+	j->text = text;
+	j->done = done;
+	j->arg = arg;
+	threadpool_submit(s->pool, store_work, store_done, j);
+}
+
+void
+queue_store_write_state(struct queue_store *s, const char *id, char *text)
+{
+	store_submit(s, STORE_WRITE, id, text, NULL, NULL);
+}
+
+void
+queue_store_remove(struct queue_store *s, const char *id, queue_store_done_cb *done, void *arg)
+{
+	store_submit(s, STORE_REMOVE, id, NULL, done, arg);
+}
+
+unsigned
+queue_store_remove_orphans(const char *spool_dir)
+{
+	char path[4096];
+	unsigned n = 0;
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(path, sizeof(path), "%s/state", spool_dir);
+	d = opendir(path);
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		char msg[4096], st[4096];
+		if (de->d_name[0] == '.' && strncmp(de->d_name, ".tmp-", 5) != 0)
+			continue;
+		snprintf(st, sizeof(st), "%s/state/%s", spool_dir, de->d_name);
+		/* A half-written state file from a crash. */
+		if (strncmp(de->d_name, ".tmp-", 5) == 0) {
+			if (unlink(st) == 0)
+				n++;
+			continue;
+		}
+		snprintf(msg, sizeof(msg), "%s/incoming/%s", spool_dir, de->d_name);
+		if (access(msg, F_OK) < 0 && errno == ENOENT && unlink(st) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}

@@ -1,0 +1,63 @@
+/*
+ * sender_policy.c - the sender/login binding of a submission listener (see
+ * sender_policy.h). Pure: no I/O, no state; session.c calls it at MAIL.
+ */
+#include "sender_policy.h"
+#include "../lib/config.h"
+#include "../lib/protection_config.h"
+
+#include <string.h>
+
+#define SENDER_MISMATCH "553 5.7.1 Sender address rejected: not owned by the authenticated user"
+
+/* a (len bytes) equals b, ASCII case-insensitively. */
+static bool
+addr_equal(const char *a, size_t len, const char *b)
+{
+	return strlen(b) == len && ascii_strncasecmp(a, b, len) == 0;
+}
+
+static bool
+in_list(const char *list, const char *addr)
+{
+	const char *p = list;
+
+	while (p != NULL && *p != '\0') {
+		size_t n = strcspn(p, ",");
+		if (n > 0 && addr_equal(p, n, addr))
+			return true;
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return false;
+}
+
+const char *
+sender_policy_check(const struct listener_cfg *l, const struct protection_config *pc,
+		    const char *user, const char *addresses, const char *mail_from)
+{
+	const char *at;
+
+	if (!l->sender_login_match || mail_from[0] == '\0')
+		return NULL;
+	if (user == NULL || user[0] == '\0')
+		return SENDER_MISMATCH;
+	if (pc != NULL && protection_sender_allowed(pc, user))
+		return NULL;
+	if (in_list(addresses, mail_from))
+		return NULL;
+	at = strrchr(user, '@');
+	if (at != NULL)
+		return ascii_strcasecmp(user, mail_from) == 0 ? NULL : SENDER_MISMATCH;
+	if (l->default_domain != NULL) {
+		/* "alice" on a listener whose default_domain is example.org. */
+		const char *mat = strrchr(mail_from, '@');
+		size_t ulen = strlen(user);
+		if (mat != NULL && (size_t)(mat - mail_from) == ulen &&
+		    ascii_strncasecmp(mail_from, user, ulen) == 0 &&
+		    ascii_strcasecmp(mat + 1, l->default_domain) == 0)
+			return NULL;
+	}
+	return SENDER_MISMATCH;
+}

@@ -1,0 +1,29 @@
+/*
+ * sender_policy.h - may this authenticated user use this MAIL FROM? On a
+ * listener with sender_login_match = yes, the reverse-path must be one of
+ * the user's own addresses, like Postfix's reject_sender_login_mismatch:
+ *
+ *   - an address the auth source gave for the user (the users file's third
+ *     field, the directory's mail attributes);
+ *   - the login itself when it is an address ("alice@example.org"), or the
+ *     login at the listener's default_domain when it has no '@';
+ *
+ * compared without regard to case. The null reverse-path <> is allowed
+ * (bounces and notifications have no owner). Logins in [protection]
+ * sender_allow_users may use any address.
+ */
+#ifndef AUTHRELAY_SENDER_POLICY_H
+#define AUTHRELAY_SENDER_POLICY_H
+
+#include "../lib/common.h"
+
+struct listener_cfg;
+struct protection_config;
+
+/* NULL if user (the canonical login) may send as mail_from ("" for <>, else
+ * "local@domain"), given addresses ("a@x,b@y", may be NULL); else the reply
+ * line: "553 5.7.1 ...". */
+const char *sender_policy_check(const struct listener_cfg *, const struct protection_config *,
+				const char *user, const char *addresses, const char *mail_from);
+
+#endif

@@ -1,0 +1,338 @@
+/*
+ * test_auth_throttle.c - brute-force counting in the auth process: distinct
+ * wrong passwords (one stale password retried is one failure), the growing
+ * delay and its cap, lockouts per client, per (client, login) and per login
+ * (the lockout shield), their expiry, the sliding window, IPv6 grouping by
+ * prefix, allow_networks, a success clearing the pair, and clients that are
+ * not addresses.
+ *
+ * Table-driven: each row is a failure (with the delay and lockout it must
+ * cause), a check (with the lockout in force), or a success, at a time in ms.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "auth/auth_throttle.h"
+#include "lib/keyhash.h"
+#include "lib/net.h"
+#include "lib/protection_config.h"
+
+enum op { FAIL, CHECK, OK };
+
+struct row {
+	enum op op;
+	uint64_t t;
+	const char *client;
+	const char *login;
+	const char *pw;
+	unsigned delay;                 /* FAIL: expected delay_ms */
+	enum auth_throttle_scope scope; /* FAIL: lockout started; CHECK: in force */
+};
+
+#define F(t, c, l, pw, delay, scope) {FAIL, t, c, l, pw, delay, scope}
+#define C(t, c, l, scope) {CHECK, t, c, l, NULL, 0, scope}
+#define S(t, c, l) {OK, t, c, l, NULL, 0, THROTTLE_NONE}
+#define NONE THROTTLE_NONE
+#define CLIENT THROTTLE_CLIENT
+#define PAIR THROTTLE_CLIENT_LOGIN
+#define LOGIN THROTTLE_LOGIN
+
+static struct keyhash *kh;
+static struct cidr allow;
+
+/* window 60 s, delay from the 3rd distinct failure: 100, 200, then the cap
+ * 350; lockouts: pair 3, login 4, client 6, for 10 s; allow 10.9.0.0/16. */
+static void
+base_config(struct protection_config *pc)
+{
+	const char *err;
+
+	memset(pc, 0, sizeof(*pc));
+	pc->throttle_window = 60;
+	pc->throttle_size = 1000;
+	pc->ipv6_prefix = 64;
+	pc->delay_after = 2;
+	pc->delay_ms = 100;
+	pc->delay_max_ms = 350;
+	pc->lockout_client_login_failures = 3;
+	pc->lockout_login_failures = 4;
+	pc->lockout_client_failures = 6;
+	pc->lockout_time = 10;
+	assert_int_equal(net_parse_cidr("10.9.0.0/16", &allow, &err), 0);
+	pc->allow_networks = &allow;
+	pc->n_allow_networks = 1;
+}
+
+static int
+setup(void **state)
+{
+	kh = keyhash_new();
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	keyhash_free(kh);
+	return 0;
+}
+
+static void
+run(const struct protection_config *pc, const struct row *rows, size_t n)
+{
+	struct auth_throttle *t = auth_throttle_new(pc, kh);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
+		struct auth_throttle_result res;
+
+		print_message("  row %zu\n", i);
+		switch (r->op) {
+		case FAIL:
+			auth_throttle_failure(t, r->client, r->login, r->pw, strlen(r->pw), r->t,
+			                      &res);
+			assert_int_equal(res.delay_ms, r->delay);
+			assert_int_equal(res.locked, r->scope);
+			break;
+		case CHECK:
+			assert_int_equal(auth_throttle_check(t, r->client, r->login, r->t, NULL),
+			                 r->scope);
+			break;
+		case OK:
+			auth_throttle_success(t, r->client, r->login);
+			break;
+		}
+	}
+	auth_throttle_free(t);
+}
+
+/* The stale phone: one old password, retried all day, is one failure. */
+static void
+test_same_password(void **state)
+{
+	static const struct row rows[] = {
+	        F(0, "192.0.2.1", "alice", "old", 0, NONE),
+	        F(1000, "192.0.2.1", "alice", "old", 0, NONE),
+	        F(2000, "192.0.2.1", "alice", "old", 0, NONE),
+	        F(3000, "192.0.2.1", "alice", "old", 0, NONE),
+	        F(4000, "192.0.2.1", "Alice", "old", 0, NONE), /* case folded */
+	        F(5000, "192.0.2.1", "alice", "old", 0, NONE),
+	        F(6000, "192.0.2.1", "alice", "old", 0, NONE),
+	        C(7000, "192.0.2.1", "alice", NONE),
+	        /* Its owner, with the new password, is never locked out. */
+	        S(7000, "192.0.2.1", "alice"),
+	        C(7001, "192.0.2.1", "alice", NONE),
+	};
+	struct protection_config pc;
+
+	base_config(&pc);
+	run(&pc, rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+static void
+test_pair_lockout_and_expiry(void **state)
+{
+	static const struct row rows[] = {
+	        F(0, "192.0.2.1", "alice", "p1", 0, NONE),
+	        F(1, "192.0.2.1", "alice", "p2", 0, NONE),
+	        F(2, "192.0.2.1", "alice", "p3", 100, PAIR),
+	        C(3, "192.0.2.1", "alice", PAIR),
+	        C(3, "192.0.2.1", "ALICE", PAIR),
+	        /* Only the pair: another login from there, alice from elsewhere. */
+	        C(3, "192.0.2.1", "bob", NONE),
+	        C(3, "192.0.2.2", "alice", NONE),
+	        C(10001, "192.0.2.1", "alice", PAIR),
+	        C(10002, "192.0.2.1", "alice", NONE),
+	};
+	struct protection_config pc;
+
+	base_config(&pc);
+	run(&pc, rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+/* Many clients, one login: the shield stops it reaching the directory. */
+static void
+test_login_shield(void **state)
+{
+	static const struct row rows[] = {
+	        F(0, "192.0.2.1", "bob", "a", 0, NONE),
+	        F(1, "192.0.2.2", "bob", "b", 0, NONE),
+	        F(2, "192.0.2.3", "bob", "c", 100, NONE),
+	        F(3, "192.0.2.4", "bob", "d", 200, LOGIN),
+	        C(4, "198.51.100.7", "bob", LOGIN),
+	        C(4, "198.51.100.7", "carol", NONE),
+	        C(10004, "198.51.100.7", "bob", NONE),
+	};
+	struct protection_config pc;
+
+	base_config(&pc);
+	run(&pc, rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+/* One client, many logins. */
+static void
+test_client_lockout(void **state)
+{
+	static const struct row rows[] = {
+	        F(0, "192.0.2.9", "u1", "x", 0, NONE),
+	        F(1, "192.0.2.9", "u2", "x", 0, NONE),
+	        F(2, "192.0.2.9", "u3", "x", 100, NONE),
+	        F(3, "192.0.2.9", "u4", "x", 200, NONE),
+	        F(4, "192.0.2.9", "u5", "x", 350, NONE),
+	        F(5, "192.0.2.9", "u6", "x", 350, CLIENT),
+	        C(6, "192.0.2.9", "anyone", CLIENT),
+	        C(6, "192.0.2.10", "anyone", NONE),
+	};
+	struct protection_config pc;
+
+	base_config(&pc);
+	run(&pc, rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+static void
+test_ipv6_prefix(void **state)
+{
+	static const struct row rows[] = {
+	        F(0, "2001:db8:1:2::1", "u1", "x", 0, NONE),
+	        F(1, "2001:db8:1:2::99", "u2", "x", 0, NONE),
+	        F(2, "2001:db8:1:2:aaaa::5", "u3", "x", 100, NONE),
+	        F(3, "2001:db8:1:3::1", "u4", "x", 0, NONE), /* another /64 */
+	        F(4, "2001:db8:1:2::7", "u5", "x", 200, NONE),
+	        F(5, "2001:db8:1:2::8", "u6", "x", 350, NONE),
+	        F(6, "2001:db8:1:2::9", "u7", "x", 350, CLIENT),
+	        C(7, "2001:db8:1:2:ffff::1", "u9", CLIENT),
+	        C(7, "2001:db8:1:3::1", "u9", NONE),
+	        /* An IPv4 client through a dual-stack socket is the IPv4 client. */
+	        F(8, "::ffff:192.0.2.50", "v1", "x", 0, NONE),
+	        F(9, "192.0.2.50", "v1", "y", 0, NONE),
+	        F(10, "192.0.2.50", "v1", "z", 100, PAIR),
+	};
+	struct protection_config pc;
+
+	base_config(&pc);
+	run(&pc, rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+static void
+test_allow_networks(void **state)
+{
+	static const struct row rows[] = {
+	        F(0, "10.9.1.1", "alice", "a", 0, NONE), F(1, "10.9.1.1", "alice", "b", 0, NONE),
+	        F(2, "10.9.1.1", "alice", "c", 0, NONE), F(3, "10.9.1.1", "alice", "d", 0, NONE),
+	        F(4, "10.9.1.1", "alice", "e", 0, NONE), F(5, "10.9.1.1", "alice", "f", 0, NONE),
+	        F(6, "10.9.1.1", "alice", "g", 0, NONE), C(7, "10.9.1.1", "alice", NONE),
+	        /* Not counted for the login either. */
+	        C(7, "192.0.2.1", "alice", NONE),
+	        F(8, "10.10.0.1", "alice", "a", 0, NONE), /* outside the /16 */
+	};
+	struct protection_config pc;
+
+	base_config(&pc);
+	run(&pc, rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+static void
+test_window_slides(void **state)
+{
+	static const struct row rows[] = {
+	        F(0, "192.0.2.1", "alice", "p1", 0, NONE),
+	        F(30000, "192.0.2.1", "alice", "p2", 0, NONE),
+	        /* p1 left the window: p3 is the second failure, not the third. */
+	        F(60000, "192.0.2.1", "alice", "p3", 0, NONE),
+	        F(60001, "192.0.2.1", "alice", "p4", 100, PAIR),
+	};
+	struct protection_config pc;
+
+	base_config(&pc);
+	run(&pc, rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+static void
+test_success_clears_pair(void **state)
+{
+	static const struct row rows[] = {
+	        F(0, "192.0.2.1", "alice", "typo1", 0, NONE),
+	        F(1, "192.0.2.1", "alice", "typo2", 0, NONE),
+	        S(2, "192.0.2.1", "alice"),
+	        F(3, "192.0.2.1", "alice", "typo3", 0, NONE),
+	        F(4, "192.0.2.1", "alice", "typo4", 0, NONE),
+	        C(5, "192.0.2.1", "alice", NONE),
+	};
+	struct protection_config pc;
+
+	base_config(&pc);
+	/* Only the pair counts here: no login or client limit, no delay. */
+	pc.lockout_login_failures = 0;
+	pc.lockout_client_failures = 0;
+	pc.delay_after = 100;
+	run(&pc, rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+/* A client field that is no address (a test harness, an old worker) is
+ * keyed by its text. Lockouts off: nothing ever locks. */
+static void
+test_odd_clients_and_off(void **state)
+{
+	static const struct row rows[] = {
+	        F(0, "", "alice", "a", 0, NONE),   F(1, "", "alice", "b", 0, NONE),
+	        F(2, "", "alice", "c", 0, NONE),   F(3, "", "alice", "d", 0, NONE),
+	        F(4, "-", "alice", "e", 0, NONE),  F(5, "-", "alice", "f", 0, NONE),
+	        F(6, "xx", "alice", "g", 0, NONE), C(7, "", "alice", NONE),
+	};
+	struct protection_config pc;
+
+	base_config(&pc);
+	pc.lockout_login_failures = 0;
+	pc.lockout_client_failures = 0;
+	pc.lockout_client_login_failures = 0;
+	pc.delay_ms = 0;
+	run(&pc, rows, sizeof(rows) / sizeof(rows[0]));
+	assert_string_equal(auth_throttle_scope_name(THROTTLE_CLIENT), "client");
+	assert_string_equal(auth_throttle_scope_name(THROTTLE_CLIENT_LOGIN), "client_login");
+	assert_string_equal(auth_throttle_scope_name(THROTTLE_LOGIN), "login");
+	assert_string_equal(auth_throttle_scope_name(THROTTLE_NONE), "none");
+}
+
+/* throttle_size bounds memory: old keys are evicted. */
+static void
+test_size_bound(void **state)
+{
+	struct protection_config pc;
+	struct auth_throttle *t;
+	struct auth_throttle_result r;
+	char login[32];
+
+	base_config(&pc);
+	pc.throttle_size = 16;
+	t = auth_throttle_new(&pc, kh);
+	for (int i = 0; i < 100; i++) {
+		snprintf(login, sizeof(login), "user%d", i);
+		auth_throttle_failure(t, "", login, "x", 1, (uint64_t)i, &r);
+	}
+	assert_true(auth_throttle_count(t) <= 16);
+	auth_throttle_free(t);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_same_password),
+	        cmocka_unit_test(test_pair_lockout_and_expiry),
+	        cmocka_unit_test(test_login_shield),
+	        cmocka_unit_test(test_client_lockout),
+	        cmocka_unit_test(test_ipv6_prefix),
+	        cmocka_unit_test(test_allow_networks),
+	        cmocka_unit_test(test_window_slides),
+	        cmocka_unit_test(test_success_clears_pair),
+	        cmocka_unit_test(test_odd_clients_and_off),
+	        cmocka_unit_test(test_size_bound),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

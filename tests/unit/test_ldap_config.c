@@ -1,0 +1,324 @@
+/*
+ * test_ldap_config.c - the [ldap NAME] sections (src/auth/ldap_config.c):
+ * defaults per directory type, every error with its file:line, the service
+ * password file; and the connection pool's failure paths without a server
+ * (src/auth/ldap_conn.c): an unreachable directory answers
+ * LDAP_SERVER_DOWN, callbacks never run inside the call, the directory then
+ * stays "down" for its back-off, and freeing with waiters pending is clean.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <ldap.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth/ldap_config.h"
+#include "auth/ldap_conn.h"
+#include "lib/config.h"
+#include "lib/log.h"
+
+#define BASE                                                                                       \
+	"[relay]\n"                                                                                \
+	"local_domains = example.test\n"                                                           \
+	"[listener sub]\n"                                                                         \
+	"address = 127.0.0.1:2587\n"                                                               \
+	"role = submission\n"                                                                      \
+	"tls = none\n"                                                                             \
+	"allow_plaintext_auth = yes\n"
+#define BASE_LINES 7
+
+static char dir[] = "/tmp/test_ldap_config.XXXXXX";
+
+static struct config *
+load(const char *text, char **path_r)
+{
+	char *path, *errors = NULL;
+	struct config *cfg;
+	FILE *f;
+
+	if (asprintf(&path, "%s/authrelay.conf", dir) < 0)
+		fail();
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	cfg = config_load(path, &errors);
+	if (cfg == NULL)
+		fail_msg("config_load: %s", errors);
+	*path_r = path;
+	return cfg;
+}
+
+static void
+write_file(const char *name, const char *text, mode_t mode)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	chmod(path, mode);
+}
+
+static int
+setup(void **state)
+{
+	assert_non_null(mkdtemp(dir));
+	write_file("pw", "s3cret\nsecond line ignored\n", 0644); /* any auth_user */
+	write_file("empty-pw", "\n", 0644);
+	log_init(false, LOG_LEVEL_ERR, "test");
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void
+test_defaults(void **state)
+{
+	char *path, *errors = NULL;
+	struct config *cfg = load(BASE "[ldap corp]\n"
+	                               "uri = ldap://a.test ldaps://b.test:636\n"
+	                               "base = dc=corp,dc=test\n"
+	                               "[ldap ad]\n"
+	                               "uri = ldaps://dc1.ad.test, ldaps://dc2.ad.test\n"
+	                               "type = ad\n"
+	                               "base = dc=ad,dc=test\n"
+	                               "dn_template = %u@ad.test\n"
+	                               "group_dn = cn=mail,dc=ad,dc=test\n",
+	                          &path);
+	size_t n = 0;
+	struct ldap_dir_cfg *d = ldap_config_parse(cfg, &n, &errors);
+
+	if (d == NULL)
+		fail_msg("%s", errors);
+	assert_int_equal(n, 2);
+	assert_string_equal(d[0].name, "corp");
+	assert_int_equal(d[0].n_uris, 2);
+	assert_string_equal(d[0].uris[1], "ldaps://b.test:636");
+	assert_int_equal(d[0].type, LDAP_TYPE_GENERIC);
+	assert_int_equal(d[0].method, LDAP_METHOD_BIND);
+	assert_int_equal(d[0].scope, LDAP_CFG_SCOPE_SUB);
+	assert_true(d[0].tls_verify);
+	assert_false(d[0].starttls);
+	assert_null(d[0].bind_dn);
+	assert_string_equal(d[0].filter, "(&(objectClass=person)(|(uid=%s)(mail=%s)))");
+	assert_int_equal(d[0].n_mail_attributes, 1);
+	assert_string_equal(d[0].mail_attributes[0], "mail");
+	assert_string_equal(d[0].password_attribute, "userPassword");
+	assert_int_equal(d[0].network_timeout, 5);
+	assert_int_equal(d[0].timeout, 5);
+	assert_int_equal(d[0].pool_size, 4);
+	/* AD: its own filter (disabled accounts excluded), nested groups,
+	 * a UPN bind name. */
+	assert_int_equal(d[1].type, LDAP_TYPE_AD);
+	assert_non_null(strstr(d[1].filter, "sAMAccountName=%s"));
+	assert_non_null(strstr(d[1].filter, "userAccountControl:1.2.840.113556.1.4.803:=2"));
+	assert_string_equal(d[1].group_filter, "(member:1.2.840.113556.1.4.1941:=%D)");
+	assert_true(d[1].upn_bind);
+	ldap_config_free(d, n);
+	config_free(cfg);
+	free(path);
+}
+
+struct bad_case {
+	const char *section; /* after BASE; its lines count from BASE_LINES + 1 */
+	int line;            /* of the error, counted in section */
+	const char *text;
+};
+
+static const struct bad_case bad_cases[] = {
+        {"[ldap a]\nbase = dc=x\n", 1, "uri is required"},
+        {"[ldap a]\nuri = ldap://h\n", 1, "base is required"},
+        {"[ldap a]\nuri = http://h\nbase = dc=x\n", 2, "is not an LDAP URL"},
+        {"[ldap a]\nuri = not a url\nbase = dc=x\n", 2, "is not an LDAP URL"},
+        {"[ldap a]\nuri = ldaps://h\nstarttls = yes\nbase = dc=x\n", 2, "starttls = yes needs"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ncolour = blue\n", 4, "unknown key 'colour'"},
+        {"[ldap a]\nuri = ldap://h\nbase = not a dn\n", 3, "is not a valid DN"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nscope = deep\n", 4, "scope: expected"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nmethod = guess\n", 4, "method: expected"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = ad\nmethod = fetch\n", 5,
+         "method = fetch is not possible with type = ad"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = gc\nmethod = fetch\n", 5,
+         "method = fetch is not possible with type = gc"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = domino\nmethod = fetch\n", 5,
+         "not possible with type = domino"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = novell\n", 4, "type: expected"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nfilter = (uid=%x)\n", 4,
+         "filter: unknown %-token"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nfilter = uid=%s\n", 4,
+         "filter: a filter must start with '('"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nfilter = (uid=%s\n", 4, "unbalanced '('"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_dn = cn=svc,dc=x\n", 4,
+         "bind_dn needs bind_password_file"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_password_file = pw\n", 4,
+         "bind_password_file without bind_dn"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_dn = cn=s\nbind_password_file = nope\n", 5,
+         "bind_password_file: "},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_dn = cn=s\nbind_password_file = pw\n"
+         "dn_template = uid=%u,dc=x\n",
+         6, "dn_template and bind_dn exclude each other"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nmethod = fetch\ndn_template = uid=%u,dc=x\n", 5,
+         "dn_template cannot be used with method = fetch"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ndn_template = %u@x.test\n", 4,
+         "is not a DN template"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ngroup_filter = (member=%D)\n", 4,
+         "group_filter needs group_dn"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ngroup_dn = cn=g,dc=x\ngroup_filter = (m=%Q)\n", 5,
+         "group_filter: unknown %-token"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntimeout = 0\n", 4, "timeout: expected a whole"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nnetwork_timeout = 5s\n", 4,
+         "network_timeout: expected"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\npool_size = 1\n", 4, "pool_size: method = bind"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nstarttls = maybe\n", 4, "starttls: expected yes"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nca_file = missing.pem\n", 4, "ca_file: "},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nmail_attributes = mail, bad*attr\n", 4,
+         "'bad*attr' is not an attribute name"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\n[ldap b]\nbase = dc=y\n", 4, "[ldap b] uri"},
+};
+
+static void
+test_errors(void **state)
+{
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		const struct bad_case *c = &bad_cases[i];
+		char text[2048], want[1200], *path, *errors = NULL;
+		struct config *cfg;
+		struct ldap_dir_cfg *d;
+		size_t n = 99;
+
+		snprintf(text, sizeof(text), "%s%s", BASE, c->section);
+		cfg = load(text, &path);
+		d = ldap_config_parse(cfg, &n, &errors);
+		if (d != NULL)
+			fail_msg("case %zu: no error for:\n%s", i, c->section);
+		assert_int_equal(n, 0);
+		snprintf(want, sizeof(want), "%s:%d: ", path, BASE_LINES + c->line);
+		if (strstr(errors, want) == NULL || strstr(errors, c->text) == NULL)
+			fail_msg("case %zu: want \"%s...%s\" in:\n%s", i, want, c->text, errors);
+		free(errors);
+		config_free(cfg);
+		free(path);
+	}
+}
+
+static void
+test_password_file(void **state)
+{
+	char *path, *errors = NULL, *pw;
+	const char *err = NULL;
+	size_t n = 0;
+	struct config *cfg = load(BASE "[ldap a]\nuri = ldap://h\nbase = dc=x\n"
+	                               "bind_dn = cn=svc,dc=x\nbind_password_file = pw\n"
+	                               "[ldap b]\nuri = ldap://h\nbase = dc=x\n"
+	                               "bind_dn = cn=svc,dc=x\nbind_password_file = empty-pw\n",
+	                          &path);
+	struct ldap_dir_cfg *d = ldap_config_parse(cfg, &n, &errors);
+
+	if (d == NULL)
+		fail_msg("%s", errors);
+	pw = ldap_config_read_password(&d[0], &err);
+	assert_non_null(pw);
+	assert_string_equal(pw, "s3cret");
+	free_secret(pw);
+	/* An empty password would be an unauthenticated bind. */
+	assert_null(ldap_config_read_password(&d[1], &err));
+	assert_non_null(strstr(err, "the first line is empty"));
+	ldap_config_free(d, n);
+	config_free(cfg);
+	free(path);
+}
+
+/* ---- the pool against nothing ---- */
+
+struct got {
+	int calls;
+	int rc;
+	bool returned; /* the asking call had returned when cb ran */
+	struct event_base *base;
+};
+
+static void
+on_conn(void *arg, struct ldap_conn *conn, int rc, const char *error)
+{
+	struct got *g = arg;
+
+	g->calls++;
+	g->rc = rc;
+	assert_null(conn);
+	assert_non_null(error);
+	assert_true(g->returned);
+	event_base_loopbreak(g->base);
+}
+
+static void
+test_pool_unreachable(void **state)
+{
+	char *path, *errors = NULL;
+	size_t n = 0;
+	/* Port 1 on loopback: connection refused at once. */
+	struct config *cfg = load(BASE "[ldap a]\nuri = ldap://127.0.0.1:1/ ldap://127.0.0.1:2/\n"
+	                               "base = dc=x\nnetwork_timeout = 1\ntimeout = 2\n",
+	                          &path);
+	struct ldap_dir_cfg *d = ldap_config_parse(cfg, &n, &errors);
+	struct event_base *base = event_base_new();
+	struct ldap_conn_pool *pool;
+	struct got g = {.base = base};
+
+	assert_non_null(d);
+	pool = ldap_conn_pool_new(base, &d[0], NULL);
+	ldap_conn_acquire(pool, LDAP_CONN_SEARCH, on_conn, &g);
+	g.returned = true;
+	assert_int_equal(g.calls, 0);
+	event_base_dispatch(base);
+	assert_int_equal(g.calls, 1);
+	assert_int_equal(g.rc, LDAP_SERVER_DOWN);
+
+	/* Now in back-off: the next one fails without a new attempt, still
+	 * never inside the call. */
+	g.returned = false;
+	ldap_conn_acquire(pool, LDAP_CONN_BIND, on_conn, &g);
+	g.returned = true;
+	assert_int_equal(g.calls, 1);
+	event_base_dispatch(base);
+	assert_int_equal(g.calls, 2);
+	assert_int_equal(g.rc, LDAP_SERVER_DOWN);
+
+	/* Freed with a waiter pending: no callback, no leak (ASan). */
+	ldap_conn_acquire(pool, LDAP_CONN_SEARCH, on_conn, &g);
+	ldap_conn_pool_free(pool);
+	assert_int_equal(g.calls, 2);
+	event_base_free(base);
+	ldap_config_free(d, n);
+	config_free(cfg);
+	free(path);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_defaults),
+	        cmocka_unit_test(test_errors),
+	        cmocka_unit_test(test_password_file),
+	        cmocka_unit_test(test_pool_unreachable),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,101 @@
+/*
+ * test_sender_policy.c - sender_login_match: the user's own addresses (from
+ * the source), the login as an address, the login at default_domain, case,
+ * the null sender, sender_allow_users, listeners without the check, and
+ * look-alikes that must not pass (prefixes, suffixes, list neighbours).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "lib/config.h"
+#include "lib/protection_config.h"
+#include "smtpd/sender_policy.h"
+
+#define MISMATCH "553 5.7.1 Sender address rejected: not owned by the authenticated user"
+
+static void
+test_rows(void **state)
+{
+	static char *allow[] = {"webmail", "Relay@Example.org", NULL};
+	static const struct {
+		bool check;            /* listener's sender_login_match */
+		const char *domain;    /* listener's default_domain */
+		const char *user, *addresses, *from;
+		bool ok;
+	} rows[] = {
+	        /* The listener does not check. */
+	        {false, NULL, "alice", NULL, "anyone@else.test", true},
+	        /* Addresses from the source, any case. */
+	        {true, NULL, "alice", "alice@example.org,a.smith@example.org", "a.smith@example.org",
+	         true},
+	        {true, NULL, "alice", "alice@example.org,a.smith@example.org", "A.Smith@EXAMPLE.org",
+	         true},
+	        {true, NULL, "alice", "alice@example.org,a.smith@example.org", "smith@example.org",
+	         false},
+	        {true, NULL, "alice", "alice@example.org,a.smith@example.org", "a.smith@example.or",
+	         false},
+	        {true, NULL, "alice", "alice@example.org,a.smith@example.org",
+	         "a.smith@example.org.evil", false},
+	        {true, NULL, "alice", "alice@example.org,a.smith@example.org",
+	         "alice@example.org,a.smith@example.org", false},
+	        {true, NULL, "alice", "", "alice@example.org", false},
+	        /* The login itself, when it is an address. */
+	        {true, NULL, "bob@example.org", NULL, "bob@example.org", true},
+	        {true, NULL, "bob@example.org", NULL, "BOB@example.ORG", true},
+	        {true, NULL, "bob@example.org", NULL, "bob2@example.org", false},
+	        {true, NULL, "bob@example.org", "b@example.org", "b@example.org", true},
+	        {true, NULL, "bob@example.org", "b@example.org", "bob@example.org", true},
+	        /* A bare login at the listener's default_domain. */
+	        {true, "example.org", "carol", NULL, "carol@example.org", true},
+	        {true, "example.org", "carol", NULL, "carol@Example.Org", true},
+	        {true, "example.org", "carol", NULL, "carol@example.net", false},
+	        {true, "example.org", "carol", NULL, "caro@example.org", false},
+	        {true, "example.org", "carol", NULL, "carolx@example.org", false},
+	        {true, NULL, "carol", NULL, "carol@example.org", false},
+	        /* The null sender has no owner. */
+	        {true, NULL, "dave", NULL, "", true},
+	        /* sender_allow_users. */
+	        {true, NULL, "webmail", NULL, "anyone@example.org", true},
+	        {true, NULL, "WEBMAIL", NULL, "anyone@example.org", true},
+	        {true, NULL, "relay@example.org", NULL, "x@y.test", true},
+	        {true, NULL, "webmail2", NULL, "x@y.test", false},
+	        /* No user at all (cannot happen after AUTH): refused. */
+	        {true, NULL, "", NULL, "x@y.test", false},
+	        {true, NULL, NULL, NULL, "x@y.test", false},
+	};
+	struct protection_config pc;
+
+	memset(&pc, 0, sizeof(pc));
+	pc.sender_allow_users = allow;
+	pc.n_sender_allow_users = 2;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct listener_cfg l;
+		const char *got;
+
+		memset(&l, 0, sizeof(l));
+		l.sender_login_match = rows[i].check;
+		l.default_domain = (char *)rows[i].domain;
+		got = sender_policy_check(&l, &pc, rows[i].user, rows[i].addresses, rows[i].from);
+		print_message("  row %zu: %s as %s -> %s\n", i, rows[i].user ? rows[i].user : "(null)",
+		              rows[i].from, got ? got : "ok");
+		if (rows[i].ok)
+			assert_null(got);
+		else
+			assert_string_equal(got, MISMATCH);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_rows),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1218 @@
+/*
+ * test_smtp_client.c - the asynchronous SMTP client against a scripted server.
+ *
+ * The server runs in a thread on a loopback port with blocking sockets (and
+ * blocking OpenSSL for STARTTLS and implicit TLS, with a certificate made here
+ * for mx.test.example); the client runs on a libevent loop in the test's
+ * thread. A script is a list of steps: wait for a line starting with a
+ * prefix, then send bytes, then maybe start TLS, read a message, hang or
+ * close. Scripted stubs are what shows the behaviours no real server shows
+ * on demand: malformed and oversized replies, a reply that never comes, data
+ * injected after STARTTLS's 220.
+ *
+ * Covers: greeting and EHLO parsing (multi-line, legacy AUTH=, enhanced
+ * codes), odd but valid replies, every malformed reply, each timeout,
+ * refused and closed connections, pipelining with and without PIPELINING,
+ * STARTTLS (verified, wrong name, refused, injection), implicit TLS, message
+ * transfer with dot-stuffing and line-end repair (small and 2 MB), secret
+ * and invalid command lines, a reply nobody asked for, and freeing the
+ * client inside its own callback.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <signal.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "smtp/smtp_client.h"
+
+/* Scripts list only the fields a step needs. */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+#define CERT_NAME "mx.test.example"
+
+/* ------------------------------------------------------------ TLS material */
+
+static EVP_PKEY *g_key;
+static X509 *g_cert;
+static SSL_CTX *g_server_ctx;
+static SSL_CTX *g_client_ctx;
+
+static void
+make_cert(void)
+{
+	X509_NAME *name;
+	X509_EXTENSION *ext;
+	X509V3_CTX v3;
+
+	g_key = EVP_EC_gen("P-256");
+	assert_non_null(g_key);
+	g_cert = X509_new();
+	X509_set_version(g_cert, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(g_cert), 1);
+	X509_gmtime_adj(X509_getm_notBefore(g_cert), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(g_cert), 86400);
+	X509_set_pubkey(g_cert, g_key);
+	name = X509_get_subject_name(g_cert);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)CERT_NAME, -1,
+	                           -1, 0);
+	X509_set_issuer_name(g_cert, name);
+	X509V3_set_ctx(&v3, g_cert, g_cert, NULL, NULL, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "DNS:" CERT_NAME);
+	X509_add_ext(g_cert, ext, -1);
+	X509_EXTENSION_free(ext);
+	ext = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
+	X509_add_ext(g_cert, ext, -1);
+	X509_EXTENSION_free(ext);
+	assert_true(X509_sign(g_cert, g_key, EVP_sha256()) > 0);
+
+	g_server_ctx = SSL_CTX_new(TLS_server_method());
+	assert_int_equal(SSL_CTX_use_certificate(g_server_ctx, g_cert), 1);
+	assert_int_equal(SSL_CTX_use_PrivateKey(g_server_ctx, g_key), 1);
+	g_client_ctx = SSL_CTX_new(TLS_client_method());
+	assert_int_equal(X509_STORE_add_cert(SSL_CTX_get_cert_store(g_client_ctx), g_cert), 1);
+}
+
+/* ------------------------------------------------------------ the server */
+
+enum act {
+	ACT_NONE = 0,
+	ACT_TLS,      /* after sending: TLS handshake as server */
+	ACT_CLOSE,    /* after sending: close */
+	ACT_HANG,     /* send nothing more; wait for the client to go */
+	ACT_MESSAGE,  /* read up to CRLF.CRLF into srv.message, then send */
+	ACT_BATCH,    /* expect names the first of n lines all read before sending */
+	ACT_ALONE,    /* check nothing else arrived with the line, then send */
+};
+
+struct step {
+	const char *expect; /* prefix of the next client line; NULL = send at once */
+	const char *send;   /* NULL = nothing */
+	enum act act;
+	int n;              /* ACT_BATCH: lines to read */
+};
+
+struct server {
+	int lfd;
+	int port;
+	bool implicit_tls;
+	const struct step *script;
+	pthread_t thread;
+	/* results */
+	char got[65536]; /* client lines, each followed by '\n' */
+	size_t got_len;
+	char *message;   /* ACT_MESSAGE */
+	size_t message_len;
+	bool alone_violated;
+	bool script_done;
+	char error[256];
+};
+
+struct sconn {
+	int fd;
+	SSL *ssl;
+	char buf[8192];
+	size_t len;
+};
+
+static ssize_t
+s_read(struct sconn *s, void *p, size_t n)
+{
+	if (s->ssl != NULL) {
+		int r = SSL_read(s->ssl, p, (int)n);
+		return r > 0 ? r : 0;
+	}
+	return recv(s->fd, p, n, 0);
+}
+
+static void
+s_write(struct sconn *s, const char *p)
+{
+	size_t n = strlen(p);
+	if (s->ssl != NULL)
+		SSL_write(s->ssl, p, (int)n);
+	else
+		(void)send(s->fd, p, n, MSG_NOSIGNAL);
+}
+
+/* One line without CRLF into out; false on EOF. */
+static bool
+s_line(struct sconn *s, char *out, size_t outsz)
+{
+	for (;;) {
+		char *nl = memchr(s->buf, '\n', s->len);
+		if (nl != NULL) {
+			size_t l = (size_t)(nl - s->buf);
+			size_t cl = l > 0 && s->buf[l - 1] == '\r' ? l - 1 : l;
+			if (cl >= outsz)
+				cl = outsz - 1;
+			memcpy(out, s->buf, cl);
+			out[cl] = '\0';
+			memmove(s->buf, nl + 1, s->len - l - 1);
+			s->len -= l + 1;
+			return true;
+		}
+		if (s->len == sizeof(s->buf))
+			return false;
+		ssize_t r = s_read(s, s->buf + s->len, sizeof(s->buf) - s->len);
+		if (r <= 0)
+			return false;
+		s->len += (size_t)r;
+	}
+}
+
+static void
+s_record(struct server *srv, const char *line)
+{
+	size_t l = strlen(line);
+	if (srv->got_len + l + 2 < sizeof(srv->got)) {
+		memcpy(srv->got + srv->got_len, line, l);
+		srv->got_len += l;
+		srv->got[srv->got_len++] = '\n';
+		srv->got[srv->got_len] = '\0';
+	}
+}
+
+static bool
+s_tls(struct sconn *s)
+{
+	s->ssl = SSL_new(g_server_ctx);
+	SSL_set_fd(s->ssl, s->fd);
+	return SSL_accept(s->ssl) == 1;
+}
+
+static void *
+server_main(void *arg)
+{
+	struct server *srv = arg;
+	struct sconn s = {.fd = -1};
+	char line[16384];
+
+	s.fd = accept(srv->lfd, NULL, NULL);
+	if (s.fd < 0)
+		return NULL;
+	if (srv->implicit_tls && !s_tls(&s)) {
+		snprintf(srv->error, sizeof(srv->error), "implicit TLS handshake failed");
+		goto done;
+	}
+	for (const struct step *st = srv->script; st->expect != NULL || st->send != NULL ||
+	                                          st->act != ACT_NONE;
+	     st++) {
+		if (st->act == ACT_MESSAGE) {
+			/* Read raw bytes up to CRLF.CRLF. */
+			size_t cap = 1 << 16, len = 0;
+			char *m = malloc(cap);
+			for (;;) {
+				if (s.len > 0) {
+					if (len + s.len + 1 > cap) {
+						while (len + s.len + 1 > cap)
+							cap *= 2;
+						m = realloc(m, cap);
+					}
+					memcpy(m + len, s.buf, s.len);
+					len += s.len;
+					s.len = 0;
+				}
+				if (len >= 5 && memcmp(m + len - 5, "\r\n.\r\n", 5) == 0)
+					break;
+				if (len == 3 && memcmp(m, ".\r\n", 3) == 0)
+					break;
+				ssize_t r = s_read(&s, s.buf, sizeof(s.buf));
+				if (r <= 0)
+					break;
+				s.len = (size_t)r;
+			}
+			srv->message = m;
+			srv->message_len = len;
+		} else if (st->expect != NULL) {
+			int n = st->act == ACT_BATCH ? st->n : 1;
+			for (int i = 0; i < n; i++) {
+				if (!s_line(&s, line, sizeof(line))) {
+					snprintf(srv->error, sizeof(srv->error),
+					         "EOF waiting for %s", st->expect);
+					goto done;
+				}
+				s_record(srv, line);
+				if (i == 0 && strncmp(line, st->expect, strlen(st->expect)) != 0) {
+					snprintf(srv->error, sizeof(srv->error),
+					         "expected %s, got %.100s", st->expect, line);
+					goto done;
+				}
+			}
+			if (st->act == ACT_ALONE) {
+				struct pollfd p = {.fd = s.fd, .events = POLLIN};
+				/* Nothing may follow a command before its reply
+				 * without PIPELINING: give it a moment to show. */
+				if (s.len > 0 || poll(&p, 1, 150) > 0)
+					srv->alone_violated = true;
+			}
+		}
+		if (st->send != NULL)
+			s_write(&s, st->send);
+		if (st->act == ACT_TLS && !s_tls(&s)) {
+			/* The client refused our certificate: expected in
+			 * some tests. */
+			goto done;
+		}
+		if (st->act == ACT_CLOSE)
+			goto done;
+		if (st->act == ACT_HANG) {
+			while (s_read(&s, s.buf, sizeof(s.buf)) > 0)
+				;
+			goto done;
+		}
+	}
+	srv->script_done = true;
+	/* Drain until the client closes. */
+	while (s_read(&s, s.buf, sizeof(s.buf)) > 0)
+		;
+done:
+	if (s.ssl != NULL) {
+		SSL_shutdown(s.ssl);
+		SSL_free(s.ssl);
+	}
+	close(s.fd);
+	return NULL;
+}
+
+static struct server *
+server_start(const struct step *script, bool implicit_tls)
+{
+	struct server *srv = calloc(1, sizeof(*srv));
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sin);
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	srv->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(srv->lfd >= 0);
+	assert_int_equal(bind(srv->lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(srv->lfd, 4), 0);
+	getsockname(srv->lfd, (struct sockaddr *)&sin, &sl);
+	srv->port = ntohs(sin.sin_port);
+	srv->script = script;
+	srv->implicit_tls = implicit_tls;
+	assert_int_equal(pthread_create(&srv->thread, NULL, server_main, srv), 0);
+	return srv;
+}
+
+/* ------------------------------------------------------------ the client side */
+
+#define MAX_EVENTS 32
+
+struct rec {
+	enum smtp_client_status status;
+	int code;
+	char enhanced[16];
+	char text[2048];
+	size_t n_lines;
+};
+
+struct t {
+	struct event_base *base;
+	struct smtp_client *c;
+	struct server *srv;
+	struct rec ev[MAX_EVENTS];
+	int n_ev;
+	int want; /* stop the loop after this many callbacks */
+	struct event *guard;
+	/* Behaviour of the callbacks. */
+	bool free_in_first;
+	bool ehlo_after_greeting;
+	bool quit_after_greeting;
+	int msg_fd;
+};
+
+static void
+guard_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct t *t = arg;
+	fail_msg("test did not finish within its deadline (%d callbacks)", t->n_ev);
+}
+
+static void
+record_cb(struct smtp_client *c, enum smtp_client_status status, const struct smtp_reply *r,
+          void *arg)
+{
+	struct t *t = arg;
+	struct rec *e;
+
+	assert_true(t->n_ev < MAX_EVENTS);
+	e = &t->ev[t->n_ev++];
+	e->status = status;
+	if (r != NULL) {
+		assert_int_equal(status, SMTP_CLIENT_OK);
+		e->code = r->code;
+		memcpy(e->enhanced, r->enhanced, sizeof(e->enhanced));
+		snprintf(e->text, sizeof(e->text), "%s", r->text);
+		e->n_lines = r->n_lines;
+	} else {
+		assert_int_not_equal(status, SMTP_CLIENT_OK);
+	}
+	if (t->free_in_first && t->n_ev == 1) {
+		smtp_client_free(c);
+		t->c = NULL;
+		event_base_loopbreak(t->base);
+		return;
+	}
+	if (t->n_ev >= t->want)
+		event_base_loopbreak(t->base);
+}
+
+static struct smtp_client_params
+params(unsigned timeout)
+{
+	struct smtp_client_params p = {
+	        .connect_timeout = timeout,
+	        .greeting_timeout = timeout,
+	        .command_timeout = timeout,
+	        .data_timeout = timeout,
+	        .max_reply_line = 512,
+	        .max_reply_lines = 20,
+	        .log_id = "test",
+	};
+	return p;
+}
+
+static void
+t_init(struct t *t, const struct step *script, bool implicit_tls, unsigned timeout)
+{
+	struct timeval tv = {20, 0};
+
+	memset(t, 0, sizeof(*t));
+	t->base = event_base_new();
+	t->srv = script != NULL ? server_start(script, implicit_tls) : NULL;
+	struct smtp_client_params p = params(timeout);
+	t->c = smtp_client_new(t->base, &p);
+	t->guard = evtimer_new(t->base, guard_cb, t);
+	evtimer_add(t->guard, &tv);
+	t->msg_fd = -1;
+}
+
+static int
+t_connect(struct t *t, int port, SSL_CTX *implicit, const char *name, bool verify)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((uint16_t)port);
+	return smtp_client_connect(t->c, (struct sockaddr *)&sin, sizeof(sin), implicit, name,
+	                           verify, record_cb, t);
+}
+
+static void
+t_run(struct t *t, int want)
+{
+	t->want = want;
+	if (t->n_ev < want)
+		event_base_dispatch(t->base);
+	assert_int_equal(t->n_ev, want);
+}
+
+/* What the last server received, kept past t_done(). */
+static char g_last_got[65536];
+
+static void
+t_done(struct t *t)
+{
+	smtp_client_free(t->c);
+	t->c = NULL;
+	if (t->srv != NULL) {
+		pthread_join(t->srv->thread, NULL);
+		memcpy(g_last_got, t->srv->got, sizeof(g_last_got));
+		close(t->srv->lfd);
+		free(t->srv->message);
+		free(t->srv);
+	}
+	event_free(t->guard);
+	event_base_free(t->base);
+	if (t->msg_fd >= 0)
+		close(t->msg_fd);
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void
+test_greeting_ehlo_quit(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220-mx.example ESMTP first\r\n220 second line\r\n"},
+	        {"EHLO client.example",
+	         "250-mx.example hello\r\n250-PIPELINING\r\n250-size 1000\r\n"
+	         "250-AUTH=LOGIN\r\n250-auth PLAIN LOGIN\r\n250 8BITMIME\r\n"},
+	        {"MAIL FROM:<a@b>", "250 2.1.0 Ok\r\n"},
+	        {"QUIT", "221 2.0.0 Bye\r\n", ACT_CLOSE},
+	        {0},
+	};
+	struct t t;
+	const char *param = NULL;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_false(smtp_client_idle(t.c));
+	t_run(&t, 1);
+	assert_int_equal(t.ev[0].code, 220);
+	assert_int_equal(t.ev[0].n_lines, 2);
+	assert_string_equal(t.ev[0].text, "mx.example ESMTP first\nsecond line");
+	assert_true(smtp_client_idle(t.c));
+	assert_int_equal(strncmp(smtp_client_peer(t.c), "127.0.0.1:", 10), 0);
+	assert_null(smtp_client_tls_info(t.c));
+
+	smtp_client_ehlo(t.c, "client.example", record_cb, &t);
+	t_run(&t, 2);
+	assert_int_equal(t.ev[1].code, 250);
+	assert_int_equal(t.ev[1].n_lines, 6);
+	assert_true(smtp_client_has_ext(t.c, "pipelining", NULL));
+	assert_true(smtp_client_has_ext(t.c, "SIZE", &param));
+	assert_string_equal(param, "1000");
+	/* The proper AUTH line wins over the legacy one. */
+	assert_true(smtp_client_has_ext(t.c, "AUTH", &param));
+	assert_string_equal(param, "PLAIN LOGIN");
+	assert_true(smtp_client_has_ext(t.c, "8bitmime", &param));
+	assert_string_equal(param, "");
+	assert_false(smtp_client_has_ext(t.c, "STARTTLS", NULL));
+
+	smtp_client_command(t.c, "MAIL FROM:<a@b>", record_cb, &t);
+	smtp_client_command(t.c, "QUIT", record_cb, &t);
+	t_run(&t, 4);
+	assert_int_equal(t.ev[2].code, 250);
+	assert_string_equal(t.ev[2].enhanced, "2.1.0");
+	assert_string_equal(t.ev[2].text, "2.1.0 Ok");
+	assert_int_equal(t.ev[3].code, 221);
+	t_done(&t);
+}
+
+static void
+test_legacy_auth_only(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 old\r\n"},
+	        {"EHLO", "250-old\r\n250 AUTH=LOGIN PLAIN\r\n"},
+	        {0},
+	};
+	struct t t;
+	const char *param = NULL;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_ehlo(t.c, "c", record_cb, &t);
+	t_run(&t, 2);
+	assert_true(smtp_client_has_ext(t.c, "AUTH", &param));
+	assert_string_equal(param, "LOGIN PLAIN");
+	t_done(&t);
+}
+
+/* Odd but valid: a bare code, LF line ends, an empty continuation, and an
+ * enhanced code in the wrong class (not taken as one). */
+static void
+test_odd_replies(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220\n"},
+	        {"NOOP", "250-\n250 \r\n"},
+	        {"RSET", "250 5.1.1 not an enhanced code for a 250\r\n"},
+	        {"VRFY", "252 2.5.0\r\n"},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_command(t.c, "NOOP", record_cb, &t);
+	smtp_client_command(t.c, "RSET", record_cb, &t);
+	smtp_client_command(t.c, "VRFY x", record_cb, &t);
+	t_run(&t, 4);
+	assert_int_equal(t.ev[0].code, 220);
+	assert_string_equal(t.ev[0].text, "");
+	assert_int_equal(t.ev[1].code, 250);
+	assert_int_equal(t.ev[1].n_lines, 2);
+	assert_string_equal(t.ev[1].text, "\n");
+	assert_string_equal(t.ev[2].enhanced, "");
+	assert_string_equal(t.ev[3].enhanced, "2.5.0");
+	t_done(&t);
+}
+
+struct bad_case {
+	const char *name;
+	const char *reply;
+};
+
+static void
+test_malformed_replies(void **state)
+{
+	static char long_line[700], many_lines[2000], no_eol[700];
+	static const struct bad_case cases[] = {
+	        {"letters in the code", "2x0 hello\r\n"},
+	        {"code out of range", "620 hello\r\n"},
+	        {"no separator", "250hello\r\n"},
+	        {"code changes inside a reply", "250-one\r\n251 two\r\n"},
+	        {"line over max_reply_line", long_line},
+	        {"more than max_reply_lines", many_lines},
+	        {"no end of line, over the bound", no_eol},
+	        {"empty line", "\r\n"},
+	};
+	size_t o = 0;
+
+	memset(long_line, 0, sizeof(long_line));
+	memcpy(long_line, "250 ", 4);
+	memset(long_line + 4, 'x', 600);
+	memcpy(long_line + 604, "\r\n", 2);
+	for (int i = 0; i < 25; i++)
+		o += (size_t)snprintf(many_lines + o, sizeof(many_lines) - o, "250-line %d\r\n", i);
+	snprintf(many_lines + o, sizeof(many_lines) - o, "250 end\r\n");
+	memset(no_eol, 0, sizeof(no_eol));
+	memcpy(no_eol, "250 ", 4);
+	memset(no_eol + 4, 'y', 600);
+
+	for (size_t i = 0; i < AR_NELEM(cases); i++) {
+		struct step script[] = {
+		        {NULL, "220 ok\r\n"},
+		        {"NOOP", cases[i].reply, ACT_HANG},
+		        {0},
+		};
+		struct t t;
+
+		t_init(&t, script, false, 5);
+		assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+		smtp_client_command(t.c, "NOOP", record_cb, &t);
+		smtp_client_command(t.c, "QUIT", record_cb, &t);
+		t_run(&t, 3);
+		print_message("case: %s\n", cases[i].name);
+		assert_int_equal(t.ev[1].status, SMTP_CLIENT_PROTOCOL);
+		assert_int_equal(t.ev[2].status, SMTP_CLIENT_PROTOCOL);
+		assert_false(smtp_client_idle(t.c));
+		t_done(&t);
+	}
+}
+
+/* NUL inside a reply line: sent by a server thread of its own making. */
+static void *
+nul_server(void *arg)
+{
+	int lfd = *(int *)arg, fd = accept(lfd, NULL, NULL);
+	char buf[256];
+
+	(void)send(fd, "220 ok\r\n", 8, MSG_NOSIGNAL);
+	(void)recv(fd, buf, sizeof(buf), 0);
+	(void)send(fd, "250 a\0b\r\n", 9, MSG_NOSIGNAL);
+	while (recv(fd, buf, sizeof(buf), 0) > 0)
+		;
+	close(fd);
+	return NULL;
+}
+
+static void
+test_nul_in_reply(void **state)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sin);
+	pthread_t th;
+	struct t t;
+	int lfd;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	getsockname(lfd, (struct sockaddr *)&sin, &sl);
+	pthread_create(&th, NULL, nul_server, &lfd);
+	t_init(&t, NULL, false, 5);
+	assert_int_equal(t_connect(&t, ntohs(sin.sin_port), NULL, NULL, false), 0);
+	smtp_client_command(t.c, "NOOP", record_cb, &t);
+	t_run(&t, 2);
+	assert_int_equal(t.ev[0].code, 220);
+	assert_int_equal(t.ev[1].status, SMTP_CLIENT_PROTOCOL);
+	t_done(&t);
+	pthread_join(th, NULL);
+	close(lfd);
+}
+
+static void
+test_greeting_timeout(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, NULL, ACT_HANG},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 1);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_ehlo(t.c, "c", record_cb, &t);
+	t_run(&t, 2);
+	assert_int_equal(t.ev[0].status, SMTP_CLIENT_TIMEOUT);
+	assert_int_equal(t.ev[1].status, SMTP_CLIENT_TIMEOUT);
+	t_done(&t);
+}
+
+static void
+test_command_timeout(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"NOOP", NULL, ACT_HANG},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 1);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_command(t.c, "NOOP", record_cb, &t);
+	t_run(&t, 2);
+	assert_int_equal(t.ev[0].code, 220);
+	assert_int_equal(t.ev[1].status, SMTP_CLIENT_TIMEOUT);
+	/* Commands after the failure fail too, on a later loop turn. */
+	smtp_client_command(t.c, "QUIT", record_cb, &t);
+	assert_int_equal(t.n_ev, 2);
+	t_run(&t, 3);
+	assert_int_equal(t.ev[2].status, SMTP_CLIENT_TIMEOUT);
+	t_done(&t);
+}
+
+static void
+test_refused(void **state)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct t t;
+
+	/* A bound port nobody listens on. */
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	getsockname(fd, (struct sockaddr *)&sin, &sl);
+	t_init(&t, NULL, false, 5);
+	assert_int_equal(t_connect(&t, ntohs(sin.sin_port), NULL, NULL, false), 0);
+	assert_int_equal(t.n_ev, 0);
+	t_run(&t, 1);
+	assert_int_equal(t.ev[0].status, SMTP_CLIENT_CONN_FAILED);
+	t_done(&t);
+	close(fd);
+}
+
+static void
+test_closed_mid_reply(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"NOOP", "250-first\r\n", ACT_CLOSE},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_command(t.c, "NOOP", record_cb, &t);
+	t_run(&t, 2);
+	assert_int_equal(t.ev[1].status, SMTP_CLIENT_CONN_FAILED);
+	assert_false(smtp_client_idle(t.c));
+	t_done(&t);
+}
+
+/* A 421 nobody asked for (server timeout) makes the connection unusable. */
+static void
+test_unsolicited_421(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"EHLO", "250 ok\r\n"},
+	        {NULL, "421 4.4.2 timeout\r\n", ACT_HANG},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_ehlo(t.c, "c", record_cb, &t);
+	t_run(&t, 2);
+	/* The 421 may or may not be read yet: a NOOP then sees either it
+	 * (as its reply) or the closed connection. */
+	smtp_client_command(t.c, "NOOP", record_cb, &t);
+	t_run(&t, 3);
+	assert_true(t.ev[2].code == 421 || t.ev[2].status == SMTP_CLIENT_CONN_FAILED);
+	t_done(&t);
+}
+
+static void
+test_pipelining(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"EHLO", "250-ok\r\n250 PIPELINING\r\n"},
+	        /* All four before any reply: a server without them would
+	         * hang here, and the test's deadline would fire. */
+	        {"MAIL FROM:<a@b>", "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no\r\n354 go\r\n",
+	         ACT_BATCH, 4},
+	        {NULL, NULL, ACT_MESSAGE},
+	        {NULL, "250 2.0.0 queued\r\n"},
+	        {"QUIT", "221 bye\r\n"},
+	        {0},
+	};
+	struct t t;
+	FILE *f = tmpfile();
+
+	fputs("Subject: x\n\nbody\n", f);
+	fflush(f);
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_ehlo(t.c, "c", record_cb, &t);
+	t_run(&t, 2);
+	smtp_client_command(t.c, "MAIL FROM:<a@b>", record_cb, &t);
+	smtp_client_command(t.c, "RCPT TO:<c@d>", record_cb, &t);
+	smtp_client_command(t.c, "RCPT TO:<e@f>", record_cb, &t);
+	smtp_client_command(t.c, "DATA", record_cb, &t);
+	t_run(&t, 6);
+	assert_int_equal(t.ev[2].code, 250);
+	assert_int_equal(t.ev[3].code, 250);
+	assert_int_equal(t.ev[4].code, 550);
+	assert_int_equal(t.ev[5].code, 354);
+	smtp_client_send_message(t.c, fileno(f), 0, record_cb, &t);
+	smtp_client_command(t.c, "QUIT", record_cb, &t);
+	t_run(&t, 8);
+	assert_int_equal(t.ev[6].code, 250);
+	assert_int_equal(t.ev[7].code, 221);
+	assert_memory_equal(t.srv->message, "Subject: x\r\n\r\nbody\r\n.\r\n", 23);
+	assert_string_equal(t.srv->got, "EHLO c\nMAIL FROM:<a@b>\nRCPT TO:<c@d>\nRCPT TO:<e@f>\n"
+	                                "DATA\nQUIT\n");
+	t_done(&t);
+	fclose(f);
+}
+
+/* Without PIPELINING the client waits for each reply. */
+static void
+test_no_pipelining(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"EHLO", "250 ok\r\n", ACT_ALONE},
+	        {"MAIL", "250 ok\r\n", ACT_ALONE},
+	        {"RCPT", "250 ok\r\n", ACT_ALONE},
+	        {"RSET", "250 ok\r\n", ACT_ALONE},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	/* Queued before the greeting: nothing goes before it either. */
+	smtp_client_ehlo(t.c, "c", record_cb, &t);
+	smtp_client_command(t.c, "MAIL FROM:<a@b>", record_cb, &t);
+	smtp_client_command(t.c, "RCPT TO:<c@d>", record_cb, &t);
+	smtp_client_command(t.c, "RSET", record_cb, &t);
+	t_run(&t, 5);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(t.ev[i].code, i == 0 ? 220 : 250);
+	assert_false(t.srv->alone_violated);
+	t_done(&t);
+}
+
+static void
+test_starttls(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"EHLO", "250-ok\r\n250-STARTTLS\r\n250 PIPELINING\r\n"},
+	        {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	        {"EHLO", "250-ok\r\n250 AUTH PLAIN\r\n"},
+	        {"AUTH PLAIN AGFsaWNlAHNlY3JldA==", "235 2.7.0 ok\r\n"},
+	        {"QUIT", "221 bye\r\n"},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_ehlo(t.c, "c", record_cb, &t);
+	t_run(&t, 2);
+	assert_true(smtp_client_has_ext(t.c, "STARTTLS", NULL));
+	smtp_client_starttls(t.c, g_client_ctx, CERT_NAME, true, record_cb, &t);
+	t_run(&t, 3);
+	assert_int_equal(t.ev[2].status, SMTP_CLIENT_OK);
+	assert_int_equal(t.ev[2].code, 220);
+	assert_non_null(smtp_client_tls_info(t.c));
+	assert_non_null(strstr(smtp_client_tls_info(t.c), "TLS"));
+	/* RFC 3207 4.2: what came before TLS is forgotten. */
+	assert_false(smtp_client_has_ext(t.c, "STARTTLS", NULL));
+	smtp_client_ehlo(t.c, "c", record_cb, &t);
+	t_run(&t, 4);
+	assert_true(smtp_client_has_ext(t.c, "AUTH", NULL));
+	smtp_client_command_secret(t.c, "AUTH PLAIN AGFsaWNlAHNlY3JldA==", record_cb, &t);
+	smtp_client_command(t.c, "QUIT", record_cb, &t);
+	t_run(&t, 6);
+	assert_int_equal(t.ev[4].code, 235);
+	assert_int_equal(t.ev[5].code, 221);
+	t_done(&t);
+}
+
+static void
+test_starttls_wrong_name(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_starttls(t.c, g_client_ctx, "other.example", true, record_cb, &t);
+	smtp_client_ehlo(t.c, "c", record_cb, &t);
+	t_run(&t, 3);
+	assert_int_equal(t.ev[1].status, SMTP_CLIENT_TLS_FAILED);
+	assert_int_equal(t.ev[2].status, SMTP_CLIENT_TLS_FAILED);
+	t_done(&t);
+}
+
+/* Unverified: the same handshake goes through. */
+static void
+test_starttls_no_verify(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	        {"NOOP", "250 ok\r\n"},
+	        {0},
+	};
+	struct t t;
+	SSL_CTX *bare = SSL_CTX_new(TLS_client_method());
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_starttls(t.c, bare, "other.example", false, record_cb, &t);
+	smtp_client_command(t.c, "NOOP", record_cb, &t);
+	t_run(&t, 3);
+	assert_int_equal(t.ev[1].code, 220);
+	assert_int_equal(t.ev[2].code, 250);
+	t_done(&t);
+	SSL_CTX_free(bare);
+}
+
+static void
+test_starttls_refused(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"STARTTLS", "454 4.7.0 TLS not available\r\n"},
+	        {"QUIT", "221 bye\r\n"},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_starttls(t.c, g_client_ctx, CERT_NAME, true, record_cb, &t);
+	t_run(&t, 2);
+	assert_int_equal(t.ev[1].code, 454);
+	assert_string_equal(t.ev[1].enhanced, "4.7.0");
+	assert_null(smtp_client_tls_info(t.c));
+	smtp_client_command(t.c, "QUIT", record_cb, &t);
+	t_run(&t, 3);
+	assert_int_equal(t.ev[2].code, 221);
+	t_done(&t);
+}
+
+/* CVE-2011-0411 from the client's side: a reply pipelined after the 220 must
+ * not be taken as said under TLS. */
+static void
+test_starttls_injection(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"STARTTLS", "220 2.0.0 go\r\n250 injected\r\n", ACT_HANG},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_starttls(t.c, g_client_ctx, CERT_NAME, true, record_cb, &t);
+	t_run(&t, 2);
+	assert_int_equal(t.ev[1].status, SMTP_CLIENT_PROTOCOL);
+	t_done(&t);
+}
+
+static void
+test_implicit_tls(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 tls greeting\r\n"},
+	        {"EHLO", "250 ok\r\n"},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, true, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, g_client_ctx, CERT_NAME, true), 0);
+	smtp_client_ehlo(t.c, "c", record_cb, &t);
+	t_run(&t, 2);
+	assert_int_equal(t.ev[0].code, 220);
+	assert_string_equal(t.ev[0].text, "tls greeting");
+	assert_non_null(smtp_client_tls_info(t.c));
+	assert_int_equal(t.ev[1].code, 250);
+	t_done(&t);
+}
+
+static void
+test_implicit_tls_bad_cert(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 tls greeting\r\n"},
+	        {0},
+	};
+	struct t t;
+	SSL_CTX *bare = SSL_CTX_new(TLS_client_method());
+
+	/* An empty trust store: the self-signed certificate cannot verify. */
+	t_init(&t, script, true, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, bare, CERT_NAME, true), 0);
+	t_run(&t, 1);
+	assert_int_equal(t.ev[0].status, SMTP_CLIENT_TLS_FAILED);
+	t_done(&t);
+	SSL_CTX_free(bare);
+}
+
+/* Reference transformation: CRLF ends, dot-stuffing, final CRLF and dot. */
+static char *
+expected_data(const char *in, size_t n, size_t *len_r)
+{
+	char *out = malloc(2 * n + 8);
+	size_t o = 0;
+	bool ls = true, cr = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (ls && in[i] == '.')
+			out[o++] = '.';
+		ls = false;
+		if (in[i] == '\n') {
+			if (!cr)
+				out[o++] = '\r';
+			out[o++] = '\n';
+			ls = true;
+			cr = false;
+		} else {
+			out[o++] = in[i];
+			cr = in[i] == '\r';
+		}
+	}
+	if (!ls) {
+		if (!cr)
+			out[o++] = '\r';
+		out[o++] = '\n';
+	}
+	memcpy(out + o, ".\r\n", 3);
+	*len_r = o + 3;
+	return out;
+}
+
+static void
+run_message(const char *msg, size_t n, off_t offset)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"DATA", "354 go\r\n"},
+	        {NULL, NULL, ACT_MESSAGE},
+	        {NULL, "250 2.0.0 ok\r\n"},
+	        {0},
+	};
+	struct t t;
+	FILE *f = tmpfile();
+	size_t elen;
+	char *exp;
+
+	fwrite(msg, 1, n, f);
+	fflush(f);
+	exp = expected_data(msg + offset, n - (size_t)offset, &elen);
+	t_init(&t, script, false, 10);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_command(t.c, "DATA", record_cb, &t);
+	t_run(&t, 2);
+	assert_int_equal(t.ev[1].code, 354);
+	smtp_client_send_message(t.c, fileno(f), offset, record_cb, &t);
+	t_run(&t, 3);
+	assert_int_equal(t.ev[2].code, 250);
+	assert_true(smtp_client_idle(t.c));
+	assert_int_equal(t.srv->message_len, elen);
+	assert_memory_equal(t.srv->message, exp, elen);
+	free(exp);
+	t_done(&t);
+	fclose(f);
+}
+
+static void
+test_message_dot_stuffing(void **state)
+{
+	static const char msg[] = "X-Skip: this header is before the offset\n"
+	                          "Subject: dots\n\n.\n..two\r\n.three\nmid.dot\n"
+	                          "bare\rcr\n\n.\nlast line without end";
+
+	run_message(msg, sizeof(msg) - 1, 41);
+	run_message("ends with CR\r", 13, 0);
+	run_message(".", 1, 0);
+	run_message("", 0, 0);
+}
+
+static void
+test_message_large(void **state)
+{
+	size_t n = 2 * 1024 * 1024;
+	char *msg = malloc(n);
+
+	/* Lines of varying length, many starting with a dot, some CRLF. */
+	for (size_t i = 0, col = 0; i < n; i++, col++) {
+		if (col > 0 && (i * 7919) % 97 == 0) {
+			msg[i] = '\n';
+			col = (size_t)-1;
+		} else {
+			msg[i] = col == 0 && i % 3 == 0 ? '.' : (char)('a' + i % 26);
+		}
+	}
+	run_message(msg, n, 0);
+	free(msg);
+}
+
+static void
+test_secret_and_invalid_lines(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"AUTH LOGIN", "334 VXNlcm5hbWU6\r\n"},
+	        {"YWxpY2U=", "334 UGFzc3dvcmQ6\r\n"},
+	        {"c2VjcmV0", "535 5.7.8 no\r\n"},
+	        {NULL, NULL, ACT_HANG},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_command(t.c, "AUTH LOGIN", record_cb, &t);
+	t_run(&t, 2);
+	assert_int_equal(t.ev[1].code, 334);
+	smtp_client_command_secret(t.c, "YWxpY2U=", record_cb, &t);
+	t_run(&t, 3);
+	smtp_client_command_secret(t.c, "c2VjcmV0", record_cb, &t);
+	t_run(&t, 4);
+	assert_int_equal(t.ev[3].code, 535);
+	assert_string_equal(t.ev[3].enhanced, "5.7.8");
+	/* CR/LF inside a line would smuggle a second command: refused,
+	 * and the connection ends. */
+	smtp_client_command(t.c, "NOOP\r\nRSET", record_cb, &t);
+	t_run(&t, 5);
+	assert_int_equal(t.ev[4].status, SMTP_CLIENT_PROTOCOL);
+	t_done(&t);
+	assert_string_equal(g_last_got, "AUTH LOGIN\nYWxpY2U=\nc2VjcmV0\n");
+}
+
+static void
+test_free_in_callback(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	t.free_in_first = true;
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_ehlo(t.c, "c", record_cb, &t);
+	smtp_client_command(t.c, "NOOP", record_cb, &t);
+	t.want = 99;
+	event_base_dispatch(t.base);
+	/* The greeting's callback freed the client: the queued ones never
+	 * run. */
+	assert_int_equal(t.n_ev, 1);
+	assert_null(t.c);
+	t_done(&t);
+}
+
+/* Freeing from a failure callback, with more failures queued. */
+static void
+test_free_in_failure_callback(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, NULL, ACT_CLOSE},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	t.free_in_first = true;
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_ehlo(t.c, "c", record_cb, &t);
+	t.want = 99;
+	event_base_dispatch(t.base);
+	assert_int_equal(t.n_ev, 1);
+	assert_int_equal(t.ev[0].status, SMTP_CLIENT_CONN_FAILED);
+	t_done(&t);
+}
+
+static int
+setup(void **state)
+{
+	log_init(false, getenv("TEST_DEBUG") != NULL ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERR,
+	         "test");
+	make_cert();
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	SSL_CTX_free(g_server_ctx);
+	SSL_CTX_free(g_client_ctx);
+	X509_free(g_cert);
+	EVP_PKEY_free(g_key);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_greeting_ehlo_quit),
+	        cmocka_unit_test(test_legacy_auth_only),
+	        cmocka_unit_test(test_odd_replies),
+	        cmocka_unit_test(test_malformed_replies),
+	        cmocka_unit_test(test_nul_in_reply),
+	        cmocka_unit_test(test_greeting_timeout),
+	        cmocka_unit_test(test_command_timeout),
+	        cmocka_unit_test(test_refused),
+	        cmocka_unit_test(test_closed_mid_reply),
+	        cmocka_unit_test(test_unsolicited_421),
+	        cmocka_unit_test(test_pipelining),
+	        cmocka_unit_test(test_no_pipelining),
+	        cmocka_unit_test(test_starttls),
+	        cmocka_unit_test(test_starttls_wrong_name),
+	        cmocka_unit_test(test_starttls_no_verify),
+	        cmocka_unit_test(test_starttls_refused),
+	        cmocka_unit_test(test_starttls_injection),
+	        cmocka_unit_test(test_implicit_tls),
+	        cmocka_unit_test(test_implicit_tls_bad_cert),
+	        cmocka_unit_test(test_message_dot_stuffing),
+	        cmocka_unit_test(test_message_large),
+	        cmocka_unit_test(test_secret_and_invalid_lines),
+	        cmocka_unit_test(test_free_in_callback),
+	        cmocka_unit_test(test_free_in_failure_callback),
+	};
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
