@@ -4,12 +4,14 @@
 #   submission  127.0.0.1:2587  STARTTLS required before AUTH
 #   submissions 127.0.0.1:2465  implicit TLS
 # user demo@example.test, password demo-password; spool under var/spool.
+# Mail for example.test is delivered by the queue into var/maildir/<user>/.
 set -eu
 BIN=${1:-build/authrelay}
 top=$(pwd)
 demo=$top/var/demo
 mkdir -p "$demo"
 chmod 0755 "$top/var" "$demo"
+mkdir -p "$top/var/maildir"
 
 if [ ! -s "$demo/key.pem" ]; then
 	# ECDSA P-256: small and fast handshakes.
@@ -31,6 +33,8 @@ if [ ! -s "$demo/users" ]; then
 fi
 chmod 0600 "$demo/users"
 [ "$(id -u)" -eq 0 ] && chown "$run_user" "$demo/users"
+# The queue process writes the Maildirs as the run user.
+[ "$(id -u)" -eq 0 ] && chown "$run_user" "$top/var/maildir"
 
 cat > "$demo/authrelay.conf" <<CONF
 # Demo configuration written by scripts/demo.sh; see README.md for every key.
@@ -54,6 +58,17 @@ path = users
 [limits]
 auth_failure_delay_ms = 1000
 
+[queue]
+# Short retries for a demo; see README "Queue".
+retry_min = 30s
+retry_max = 5m
+
+# Local mail lands in Maildirs: var/maildir/<local part>/new/.
+[route local]
+domains = example.test
+type = maildir
+maildir = $top/var/maildir/%u
+
 [listener inbound]
 address = 127.0.0.1:2525
 role = inbound
@@ -75,6 +90,9 @@ authrelay demo: inbound 127.0.0.1:2525, submission 127.0.0.1:2587 (STARTTLS),
 submissions 127.0.0.1:2465 (implicit TLS); user demo@example.test / demo-password.
 Try:  swaks --server 127.0.0.1:2587 -tls --auth PLAIN --auth-user demo@example.test \\
             --auth-password demo-password --from demo@example.test --to someone@example.org
-Accepted mail lands in var/spool/incoming/. Ctrl-C stops the gateway.
+Accepted mail is queued in var/spool/incoming/; mail for example.test is then
+delivered into var/maildir/<user>/new/ (try --to someone@example.test), other
+mail goes to its MX hosts. \`authrelay queue -c $demo/authrelay.conf list\`
+shows the queue. Ctrl-C stops the gateway.
 MSG
 exec "$BIN" -f -c "$demo/authrelay.conf"

@@ -178,7 +178,7 @@ alert_key(const struct auth_alert *a, const char *tag, const char *value, uint8_
 
 struct auth_alert *
 auth_alert_new(const struct config *cfg, const struct protection_config *pc,
-	       const struct keyhash *kh, auth_alert_mail_cb *mail_cb, void *arg)
+               const struct keyhash *kh, auth_alert_mail_cb *mail_cb, void *arg)
 {
 	struct auth_alert *a = xcalloc(1, sizeof(*a));
 
@@ -225,14 +225,14 @@ alert_reap_hooks(struct auth_alert *a, uint64_t now_ms)
 		if (r == h->pid || (r < 0 && errno == ECHILD)) {
 			if (r == h->pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
 				log_warn("alert hook pid=%d exited status=%d", (int)h->pid,
-					 WEXITSTATUS(status));
+				         WEXITSTATUS(status));
 			else if (r == h->pid && WIFSIGNALED(status))
 				log_warn("alert hook pid=%d killed by signal %d", (int)h->pid,
-					 WTERMSIG(status));
+				         WTERMSIG(status));
 			h->pid = 0;
 		} else if (now_ms - h->started_ms > ALERT_HOOK_TIMEOUT_MS) {
 			log_warn("alert hook pid=%d still running after %d s; killing it",
-				 (int)h->pid, ALERT_HOOK_TIMEOUT_MS / 1000);
+			         (int)h->pid, ALERT_HOOK_TIMEOUT_MS / 1000);
 			kill(h->pid, SIGKILL);
 		}
 	}
@@ -241,7 +241,7 @@ alert_reap_hooks(struct auth_alert *a, uint64_t now_ms)
 /* Run the hook with text on its stdin. Returns true if it started. */
 static bool
 alert_run_hook(struct auth_alert *a, const char *kind, const char *text, size_t len,
-	       uint64_t now_ms)
+               uint64_t now_ms)
 {
 	char kind_env[64];
 	char *argv[] = {"/bin/sh", "-c", a->ac->hook, NULL};
@@ -288,7 +288,7 @@ alert_run_hook(struct auth_alert *a, const char *kind, const char *text, size_t 
 	 * never blocks. A hook that does not read simply loses it. */
 	if (fcntl(fds[1], F_SETFL, O_NONBLOCK) == 0 && write(fds[1], text, len) != (ssize_t)len)
 		log_warn("alert hook pid=%d: could not write the whole alert to its stdin",
-			 (int)pid);
+		         (int)pid);
 	close(fds[1]);
 	slot->pid = pid;
 	slot->started_ms = now_ms;
@@ -332,7 +332,7 @@ alert_mail_budget(struct auth_alert *a, uint64_t now_ms)
  * mail's subject (after "[authrelay] "), body the mail's text. */
 static void
 alert_fire(struct auth_alert *a, const char *kind, const char *subject, const char *fields,
-	   const char *title, const char *body, uint64_t now_ms)
+           const char *title, const char *body, uint64_t now_ms)
 {
 	const struct alerts_config *ac = a->ac;
 	bool mailed = false, hooked = false;
@@ -358,20 +358,20 @@ alert_fire(struct auth_alert *a, const char *kind, const char *subject, const ch
 			for (size_t i = 0; i < ac->n_to; i++)
 				sbuf_printf(&m, "%s%s", i > 0 ? ",\r\n " : "", ac->to[i]);
 			sbuf_printf(&m,
-				    "\r\nSubject: [authrelay] %s\r\n"
-				    "Date: %s\r\n"
-				    "Message-ID: <alert.%lld.%lu.%02x%02x%02x%02x@%s>\r\n"
-				    "Auto-Submitted: auto-generated\r\n"
-				    "X-Authrelay-Alert: %s\r\n"
-				    "MIME-Version: 1.0\r\n"
-				    "Content-Type: text/plain; charset=us-ascii\r\n"
-				    "Content-Transfer-Encoding: 7bit\r\n"
-				    "\r\n",
-				    title, date, (long long)now, a->seq, (unsigned char)rnd[0],
-				    (unsigned char)rnd[1], (unsigned char)rnd[2],
-				    (unsigned char)rnd[3], a->cfg->hostname, kind);
+			            "\r\nSubject: [authrelay] %s\r\n"
+			            "Date: %s\r\n"
+			            "Message-ID: <alert.%lld.%lu.%02x%02x%02x%02x@%s>\r\n"
+			            "Auto-Submitted: auto-generated\r\n"
+			            "X-Authrelay-Alert: %s\r\n"
+			            "MIME-Version: 1.0\r\n"
+			            "Content-Type: text/plain; charset=us-ascii\r\n"
+			            "Content-Transfer-Encoding: 7bit\r\n"
+			            "\r\n",
+			            title, date, (long long)now, a->seq, (unsigned char)rnd[0],
+			            (unsigned char)rnd[1], (unsigned char)rnd[2],
+			            (unsigned char)rnd[3], a->cfg->hostname, kind);
 			sbuf_printf(&m, "Alert: %s\r\nHost: %s\r\nTime: %s\r\n\r\n", title,
-				    a->cfg->hostname, when);
+			            a->cfg->hostname, when);
 			/* body uses \n; the mail uses CRLF. */
 			for (const char *p = body; *p != '\0'; p++) {
 				if (*p == '\n')
@@ -379,23 +379,24 @@ alert_fire(struct auth_alert *a, const char *kind, const char *subject, const ch
 				else
 					sbuf_printf(&m, "%c", *p);
 			}
-			sbuf_printf(&m, "\r\nNo further alert on this subject for %u seconds "
-					"([alerts] cooldown).\r\n",
-				    ac->cooldown);
+			sbuf_printf(&m,
+			            "\r\nNo further alert on this subject for %u seconds "
+			            "([alerts] cooldown).\r\n",
+			            ac->cooldown);
 			a->mail_cb(ac->to, ac->n_to, m.p, m.len, a->arg);
 			mailed = true;
 		} else {
 			log_warn("alert kind=%s not mailed: more than %d alert mails this hour",
-				 kind, ALERT_MAX_MAILS_PER_HOUR);
+			         kind, ALERT_MAX_MAILS_PER_HOUR);
 		}
 	}
 	if (ac->hook != NULL) {
 		sbuf_printf(&h, "kind=%s %s\nhost=%s\ntime=%s\n\n%s\n%s", kind, fields,
-			    a->cfg->hostname, when, title, body);
+		            a->cfg->hostname, when, title, body);
 		hooked = alert_run_hook(a, kind, h.p, h.len, now_ms);
 	}
 	log_info("alert kind=%s %s mailed=%s hook=%s", kind, fields, mailed ? "yes" : "no",
-		 hooked ? "yes" : "no");
+	         hooked ? "yes" : "no");
 	free(m.p);
 	free(h.p);
 }
@@ -438,7 +439,8 @@ top_print(struct sbuf *b, const char *title, struct top_item *items, size_t n)
 	qsort(items, n, sizeof(*items), top_cmp);
 	sbuf_printf(b, "%s:\n", title);
 	for (size_t i = 0; i < n && i < ALERT_TOP; i++)
-		sbuf_printf(b, "  %6u  %s\n", items[i].n, log_escape_str(items[i].s, esc, sizeof(esc)));
+		sbuf_printf(b, "  %6u  %s\n", items[i].n,
+		            log_escape_str(items[i].s, esc, sizeof(esc)));
 	if (n == 0)
 		sbuf_printf(b, "  (none)\n");
 }
@@ -447,7 +449,7 @@ top_print(struct sbuf *b, const char *title, struct top_item *items, size_t n)
  * failures of the window that match (login or client NULL = any). */
 static void
 failures_body(struct auth_alert *a, struct sbuf *b, unsigned window, const char *login,
-	      const char *client, uint64_t now_ms)
+              const char *client, uint64_t now_ms)
 {
 	struct top_item logins[ALERT_TOP_TRACK], clients[ALERT_TOP_TRACK];
 	size_t n_logins = 0, n_clients = 0;
@@ -469,12 +471,12 @@ failures_body(struct auth_alert *a, struct sbuf *b, unsigned window, const char 
 	sbuf_printf(b, "\n");
 	top_print(b, "Top client addresses", clients, n_clients);
 	sbuf_printf(b, "\n(from the last %u failures kept in memory: %u in the window)\n",
-		    ALERT_HISTORY, seen);
+	            ALERT_HISTORY, seen);
 }
 
 static void
 failures_alert(struct auth_alert *a, const char *scope, const struct alert_threshold *t,
-	       unsigned count, const char *login, const char *client, uint64_t now_ms)
+               unsigned count, const char *login, const char *client, uint64_t now_ms)
 {
 	char subject[AUTH_ALERT_ESC_MAX + 64], fields[AUTH_ALERT_ESC_MAX + 200],
 	        title[AUTH_ALERT_ESC_MAX + 120], esc[AUTH_ALERT_ESC_MAX];
@@ -485,24 +487,26 @@ failures_alert(struct auth_alert *a, const char *scope, const struct alert_thres
 	snprintf(subject, sizeof(subject), "login_failures %s %s", scope, key);
 	if (login != NULL)
 		snprintf(fields, sizeof(fields), "scope=login user=\"%s\" failures=%u window=%u",
-			 esc, count, t->window);
+		         esc, count, t->window);
 	else if (client != NULL)
 		snprintf(fields, sizeof(fields), "scope=client client=%s failures=%u window=%u",
-			 esc, count, t->window);
+		         esc, count, t->window);
 	else
 		snprintf(fields, sizeof(fields), "scope=global failures=%u window=%u", count,
-			 t->window);
+		         t->window);
 	snprintf(title, sizeof(title), "SMTP authentication login failures: %u %s%s in %u s", count,
-		 login != NULL ? "for login " : client != NULL ? "from " : "in total",
-		 login != NULL || client != NULL ? esc : "", t->window);
+	         login != NULL    ? "for login "
+	         : client != NULL ? "from "
+	                          : "in total",
+	         login != NULL || client != NULL ? esc : "", t->window);
 	sbuf_printf(&body,
-		    "Failed SMTP AUTH logins: %u within the last %u seconds (%s; the threshold "
-		    "is more than %u).\n\n",
-		    count, t->window,
-		    login != NULL    ? "for this login"
-		    : client != NULL ? "from this client address"
-				     : "all logins, all clients",
-		    t->count);
+	            "Failed SMTP AUTH logins: %u within the last %u seconds (%s; the threshold "
+	            "is more than %u).\n\n",
+	            count, t->window,
+	            login != NULL    ? "for this login"
+	            : client != NULL ? "from this client address"
+	                             : "all logins, all clients",
+	            t->count);
 	failures_body(a, &body, t->window, login, client, now_ms);
 	alert_fire(a, "login_failures", subject, fields, title, body.p, now_ms);
 	free(body.p);
@@ -510,7 +514,7 @@ failures_alert(struct auth_alert *a, const char *scope, const struct alert_thres
 
 static unsigned
 keyed_count(struct auth_alert *a, const char *tag, const char *value,
-	    const struct alert_threshold *t, uint64_t now_ms)
+            const struct alert_threshold *t, uint64_t now_ms)
 {
 	uint8_t key[KEYHASH_LEN];
 	struct bucket_counter *c;
@@ -541,19 +545,19 @@ auth_alert_failure(struct auth_alert *a, const char *login, const char *client, 
 		n = bucket_add(&a->global, ac->login_failures_global.window, now_ms);
 		if (n > ac->login_failures_global.count)
 			failures_alert(a, "global", &ac->login_failures_global, n, NULL, NULL,
-				       now_ms);
+			               now_ms);
 	}
 	if (ac->login_failures_per_login.count > 0) {
 		n = keyed_count(a, "login", login, &ac->login_failures_per_login, now_ms);
 		if (n > ac->login_failures_per_login.count)
 			failures_alert(a, "login", &ac->login_failures_per_login, n, login, NULL,
-				       now_ms);
+			               now_ms);
 	}
 	if (ac->login_failures_per_client.count > 0) {
 		n = keyed_count(a, "client", e->client, &ac->login_failures_per_client, now_ms);
 		if (n > ac->login_failures_per_client.count)
 			failures_alert(a, "client", &ac->login_failures_per_client, n, NULL,
-				       e->client, now_ms);
+			               e->client, now_ms);
 	}
 }
 
@@ -603,17 +607,17 @@ auth_alert_success(struct auth_alert *a, const char *login, const char *client, 
 		log_escape_str(login, esc, sizeof(esc));
 		snprintf(subject, sizeof(subject), "multi_ip %s", login);
 		snprintf(fields, sizeof(fields), "user=\"%s\" clients=%u window=%u", esc, m->n,
-			 ac->multi_ip_window);
+		         ac->multi_ip_window);
 		snprintf(title, sizeof(title), "login %s used from %u client addresses in %u s",
-			 esc, m->n, ac->multi_ip_window);
+		         esc, m->n, ac->multi_ip_window);
 		sbuf_printf(&body,
-			    "The login %s authenticated from %u different client addresses within "
-			    "%u seconds (the threshold is more than %u). Shared or stolen "
-			    "credentials?\n\nClient addresses:\n",
-			    esc, m->n, ac->multi_ip_window, ac->multi_ip_threshold);
+		            "The login %s authenticated from %u different client addresses within "
+		            "%u seconds (the threshold is more than %u). Shared or stolen "
+		            "credentials?\n\nClient addresses:\n",
+		            esc, m->n, ac->multi_ip_window, ac->multi_ip_threshold);
 		for (i = 0; i < m->n; i++)
 			sbuf_printf(&body, "  %s\n",
-				    log_escape_str(m->ips[i].client, esc, sizeof(esc)));
+			            log_escape_str(m->ips[i].client, esc, sizeof(esc)));
 		alert_fire(a, "multi_ip", subject, fields, title, body.p, now_ms);
 		free(body.p);
 		/* Start over: the next alert needs as many new addresses. */
@@ -624,25 +628,25 @@ auth_alert_success(struct auth_alert *a, const char *login, const char *client, 
 /* ---------------------------------------------------------- send_limit */
 
 void
-auth_alert_send_limit(struct auth_alert *a, const char *user, const char *client,
-		      const char *limit, unsigned count, unsigned max, uint64_t now_ms)
+auth_alert_send_limit(struct auth_alert *a, const char *user, const char *client, const char *limit,
+                      unsigned count, unsigned max, uint64_t now_ms)
 {
 	char subject[AUTH_ALERT_ESC_MAX + 64], fields[AUTH_ALERT_ESC_MAX * 2 + 160],
-	        title[AUTH_ALERT_ESC_MAX + 120], esc[AUTH_ALERT_ESC_MAX], cesc[128],
-	        lesc[64], body[AUTH_ALERT_ESC_MAX * 2 + 400];
+	        title[AUTH_ALERT_ESC_MAX + 120], esc[AUTH_ALERT_ESC_MAX], cesc[128], lesc[64],
+	        body[AUTH_ALERT_ESC_MAX * 2 + 400];
 
 	log_escape_str(user, esc, sizeof(esc));
 	log_escape_str(client[0] != '\0' ? client : "-", cesc, sizeof(cesc));
 	log_escape_str(limit, lesc, sizeof(lesc));
 	snprintf(subject, sizeof(subject), "send_limit %s", user);
 	snprintf(fields, sizeof(fields), "user=\"%s\" client=%s limit=%s count=%u max=%u", esc,
-		 cesc, lesc, count, max);
+	         cesc, lesc, count, max);
 	snprintf(title, sizeof(title), "sending limit hit by %s (%s %u)", esc, lesc, max);
 	snprintf(body, sizeof(body),
-		 "The authenticated user %s reached %s = %u (count %u) and gets 450 4.7.1\n"
-		 "until the hour's count drops below the limit. The last attempt came from %s.\n"
-		 "A burst of mail from one account is the mark of stolen credentials.\n",
-		 esc, lesc, max, count, cesc);
+	         "The authenticated user %s reached %s = %u (count %u) and gets 450 4.7.1\n"
+	         "until the hour's count drops below the limit. The last attempt came from %s.\n"
+	         "A burst of mail from one account is the mark of stolen credentials.\n",
+	         esc, lesc, max, count, cesc);
 	alert_fire(a, "send_limit", subject, fields, title, body, now_ms);
 }
 
@@ -670,7 +674,7 @@ auth_alert_source(struct auth_alert *a, const char *source, bool reachable, uint
 	} else if (reachable && s->down) {
 		if (s->alerted)
 			log_info("alert_resolved kind=source_unreachable source=%s down_for=%llu",
-				 s->name, (unsigned long long)((now_ms - s->down_since_ms) / 1000));
+			         s->name, (unsigned long long)((now_ms - s->down_since_ms) / 1000));
 		s->down = false;
 	}
 }
@@ -693,12 +697,12 @@ auth_alert_tick(struct auth_alert *a, uint64_t now_ms)
 		snprintf(subject, sizeof(subject), "source_unreachable %s", s->name);
 		snprintf(fields, sizeof(fields), "source=%s down_for=%llu", s->name, down_s);
 		snprintf(title, sizeof(title), "auth source %s unreachable for %llu s", s->name,
-			 down_s);
+		         down_s);
 		snprintf(body, sizeof(body),
-			 "The auth source %s has answered every login with a temporary failure\n"
-			 "(454 4.7.0) for %llu seconds ([alerts] unreachable_after = %u).\n"
-			 "Users without a cached login cannot send mail.\n",
-			 s->name, down_s, after);
+		         "The auth source %s has answered every login with a temporary failure\n"
+		         "(454 4.7.0) for %llu seconds ([alerts] unreachable_after = %u).\n"
+		         "Users without a cached login cannot send mail.\n",
+		         s->name, down_s, after);
 		alert_fire(a, "source_unreachable", subject, fields, title, body, now_ms);
 	}
 }

@@ -30,24 +30,24 @@ struct auth_alert;
 
 /* A finished alert message (RFC 5322, CRLF line ends) for the recipients. */
 typedef void auth_alert_mail_cb(char *const *to, size_t n_to, const char *message, size_t len,
-				void *arg);
+                                void *arg);
 
 /* cfg, pc and kh are borrowed and must outlive the alerts. */
 struct auth_alert *auth_alert_new(const struct config *cfg, const struct protection_config *pc,
-				  const struct keyhash *kh, auth_alert_mail_cb *mail_cb, void *arg);
+                                  const struct keyhash *kh, auth_alert_mail_cb *mail_cb, void *arg);
 /* Running hooks are left to finish on their own. */
 void auth_alert_free(struct auth_alert *);
 
 /* A login failed (AUTH_FAIL) / succeeded (AUTH_OK). */
 void auth_alert_failure(struct auth_alert *, const char *login, const char *client,
-			uint64_t now_ms);
+                        uint64_t now_ms);
 void auth_alert_success(struct auth_alert *, const char *login, const char *client,
-			uint64_t now_ms);
+                        uint64_t now_ms);
 /* A source answered (reachable) or answered tempfail (not reachable). */
 void auth_alert_source(struct auth_alert *, const char *source, bool reachable, uint64_t now_ms);
 /* A worker refused a user over a sending limit. */
 void auth_alert_send_limit(struct auth_alert *, const char *user, const char *client,
-			   const char *limit, unsigned count, unsigned max, uint64_t now_ms);
+                           const char *limit, unsigned count, unsigned max, uint64_t now_ms);
 /* Once a second: the unreachable check, reaping finished hooks. */
 void auth_alert_tick(struct auth_alert *, uint64_t now_ms);
 

@@ -81,13 +81,13 @@ auth_cache_cacheable(const struct auth_cache *c, const char *mech)
 
 void
 auth_cache_key(const struct auth_cache *c, const char *source, const char *login,
-	       const char *secret, size_t secret_len, uint8_t key_r[KEYHASH_LEN])
+               const char *secret, size_t secret_len, uint8_t key_r[KEYHASH_LEN])
 {
 	/* The password goes last: it alone may hold a NUL (keyhash.h). */
 	const struct keyhash_part parts[] = {
-		{source, strlen(source)},
-		{login, strlen(login)},
-		{secret, secret_len},
+	        {source, strlen(source)},
+	        {login, strlen(login)},
+	        {secret, secret_len},
 	};
 
 	keyhash_digest(c->kh, key_r, parts, AR_NELEM(parts));
@@ -118,7 +118,7 @@ cache_get(struct auth_cache *c, const uint8_t key[KEYHASH_LEN], uint64_t now_ms)
 
 bool
 auth_cache_lookup(struct auth_cache *c, const uint8_t key[KEYHASH_LEN], uint64_t now_ms,
-		  struct auth_cache_hit *hit_r)
+                  struct auth_cache_hit *hit_r)
 {
 	struct cache_entry *e = cache_get(c, key, now_ms);
 
@@ -130,7 +130,7 @@ auth_cache_lookup(struct auth_cache *c, const uint8_t key[KEYHASH_LEN], uint64_t
 
 bool
 auth_cache_lookup_stale(struct auth_cache *c, const uint8_t key[KEYHASH_LEN], uint64_t now_ms,
-			struct auth_cache_hit *hit_r)
+                        struct auth_cache_hit *hit_r)
 {
 	struct cache_entry *e = cache_get(c, key, now_ms);
 
@@ -157,8 +157,8 @@ cache_sweep(struct auth_cache *c, uint64_t now_ms)
 
 void
 auth_cache_store(struct auth_cache *c, const uint8_t key[KEYHASH_LEN], uint64_t now_ms,
-		 enum auth_result result, const char *identity, const char *reason,
-		 const char *addresses)
+                 enum auth_result result, const char *identity, const char *reason,
+                 const char *addresses)
 {
 	struct cache_entry *e;
 	uint64_t ttl;

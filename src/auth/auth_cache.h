@@ -47,22 +47,22 @@ bool auth_cache_cacheable(const struct auth_cache *, const char *mech);
 
 /* The cache key of (source, login, secret). */
 void auth_cache_key(const struct auth_cache *, const char *source, const char *login,
-		    const char *secret, size_t secret_len, uint8_t key_r[KEYHASH_LEN]);
+                    const char *secret, size_t secret_len, uint8_t key_r[KEYHASH_LEN]);
 
 /* A fresh entry: true and *hit_r filled. An entry past every use is dropped. */
 bool auth_cache_lookup(struct auth_cache *, const uint8_t key[KEYHASH_LEN], uint64_t now_ms,
-		       struct auth_cache_hit *hit_r);
+                       struct auth_cache_hit *hit_r);
 /* A positive entry expired less than cache_stale_ttl ago (or still fresh):
  * for when the source is unreachable. */
 bool auth_cache_lookup_stale(struct auth_cache *, const uint8_t key[KEYHASH_LEN], uint64_t now_ms,
-			     struct auth_cache_hit *hit_r);
+                             struct auth_cache_hit *hit_r);
 
 /* Remember a source's answer. Only AUTH_OK and AUTH_FAIL with reason
  * bad_password or unknown_user are kept; anything else is ignored (and a
  * stored entry under key stays). identity and addresses may be NULL. */
 void auth_cache_store(struct auth_cache *, const uint8_t key[KEYHASH_LEN], uint64_t now_ms,
-		      enum auth_result result, const char *identity, const char *reason,
-		      const char *addresses);
+                      enum auth_result result, const char *identity, const char *reason,
+                      const char *addresses);
 
 /* SIGHUP: forget everything. */
 void auth_cache_clear(struct auth_cache *);

@@ -62,6 +62,7 @@
 static const struct auth_source_ops *const auth_sources[] = {
         &auth_source_file,
         &auth_source_ldap, /* after the file: local accounts never wait on a directory */
+        &auth_source_forward, /* last: an upstream cannot tell unknown from wrong */
 };
 
 #define AUTH_DEFAULT_THREADS 2

@@ -51,5 +51,6 @@ void auth_job_done(struct auth_job *, enum auth_result result, const char *ident
 
 extern const struct auth_source_ops auth_source_file;
 extern const struct auth_source_ops auth_source_ldap;
+extern const struct auth_source_ops auth_source_forward;
 
 #endif

@@ -122,7 +122,7 @@ login_fold(const char *login, char *buf, size_t bufsz)
 
 static void
 throttle_key(const struct auth_throttle *t, enum auth_throttle_scope scope,
-	     const struct client_id *id, const char *login, uint8_t key[KEYHASH_LEN])
+             const struct client_id *id, const char *login, uint8_t key[KEYHASH_LEN])
 {
 	struct keyhash_part parts[3];
 	size_t n = 0;
@@ -178,11 +178,11 @@ scope_threshold(const struct protection_config *pc, enum auth_throttle_scope sco
 }
 
 enum auth_throttle_scope
-auth_throttle_check(struct auth_throttle *t, const char *client, const char *login,
-		    uint64_t now_ms, unsigned *remaining_s_r)
+auth_throttle_check(struct auth_throttle *t, const char *client, const char *login, uint64_t now_ms,
+                    unsigned *remaining_s_r)
 {
 	static const enum auth_throttle_scope order[] = {THROTTLE_CLIENT, THROTTLE_CLIENT_LOGIN,
-							 THROTTLE_LOGIN};
+	                                                 THROTTLE_LOGIN};
 	char folded[AUTH_MAX_LOGIN + 1];
 	struct client_id id;
 	uint8_t key[KEYHASH_LEN];
@@ -197,7 +197,8 @@ auth_throttle_check(struct auth_throttle *t, const char *client, const char *log
 		e = lru_get(t->table, key);
 		if (e != NULL && e->locked_until_ms > now_ms) {
 			if (remaining_s_r != NULL)
-				*remaining_s_r = (unsigned)((e->locked_until_ms - now_ms + 999) / 1000);
+				*remaining_s_r =
+				        (unsigned)((e->locked_until_ms - now_ms + 999) / 1000);
 			return order[i];
 		}
 	}
@@ -206,11 +207,11 @@ auth_throttle_check(struct auth_throttle *t, const char *client, const char *log
 
 void
 auth_throttle_failure(struct auth_throttle *t, const char *client, const char *login,
-		      const char *secret, size_t secret_len, uint64_t now_ms,
-		      struct auth_throttle_result *r)
+                      const char *secret, size_t secret_len, uint64_t now_ms,
+                      struct auth_throttle_result *r)
 {
 	static const enum auth_throttle_scope order[] = {THROTTLE_CLIENT, THROTTLE_CLIENT_LOGIN,
-							 THROTTLE_LOGIN};
+	                                                 THROTTLE_LOGIN};
 	char folded[AUTH_MAX_LOGIN + 1], user[AUTH_MAX_LOGIN * 4 + 8], addr[160];
 	uint8_t key[KEYHASH_LEN], pw[KEYHASH_LEN];
 	const struct protection_config *pc = t->pc;
@@ -224,7 +225,7 @@ auth_throttle_failure(struct auth_throttle *t, const char *client, const char *l
 	login_fold(login, folded, sizeof(folded));
 	{
 		const struct keyhash_part parts[] = {
-			{"w", 1}, {folded, strlen(folded)}, {secret, secret_len}};
+		        {"w", 1}, {folded, strlen(folded)}, {secret, secret_len}};
 		keyhash_digest(t->kh, pw, parts, AR_NELEM(parts));
 	}
 	memcpy(&digest, pw, sizeof(digest));
@@ -251,7 +252,8 @@ auth_throttle_failure(struct auth_throttle *t, const char *client, const char *l
 			e->fails[e->n - 1] = f;
 		} else {
 			if (e->n == t->cap) {
-				memmove(&e->fails[0], &e->fails[1], (e->n - 1) * sizeof(e->fails[0]));
+				memmove(&e->fails[0], &e->fails[1],
+				        (e->n - 1) * sizeof(e->fails[0]));
 				e->n--;
 			}
 			e->fails[e->n++] = (struct throttle_fail){digest, now_ms};
@@ -263,12 +265,14 @@ auth_throttle_failure(struct auth_throttle *t, const char *client, const char *l
 			if (r->locked == THROTTLE_NONE)
 				r->locked = scope;
 			log_info("auth: lockout scope=%s client=%s user=\"%s\" failures=%u "
-				 "lockout_time=%u",
-				 auth_throttle_scope_name(scope),
-				 log_escape_str(client[0] != '\0' ? client : "-", addr, sizeof(addr)),
-				 scope == THROTTLE_CLIENT ? "*"
-							  : log_escape_str(login, user, sizeof(user)),
-				 e->n, pc->lockout_time);
+			         "lockout_time=%u",
+			         auth_throttle_scope_name(scope),
+			         log_escape_str(client[0] != '\0' ? client : "-", addr,
+			                        sizeof(addr)),
+			         scope == THROTTLE_CLIENT
+			                 ? "*"
+			                 : log_escape_str(login, user, sizeof(user)),
+			         e->n, pc->lockout_time);
 		}
 	}
 	explicit_bzero(pw, sizeof(pw));

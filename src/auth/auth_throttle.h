@@ -39,27 +39,27 @@ enum auth_throttle_scope {
 
 /* What one failure did. */
 struct auth_throttle_result {
-	unsigned delay_ms;                 /* for the worker; 0 = none */
-	unsigned failures;                 /* the highest distinct count of the three keys */
-	enum auth_throttle_scope locked;   /* a lockout this failure started, or NONE */
+	unsigned delay_ms;               /* for the worker; 0 = none */
+	unsigned failures;               /* the highest distinct count of the three keys */
+	enum auth_throttle_scope locked; /* a lockout this failure started, or NONE */
 };
 
 /* pc and kh are borrowed and must outlive the throttle. */
 struct auth_throttle *auth_throttle_new(const struct protection_config *pc,
-					const struct keyhash *kh);
+                                        const struct keyhash *kh);
 void auth_throttle_free(struct auth_throttle *);
 
 /* The lockout in force for client (address text, as the worker sent it) and
  * login: THROTTLE_CLIENT, then THROTTLE_CLIENT_LOGIN, then THROTTLE_LOGIN,
  * or THROTTLE_NONE. *remaining_s_r (if not NULL) gets the seconds left. */
 enum auth_throttle_scope auth_throttle_check(struct auth_throttle *, const char *client,
-					     const char *login, uint64_t now_ms,
-					     unsigned *remaining_s_r);
+                                             const char *login, uint64_t now_ms,
+                                             unsigned *remaining_s_r);
 /* Count an AUTH_FAIL for (client, login) with this secret. Logs a line when
  * a lockout starts. */
 void auth_throttle_failure(struct auth_throttle *, const char *client, const char *login,
-			   const char *secret, size_t secret_len, uint64_t now_ms,
-			   struct auth_throttle_result *r);
+                           const char *secret, size_t secret_len, uint64_t now_ms,
+                           struct auth_throttle_result *r);
 /* An AUTH_OK: the pair's failures are forgotten (the client's and the
  * login's are not: others may be attacking them). */
 void auth_throttle_success(struct auth_throttle *, const char *client, const char *login);

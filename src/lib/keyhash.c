@@ -48,13 +48,13 @@ keyhash_free(struct keyhash *kh)
 
 void
 keyhash_digest(const struct keyhash *kh, uint8_t out[KEYHASH_LEN], const struct keyhash_part *parts,
-	       size_t n)
+               size_t n)
 {
 	static const unsigned char nul = 0;
 	char digest[] = "SHA256";
 	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-		OSSL_PARAM_construct_end(),
+	        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+	        OSSL_PARAM_construct_end(),
 	};
 	EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(kh->mac);
 	size_t outlen = 0;
@@ -75,7 +75,7 @@ keyhash_digest(const struct keyhash *kh, uint8_t out[KEYHASH_LEN], const struct 
 
 void
 keyhash_strings(const struct keyhash *kh, uint8_t out[KEYHASH_LEN], const char *const *strs,
-		size_t n)
+                size_t n)
 {
 	struct keyhash_part parts[8];
 

@@ -34,10 +34,10 @@ void keyhash_free(struct keyhash *);
  * separators keep ("ab","c") and ("a","bc") apart as long as only the last
  * part may contain a NUL byte (a password); callers keep it that way. */
 void keyhash_digest(const struct keyhash *, uint8_t out[KEYHASH_LEN],
-		    const struct keyhash_part *parts, size_t n);
+                    const struct keyhash_part *parts, size_t n);
 
 /* Shorthand for NUL-terminated strings: n strings, separated as above. */
 void keyhash_strings(const struct keyhash *, uint8_t out[KEYHASH_LEN], const char *const *strs,
-		     size_t n);
+                     size_t n);
 
 #endif

@@ -10,7 +10,7 @@
 #include <string.h>
 
 struct lru_node {
-	struct lru_node *hnext;       /* bucket chain */
+	struct lru_node *hnext;         /* bucket chain */
 	struct lru_node *newer, *older; /* recency list */
 	uint8_t key[LRU_KEY_LEN];
 	void *value;

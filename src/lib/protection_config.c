@@ -40,9 +40,13 @@ struct pkey {
 };
 
 #define P(name, type, field, min, max)                                                             \
-	{"protection", name, type, offsetof(struct protection_config, field), min, max}
+	{                                                                                          \
+		"protection", name, type, offsetof(struct protection_config, field), min, max      \
+	}
 #define A(name, type, field, min, max)                                                             \
-	{"alerts", name, type, offsetof(struct protection_config, alerts.field), min, max}
+	{                                                                                          \
+		"alerts", name, type, offsetof(struct protection_config, alerts.field), min, max   \
+	}
 #define DAY 86400u
 
 static const struct pkey pkeys[] = {
@@ -252,7 +256,7 @@ list_item(const char *p, size_t n, void *arg)
 		struct cidr c;
 		if (net_parse_cidr(s, &c, &why) != 0) {
 			perr_add(ls->err, ls->line, "%s: '%s' is not a network (%s)", ls->key->name,
-				 s, why != NULL ? why : "bad syntax");
+			         s, why != NULL ? why : "bad syntax");
 			break;
 		}
 		*ls->nets = xrealloc(*ls->nets, (*ls->n_nets + 1) * sizeof(**ls->nets));
@@ -262,7 +266,7 @@ list_item(const char *p, size_t n, void *arg)
 	case PK_ADDRESSES:
 		if (!valid_address(s)) {
 			perr_add(ls->err, ls->line, "%s: '%s' is not a mail address (local@domain)",
-				 ls->key->name, s);
+			         ls->key->name, s);
 			break;
 		}
 		/* fall through */
@@ -277,7 +281,7 @@ list_item(const char *p, size_t n, void *arg)
 
 static void
 parse_key(struct protection_config *pc, const struct pkey *k, const char *value, int line,
-	  struct perr *err)
+          struct perr *err)
 {
 	char *base = (char *)pc + k->offset;
 	unsigned v;
@@ -286,16 +290,16 @@ parse_key(struct protection_config *pc, const struct pkey *k, const char *value,
 	case PK_UINT:
 		if (parse_uint_text(value, k->min, k->max, &v) < 0)
 			perr_add(err, line, "%s = %s: expected a whole number from %u to %u",
-				 k->name, value, k->min, k->max);
+			         k->name, value, k->min, k->max);
 		else
 			*(unsigned *)(void *)base = v;
 		break;
 	case PK_DURATION:
 		if (protection_parse_duration(value, k->max, &v) < 0 || v < k->min)
 			perr_add(err, line,
-				 "%s = %s: expected a duration (seconds, or a number with s, m, h "
-				 "or d) from %u to %u seconds",
-				 k->name, value, k->min, k->max);
+			         "%s = %s: expected a duration (seconds, or a number with s, m, h "
+			         "or d) from %u to %u seconds",
+			         k->name, value, k->min, k->max);
 		else
 			*(unsigned *)(void *)base = v;
 		break;
@@ -303,10 +307,11 @@ parse_key(struct protection_config *pc, const struct pkey *k, const char *value,
 		if (strcmp(value, "454") == 0 || strcmp(value, "421") == 0)
 			*(unsigned *)(void *)base = (unsigned)atoi(value);
 		else
-			perr_add(err, line,
-				 "%s = %s: expected 454 (temporary failure, the session goes on) or "
-				 "421 (and the connection is closed)",
-				 k->name, value);
+			perr_add(
+			        err, line,
+			        "%s = %s: expected 454 (temporary failure, the session goes on) or "
+			        "421 (and the connection is closed)",
+			        k->name, value);
 		break;
 	case PK_THRESHOLD: {
 		struct alert_threshold *t = (struct alert_threshold *)(void *)base;
@@ -318,24 +323,24 @@ parse_key(struct protection_config *pc, const struct pkey *k, const char *value,
 		}
 		if (slash == NULL || (size_t)(slash - value) >= sizeof(num)) {
 			perr_add(err, line, "%s = %s: expected COUNT/DURATION (like 10/5m) or off",
-				 k->name, value);
+			         k->name, value);
 			break;
 		}
 		memcpy(num, value, (size_t)(slash - value));
 		num[slash - value] = '\0';
 		if (parse_uint_text(num, 1, 1000000, &t->count) < 0 ||
-		    protection_parse_duration(slash + 1, 7 * DAY, &t->window) < 0 ||
-		    t->window == 0)
+		    protection_parse_duration(slash + 1, 7 * DAY, &t->window) < 0 || t->window == 0)
 			perr_add(err, line,
-				 "%s = %s: expected COUNT/DURATION (like 10/5m: more than 10 within 5 "
-				 "minutes; COUNT 1 to 1000000, DURATION up to 7d) or off",
-				 k->name, value);
+			         "%s = %s: expected COUNT/DURATION (like 10/5m: more than 10 "
+			         "within 5 "
+			         "minutes; COUNT 1 to 1000000, DURATION up to 7d) or off",
+			         k->name, value);
 		break;
 	}
 	case PK_ADDRESS:
 		if (!valid_address(value)) {
 			perr_add(err, line, "%s = %s: not a mail address (local@domain)", k->name,
-				 value);
+			         value);
 			break;
 		}
 		free(*(char **)(void *)base);
@@ -380,8 +385,9 @@ parse_section(struct protection_config *pc, const struct config_section *sec, st
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(sec->kv[j].key, kv->key) == 0) {
-				perr_add(err, kv->line, "%s is set twice in [%s] (first at line %d)",
-					 kv->key, sec->kind, sec->kv[j].line);
+				perr_add(err, kv->line,
+				         "%s is set twice in [%s] (first at line %d)", kv->key,
+				         sec->kind, sec->kv[j].line);
 				k = NULL;
 				break;
 			}
@@ -408,12 +414,12 @@ protection_config_load(const struct config *cfg, struct protection_config *pc, c
 	}
 	if (pc->delay_max_ms < pc->delay_ms)
 		perr_add(&err, line, "[protection] delay_max_ms (%u) is below delay_ms (%u)",
-			 pc->delay_max_ms, pc->delay_ms);
+		         pc->delay_max_ms, pc->delay_ms);
 	if (pc->alerts.from == NULL) {
 		size_t n = strlen(cfg->hostname != NULL ? cfg->hostname : "localhost") + 12;
 		pc->alerts.from = xmalloc(n);
 		snprintf(pc->alerts.from, n, "postmaster@%s",
-			 cfg->hostname != NULL ? cfg->hostname : "localhost");
+		         cfg->hostname != NULL ? cfg->hostname : "localhost");
 	}
 	if (err.text != NULL) {
 		protection_config_clear(pc);

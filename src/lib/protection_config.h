@@ -26,9 +26,9 @@ struct alert_threshold {
 };
 
 struct alerts_config {
-	char **to;    /* administrator addresses; none: alerts are logged only */
+	char **to; /* administrator addresses; none: alerts are logged only */
 	size_t n_to;
-	char *from;   /* header From:, default postmaster@hostname */
+	char *from; /* header From:, default postmaster@hostname */
 	struct alert_threshold login_failures_global;
 	struct alert_threshold login_failures_per_login;
 	struct alert_threshold login_failures_per_client;
@@ -49,14 +49,14 @@ struct protection_config {
 	unsigned throttle_window; /* s */
 	unsigned throttle_size;   /* tracked keys */
 	unsigned ipv6_prefix;
-	unsigned delay_after;     /* distinct failures before the delay grows */
-	unsigned delay_ms;        /* first extra delay, doubling */
+	unsigned delay_after; /* distinct failures before the delay grows */
+	unsigned delay_ms;    /* first extra delay, doubling */
 	unsigned delay_max_ms;
 	unsigned lockout_client_failures;       /* 0 = off */
 	unsigned lockout_login_failures;        /* 0 = off (the lockout shield) */
 	unsigned lockout_client_login_failures; /* 0 = off */
-	unsigned lockout_time; /* s */
-	unsigned lockout_reply; /* 454, or 421 (and close) */
+	unsigned lockout_time;                  /* s */
+	unsigned lockout_reply;                 /* 454, or 421 (and close) */
 	struct cidr *allow_networks;
 	size_t n_allow_networks;
 	/* sender policy and sending limits (SMTP workers) */
@@ -73,8 +73,7 @@ struct protection_config {
  * section is absent). Returns 0, or -1 with every problem as
  * "file:line: message\n" in *errors_r (malloc'd, the caller frees); pc is
  * then cleared. */
-int protection_config_load(const struct config *cfg, struct protection_config *pc,
-			   char **errors_r);
+int protection_config_load(const struct config *cfg, struct protection_config *pc, char **errors_r);
 void protection_config_clear(struct protection_config *);
 
 /* True if sa is in allow_networks (never throttled, never locked). */

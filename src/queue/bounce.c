@@ -52,7 +52,7 @@ put_relay_host(FILE *f, const char *relay)
 
 char *
 bounce_format(const struct bounce_params *p, const char *orig_headers, size_t orig_len,
-	      size_t *len_r)
+              size_t *len_r)
 {
 	char *buf = NULL, date[64], arrival[64], boundary[200];
 	size_t len = 0;
@@ -64,42 +64,45 @@ bounce_format(const struct bounce_params *p, const char *orig_headers, size_t or
 	rfc5322_date(now, date, sizeof(date));
 	rfc5322_date(p->arrival, arrival, sizeof(arrival));
 	snprintf(boundary, sizeof(boundary), "%s.%lld/%s", p->queue_id, (long long)now,
-		 p->hostname);
+	         p->hostname);
 
 	fprintf(f, "From: MAILER-DAEMON@%s (Mail Delivery System)\r\n", p->hostname);
 	fprintf(f, "To: <");
 	put_clean(f, p->sender);
 	fprintf(f, ">\r\n");
 	fprintf(f, "Subject: %s\r\n",
-		p->delayed ? "Delayed Mail (still being retried)"
-			   : "Undelivered Mail Returned to Sender");
+	        p->delayed ? "Delayed Mail (still being retried)"
+	                   : "Undelivered Mail Returned to Sender");
 	fprintf(f, "Date: %s\r\n", date);
 	fprintf(f, "Message-ID: <%s.%lld.%s@%s>\r\n", p->queue_id, (long long)now,
-		p->delayed ? "delay" : "bounce", p->hostname);
+	        p->delayed ? "delay" : "bounce", p->hostname);
 	/* RFC 3834 5: an automatic reply, not to be answered automatically. */
 	fprintf(f, "Auto-Submitted: auto-replied\r\n");
 	fprintf(f, "MIME-Version: 1.0\r\n");
-	fprintf(f, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
-		   "\tboundary=\"%s\"\r\n",
-		boundary);
+	fprintf(f,
+	        "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+	        "\tboundary=\"%s\"\r\n",
+	        boundary);
 	fprintf(f, "Content-Transfer-Encoding: 7bit\r\n\r\n");
 	fprintf(f, "This is a MIME-encapsulated message.\r\n\r\n");
 
 	/* 1: for people. */
-	fprintf(f, "--%s\r\nContent-Description: Notification\r\n"
-		   "Content-Type: text/plain; charset=us-ascii\r\n\r\n",
-		boundary);
+	fprintf(f,
+	        "--%s\r\nContent-Description: Notification\r\n"
+	        "Content-Type: text/plain; charset=us-ascii\r\n\r\n",
+	        boundary);
 	fprintf(f, "This is the mail system at host %s.\r\n\r\n", p->hostname);
 	if (p->delayed) {
 		char until[64];
 		rfc5322_date(p->retry_until, until, sizeof(until));
-		fprintf(f, "Your message could not be delivered yet to the recipients\r\n"
-			   "below. It is still in the queue and will be tried again until\r\n"
-			   "%s. You do not need to send it again.\r\n\r\n",
-			until);
+		fprintf(f,
+		        "Your message could not be delivered yet to the recipients\r\n"
+		        "below. It is still in the queue and will be tried again until\r\n"
+		        "%s. You do not need to send it again.\r\n\r\n",
+		        until);
 	} else {
 		fprintf(f, "I'm sorry to have to inform you that your message could not\r\n"
-			   "be delivered to one or more recipients. It's attached below.\r\n\r\n");
+		           "be delivered to one or more recipients. It's attached below.\r\n\r\n");
 	}
 	for (size_t i = 0; i < p->n_rcpts; i++) {
 		const struct bounce_rcpt *r = &p->rcpts[i];
@@ -116,9 +119,10 @@ bounce_format(const struct bounce_params *p, const char *orig_headers, size_t or
 	}
 
 	/* 2: for programs (RFC 3464 2.1). */
-	fprintf(f, "--%s\r\nContent-Description: Delivery report\r\n"
-		   "Content-Type: message/delivery-status\r\n\r\n",
-		boundary);
+	fprintf(f,
+	        "--%s\r\nContent-Description: Delivery report\r\n"
+	        "Content-Type: message/delivery-status\r\n\r\n",
+	        boundary);
 	fprintf(f, "Reporting-MTA: dns; %s\r\n", p->hostname);
 	fprintf(f, "X-Authrelay-Queue-ID: %s\r\n", p->queue_id);
 	fprintf(f, "X-Authrelay-Sender: rfc822; ");
@@ -150,15 +154,17 @@ bounce_format(const struct bounce_params *p, const char *orig_headers, size_t or
 	fprintf(f, "\r\n");
 
 	/* 3: the original header (RFC 6522 3). */
-	fprintf(f, "--%s\r\nContent-Description: Undelivered Message Headers\r\n"
-		   "Content-Type: text/rfc822-headers\r\n\r\n",
-		boundary);
+	fprintf(f,
+	        "--%s\r\nContent-Description: Undelivered Message Headers\r\n"
+	        "Content-Type: text/rfc822-headers\r\n\r\n",
+	        boundary);
 	if (orig_headers != NULL) {
 		bool line_start = true;
 		for (size_t i = 0; i < orig_len; i++) {
 			unsigned char c = (unsigned char)orig_headers[i];
 			/* A line that looks like our boundary would end the part. */
-			if (line_start && c == '-' && i + 1 < orig_len && orig_headers[i + 1] == '-')
+			if (line_start && c == '-' && i + 1 < orig_len &&
+			    orig_headers[i + 1] == '-')
 				fputc(' ', f);
 			if (c == '\n') {
 				fputs("\r\n", f);
@@ -208,20 +214,20 @@ struct spool_msg *
 bounce_write(const struct bounce_params *p, char id_r[32], const char **error_r)
 {
 	char rcpt[1100];
-	char *rcpts[1] = { rcpt };
+	char *rcpts[1] = {rcpt};
 	size_t hlen = 0, len;
 	char *headers, *text;
 
 	snprintf(rcpt, sizeof(rcpt), "<%s>", p->sender);
 	struct spool_envelope env = {
-		.client = (char *)"127.0.0.1",
-		.helo = (char *)p->hostname,
-		.listener = (char *)"bounce",
-		.protocol = (char *)"LOCAL",
-		.tls = (char *)"none",
-		.mail = (char *)"<>",
-		.rcpts = rcpts,
-		.n_rcpts = 1,
+	        .client = (char *)"127.0.0.1",
+	        .helo = (char *)p->hostname,
+	        .listener = (char *)"bounce",
+	        .protocol = (char *)"LOCAL",
+	        .tls = (char *)"none",
+	        .mail = (char *)"<>",
+	        .rcpts = rcpts,
+	        .n_rcpts = 1,
 	};
 	struct spool_msg *msg = spool_msg_new(p->spool_dir, &env, error_r);
 	if (msg == NULL)

@@ -56,7 +56,7 @@ enum dconn_state {
 	DC_HELO,
 	DC_STARTTLS,
 	DC_EHLO_TLS,
-	DC_READY,      /* idle or about to take a job */
+	DC_READY, /* idle or about to take a job */
 	DC_TXN,
 	DC_RSET,
 };
@@ -99,10 +99,10 @@ struct dconn {
 	struct addr_slot *slot;
 	enum dconn_state st;
 	bool opening;
-	bool no_tls;       /* retrying after a failed opportunistic handshake */
+	bool no_tls; /* retrying after a failed opportunistic handshake */
 	bool tls;
 	struct delivery_job *job;
-	bool *accepted;    /* per job rcpt: RCPT got 2xx */
+	bool *accepted; /* per job rcpt: RCPT got 2xx */
 	int fd;
 	size_t rcpt_replies;
 	size_t n_accepted;
@@ -192,7 +192,7 @@ copy_str(char *dst, size_t size, const char *src)
 
 static void
 rcpt_set(struct delivery_rcpt *r, enum rcpt_status st, const char *dsn, const char *reply,
-	 const char *relay, bool remote)
+         const char *relay, bool remote)
 {
 	r->status = st;
 	copy_str(r->dsn, sizeof(r->dsn), dsn);
@@ -203,11 +203,11 @@ rcpt_set(struct delivery_rcpt *r, enum rcpt_status st, const char *dsn, const ch
 
 static void
 rcpt_set_code(struct delivery_rcpt *r, int code, const char *dsn, const char *reply,
-	      const char *relay)
+              const char *relay)
 {
 	enum rcpt_status st = code >= 200 && code < 300 ? RCPT_SENT
-			      : code >= 500		   ? RCPT_BOUNCED
-							   : RCPT_DEFERRED;
+	                      : code >= 500             ? RCPT_BOUNCED
+	                                                : RCPT_DEFERRED;
 	rcpt_set(r, st, dsn, reply, relay, true);
 }
 
@@ -261,10 +261,10 @@ tls_client_ctx(struct delivery *dl, bool verify, const char *ca_file, const char
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	int ok = ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
-				 : SSL_CTX_set_default_verify_paths(ctx);
+	                         : SSL_CTX_set_default_verify_paths(ctx);
 	if (ok != 1) {
 		snprintf(err, sizeof(err), "cannot load CA certificates %s",
-			 ca_file ? ca_file : "(system)");
+		         ca_file ? ca_file : "(system)");
 		*error_r = err;
 		SSL_CTX_free(ctx);
 		return NULL;
@@ -289,7 +289,7 @@ static unsigned
 limit_per_addr(const struct delivery *dl, bool internal)
 {
 	return internal ? dl->qc->internal_max_connections_per_destination
-			: dl->qc->max_connections_per_destination;
+	                : dl->qc->max_connections_per_destination;
 }
 
 static struct addr_slot *
@@ -364,7 +364,7 @@ dest_free_if_unused(struct dest *d)
 
 static void
 dest_dns_cb(enum dns_status status, const char *error, const struct dns_target *t, size_t n,
-	    void *arg)
+            void *arg)
 {
 	struct dest *d = arg;
 
@@ -376,13 +376,13 @@ dest_dns_cb(enum dns_status status, const char *error, const struct dns_target *
 	if (status != DNS_OK) {
 		/* RFC 7505 4.2: null MX is 5.1.10; NXDOMAIN 5.1.2 (RFC 3463). */
 		log_info("dest=%s dns status=%s: %s", d->rd.key,
-			 status == DNS_TEMPFAIL ? "tempfail" : "fail", error);
+		         status == DNS_TEMPFAIL ? "tempfail" : "fail", error);
 		d->ds = DS_NEW;
 		if (status == DNS_TEMPFAIL)
 			dest_fail_jobs(d, RCPT_DEFERRED, "4.4.3", error);
 		else
 			dest_fail_jobs(d, RCPT_BOUNCED, status == DNS_NULLMX ? "5.1.10" : "5.1.2",
-				       error);
+			               error);
 		dest_free_if_unused(d);
 		return;
 	}
@@ -392,13 +392,14 @@ dest_dns_cb(enum dns_status status, const char *error, const struct dns_target *
 		char ip[INET6_ADDRSTRLEN + 8];
 		d->addrs[i].t = t[i];
 		net_addr_str((const struct sockaddr *)&t[i].addr, ip, sizeof(ip));
-		unsigned port = t[i].addr.ss_family == AF_INET6
-					? ntohs(((const struct sockaddr_in6 *)&t[i].addr)->sin6_port)
-					: ntohs(((const struct sockaddr_in *)&t[i].addr)->sin_port);
+		unsigned port =
+		        t[i].addr.ss_family == AF_INET6
+		                ? ntohs(((const struct sockaddr_in6 *)&t[i].addr)->sin6_port)
+		                : ntohs(((const struct sockaddr_in *)&t[i].addr)->sin_port);
 		snprintf(d->addrs[i].ip, sizeof(d->addrs[i].ip), "%s:%u", ip, port);
 	}
 	log_debug("dest=%s resolved addresses=%zu first=%s[%s]", d->rd.key, n, d->addrs[0].t.host,
-		  d->addrs[0].ip);
+	          d->addrs[0].ip);
 	dest_kick(d);
 }
 
@@ -468,7 +469,7 @@ dest_fail_no_address(struct dest *d)
 {
 	char reason[700];
 	snprintf(reason, sizeof(reason), "%s",
-		 d->last_error[0] ? d->last_error : "no address to connect to");
+	         d->last_error[0] ? d->last_error : "no address to connect to");
 	dest_fail_jobs(d, RCPT_DEFERRED, "4.4.1", reason);
 	/* Next time, try every address again. */
 	d->ds = DS_NEW;
@@ -482,7 +483,7 @@ dest_arm_idle(struct dest *d)
 {
 	for (struct dconn *k = d->conns; k != NULL; k = k->next)
 		if (k->st == DC_READY && k->job == NULL && !evtimer_pending(k->idle_ev, NULL)) {
-			struct timeval tv = { d->dl->qc->connection_reuse_time, 0 };
+			struct timeval tv = {d->dl->qc->connection_reuse_time, 0};
 			evtimer_add(k->idle_ev, &tv);
 		}
 }
@@ -565,7 +566,7 @@ delivery_kick_cb(evutil_socket_t fd, short what, void *arg)
 
 static void
 quit_cb(struct smtp_client *c, enum smtp_client_status status, const struct smtp_reply *reply,
-	void *arg)
+        void *arg)
 {
 	struct delivery *dl = arg;
 	for (size_t i = 0; i < dl->n_closing; i++) {
@@ -622,7 +623,7 @@ conn_release(struct dconn *k)
 }
 
 static void conn_greeting_cb(struct smtp_client *c, enum smtp_client_status status,
-			     const struct smtp_reply *reply, void *arg);
+                             const struct smtp_reply *reply, void *arg);
 
 /* This address did not work out: note why, try the next one. */
 static void
@@ -663,12 +664,12 @@ conn_try_address(struct dconn *k)
 	const struct queue_config *qc = dl->qc;
 	struct dest_addr *a = &d->addrs[k->ai];
 	struct smtp_client_params p = {
-		.connect_timeout = qc->connect_timeout,
-		.greeting_timeout = qc->command_timeout,
-		.command_timeout = qc->command_timeout,
-		.data_timeout = qc->data_timeout,
-		.max_reply_line = REPLY_LINE_MAX,
-		.max_reply_lines = REPLY_LINES_MAX,
+	        .connect_timeout = qc->connect_timeout,
+	        .greeting_timeout = qc->command_timeout,
+	        .command_timeout = qc->command_timeout,
+	        .data_timeout = qc->data_timeout,
+	        .max_reply_line = REPLY_LINE_MAX,
+	        .max_reply_lines = REPLY_LINES_MAX,
 	};
 	char log_id[400];
 
@@ -677,14 +678,14 @@ conn_try_address(struct dconn *k)
 	/* host[ip]:port */
 	char *colon = strrchr(a->ip, ':');
 	snprintf(k->relay, sizeof(k->relay), "%.200s[%.*s]:%.10s", a->t.host,
-		 (int)(colon != NULL ? colon - a->ip : (long)strlen(a->ip)), a->ip,
-		 colon != NULL ? colon + 1 : "");
+	         (int)(colon != NULL ? colon - a->ip : (long)strlen(a->ip)), a->ip,
+	         colon != NULL ? colon + 1 : "");
 	snprintf(log_id, sizeof(log_id), "dest=%s", d->rd.key);
 	p.log_id = log_id;
 	k->st = DC_CONNECTING;
 	k->c = smtp_client_new(dl->base, &p);
 	if (smtp_client_connect(k->c, (const struct sockaddr *)&a->t.addr, a->t.addrlen, NULL, NULL,
-				false, conn_greeting_cb, k) != 0) {
+	                        false, conn_greeting_cb, k) != 0) {
 		char why[400];
 		snprintf(why, sizeof(why), "connect to %s: %s", k->relay, strerror(errno));
 		conn_address_failed(k, why);
@@ -693,11 +694,11 @@ conn_try_address(struct dconn *k)
 
 static void conn_ready(struct dconn *k);
 static void conn_ehlo_cb(struct smtp_client *c, enum smtp_client_status status,
-			 const struct smtp_reply *reply, void *arg);
+                         const struct smtp_reply *reply, void *arg);
 
 static void
 conn_setup_failed(struct dconn *k, enum smtp_client_status status, const struct smtp_reply *reply,
-		  const char *step)
+                  const char *step)
 {
 	char why[1200], line[512];
 	if (status != SMTP_CLIENT_OK) {
@@ -711,12 +712,12 @@ conn_setup_failed(struct dconn *k, enum smtp_client_status status, const struct 
 
 static void
 conn_greeting_cb(struct smtp_client *c, enum smtp_client_status status,
-		 const struct smtp_reply *reply, void *arg)
+                 const struct smtp_reply *reply, void *arg)
 {
 	struct dconn *k = arg;
 	if (status != SMTP_CLIENT_OK || reply->code != 220) {
 		conn_setup_failed(k, status, reply,
-				  status == SMTP_CLIENT_OK ? "to talk to me" : "connect");
+		                  status == SMTP_CLIENT_OK ? "to talk to me" : "connect");
 		return;
 	}
 	k->st = DC_EHLO;
@@ -724,8 +725,8 @@ conn_greeting_cb(struct smtp_client *c, enum smtp_client_status status,
 }
 
 static void
-conn_helo_cb(struct smtp_client *c, enum smtp_client_status status,
-	     const struct smtp_reply *reply, void *arg)
+conn_helo_cb(struct smtp_client *c, enum smtp_client_status status, const struct smtp_reply *reply,
+             void *arg)
 {
 	struct dconn *k = arg;
 	if (status != SMTP_CLIENT_OK || reply->code != 250) {
@@ -735,7 +736,7 @@ conn_helo_cb(struct smtp_client *c, enum smtp_client_status status,
 	if (k->d->rd.tls == ROUTE_TLS_REQUIRED) {
 		char why[400];
 		snprintf(why, sizeof(why), "TLS is required, but host %s offers no ESMTP",
-			 k->relay);
+		         k->relay);
 		conn_address_failed(k, why);
 		return;
 	}
@@ -744,7 +745,7 @@ conn_helo_cb(struct smtp_client *c, enum smtp_client_status status,
 
 static void
 conn_starttls_cb(struct smtp_client *c, enum smtp_client_status status,
-		 const struct smtp_reply *reply, void *arg)
+                 const struct smtp_reply *reply, void *arg)
 {
 	struct dconn *k = arg;
 	struct dest *d = k->d;
@@ -765,14 +766,14 @@ conn_starttls_cb(struct smtp_client *c, enum smtp_client_status status,
 	if (status == SMTP_CLIENT_OK) {
 		/* Refused: go on in plaintext (opportunistic). */
 		log_info("dest=%s relay=%s STARTTLS refused (%d), continuing without TLS",
-			 d->rd.key, k->relay, reply->code);
+		         d->rd.key, k->relay, reply->code);
 		conn_ready(k);
 		return;
 	}
 	/* Opportunistic TLS that failed: once more to the same address,
 	 * without STARTTLS (what Postfix does for smtp_tls_security_level=may). */
 	log_info("dest=%s relay=%s TLS handshake failed, retrying without TLS", d->rd.key,
-		 k->relay);
+	         k->relay);
 	smtp_client_free(k->c);
 	k->c = NULL;
 	slot_put(d->dl, k->slot);
@@ -782,8 +783,8 @@ conn_starttls_cb(struct smtp_client *c, enum smtp_client_status status,
 }
 
 static void
-conn_ehlo_cb(struct smtp_client *c, enum smtp_client_status status,
-	     const struct smtp_reply *reply, void *arg)
+conn_ehlo_cb(struct smtp_client *c, enum smtp_client_status status, const struct smtp_reply *reply,
+             void *arg)
 {
 	struct dconn *k = arg;
 	struct dest *d = k->d;
@@ -815,14 +816,14 @@ conn_ehlo_cb(struct smtp_client *c, enum smtp_client_status status,
 				return;
 			}
 			k->st = DC_STARTTLS;
-			smtp_client_starttls(c, ctx, d->addrs[k->ai].t.host, verify, conn_starttls_cb,
-					     k);
+			smtp_client_starttls(c, ctx, d->addrs[k->ai].t.host, verify,
+			                     conn_starttls_cb, k);
 			return;
 		}
 		if (verify) {
 			char why[400];
-			snprintf(why, sizeof(why), "TLS is required, but was not offered by host %s",
-				 k->relay);
+			snprintf(why, sizeof(why),
+			         "TLS is required, but was not offered by host %s", k->relay);
 			conn_address_failed(k, why);
 			return;
 		}
@@ -838,7 +839,7 @@ conn_ready(struct dconn *k)
 		k->opening = false;
 		d->n_opening--;
 		log_debug("dest=%s relay=%s connected tls=%s", d->rd.key, k->relay,
-			  smtp_client_tls_info(k->c) ? smtp_client_tls_info(k->c) : "none");
+		          smtp_client_tls_info(k->c) ? smtp_client_tls_info(k->c) : "none");
 	}
 	k->st = DC_READY;
 	dest_kick(d);
@@ -858,8 +859,8 @@ conn_txn_failed(struct dconn *k, enum smtp_client_status status, const char *dur
 	char why[600];
 
 	snprintf(why, sizeof(why), "%s with %s while %s",
-		 status == SMTP_CLIENT_TIMEOUT ? "conversation timed out" : "lost connection",
-		 k->relay, during);
+	         status == SMTP_CLIENT_TIMEOUT ? "conversation timed out" : "lost connection",
+	         k->relay, during);
 	for (size_t i = 0; i < job->n_rcpts; i++) {
 		struct delivery_rcpt *r = &job->rcpts[i];
 		if (r->status == RCPT_PENDING)
@@ -881,7 +882,7 @@ conn_txn_failed(struct dconn *k, enum smtp_client_status status, const char *dur
 
 static void
 conn_mail_cb(struct smtp_client *c, enum smtp_client_status status, const struct smtp_reply *reply,
-	     void *arg)
+             void *arg)
 {
 	struct dconn *k = arg;
 	if (status != SMTP_CLIENT_OK) {
@@ -898,7 +899,7 @@ conn_mail_cb(struct smtp_client *c, enum smtp_client_status status, const struct
 
 static void
 conn_rcpt_cb(struct smtp_client *c, enum smtp_client_status status, const struct smtp_reply *reply,
-	     void *arg)
+             void *arg)
 {
 	struct dconn *k = arg;
 	struct delivery_job *job = k->job;
@@ -927,15 +928,16 @@ conn_rcpt_cb(struct smtp_client *c, enum smtp_client_status status, const struct
 }
 
 static void
-conn_final_cb(struct smtp_client *c, enum smtp_client_status status,
-	      const struct smtp_reply *reply, void *arg)
+conn_final_cb(struct smtp_client *c, enum smtp_client_status status, const struct smtp_reply *reply,
+              void *arg)
 {
 	struct dconn *k = arg;
 	struct delivery_job *job = k->job;
 
 	if (status != SMTP_CLIENT_OK) {
 		/* RFC 1047: the message may have arrived; we cannot know. */
-		conn_txn_failed(k, status, "sending end of data -- message may be sent more than once");
+		conn_txn_failed(k, status,
+		                "sending end of data -- message may be sent more than once");
 		return;
 	}
 	char line[512], dsn[16];
@@ -949,7 +951,7 @@ conn_final_cb(struct smtp_client *c, enum smtp_client_status status,
 
 static void
 conn_data_cb(struct smtp_client *c, enum smtp_client_status status, const struct smtp_reply *reply,
-	     void *arg)
+             void *arg)
 {
 	struct dconn *k = arg;
 	struct delivery_job *job = k->job;
@@ -970,13 +972,13 @@ conn_data_cb(struct smtp_client *c, enum smtp_client_status status, const struct
 	for (size_t i = 0; i < job->n_rcpts; i++)
 		if (k->accepted[i])
 			rcpt_set_code(&job->rcpts[i], reply->code >= 400 ? reply->code : 450, dsn,
-				      line, k->relay);
+			              line, k->relay);
 	conn_txn_end(k, true);
 }
 
 static void
 conn_rset_cb(struct smtp_client *c, enum smtp_client_status status, const struct smtp_reply *reply,
-	     void *arg)
+             void *arg)
 {
 	struct dconn *k = arg;
 	struct dest *d = k->d;
@@ -1040,10 +1042,11 @@ conn_start_txn(struct dconn *k, struct delivery_job *job)
 		if (limit > 0 && job->size > limit) {
 			char why[600];
 			snprintf(why, sizeof(why),
-				 "message size %" PRIu64 " exceeds size limit %llu of server %s",
-				 job->size, limit, k->relay);
+			         "message size %" PRIu64 " exceeds size limit %llu of server %s",
+			         job->size, limit, k->relay);
 			for (size_t i = 0; i < job->n_rcpts; i++)
-				rcpt_set(&job->rcpts[i], RCPT_BOUNCED, "5.3.4", why, k->relay, false);
+				rcpt_set(&job->rcpts[i], RCPT_BOUNCED, "5.3.4", why, k->relay,
+				         false);
 			conn_txn_end(k, false);
 			return;
 		}
@@ -1051,8 +1054,8 @@ conn_start_txn(struct dconn *k, struct delivery_job *job)
 	/* RFC 6531 3.5: without SMTPUTF8 at the next hop it cannot go. */
 	if (job->smtputf8 && !smtp_client_has_ext(c, "SMTPUTF8", NULL)) {
 		char why[600];
-		snprintf(why, sizeof(why),
-			 "SMTPUTF8 is required, but was not offered by host %s", k->relay);
+		snprintf(why, sizeof(why), "SMTPUTF8 is required, but was not offered by host %s",
+		         k->relay);
 		for (size_t i = 0; i < job->n_rcpts; i++)
 			rcpt_set(&job->rcpts[i], RCPT_BOUNCED, "5.6.7", why, k->relay, false);
 		conn_txn_end(k, false);
@@ -1172,7 +1175,7 @@ delivery_submit(struct delivery *dl, const struct route_decision *rd, struct del
 
 void
 delivery_counts(const struct delivery *dl, unsigned *external_r, unsigned *internal_r,
-		unsigned *waiting_r)
+                unsigned *waiting_r)
 {
 	unsigned waiting = 0;
 	for (const struct dest *d = dl->dests; d != NULL; d = d->next)

@@ -31,14 +31,14 @@ struct delivery;
 struct delivery_job;
 
 struct delivery_rcpt {
-	const char *addr;       /* "user@domain", owned by the caller */
-	size_t index;           /* the caller's */
+	const char *addr; /* "user@domain", owned by the caller */
+	size_t index;     /* the caller's */
 	/* Results, filled before done runs. */
 	enum rcpt_status status; /* RCPT_SENT, RCPT_DEFERRED or RCPT_BOUNCED */
-	char dsn[16];           /* "2.0.0", "5.1.1" */
-	char reply[512];        /* one line: "550 5.1.1 No such user" or our reason */
-	char relay[320];        /* "mx1.example[192.0.2.1]:25", or "none" */
-	bool remote;            /* reply came from the next hop (not our reason) */
+	char dsn[16];            /* "2.0.0", "5.1.1" */
+	char reply[512];         /* one line: "550 5.1.1 No such user" or our reason */
+	char relay[320];         /* "mx1.example[192.0.2.1]:25", or "none" */
+	bool remote;             /* reply came from the next hop (not our reason) */
 };
 
 typedef void delivery_done_cb(struct delivery_job *job, void *arg);
@@ -47,11 +47,11 @@ typedef void delivery_done_cb(struct delivery_job *job, void *arg);
  * back exactly once through done (never inside delivery_submit). */
 struct delivery_job {
 	const char *queue_id;
-	const char *path;       /* the spool file */
+	const char *path; /* the spool file */
 	long body_offset;
-	uint64_t size;          /* message bytes */
-	const char *sender;     /* "" for the null sender */
-	bool body_8bit;         /* BODY=8BITMIME */
+	uint64_t size;      /* message bytes */
+	const char *sender; /* "" for the null sender */
+	bool body_8bit;     /* BODY=8BITMIME */
 	bool smtputf8;
 	struct delivery_rcpt *rcpts;
 	size_t n_rcpts;
@@ -78,7 +78,7 @@ void delivery_submit(struct delivery *, const struct route_decision *rd, struct 
 
 /* Connections open now, external and internal; jobs waiting. */
 void delivery_counts(const struct delivery *, unsigned *external_r, unsigned *internal_r,
-		     unsigned *waiting_r);
+                     unsigned *waiting_r);
 
 /* Drop what the agent remembers about unreachable addresses (flush). */
 void delivery_forget_failures(struct delivery *);

@@ -80,7 +80,7 @@ dns_io_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct dns *d = arg;
 	ares_process_fd(d->ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
-			(what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+	                (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
 	dns_reschedule(d);
 }
 
@@ -130,10 +130,10 @@ dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
 		i = d->n_socks++;
 		d->socks[i].fd = fd;
 	}
-	d->socks[i].ev = event_new(d->base, fd,
-				   (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) |
-					   EV_PERSIST),
-				   dns_io_cb, d);
+	d->socks[i].ev = event_new(
+	        d->base, fd,
+	        (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST),
+	        dns_io_cb, d);
 	event_add(d->socks[i].ev, NULL);
 }
 
@@ -302,17 +302,17 @@ dns_req_finish(struct dns_req *q)
 				/* A broken MX host may be fixed soon: retry. */
 				q->status = DNS_TEMPFAIL;
 				snprintf(q->error, sizeof(q->error),
-					 "Host or domain name not found. Name service error for "
-					 "name=%s type=A: %s",
-					 h,
-					 temp ? "Temporary failure in name resolution"
-					      : "Host not found");
+				         "Host or domain name not found. Name service error for "
+				         "name=%s type=A: %s",
+				         h,
+				         temp ? "Temporary failure in name resolution"
+				              : "Host not found");
 			} else {
 				q->status = DNS_NOTFOUND;
 				snprintf(q->error, sizeof(q->error),
-					 "Host or domain name not found. Name service error for "
-					 "name=%s type=A: Host not found",
-					 h);
+				         "Host or domain name not found. Name service error for "
+				         "name=%s type=A: Host not found",
+				         h);
 			}
 		}
 	}
@@ -350,9 +350,11 @@ dns_addrinfo_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 			memcpy(&t->addr, ai->ai_addr, ai->ai_addrlen);
 			t->addrlen = ai->ai_addrlen;
 			if (ai->ai_family == AF_INET)
-				((struct sockaddr_in *)&t->addr)->sin_port = htons((uint16_t)q->port);
+				((struct sockaddr_in *)&t->addr)->sin_port =
+				        htons((uint16_t)q->port);
 			else
-				((struct sockaddr_in6 *)&t->addr)->sin6_port = htons((uint16_t)q->port);
+				((struct sockaddr_in6 *)&t->addr)->sin6_port =
+				        htons((uint16_t)q->port);
 			snprintf(t->host, sizeof(t->host), "%s", h->name);
 			t->preference = h->preference;
 		}
@@ -374,7 +376,7 @@ dns_lookup_hosts(struct dns_req *q)
 	q->pending = (unsigned)q->n_hosts;
 	for (size_t i = 0; i < q->n_hosts; i++)
 		ares_getaddrinfo(q->dns->ch, q->hosts[i].name, NULL, &hints, dns_addrinfo_cb,
-				 &q->hosts[i]);
+		                 &q->hosts[i]);
 	dns_reschedule(q->dns);
 }
 
@@ -414,18 +416,18 @@ dns_mx_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	if (status == ARES_ENOTFOUND) {
 		q->status = DNS_NOTFOUND;
 		snprintf(q->error, sizeof(q->error),
-			 "Host or domain name not found. Name service error for name=%s type=MX: "
-			 "Host not found",
-			 q->name);
+		         "Host or domain name not found. Name service error for name=%s type=MX: "
+		         "Host not found",
+		         q->name);
 		dns_req_finish(q);
 		return;
 	}
 	if (status != ARES_SUCCESS) {
 		q->status = DNS_TEMPFAIL;
 		snprintf(q->error, sizeof(q->error),
-			 "Host or domain name not found. Name service error for name=%s type=MX: "
-			 "%s",
-			 q->name, ares_strerror(status));
+		         "Host or domain name not found. Name service error for name=%s type=MX: "
+		         "%s",
+		         q->name, ares_strerror(status));
 		dns_req_finish(q);
 		return;
 	}
@@ -449,10 +451,10 @@ dns_mx_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		/* RFC 7505 3: "." as the only MX: no mail for this domain. */
 		q->status = null_mx ? DNS_NULLMX : DNS_NOTFOUND;
 		snprintf(q->error, sizeof(q->error),
-			 null_mx ? "Domain %s does not accept mail (nullMX)"
-				 : "Host or domain name not found. Name service error for "
-				   "name=%s type=MX: no usable MX host",
-			 q->name);
+		         null_mx ? "Domain %s does not accept mail (nullMX)"
+		                 : "Host or domain name not found. Name service error for "
+		                   "name=%s type=MX: no usable MX host",
+		         q->name);
 		dns_req_finish(q);
 		return;
 	}
@@ -468,8 +470,7 @@ dns_mx_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 }
 
 void
-dns_resolve(struct dns *d, const char *name, bool mx, unsigned port, dns_targets_cb *cb,
-	    void *arg)
+dns_resolve(struct dns *d, const char *name, bool mx, unsigned port, dns_targets_cb *cb, void *arg)
 {
 	struct dns_req *q = xcalloc(1, sizeof(*q));
 
@@ -487,8 +488,8 @@ dns_resolve(struct dns *d, const char *name, bool mx, unsigned port, dns_targets
 	d->reqs = q;
 
 	/* An address literal needs no lookup at all. */
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port) };
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
 	bool v4 = inet_pton(AF_INET, name, &sin.sin_addr) == 1;
 	if (v4 || inet_pton(AF_INET6, name, &sin6.sin6_addr) == 1) {
 		dns_add_host(q, name, 0);

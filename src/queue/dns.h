@@ -32,7 +32,7 @@ enum dns_status {
 struct dns_target {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
-	char host[256];     /* the MX host (or the name itself): TLS name, logs */
+	char host[256];      /* the MX host (or the name itself): TLS name, logs */
 	unsigned preference; /* MX preference, 0 for implicit MX / no MX lookup */
 };
 
@@ -40,7 +40,7 @@ struct dns_target {
  * says why ("Host or domain name not found. ... type=MX: NXDOMAIN"). The
  * targets array is valid only during the call. */
 typedef void dns_targets_cb(enum dns_status status, const char *error,
-			    const struct dns_target *targets, size_t n, void *arg);
+                            const struct dns_target *targets, size_t n, void *arg);
 
 /* servers: NULL for the system resolver, else "IP[:PORT],..." */
 struct dns *dns_new(struct event_base *base, const char *servers, const char **error_r);
@@ -51,7 +51,7 @@ void dns_free(struct dns *);
  * without, only its A/AAAA (or name is an IP literal). port is put into
  * every target. cb runs exactly once, never before this returns. */
 void dns_resolve(struct dns *, const char *name, bool mx, unsigned port, dns_targets_cb *cb,
-		 void *arg);
+                 void *arg);
 
 /* Sort MX-ordered targets: by preference, shuffling equal ones (exported
  * for the unit tests). rnd(n) returns a number in [0, n). */

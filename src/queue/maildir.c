@@ -94,8 +94,8 @@ write_all(int fd, const char *p, size_t n)
 
 int
 maildir_deliver(const char *tmpl, const char *addr, const char *sender, const char *queue_id,
-		const char *hostname, const char *path, long body_offset, char *err, size_t errsz,
-		bool *permanent_r)
+                const char *hostname, const char *path, long body_offset, char *err, size_t errsz,
+                bool *permanent_r)
 {
 	static atomic_uint counter;
 	char *dir = maildir_expand(tmpl, addr);
@@ -120,8 +120,8 @@ maildir_deliver(const char *tmpl, const char *addr, const char *sender, const ch
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	snprintf(name, sizeof(name), "%lld.M%ldP%dQ%u_%s.%s", (long long)ts.tv_sec,
-		 ts.tv_nsec / 1000, (int)getpid(),
-		 atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed), queue_id, hostname);
+	         ts.tv_nsec / 1000, (int)getpid(),
+	         atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed), queue_id, hostname);
 	snprintf(tmp, sizeof(tmp), "%s/%s", sub[0], name);
 	snprintf(dst, sizeof(dst), "%s/%s", sub[1], name);
 
@@ -136,8 +136,8 @@ maildir_deliver(const char *tmpl, const char *addr, const char *sender, const ch
 		goto fail;
 	}
 	char head[2200];
-	int hn = snprintf(head, sizeof(head), "Return-Path: <%s>\nDelivered-To: %s\n", sender,
-			  addr);
+	int hn =
+	        snprintf(head, sizeof(head), "Return-Path: <%s>\nDelivered-To: %s\n", sender, addr);
 	if (hn < 0 || (size_t)hn >= sizeof(head) || write_all(out, head, (size_t)hn) < 0)
 		goto write_fail;
 	/* Maildir files use the local line end. */

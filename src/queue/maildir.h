@@ -20,7 +20,7 @@ char *maildir_expand(const char *tmpl, const char *addr);
  * on a pool thread. Returns 0, or -1 with a reason in err and *permanent_r
  * (true: bounce, false: try again later). */
 int maildir_deliver(const char *tmpl, const char *addr, const char *sender, const char *queue_id,
-		    const char *hostname, const char *path, long body_offset, char *err,
-		    size_t errsz, bool *permanent_r);
+                    const char *hostname, const char *path, long body_offset, char *err,
+                    size_t errsz, bool *permanent_r);
 
 #endif

@@ -79,27 +79,27 @@ enum qm_where {
 };
 
 static const char *const where_names[] = {
-	[QM_NONE] = "new",         [QM_READY] = "ready",      [QM_WAITING] = "deferred",
-	[QM_ACTIVE] = "active",    [QM_HOLD] = "hold",        [QM_SETTLING] = "active",
-	[QM_REMOVING] = "removing", [QM_BROKEN] = "broken",
+        [QM_NONE] = "new",          [QM_READY] = "ready",   [QM_WAITING] = "deferred",
+        [QM_ACTIVE] = "active",     [QM_HOLD] = "hold",     [QM_SETTLING] = "active",
+        [QM_REMOVING] = "removing", [QM_BROKEN] = "broken",
 };
 
 static const char *const status_names[] = {
-	[RCPT_PENDING] = "pending",
-	[RCPT_DEFERRED] = "deferred",
-	[RCPT_SENT] = "sent",
-	[RCPT_BOUNCED] = "bounced",
+        [RCPT_PENDING] = "pending",
+        [RCPT_DEFERRED] = "deferred",
+        [RCPT_SENT] = "sent",
+        [RCPT_BOUNCED] = "bounced",
 };
 
 struct qrcpt {
 	char *addr;   /* "user@domain" */
 	char *domain; /* lower case */
 	enum rcpt_status status;
-	char *reply;  /* last reply or reason */
+	char *reply; /* last reply or reason */
 	char dsn[16];
 	char relay[320];
 	bool remote;
-	bool notify;  /* failed for good in this attempt: DSN to send */
+	bool notify; /* failed for good in this attempt: DSN to send */
 };
 
 struct qjob;
@@ -107,13 +107,13 @@ struct qjob;
 struct qmsg {
 	char id[SPOOL_ID_LEN + 1];
 	struct queue *q;
-	struct qmsg *hnext;        /* hash chain */
+	struct qmsg *hnext;         /* hash chain */
 	struct qmsg *rnext, *rprev; /* READY list */
 	size_t heap_idx;
 	enum qm_where where;
 	char *path;
 	int64_t arrival;
-	char *sender;              /* "" for the null sender */
+	char *sender; /* "" for the null sender */
 	bool body_8bit, smtputf8;
 	long body_offset;
 	uint64_t size;
@@ -260,11 +260,11 @@ queue_update_gauge(struct queue *q)
 	if (full != q->full) {
 		if (full)
 			log_warn("alert=queue_full queued=%zu max_queue_size=%u: new SMTP "
-				 "connections are deferred (421 4.3.2)",
-				 q->n_msgs, max);
+			         "connections are deferred (421 4.3.2)",
+			         q->n_msgs, max);
 		else
 			log_info("alert=queue_full cleared queued=%zu max_queue_size=%u", q->n_msgs,
-				 max);
+			         max);
 		q->full = full;
 	}
 	spool_gauge_set(q->p->gauge, q->n_msgs, q->full);
@@ -405,7 +405,7 @@ heap_arm(struct queue *q)
 		return;
 	}
 	int64_t wait = q->heap[0]->next_attempt - now_s();
-	struct timeval tv = { wait > 0 ? (time_t)wait : 0, wait > 0 ? 0 : 1000 };
+	struct timeval tv = {wait > 0 ? (time_t)wait : 0, wait > 0 ? 0 : 1000};
 	evtimer_add(q->heap_timer, &tv);
 }
 
@@ -471,11 +471,11 @@ static void
 msg_write_state(struct queue *q, struct qmsg *m)
 {
 	struct queue_state st = {
-		.attempts = m->attempts,
-		.next_attempt = m->next_attempt,
-		.hold = m->hold,
-		.warned = m->warned,
-		.n_rcpts = m->n_rcpts,
+	        .attempts = m->attempts,
+	        .next_attempt = m->next_attempt,
+	        .hold = m->hold,
+	        .warned = m->warned,
+	        .n_rcpts = m->n_rcpts,
 	};
 	st.rcpts = xcalloc(m->n_rcpts ? m->n_rcpts : 1, sizeof(*st.rcpts));
 	for (size_t i = 0; i < m->n_rcpts; i++) {
@@ -510,8 +510,8 @@ msg_broken(struct queue *q, const char *id, const char *path, const char *why)
 	m->sender = xstrdup("");
 	m->broken_reason = xstrdup(why);
 	log_err("id=%s unreadable queue file %s: %s (left alone; `authrelay queue delete %s` "
-		"removes it)",
-		id, path, why, id);
+	        "removes it)",
+	        id, path, why, id);
 	msg_table_add(q, m);
 }
 
@@ -578,11 +578,12 @@ queue_load(struct queue *q, const char *id, bool at_start)
 		struct qrcpt *r = &m->rcpts[i];
 		if (parse_path(env.rcpts[i], false, ma) == 0 && ma->path.addr[0] != '\0') {
 			r->addr = xstrdup(ma->path.addr);
-			r->domain = xstrdup(ma->path.domain[0] ? ma->path.domain
-							       : q->cfg->hostname);
+			r->domain =
+			        xstrdup(ma->path.domain[0] ? ma->path.domain : q->cfg->hostname);
 		} else {
 			const char *a = strchr(env.rcpts[i], '<'), *b = a ? strchr(a, '>') : NULL;
-			r->addr = a && b ? xstrndup(a + 1, (size_t)(b - a - 1)) : xstrdup(env.rcpts[i]);
+			r->addr = a && b ? xstrndup(a + 1, (size_t)(b - a - 1))
+			                 : xstrdup(env.rcpts[i]);
 			const char *at = strrchr(r->addr, '@');
 			r->domain = xstrdup(at ? at + 1 : q->cfg->hostname);
 			for (char *p = r->domain; *p; p++)
@@ -612,8 +613,8 @@ queue_load(struct queue *q, const char *id, bool at_start)
 	msg_table_add(q, m);
 	if (!at_start) {
 		q->n_received++;
-		log_info("id=%s queued from=<%s> nrcpt=%zu size=%llu", m->id, m->sender,
-			 m->n_rcpts, (unsigned long long)m->size);
+		log_info("id=%s queued from=<%s> nrcpt=%zu size=%llu", m->id, m->sender, m->n_rcpts,
+		         (unsigned long long)m->size);
 	}
 	bool all_done = true;
 	for (size_t i = 0; i < m->n_rcpts; i++)
@@ -686,9 +687,9 @@ log_delivery(struct queue *q, struct qmsg *m, const struct qrcpt *r, const char 
 {
 	char reply[700], addr[600];
 	log_info("id=%s to=<%s> relay=%s delay=%.2f attempts=%u dsn=%s status=%s reply=\"%s\"",
-		 m->id, log_escape_str(r->addr, addr, sizeof(addr)), r->relay,
-		 now_f() - (double)m->arrival, m->attempts + 1, r->dsn[0] ? r->dsn : "-", status,
-		 log_escape_str(r->reply ? r->reply : "", reply, sizeof(reply)));
+	         m->id, log_escape_str(r->addr, addr, sizeof(addr)), r->relay,
+	         now_f() - (double)m->arrival, m->attempts + 1, r->dsn[0] ? r->dsn : "-", status,
+	         log_escape_str(r->reply ? r->reply : "", reply, sizeof(reply)));
 }
 
 static void msg_attempt_done(struct queue *q, struct qmsg *m);
@@ -762,8 +763,8 @@ maildir_work_cb(void *arg)
 		snprintf(r->relay, sizeof(r->relay), "%s", relay);
 		r->remote = false;
 		if (maildir_deliver(j->rd.route->maildir, r->addr, dj->sender, dj->queue_id,
-				    j->q->cfg->hostname, dj->path, dj->body_offset, err,
-				    sizeof(err), &permanent) == 0) {
+		                    j->q->cfg->hostname, dj->path, dj->body_offset, err,
+		                    sizeof(err), &permanent) == 0) {
 			r->status = RCPT_SENT;
 			snprintf(r->dsn, sizeof(r->dsn), "2.0.0");
 			snprintf(r->reply, sizeof(r->reply), "delivered to maildir");
@@ -829,17 +830,17 @@ msg_activate(struct queue *q, struct qmsg *m)
 				j->rcpts[k].addr = m->rcpts[j->rcpts[k].index].addr;
 			}
 			j->dj = (struct delivery_job){
-				.queue_id = m->id,
-				.path = m->path,
-				.body_offset = m->body_offset,
-				.size = m->size,
-				.sender = m->sender,
-				.body_8bit = m->body_8bit,
-				.smtputf8 = m->smtputf8,
-				.rcpts = j->rcpts,
-				.n_rcpts = n,
-				.done = qjob_done,
-				.arg = j,
+			        .queue_id = m->id,
+			        .path = m->path,
+			        .body_offset = m->body_offset,
+			        .size = m->size,
+			        .sender = m->sender,
+			        .body_8bit = m->body_8bit,
+			        .smtputf8 = m->smtputf8,
+			        .rcpts = j->rcpts,
+			        .n_rcpts = n,
+			        .done = qjob_done,
+			        .arg = j,
 			};
 			j->next = q->jobs;
 			if (q->jobs != NULL)
@@ -924,7 +925,7 @@ dsn_done_cb(void *arg)
 		if (d->result[0] == 0) {
 			q->n_dsn++;
 			log_info("id=%s bounce=%s to=<%s> nrcpt=%zu", m->id, d->ids[0], m->sender,
-				 d->bp[0].n_rcpts);
+			         d->bp[0].n_rcpts);
 			for (size_t i = 0; i < d->bp[0].n_rcpts; i++)
 				m->rcpts[d->idx[0][i]].notify = false;
 		} else {
@@ -942,7 +943,7 @@ dsn_done_cb(void *arg)
 			q->n_dsn++;
 			m->warned = true;
 			log_info("id=%s delay_warning=%s to=<%s> nrcpt=%zu", m->id, d->ids[1],
-				 m->sender, d->bp[1].n_rcpts);
+			         m->sender, d->bp[1].n_rcpts);
 		}
 	}
 	qdsn_free(q, d);
@@ -987,8 +988,9 @@ msg_attempt_done(struct queue *q, struct qmsg *m)
 			if (r->dsn[0] != '4')
 				snprintf(r->dsn, sizeof(r->dsn), "4.4.7");
 			char reason[700];
-			snprintf(reason, sizeof(reason), "message expired after %u s in the queue: %s",
-				 qc->max_lifetime, r->reply ? r->reply : "never tried");
+			snprintf(reason, sizeof(reason),
+			         "message expired after %u s in the queue: %s", qc->max_lifetime,
+			         r->reply ? r->reply : "never tried");
 			set_str(&r->reply, reason);
 			r->remote = false;
 			q->n_expired++;
@@ -1001,11 +1003,11 @@ msg_attempt_done(struct queue *q, struct qmsg *m)
 
 	bool null_sender = m->sender[0] == '\0';
 	bool warn = !null_sender && n_deferred > 0 && qc->delay_warning > 0 && !m->warned &&
-		    now - m->arrival >= (int64_t)qc->delay_warning;
+	            now - m->arrival >= (int64_t)qc->delay_warning;
 	if (n_fail > 0 && null_sender) {
 		/* RFC 3464 2.2 / RFC 5321 6.1: never a DSN about a DSN. */
 		log_info("id=%s bounce not sent: the sender is the null sender (nrcpt=%zu)", m->id,
-			 n_fail);
+		         n_fail);
 		for (size_t i = 0; i < m->n_rcpts; i++)
 			m->rcpts[i].notify = false;
 		n_fail = 0;
@@ -1027,31 +1029,32 @@ msg_attempt_done(struct queue *q, struct qmsg *m)
 		size_t n = 0;
 		for (size_t i = 0; i < m->n_rcpts; i++) {
 			struct qrcpt *r = &m->rcpts[i];
-			bool take = k == 0 ? r->notify
-					   : (r->status == RCPT_DEFERRED || r->status == RCPT_PENDING);
+			bool take =
+			        k == 0 ? r->notify
+			               : (r->status == RCPT_DEFERRED || r->status == RCPT_PENDING);
 			if (!take)
 				continue;
 			d->idx[k][n] = i;
 			d->br[k][n++] = (struct bounce_rcpt){
-				.addr = r->addr,
-				.status = r->dsn[0] ? r->dsn : (k == 0 ? "5.0.0" : "4.0.0"),
-				.reason = r->reply ? r->reply : "no reason recorded",
-				.relay = r->relay[0] ? r->relay : "none",
-				.remote = r->remote,
+			        .addr = r->addr,
+			        .status = r->dsn[0] ? r->dsn : (k == 0 ? "5.0.0" : "4.0.0"),
+			        .reason = r->reply ? r->reply : "no reason recorded",
+			        .relay = r->relay[0] ? r->relay : "none",
+			        .remote = r->remote,
 			};
 		}
 		d->bp[k] = (struct bounce_params){
-			.spool_dir = q->spool,
-			.hostname = q->cfg->hostname,
-			.queue_id = m->id,
-			.arrival = m->arrival,
-			.sender = m->sender,
-			.delayed = k == 1,
-			.retry_until = m->arrival + qc->max_lifetime,
-			.rcpts = d->br[k],
-			.n_rcpts = n,
-			.orig_path = m->path,
-			.body_offset = m->body_offset,
+		        .spool_dir = q->spool,
+		        .hostname = q->cfg->hostname,
+		        .queue_id = m->id,
+		        .arrival = m->arrival,
+		        .sender = m->sender,
+		        .delayed = k == 1,
+		        .retry_until = m->arrival + qc->max_lifetime,
+		        .rcpts = d->br[k],
+		        .n_rcpts = n,
+		        .orig_path = m->path,
+		        .body_offset = m->body_offset,
 		};
 	}
 	d->next = q->dsns;
@@ -1123,10 +1126,10 @@ ctl_msg_line(struct queue *q, struct evbuffer *out, const struct qmsg *m)
 	else
 		snprintf(next, sizeof(next), "-");
 	evbuffer_add_printf(out,
-			    "%s status=%s size=%llu arrival=%s from=<%s> nrcpt=%zu pending=%zu "
-			    "attempts=%u next=%s\n",
-			    m->id, where_names[m->where], (unsigned long long)m->size, arrival,
-			    m->sender, m->n_rcpts, pending, m->attempts, next);
+	                    "%s status=%s size=%llu arrival=%s from=<%s> nrcpt=%zu pending=%zu "
+	                    "attempts=%u next=%s\n",
+	                    m->id, where_names[m->where], (unsigned long long)m->size, arrival,
+	                    m->sender, m->n_rcpts, pending, m->attempts, next);
 }
 
 static int
@@ -1159,13 +1162,13 @@ ctl_show(struct queue *q, struct evbuffer *out, struct qmsg *m)
 	ctl_msg_line(q, out, m);
 	if (m->broken_reason != NULL)
 		evbuffer_add_printf(out, "broken reason=\"%s\"\n",
-				    log_escape_str(m->broken_reason, reply, sizeof(reply)));
+		                    log_escape_str(m->broken_reason, reply, sizeof(reply)));
 	for (size_t i = 0; i < m->n_rcpts; i++) {
 		const struct qrcpt *r = &m->rcpts[i];
 		evbuffer_add_printf(out, "rcpt=<%s> status=%s dsn=%s relay=%s reply=\"%s\"\n",
-				    r->addr, status_names[r->status], r->dsn[0] ? r->dsn : "-",
-				    r->relay[0] ? r->relay : "-",
-				    log_escape_str(r->reply ? r->reply : "", reply, sizeof(reply)));
+		                    r->addr, status_names[r->status], r->dsn[0] ? r->dsn : "-",
+		                    r->relay[0] ? r->relay : "-",
+		                    log_escape_str(r->reply ? r->reply : "", reply, sizeof(reply)));
 	}
 }
 
@@ -1181,7 +1184,7 @@ ctl_execute(struct queue *q, const char *line, struct evbuffer *out)
 		return;
 	}
 	bool needs_id = strcmp(cmd, "show") == 0 || strcmp(cmd, "delete") == 0 ||
-			strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0;
+	                strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0;
 	if (needs_id) {
 		if (n < 2 || (m = msg_find(q, arg)) == NULL || m->where == QM_REMOVING) {
 			evbuffer_add_printf(out, "error no such message: %s\n", n < 2 ? "" : arg);
@@ -1206,7 +1209,7 @@ ctl_execute(struct queue *q, const char *line, struct evbuffer *out)
 		evbuffer_add_printf(out, "ok flushed=%zu\n", k);
 	} else if (strcmp(cmd, "delete") == 0) {
 		log_info("id=%s delete requested by the admin status=%s", m->id,
-			 where_names[m->where]);
+		         where_names[m->where]);
 		if (m->where == QM_ACTIVE || m->where == QM_SETTLING) {
 			m->delete_requested = true;
 		} else {
@@ -1242,9 +1245,10 @@ ctl_execute(struct queue *q, const char *line, struct evbuffer *out)
 		}
 		evbuffer_add_printf(out, "ok released %s\n", m->id);
 	} else {
-		evbuffer_add_printf(out, "error unknown command %s (list, show ID, flush, delete ID, "
-					 "hold ID, release ID)\n",
-				    cmd);
+		evbuffer_add_printf(out,
+		                    "error unknown command %s (list, show ID, flush, delete ID, "
+		                    "hold ID, release ID)\n",
+		                    cmd);
 	}
 }
 
@@ -1284,7 +1288,7 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 
 static void
 ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-	      void *arg)
+              void *arg)
 {
 	struct queue *q = arg;
 	struct bufferevent *bev = bufferevent_socket_new(q->base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -1293,14 +1297,14 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	bufferevent_setcb(bev, ctl_read_cb, NULL, ctl_event_cb, q);
-	bufferevent_set_timeouts(bev, &(struct timeval){ 10, 0 }, &(struct timeval){ 30, 0 });
+	bufferevent_set_timeouts(bev, &(struct timeval){10, 0}, &(struct timeval){30, 0});
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
 static int
 ctl_listen(struct queue *q)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int n = snprintf(q->ctl_path, sizeof(q->ctl_path), "%s/%s", q->spool, QUEUE_CTL_SOCKET);
 	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
 		log_err("queue control socket: spool_dir is too long for a UNIX socket path");
@@ -1310,8 +1314,8 @@ ctl_listen(struct queue *q)
 	unlink(q->ctl_path);
 	mode_t old = umask(0177);
 	q->ctl = evconnlistener_new_bind(q->base, ctl_accept_cb, q,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
-					 (struct sockaddr *)&sun, (int)sizeof(sun));
+	                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
+	                                 (struct sockaddr *)&sun, (int)sizeof(sun));
 	umask(old);
 	if (q->ctl == NULL) {
 		log_err("queue control socket %s: %s", q->ctl_path, strerror(errno));
@@ -1334,10 +1338,10 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 	q->last_stats_sum = sum;
 	delivery_counts(q->dl, &ext, &in, &waiting);
 	log_info("queue stats size=%zu ready=%zu active=%zu deferred=%zu hold=%zu "
-		 "connections_external=%u connections_internal=%u received=%lu sent=%lu "
-		 "deferred_total=%lu bounced=%lu expired=%lu dsn=%lu",
-		 q->n_msgs, q->n_ready, q->n_active, q->n_heap, q->n_hold, ext, in, q->n_received,
-		 q->n_sent, q->n_deferred, q->n_bounced, q->n_expired, q->n_dsn);
+	         "connections_external=%u connections_internal=%u received=%lu sent=%lu "
+	         "deferred_total=%lu bounced=%lu expired=%lu dsn=%lu",
+	         q->n_msgs, q->n_ready, q->n_active, q->n_heap, q->n_hold, ext, in, q->n_received,
+	         q->n_sent, q->n_deferred, q->n_bounced, q->n_expired, q->n_dsn);
 }
 
 static void
@@ -1350,7 +1354,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		struct queue_config *qc = cfg != NULL ? queue_config_load(cfg, &errors) : NULL;
 		if (qc == NULL || q->n_reloads == AR_NELEM(q->reload_qc)) {
 			log_err("reload: keeping the running queue config: %s",
-				errors ? errors : "too many reloads");
+			        errors ? errors : "too many reloads");
 			free(errors);
 			config_free(cfg);
 			return;
@@ -1364,7 +1368,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("queue stopping (signal %d) messages=%zu active=%zu", (int)sig, q->n_msgs,
-		 q->n_active);
+	         q->n_active);
 	stats_cb(-1, 0, q);
 	event_base_loopexit(q->base, NULL);
 }
@@ -1372,7 +1376,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 int
 queue_main(const struct queue_params *p)
 {
-	struct queue qq = { .p = p, .cfg = p->cfg, .qc = p->qc }, *q = &qq;
+	struct queue qq = {.p = p, .cfg = p->cfg, .qc = p->qc}, *q = &qq;
 	const char *err;
 	int status = 0;
 
@@ -1388,7 +1392,10 @@ queue_main(const struct queue_params *p)
 	if (q->dns == NULL)
 		fatal("queue: dns: %s", err);
 	struct delivery_params dp = {
-		.base = q->base, .qc = p->qc, .dns = q->dns, .helo_name = q->helo,
+	        .base = q->base,
+	        .qc = p->qc,
+	        .dns = q->dns,
+	        .helo_name = q->helo,
 	};
 	q->dl = delivery_new(&dp, &err);
 	if (q->dl == NULL)
@@ -1399,8 +1406,8 @@ queue_main(const struct queue_params *p)
 	q->run_ev = event_new(q->base, -1, 0, run_cb, q);
 	q->rescan_ev = event_new(q->base, -1, EV_PERSIST, rescan_cb, q);
 	q->stats_ev = event_new(q->base, -1, EV_PERSIST, stats_cb, q);
-	event_add(q->rescan_ev, &(struct timeval){ QUEUE_RESCAN_SECONDS, 0 });
-	event_add(q->stats_ev, &(struct timeval){ QUEUE_STATS_SECONDS, 0 });
+	event_add(q->rescan_ev, &(struct timeval){QUEUE_RESCAN_SECONDS, 0});
+	event_add(q->stats_ev, &(struct timeval){QUEUE_STATS_SECONDS, 0});
 	q->ev_term = evsignal_new(q->base, SIGTERM, signal_cb, q);
 	q->ev_int = evsignal_new(q->base, SIGINT, signal_cb, q);
 	q->ev_hup = evsignal_new(q->base, SIGHUP, signal_cb, q);
@@ -1413,22 +1420,23 @@ queue_main(const struct queue_params *p)
 	char dir[4200];
 	snprintf(dir, sizeof(dir), "%s/incoming", q->spool);
 	q->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (q->inotify_fd < 0 || inotify_add_watch(q->inotify_fd, dir, IN_MOVED_TO | IN_CREATE) < 0) {
+	if (q->inotify_fd < 0 ||
+	    inotify_add_watch(q->inotify_fd, dir, IN_MOVED_TO | IN_CREATE) < 0) {
 		log_warn("inotify on %s: %s; new messages are found by the rescan every %d s", dir,
-			 strerror(errno), QUEUE_RESCAN_SECONDS);
+		         strerror(errno), QUEUE_RESCAN_SECONDS);
 	} else {
-		q->inotify_ev = event_new(q->base, q->inotify_fd, EV_READ | EV_PERSIST, inotify_cb,
-					  q);
+		q->inotify_ev =
+		        event_new(q->base, q->inotify_fd, EV_READ | EV_PERSIST, inotify_cb, q);
 		event_add(q->inotify_ev, NULL);
 	}
 	unsigned orphans = queue_store_remove_orphans(q->spool);
 	queue_scan(q, true);
 	log_info("queue ready messages=%zu ready=%zu deferred=%zu hold=%zu orphan_states=%u "
-		 "resolver=%s smarthost=%s routes=%zu group_commit=%s",
-		 q->n_msgs, q->n_ready, q->n_heap, q->n_hold, orphans,
-		 p->qc->resolver ? p->qc->resolver : "system",
-		 p->qc->smarthost.host ? p->qc->smarthost.host : "none", p->qc->n_routes,
-		 p->qc->group_commit ? "yes" : "no");
+	         "resolver=%s smarthost=%s routes=%zu group_commit=%s",
+	         q->n_msgs, q->n_ready, q->n_heap, q->n_hold, orphans,
+	         p->qc->resolver ? p->qc->resolver : "system",
+	         p->qc->smarthost.host ? p->qc->smarthost.host : "none", p->qc->n_routes,
+	         p->qc->group_commit ? "yes" : "no");
 	if (ctl_listen(q) != 0)
 		status = 1;
 	else

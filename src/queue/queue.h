@@ -20,7 +20,7 @@ struct queue_params {
 	const struct config *cfg;
 	const struct queue_config *qc;
 	const char *spool_dir;
-	struct spool_gauge *gauge;  /* queue size for the workers' 421 */
+	struct spool_gauge *gauge; /* queue size for the workers' 421 */
 };
 
 /* Run until SIGTERM. Returns the exit status. */

@@ -20,8 +20,8 @@ static void
 queue_cmd_usage(FILE *f)
 {
 	fprintf(f, "usage: authrelay queue -c FILE list\n"
-		   "       authrelay queue -c FILE show|delete|hold|release ID\n"
-		   "       authrelay queue -c FILE flush\n");
+	           "       authrelay queue -c FILE show|delete|hold|release ID\n"
+	           "       authrelay queue -c FILE flush\n");
 }
 
 int
@@ -52,7 +52,7 @@ queue_cmd_main(int argc, char **argv)
 	const char *cmd = argv[optind];
 	const char *id = optind + 1 < argc ? argv[optind + 1] : NULL;
 	bool needs_id = strcmp(cmd, "show") == 0 || strcmp(cmd, "delete") == 0 ||
-			strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0;
+	                strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0;
 	bool no_id = strcmp(cmd, "list") == 0 || strcmp(cmd, "flush") == 0;
 	if ((!needs_id && !no_id) || (needs_id && id == NULL) || (no_id && id != NULL) ||
 	    optind + (needs_id ? 2 : 1) != argc) {
@@ -69,7 +69,7 @@ queue_cmd_main(int argc, char **argv)
 		free(errors);
 		return 1;
 	}
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/private/queue", cfg->spool_dir);
 	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
 		fprintf(stderr, "authrelay queue: spool_dir is too long\n");
@@ -79,7 +79,7 @@ queue_cmd_main(int argc, char **argv)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		fprintf(stderr, "authrelay queue: cannot reach the queue process at %s: %s\n",
-			sun.sun_path, strerror(errno));
+		        sun.sun_path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		config_free(cfg);
@@ -113,7 +113,7 @@ queue_cmd_main(int argc, char **argv)
 					fputs(*rest ? rest : "\n", stdout);
 			} else {
 				fprintf(stderr, "authrelay queue: %s",
-					strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf);
+				        strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf);
 			}
 			continue;
 		}

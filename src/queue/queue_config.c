@@ -38,8 +38,8 @@ qc_error(struct qc_load *st, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	int n = snprintf(full, sizeof(full), "%s:%d: %s\n", st->cfg->path ? st->cfg->path : "config",
-			 line, msg);
+	int n = snprintf(full, sizeof(full), "%s:%d: %s\n",
+	                 st->cfg->path ? st->cfg->path : "config", line, msg);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(full))
@@ -55,7 +55,8 @@ queue_config_parse_duration(const char *text, bool allow_off, unsigned *seconds_
 	char *end;
 	unsigned long long v, mult = 1;
 
-	if (allow_off && (ascii_strcasecmp(text, "off") == 0 || ascii_strcasecmp(text, "no") == 0)) {
+	if (allow_off &&
+	    (ascii_strcasecmp(text, "off") == 0 || ascii_strcasecmp(text, "no") == 0)) {
 		*seconds_r = 0;
 		return 0;
 	}
@@ -96,7 +97,7 @@ queue_config_parse_duration(const char *text, bool allow_off, unsigned *seconds_
 
 int
 queue_config_parse_nexthop(const char *text, unsigned default_port, struct nexthop *r,
-			   const char **error_r)
+                           const char **error_r)
 {
 	const char *host = text, *host_end, *port_text = NULL;
 	bool brackets = false;
@@ -136,8 +137,9 @@ queue_config_parse_nexthop(const char *text, unsigned default_port, struct nexth
 		return -1;
 	}
 	for (const char *p = host; p < host_end; p++) {
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '.' || *p == '-' || *p == '_' || (brackets && *p == ':'))) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' || *p == '_' ||
+		      (brackets && *p == ':'))) {
 			*error_r = "bad character in host name";
 			return -1;
 		}
@@ -159,15 +161,15 @@ queue_config_parse_nexthop(const char *text, unsigned default_port, struct nexth
 	/* An IP address needs no MX lookup even without brackets. */
 	unsigned char buf[16];
 	r->no_mx = brackets || inet_pton(AF_INET, r->host, buf) == 1 ||
-		   inet_pton(AF_INET6, r->host, buf) == 1;
+	           inet_pton(AF_INET6, r->host, buf) == 1;
 	return 0;
 }
 
 static int
 qc_parse_bool(const char *v, bool *r)
 {
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
 	for (size_t i = 0; i < AR_NELEM(yes); i++) {
 		if (ascii_strcasecmp(v, yes[i]) == 0) {
 			*r = true;
@@ -233,23 +235,29 @@ static const struct {
 	bool duration;
 	bool allow_off;
 } qc_numbers[] = {
-#define QN(k, lo, hi) { #k, offsetof(struct queue_config, k), lo, hi, false, false }
-#define QD(k, off) { #k, offsetof(struct queue_config, k), 0, 0, true, off }
-	QN(smtp_port, 1, 65535),
-	QN(max_connections, 1, 100000),
-	QN(max_connections_per_destination, 1, 100000),
-	QN(internal_max_connections, 1, 100000),
-	QN(internal_max_connections_per_destination, 1, 100000),
-	QN(max_recipients_per_transaction, 1, QUEUE_MAX_RECIPIENTS_LIMIT),
-	QN(max_queue_size, 0, 100000000),
-	QD(retry_min, false),
-	QD(retry_max, false),
-	QD(max_lifetime, false),
-	QD(delay_warning, true),
-	QD(connect_timeout, false),
-	QD(command_timeout, false),
-	QD(data_timeout, false),
-	QD(connection_reuse_time, true),
+#define QN(k, lo, hi)                                                                              \
+	{                                                                                          \
+#k, offsetof(struct queue_config, k), lo, hi, false, false                         \
+	}
+#define QD(k, off)                                                                                 \
+	{                                                                                          \
+#k, offsetof(struct queue_config, k), 0, 0, true, off                              \
+	}
+        QN(smtp_port, 1, 65535),
+        QN(max_connections, 1, 100000),
+        QN(max_connections_per_destination, 1, 100000),
+        QN(internal_max_connections, 1, 100000),
+        QN(internal_max_connections_per_destination, 1, 100000),
+        QN(max_recipients_per_transaction, 1, QUEUE_MAX_RECIPIENTS_LIMIT),
+        QN(max_queue_size, 0, 100000000),
+        QD(retry_min, false),
+        QD(retry_max, false),
+        QD(max_lifetime, false),
+        QD(delay_warning, true),
+        QD(connect_timeout, false),
+        QD(command_timeout, false),
+        QD(data_timeout, false),
+        QD(connection_reuse_time, true),
 #undef QN
 #undef QD
 };
@@ -270,14 +278,17 @@ qc_load_queue(struct qc_load *st, const struct config_section *sec)
 			done = true;
 			unsigned *field = (unsigned *)((char *)qc + qc_numbers[n].offset);
 			if (qc_numbers[n].duration) {
-				if (queue_config_parse_duration(v, qc_numbers[n].allow_off, field) != 0)
+				if (queue_config_parse_duration(v, qc_numbers[n].allow_off,
+				                                field) != 0)
 					qc_error(st, kv->line,
-						 "%s = %s: expected a duration such as 300, 300s, 5m, "
-						 "2h or 5d%s",
-						 k, v, qc_numbers[n].allow_off ? ", or off" : "");
-			} else if (qc_parse_uint(v, qc_numbers[n].min, qc_numbers[n].max, field) != 0) {
-				qc_error(st, kv->line, "%s = %s: expected a number from %u to %u", k, v,
-					 qc_numbers[n].min, qc_numbers[n].max);
+					         "%s = %s: expected a duration such as 300, 300s, "
+					         "5m, "
+					         "2h or 5d%s",
+					         k, v, qc_numbers[n].allow_off ? ", or off" : "");
+			} else if (qc_parse_uint(v, qc_numbers[n].min, qc_numbers[n].max, field) !=
+			           0) {
+				qc_error(st, kv->line, "%s = %s: expected a number from %u to %u",
+				         k, v, qc_numbers[n].min, qc_numbers[n].max);
 			}
 		}
 		if (done)
@@ -287,28 +298,30 @@ qc_load_queue(struct qc_load *st, const struct config_section *sec)
 			 * and here for what a typo most often breaks. */
 			if (*v == '\0' || strspn(v, "0123456789abcdefABCDEF.:[],") != strlen(v))
 				qc_error(st, kv->line,
-					 "resolver = %s: expected IP[:PORT] or [IPv6]:PORT, "
-					 "comma-separated",
-					 v);
+				         "resolver = %s: expected IP[:PORT] or [IPv6]:PORT, "
+				         "comma-separated",
+				         v);
 			free(qc->resolver);
 			qc->resolver = xstrdup(v);
 		} else if (strcmp(k, "smarthost") == 0) {
 			free(qc->smarthost.host);
 			qc->smarthost.host = NULL;
-			if (*v != '\0' && queue_config_parse_nexthop(v, 25, &qc->smarthost, &err) != 0)
+			if (*v != '\0' &&
+			    queue_config_parse_nexthop(v, 25, &qc->smarthost, &err) != 0)
 				qc_error(st, kv->line, "smarthost = %s: %s", v, err);
 		} else if (strcmp(k, "tls") == 0) {
 			if (qc_parse_tls(v, &qc->tls) != 0)
 				qc_error(st, kv->line,
-					 "tls = %s: expected opportunistic, required or none", v);
+				         "tls = %s: expected opportunistic, required or none", v);
 		} else if (strcmp(k, "tls_ca_file") == 0) {
 			free(qc->tls_ca_file);
 			qc->tls_ca_file = xstrdup(v);
 		} else if (strcmp(k, "helo_name") == 0) {
 			free(qc->helo_name);
 			qc->helo_name = xstrdup(v);
-			if (*v == '\0' || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-						    "0123456789.-[]:") != strlen(v))
+			if (*v == '\0' ||
+			    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			              "0123456789.-[]:") != strlen(v))
 				qc_error(st, kv->line, "helo_name = %s: expected a host name", v);
 		} else if (strcmp(k, "group_commit") == 0) {
 			if (qc_parse_bool(v, &qc->group_commit) != 0)
@@ -321,7 +334,7 @@ qc_load_queue(struct qc_load *st, const struct config_section *sec)
 		qc_error(st, sec->line, "[queue] retry_min must be at least 1s");
 	if (qc->retry_max < qc->retry_min)
 		qc_error(st, sec->line, "[queue] retry_max (%u s) is below retry_min (%u s)",
-			 qc->retry_max, qc->retry_min);
+		         qc->retry_max, qc->retry_min);
 }
 
 static void
@@ -385,7 +398,7 @@ qc_load_route(struct qc_load *st, const struct config_section *sec)
 		} else if (strcmp(k, "tls") == 0) {
 			if (qc_parse_tls(v, &r->tls) != 0)
 				qc_error(st, kv->line,
-					 "tls = %s: expected opportunistic, required or none", v);
+				         "tls = %s: expected opportunistic, required or none", v);
 		} else if (strcmp(k, "tls_ca_file") == 0) {
 			free(r->tls_ca_file);
 			r->tls_ca_file = xstrdup(v);
@@ -393,7 +406,8 @@ qc_load_route(struct qc_load *st, const struct config_section *sec)
 			free(r->maildir);
 			r->maildir = xstrdup(v);
 			if (*v != '/')
-				qc_error(st, kv->line, "maildir = %s: expected an absolute path", v);
+				qc_error(st, kv->line, "maildir = %s: expected an absolute path",
+				         v);
 		} else if (strcmp(k, "internal") == 0) {
 			internal = v;
 			internal_line = kv->line;
@@ -405,10 +419,11 @@ qc_load_route(struct qc_load *st, const struct config_section *sec)
 		qc_error(st, sec->line, "[route %s] needs domains = ...", sec->name);
 	for (size_t i = 0; i < r->n_domains; i++)
 		if (!qc_valid_domain(r->domains[i]))
-			qc_error(st, sec->line, "[route %s] domains: '%s' is not a domain", sec->name,
-				 r->domains[i]);
+			qc_error(st, sec->line, "[route %s] domains: '%s' is not a domain",
+			         sec->name, r->domains[i]);
 	if (r->type == ROUTE_MAILDIR && r->maildir == NULL)
-		qc_error(st, sec->line, "[route %s] type = maildir needs maildir = PATH", sec->name);
+		qc_error(st, sec->line, "[route %s] type = maildir needs maildir = PATH",
+		         sec->name);
 	if (r->type == ROUTE_MAILDIR && r->nexthop.host != NULL)
 		qc_error(st, sec->line, "[route %s] type = maildir takes no nexthop", sec->name);
 	if (r->type == ROUTE_SMTP && r->maildir != NULL)
@@ -426,14 +441,15 @@ qc_load_route(struct qc_load *st, const struct config_section *sec)
 			for (size_t b = 0; b < r->n_domains; b++)
 				if (strcmp(qc->routes[j].domains[a], r->domains[b]) == 0)
 					qc_error(st, sec->line,
-						 "[route %s] domain %s is already routed by [route %s]",
-						 sec->name, r->domains[b], qc->routes[j].name);
+					         "[route %s] domain %s is already routed by [route "
+					         "%s]",
+					         sec->name, r->domains[b], qc->routes[j].name);
 }
 
 struct queue_config *
 queue_config_load(const struct config *cfg, char **errors_r)
 {
-	struct qc_load st = { .cfg = cfg };
+	struct qc_load st = {.cfg = cfg};
 	struct queue_config *qc = xcalloc(1, sizeof(*qc));
 	const struct config_section *sec;
 

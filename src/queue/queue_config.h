@@ -23,21 +23,21 @@ enum route_tls { ROUTE_TLS_NONE, ROUTE_TLS_OPPORTUNISTIC, ROUTE_TLS_REQUIRED };
  * exactly that host (A/AAAA only); "host:port" means the MX hosts of host,
  * like Postfix's relayhost. */
 struct nexthop {
-	char *host;       /* NULL: the recipient domain's MX hosts */
-	unsigned port;    /* 25 unless written */
+	char *host;    /* NULL: the recipient domain's MX hosts */
+	unsigned port; /* 25 unless written */
 	bool no_mx;
 };
 
 struct route_cfg {
 	char *name;
-	char **domains;       /* lower case; ".example.com" matches every subdomain */
+	char **domains; /* lower case; ".example.com" matches every subdomain */
 	size_t n_domains;
 	enum route_type type;
-	struct nexthop nexthop;  /* smtp: host NULL = MX of the recipient domain */
+	struct nexthop nexthop; /* smtp: host NULL = MX of the recipient domain */
 	enum route_tls tls;
-	char *tls_ca_file;       /* NULL: the system's trust store */
-	char *maildir;           /* maildir: path, %u local part, %d domain */
-	bool internal;           /* counts against the internal_* limits */
+	char *tls_ca_file; /* NULL: the system's trust store */
+	char *maildir;     /* maildir: path, %u local part, %d domain */
+	bool internal;     /* counts against the internal_* limits */
 	int line;
 };
 
@@ -46,23 +46,23 @@ struct queue_config {
 	struct nexthop smarthost; /* host NULL: no smarthost */
 	enum route_tls tls;       /* smarthost and MX delivery: opportunistic */
 	char *tls_ca_file;
-	unsigned smtp_port;       /* MX and A deliveries: 25 */
+	unsigned smtp_port;                                /* MX and A deliveries: 25 */
 	unsigned max_connections;                          /* 100 */
 	unsigned max_connections_per_destination;          /* 50, per address */
 	unsigned internal_max_connections;                 /* 100 */
 	unsigned internal_max_connections_per_destination; /* 50, per address */
 	unsigned max_recipients_per_transaction;           /* 100 */
-	unsigned max_queue_size;  /* 150000; 0 = no limit */
-	unsigned retry_min;       /* s, 300 */
-	unsigned retry_max;       /* s, 4000 */
-	unsigned max_lifetime;    /* s, 5 days */
-	unsigned delay_warning;   /* s, 0 = off */
-	unsigned connect_timeout; /* s, 30 */
-	unsigned command_timeout; /* s, 300 (RFC 5321 4.5.3.2) */
-	unsigned data_timeout;    /* s, 600 (RFC 5321 4.5.3.2.6) */
-	unsigned connection_reuse_time; /* s an idle connection is kept, 5 */
-	char *helo_name;          /* NULL: [server] hostname */
-	bool group_commit;        /* SMTP workers: share fsyncs; yes */
+	unsigned max_queue_size;                           /* 150000; 0 = no limit */
+	unsigned retry_min;                                /* s, 300 */
+	unsigned retry_max;                                /* s, 4000 */
+	unsigned max_lifetime;                             /* s, 5 days */
+	unsigned delay_warning;                            /* s, 0 = off */
+	unsigned connect_timeout;                          /* s, 30 */
+	unsigned command_timeout;                          /* s, 300 (RFC 5321 4.5.3.2) */
+	unsigned data_timeout;                             /* s, 600 (RFC 5321 4.5.3.2.6) */
+	unsigned connection_reuse_time;                    /* s an idle connection is kept, 5 */
+	char *helo_name;                                   /* NULL: [server] hostname */
+	bool group_commit;                                 /* SMTP workers: share fsyncs; yes */
 	struct route_cfg *routes;
 	size_t n_routes;
 };
@@ -83,7 +83,7 @@ int queue_config_parse_duration(const char *text, bool allow_off, unsigned *seco
 /* "host:port", "[host]:port", "host" or "[host]"; port defaults to
  * default_port. Returns 0 or -1 with *error_r. */
 int queue_config_parse_nexthop(const char *text, unsigned default_port, struct nexthop *r,
-			       const char **error_r);
+                               const char **error_r);
 
 const char *queue_config_tls_name(enum route_tls);
 

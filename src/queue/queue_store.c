@@ -40,10 +40,10 @@ struct store_job {
 };
 
 static const char *const status_names[] = {
-	[RCPT_PENDING] = "pending",
-	[RCPT_DEFERRED] = "deferred",
-	[RCPT_SENT] = "sent",
-	[RCPT_BOUNCED] = "bounced",
+        [RCPT_PENDING] = "pending",
+        [RCPT_DEFERRED] = "deferred",
+        [RCPT_SENT] = "sent",
+        [RCPT_BOUNCED] = "bounced",
 };
 
 struct queue_store *
@@ -161,10 +161,11 @@ queue_state_parse(const char *text, size_t n_rcpts, struct queue_state *r, const
 		}
 		*sp++ = '\0';
 		uint64_t v;
-		if (strcmp(line, "attempts") == 0 && state_parse_uint64(sp, &v) == 0 && v < 1000000) {
+		if (strcmp(line, "attempts") == 0 && state_parse_uint64(sp, &v) == 0 &&
+		    v < 1000000) {
 			r->attempts = (unsigned)v;
 		} else if (strcmp(line, "next") == 0 && state_parse_uint64(sp, &v) == 0 &&
-			   v < INT64_MAX) {
+		           v < INT64_MAX) {
 			r->next_attempt = (int64_t)v;
 		} else if (strcmp(line, "hold") == 0 && strcmp(sp, "1") == 0) {
 			r->hold = true;
@@ -213,8 +214,8 @@ fail:
 }
 
 int
-queue_store_read_state(const char *spool_dir, const char *id, size_t n_rcpts,
-		       struct queue_state *r, const char **error_r)
+queue_store_read_state(const char *spool_dir, const char *id, size_t n_rcpts, struct queue_state *r,
+                       const char **error_r)
 {
 	static _Thread_local char err[4400];
 	char path[4096];
@@ -332,7 +333,7 @@ store_done(void *arg)
 
 static void
 store_submit(struct queue_store *s, enum store_op op, const char *id, char *text,
-	     queue_store_done_cb *done, void *arg)
+             queue_store_done_cb *done, void *arg)
 {
 	struct store_job *j = xcalloc(1, sizeof(*j));
 	j->store = s;

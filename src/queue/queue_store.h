@@ -67,21 +67,20 @@ void queue_store_free(struct queue_store *);
  * *r (free with queue_state_clear), 0 if there is no state file (*r is then
  * all pending), -1 with *error_r if it is unreadable or malformed. */
 int queue_store_read_state(const char *spool_dir, const char *id, size_t n_rcpts,
-			   struct queue_state *r, const char **error_r);
+                           struct queue_state *r, const char **error_r);
 void queue_state_clear(struct queue_state *);
 /* The file's text for st (malloc'd). */
 char *queue_state_format(const struct queue_state *st);
 /* Parse text (as queue_state_format writes it). 0 or -1 with *error_r. */
 int queue_state_parse(const char *text, size_t n_rcpts, struct queue_state *r,
-		      const char **error_r);
+                      const char **error_r);
 
 /* Replace state/<id> with text (taken over). Asynchronous, in order. */
 void queue_store_write_state(struct queue_store *, const char *id, char *text);
 /* Remove incoming/<id> and then state/<id>. done (may be NULL) runs on the
  * loop once both are gone. Asynchronous, in order. */
 typedef void queue_store_done_cb(void *arg);
-void queue_store_remove(struct queue_store *, const char *id, queue_store_done_cb *done,
-			void *arg);
+void queue_store_remove(struct queue_store *, const char *id, queue_store_done_cb *done, void *arg);
 /* Operations not yet done. */
 unsigned queue_store_pending(const struct queue_store *);
 

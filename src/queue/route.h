@@ -18,8 +18,8 @@ struct route_decision {
 	bool mx;                       /* through MX records */
 	unsigned port;
 	enum route_tls tls;
-	const char *tls_ca_file;       /* NULL: the system's trust store */
-	bool internal;                 /* internal_* connection limits */
+	const char *tls_ca_file; /* NULL: the system's trust store */
+	bool internal;           /* internal_* connection limits */
 };
 
 /* Decide for domain (lower case ASCII; "" for a bare address). */

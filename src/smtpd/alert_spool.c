@@ -40,8 +40,7 @@ alert_commit_done(void *arg)
 	struct alert_commit *ac = arg;
 
 	if (ac->result == 0)
-		log_info("alert queued id=%s from=<> nrcpt=%u", spool_msg_id(ac->msg),
-			 ac->n_rcpts);
+		log_info("alert queued id=%s from=<> nrcpt=%u", spool_msg_id(ac->msg), ac->n_rcpts);
 	else
 		log_err("alert spool commit failed id=%s", spool_msg_id(ac->msg));
 	spool_msg_free(ac->msg);
@@ -96,7 +95,7 @@ alert_spool_write(const struct auth_alert_mail *mail, void *arg)
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	/* RFC 5321 4.4: every message starts its trace here. */
 	hl = snprintf(hdr, sizeof(hdr), "Received: by %s (authrelay alerts) id %s;\r\n\t%s\r\n",
-		      env->cfg->hostname, spool_msg_id(msg), date);
+	              env->cfg->hostname, spool_msg_id(msg), date);
 	if (hl < 0 || (size_t)hl >= sizeof(hdr) || spool_msg_write(msg, hdr, (size_t)hl) != 0 ||
 	    spool_msg_write(msg, mail->message, mail->message_len) != 0) {
 		log_err("alert spool write failed id=%s", spool_msg_id(msg));

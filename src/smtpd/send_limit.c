@@ -28,7 +28,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define SL_BUCKETS 12     /* of SL_SLOT_S each: one hour */
+#define SL_BUCKETS 12 /* of SL_SLOT_S each: one hour */
 #define SL_SLOT_S 300
 #define SL_PROBES 32
 
@@ -63,8 +63,8 @@ send_limit_new(unsigned users)
 		n *= 2;
 	head = (sizeof(struct sl_shared) + 63) & ~(size_t)63;
 	sl->map_len = head + n * sizeof(struct sl_entry);
-	sl->shm = mmap(NULL, sl->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-		       0);
+	sl->shm =
+	        mmap(NULL, sl->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sl->shm == MAP_FAILED)
 		fatal("send_limit: mmap %zu bytes: %s", sl->map_len, strerror(errno));
 	sl->table = (struct sl_entry *)(void *)((char *)sl->shm + head);
@@ -127,7 +127,8 @@ sl_key(const struct send_limit *sl, const char *user, uint8_t key[16])
 	memcpy(buf, sl->salt, sizeof(sl->salt));
 	for (size_t i = 0; i < n; i++) {
 		char c = user[i];
-		buf[sizeof(sl->salt) + i] = (unsigned char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+		buf[sizeof(sl->salt) + i] =
+		        (unsigned char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
 	}
 	SHA256(buf, sizeof(sl->salt) + n, md);
 	free(buf);
@@ -199,7 +200,7 @@ sl_sum(const struct sl_entry *e, unsigned *msgs_r, unsigned *rcpts_r)
 
 void
 send_limit_counts(struct send_limit *sl, const char *user, uint64_t now_s, unsigned *msgs_r,
-		  unsigned *rcpts_r)
+                  unsigned *rcpts_r)
 {
 	uint64_t slot = now_s / SL_SLOT_S;
 	uint8_t key[16];
@@ -233,8 +234,8 @@ send_limit_record(struct send_limit *sl, const char *user, unsigned rcpts, uint6
 }
 
 bool
-send_limit_allow_message(struct send_limit *sl, const char *user, unsigned max_msgs,
-			 uint64_t now_s, unsigned *count_r)
+send_limit_allow_message(struct send_limit *sl, const char *user, unsigned max_msgs, uint64_t now_s,
+                         unsigned *count_r)
 {
 	unsigned msgs, rcpts;
 
@@ -247,7 +248,7 @@ send_limit_allow_message(struct send_limit *sl, const char *user, unsigned max_m
 
 bool
 send_limit_allow_recipient(struct send_limit *sl, const char *user, unsigned in_txn,
-			   unsigned max_rcpts, uint64_t now_s, unsigned *count_r)
+                           unsigned max_rcpts, uint64_t now_s, unsigned *count_r)
 {
 	unsigned msgs, rcpts;
 

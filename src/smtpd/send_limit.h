@@ -32,7 +32,7 @@ uint64_t send_limit_now(void);
 
 /* The user's messages and recipients within the last hour. */
 void send_limit_counts(struct send_limit *, const char *user, uint64_t now_s, unsigned *msgs_r,
-		       unsigned *rcpts_r);
+                       unsigned *rcpts_r);
 /* Count one accepted message with rcpts recipients. */
 void send_limit_record(struct send_limit *, const char *user, unsigned rcpts, uint64_t now_s);
 
@@ -40,8 +40,8 @@ void send_limit_record(struct send_limit *, const char *user, unsigned rcpts, ui
  * under max_msgs (0 = no limit)? / add recipient number in_txn + 1 of the
  * current message under max_rcpts? If not, *count_r gets the hour's count. */
 bool send_limit_allow_message(struct send_limit *, const char *user, unsigned max_msgs,
-			      uint64_t now_s, unsigned *count_r);
+                              uint64_t now_s, unsigned *count_r);
 bool send_limit_allow_recipient(struct send_limit *, const char *user, unsigned in_txn,
-				unsigned max_rcpts, uint64_t now_s, unsigned *count_r);
+                                unsigned max_rcpts, uint64_t now_s, unsigned *count_r);
 
 #endif

@@ -35,7 +35,7 @@ in_list(const char *list, const char *addr)
 
 const char *
 sender_policy_check(const struct listener_cfg *l, const struct protection_config *pc,
-		    const char *user, const char *addresses, const char *mail_from)
+                    const char *user, const char *addresses, const char *mail_from)
 {
 	const char *at;
 

@@ -24,6 +24,6 @@ struct protection_config;
  * "local@domain"), given addresses ("a@x,b@y", may be NULL); else the reply
  * line: "553 5.7.1 ...". */
 const char *sender_policy_check(const struct listener_cfg *, const struct protection_config *,
-				const char *user, const char *addresses, const char *mail_from);
+                                const char *user, const char *addresses, const char *mail_from);
 
 #endif

@@ -3,9 +3,11 @@
  *
  * Group mode: submit() appends a job to the pending list under the mutex and
  * wakes the commit thread. The thread takes the whole list (a round), and for
- * its messages: starts every file's write-back, fsyncs each file, renames each
- * into incoming/, fsyncs incoming/ once, then moves the jobs to the done list
- * and bumps an eventfd. The loop's read event on that eventfd runs the
+ * its messages: starts every file's write-back, fsyncs each file (side by
+ * side with a crew of helper threads, so the file system can serve the
+ * waiting fsyncs with one journal commit), renames each into incoming/,
+ * fsyncs incoming/ once, then moves the jobs to the done list and bumps an
+ * eventfd. The loop's read event on that eventfd runs the
  * callbacks. While a round runs, new jobs gather for the next one: the more
  * sessions finish at once, the larger the rounds.
  *
@@ -33,6 +35,9 @@
 
 /* A round takes at most this many messages: bounds the latency of the first. */
 #define COMMIT_ROUND_MAX 512
+/* Threads that fsync a round's files side by side: a journaling file system
+ * serves fsyncs that wait together with one journal commit. */
+#define COMMIT_SYNC_THREADS 8
 
 struct commit_job {
 	struct commit_job *next;
@@ -47,8 +52,23 @@ struct commit_list {
 	struct commit_job *head, *tail;
 };
 
+/* The helpers of the commit thread for a round's fsyncs. */
+struct sync_crew {
+	pthread_t threads[COMMIT_SYNC_THREADS];
+	unsigned n_threads;
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	struct commit_job **jobs; /* this round's, NULL between rounds */
+	size_t n_jobs;
+	size_t next; /* next job to take, under mu */
+	size_t finished;
+	unsigned long generation;
+	bool stop;
+};
+
 struct spool_committer {
 	struct event_base *base;
+	struct sync_crew crew;
 	bool group;
 	struct threadpool *pool;
 
@@ -74,20 +94,81 @@ commit_list_push(struct commit_list *l, struct commit_job *j)
 	l->tail = j;
 }
 
+/* Take and fsync jobs of the current round until none is left. Called
+ * with crew->mu held; returns with it held. */
+static void
+crew_work(struct sync_crew *crew)
+{
+	size_t did = 0;
+	while (crew->jobs != NULL && crew->next < crew->n_jobs) {
+		struct commit_job *j = crew->jobs[crew->next++];
+		pthread_mutex_unlock(&crew->mu);
+		if (j->result == 0)
+			j->result = spool_msg_commit_sync(j->msg);
+		did++;
+		pthread_mutex_lock(&crew->mu);
+	}
+	crew->finished += did;
+	if (did > 0 && crew->finished == crew->n_jobs)
+		pthread_cond_broadcast(&crew->done);
+}
+
+static void *
+crew_thread(void *arg)
+{
+	struct sync_crew *crew = arg;
+	unsigned long seen = 0;
+
+	pthread_mutex_lock(&crew->mu);
+	for (;;) {
+		while (crew->generation == seen && !crew->stop)
+			pthread_cond_wait(&crew->go, &crew->mu);
+		if (crew->stop)
+			break;
+		seen = crew->generation;
+		crew_work(crew);
+	}
+	pthread_mutex_unlock(&crew->mu);
+	return NULL;
+}
+
+/* fsync every job's file, side by side on the crew and this thread. */
+static void
+crew_sync(struct sync_crew *crew, struct commit_job **jobs, size_t n)
+{
+	pthread_mutex_lock(&crew->mu);
+	crew->jobs = jobs;
+	crew->n_jobs = n;
+	crew->next = 0;
+	crew->finished = 0;
+	crew->generation++;
+	pthread_cond_broadcast(&crew->go);
+	crew_work(crew);
+	while (crew->finished < n)
+		pthread_cond_wait(&crew->done, &crew->mu);
+	crew->jobs = NULL;
+	pthread_mutex_unlock(&crew->mu);
+}
+
 /* One round over jobs (a list of at most COMMIT_ROUND_MAX). Every message
  * of a committer goes to the same incoming/ (one spool per process). */
 static void
-commit_round(struct commit_job *jobs)
+commit_round(struct sync_crew *crew, struct commit_job *jobs)
 {
 	const char *dir = spool_msg_incoming_dir(jobs->msg);
+	struct commit_job *arr[COMMIT_ROUND_MAX];
+	size_t n = 0;
 	int dfd, dir_errno = 0;
 	bool any_linked = false;
 
-	for (struct commit_job *j = jobs; j != NULL; j = j->next)
+	for (struct commit_job *j = jobs; j != NULL; j = j->next) {
 		j->result = spool_msg_commit_write(j->msg);
-	for (struct commit_job *j = jobs; j != NULL; j = j->next)
-		if (j->result == 0)
-			j->result = spool_msg_commit_sync(j->msg);
+		arr[n++] = j;
+	}
+	if (n == 1)
+		arr[0]->result = arr[0]->result == 0 ? spool_msg_commit_sync(arr[0]->msg) : -1;
+	else
+		crew_sync(crew, arr, n);
 	/* Opened per round, so a recreated directory is seen. */
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
@@ -136,7 +217,7 @@ commit_thread(void *arg)
 		last->next = NULL;
 		pthread_mutex_unlock(&c->mu);
 
-		commit_round(round);
+		commit_round(&c->crew, round);
 
 		pthread_mutex_lock(&c->mu);
 		c->rounds++;
@@ -190,6 +271,14 @@ spool_committer_new(struct event_base *base, bool group, struct threadpool *pool
 		fatal("spool group commit: eventfd: %s", strerror(errno));
 	c->notify_ev = event_new(base, c->notify_fd, EV_READ | EV_PERSIST, commit_notify_cb, c);
 	event_add(c->notify_ev, NULL);
+	pthread_mutex_init(&c->crew.mu, NULL);
+	pthread_cond_init(&c->crew.go, NULL);
+	pthread_cond_init(&c->crew.done, NULL);
+	for (unsigned i = 0; i < COMMIT_SYNC_THREADS - 1; i++) {
+		if (pthread_create(&c->crew.threads[i], NULL, crew_thread, &c->crew) != 0)
+			break;
+		c->crew.n_threads++;
+	}
 	if (pthread_create(&c->thread, NULL, commit_thread, c) != 0)
 		fatal("spool group commit: cannot start its thread");
 	c->thread_started = true;
@@ -216,7 +305,7 @@ commit_single_done(void *arg)
 
 void
 spool_committer_submit(struct spool_committer *c, struct spool_msg *msg, spool_commit_cb *cb,
-		       void *arg)
+                       void *arg)
 {
 	struct commit_job *j = xcalloc(1, sizeof(*j));
 
@@ -235,8 +324,7 @@ spool_committer_submit(struct spool_committer *c, struct spool_msg *msg, spool_c
 }
 
 void
-spool_committer_stats(struct spool_committer *c, unsigned long *rounds_r,
-		      unsigned long *messages_r)
+spool_committer_stats(struct spool_committer *c, unsigned long *rounds_r, unsigned long *messages_r)
 {
 	pthread_mutex_lock(&c->mu);
 	*rounds_r = c->rounds;
@@ -255,6 +343,15 @@ spool_committer_free(struct spool_committer *c)
 		pthread_cond_signal(&c->cv);
 		pthread_mutex_unlock(&c->mu);
 		pthread_join(c->thread, NULL);
+		pthread_mutex_lock(&c->crew.mu);
+		c->crew.stop = true;
+		pthread_cond_broadcast(&c->crew.go);
+		pthread_mutex_unlock(&c->crew.mu);
+		for (unsigned i = 0; i < c->crew.n_threads; i++)
+			pthread_join(c->crew.threads[i], NULL);
+		pthread_mutex_destroy(&c->crew.mu);
+		pthread_cond_destroy(&c->crew.go);
+		pthread_cond_destroy(&c->crew.done);
 	}
 	for (struct commit_job *j = c->done.head, *next; j != NULL; j = next) {
 		next = j->next;

@@ -26,14 +26,14 @@ typedef void spool_commit_cb(struct spool_msg *msg, int result, void *arg);
 /* group: run rounds on a thread of our own; otherwise each commit is a job on
  * pool (which the caller owns and frees after this committer). */
 struct spool_committer *spool_committer_new(struct event_base *base, bool group,
-					    struct threadpool *pool);
+                                            struct threadpool *pool);
 /* Commit msg (written with spool_msg_write). msg belongs to the committer
  * until cb, which runs exactly once on the loop, never before this returns. */
 void spool_committer_submit(struct spool_committer *, struct spool_msg *msg, spool_commit_cb *cb,
-			    void *arg);
+                            void *arg);
 /* Rounds run so far and messages they committed (for logs and the bench). */
 void spool_committer_stats(struct spool_committer *, unsigned long *rounds_r,
-			   unsigned long *messages_r);
+                           unsigned long *messages_r);
 /* Finish pending rounds (callbacks are not run), stop the thread, free. */
 void spool_committer_free(struct spool_committer *);
 

@@ -21,7 +21,7 @@ struct spool_gauge *
 spool_gauge_new(void)
 {
 	void *p = mmap(NULL, sizeof(struct spool_gauge), PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		fatal("spool gauge: mmap: %s", strerror(errno));
 	struct spool_gauge *g = p;

@@ -143,7 +143,7 @@ def test_ldap_cache_binds_password_change_and_stale(make_gateway, base_dir):
         gw = make_gateway({
             "users-file": None,
             "ldap corp": lf.ldap_section(slapd, pwfile),
-            "listener plain": PLAIN,
+            "listener plain": dict(PLAIN, sender_login_match=True),
             # 454s must not count: three would lock (client, login) out.
             "protection": prot(cache_positive_ttl=2, cache_negative_ttl=2,
                                cache_stale_ttl=60, lockout_client_login_failures=3),
@@ -155,6 +155,16 @@ def test_ldap_cache_binds_password_change_and_stale(make_gateway, base_dir):
         # Cache hits: no bind reaches slapd.
         for _ in range(4):
             assert code_and(gw, "ann", "ann-Secret-1") == (235, "ok", "ldap", "cache=hit")
+        assert slapd.binds(dn) == 1
+        # The directory's mail attribute is ann's own address for the sender
+        # policy, on a cache hit too.
+        for sender, code in [("ann@corp.test", 250), ("ANN@corp.test", 250),
+                             ("boss@corp.test", 553), ("ann@other.test", 553)]:
+            c = SMTPConn.open(gw, "plain")
+            c.ehlo()
+            c.auth_plain("ann", "ann-Secret-1").check(235)
+            c.cmd(f"MAIL FROM:<{sender}>").check(code)
+            c.close()
         assert slapd.binds(dn) == 1
 
         # The password changes in the directory: the old one still works
@@ -291,8 +301,12 @@ def sink():
 
 @pytest.fixture(scope="module")
 def hook_dir(base_dir):
+    """Where the alert hook (a script here, run as nobody) leaves each alert."""
     d = make_dir(base_dir, "hook-")
-    os.chmod(d, 0o777)   # the auth process (nobody) writes here
+    os.chmod(d, 0o777)
+    script = d / "hook.sh"
+    script.write_text('cd "$(dirname "$0")" && cat > alert.$$.tmp && mv alert.$$.tmp alert.$$.txt\n')
+    os.chmod(script, 0o755)
     return d
 
 
@@ -309,8 +323,7 @@ def mailgw(module_gateway, users, sink, hook_dir):
                    "login_failures_per_login": "2/60s", "login_failures_global": "off",
                    "login_failures_per_client": "off", "multi_ip_threshold": 2,
                    "multi_ip_window": "60s", "cooldown": "1h",
-                   "hook": f"cat > {hook_dir}/alert.$$.tmp && "
-                           f"mv {hook_dir}/alert.$$.tmp {hook_dir}/alert.$$.txt"},
+                   "hook": f"/bin/sh {hook_dir}/hook.sh"},
         "queue": {"smarthost": f"[{HOST}]:{sink.port}", "retry_min": "1s", "retry_max": "2s"},
     }, users=hashes)
 

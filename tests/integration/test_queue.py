@@ -561,3 +561,22 @@ def test_kill9_during_load_loses_nothing(make_gateway, dns, sink):
     print(f"\ncrash test: {len(want)} accepted, {len(got)} delivered, {dups} duplicates, "
           f"{kills} child kills ({deaths - 1} of the queue) + master kill, "
           f"{len(errors)} client errors")
+
+
+def test_sighup_reloads_routes(make_gateway, dns, sink):
+    """SIGHUP to the master: the queue re-reads [queue] and [route]."""
+    port = free_port()
+    gw = make_gateway(qconf(dns, {"retry_min": "1h", "retry_max": "1h"},
+                            **{"route down": {"domains": "down.test",
+                                              "nexthop": f"[{HOST}]:{port}"}}))
+    qid, msgid = send(gw, ["user@down.test"])
+    delivery_line(gw, qid, "user@down.test", "deferred")
+    gw.sections["route down"]["nexthop"] = f"[{HOST}]:{sink.port}"
+    gw.write_config()
+    mark = gw.log_mark()
+    gw.hup()
+    gw.wait_for_log(r"queue\[\d+\] info: reload: queue config reloaded routes=1", since=mark)
+    assert queue_cmd(gw, "flush").returncode == 0
+    got = sink.wait_for(lambda ms: len(ms) >= 1)
+    assert got[0].message_id == msgid
+    wait_removed(gw, qid)

@@ -46,8 +46,7 @@ on_mail(char *const *to, size_t n_to, const char *message, size_t len, void *arg
 
 	m->n++;
 	snprintf(m->last, sizeof(m->last), "%.*s", (int)len, message);
-	snprintf(m->to, sizeof(m->to), "%s%s%s", to[0], n_to > 1 ? "," : "",
-	         n_to > 1 ? to[1] : "");
+	snprintf(m->to, sizeof(m->to), "%s%s%s", to[0], n_to > 1 ? "," : "", n_to > 1 ? to[1] : "");
 }
 
 static void
@@ -221,7 +220,8 @@ test_multi_ip(void **state)
 	assert_int_equal(m.n, 1);
 	assert_non_null(strstr(m.last, "login carol used from 3 client addresses in 60 s"));
 	assert_non_null(strstr(m.last, "  203.0.113.9\r\n"));
-	assert_non_null(strstr(read_log(), "alert kind=multi_ip user=\"carol\" clients=3 window=60"));
+	assert_non_null(
+	        strstr(read_log(), "alert kind=multi_ip user=\"carol\" clients=3 window=60"));
 	/* Addresses seen outside the window do not count. */
 	auth_alert_success(a, "erin", "192.0.2.1", 0);
 	auth_alert_success(a, "erin", "192.0.2.2", 30000);
@@ -291,8 +291,10 @@ test_log_only_and_hook(void **state)
 	int fd;
 
 	snprintf(out, sizeof(out), "/tmp/authrelay-hook-%d.txt", (int)getpid());
-	snprintf(cmd, sizeof(cmd), "cat > %s.tmp; echo \"$AUTHRELAY_ALERT_KIND\" >> %s.tmp; "
-	                           "mv %s.tmp %s", out, out, out, out);
+	snprintf(cmd, sizeof(cmd),
+	         "cat > %s.tmp; echo \"$AUTHRELAY_ALERT_KIND\" >> %s.tmp; "
+	         "mv %s.tmp %s",
+	         out, out, out, out);
 	base_config(&pc);
 	pc.alerts.to = NULL;
 	pc.alerts.n_to = 0;
@@ -325,9 +327,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_per_login),   cmocka_unit_test(test_global_and_client),
-	        cmocka_unit_test(test_escaping),    cmocka_unit_test(test_multi_ip),
-	        cmocka_unit_test(test_send_limit),  cmocka_unit_test(test_unreachable),
+	        cmocka_unit_test(test_per_login),         cmocka_unit_test(test_global_and_client),
+	        cmocka_unit_test(test_escaping),          cmocka_unit_test(test_multi_ip),
+	        cmocka_unit_test(test_send_limit),        cmocka_unit_test(test_unreachable),
 	        cmocka_unit_test(test_log_only_and_hook),
 	};
 

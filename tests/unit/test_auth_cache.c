@@ -24,10 +24,10 @@ enum op { STORE, LOOKUP, STALE, CLEAR, COUNT };
 
 struct row {
 	enum op op;
-	uint64_t t;           /* ms */
+	uint64_t t; /* ms */
 	const char *source;
 	const char *login;
-	const char *pw;       /* NUL-terminated unless pw_len is set */
+	const char *pw; /* NUL-terminated unless pw_len is set */
 	size_t pw_len;
 	enum auth_result result; /* STORE: what to store; LOOKUP/STALE: expected on a hit */
 	const char *reason;
@@ -37,8 +37,10 @@ struct row {
 };
 
 /* Rows with every field, so -Wmissing-field-initializers stays quiet. */
-#define ROW(op, t, src, login, pw, len, res, reason, hit, id, addrs)                             \
-	{op, t, src, login, pw, len, res, reason, hit, id, addrs}
+#define ROW(op, t, src, login, pw, len, res, reason, hit, id, addrs)                               \
+	{                                                                                          \
+		op, t, src, login, pw, len, res, reason, hit, id, addrs                            \
+	}
 #define STORE_(t, src, login, pw, res, reason, id, addrs)                                          \
 	ROW(STORE, t, src, login, pw, 0, res, reason, 0, id, addrs)
 #define HIT(t, src, login, pw, res, reason, id, addrs)                                             \
@@ -272,9 +274,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_ttls),          cmocka_unit_test(test_keys),
+	        cmocka_unit_test(test_ttls),           cmocka_unit_test(test_keys),
 	        cmocka_unit_test(test_what_is_stored), cmocka_unit_test(test_size_bound),
-	        cmocka_unit_test(test_disabled),      cmocka_unit_test(test_no_password_in_key),
+	        cmocka_unit_test(test_disabled),       cmocka_unit_test(test_no_password_in_key),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

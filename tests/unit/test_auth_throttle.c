@@ -34,9 +34,18 @@ struct row {
 	enum auth_throttle_scope scope; /* FAIL: lockout started; CHECK: in force */
 };
 
-#define F(t, c, l, pw, delay, scope) {FAIL, t, c, l, pw, delay, scope}
-#define C(t, c, l, scope) {CHECK, t, c, l, NULL, 0, scope}
-#define S(t, c, l) {OK, t, c, l, NULL, 0, THROTTLE_NONE}
+#define F(t, c, l, pw, delay, scope)                                                               \
+	{                                                                                          \
+		FAIL, t, c, l, pw, delay, scope                                                    \
+	}
+#define C(t, c, l, scope)                                                                          \
+	{                                                                                          \
+		CHECK, t, c, l, NULL, 0, scope                                                     \
+	}
+#define S(t, c, l)                                                                                 \
+	{                                                                                          \
+		OK, t, c, l, NULL, 0, THROTTLE_NONE                                                \
+	}
 #define NONE THROTTLE_NONE
 #define CLIENT THROTTLE_CLIENT
 #define PAIR THROTTLE_CLIENT_LOGIN
@@ -160,12 +169,9 @@ static void
 test_login_shield(void **state)
 {
 	static const struct row rows[] = {
-	        F(0, "192.0.2.1", "bob", "a", 0, NONE),
-	        F(1, "192.0.2.2", "bob", "b", 0, NONE),
-	        F(2, "192.0.2.3", "bob", "c", 100, NONE),
-	        F(3, "192.0.2.4", "bob", "d", 200, LOGIN),
-	        C(4, "198.51.100.7", "bob", LOGIN),
-	        C(4, "198.51.100.7", "carol", NONE),
+	        F(0, "192.0.2.1", "bob", "a", 0, NONE),   F(1, "192.0.2.2", "bob", "b", 0, NONE),
+	        F(2, "192.0.2.3", "bob", "c", 100, NONE), F(3, "192.0.2.4", "bob", "d", 200, LOGIN),
+	        C(4, "198.51.100.7", "bob", LOGIN),       C(4, "198.51.100.7", "carol", NONE),
 	        C(10004, "198.51.100.7", "bob", NONE),
 	};
 	struct protection_config pc;
@@ -179,14 +185,10 @@ static void
 test_client_lockout(void **state)
 {
 	static const struct row rows[] = {
-	        F(0, "192.0.2.9", "u1", "x", 0, NONE),
-	        F(1, "192.0.2.9", "u2", "x", 0, NONE),
-	        F(2, "192.0.2.9", "u3", "x", 100, NONE),
-	        F(3, "192.0.2.9", "u4", "x", 200, NONE),
-	        F(4, "192.0.2.9", "u5", "x", 350, NONE),
-	        F(5, "192.0.2.9", "u6", "x", 350, CLIENT),
-	        C(6, "192.0.2.9", "anyone", CLIENT),
-	        C(6, "192.0.2.10", "anyone", NONE),
+	        F(0, "192.0.2.9", "u1", "x", 0, NONE),   F(1, "192.0.2.9", "u2", "x", 0, NONE),
+	        F(2, "192.0.2.9", "u3", "x", 100, NONE), F(3, "192.0.2.9", "u4", "x", 200, NONE),
+	        F(4, "192.0.2.9", "u5", "x", 350, NONE), F(5, "192.0.2.9", "u6", "x", 350, CLIENT),
+	        C(6, "192.0.2.9", "anyone", CLIENT),     C(6, "192.0.2.10", "anyone", NONE),
 	};
 	struct protection_config pc;
 

@@ -420,11 +420,13 @@ static const struct error_case error_cases[] = {
          {{6, "submission listener 'sub' needs an authentication source: set [users-file] "
               "path"}}},
         {"AUTH options on an inbound listener",
-         BASE "allow_plaintext_auth = yes\nauth_legacy_advertise = true\ncram_md5 = on\n",
+         BASE "allow_plaintext_auth = yes\nauth_legacy_advertise = true\ncram_md5 = on\n"
+              "sender_login_match = yes\n",
          {{12, "listener 'mx': allow_plaintext_auth applies to submission listeners only; "
                "inbound listeners never offer AUTH"},
           {13, "auth_legacy_advertise applies to submission listeners only"},
-          {14, "cram_md5 applies to submission listeners only"}}},
+          {14, "cram_md5 applies to submission listeners only"},
+          {15, "sender_login_match applies to submission listeners only"}}},
 };
 
 static void
@@ -744,7 +746,8 @@ test_every_key(void **state)
 	                             "strip_received = yes\n"
 	                             "add_missing_headers = no\n"
 	                             "default_domain = example.test\n"
-	                             "banner = Welcome; authenticate first\n");
+	                             "banner = Welcome; authenticate first\n"
+	                             "sender_login_match = yes\n");
 	char want[PATH_MAX + 32];
 
 	assert_string_equal(cfg->hostname, "mx1.example.test");
@@ -796,6 +799,7 @@ test_every_key(void **state)
 	assert_string_equal(l->default_domain, "example.test");
 	/* " ;" would start a comment, ";" alone does not */
 	assert_string_equal(l->banner, "Welcome; authenticate first");
+	assert_true(l->sender_login_match);
 	assert_memory_equal(&l->limits, &cfg->limits, sizeof(cfg->limits));
 	config_free(cfg);
 }

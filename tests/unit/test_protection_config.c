@@ -104,8 +104,8 @@ test_values(void **state)
 	        {"alerts", "unreachable_after", "0", U(alerts.unreachable_after), 0},
 	        {"alerts", "login_failures_global", "5/30s", U(alerts.login_failures_global.count),
 	         5},
-	        {"alerts", "login_failures_global", "5/30s",
-	         U(alerts.login_failures_global.window), 30},
+	        {"alerts", "login_failures_global", "5/30s", U(alerts.login_failures_global.window),
+	         30},
 	        {"alerts", "login_failures_per_login", "off",
 	         U(alerts.login_failures_per_login.count), 0},
 	        {"alerts", "login_failures_per_client", "0",
@@ -238,14 +238,15 @@ test_duration(void **state)
 		int ret;
 		unsigned want;
 	} rows[] = {
-	        {"0", 0, 0},     {"59", 0, 59},    {"59s", 0, 59}, {"2m", 0, 120},
+	        {"0", 0, 0},      {"59", 0, 59},    {"59s", 0, 59}, {"2m", 0, 120},
 	        {"3h", 0, 10800}, {"1d", 0, 86400}, {"", -1, 0},    {"s", -1, 0},
-	        {"1w", -1, 0},   {"-1", -1, 0},    {"1 m", -1, 0}, {"99999999999", -1, 0},
+	        {"1w", -1, 0},    {"-1", -1, 0},    {"1 m", -1, 0}, {"99999999999", -1, 0},
 	};
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		unsigned v = 12345;
-		assert_int_equal(protection_parse_duration(rows[i].text, 7 * 86400, &v), rows[i].ret);
+		assert_int_equal(protection_parse_duration(rows[i].text, 7 * 86400, &v),
+		                 rows[i].ret);
 		if (rows[i].ret == 0)
 			assert_int_equal(v, rows[i].want);
 	}
@@ -255,8 +256,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_defaults), cmocka_unit_test(test_values),
-	        cmocka_unit_test(test_lists),    cmocka_unit_test(test_errors),
+	        cmocka_unit_test(test_defaults),  cmocka_unit_test(test_values),
+	        cmocka_unit_test(test_lists),     cmocka_unit_test(test_errors),
 	        cmocka_unit_test(test_duplicate), cmocka_unit_test(test_duration),
 	};
 

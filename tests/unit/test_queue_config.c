@@ -18,7 +18,7 @@
 #include "queue/route.h"
 
 #define BASE                                                                                       \
-	"[relay]\nlocal_domains = example.test\nclient_networks = 10.0.0.0/8\n"                   \
+	"[relay]\nlocal_domains = example.test\nclient_networks = 10.0.0.0/8\n"                    \
 	"[users-file]\npath = users\n[tls]\ncert_file = cert.pem\nkey_file = key.pem\n"            \
 	"[listener mx]\naddress = 127.0.0.1:2525\nrole = inbound\n"
 #define BASE_LINES 11
@@ -68,16 +68,16 @@ static void
 test_every_key_and_routes(void **state)
 {
 	struct config *cfg = load(BASE "[queue]\nresolver = 127.0.0.1:5353\n"
-				       "smarthost = relay.example.net:587\nmax_connections = 7\n"
-				       "max_recipients_per_transaction = 3\nretry_min = 2m\n"
-				       "retry_max = 1h\nmax_lifetime = 2d\ndelay_warning = 4h\n"
-				       "helo_name = out.example.test\ngroup_commit = no\n"
-				       "[route local]\ndomains = example.test .sub.example.test\n"
-				       "nexthop = [10.0.0.5]:25\ninternal = yes\n"
-				       "[route box]\ndomains = box.test\ntype = maildir\n"
-				       "maildir = /var/mail/%d/%u\n"
-				       "[route partner]\ndomains = partner.test\ntls = required\n"
-				       "tls_ca_file = /etc/ca.pem\n");
+	                               "smarthost = relay.example.net:587\nmax_connections = 7\n"
+	                               "max_recipients_per_transaction = 3\nretry_min = 2m\n"
+	                               "retry_max = 1h\nmax_lifetime = 2d\ndelay_warning = 4h\n"
+	                               "helo_name = out.example.test\ngroup_commit = no\n"
+	                               "[route local]\ndomains = example.test .sub.example.test\n"
+	                               "nexthop = [10.0.0.5]:25\ninternal = yes\n"
+	                               "[route box]\ndomains = box.test\ntype = maildir\n"
+	                               "maildir = /var/mail/%d/%u\n"
+	                               "[route partner]\ndomains = partner.test\ntls = required\n"
+	                               "tls_ca_file = /etc/ca.pem\n");
 	char *errors = NULL;
 	struct queue_config *qc = queue_config_load(cfg, &errors);
 	if (qc == NULL)
@@ -107,13 +107,14 @@ test_every_key_and_routes(void **state)
 		enum route_type type;
 		bool internal;
 	} cases[] = {
-		{ "example.test", "route:local", "10.0.0.5", false, 25, ROUTE_SMTP, true },
-		{ "a.sub.example.test", "route:local", "10.0.0.5", false, 25, ROUTE_SMTP, true },
-		{ "sub.example.test", "smarthost", "relay.example.net", true, 587, ROUTE_SMTP, false },
-		{ "box.test", "maildir:box", "", false, 0, ROUTE_MAILDIR, false },
-		{ "partner.test", "route:partner:mx:partner.test", "partner.test", true, 25,
-		  ROUTE_SMTP, false },
-		{ "other.test", "smarthost", "relay.example.net", true, 587, ROUTE_SMTP, false },
+	        {"example.test", "route:local", "10.0.0.5", false, 25, ROUTE_SMTP, true},
+	        {"a.sub.example.test", "route:local", "10.0.0.5", false, 25, ROUTE_SMTP, true},
+	        {"sub.example.test", "smarthost", "relay.example.net", true, 587, ROUTE_SMTP,
+	         false},
+	        {"box.test", "maildir:box", "", false, 0, ROUTE_MAILDIR, false},
+	        {"partner.test", "route:partner:mx:partner.test", "partner.test", true, 25,
+	         ROUTE_SMTP, false},
+	        {"other.test", "smarthost", "relay.example.net", true, 587, ROUTE_SMTP, false},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct route_decision rd;
@@ -136,8 +137,9 @@ test_every_key_and_routes(void **state)
 static void
 test_mx_without_smarthost(void **state)
 {
-	struct config *cfg = load(BASE "[queue]\nsmtp_port = 2525\n"
-				       "[route own]\ndomains = example.test\nnexthop = [10.0.0.5]\n");
+	struct config *cfg =
+	        load(BASE "[queue]\nsmtp_port = 2525\n"
+	                  "[route own]\ndomains = example.test\nnexthop = [10.0.0.5]\n");
 	char *errors = NULL;
 	struct queue_config *qc = queue_config_load(cfg, &errors);
 	assert_non_null(qc);
@@ -160,25 +162,25 @@ static const struct {
 	int line;
 	const char *text;
 } error_cases[] = {
-	{ "[queue]\nretry_min = soon\n", 2, "retry_min = soon: expected a duration" },
-	{ "[queue]\nmax_recipients_per_transaction = 2000\n", 2, "expected a number from 1 to 1024" },
-	{ "[queue]\nmax_connections = 0\n", 2, "expected a number from 1 to" },
-	{ "[queue]\nsmarthost = [1.2.3.4\n", 2, "smarthost = [1.2.3.4: missing ']'" },
-	{ "[queue]\nsmarthost = host:99999\n", 2, "bad port" },
-	{ "[queue]\nresolver = dns.example\n", 2, "resolver = dns.example: expected IP" },
-	{ "[queue]\ntls = maybe\n", 2, "tls = maybe: expected opportunistic" },
-	{ "[queue]\ngroup_commit = perhaps\n", 2, "group_commit = perhaps: expected yes or no" },
-	{ "[queue]\nfoo = 1\n", 2, "unknown key 'foo' in [queue]" },
-	{ "[queue]\nretry_min = 10m\nretry_max = 1m\n", 1, "retry_max (60 s) is below retry_min" },
-	{ "[route r]\ntype = smtp\n", 1, "[route r] needs domains" },
-	{ "[route r]\ndomains = x.test\ntype = maildir\n", 1, "needs maildir = PATH" },
-	{ "[route r]\ndomains = x.test\ntype = maildir\nmaildir = rel/path\n", 4,
-	  "expected an absolute path" },
-	{ "[route r]\ndomains = x.test\ntype = carrier\n", 3, "type = carrier: expected smtp" },
-	{ "[route r]\ndomains = bad..test\n", 1, "'bad..test' is not a domain" },
-	{ "[route a]\ndomains = x.test\n[route b]\ndomains = x.test\n", 3,
-	  "domain x.test is already routed by [route a]" },
-	{ "[route r]\ndomains = x.test\ninternal = sometimes\n", 3, "internal = sometimes" },
+        {"[queue]\nretry_min = soon\n", 2, "retry_min = soon: expected a duration"},
+        {"[queue]\nmax_recipients_per_transaction = 2000\n", 2, "expected a number from 1 to 1024"},
+        {"[queue]\nmax_connections = 0\n", 2, "expected a number from 1 to"},
+        {"[queue]\nsmarthost = [1.2.3.4\n", 2, "smarthost = [1.2.3.4: missing ']'"},
+        {"[queue]\nsmarthost = host:99999\n", 2, "bad port"},
+        {"[queue]\nresolver = dns.example\n", 2, "resolver = dns.example: expected IP"},
+        {"[queue]\ntls = maybe\n", 2, "tls = maybe: expected opportunistic"},
+        {"[queue]\ngroup_commit = perhaps\n", 2, "group_commit = perhaps: expected yes or no"},
+        {"[queue]\nfoo = 1\n", 2, "unknown key 'foo' in [queue]"},
+        {"[queue]\nretry_min = 10m\nretry_max = 1m\n", 1, "retry_max (60 s) is below retry_min"},
+        {"[route r]\ntype = smtp\n", 1, "[route r] needs domains"},
+        {"[route r]\ndomains = x.test\ntype = maildir\n", 1, "needs maildir = PATH"},
+        {"[route r]\ndomains = x.test\ntype = maildir\nmaildir = rel/path\n", 4,
+         "expected an absolute path"},
+        {"[route r]\ndomains = x.test\ntype = carrier\n", 3, "type = carrier: expected smtp"},
+        {"[route r]\ndomains = bad..test\n", 1, "'bad..test' is not a domain"},
+        {"[route a]\ndomains = x.test\n[route b]\ndomains = x.test\n", 3,
+         "domain x.test is already routed by [route a]"},
+        {"[route r]\ndomains = x.test\ninternal = sometimes\n", 3, "internal = sometimes"},
 };
 
 static void
@@ -195,7 +197,7 @@ test_errors(void **state)
 		snprintf(want, sizeof(want), ":%d: ", BASE_LINES + error_cases[i].line);
 		if (strstr(errors, want) == NULL || strstr(errors, error_cases[i].text) == NULL)
 			fail_msg("case %zu: want line %s and '%s', got: %s", i, want,
-				 error_cases[i].text, errors);
+			         error_cases[i].text, errors);
 		free(errors);
 		config_free(cfg);
 	}
@@ -210,11 +212,11 @@ test_durations_and_nexthops(void **state)
 		int ok;
 		unsigned v;
 	} d[] = {
-		{ "300", false, 0, 300 }, { "300s", false, 0, 300 }, { "5m", false, 0, 300 },
-		{ "2h", false, 0, 7200 }, { "5d", false, 0, 432000 }, { "1w", false, 0, 604800 },
-		{ "off", true, 0, 0 },    { "off", false, -1, 0 },    { "5x", false, -1, 0 },
-		{ "-1", false, -1, 0 },   { "", false, -1, 0 },       { "5mm", false, -1, 0 },
-		{ "99999999999", false, -1, 0 },
+	        {"300", false, 0, 300},        {"300s", false, 0, 300},  {"5m", false, 0, 300},
+	        {"2h", false, 0, 7200},        {"5d", false, 0, 432000}, {"1w", false, 0, 604800},
+	        {"off", true, 0, 0},           {"off", false, -1, 0},    {"5x", false, -1, 0},
+	        {"-1", false, -1, 0},          {"", false, -1, 0},       {"5mm", false, -1, 0},
+	        {"99999999999", false, -1, 0},
 	};
 	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
 		unsigned v = 12345;
@@ -229,17 +231,17 @@ test_durations_and_nexthops(void **state)
 		unsigned port;
 		bool no_mx;
 	} n[] = {
-		{ "[10.0.0.5]:25", 0, "10.0.0.5", 25, true },
-		{ "10.0.0.5", 0, "10.0.0.5", 25, true },
-		{ "Mail.Example.NET:587", 0, "mail.example.net", 587, false },
-		{ "[mail.example.net]", 0, "mail.example.net", 25, true },
-		{ "[2001:db8::1]:2525", 0, "2001:db8::1", 2525, true },
-		{ "2001:db8::1", -1, NULL, 0, false },
-		{ "host:0", -1, NULL, 0, false },
-		{ "ho st:25", -1, NULL, 0, false },
-		{ "[x]y", -1, NULL, 0, false },
-		{ "", -1, NULL, 0, false },
-		{ ":25", -1, NULL, 0, false },
+	        {"[10.0.0.5]:25", 0, "10.0.0.5", 25, true},
+	        {"10.0.0.5", 0, "10.0.0.5", 25, true},
+	        {"Mail.Example.NET:587", 0, "mail.example.net", 587, false},
+	        {"[mail.example.net]", 0, "mail.example.net", 25, true},
+	        {"[2001:db8::1]:2525", 0, "2001:db8::1", 2525, true},
+	        {"2001:db8::1", -1, NULL, 0, false},
+	        {"host:0", -1, NULL, 0, false},
+	        {"ho st:25", -1, NULL, 0, false},
+	        {"[x]y", -1, NULL, 0, false},
+	        {"", -1, NULL, 0, false},
+	        {":25", -1, NULL, 0, false},
 	};
 	for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++) {
 		struct nexthop nh;
@@ -262,11 +264,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_every_key_and_routes),
-		cmocka_unit_test(test_mx_without_smarthost),
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_durations_and_nexthops),
+	        cmocka_unit_test(test_defaults),
+	        cmocka_unit_test(test_every_key_and_routes),
+	        cmocka_unit_test(test_mx_without_smarthost),
+	        cmocka_unit_test(test_errors),
+	        cmocka_unit_test(test_durations_and_nexthops),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,18 +23,18 @@ test_rows(void **state)
 {
 	static char *allow[] = {"webmail", "Relay@Example.org", NULL};
 	static const struct {
-		bool check;            /* listener's sender_login_match */
-		const char *domain;    /* listener's default_domain */
+		bool check;         /* listener's sender_login_match */
+		const char *domain; /* listener's default_domain */
 		const char *user, *addresses, *from;
 		bool ok;
 	} rows[] = {
 	        /* The listener does not check. */
 	        {false, NULL, "alice", NULL, "anyone@else.test", true},
 	        /* Addresses from the source, any case. */
-	        {true, NULL, "alice", "alice@example.org,a.smith@example.org", "a.smith@example.org",
-	         true},
-	        {true, NULL, "alice", "alice@example.org,a.smith@example.org", "A.Smith@EXAMPLE.org",
-	         true},
+	        {true, NULL, "alice", "alice@example.org,a.smith@example.org",
+	         "a.smith@example.org", true},
+	        {true, NULL, "alice", "alice@example.org,a.smith@example.org",
+	         "A.Smith@EXAMPLE.org", true},
 	        {true, NULL, "alice", "alice@example.org,a.smith@example.org", "smith@example.org",
 	         false},
 	        {true, NULL, "alice", "alice@example.org,a.smith@example.org", "a.smith@example.or",
@@ -81,8 +81,9 @@ test_rows(void **state)
 		l.sender_login_match = rows[i].check;
 		l.default_domain = (char *)rows[i].domain;
 		got = sender_policy_check(&l, &pc, rows[i].user, rows[i].addresses, rows[i].from);
-		print_message("  row %zu: %s as %s -> %s\n", i, rows[i].user ? rows[i].user : "(null)",
-		              rows[i].from, got ? got : "ok");
+		print_message("  row %zu: %s as %s -> %s\n", i,
+		              rows[i].user ? rows[i].user : "(null)", rows[i].from,
+		              got ? got : "ok");
 		if (rows[i].ok)
 			assert_null(got);
 		else

@@ -434,6 +434,10 @@ t_done(struct t *t)
 {
 	smtp_client_free(t->c);
 	t->c = NULL;
+	/* libevent closes a TLS bufferevent's socket in a finalizer, run at
+	 * the latest by event_base_free(): the server sees EOF only then. */
+	event_free(t->guard);
+	event_base_free(t->base);
 	if (t->srv != NULL) {
 		pthread_join(t->srv->thread, NULL);
 		memcpy(g_last_got, t->srv->got, sizeof(g_last_got));
@@ -441,8 +445,6 @@ t_done(struct t *t)
 		free(t->srv->message);
 		free(t->srv);
 	}
-	event_free(t->guard);
-	event_base_free(t->base);
 	if (t->msg_fd >= 0)
 		close(t->msg_fd);
 }
