@@ -89,8 +89,6 @@ passwd_prompt(int fd, const char *prompt, char *buf, size_t bufsz, bool *toolong
 	struct termios tio;
 	ssize_t n;
 
-	if (write(fd, prompt, strlen(prompt)) < 0)
-		return -1;
 	if (tcgetattr(fd, &passwd_saved_tio) < 0)
 		return -1;
 	tio = passwd_saved_tio;
@@ -98,6 +96,13 @@ passwd_prompt(int fd, const char *prompt, char *buf, size_t bufsz, bool *toolong
 	tio.c_lflag |= ICANON;
 	passwd_tty_fd = fd;
 	if (tcsetattr(fd, TCSAFLUSH, &tio) < 0) {
+		passwd_tty_fd = -1;
+		return -1;
+	}
+	/* The prompt only once echo is off: TCSAFLUSH drops typeahead, so a
+	 * password typed as soon as the prompt shows must come after it. */
+	if (write(fd, prompt, strlen(prompt)) < 0) {
+		tcsetattr(fd, TCSANOW, &passwd_saved_tio);
 		passwd_tty_fd = -1;
 		return -1;
 	}
