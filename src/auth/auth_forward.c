@@ -162,6 +162,7 @@ struct fwd_request {
 	const char *reason;
 	int code;
 	char upstream[160]; /* who answered (or failed last) */
+	const char *mech;   /* what went upstream, "-" before AUTH */
 	char tls[96];
 };
 
@@ -723,9 +724,9 @@ fwd_request_done_cb(evutil_socket_t fd, short what, void *arg)
 	struct fwd_request *req = arg;
 	struct auth_forward *src = req->src;
 
-	log_info("s=%s auth forward upstream=%s result=%s reason=%s reply=%d ms=%ld attempts=%u "
-	         "tls=%s",
-	         req->session_id, req->upstream[0] != '\0' ? req->upstream : "none",
+	log_info("s=%s auth forward upstream=%s mech=%s result=%s reason=%s reply=%d ms=%ld "
+	         "attempts=%u tls=%s",
+	         req->session_id, req->upstream[0] != '\0' ? req->upstream : "none", req->mech,
 	         auth_result_name(req->result), req->reason, req->code,
 	         (long)(now_ms() - req->start), req->attempts, req->tls[0] ? req->tls : "none");
 	fwd_trace(src, "result: %s reason=%s upstream=%s ms=%ld", auth_result_name(req->result),
@@ -1092,6 +1093,7 @@ fwd_session_auth(struct fwd_session *s)
 		return;
 	}
 	s->mech = s->src->set.mechs[m];
+	req->mech = fwd_mech_names[s->mech];
 	fwd_session_set_state(s, FWD_AUTH);
 	req->attempts++;
 	if (s->mech == FWD_MECH_LOGIN) {
@@ -1225,6 +1227,8 @@ fwd_session_ready(struct fwd_session *s)
 	}
 	s->in_pool = true;
 	TAILQ_INSERT_TAIL(&src->pool, s, pool_entry);
+	log_debug("auth: forward upstream=%s pre-connected session ready (%u pooled)",
+	          s->up->name, src->n_pooled);
 	fwd_schedule_queue(src);
 }
 
@@ -1313,6 +1317,8 @@ fwd_request_attempt(struct fwd_request *req)
 			req->sess = s;
 			fwd_trace(src, "upstream %s (%s): using a ready connection", up->name,
 			          up->addr_text);
+			log_debug("s=%s auth: forward upstream=%s using a pre-connected session",
+			          req->session_id, up->name);
 			fwd_session_auth(s);
 			return;
 		}
@@ -1331,6 +1337,8 @@ fwd_request_attempt(struct fwd_request *req)
 		req->waiting = true;
 		TAILQ_INSERT_TAIL(&src->waiting, req, wait_entry);
 		src->n_waiting++;
+		log_debug("s=%s auth: forward queued: max_sessions=%u reached, %u waiting",
+		          req->session_id, src->set.max_sessions, src->n_waiting);
 		return;
 	}
 	fwd_request_finish(req, AUTH_TEMPFAIL, "upstream_unavailable", req->code);
@@ -1511,6 +1519,7 @@ auth_forward_check(struct auth_forward *src, const struct auth_request *ar,
 	req->cb = cb;
 	req->arg = arg;
 	req->start = now;
+	req->mech = "-";
 	req->login = xstrdup(ar->login);
 	req->secret = xmemdup(ar->secret, ar->secret_len);
 	req->secret_len = ar->secret_len;
@@ -1550,6 +1559,8 @@ auth_forward_check(struct auth_forward *src, const struct auth_request *ar,
 		req->waiting = true;
 		TAILQ_INSERT_TAIL(&src->waiting, req, wait_entry);
 		src->n_waiting++;
+		log_debug("s=%s auth: forward queued behind %u waiting", req->session_id,
+		          src->n_waiting - 1);
 		fwd_schedule_queue(src);
 		return;
 	}

@@ -216,6 +216,7 @@ auth_mechanisms = {mechanisms}
 auth_username_chars =
 auth_username_format = %u
 auth_cache_size = 0
+auth_failure_delay = 0
 default_internal_user = dovecot
 default_login_user = dovenull
 mail_location = maildir:{home}/mail
