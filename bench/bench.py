@@ -332,7 +332,10 @@ class Authrelay:
         prot = ""
         if cache is not None:
             # cache_size 0 turns the cache off; 20000 holds all 10,000 users.
-            prot = f"[protection]\ncache_size = {20000 if cache else 0}\n"
+            # The per-user sending limits (500 messages an hour by default)
+            # are off: the peer has none, and the bench reuses its users.
+            prot = (f"[protection]\ncache_size = {20000 if cache else 0}\n"
+                    "messages_per_hour = 0\nrecipients_per_hour = 0\n")
         if source == "ldap":
             src = f"""\
 [ldap bench]

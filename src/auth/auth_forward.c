@@ -80,8 +80,8 @@ static const char *const fwd_tls_names[] = {"starttls", "implicit", "none"};
 static const char *const fwd_mech_names[] = {"PLAIN", "LOGIN"};
 
 struct fwd_upstream {
-	char *name;      /* as written: "mail.example.org:587" */
-	char *tls_name;  /* expected certificate name */
+	char *name;     /* as written: "mail.example.org:587" */
+	char *tls_name; /* expected certificate name */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	char addr_text[INET6_ADDRSTRLEN + 8];
@@ -115,7 +115,7 @@ enum fwd_state {
 };
 
 static const char *const fwd_state_names[] = {
-        "connecting", "ehlo", "starttls", "ehlo_tls", "ready",
+        "connecting", "ehlo",      "starttls",  "ehlo_tls", "ready",
         "auth",       "auth_user", "auth_pass", "quit",
 };
 
@@ -132,14 +132,14 @@ struct fwd_session {
 	bool pooled;             /* made ahead of a request, not yet used */
 	bool from_pool;          /* was pooled, now serves a request */
 	bool in_pool;
-	bool verified;           /* the certificate was checked */
+	bool verified; /* the certificate was checked */
 	int64_t ready_at;
 	enum fwd_mech mech;
 	bool plain_ir;
 };
 
 struct fwd_request {
-	LIST_ENTRY(fwd_request) entry;    /* src->requests */
+	LIST_ENTRY(fwd_request) entry;       /* src->requests */
 	TAILQ_ENTRY(fwd_request) wait_entry; /* src->waiting while waiting */
 	struct auth_forward *src;
 	char *login;
@@ -153,7 +153,7 @@ struct fwd_request {
 	size_t n_cand, next;            /* next candidate to try */
 	struct fwd_session *sess;
 	bool waiting;
-	bool no_pool;  /* a pooled session died under us: open a fresh one */
+	bool no_pool; /* a pooled session died under us: open a fresh one */
 	unsigned attempts;
 	/* The outcome, delivered by done_ev. */
 	struct event *done_ev;
@@ -179,10 +179,11 @@ struct auth_forward {
 	LIST_HEAD(, fwd_request) requests;
 	TAILQ_HEAD(, fwd_request) waiting;
 	unsigned n_waiting;
-	struct event *queue_ev;  /* run the waiting queue on the next turn */
-	struct event *pool_ev;   /* top up the pool on the next turn */
+	struct event *queue_ev; /* run the waiting queue on the next turn */
+	struct event *pool_ev;  /* top up the pool on the next turn */
 	struct event *pool_timer;
 	bool pool_started;
+	int64_t pool_retry_at; /* no pre-connecting before (after a failure) */
 	/* Our own greetings ("host ESMTP banner"): a loop if an upstream
 	 * greets with one of them. */
 	char **own_greetings;
@@ -209,8 +210,7 @@ now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void AR_PRINTF(2, 3)
-fwd_trace(const struct auth_forward *src, const char *fmt, ...)
+static void AR_PRINTF(2, 3) fwd_trace(const struct auth_forward *src, const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
@@ -251,27 +251,29 @@ struct fwd_errors {
 	int count;
 };
 
-static void AR_PRINTF(3, 4)
-fwd_config_error(struct fwd_errors *e, int line, const char *fmt, ...)
+static void AR_PRINTF(3, 4) fwd_config_error(struct fwd_errors *e, int line, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
 
-	if (e->len >= sizeof(fwd_error) - 1)
+	/* Room is kept for the count line auth_forward_new() puts first. */
+	const size_t cap = sizeof(fwd_error) - 64;
+
+	if (e->len >= cap - 1)
 		return;
-	n = snprintf(fwd_error + e->len, sizeof(fwd_error) - e->len, "%s%s:%d: [%s] ",
-	             e->count > 0 ? "\n" : "", e->cfg->path, line, FWD_SECTION);
+	n = snprintf(fwd_error + e->len, cap - e->len, "%s%s:%d: [%s] ", e->count > 0 ? "\n" : "",
+	             e->cfg->path, line, FWD_SECTION);
 	if (n > 0)
 		e->len += (size_t)n;
-	if (e->len < sizeof(fwd_error) - 1) {
+	if (e->len < cap - 1) {
 		va_start(ap, fmt);
-		n = vsnprintf(fwd_error + e->len, sizeof(fwd_error) - e->len, fmt, ap);
+		n = vsnprintf(fwd_error + e->len, cap - e->len, fmt, ap);
 		va_end(ap);
 		if (n > 0)
 			e->len += (size_t)n;
 	}
-	if (e->len >= sizeof(fwd_error))
-		e->len = sizeof(fwd_error) - 1;
+	if (e->len >= cap)
+		e->len = cap - 1;
 	e->count++;
 }
 
@@ -300,8 +302,7 @@ fwd_parse_uint(struct fwd_errors *e, const struct config_section *sec, const cha
 }
 
 static bool
-fwd_parse_bool(struct fwd_errors *e, const struct config_section *sec, const char *key,
-               bool def)
+fwd_parse_bool(struct fwd_errors *e, const struct config_section *sec, const char *key, bool def)
 {
 	static const char *const yes[] = {"yes", "true", "on", "1"};
 	static const char *const no[] = {"no", "false", "off", "0"};
@@ -415,8 +416,7 @@ fwd_is_local(const struct sockaddr *sa, struct ifaddrs *ifs)
 
 /* check-config refuses an upstream that is one of our own listeners. */
 static void
-fwd_check_loops(struct fwd_errors *e, const struct config *cfg, struct fwd_settings *set,
-                int line)
+fwd_check_loops(struct fwd_errors *e, const struct config *cfg, struct fwd_settings *set, int line)
 {
 	struct ifaddrs *ifs = NULL;
 
@@ -431,11 +431,12 @@ fwd_check_loops(struct fwd_errors *e, const struct config *cfg, struct fwd_setti
 				continue;
 			if (fwd_same_addr(la, ua, false) ||
 			    (fwd_is_wildcard(la) && fwd_is_local(ua, ifs)))
-				fwd_config_error(e, line,
-				                 "upstreams: %s (%s) is our own listener \"%s\" (%s, "
-				                 "line %d): logins would loop",
-				                 set->up[u].name, set->up[u].addr_text, lc->name,
-				                 lc->address_text, lc->line);
+				fwd_config_error(
+				        e, line,
+				        "upstreams: %s (%s) is our own listener \"%s\" (%s, "
+				        "line %d): logins would loop",
+				        set->up[u].name, set->up[u].addr_text, lc->name,
+				        lc->address_text, lc->line);
 		}
 	}
 	if (ifs != NULL)
@@ -527,9 +528,10 @@ static int
 fwd_settings_parse(const struct config *cfg, struct fwd_settings *set)
 {
 	static const char *const keys[] = {
-	        "upstreams",   "tls",     "ca_file",         "tls_verify",   "tls_name",
-	        "mechanisms",  "helo_name", "connect_timeout", "timeout",      "max_sessions",
-	        "queue_size",  "failure_memory", "preconnect",
+	        "upstreams",  "tls",          "ca_file",    "tls_verify",
+	        "tls_name",   "mechanisms",   "helo_name",  "connect_timeout",
+	        "timeout",    "max_sessions", "queue_size", "failure_memory",
+	        "preconnect",
 	};
 	const struct config_section *sec = config_section_next(cfg, FWD_SECTION, NULL);
 	struct fwd_errors e = {.cfg = cfg};
@@ -622,6 +624,15 @@ fwd_settings_parse(const struct config *cfg, struct fwd_settings *set)
 		fwd_add_upstreams(&e, set, v, up_line, tls_name);
 	fwd_check_loops(&e, cfg, set, up_line);
 	if (e.count > 0) {
+		/* One "file:line: ..." per line, after a line saying how many
+		 * (the auth server prefixes the first line with the source). */
+		char head[64];
+		int hl = snprintf(head, sizeof(head), "%d problem%s in [%s]:\n", e.count,
+		                  e.count > 1 ? "s" : "", FWD_SECTION);
+		if (hl > 0 && e.len + (size_t)hl < sizeof(fwd_error)) {
+			memmove(fwd_error + hl, fwd_error, e.len + 1);
+			memcpy(fwd_error, head, (size_t)hl);
+		}
 		fwd_settings_free(set);
 		return -1;
 	}
@@ -743,8 +754,7 @@ fwd_request_done_cb(evutil_socket_t fd, short what, void *arg)
 /* The answer is known: deliver it on the next loop turn (never inside
  * auth_forward_check()). */
 static void
-fwd_request_finish(struct fwd_request *req, enum auth_result result, const char *reason,
-                   int code)
+fwd_request_finish(struct fwd_request *req, enum auth_result result, const char *reason, int code)
 {
 	if (req->finished)
 		return;
@@ -853,6 +863,8 @@ fwd_session_fail(struct fwd_session *s, const char *reason, int code, bool failo
 
 	log_info("auth: forward upstream=%s addr=%s %s: %s", up->name, up->addr_text,
 	         req != NULL ? "failed" : "pre-connect failed", why);
+	if (s->pooled) /* no reconnect storm, whatever failure_memory says */
+		s->src->pool_retry_at = now_ms() + FWD_POOL_CHECK_S * 1000;
 	fwd_trace(s->src, "upstream %s failed: %s", up->name, why);
 	fwd_mark_down(s->src, up, why);
 	s->req = NULL;
@@ -883,8 +895,8 @@ fwd_session_status_fail(struct fwd_session *s, enum smtp_client_status st, const
 	/* A pre-connected session may have been dropped while it waited
 	 * (the server's idle timeout): that says nothing about the upstream.
 	 * Try once more on a fresh connection. */
-	if (req != NULL && s->from_pool && s->state == FWD_AUTH &&
-	    st == SMTP_CLIENT_CONN_FAILED && !req->no_pool) {
+	if (req != NULL && s->from_pool && s->state == FWD_AUTH && st == SMTP_CLIENT_CONN_FAILED &&
+	    !req->no_pool) {
 		log_info("auth: forward upstream=%s a ready session was gone; reconnecting",
 		         s->up->name);
 		req->no_pool = true;
@@ -920,9 +932,8 @@ fwd_is_own_greeting(const struct auth_forward *src, const char *text)
 	return false;
 }
 
-static void
-fwd_ehlo_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp_reply *r,
-            void *arg);
+static void fwd_ehlo_cb(struct smtp_client *c, enum smtp_client_status st,
+                        const struct smtp_reply *r, void *arg);
 
 static void
 fwd_send_ehlo(struct fwd_session *s, enum fwd_state st)
@@ -1064,8 +1075,7 @@ fwd_session_auth(struct fwd_session *s)
 
 	snprintf(req->upstream, sizeof(req->upstream), "%s", s->up->name);
 	snprintf(req->tls, sizeof(req->tls), "%s",
-	         smtp_client_tls_info(s->client) != NULL ? smtp_client_tls_info(s->client)
-	                                                 : "");
+	         smtp_client_tls_info(s->client) != NULL ? smtp_client_tls_info(s->client) : "");
 	if (!smtp_client_has_ext(s->client, "AUTH", &params)) {
 		fwd_session_fail(s, "upstream_no_auth", 0, true,
 		                 "the upstream offers no AUTH (does it need TLS first?)");
@@ -1169,6 +1179,18 @@ fwd_auth_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp
 		return;
 	}
 	fwd_trace_reply(s->src, r);
+	if (r->code == 504 || r->code == 530 || r->code == 534 || r->code == 538) {
+		/* RFC 4954 6: mechanism unknown or too weak, TLS required. The
+		 * upstream did not judge the password: our set-up is wrong. */
+		snprintf(why, sizeof(why),
+		         "AUTH %s refused (%d %s): check [smtp-forward] tls "
+		         "and mechanisms",
+		         fwd_mech_names[s->mech], r->code,
+		         log_escape(r->text, strcspn(r->text, "\n"), esc, sizeof(esc)));
+		log_warn("auth: forward upstream=%s %s", s->up->name, why);
+		fwd_session_fail(s, "upstream_no_auth", r->code, true, why);
+		return;
+	}
 	if (r->code == 235 || r->code >= 500) {
 		fwd_session_decided(s, r);
 		return;
@@ -1227,8 +1249,8 @@ fwd_session_ready(struct fwd_session *s)
 	}
 	s->in_pool = true;
 	TAILQ_INSERT_TAIL(&src->pool, s, pool_entry);
-	log_debug("auth: forward upstream=%s pre-connected session ready (%u pooled)",
-	          s->up->name, src->n_pooled);
+	log_debug("auth: forward upstream=%s pre-connected session ready (%u pooled)", s->up->name,
+	          src->n_pooled);
 	fwd_schedule_queue(src);
 }
 
@@ -1384,7 +1406,7 @@ fwd_pool_cb(evutil_socket_t fd, short what, void *arg)
 		    !smtp_client_idle(s->client))
 			fwd_session_close(s, true);
 	}
-	if (up == NULL || !TAILQ_EMPTY(&src->waiting))
+	if (up == NULL || !TAILQ_EMPTY(&src->waiting) || now < src->pool_retry_at)
 		return;
 	while (src->n_pooled < src->set.preconnect && src->n_sessions < src->set.max_sessions) {
 		if (fwd_session_new(src, up, NULL) == NULL)

@@ -117,8 +117,8 @@ struct smtp_client {
 	char *tls_reply_text; /* STARTTLS's 220, delivered once TLS is up */
 	struct smtp_reply tls_reply;
 	/* The reply being read. */
-	char *line;        /* max_reply_line + 1 */
-	char *text;        /* joined lines, grows up to text_cap */
+	char *line; /* max_reply_line + 1 */
+	char *text; /* joined lines, grows up to text_cap */
 	size_t text_len, text_cap;
 	size_t n_lines;
 	int code;
@@ -173,8 +173,12 @@ static void
 sc_close_transport(struct smtp_client *c)
 {
 	if (c->bev != NULL) {
-		/* Allowed inside the bufferevent's own callback: libevent
-		 * finalizes it once the callback returns. */
+		/* A plain bufferevent does not own the fd: detach it first, so
+		 * that libevent's deferred finalization never touches the fd
+		 * we close below. (Freeing is allowed inside the bufferevent's
+		 * own callback.) */
+		if (!c->bev_owns_fd)
+			bufferevent_setfd(c->bev, -1);
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
@@ -200,8 +204,7 @@ sc_fail(struct smtp_client *c, enum smtp_client_status status, const char *why)
 		log_info("%s peer=%s connection ended status=%s state=%s: %s", c->log_id, c->peer,
 		         names[status], sc_state_names[c->state], why);
 	else
-		log_debug("%s peer=%s connection closed while idle: %s", c->log_id, c->peer,
-		          why);
+		log_debug("%s peer=%s connection closed while idle: %s", c->log_id, c->peer, why);
 	sc_set_state(c, SC_CLOSED);
 	c->fail_status = status;
 	sc_close_transport(c);
@@ -328,7 +331,9 @@ sc_tls_swap_cb(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	SSL_set_verify(ssl, c->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
-	/* The plain bufferevent does not own the fd. */
+	/* The plain bufferevent does not own the fd: detach it, so that its
+	 * deferred finalization leaves the fd to the TLS one. */
+	bufferevent_setfd(c->bev, -1);
 	bufferevent_free(c->bev);
 	c->bev = bufferevent_openssl_socket_new(c->base, c->fd, ssl, BUFFEREVENT_SSL_CONNECTING,
 	                                        BEV_OPT_CLOSE_ON_FREE);
@@ -359,8 +364,9 @@ sc_tls_error(struct smtp_client *c, char *buf, size_t bufsz)
 		snprintf(buf, bufsz, "TLS handshake failed: certificate: %s",
 		         X509_verify_cert_error_string(vr));
 	else if (e != 0)
-		snprintf(buf, bufsz, "TLS handshake failed: %s", ERR_reason_error_string(e)
-		         != NULL ? ERR_reason_error_string(e) : "unknown OpenSSL error");
+		snprintf(buf, bufsz, "TLS handshake failed: %s",
+		         ERR_reason_error_string(e) != NULL ? ERR_reason_error_string(e)
+		                                            : "unknown OpenSSL error");
 	else
 		snprintf(buf, bufsz, "TLS handshake failed: connection closed");
 	ERR_clear_error();
@@ -601,7 +607,8 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 
 	while (c->state == SC_GREETING || c->state == SC_READY || c->state == SC_MESSAGE) {
 		size_t eol_len = 0, len;
-		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+		struct evbuffer_ptr eol =
+		        evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 		enum parse_result pr;
 
 		if (eol.pos < 0) {
@@ -647,8 +654,7 @@ sc_send_line(struct smtp_client *c, struct sc_entry *e)
 	char esc[200];
 
 	if (e->secret) {
-		log_debug("%s c> (a secret line of %zu octets, not logged)", c->log_id,
-		          e->len - 2);
+		log_debug("%s c> (a secret line of %zu octets, not logged)", c->log_id, e->len - 2);
 		/* libevent frees the chain once written: ours wipes first. */
 		if (evbuffer_add_reference(out, e->line, e->len, sc_wipe_cleanup, NULL) == 0) {
 			e->line = NULL;
@@ -847,10 +853,12 @@ sc_event_cb(struct bufferevent *bev, short what, void *arg)
 		         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	else if (c->bev_owns_fd && (ossl_err = bufferevent_get_openssl_error(bev)) != 0)
 		snprintf(why, sizeof(why), "TLS: %s",
-		         ERR_reason_error_string(ossl_err) != NULL ? ERR_reason_error_string(ossl_err)
-		                                                   : "error");
+		         ERR_reason_error_string(ossl_err) != NULL
+		                 ? ERR_reason_error_string(ossl_err)
+		                 : "error");
 	else
-		snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		snprintf(why, sizeof(why), "%s",
+		         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	ERR_clear_error();
 	sc_fail(c, SMTP_CLIENT_CONN_FAILED, why);
 }
@@ -859,8 +867,8 @@ sc_event_cb(struct bufferevent *bev, short what, void *arg)
 
 int
 smtp_client_connect(struct smtp_client *c, const struct sockaddr *addr, socklen_t addrlen,
-                    SSL_CTX *implicit_tls, const char *servername, bool verify,
-                    smtp_client_cb *cb, void *arg)
+                    SSL_CTX *implicit_tls, const char *servername, bool verify, smtp_client_cb *cb,
+                    void *arg)
 {
 	struct sc_entry *e;
 	char host[INET6_ADDRSTRLEN];
@@ -873,8 +881,8 @@ smtp_client_connect(struct smtp_client *c, const struct sockaddr *addr, socklen_
 	else
 		port = ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
 	net_addr_str(addr, host, sizeof(host));
-	snprintf(c->peer, sizeof(c->peer), addr->sa_family == AF_INET6 ? "[%s]:%d" : "%s:%d",
-	         host, port);
+	snprintf(c->peer, sizeof(c->peer), addr->sa_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host,
+	         port);
 
 	c->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
@@ -923,7 +931,8 @@ sc_pipelinable(const char *line)
 	static const char *const verbs[] = {"RSET", "MAIL", "RCPT", "SEND", "SOML", "SAML"};
 
 	for (size_t i = 0; i < AR_NELEM(verbs); i++) {
-		if (ascii_strncasecmp(line, verbs[i], 4) == 0 && (line[4] == ' ' || line[4] == '\0'))
+		if (ascii_strncasecmp(line, verbs[i], 4) == 0 &&
+		    (line[4] == ' ' || line[4] == '\0'))
 			return true;
 	}
 	return false;
@@ -949,8 +958,8 @@ sc_enqueue(struct smtp_client *c, enum sc_kind kind, const char *line, bool secr
 		e->len = len + 2;
 	}
 	TAILQ_INSERT_TAIL(&c->queue, e, entry);
-	if (line != NULL &&
-	    (len > (secret ? SC_MAX_SECRET_LINE : SC_MAX_COMMAND) || strpbrk(line, "\r\n") != NULL)) {
+	if (line != NULL && (len > (secret ? SC_MAX_SECRET_LINE : SC_MAX_COMMAND) ||
+	                     strpbrk(line, "\r\n") != NULL)) {
 		/* A caller bug or hostile data that got this far: never let
 		 * it inject a second command. */
 		log_err("%s refusing to send a command line with CR/LF or over %d octets",
@@ -972,8 +981,7 @@ smtp_client_command(struct smtp_client *c, const char *line, smtp_client_cb *cb,
 }
 
 void
-smtp_client_command_secret(struct smtp_client *c, const char *line, smtp_client_cb *cb,
-                           void *arg)
+smtp_client_command_secret(struct smtp_client *c, const char *line, smtp_client_cb *cb, void *arg)
 {
 	sc_enqueue(c, SCK_COMMAND, line, true, cb, arg);
 }
@@ -1028,8 +1036,7 @@ smtp_client_starttls(struct smtp_client *c, SSL_CTX *ctx, const char *servername
 }
 
 void
-smtp_client_send_message(struct smtp_client *c, int fd, off_t offset, smtp_client_cb *cb,
-                         void *arg)
+smtp_client_send_message(struct smtp_client *c, int fd, off_t offset, smtp_client_cb *cb, void *arg)
 {
 	struct sc_entry *e = xcalloc(1, sizeof(*e));
 

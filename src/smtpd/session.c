@@ -430,7 +430,10 @@ static void
 session_starttls_swap_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
-	/* The plain bufferevent does not own the fd (no BEV_OPT_CLOSE_ON_FREE). */
+	/* The plain bufferevent does not own the fd (no BEV_OPT_CLOSE_ON_FREE).
+	 * Detach it first: libevent finishes freeing later and must not touch
+	 * an fd that now belongs to the TLS bufferevent. */
+	bufferevent_setfd(s->bev, -1);
 	bufferevent_free(s->bev);
 	s->bev = NULL;
 	if (session_tls_attach(s) != 0) {
@@ -1503,8 +1506,12 @@ session_free(struct session *s)
 		SSL_shutdown(s->ssl);
 		bufferevent_free(s->bev);
 	} else {
-		if (s->bev != NULL)
+		if (s->bev != NULL) {
+			/* Detached, so libevent's deferred finalizer never calls
+			 * epoll_ctl on a closed (maybe reused) fd. */
+			bufferevent_setfd(s->bev, -1);
 			bufferevent_free(s->bev);
+		}
 		close(s->fd);
 	}
 	free(s->helo);

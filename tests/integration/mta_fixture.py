@@ -167,7 +167,8 @@ class DovecotAuth:
     server (relaying to relay_port, which it contacts only after AUTH)."""
 
     def __init__(self, base: Path, name: str, mechanisms: str = "plain login",
-                 submission_port: int | None = None, relay_port: int = 9):
+                 submission_port: int | None = None, relay_port: int = 9,
+                 extra_users: dict[str, str] | None = None):
         self.dir = harness.make_dir(base, f"dovecot-{name}-")
         self.name = name
         self.submission_port = submission_port
@@ -176,9 +177,9 @@ class DovecotAuth:
         self.log_path = self.dir / "dovecot.log"
         self.proc: subprocess.Popen | None = None
         users = self.dir / "users"
-        simple = [u for u in UPSTREAM_USERS if ":" not in u]
-        users.write_text("".join(
-            f"{u}:{{PLAIN.b64}}{harness.b64(UPSTREAM_USERS[u])}\n" for u in simple))
+        table = dict(UPSTREAM_USERS, **(extra_users or {}))
+        users.write_text("".join(f"{u}:{{PLAIN.b64}}{harness.b64(p)}\n"
+                                 for u, p in table.items() if ":" not in u))
         os.chmod(users, 0o644)
         # Logins passwd-file cannot hold (a ':') go to checkpassword.
         cp = self.dir / "checkpassword"
@@ -235,6 +236,13 @@ userdb {{
 service auth {{
   unix_listener auth-client {{
     mode = 0666
+  }}
+}}
+# No auth penalty: every test client is 127.0.0.1, and failures are on
+# purpose (without this socket Dovecot skips the penalty).
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
   }}
 }}
 {submission}""")

@@ -95,19 +95,19 @@ make_cert(void)
 
 enum act {
 	ACT_NONE = 0,
-	ACT_TLS,      /* after sending: TLS handshake as server */
-	ACT_CLOSE,    /* after sending: close */
-	ACT_HANG,     /* send nothing more; wait for the client to go */
-	ACT_MESSAGE,  /* read up to CRLF.CRLF into srv.message, then send */
-	ACT_BATCH,    /* expect names the first of n lines all read before sending */
-	ACT_ALONE,    /* check nothing else arrived with the line, then send */
+	ACT_TLS,     /* after sending: TLS handshake as server */
+	ACT_CLOSE,   /* after sending: close */
+	ACT_HANG,    /* send nothing more; wait for the client to go */
+	ACT_MESSAGE, /* read up to CRLF.CRLF into srv.message, then send */
+	ACT_BATCH,   /* expect names the first of n lines all read before sending */
+	ACT_ALONE,   /* check nothing else arrived with the line, then send */
 };
 
 struct step {
 	const char *expect; /* prefix of the next client line; NULL = send at once */
 	const char *send;   /* NULL = nothing */
 	enum act act;
-	int n;              /* ACT_BATCH: lines to read */
+	int n; /* ACT_BATCH: lines to read */
 };
 
 struct server {
@@ -119,7 +119,7 @@ struct server {
 	/* results */
 	char got[65536]; /* client lines, each followed by '\n' */
 	size_t got_len;
-	char *message;   /* ACT_MESSAGE */
+	char *message; /* ACT_MESSAGE */
 	size_t message_len;
 	bool alone_violated;
 	bool script_done;
@@ -213,9 +213,8 @@ server_main(void *arg)
 		snprintf(srv->error, sizeof(srv->error), "implicit TLS handshake failed");
 		goto done;
 	}
-	for (const struct step *st = srv->script; st->expect != NULL || st->send != NULL ||
-	                                          st->act != ACT_NONE;
-	     st++) {
+	for (const struct step *st = srv->script;
+	     st->expect != NULL || st->send != NULL || st->act != ACT_NONE; st++) {
 		if (st->act == ACT_MESSAGE) {
 			/* Read raw bytes up to CRLF.CRLF. */
 			size_t cap = 1 << 16, len = 0;
@@ -1170,8 +1169,7 @@ test_free_in_failure_callback(void **state)
 static int
 setup(void **state)
 {
-	log_init(false, getenv("TEST_DEBUG") != NULL ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERR,
-	         "test");
+	log_init(false, getenv("TEST_DEBUG") != NULL ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERR, "test");
 	make_cert();
 	return 0;
 }
