@@ -74,7 +74,7 @@ asan:
 fuzz:
 	@$(MAKE) --no-print-directory -f fuzz/Makefile FUZZ_TIME=$${FUZZ_TIME:-30}
 
-ci: check asan fuzz
+ci: format-check check asan fuzz
 
 format:
 	clang-format -i $(SRCS) $(wildcard src/*/*.h) $(UNIT_SRCS)

@@ -25,13 +25,15 @@
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: authrelay [-f] -c FILE\n"
-		   "       authrelay check-config -c FILE\n"
-		   "       authrelay passwd [-s yescrypt|sha512-crypt|bcrypt|ssha512|argon2id] [USER]\n"
-		   "       authrelay test-auth -c FILE [-m PLAIN|LOGIN|CRAM-MD5] USER\n"
-		   "       authrelay test-query -c FILE USER\n"
-		   "       authrelay queue -c FILE list|show ID|flush|delete ID|hold ID|release ID\n"
-		   "       authrelay version\n");
+	fprintf(f,
+	        "usage: authrelay [-f] -c FILE\n"
+	        "       authrelay check-config -c FILE\n"
+	        "       authrelay passwd [-s yescrypt|sha512-crypt|bcrypt|ssha512|argon2id] "
+	        "[USER]\n"
+	        "       authrelay test-auth -c FILE [-m PLAIN|LOGIN|CRAM-MD5] USER\n"
+	        "       authrelay test-query -c FILE USER\n"
+	        "       authrelay queue -c FILE list|show ID|flush|delete ID|hold ID|release ID\n"
+	        "       authrelay version\n");
 }
 
 /* Parse "-c FILE" (and "-f" when allowed) from argv. */

@@ -17,12 +17,12 @@ struct event_base;
 struct auth_client;
 
 typedef void auth_result_cb(enum auth_result result, const char *identity, const char *reason,
-			    void *arg);
+                            void *arg);
 
 /* socket_path: the auth process's socket as seen by this process (after any
  * chroot). Connects in the background. */
 struct auth_client *auth_client_new(struct event_base *base, const char *socket_path,
-				    unsigned request_timeout);
+                                    unsigned request_timeout);
 void auth_client_free(struct auth_client *);
 /* Capabilities the auth process announced (AUTH_CAP_*), 0 until connected. */
 uint32_t auth_client_caps(const struct auth_client *);
@@ -32,7 +32,7 @@ uint32_t auth_client_caps(const struct auth_client *);
  * strings in req are copied; the caller may wipe its own. req->id is ignored.
  * Returns a handle for auth_client_cancel(). */
 uint32_t auth_client_verify(struct auth_client *, const struct auth_request *req,
-			    auth_result_cb *cb, void *arg);
+                            auth_result_cb *cb, void *arg);
 /* Forget a pending request (the session is going away): its cb never runs. */
 void auth_client_cancel(struct auth_client *, uint32_t handle);
 

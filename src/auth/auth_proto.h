@@ -46,7 +46,7 @@ enum auth_result { AUTH_OK = 0, AUTH_FAIL = 1, AUTH_TEMPFAIL = 2 };
 
 struct auth_request {
 	uint32_t id;
-	const char *mech;      /* "PLAIN", "LOGIN", "CRAM-MD5" */
+	const char *mech; /* "PLAIN", "LOGIN", "CRAM-MD5" */
 	const char *login;
 	const char *secret;
 	size_t secret_len;
@@ -59,11 +59,11 @@ struct auth_request {
 struct auth_reply {
 	uint32_t id;
 	enum auth_result result;
-	const char *identity;  /* canonical login on AUTH_OK, else "" */
-	const char *reason;    /* short, log-safe: "bad_password", "unknown_user"... */
+	const char *identity; /* canonical login on AUTH_OK, else "" */
+	const char *reason;   /* short, log-safe: "bad_password", "unknown_user"... */
 	/* Appended fields (absent from an older peer: 0 and ""). */
 	uint32_t delay_ms;     /* AUTH_FAIL: wait this long before 535, if longer
-				* than the listener's auth_failure_delay_ms */
+	                        * than the listener's auth_failure_delay_ms */
 	const char *addresses; /* AUTH_OK: the user's own addresses, "a@x,b@y"; may be "" */
 };
 

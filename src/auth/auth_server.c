@@ -61,7 +61,7 @@
 /* The registry: one line per source, consulted in this order. */
 static const struct auth_source_ops *const auth_sources[] = {
         &auth_source_file,
-        &auth_source_ldap, /* after the file: local accounts never wait on a directory */
+        &auth_source_ldap,    /* after the file: local accounts never wait on a directory */
         &auth_source_forward, /* last: an upstream cannot tell unknown from wrong */
 };
 
@@ -95,7 +95,7 @@ struct auth_job {
 	struct ipc_msg *msg;    /* owns the strings in req; wiped on free */
 	struct auth_request req;
 	struct timespec start;
-	size_t source; /* index in srv->sources being consulted */
+	size_t source;   /* index in srv->sources being consulted */
 	char *addresses; /* the user's addresses (auth_job_set_addresses) */
 	bool shielded;   /* the login is under the lockout shield */
 };
@@ -162,7 +162,8 @@ auth_finish(struct auth_conn *conn, const struct auth_request *req, const struct
 	struct ipc_msg *m;
 	int n;
 
-	n = snprintf(extra, sizeof(extra), "%s%s", note != NULL ? " " : "", note != NULL ? note : "");
+	n = snprintf(extra, sizeof(extra), "%s%s", note != NULL ? " " : "",
+	             note != NULL ? note : "");
 	if (delay_ms > 0 && n >= 0 && (size_t)n < sizeof(extra))
 		snprintf(extra + n, sizeof(extra) - (size_t)n, " delay_ms=%u", delay_ms);
 
@@ -254,8 +255,8 @@ auth_job_final(struct auth_job *job, enum auth_result result, const char *identi
 		                   identity != NULL && identity[0] != '\0' ? identity : req->login,
 		                   req->client, now);
 	}
-	auth_finish(job->conn, req, &job->start, result, identity, reason, source,
-	            job->addresses, delay_ms, note);
+	auth_finish(job->conn, req, &job->start, result, identity, reason, source, job->addresses,
+	            delay_ms, note);
 	auth_job_free(job);
 }
 

@@ -47,7 +47,7 @@ void auth_job_set_addresses(struct auth_job *, const char *addresses);
 /* Finish a job: identity is the canonical login on AUTH_OK (NULL = as typed),
  * reason a short log-safe word. The job is freed; do not touch it after. */
 void auth_job_done(struct auth_job *, enum auth_result result, const char *identity,
-		   const char *reason);
+                   const char *reason);
 
 extern const struct auth_source_ops auth_source_file;
 extern const struct auth_source_ops auth_source_ldap;

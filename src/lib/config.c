@@ -51,12 +51,8 @@ static const struct ext_kind {
 	const char *kind;
 	bool named; /* [kind NAME] rather than [kind] */
 } ext_kinds[] = {
-	{ "ldap", true },
-	{ "smtp-forward", false },
-	{ "queue", false },
-	{ "route", true },
-	{ "alerts", false },
-	{ "protection", false },
+        {"ldap", true},  {"smtp-forward", false}, {"queue", false},
+        {"route", true}, {"alerts", false},       {"protection", false},
 };
 
 static const char *const section_names[] = {
@@ -781,7 +777,7 @@ add_listener(struct load_state *st, const char *name)
 /* A module-owned section: check its header, keep its keys for the module. */
 static void
 begin_ext_section(struct load_state *st, const struct ext_kind *ek, const char *text,
-		  const char *name)
+                  const char *name)
 {
 	struct config *cfg = st->cfg;
 	char extra[2];
@@ -802,8 +798,9 @@ begin_ext_section(struct load_state *st, const struct ext_kind *ek, const char *
 		const struct config_section *o = &cfg->sections[i];
 		if (strcmp(o->kind, ek->kind) == 0 &&
 		    (name == NULL || ascii_strcasecmp(o->name, name) == 0)) {
-			config_error(st, st->lineno, "duplicate section [%s%s%s] (first at line %d)",
-			             ek->kind, name ? " " : "", name ? name : "", o->line);
+			config_error(st, st->lineno,
+			             "duplicate section [%s%s%s] (first at line %d)", ek->kind,
+			             name ? " " : "", name ? name : "", o->line);
 			return;
 		}
 	}

@@ -41,22 +41,22 @@ struct limits_cfg {
 
 struct listener_cfg {
 	char *name;
-	char *address_text;     /* as written: "127.0.0.1:2587" */
+	char *address_text; /* as written: "127.0.0.1:2587" */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	enum listener_role role;
 	enum listener_tls tls;
-	bool allow_plaintext_auth;   /* submission: offer AUTH before TLS */
-	bool auth_legacy_advertise;  /* also send "AUTH=LOGIN PLAIN" */
-	bool cram_md5;               /* offer CRAM-MD5 when the source can */
-	bool insert_received;        /* default yes */
-	bool strip_received;         /* authenticated mail only; default no */
-	bool add_missing_headers;    /* Message-ID/Date (RFC 6409 8); default yes on submission */
-	char *default_domain;        /* for bare sender addresses; NULL = none */
-	char *banner;                /* text after "220 hostname ESMTP" */
-	bool sender_login_match;     /* submission: MAIL FROM must be the user's own */
+	bool allow_plaintext_auth;  /* submission: offer AUTH before TLS */
+	bool auth_legacy_advertise; /* also send "AUTH=LOGIN PLAIN" */
+	bool cram_md5;              /* offer CRAM-MD5 when the source can */
+	bool insert_received;       /* default yes */
+	bool strip_received;        /* authenticated mail only; default no */
+	bool add_missing_headers;   /* Message-ID/Date (RFC 6409 8); default yes on submission */
+	char *default_domain;       /* for bare sender addresses; NULL = none */
+	char *banner;               /* text after "220 hostname ESMTP" */
+	bool sender_login_match;    /* submission: MAIL FROM must be the user's own */
 	struct limits_cfg limits;
-	int line;                    /* where the section starts, for messages */
+	int line; /* where the section starts, for messages */
 };
 
 /* A section owned by another module ([ldap NAME], [smtp-forward], [queue],
@@ -70,8 +70,8 @@ struct config_kv {
 };
 
 struct config_section {
-	char *kind;  /* lower-cased section kind, "ldap" */
-	char *name;  /* "corp", or NULL for an unnamed section */
+	char *kind; /* lower-cased section kind, "ldap" */
+	char *name; /* "corp", or NULL for an unnamed section */
 	int line;
 	struct config_kv *kv;
 	size_t n_kv;
@@ -81,24 +81,24 @@ struct config {
 	char *path;
 	/* [server] */
 	char *hostname;
-	char *user;          /* workers run as this user when started as root */
-	char *auth_user;     /* the auth process; default = user */
-	unsigned workers;    /* 0 = one per core */
+	char *user;       /* workers run as this user when started as root */
+	char *auth_user;  /* the auth process; default = user */
+	unsigned workers; /* 0 = one per core */
 	char *spool_dir;
-	bool chroot;         /* workers chroot into spool_dir when root */
+	bool chroot; /* workers chroot into spool_dir when root */
 	bool use_syslog;
-	int log_level;       /* enum log_level */
+	int log_level; /* enum log_level */
 	char *pid_file;
 	/* [tls] */
 	char *tls_cert_file;
 	char *tls_key_file;
-	char *tls_ca_file;       /* for client certificates; NULL = none requested */
-	char *tls_ciphers;       /* TLS <= 1.2 cipher list; NULL = OpenSSL default */
-	char *tls_min_protocol;  /* "TLSv1.2" */
+	char *tls_ca_file;      /* for client certificates; NULL = none requested */
+	char *tls_ciphers;      /* TLS <= 1.2 cipher list; NULL = OpenSSL default */
+	char *tls_min_protocol; /* "TLSv1.2" */
 	/* [limits] defaults for all listeners */
 	struct limits_cfg limits;
 	/* [relay] */
-	char **local_domains;    /* NULL-terminated, lower case */
+	char **local_domains; /* NULL-terminated, lower case */
 	struct cidr *client_networks;
 	size_t n_client_networks;
 	/* [auth] */
@@ -130,7 +130,7 @@ bool config_is_client_network(const struct config *, const struct sockaddr *sa);
 /* Module-owned sections: the next section of kind after prev (NULL: the
  * first), or NULL when there is none. */
 const struct config_section *config_section_next(const struct config *, const char *kind,
-						 const struct config_section *prev);
+                                                 const struct config_section *prev);
 /* The value of key in sec (the last one if written twice), or NULL; *line_r
  * (if not NULL) gets its line. */
 const char *config_section_get(const struct config_section *sec, const char *key, int *line_r);

@@ -49,8 +49,8 @@ static void log_vemit(enum log_level level, const char *fmt, va_list ap) AR_PRIN
 static void
 log_vemit(enum log_level level, const char *fmt, va_list ap)
 {
-	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
-	static const char *name[] = { "error", "warning", "info", "debug" };
+	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+	static const char *name[] = {"error", "warning", "info", "debug"};
 	char line[2048];
 
 	if (!log_enabled(level))
@@ -68,16 +68,16 @@ log_vemit(enum log_level level, const char *fmt, va_list ap)
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	/* One fprintf so that lines from different processes do not interleave. */
 	fprintf(stderr, "%s.%03ldZ %s[%d] %s: %s\n", when, ts.tv_nsec / 1000000L, log_ident,
-		(int)getpid(), name[level], line);
+	        (int)getpid(), name[level], line);
 }
 
-#define LOG_FN(fn, lvl)                          \
-	void fn(const char *fmt, ...)            \
-	{                                        \
-		va_list ap;                      \
-		va_start(ap, fmt);               \
-		log_vemit(lvl, fmt, ap);         \
-		va_end(ap);                      \
+#define LOG_FN(fn, lvl)                                                                            \
+	void fn(const char *fmt, ...)                                                              \
+	{                                                                                          \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		log_vemit(lvl, fmt, ap);                                                           \
+		va_end(ap);                                                                        \
 	}
 
 LOG_FN(log_err, LOG_LEVEL_ERR)

@@ -12,15 +12,15 @@
 #include "common.h"
 
 struct cidr {
-	int family;             /* AF_INET or AF_INET6 */
-	uint8_t addr[16];       /* network address, host bits cleared */
+	int family;       /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network address, host bits cleared */
 	unsigned prefix;
 };
 
 /* Parse "1.2.3.4:25", "[::1]:587" or "*:25" / "[::]:25" (numeric only, no DNS).
  * Returns 0 or -1 with *error_r set to a static reason. */
 int net_parse_hostport(const char *text, struct sockaddr_storage *ss_r, socklen_t *len_r,
-		       const char **error_r);
+                       const char **error_r);
 /* Parse "10.0.0.0/8", "2001:db8::/32" or a bare address (full-length prefix). */
 int net_parse_cidr(const char *text, struct cidr *r, const char **error_r);
 bool net_cidr_match(const struct cidr *, const struct sockaddr *sa);

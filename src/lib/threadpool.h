@@ -17,7 +17,7 @@ struct threadpool *threadpool_new(struct event_base *base, unsigned nthreads);
 /* Queue work; done runs exactly once on the loop thread after work has
  * returned, never before threadpool_submit() returns. arg is owned by the caller. */
 void threadpool_submit(struct threadpool *, threadpool_work_cb *work, threadpool_done_cb *done,
-		       void *arg);
+                       void *arg);
 /* Number of jobs queued or running. */
 unsigned threadpool_pending(const struct threadpool *);
 /* Wait for queued work to finish (done callbacks are not run), stop the threads

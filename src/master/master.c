@@ -59,8 +59,8 @@ enum child_kind { CHILD_AUTH, CHILD_SMTPD, CHILD_QUEUE };
 struct child {
 	struct master *m;
 	enum child_kind kind;
-	unsigned idx;          /* worker index */
-	pid_t pid;             /* 0 while not running */
+	unsigned idx; /* worker index */
+	pid_t pid;    /* 0 while not running */
 	time_t started;
 	unsigned backoff_ms;
 	struct event *restart;
@@ -81,13 +81,13 @@ struct master {
 	unsigned send_limit_size;
 	struct event_base *base;
 	struct child auth;
-	struct child queue;          /* issue 5 */
+	struct child queue; /* issue 5 */
 	struct queue_config *qc;
-	struct spool_gauge *gauge;   /* queue size, shared with workers */
+	struct spool_gauge *gauge; /* queue size, shared with workers */
 	struct child *workers;
 	unsigned n_workers;
 	bool stopping;
-	pid_t pid;                   /* the master's own, after daemonizing */
+	pid_t pid; /* the master's own, after daemonizing */
 	struct event *ev_sig[4];
 	struct event *ev_stop_deadline;
 };
@@ -115,7 +115,7 @@ master_bind_listener(const struct listener_cfg *l, const char **error_r)
 	return fd;
 fail:
 	snprintf(err, sizeof(err), "listener %s (%s): %s", l->name, l->address_text,
-		 strerror(errno));
+	         strerror(errno));
 	*error_r = err;
 	if (fd >= 0)
 		close(fd);
@@ -130,9 +130,9 @@ static int
 master_bind_auth(struct master *m, const char **error_r)
 {
 	static char err[256];
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int n = snprintf(m->auth_path, sizeof(m->auth_path), "%s/%s", m->cfg->spool_dir,
-			 AUTH_SOCKET_NAME);
+	                 AUTH_SOCKET_NAME);
 	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
 		*error_r = "spool_dir is too long for a UNIX socket path";
 		return -1;
@@ -164,7 +164,7 @@ fail:
 static void
 child_setup_signals(void)
 {
-	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
 	for (size_t i = 0; i < AR_NELEM(sigs); i++)
 		signal(sigs[i], SIG_DFL);
 	sigset_t none;
@@ -235,17 +235,18 @@ child_run_smtpd(struct master *m, unsigned idx)
 		privdrop_apply(&m->user, chrooted ? cfg->spool_dir : NULL);
 	child_after_drop(m);
 	char auth_path[sizeof(m->auth_path)];
-	snprintf(auth_path, sizeof(auth_path), "%s", chrooted ? "/" AUTH_SOCKET_NAME : m->auth_path);
+	snprintf(auth_path, sizeof(auth_path), "%s",
+	         chrooted ? "/" AUTH_SOCKET_NAME : m->auth_path);
 	struct smtpd_params p = {
-		.cfg = cfg,
-		.worker = idx,
-		.listen_fds = m->listen_fds,
-		.limits = m->limits,
-		.tls = tls,
-		.spool_dir = chrooted ? "/" : cfg->spool_dir,
-		.auth_socket = auth_path,
-		.queue_gauge = m->gauge,
-		.send_limits = m->send_limits,
+	        .cfg = cfg,
+	        .worker = idx,
+	        .listen_fds = m->listen_fds,
+	        .limits = m->limits,
+	        .tls = tls,
+	        .spool_dir = chrooted ? "/" : cfg->spool_dir,
+	        .auth_socket = auth_path,
+	        .queue_gauge = m->gauge,
+	        .send_limits = m->send_limits,
 	};
 	exit(smtpd_main(&p));
 }
@@ -264,10 +265,10 @@ child_run_queue(struct master *m)
 		privdrop_apply(&m->user, NULL);
 	child_after_drop(m);
 	struct queue_params p = {
-		.cfg = m->cfg,
-		.qc = m->qc,
-		.spool_dir = m->cfg->spool_dir,
-		.gauge = m->gauge,
+	        .cfg = m->cfg,
+	        .qc = m->qc,
+	        .spool_dir = m->cfg->spool_dir,
+	        .gauge = m->gauge,
 	};
 	exit(queue_main(&p));
 }
@@ -341,8 +342,8 @@ master_reap(struct master *m)
 		if (c == NULL)
 			continue;
 		const char *name = c->kind == CHILD_AUTH    ? "auth"
-				   : c->kind == CHILD_QUEUE ? "queue"
-							    : "smtpd";
+		                   : c->kind == CHILD_QUEUE ? "queue"
+		                                            : "smtpd";
 		if (WIFSIGNALED(status))
 			log_info("%s pid=%d killed by signal %d", name, (int)pid, WTERMSIG(status));
 		else
@@ -360,7 +361,7 @@ master_reap(struct master *m)
 			c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : RESTART_MIN_MS;
 		if (c->backoff_ms > RESTART_MAX_MS)
 			c->backoff_ms = RESTART_MAX_MS;
-		struct timeval tv = { c->backoff_ms / 1000, (long)(c->backoff_ms % 1000) * 1000 };
+		struct timeval tv = {c->backoff_ms / 1000, (long)(c->backoff_ms % 1000) * 1000};
 		log_info("restarting %s in %u ms", name, c->backoff_ms);
 		evtimer_add(c->restart, &tv);
 	}
@@ -427,7 +428,7 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 		log_info("stopping (signal %d)", (int)sig);
 		m->stopping = true;
 		master_signal_child(m, SIGTERM);
-		struct timeval grace = { STOP_GRACE_SECONDS, 0 };
+		struct timeval grace = {STOP_GRACE_SECONDS, 0};
 		evtimer_add(m->ev_stop_deadline, &grace);
 		master_reap(m);
 		if (!master_children_alive(m))
@@ -495,7 +496,7 @@ master_worker_count(const struct config *cfg)
 int
 master_main(const char *config_path, bool foreground)
 {
-	struct master m = { .config_path = config_path, .foreground = foreground };
+	struct master m = {.config_path = config_path, .foreground = foreground};
 	char *errors = NULL;
 	const char *err;
 
@@ -536,14 +537,14 @@ master_main(const char *config_path, bool foreground)
 	if (m.is_root) {
 		if (privdrop_lookup(m.cfg->user, &m.user, &err) != 0 ||
 		    privdrop_lookup(m.cfg->auth_user ? m.cfg->auth_user : m.cfg->user, &m.auth_user,
-				    &err) != 0)
+		                    &err) != 0)
 			fatal("[server] user: %s", err);
 	} else {
 		log_info("not started as root: every process runs as uid %u, without chroot",
-			 (unsigned)geteuid());
+		         (unsigned)geteuid());
 	}
 	if (spool_init_dirs(m.cfg->spool_dir, m.is_root ? m.user.uid : (uid_t)-1,
-			    m.is_root ? m.user.gid : (gid_t)-1, &err) != 0)
+	                    m.is_root ? m.user.gid : (gid_t)-1, &err) != 0)
 		fatal("spool_dir %s: %s", m.cfg->spool_dir, err);
 
 	m.listen_fds = xcalloc(m.cfg->n_listeners, sizeof(int));
@@ -575,7 +576,7 @@ master_main(const char *config_path, bool foreground)
 	m.base = event_base_new();
 	if (m.base == NULL)
 		fatal("event_base_new failed");
-	static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT };
+	static const int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT};
 	for (size_t i = 0; i < AR_NELEM(sigs); i++) {
 		m.ev_sig[i] = evsignal_new(m.base, sigs[i], master_signal_cb, &m);
 		event_add(m.ev_sig[i], NULL);
@@ -583,15 +584,15 @@ master_main(const char *config_path, bool foreground)
 	signal(SIGPIPE, SIG_IGN);
 	m.ev_stop_deadline = evtimer_new(m.base, master_stop_deadline_cb, &m);
 
-	m.auth = (struct child){ .m = &m, .kind = CHILD_AUTH };
+	m.auth = (struct child){.m = &m, .kind = CHILD_AUTH};
 	m.auth.restart = evtimer_new(m.base, master_restart_cb, &m.auth);
 	m.workers = xcalloc(m.n_workers, sizeof(*m.workers));
 	master_start_child(&m.auth);
-	m.queue = (struct child){ .m = &m, .kind = CHILD_QUEUE };
+	m.queue = (struct child){.m = &m, .kind = CHILD_QUEUE};
 	m.queue.restart = evtimer_new(m.base, master_restart_cb, &m.queue);
 	master_start_child(&m.queue);
 	for (unsigned i = 0; i < m.n_workers; i++) {
-		m.workers[i] = (struct child){ .m = &m, .kind = CHILD_SMTPD, .idx = i };
+		m.workers[i] = (struct child){.m = &m, .kind = CHILD_SMTPD, .idx = i};
 		m.workers[i].restart = evtimer_new(m.base, master_restart_cb, &m.workers[i]);
 		master_start_child(&m.workers[i]);
 	}

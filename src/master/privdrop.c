@@ -24,7 +24,8 @@ privdrop_lookup(const char *name, struct privdrop_user *r, const char **error_r)
 		return -1;
 	}
 	if (pw->pw_uid == 0) {
-		snprintf(err, sizeof(err), "user \"%s\" is root: choose an unprivileged user", name);
+		snprintf(err, sizeof(err), "user \"%s\" is root: choose an unprivileged user",
+		         name);
 		*error_r = err;
 		return -1;
 	}

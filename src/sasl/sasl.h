@@ -15,13 +15,13 @@
 #include "../lib/common.h"
 
 enum sasl_result {
-	SASL_CHALLENGE,     /* send "334 " + sasl_out() */
-	SASL_DONE,          /* credentials ready */
-	SASL_CANCELLED,     /* client sent "*": 501 5.7.0 */
-	SASL_BAD_BASE64,    /* 501 5.5.2 */
-	SASL_BAD_INITIAL,   /* initial response for a server-first mech: 501 5.7.0 */
-	SASL_MALFORMED,     /* decoded message is invalid (wrong field count, empty
-			       password, authzid != authcid...): 535 5.7.8 */
+	SASL_CHALLENGE,   /* send "334 " + sasl_out() */
+	SASL_DONE,        /* credentials ready */
+	SASL_CANCELLED,   /* client sent "*": 501 5.7.0 */
+	SASL_BAD_BASE64,  /* 501 5.5.2 */
+	SASL_BAD_INITIAL, /* initial response for a server-first mech: 501 5.7.0 */
+	SASL_MALFORMED,   /* decoded message is invalid (wrong field count, empty
+	                     password, authzid != authcid...): 535 5.7.8 */
 };
 
 struct sasl;

@@ -42,18 +42,18 @@ struct smtp_client_params {
 };
 
 enum smtp_client_status {
-	SMTP_CLIENT_OK = 0,        /* a reply (see struct smtp_reply) */
-	SMTP_CLIENT_TIMEOUT,       /* connect, handshake or reply took too long */
-	SMTP_CLIENT_CONN_FAILED,   /* refused, reset, or closed by the server */
-	SMTP_CLIENT_TLS_FAILED,    /* handshake failed or the certificate did not verify */
-	SMTP_CLIENT_PROTOCOL,      /* reply malformed or over the bounds */
+	SMTP_CLIENT_OK = 0,      /* a reply (see struct smtp_reply) */
+	SMTP_CLIENT_TIMEOUT,     /* connect, handshake or reply took too long */
+	SMTP_CLIENT_CONN_FAILED, /* refused, reset, or closed by the server */
+	SMTP_CLIENT_TLS_FAILED,  /* handshake failed or the certificate did not verify */
+	SMTP_CLIENT_PROTOCOL,    /* reply malformed or over the bounds */
 };
 
 struct smtp_reply {
-	int code;               /* 200..599 */
-	char enhanced[16];      /* "5.7.8" when the reply carries one, else "" */
-	const char *text;       /* every line's text after "NNN-"/"NNN ", joined with
-				   '\n'; valid only during the callback */
+	int code;          /* 200..599 */
+	char enhanced[16]; /* "5.7.8" when the reply carries one, else "" */
+	const char *text;  /* every line's text after "NNN-"/"NNN ", joined with
+	                      '\n'; valid only during the callback */
 	size_t n_lines;
 };
 
@@ -61,7 +61,7 @@ struct smtp_reply {
  * non-NULL only when status is SMTP_CLIENT_OK (for STARTTLS completion and
  * connect it is the 220 greeting / STARTTLS's 220, as received). */
 typedef void smtp_client_cb(struct smtp_client *client, enum smtp_client_status status,
-			    const struct smtp_reply *reply, void *arg);
+                            const struct smtp_reply *reply, void *arg);
 
 struct smtp_client *smtp_client_new(struct event_base *base, const struct smtp_client_params *p);
 
@@ -70,8 +70,8 @@ struct smtp_client *smtp_client_new(struct event_base *base, const struct smtp_c
  * greeting. Returns 0, or -1 (no callback) if the connection cannot even be
  * started. */
 int smtp_client_connect(struct smtp_client *, const struct sockaddr *addr, socklen_t addrlen,
-			SSL_CTX *implicit_tls, const char *servername, bool verify,
-			smtp_client_cb *cb, void *arg);
+                        SSL_CTX *implicit_tls, const char *servername, bool verify,
+                        smtp_client_cb *cb, void *arg);
 
 /* Send one command line (without CRLF; at most 2048 octets) and call cb with
  * its reply. Lines may be queued before earlier replies arrived. */
@@ -81,7 +81,7 @@ void smtp_client_command(struct smtp_client *, const char *line, smtp_client_cb 
  * or holding CR or LF is never sent: the connection ends with
  * SMTP_CLIENT_PROTOCOL. */
 void smtp_client_command_secret(struct smtp_client *, const char *line, smtp_client_cb *cb,
-				void *arg);
+                                void *arg);
 
 /* Send EHLO name; on a 250 the extensions are recorded (smtp_client_has_ext).
  * cb gets the reply. */
@@ -96,13 +96,13 @@ bool smtp_client_has_ext(const struct smtp_client *, const char *keyword, const 
  * once TLS is up, the server's reply if it refused (a non-220), or
  * SMTP_CLIENT_TLS_FAILED. RFC 3207 4.2: the caller sends EHLO again. */
 void smtp_client_starttls(struct smtp_client *, SSL_CTX *ctx, const char *servername, bool verify,
-			  smtp_client_cb *cb, void *arg);
+                          smtp_client_cb *cb, void *arg);
 
 /* After DATA's 354: send the message read from fd from offset to its end
  * (CRLF or LF line ends; dot-stuffed here, RFC 5321 4.5.2), then the final
  * ".", and call cb with the reply. The fd is not closed. */
 void smtp_client_send_message(struct smtp_client *, int fd, off_t offset, smtp_client_cb *cb,
-			      void *arg);
+                              void *arg);
 
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384", or NULL without TLS. */
 const char *smtp_client_tls_info(const struct smtp_client *);

@@ -76,8 +76,8 @@ struct smtp_mail_args {
  * / "501 5.5.4 Syntax error in parameters". Checks: angle brackets required,
  * local part <= 64 octets, domain <= 255, valid dot-atom or quoted-string,
  * domain syntax or address literal, no "user@domain@other". */
-int smtp_parse_mail_args(const char *args, enum smtp_param_kind kind,
-			 struct smtp_mail_args *r, const char **error_r);
+int smtp_parse_mail_args(const char *args, enum smtp_param_kind kind, struct smtp_mail_args *r,
+                         const char **error_r);
 
 /* Decode xtext (RFC 3461 4) such as the value of AUTH=. Returns 0 or -1. */
 int smtp_xtext_decode(const char *in, char *out, size_t outsz);

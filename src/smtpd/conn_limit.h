@@ -25,11 +25,11 @@ void conn_limit_free(struct conn_limit *);
  * unless it would pass max_total or max_per_ip. When the table is full the
  * connection is refused as CONN_LIMIT_TOTAL. */
 enum conn_limit_result conn_limit_acquire(struct conn_limit *, unsigned worker, unsigned listener,
-					  const uint8_t key[16], unsigned max_total,
-					  unsigned max_per_ip);
+                                          const uint8_t key[16], unsigned max_total,
+                                          unsigned max_per_ip);
 /* Give back a connection counted by acquire. */
 void conn_limit_release(struct conn_limit *, unsigned worker, unsigned listener,
-			const uint8_t key[16]);
+                        const uint8_t key[16]);
 /* Master: worker died; drop every connection it held. */
 void conn_limit_reset_worker(struct conn_limit *, unsigned worker);
 /* Current counts (tests, logs). */

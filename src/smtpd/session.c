@@ -54,30 +54,30 @@
 #define HELO_MAX 255
 
 enum session_state {
-	SS_COMMAND,        /* waiting for a command line */
-	SS_AUTH_LINE,      /* in a SASL exchange: the next line is a response */
-	SS_AUTH_WAIT,      /* the auth process is checking credentials */
-	SS_AUTH_DELAY,     /* holding back the answer to a failed AUTH */
-	SS_DATA,           /* reading message text */
-	SS_COMMIT,         /* the message is being fsynced */
-	SS_TLS_HANDSHAKE,  /* implicit TLS or after STARTTLS's 220 */
-	SS_CLOSING,        /* last reply queued; free once it is flushed */
+	SS_COMMAND,       /* waiting for a command line */
+	SS_AUTH_LINE,     /* in a SASL exchange: the next line is a response */
+	SS_AUTH_WAIT,     /* the auth process is checking credentials */
+	SS_AUTH_DELAY,    /* holding back the answer to a failed AUTH */
+	SS_DATA,          /* reading message text */
+	SS_COMMIT,        /* the message is being fsynced */
+	SS_TLS_HANDSHAKE, /* implicit TLS or after STARTTLS's 220 */
+	SS_CLOSING,       /* last reply queued; free once it is flushed */
 };
 
 static const char *const state_names[] = {
-	"command", "auth_line", "auth_wait", "auth_delay",
-	"data",    "commit",    "tls_handshake", "closing",
+        "command", "auth_line", "auth_wait",     "auth_delay",
+        "data",    "commit",    "tls_handshake", "closing",
 };
 
 struct txn {
-	char *mail;          /* "<a@b>" as recorded in the envelope */
-	char *mail_params;   /* the parameters we keep (SIZE, BODY, SMTPUTF8, AUTH) */
+	char *mail;        /* "<a@b>" as recorded in the envelope */
+	char *mail_params; /* the parameters we keep (SIZE, BODY, SMTPUTF8, AUTH) */
 	bool smtputf8;
 	uint64_t declared_size;
-	char **rcpts;        /* "<x@y>" */
+	char **rcpts; /* "<x@y>" */
 	size_t n_rcpts;
 	size_t rcpt_cap;
-	char *for_rcpt;      /* single recipient for the Received "for" clause */
+	char *for_rcpt; /* single recipient for the Received "for" clause */
 
 	/* DATA */
 	struct spool_msg *msg;
@@ -102,25 +102,25 @@ struct session {
 	char id[16];
 	int fd;
 	struct bufferevent *bev;
-	SSL *ssl;                 /* owned by bev */
+	SSL *ssl; /* owned by bev */
 	enum session_state state;
 
 	bool tls;
 	bool esmtp;
-	char *helo;               /* sanitized, NULL before HELO/EHLO */
+	char *helo; /* sanitized, NULL before HELO/EHLO */
 	bool authenticated;
 	char *auth_user;
-	char *auth_addrs;         /* the user's own addresses, "a@x,b@y" (sender policy) */
+	char *auth_addrs; /* the user's own addresses, "a@x,b@y" (sender policy) */
 	unsigned auth_failures;
 	unsigned errors;
 	unsigned messages;
-	bool discard_line;        /* dropping the rest of an over-long line */
+	bool discard_line;          /* dropping the rest of an over-long line */
 	bool implicit_tls_greeting; /* greet once the implicit TLS handshake is done */
-	bool starttls_pending;    /* 220 queued; swap to TLS once it is written */
-	const char *refuse;       /* implicit TLS over a limit: this reply, then close */
+	bool starttls_pending;      /* 220 queued; swap to TLS once it is written */
+	const char *refuse;         /* implicit TLS over a limit: this reply, then close */
 	struct event *tls_swap;
-	char *tls_desc;           /* "TLSv1.3 TLS_AES_..." */
-	char *tls_clause;         /* Received clause */
+	char *tls_desc;   /* "TLSv1.3 TLS_AES_..." */
+	char *tls_clause; /* Received clause */
 
 	struct sasl *sasl;
 	bool auth_pending;
@@ -130,7 +130,7 @@ struct session {
 
 	struct txn *txn;
 	bool commit_pending;
-	bool busy;                /* inside session_process(): do not free */
+	bool busy; /* inside session_process(): do not free */
 	bool freed_slot;
 };
 
@@ -140,7 +140,7 @@ static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_start_common(const struct session_env *env, unsigned listener_idx, int fd,
-				 const struct sockaddr *sa, socklen_t salen, const char *refuse);
+                                 const struct sockaddr *sa, socklen_t salen, const char *refuse);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -187,7 +187,7 @@ session_close(struct session *s, const char *reply)
 	bufferevent_disable(s->bev, EV_READ);
 	/* Anything the client pipelined after this is never looked at. */
 	evbuffer_drain(bufferevent_get_input(s->bev),
-		       evbuffer_get_length(bufferevent_get_input(s->bev)));
+	               evbuffer_get_length(bufferevent_get_input(s->bev)));
 }
 
 /* Count a protocol error; after max_errors the session ends (421). */
@@ -225,7 +225,8 @@ sanitize_name(const char *in)
 	char *out = xmalloc(n + 1);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)in[i];
-		out[i] = (c > 0x20 && c < 0x7f && c != '(' && c != ')' && c != '\\') ? (char)c : '?';
+		out[i] =
+		        (c > 0x20 && c < 0x7f && c != '(' && c != ')' && c != '\\') ? (char)c : '?';
 	}
 	out[n] = '\0';
 	return out;
@@ -300,7 +301,7 @@ session_ehlo_reply(struct session *s)
 	snprintf(lines[n++], sizeof(lines[0]), "%s", s->env->cfg->hostname);
 	snprintf(lines[n++], sizeof(lines[0]), "PIPELINING");
 	snprintf(lines[n++], sizeof(lines[0]), "SIZE %llu",
-		 (unsigned long long)lim->max_message_size);
+	         (unsigned long long)lim->max_message_size);
 	snprintf(lines[n++], sizeof(lines[0]), "ENHANCEDSTATUSCODES");
 	snprintf(lines[n++], sizeof(lines[0]), "8BITMIME");
 	snprintf(lines[n++], sizeof(lines[0]), "SMTPUTF8");
@@ -380,14 +381,16 @@ static void
 cmd_vrfy(struct session *s, const char *args)
 {
 	/* Never tell whether a user exists (RFC 5321 3.5.3 allows 252). */
-	session_reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+	session_reply(s,
+	              "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void
 cmd_help(struct session *s, const char *args)
 {
-	session_reply(s, "214 2.0.0 See RFC 5321; commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT "
-			 "VRFY STARTTLS AUTH");
+	session_reply(s,
+	              "214 2.0.0 See RFC 5321; commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT "
+	              "VRFY STARTTLS AUTH");
 }
 
 static void
@@ -407,7 +410,7 @@ session_tls_attach(struct session *s)
 	if (ssl == NULL)
 		return -1;
 	struct bufferevent *tls_bev = bufferevent_openssl_socket_new(
-		s->env->base, s->fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	        s->env->base, s->fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (tls_bev == NULL) {
 		SSL_free(ssl);
 		return -1;
@@ -418,7 +421,7 @@ session_tls_attach(struct session *s)
 	s->bev = tls_bev;
 	s->ssl = ssl;
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
-	struct timeval tv = { s->l->limits.command_timeout, 0 };
+	struct timeval tv = {s->l->limits.command_timeout, 0};
 	bufferevent_set_timeouts(s->bev, &tv, NULL);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	session_set_state(s, SS_TLS_HANDSHAKE);
@@ -495,14 +498,14 @@ session_tls_ready(struct session *s)
 	s->tls_desc = xstrdup(tls_describe(s->ssl, buf, sizeof(buf)));
 	s->tls_clause = xstrdup(tls_received_clause(s->ssl, buf, sizeof(buf)));
 	log_info("s=%s tls %s%s", s->id, s->tls_desc,
-		 SSL_session_reused(s->ssl) ? " resumed=yes" : "");
+	         SSL_session_reused(s->ssl) ? " resumed=yes" : "");
 	session_set_state(s, SS_COMMAND);
 }
 
 /* ---- AUTH */
 
 static void session_auth_done(enum auth_result result, const char *identity, const char *reason,
-			      void *arg);
+                              void *arg);
 
 static void
 session_auth_finish_failure(struct session *s)
@@ -537,14 +540,14 @@ session_auth_verify(struct session *s)
 	size_t secret_len;
 	const char *secret = sasl_secret(s->sasl, &secret_len);
 	struct auth_request req = {
-		.mech = sasl_mech(s->sasl),
-		.login = sasl_login(s->sasl),
-		.secret = secret,
-		.secret_len = secret_len,
-		.challenge = sasl_challenge(s->sasl),
-		.session = s->id,
-		.client = s->addr,
-		.listener = s->l->name,
+	        .mech = sasl_mech(s->sasl),
+	        .login = sasl_login(s->sasl),
+	        .secret = secret,
+	        .secret_len = secret_len,
+	        .challenge = sasl_challenge(s->sasl),
+	        .session = s->id,
+	        .client = s->addr,
+	        .listener = s->l->name,
 	};
 	session_set_state(s, SS_AUTH_WAIT);
 	s->auth_pending = true;
@@ -582,7 +585,8 @@ session_auth_step_result(struct session *s, enum sasl_result r)
 		/* A malformed credential message is a failed attempt (RFC 4954 9). */
 		char user[128];
 		log_info("s=%s auth mech=%s user=\"%s\" result=fail reason=malformed", s->id,
-			 sasl_mech(s->sasl), log_escape_str(sasl_login(s->sasl), user, sizeof(user)));
+		         sasl_mech(s->sasl),
+		         log_escape_str(sasl_login(s->sasl), user, sizeof(user)));
 		session_auth_end_sasl(s);
 		s->auth_failures++;
 		session_auth_finish_failure(s);
@@ -618,8 +622,8 @@ session_auth_done(enum auth_result result, const char *identity, const char *rea
 			const struct auth_reply *rep = auth_client_reply(s->env->auth);
 			free(s->auth_addrs);
 			s->auth_addrs = rep != NULL && rep->addresses[0] != '\0'
-						? xstrdup(rep->addresses)
-						: NULL;
+			                        ? xstrdup(rep->addresses)
+			                        : NULL;
 		}
 		log_info("s=%s auth user=\"%s\" result=ok", s->id, user);
 		session_reply(s, "235 2.7.0 Authentication successful");
@@ -632,13 +636,15 @@ session_auth_done(enum auth_result result, const char *identity, const char *rea
 		s->auth_user = NULL;
 		if (strcmp(reason, "locked") == 0) {
 			/* issue 6: locked out by the auth process's throttle. */
-			if (s->env->protection != NULL && s->env->protection->lockout_reply == 421) {
-				session_close(s, "421 4.7.0 Too many failed authentication attempts, "
-						 "closing connection");
+			if (s->env->protection != NULL &&
+			    s->env->protection->lockout_reply == 421) {
+				session_close(s,
+				              "421 4.7.0 Too many failed authentication attempts, "
+				              "closing connection");
 				break;
 			}
 			session_reply(s, "454 4.7.0 Too many failed authentication attempts, try "
-					 "again later");
+			                 "again later");
 		} else {
 			session_reply(s, "454 4.7.0 Temporary authentication failure");
 		}
@@ -656,7 +662,7 @@ session_auth_done(enum auth_result result, const char *identity, const char *rea
 			ms = frep->delay_ms;
 		if (ms > 0) {
 			/* A timer, not a sleep: the worker serves others meanwhile. */
-			struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
+			struct timeval tv = {ms / 1000, (long)(ms % 1000) * 1000};
 			session_set_state(s, SS_AUTH_DELAY);
 			evtimer_add(s->delay_timer, &tv);
 			return;
@@ -692,7 +698,8 @@ cmd_auth(struct session *s, const char *args)
 	}
 	if (!session_auth_offered(s)) {
 		/* RFC 4954 4/6: plaintext mechanisms need TLS here. */
-		session_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+		session_reply(
+		        s, "538 5.7.11 Encryption required for requested authentication mechanism");
 		session_error(s);
 		return;
 	}
@@ -767,17 +774,17 @@ session_send_limit_hit(struct session *s, const char *limit, unsigned count, uns
 {
 	char user[128];
 	struct auth_notify n = {
-		.event = "send_limit",
-		.user = s->auth_user,
-		.client = s->addr,
-		.session = s->id,
-		.limit = limit,
-		.count = count,
-		.max = max,
+	        .event = "send_limit",
+	        .user = s->auth_user,
+	        .client = s->addr,
+	        .session = s->id,
+	        .limit = limit,
+	        .count = count,
+	        .max = max,
 	};
 
 	log_info("s=%s reject reason=%s user=\"%s\" count=%u limit=%u", s->id, limit,
-		 log_escape_str(s->auth_user, user, sizeof(user)), count, max);
+	         log_escape_str(s->auth_user, user, sizeof(user)), count, max);
 	auth_client_notify(s->env->auth, &n);
 	session_reply(s, "450 4.7.1 Sending limit exceeded (%s), try again later", limit);
 }
@@ -794,17 +801,18 @@ session_protect_mail(struct session *s, const struct smtp_path *from)
 	if (!s->authenticated || s->auth_user == NULL)
 		return 0;
 	deny = sender_policy_check(s->l, pc, s->auth_user, s->auth_addrs,
-				   from->null ? "" : from->addr);
+	                           from->null ? "" : from->addr);
 	if (deny != NULL) {
 		char user[128], addr[300];
 		log_info("s=%s reject reason=sender_login_mismatch user=\"%s\" from=<%s>", s->id,
-			 log_escape_str(s->auth_user, user, sizeof(user)),
-			 log_escape_str(from->addr, addr, sizeof(addr)));
+		         log_escape_str(s->auth_user, user, sizeof(user)),
+		         log_escape_str(from->addr, addr, sizeof(addr)));
 		session_reply(s, "%s", deny);
 		return -1;
 	}
-	if (pc != NULL && !send_limit_allow_message(s->env->send_limits, s->auth_user,
-						    pc->messages_per_hour, send_limit_now(), &count)) {
+	if (pc != NULL &&
+	    !send_limit_allow_message(s->env->send_limits, s->auth_user, pc->messages_per_hour,
+	                              send_limit_now(), &count)) {
 		session_send_limit_hit(s, "messages_per_hour", count, pc->messages_per_hour);
 		return -1;
 	}
@@ -820,8 +828,9 @@ session_protect_rcpt(struct session *s)
 
 	if (!s->authenticated || s->auth_user == NULL || pc == NULL)
 		return 0;
-	if (!send_limit_allow_recipient(s->env->send_limits, s->auth_user, (unsigned)s->txn->n_rcpts,
-					pc->recipients_per_hour, send_limit_now(), &count)) {
+	if (!send_limit_allow_recipient(s->env->send_limits, s->auth_user,
+	                                (unsigned)s->txn->n_rcpts, pc->recipients_per_hour,
+	                                send_limit_now(), &count)) {
 		session_send_limit_hit(s, "recipients_per_hour", count, pc->recipients_per_hour);
 		return -1;
 	}
@@ -834,7 +843,7 @@ session_protect_record(struct session *s, const struct txn *t)
 {
 	if (s->authenticated && s->auth_user != NULL && s->env->send_limits != NULL)
 		send_limit_record(s->env->send_limits, s->auth_user, (unsigned)t->n_rcpts,
-				  send_limit_now());
+		                  send_limit_now());
 }
 
 static void
@@ -902,7 +911,7 @@ cmd_mail(struct session *s, const char *args)
 				t->declared_size = v;
 		} else if (param_is(p, "BODY")) {
 			if (!p->has_value || (ascii_strcasecmp(p->value, "7BIT") != 0 &&
-					      ascii_strcasecmp(p->value, "8BITMIME") != 0))
+			                      ascii_strcasecmp(p->value, "8BITMIME") != 0))
 				bad = "501 5.5.4 Unsupported BODY parameter";
 		} else if (param_is(p, "SMTPUTF8")) {
 			if (p->has_value)
@@ -913,7 +922,8 @@ cmd_mail(struct session *s, const char *args)
 			/* RFC 4954 5: accepted from anyone; it never grants
 			 * anything. We decode it only to check its syntax. */
 			char decoded[600];
-			if (!p->has_value || smtp_xtext_decode(p->value, decoded, sizeof(decoded)) != 0)
+			if (!p->has_value ||
+			    smtp_xtext_decode(p->value, decoded, sizeof(decoded)) != 0)
 				bad = "501 5.5.4 Syntax error in AUTH parameter";
 		} else {
 			bad = "555 5.5.4 Unsupported parameter";
@@ -926,7 +936,7 @@ cmd_mail(struct session *s, const char *args)
 		}
 		if (!param_is(p, "AUTH")) {
 			int w = snprintf(kept + kl, sizeof(kept) - kl, " %s%s%s", p->key,
-					 p->has_value ? "=" : "", p->has_value ? p->value : "");
+			                 p->has_value ? "=" : "", p->has_value ? p->value : "");
 			if (w > 0 && (size_t)w < sizeof(kept) - kl)
 				kl += (size_t)w;
 		}
@@ -982,16 +992,16 @@ cmd_rcpt(struct session *s, const char *args)
 		return;
 	}
 	struct relay_ctx rc = {
-		.cfg = s->env->cfg,
-		.listener = s->l,
-		.client = (const struct sockaddr *)&s->sa,
-		.authenticated = s->authenticated,
+	        .cfg = s->env->cfg,
+	        .listener = s->l,
+	        .client = (const struct sockaddr *)&s->sa,
+	        .authenticated = s->authenticated,
 	};
 	const char *deny = relay_policy_check(&rc, &ma.path);
 	if (deny != NULL) {
 		char to[300];
 		log_info("s=%s reject rcpt=<%s> reply=\"%s\"", s->id,
-			 log_escape_str(ma.path.addr, to, sizeof(to)), deny);
+		         log_escape_str(ma.path.addr, to, sizeof(to)), deny);
 		session_reply(s, "%s", deny);
 		session_error(s);
 		return;
@@ -1041,13 +1051,13 @@ session_write_received(struct session *s)
 	/* RFC 5321 4.4 trace field, protocol keyword per RFC 3848. The "for"
 	 * clause only for a single recipient, so a Bcc list is not revealed. */
 	int n = snprintf(hdr, sizeof(hdr),
-			 "Received: from %s (unknown [%s])\r\n"
-			 "\tby %s (authrelay) with %s id %s%s%s%s%s;\r\n"
-			 "\t%s\r\n",
-			 s->helo, s->addr, s->env->cfg->hostname, session_protocol(s),
-			 spool_msg_id(t->msg), s->tls ? "\r\n\t" : "", s->tls ? s->tls_clause : "",
-			 t->n_rcpts == 1 ? "\r\n\tfor " : "", t->n_rcpts == 1 ? t->rcpts[0] : "",
-			 date);
+	                 "Received: from %s (unknown [%s])\r\n"
+	                 "\tby %s (authrelay) with %s id %s%s%s%s%s;\r\n"
+	                 "\t%s\r\n",
+	                 s->helo, s->addr, s->env->cfg->hostname, session_protocol(s),
+	                 spool_msg_id(t->msg), s->tls ? "\r\n\t" : "", s->tls ? s->tls_clause : "",
+	                 t->n_rcpts == 1 ? "\r\n\tfor " : "", t->n_rcpts == 1 ? t->rcpts[0] : "",
+	                 date);
 	if (n > 0 && (size_t)n < sizeof(hdr))
 		txn_write(t, hdr, (size_t)n);
 }
@@ -1073,15 +1083,15 @@ cmd_data(struct session *s, const char *args)
 	}
 	struct txn *t = s->txn;
 	struct spool_envelope env = {
-		.time = (int64_t)time(NULL),
-		.client = s->addr,
-		.helo = s->helo,
-		.listener = s->l->name,
-		.protocol = (char *)session_protocol(s),
-		.tls = s->tls ? s->tls_desc : "none",
-		.auth = s->authenticated ? s->auth_user : NULL,
-		.rcpts = t->rcpts,
-		.n_rcpts = t->n_rcpts,
+	        .time = (int64_t)time(NULL),
+	        .client = s->addr,
+	        .helo = s->helo,
+	        .listener = s->l->name,
+	        .protocol = (char *)session_protocol(s),
+	        .tls = s->tls ? s->tls_desc : "none",
+	        .auth = s->authenticated ? s->auth_user : NULL,
+	        .rcpts = t->rcpts,
+	        .n_rcpts = t->n_rcpts,
 	};
 	char mail[1100];
 	snprintf(mail, sizeof(mail), "%s%s", t->mail, t->mail_params);
@@ -1098,7 +1108,7 @@ cmd_data(struct session *s, const char *args)
 		session_write_received(s);
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	session_set_state(s, SS_DATA);
-	bufferevent_set_timeouts(s->bev, &(struct timeval){ s->l->limits.data_timeout, 0 }, NULL);
+	bufferevent_set_timeouts(s->bev, &(struct timeval){s->l->limits.data_timeout, 0}, NULL);
 }
 
 /* Headers a submission server adds when missing (RFC 6409 8.2, 8.3). */
@@ -1117,7 +1127,8 @@ session_add_missing_headers(struct session *s)
 	}
 	if (!t->saw_message_id) {
 		int n = snprintf(buf, sizeof(buf), "Message-ID: <%s.%lld@%s>\r\n",
-				 spool_msg_id(t->msg), (long long)time(NULL), s->env->cfg->hostname);
+		                 spool_msg_id(t->msg), (long long)time(NULL),
+		                 s->env->cfg->hostname);
 		txn_write(t, buf, (size_t)n);
 	}
 }
@@ -1203,14 +1214,14 @@ static void
 session_data_end(struct session *s)
 {
 	struct txn *t = s->txn;
-	bufferevent_set_timeouts(s->bev, &(struct timeval){ s->l->limits.command_timeout, 0 }, NULL);
+	bufferevent_set_timeouts(s->bev, &(struct timeval){s->l->limits.command_timeout, 0}, NULL);
 	if (t->in_headers) {
 		t->in_headers = false;
 		session_add_missing_headers(s);
 	}
 	if (t->too_big) {
 		log_info("s=%s reject reason=max_message_size size>%llu", s->id,
-			 (unsigned long long)s->l->limits.max_message_size);
+		         (unsigned long long)s->l->limits.max_message_size);
 		session_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
 		session_reset_txn(s);
 		session_set_state(s, SS_COMMAND);
@@ -1219,7 +1230,7 @@ session_data_end(struct session *s)
 	if (t->line_too_long) {
 		log_info("s=%s reject reason=line_too_long", s->id);
 		session_reply(s, "554 5.6.0 Message contains a line longer than 1000 octets "
-				 "(RFC 5321 4.5.3.1.6)");
+		                 "(RFC 5321 4.5.3.1.6)");
 		session_reset_txn(s);
 		session_set_state(s, SS_COMMAND);
 		return;
@@ -1257,9 +1268,9 @@ session_commit_done(void *arg)
 		s->messages++;
 		session_protect_record(s, t);
 		log_info("s=%s queued id=%s from=%s nrcpt=%zu size=%llu%s%s", s->id,
-			 spool_msg_id(t->msg), log_escape_str(t->mail, from, sizeof(from)),
-			 t->n_rcpts, (unsigned long long)t->size, s->authenticated ? " auth=" : "",
-			 s->authenticated ? "yes" : "");
+		         spool_msg_id(t->msg), log_escape_str(t->mail, from, sizeof(from)),
+		         t->n_rcpts, (unsigned long long)t->size, s->authenticated ? " auth=" : "",
+		         s->authenticated ? "yes" : "");
 		if (s->state != SS_CLOSING)
 			session_reply(s, "250 2.0.0 Ok: queued as %s", spool_msg_id(t->msg));
 	} else {
@@ -1286,22 +1297,22 @@ static const struct command {
 	cmd_fn *fn;
 	unsigned flags;
 } commands[SMTP_CMD_COUNT] = {
-	[SMTP_CMD_HELO] = { SMTP_CMD_HELO, cmd_helo_plain, PRE_TLS },
-	[SMTP_CMD_EHLO] = { SMTP_CMD_EHLO, cmd_ehlo, PRE_TLS },
-	[SMTP_CMD_MAIL] = { SMTP_CMD_MAIL, cmd_mail, 0 },
-	[SMTP_CMD_RCPT] = { SMTP_CMD_RCPT, cmd_rcpt, 0 },
-	[SMTP_CMD_DATA] = { SMTP_CMD_DATA, cmd_data, 0 },
-	[SMTP_CMD_RSET] = { SMTP_CMD_RSET, cmd_rset, PRE_TLS },
-	[SMTP_CMD_NOOP] = { SMTP_CMD_NOOP, cmd_noop, PRE_TLS },
-	[SMTP_CMD_QUIT] = { SMTP_CMD_QUIT, cmd_quit, PRE_TLS },
-	[SMTP_CMD_VRFY] = { SMTP_CMD_VRFY, cmd_vrfy, 0 },
-	[SMTP_CMD_EXPN] = { SMTP_CMD_EXPN, cmd_not_offered, 0 },
-	[SMTP_CMD_HELP] = { SMTP_CMD_HELP, cmd_help, PRE_TLS },
-	[SMTP_CMD_STARTTLS] = { SMTP_CMD_STARTTLS, cmd_starttls, PRE_TLS },
-	[SMTP_CMD_AUTH] = { SMTP_CMD_AUTH, cmd_auth, 0 },
-	[SMTP_CMD_BDAT] = { SMTP_CMD_BDAT, cmd_not_offered, 0 },
-	/* RFC 6409 7: ETRN MUST NOT be offered on submission. */
-	[SMTP_CMD_ETRN] = { SMTP_CMD_ETRN, cmd_not_offered, 0 },
+        [SMTP_CMD_HELO] = {SMTP_CMD_HELO, cmd_helo_plain, PRE_TLS},
+        [SMTP_CMD_EHLO] = {SMTP_CMD_EHLO, cmd_ehlo, PRE_TLS},
+        [SMTP_CMD_MAIL] = {SMTP_CMD_MAIL, cmd_mail, 0},
+        [SMTP_CMD_RCPT] = {SMTP_CMD_RCPT, cmd_rcpt, 0},
+        [SMTP_CMD_DATA] = {SMTP_CMD_DATA, cmd_data, 0},
+        [SMTP_CMD_RSET] = {SMTP_CMD_RSET, cmd_rset, PRE_TLS},
+        [SMTP_CMD_NOOP] = {SMTP_CMD_NOOP, cmd_noop, PRE_TLS},
+        [SMTP_CMD_QUIT] = {SMTP_CMD_QUIT, cmd_quit, PRE_TLS},
+        [SMTP_CMD_VRFY] = {SMTP_CMD_VRFY, cmd_vrfy, 0},
+        [SMTP_CMD_EXPN] = {SMTP_CMD_EXPN, cmd_not_offered, 0},
+        [SMTP_CMD_HELP] = {SMTP_CMD_HELP, cmd_help, PRE_TLS},
+        [SMTP_CMD_STARTTLS] = {SMTP_CMD_STARTTLS, cmd_starttls, PRE_TLS},
+        [SMTP_CMD_AUTH] = {SMTP_CMD_AUTH, cmd_auth, 0},
+        [SMTP_CMD_BDAT] = {SMTP_CMD_BDAT, cmd_not_offered, 0},
+        /* RFC 6409 7: ETRN MUST NOT be offered on submission. */
+        [SMTP_CMD_ETRN] = {SMTP_CMD_ETRN, cmd_not_offered, 0},
 };
 
 static void
@@ -1313,7 +1324,7 @@ session_command(struct session *s, const char *line, size_t len)
 		/* Never log an AUTH line: it may hold a password. */
 		bool secret = len >= 4 && ascii_strncasecmp(line, "AUTH", 4) == 0;
 		log_debug("s=%s < %s", s->id,
-			  secret ? "AUTH ..." : log_escape(line, len, esc, sizeof(esc)));
+		          secret ? "AUTH ..." : log_escape(line, len, esc, sizeof(esc)));
 	}
 	if (smtp_parse_command(line, len, &cmd) != PARSE_OK) {
 		session_reply(s, "500 5.5.2 Syntax error, command unrecognized");
@@ -1398,7 +1409,7 @@ session_getline(struct session *s, struct evbuffer *in, char **line_r, size_t *l
 		 * (SMTP smuggling, RFC 5321 2.3.8 and 4.1.1.4). Commands
 		 * also accept a bare LF, as most servers do. */
 		enum evbuffer_eol_style style =
-			s->state == SS_DATA ? EVBUFFER_EOL_CRLF_STRICT : EVBUFFER_EOL_CRLF;
+		        s->state == SS_DATA ? EVBUFFER_EOL_CRLF_STRICT : EVBUFFER_EOL_CRLF;
 		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, style);
 		if (p.pos < 0) {
 			size_t have = evbuffer_get_length(in);
@@ -1487,7 +1498,7 @@ static void
 session_free(struct session *s)
 {
 	log_info("s=%s disconnect client=%s messages=%u auth_failures=%u errors=%u", s->id, s->addr,
-		 s->messages, s->auth_failures, s->errors);
+	         s->messages, s->auth_failures, s->errors);
 	if (s->auth_pending)
 		auth_client_cancel(s->env->auth, s->auth_handle);
 	if (s->refuse == NULL)
@@ -1577,7 +1588,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 			}
 			if (implicit)
 				session_reply(s, "220 %s ESMTP %s", s->env->cfg->hostname,
-					      s->l->banner ? s->l->banner : "authrelay");
+				              s->l->banner ? s->l->banner : "authrelay");
 			session_process(s);
 		}
 		return;
@@ -1587,7 +1598,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		if (s->state == SS_TLS_HANDSHAKE) {
 			s->state = SS_CLOSING;
 			evbuffer_drain(bufferevent_get_output(s->bev),
-				       evbuffer_get_length(bufferevent_get_output(s->bev)));
+			               evbuffer_get_length(bufferevent_get_output(s->bev)));
 		} else {
 			session_close(s, "421 4.4.2 Timeout exceeded, closing connection");
 			/* Output still flows even though reading stopped. */
@@ -1609,7 +1620,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 			log_info("s=%s lost connection in DATA", s->id);
 		/* Nothing more can be written: drop what is queued and go. */
 		evbuffer_drain(bufferevent_get_output(s->bev),
-			       evbuffer_get_length(bufferevent_get_output(s->bev)));
+		               evbuffer_get_length(bufferevent_get_output(s->bev)));
 		s->state = SS_CLOSING;
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 		session_maybe_free(s);
@@ -1618,21 +1629,21 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 
 void
 session_start_refused(const struct session_env *env, unsigned listener_idx, int fd,
-		      const struct sockaddr *sa, socklen_t salen, const char *reply)
+                      const struct sockaddr *sa, socklen_t salen, const char *reply)
 {
 	session_start_common(env, listener_idx, fd, sa, salen, reply);
 }
 
 void
 session_start(const struct session_env *env, unsigned listener_idx, int fd,
-	      const struct sockaddr *sa, socklen_t salen)
+              const struct sockaddr *sa, socklen_t salen)
 {
 	session_start_common(env, listener_idx, fd, sa, salen, NULL);
 }
 
 static void
 session_start_common(const struct session_env *env, unsigned listener_idx, int fd,
-		     const struct sockaddr *sa, socklen_t salen, const char *refuse)
+                     const struct sockaddr *sa, socklen_t salen, const char *refuse)
 {
 	const struct listener_cfg *l = &env->cfg->listeners[listener_idx];
 	struct session *s = xcalloc(1, sizeof(*s));
@@ -1659,7 +1670,7 @@ session_start_common(const struct session_env *env, unsigned listener_idx, int f
 		if (session_tls_attach(s) == 0 && refuse != NULL) {
 			/* Refused clients get a short handshake deadline: they
 			 * hold no connection slot. */
-			struct timeval tv = { 10, 0 };
+			struct timeval tv = {10, 0};
 			bufferevent_set_timeouts(s->bev, &tv, &tv);
 		} else if (s->bev == NULL) {
 			log_err("s=%s cannot start TLS", s->id);
@@ -1675,8 +1686,9 @@ session_start_common(const struct session_env *env, unsigned listener_idx, int f
 	if (s->bev == NULL)
 		fatal("bufferevent_socket_new failed");
 	s->state = SS_COMMAND;
-	session_reply(s, "220 %s ESMTP %s", env->cfg->hostname, l->banner ? l->banner : "authrelay");
+	session_reply(s, "220 %s ESMTP %s", env->cfg->hostname,
+	              l->banner ? l->banner : "authrelay");
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
-	bufferevent_set_timeouts(s->bev, &(struct timeval){ l->limits.command_timeout, 0 }, NULL);
+	bufferevent_set_timeouts(s->bev, &(struct timeval){l->limits.command_timeout, 0}, NULL);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }

@@ -26,12 +26,12 @@ struct session_env {
 	struct event_base *base;
 	SSL_CTX *tls;
 	struct auth_client *auth;
-	struct threadpool *pool;   /* fsync of committed messages */
+	struct threadpool *pool;           /* fsync of committed messages */
 	struct spool_committer *committer; /* issue 5: single or group commit */
 	struct conn_limit *limits;
 	unsigned worker;
 	const char *spool_dir;
-	unsigned *n_sessions;      /* live sessions of this worker */
+	unsigned *n_sessions;                       /* live sessions of this worker */
 	const struct protection_config *protection; /* issue 6: [protection] */
 	struct send_limit *send_limits;             /* issue 6: shared per-user counts */
 };
@@ -40,12 +40,12 @@ struct session_env {
  * The connection-limit slot for the client is already held; the session gives
  * it back when it ends. */
 void session_start(const struct session_env *env, unsigned listener_idx, int fd,
-		   const struct sockaddr *sa, socklen_t salen);
+                   const struct sockaddr *sa, socklen_t salen);
 
 /* For an implicit-TLS listener, a client over a connection limit: do the TLS
  * handshake (RFC 8314 3.3: all SMTP runs inside TLS), send reply, close. No
  * connection-limit slot is held. */
 void session_start_refused(const struct session_env *env, unsigned listener_idx, int fd,
-			   const struct sockaddr *sa, socklen_t salen, const char *reply);
+                           const struct sockaddr *sa, socklen_t salen, const char *reply);
 
 #endif

@@ -64,7 +64,7 @@ smtpd_refuse(int fd, const char *reply)
 
 static void
 smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		void *arg)
+                void *arg)
 {
 	struct smtpd_listener *sl = arg;
 	struct smtpd *d = sl->smtpd;
@@ -77,22 +77,22 @@ smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr 
 	if (spool_gauge_full(d->params->queue_gauge)) {
 		net_addr_str(sa, addr, sizeof(addr));
 		log_info("refuse client=%s listener=%s reason=max_queue_size queued=%lu", addr,
-			 l->name, spool_gauge_queued(d->params->queue_gauge));
+		         l->name, spool_gauge_queued(d->params->queue_gauge));
 		smtpd_refuse(fd, "421 4.3.2 System storage full, try again later\r\n");
 		return;
 	}
 	net_client_key(sa, l->limits.ipv6_prefix, key);
-	enum conn_limit_result r = conn_limit_acquire(d->params->limits, d->params->worker, sl->idx,
-						      key, l->limits.max_connections,
-						      l->limits.max_connections_per_ip);
+	enum conn_limit_result r =
+	        conn_limit_acquire(d->params->limits, d->params->worker, sl->idx, key,
+	                           l->limits.max_connections, l->limits.max_connections_per_ip);
 	if (r != CONN_LIMIT_OK) {
 		bool per_ip = r == CONN_LIMIT_PER_IP;
 		const char *reply = per_ip ? "421 4.7.0 Too many connections from your address"
-					   : "421 4.7.0 Too many connections, try again later";
+		                           : "421 4.7.0 Too many connections, try again later";
 		net_addr_str(sa, addr, sizeof(addr));
 		log_info("refuse client=%s listener=%s reason=%s limit=%u", addr, l->name,
-			 per_ip ? "max_connections_per_ip" : "max_connections",
-			 per_ip ? l->limits.max_connections_per_ip : l->limits.max_connections);
+		         per_ip ? "max_connections_per_ip" : "max_connections",
+		         per_ip ? l->limits.max_connections_per_ip : l->limits.max_connections);
 		if (l->tls == LTLS_IMPLICIT)
 			session_start_refused(&d->env, sl->idx, fd, sa, (socklen_t)salen, reply);
 		else
@@ -119,7 +119,7 @@ smtpd_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct smtpd *d = arg;
 	log_info("worker=%u stopping (signal %d) sessions=%u", d->params->worker, (int)sig,
-		 d->n_sessions);
+	         d->n_sessions);
 	for (size_t i = 0; i < d->n_listeners; i++) {
 		if (d->listeners[i].evl != NULL) {
 			evconnlistener_free(d->listeners[i].evl);
@@ -133,7 +133,7 @@ int
 smtpd_main(const struct smtpd_params *p)
 {
 	const struct config *cfg = p->cfg;
-	struct smtpd d = { .params = p };
+	struct smtpd d = {.params = p};
 
 	signal(SIGPIPE, SIG_IGN);
 	d.base = event_base_new();
@@ -146,15 +146,15 @@ smtpd_main(const struct smtpd_params *p)
 	free(qerr);
 	queue_config_free(qc);
 	d.env = (struct session_env){
-		.cfg = cfg,
-		.base = d.base,
-		.tls = p->tls,
-		.pool = threadpool_new(d.base, SMTPD_SYNC_THREADS),
-		.auth = auth_client_new(d.base, p->auth_socket, cfg->auth_request_timeout),
-		.limits = p->limits,
-		.worker = p->worker,
-		.spool_dir = p->spool_dir,
-		.n_sessions = &d.n_sessions,
+	        .cfg = cfg,
+	        .base = d.base,
+	        .tls = p->tls,
+	        .pool = threadpool_new(d.base, SMTPD_SYNC_THREADS),
+	        .auth = auth_client_new(d.base, p->auth_socket, cfg->auth_request_timeout),
+	        .limits = p->limits,
+	        .worker = p->worker,
+	        .spool_dir = p->spool_dir,
+	        .n_sessions = &d.n_sessions,
 	};
 	d.env.committer = spool_committer_new(d.base, group_commit, d.env.pool);
 	/* issue 6: [protection] (validated by the master at start); alert
@@ -173,7 +173,7 @@ smtpd_main(const struct smtpd_params *p)
 		sl->smtpd = &d;
 		sl->idx = (unsigned)i;
 		sl->evl = evconnlistener_new(d.base, smtpd_accept_cb, sl, LEV_OPT_CLOSE_ON_EXEC, -1,
-					     p->listen_fds[i]);
+		                             p->listen_fds[i]);
 		if (sl->evl == NULL)
 			fatal("listener %s: evconnlistener_new failed", cfg->listeners[i].name);
 		evconnlistener_set_error_cb(sl->evl, smtpd_accept_error_cb);
@@ -193,7 +193,7 @@ smtpd_main(const struct smtpd_params *p)
 	free(d.listeners);
 	unsigned long rounds, msgs;
 	spool_committer_stats(d.env.committer, &rounds, &msgs);
-	log_info("worker=%u spool commits messages=%lu rounds=%lu group_commit=%s", p->worker,
-		 msgs, rounds, group_commit ? "yes" : "no");
+	log_info("worker=%u spool commits messages=%lu rounds=%lu group_commit=%s", p->worker, msgs,
+	         rounds, group_commit ? "yes" : "no");
 	return 0;
 }

@@ -16,12 +16,12 @@ struct send_limit;
 /* What the master hands a worker. */
 struct smtpd_params {
 	const struct config *cfg;
-	unsigned worker;            /* index, for the connection-limit table */
-	const int *listen_fds;      /* one per cfg->listeners[i] */
+	unsigned worker;       /* index, for the connection-limit table */
+	const int *listen_fds; /* one per cfg->listeners[i] */
 	struct conn_limit *limits;
-	SSL_CTX *tls;               /* NULL when no listener uses TLS */
-	const char *spool_dir;      /* as seen by this process (after chroot) */
-	const char *auth_socket;    /* as seen by this process (after chroot) */
+	SSL_CTX *tls;                          /* NULL when no listener uses TLS */
+	const char *spool_dir;                 /* as seen by this process (after chroot) */
+	const char *auth_socket;               /* as seen by this process (after chroot) */
 	const struct spool_gauge *queue_gauge; /* issue 5: queue full -> 421 4.3.2 */
 	struct send_limit *send_limits;        /* issue 6: messages/recipients per hour */
 };

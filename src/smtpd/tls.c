@@ -52,7 +52,7 @@ tls_server_ctx_new(const struct config *cfg, const char **error_r)
 	SSL_CTX_set_min_proto_version(ctx, min);
 	/* No renegotiation: a client could otherwise make us spend CPU at will. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-					 SSL_OP_NO_COMPRESSION);
+	                                 SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (cfg->tls_ciphers != NULL && SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
 		*error_r = tls_error("[tls] ciphers");
@@ -111,6 +111,6 @@ tls_received_clause(SSL *ssl, char *buf, size_t bufsz)
 	int alg_bits = 0;
 	int bits = SSL_get_cipher_bits(ssl, &alg_bits);
 	snprintf(buf, bufsz, "(using %s with cipher %s (%d/%d bits))", SSL_get_version(ssl),
-		 SSL_get_cipher_name(ssl), bits, alg_bits);
+	         SSL_get_cipher_name(ssl), bits, alg_bits);
 	return buf;
 }

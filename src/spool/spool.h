@@ -45,9 +45,9 @@ struct spool_envelope {
 	char *listener;
 	char *protocol;
 	char *tls;
-	char *auth;       /* NULL if not authenticated */
-	char *mail;       /* "<a@b> SIZE=10" */
-	char **rcpts;     /* "<x@y>" ... */
+	char *auth;   /* NULL if not authenticated */
+	char *mail;   /* "<a@b> SIZE=10" */
+	char **rcpts; /* "<x@y>" ... */
 	size_t n_rcpts;
 };
 
@@ -89,7 +89,7 @@ void spool_msg_free(struct spool_msg *);
  * *body_offset_r is where the message starts. The caller frees with
  * spool_envelope_clear(). */
 int spool_read_envelope(const char *path, struct spool_envelope *env_r, long *body_offset_r,
-			const char **error_r);
+                        const char **error_r);
 void spool_envelope_clear(struct spool_envelope *);
 
 /* %-escape for envelope values (see above). Returns a malloc'd string. */

@@ -151,8 +151,8 @@ test_result_old_peer(void **state)
 static void
 test_notify_alert(void **state)
 {
-	static const struct auth_notify n = {"send_limit", "alice", "192.0.2.1", "4f2a1c",
-	                                     "messages_per_hour", 501, 500};
+	static const struct auth_notify n = {"send_limit",        "alice", "192.0.2.1", "4f2a1c",
+	                                     "messages_per_hour", 501,     500};
 	static const char text[] = "From: a@b\r\n\r\nhello\r\n";
 	struct auth_alert_mail a = {"admin@example.org,sec@example.org", text, sizeof(text) - 1};
 	struct auth_notify gn;
@@ -286,9 +286,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_hello),         cmocka_unit_test(test_verify),
-	        cmocka_unit_test(test_verify_limits), cmocka_unit_test(test_result),
-	        cmocka_unit_test(test_malformed),     cmocka_unit_test(test_result_names),
+	        cmocka_unit_test(test_hello),           cmocka_unit_test(test_verify),
+	        cmocka_unit_test(test_verify_limits),   cmocka_unit_test(test_result),
+	        cmocka_unit_test(test_malformed),       cmocka_unit_test(test_result_names),
 	        cmocka_unit_test(test_result_old_peer), cmocka_unit_test(test_notify_alert),
 	};
 
