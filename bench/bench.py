@@ -30,6 +30,9 @@ Environment:
                       needs one smtpd process per connection)
   BENCH_OUT=DIR       where results.md / results.json go (default build/bench)
   BENCH_KEEP=1        keep the temporary directory
+  BENCH_PROFILE=1     only the profile: perf record (cpu-clock, call graphs) of authrelay's
+                      processes during a plaintext and a STARTTLS run at concurrency 64,
+                      reports in BENCH_OUT/profile-*.txt, no comparison
   BENCH_DIR=DIR       where the temporary directory goes (default $TMPDIR or /tmp): the
                       spool, Postfix's queue and slapd's database live there, so this
                       picks the file system whose fsync both systems pay
@@ -314,7 +317,11 @@ class Sink:
 class Authrelay:
     name = "authrelay"
 
-    def __init__(self, base: Path, cert: Path, key: Path, slapd: Slapd, hashes: list[str]):
+    def __init__(self, base: Path, cert: Path, key: Path, slapd: Slapd, hashes: list[str],
+                 sink: Sink):
+        self.sink = sink
+        self.relays = False   # True once its queue process delivers to the sink
+        self.queue_ok = False # the build takes [queue] smarthost
         self.dir = base / "authrelay"
         self.dir.mkdir()
         os.chmod(self.dir, 0o755)
@@ -327,15 +334,22 @@ class Authrelay:
         self.auth_label = "?"
         self.cache = False
 
-    def config(self, source: str, cache: bool | None = None) -> str:
-        """cache None: no [protection] section (a build without the cache)."""
+    def config(self, source: str, cache: bool | None = None, queue: str | None = None) -> str:
+        """cache None: no [protection] section (a build without the cache).
+        queue: the [queue] smarthost (a build with the queue process), or None."""
         prot = ""
+        # Whenever the build takes a smarthost, mail goes to the sink only:
+        # never to MX hosts looked up in DNS.
+        if queue is None and getattr(self, "queue_ok", False):
+            queue = f"[{HOST}]:{self.sink.port}"
+        if queue is not None:
+            prot += f"[queue]\nsmarthost = {queue}\ntls = none\n\n"
         if cache is not None:
             # cache_size 0 turns the cache off; 20000 holds all 10,000 users.
             # The per-user sending limits (500 messages an hour by default)
             # are off: the peer has none, and the bench reuses its users.
-            prot = (f"[protection]\ncache_size = {20000 if cache else 0}\n"
-                    "messages_per_hour = 0\nrecipients_per_hour = 0\n")
+            prot += (f"[protection]\ncache_size = {20000 if cache else 0}\n"
+                     "messages_per_hour = 0\nrecipients_per_hour = 0\n")
         if source == "ldap":
             src = f"""\
 [ldap bench]
@@ -410,14 +424,41 @@ tls = required
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise RuntimeError("authrelay check-config:\n" + r.stdout + r.stderr)
+        # The queue process, where this build has one: then authrelay relays
+        # to the same sink as the peer; else its spool is emptied after runs.
+        cache_arg = False if self.has_cache else None
+        cfg.write_text(self.config(self.source, cache_arg, queue="[not a host"))
+        bad = subprocess.run([str(AUTHRELAY), "check-config", "-c", str(cfg)],
+                             capture_output=True, text=True, timeout=30)
+        cfg.write_text(self.config(self.source, cache_arg, queue=f"[{HOST}]:{self.sink.port}"))
+        good = subprocess.run([str(AUTHRELAY), "check-config", "-c", str(cfg)],
+                              capture_output=True, text=True, timeout=30)
+        self.queue_ok = good.returncode == 0
+        if bad.returncode != 0 and good.returncode == 0:
+            self.relays = True
+            self.start()
+            r = subprocess.run([str(SMTP_LOAD), "-a", f"{HOST}:{self.port_plain}", "-n", "1",
+                                "-t", "10", "-r", "1-1"], capture_output=True, text=True,
+                               timeout=60)
+            try:
+                wait_until(lambda: self.spool_files() == 0, 20, "authrelay's queue to deliver")
+            except RuntimeError:
+                self.relays = False
+            self.stop()
+            if r.returncode != 0:
+                self.relays = False
+        cfg.write_text(self.config(self.source, cache_arg))
         self.auth_label = ("[ldap] method = bind" if self.source == "ldap"
                            else "users file {SSHA} (LDAP source not in this build)")
         log(f"authrelay auth: {self.auth_label}; auth cache: "
-            f"{'yes' if self.has_cache else 'not in this build'}")
+            f"{'yes' if self.has_cache else 'not in this build'}; "
+            f"{'relays to the sink' if self.relays else 'spool only (no queue process)'}")
 
     def probe_auth(self) -> bool:
+        # AUTH only (-m 0): nothing is queued by a probe.
         r = subprocess.run([str(SMTP_LOAD), "-a", f"{HOST}:{self.port_plain}", "-n", "1",
-                            "-t", "10", "-r", "1-1"], capture_output=True, text=True, timeout=60)
+                            "-t", "10", "-r", "1-1", "-m", "0"], capture_output=True, text=True,
+                           timeout=60)
         return r.returncode == 0
 
     def start(self):
@@ -450,9 +491,19 @@ tls = required
         self.start()
         self.cache = want
 
+    def spool_files(self) -> int:
+        n = 0
+        for sub in ("incoming", "tmp"):
+            d = self.spool / sub
+            if d.is_dir():
+                n += sum(1 for _ in os.scandir(d))
+        return n
+
     def after_run(self):
-        # Until the queue process delivers, accepted mail piles up in the
-        # spool: empty it so every run starts from the same directory size.
+        if self.relays:
+            return
+        # Without a queue process, accepted mail piles up in the spool:
+        # empty it so every run starts from the same directory size.
         for sub in ("incoming", "tmp"):
             d = self.spool / sub
             if d.is_dir():
@@ -463,7 +514,14 @@ tls = required
                         pass
 
     def wait_idle(self):
-        pass
+        """Let the queue deliver what was accepted before the next run."""
+        if not self.relays:
+            return
+        try:
+            wait_until(lambda: self.spool_files() == 0, 120, "authrelay's queue to drain",
+                       interval=0.2)
+        except RuntimeError as e:
+            log(f"{e}: {self.spool_files()} files left")
 
 
 class Peer:
@@ -753,6 +811,48 @@ def run_point(systems, tls: str, conc: int, cache: bool, messages: int = 1) -> d
     return out
 
 
+def profile(system, tls: str, conc: int, messages: int):
+    """perf record of system's processes during one run; text reports in OUT."""
+    name = f"profile-{tls}-c{conc}-m{messages}"
+    data = OUT / f"{name}.data"
+    pids = ",".join(str(p) for p in system.pids())
+    perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g",
+                             "-o", str(data), "-p", pids],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started.append(("perf", perf.pid))
+    time.sleep(0.5)
+    r = smtp_load(system.port(tls), tls, conc, SECONDS, messages=messages)
+    perf.send_signal(signal.SIGINT)
+    perf.wait(timeout=60)
+    started.remove(("perf", perf.pid))
+    system.after_run()
+    system.wait_idle()
+    out = [f"# {r['cmd']}", f"# {r['sessions_per_s']:.0f} sessions/s, "
+           f"{r['messages_per_s']:.0f} messages/s, failed {r['sessions_failed']}", ""]
+    # Which process (smtpd workers, auth, queue) is named in the first report.
+    names = {}
+    for pid in system.pids():
+        try:
+            names[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        except OSError:
+            pass
+    out += ["## processes"] + [f"{p} {n}" for p, n in names.items()] + [""]
+    for sort in ("pid", "comm,dso", "sym"):
+        rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children",
+                              "-g", "none", "--percent-limit", "0.5", "--sort", sort],
+                             capture_output=True, text=True, timeout=300)
+        out += [f"## perf report --sort {sort}"] + [l for l in rep.stdout.splitlines()
+                                                    if l and not l.startswith("#")][:60] + [""]
+    rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children",
+                          "--percent-limit", "2", "--sort", "sym"],
+                         capture_output=True, text=True, timeout=300)
+    out += ["## call graphs of symbols over 2 %"] + [l for l in rep.stdout.splitlines()
+                                                     if not l.startswith("#")][:500]
+    (OUT / f"{name}.txt").write_text("\n".join(out) + "\n")
+    data.unlink(missing_ok=True)
+    log(f"profile {name}: {r['sessions_per_s']:.0f} sessions/s; {OUT / (name + '.txt')}")
+
+
 def fsync_rate(directory: Path, seconds: float = 2.0) -> float:
     """fsync()s per second of a 4 KiB rewrite on the spool's file system."""
     path = directory / "fsync-probe"
@@ -850,7 +950,9 @@ def machine() -> dict:
         "dovecot": ver("dovecot --version"),
         "slapd": ver("dpkg-query -W -f='${Version}' slapd"),
         "openssl": ver("openssl version"),
-        "authrelay_commit": ver(f"git -C {REPO} rev-parse --short HEAD") +
+        "authrelay_bin": str(AUTHRELAY),
+        "authrelay_commit": os.environ.get("BENCH_AUTHRELAY_LABEL") or
+        ver(f"git -C {REPO} rev-parse --short HEAD") +
         (" (+ uncommitted changes)" if subprocess.run(
             ["git", "-C", str(REPO), "diff", "--quiet", "HEAD"]).returncode else ""),
     }
@@ -862,8 +964,15 @@ def fmt(x, digits=0):
     return f"{x:,.{digits}f}"
 
 
+def cpu_ms(x: dict, seconds: float, per: str = "sessions_per_s") -> float | None:
+    """CPU milliseconds per session (or message) of a system's own processes."""
+    n = x[per] * seconds
+    return x["cpu_s"] * 1000 / n if n else None
+
+
 def report(results: dict) -> str:
     m = results["machine"]
+    sec = results["seconds"]
     lines = [f"Run {m['date']} on {m['cores']} x {m['cpu']}, {m['memory_gib']} GiB, "
              f"{m['os']}, kernel {m['kernel']}; Postfix {m['postfix']}, {m['dovecot']}, "
              f"slapd {m['slapd']}, {m['openssl']}; authrelay {m['authrelay_commit']}; "
@@ -872,12 +981,15 @@ def report(results: dict) -> str:
              "load: AUTH PLAIN + 1 message of 4 KiB to 1 recipient per session, "
              "users drawn from 10,000, no wrong passwords.",
              f"authrelay auth: {results['authrelay_auth']}. Peer: Postfix smtpd + Dovecot "
-             "passdb ldap auth_bind=yes, relaying to smtp-sink. authrelay: accepted into its "
-             "spool (fsynced), not relayed (no queue process yet).", ""]
+             "passdb ldap auth_bind=yes, relaying to smtp-sink. authrelay: " +
+             ("relaying to the same smtp-sink through its queue process (each run waits for "
+              "both queues to drain)." if results.get("authrelay_relays") else
+              "accepted into its spool (fsynced), not relayed (no queue process in this build)."),
+             ""]
     lines.append("| TLS | cache | conc | authrelay sess/s | peer sess/s | ratio | "
                  "authrelay AUTH p50/p90/p99/max ms | peer AUTH p50/p90/p99/max ms | "
                  "authrelay session p50/p99 ms | peer session p50/p99 ms | "
-                 "CPU s/run a / p | failed a / p |")
+                 "CPU ms/session a / p | failed a / p |")
     lines.append("|---|---|---:|---:|---:|---:|---|---|---|---|---|---|")
     for pt in results["points"]:
         a, p = pt["authrelay"], pt["peer"]
@@ -894,11 +1006,12 @@ def report(results: dict) -> str:
             f"{fmt(p['auth_max'], 1)} | "
             f"{fmt(a['session_p50'], 2)}/{fmt(a['session_p99'], 2)} | "
             f"{fmt(p['session_p50'], 2)}/{fmt(p['session_p99'], 2)} | "
-            f"{fmt(a['cpu_s'], 1)} / {fmt(p['cpu_s'], 1)} | {a['failed']} / {p['failed']} |")
+            f"{fmt(cpu_ms(a, sec), 2)} / {fmt(cpu_ms(p, sec), 2)} | "
+            f"{a['failed']} / {p['failed']} |")
     if results.get("auth_only"):
         lines += ["", "AUTH only (no message: greeting, EHLO, [STARTTLS, EHLO], AUTH PLAIN, QUIT):",
                   "", "| TLS | conc | authrelay sess/s | peer sess/s | ratio | "
-                  "authrelay AUTH p50/p99 ms | peer AUTH p50/p99 ms | CPU s/run a / p | "
+                  "authrelay AUTH p50/p99 ms | peer AUTH p50/p99 ms | CPU ms/session a / p | "
                   "failed a / p |", "|---|---:|---:|---:|---:|---|---|---|---|"]
         for pt in results["auth_only"]:
             a, p = pt["authrelay"], pt["peer"]
@@ -907,12 +1020,13 @@ def report(results: dict) -> str:
                          f"{fmt(p['sessions_per_s'])} | {fmt(ratio, 2)} | "
                          f"{fmt(a['auth_p50'], 2)}/{fmt(a['auth_p99'], 2)} | "
                          f"{fmt(p['auth_p50'], 2)}/{fmt(p['auth_p99'], 2)} | "
-                         f"{fmt(a['cpu_s'], 1)} / {fmt(p['cpu_s'], 1)} | "
+                         f"{fmt(cpu_ms(a, sec), 2)} / {fmt(cpu_ms(p, sec), 2)} | "
                          f"{a['failed']} / {p['failed']} |")
     if results.get("acceptance"):
         lines += ["", "Message acceptance (plaintext AUTH, 20 messages of 4 KiB per session):",
                   "", "| conc | authrelay msg/s | peer msg/s | ratio | authrelay session p50/p99 ms "
-                  "| peer session p50/p99 ms | failed a / p |", "|---:|---:|---:|---:|---|---|---|"]
+                  "| peer session p50/p99 ms | CPU ms/message a / p | failed a / p |",
+                  "|---:|---:|---:|---:|---|---|---|---|"]
         for pt in results["acceptance"]:
             a, p = pt["authrelay"], pt["peer"]
             ratio = a["messages_per_s"] / p["messages_per_s"] if p["messages_per_s"] else None
@@ -920,6 +1034,8 @@ def report(results: dict) -> str:
                          f"{fmt(p['messages_per_s'])} | {fmt(ratio, 2)} | "
                          f"{fmt(a['session_p50'], 1)}/{fmt(a['session_p99'], 1)} | "
                          f"{fmt(p['session_p50'], 1)}/{fmt(p['session_p99'], 1)} | "
+                         f"{fmt(cpu_ms(a, sec, 'messages_per_s'), 2)} / "
+                         f"{fmt(cpu_ms(p, sec, 'messages_per_s'), 2)} | "
                          f"{a['failed']} / {p['failed']} |")
     c = results["ceilings"]
     lines += ["", "Ceilings (same run, same machine):", "",
@@ -940,6 +1056,10 @@ def report(results: dict) -> str:
 # ------------------------------------------------------------------ main
 
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--report":
+        # Render the table again from a results.json.
+        print(report(json.loads(Path(sys.argv[2]).read_text())), end="")
+        return 0
     for b in (AUTHRELAY, SMTP_LOAD, LDAP_LOAD):
         if not os.access(b, os.X_OK):
             print(f"bench: {b} missing (bench/run.sh builds it)", file=sys.stderr)
@@ -965,13 +1085,14 @@ def main() -> int:
         slapd.start()
         sink = Sink(base)
         sink.start()
-        ar = Authrelay(base, cert, key, slapd, hashes)
+        ar = Authrelay(base, cert, key, slapd, hashes, sink)
         ar.setup()
         ar.start()
         peer = Peer(base, cert, key, slapd, sink)
         peer.setup()
         peer.start()
         results["authrelay_auth"] = ar.auth_label
+        results["authrelay_relays"] = ar.relays
         systems = [ar, peer]
 
         # Warm both up (TLS tickets, LDAP connections, page cache).
@@ -982,6 +1103,13 @@ def main() -> int:
                     raise RuntimeError(f"{s.name} {tls}: no session succeeded: {r}")
                 s.after_run()
                 s.wait_idle()
+
+        if os.environ.get("BENCH_PROFILE") == "1":
+            OUT.mkdir(parents=True, exist_ok=True)
+            peer.stop()
+            for tls in ("none", "starttls"):
+                profile(ar, tls, 64, 1)
+            return 0
 
         # Ceilings first, while nothing else runs.
         for label, fn in (

@@ -91,7 +91,7 @@ connect_ldap(const char *uri)
 static int
 simple_bind(LDAP *ld, const char *dn, const char *pw)
 {
-	struct berval cred = { .bv_val = (char *)pw, .bv_len = strlen(pw) };
+	struct berval cred = {.bv_val = (char *)pw, .bv_len = strlen(pw)};
 	return ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
 }
 
@@ -106,7 +106,7 @@ worker_main(void *arg)
 		return NULL;
 	}
 	char filter[256], pw[256], dnbuf[512];
-	char *attrs[] = { (char *)LDAP_NO_ATTRS, NULL };
+	char *attrs[] = {(char *)LDAP_NO_ATTRS, NULL};
 	while (!stop) {
 		unsigned long u = o->lo + (unsigned long)rand_r(&w->seed) % (o->hi - o->lo + 1);
 		fmt_user(o->pass_fmt, u, pw, sizeof(pw));
@@ -118,7 +118,7 @@ worker_main(void *arg)
 		} else {
 			fmt_user(o->filter_fmt, u, filter, sizeof(filter));
 			int rc = ldap_search_ext_s(search, o->base, LDAP_SCOPE_SUBTREE, filter,
-						   attrs, 0, NULL, NULL, NULL, 2, &res);
+			                           attrs, 0, NULL, NULL, NULL, 2, &res);
 			LDAPMessage *e = rc == LDAP_SUCCESS ? ldap_first_entry(search, res) : NULL;
 			if (e == NULL || (found = ldap_get_dn(search, e)) == NULL) {
 				w->errors++;
@@ -157,16 +157,16 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "bind-only", no_argument, NULL, 1 },
-		{ NULL, 0, NULL, 0 },
+	        {"bind-only", no_argument, NULL, 1},
+	        {NULL, 0, NULL, 0},
 	};
 	struct opts o = {
-		.filter_fmt = "(uid=user%05lu)",
-		.pass_fmt = "pw-%05lu",
-		.lo = 0,
-		.hi = 9999,
-		.threads = 16,
-		.seconds = 5,
+	        .filter_fmt = "(uid=user%05lu)",
+	        .pass_fmt = "pw-%05lu",
+	        .lo = 0,
+	        .hi = 9999,
+	        .threads = 16,
+	        .seconds = 5,
 	};
 	bool bind_only = false;
 	const char *dn_fmt = NULL;
@@ -231,8 +231,8 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	struct timespec ts = { (time_t)o.seconds,
-			       (long)((o.seconds - (double)(time_t)o.seconds) * 1e9) };
+	struct timespec ts = {(time_t)o.seconds,
+	                      (long)((o.seconds - (double)(time_t)o.seconds) * 1e9)};
 	nanosleep(&ts, NULL);
 	stop = 1;
 	unsigned long pairs = 0, ok = 0, fail = 0, errors = 0;

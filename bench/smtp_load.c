@@ -73,8 +73,8 @@ enum stage {
 };
 
 static const char *const stage_names[ST_COUNT] = {
-	"connect", "greeting", "ehlo", "starttls", "tls",     "ehlo2", "auth", "auth", "auth",
-	"mail",    "rcpt",     "data", "message",  "quit",    "idle",
+        "connect", "greeting", "ehlo", "starttls", "tls",     "ehlo2", "auth", "auth",
+        "auth",    "mail",     "rcpt", "data",     "message", "quit",  "idle",
 };
 
 enum tls_mode { TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT };
@@ -84,14 +84,14 @@ struct opts {
 	socklen_t addrlen;
 	const char *addr_str;
 	unsigned concurrency;
-	unsigned long sessions;  /* 0: until the time bound */
-	double time_bound;       /* seconds */
+	unsigned long sessions; /* 0: until the time bound */
+	double time_bound;      /* seconds */
 	enum tls_mode tls;
-	const char *mech;        /* "PLAIN", "LOGIN" or NULL (no AUTH) */
+	const char *mech; /* "PLAIN", "LOGIN" or NULL (no AUTH) */
 	const char *user_fmt;
 	const char *pass_fmt;
 	unsigned long user_lo, user_hi;
-	double wrong;            /* share of sessions with a wrong password */
+	double wrong; /* share of sessions with a wrong password */
 	unsigned messages;
 	size_t size;
 	unsigned rcpts;
@@ -99,10 +99,10 @@ struct opts {
 	const char *rcpt_domain;
 	const char *ehlo;
 	bool resume;
-	bool sequential;         /* users lo..hi in turn, not at random */
+	bool sequential; /* users lo..hi in turn, not at random */
 	unsigned long idle;
 	double hold;
-	unsigned timeout;        /* per reply, seconds */
+	unsigned timeout; /* per reply, seconds */
 };
 
 /* Latency samples in microseconds. */
@@ -121,7 +121,7 @@ struct load {
 	char *body;                /* the message text after the headers */
 	size_t body_len;
 	double t0;
-	double t_last;             /* when the last session ended */
+	double t_last; /* when the last session ended */
 	unsigned long started, ok, auth_rejected, failed, messages, tls_resumed, tls_handshakes;
 	unsigned long fail_by_stage[ST_COUNT];
 	unsigned long fail_codes[6]; /* failures by reply class: 0 = no reply */
@@ -146,7 +146,7 @@ struct conn {
 	unsigned msg_done;
 	unsigned rcpt_done;
 	double t_start, t_auth;
-	int code;                 /* the reply being read */
+	int code; /* the reply being read */
 	bool tls_up;
 };
 
@@ -237,8 +237,7 @@ build_body(struct load *L)
 	L->body_len = n;
 }
 
-static void
-conn_send(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_send(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 conn_send(struct conn *c, const char *fmt, ...)
@@ -252,8 +251,7 @@ conn_send(struct conn *c, const char *fmt, ...)
 static void
 b64(const unsigned char *in, size_t len, char *out)
 {
-	static const char t[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t o = 0;
 	for (size_t i = 0; i < len; i += 3) {
 		unsigned v = (unsigned)in[i] << 16;
@@ -325,11 +323,11 @@ send_message(struct conn *c)
 	struct load *L = c->L;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	evbuffer_add_printf(out,
-			    "From: <%s>\r\nTo: <rcpt0@%s>\r\nSubject: bench %lu/%u\r\n"
-			    "Date: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
-			    "Message-ID: <%lu.%u.%d@smtp-load.test>\r\n\r\n",
-			    L->o.from, L->o.rcpt_domain, L->started, c->msg_done, L->started,
-			    c->msg_done, c->fd);
+	                    "From: <%s>\r\nTo: <rcpt0@%s>\r\nSubject: bench %lu/%u\r\n"
+	                    "Date: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
+	                    "Message-ID: <%lu.%u.%d@smtp-load.test>\r\n\r\n",
+	                    L->o.from, L->o.rcpt_domain, L->started, c->msg_done, L->started,
+	                    c->msg_done, c->fd);
 	/* The body is the same for every message: a reference, no copy. */
 	evbuffer_add_reference(out, L->body, L->body_len, NULL, NULL);
 	evbuffer_add(out, ".\r\n", 3);
@@ -429,7 +427,7 @@ conn_tls(struct conn *c)
 	if (L->o.resume && L->last_session != NULL)
 		SSL_set_session(ssl, L->last_session);
 	struct bufferevent *bev = bufferevent_openssl_socket_new(
-		L->base, c->fd, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	        L->base, c->fd, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		SSL_free(ssl);
 		return -1;
@@ -438,13 +436,13 @@ conn_tls(struct conn *c)
 	c->bev = bev;
 	c->ssl = ssl;
 	bufferevent_setcb(bev, conn_read_cb, NULL, conn_event_cb, c);
-	struct timeval tv = { L->o.timeout, 0 };
+	struct timeval tv = {L->o.timeout, 0};
 	bufferevent_set_timeouts(bev, &tv, &tv);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	c->stage = ST_TLS;
 	if (c->fd < 0) {
 		if (bufferevent_socket_connect(bev, (struct sockaddr *)&L->o.addr,
-					       (int)L->o.addrlen) < 0)
+		                               (int)L->o.addrlen) < 0)
 			return -1;
 		c->fd = bufferevent_getfd(bev);
 		int one = 1;
@@ -693,8 +691,7 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (getenv("SMTP_LOAD_DEBUG")) {
 		unsigned long e = c->ssl ? bufferevent_get_openssl_error(bev) : 0;
 		fprintf(stderr, "smtp_load: stage %s event 0x%x errno %d ssl %s\n",
-			stage_names[c->stage], what, errno,
-			e ? ERR_error_string(e, NULL) : "-");
+		        stage_names[c->stage], what, errno, e ? ERR_error_string(e, NULL) : "-");
 	}
 	conn_fail(c, 0);
 }
@@ -732,11 +729,11 @@ conn_start(struct load *L)
 	if (c->bev == NULL)
 		die("bufferevent_socket_new failed");
 	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
-	struct timeval tv = { L->o.timeout, 0 };
+	struct timeval tv = {L->o.timeout, 0};
 	bufferevent_set_timeouts(c->bev, L->o.idle > 0 ? NULL : &tv, &tv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&L->o.addr,
-				       (int)L->o.addrlen) < 0) {
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&L->o.addr, (int)L->o.addrlen) <
+	    0) {
 		conn_fail(c, 0);
 		return;
 	}
@@ -749,8 +746,8 @@ print_latency(FILE *f, const char *name, struct samples *s)
 {
 	qsort(s->v, s->n, sizeof(*s->v), cmp_u32);
 	fprintf(f, "\"%s\":{\"n\":%zu,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}", name,
-		s->n, samples_pct(s, 50), samples_pct(s, 90), samples_pct(s, 99),
-		s->n ? s->v[s->n - 1] / 1000.0 : 0.0);
+	        s->n, samples_pct(s, 50), samples_pct(s, 90), samples_pct(s, 99),
+	        s->n ? s->v[s->n - 1] / 1000.0 : 0.0);
 }
 
 static const char *
@@ -771,9 +768,9 @@ print_result(struct load *L)
 	       "\"sessions_ok\":%lu,\"sessions_auth_rejected\":%lu,\"sessions_failed\":%lu,"
 	       "\"messages\":%lu,\"sessions_per_s\":%.1f,\"messages_per_s\":%.1f,"
 	       "\"tls_handshakes\":%lu,\"tls_resumed\":%lu,",
-	       L->o.addr_str, tls_name(L->o.tls), L->o.mech ? L->o.mech : "none",
-	       L->o.concurrency, L->o.messages, L->o.size, L->o.rcpts, L->o.wrong, elapsed,
-	       L->started, L->ok, L->auth_rejected, L->failed, L->messages,
+	       L->o.addr_str, tls_name(L->o.tls), L->o.mech ? L->o.mech : "none", L->o.concurrency,
+	       L->o.messages, L->o.size, L->o.rcpts, L->o.wrong, elapsed, L->started, L->ok,
+	       L->auth_rejected, L->failed, L->messages,
 	       (double)(L->ok + L->auth_rejected) / elapsed, (double)L->messages / elapsed,
 	       L->tls_handshakes, L->tls_resumed);
 	print_latency(stdout, "auth_ms", &L->auth_lat);
@@ -814,14 +811,14 @@ idle_check_cb(evutil_socket_t fd, short what, void *arg)
 		       "\"open_s\":%.3f}\n",
 		       L->o.addr_str, L->o.idle, L->idle_open, L->failed, now_s() - L->t0);
 		fflush(stdout);
-		struct timeval tv = { (time_t)L->o.hold,
-				      (suseconds_t)((L->o.hold - (double)(time_t)L->o.hold) * 1e6) };
+		struct timeval tv = {(time_t)L->o.hold,
+		                     (suseconds_t)((L->o.hold - (double)(time_t)L->o.hold) * 1e6)};
 		event_add(L->ev_hold, &tv);
 		return;
 	}
 	if (now_s() - L->t0 > L->o.time_bound) {
 		fprintf(stderr, "smtp_load: idle: only %lu of %lu open after %.0f s\n",
-			L->idle_open, L->o.idle, L->o.time_bound);
+		        L->idle_open, L->o.idle, L->o.time_bound);
 		event_base_loopexit(L->base, NULL);
 	}
 }
@@ -871,8 +868,8 @@ parse_address(struct opts *o, const char *arg)
 		host[colon - arg] = '\0';
 		port = colon + 1;
 	}
-	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
-				  .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+	                         .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res;
 	if (getaddrinfo(host, port, &hints, &res) != 0)
 		die("bad address %s (numeric loopback address and port)", arg);
@@ -904,7 +901,8 @@ usage(void)
 	      "  -F, --from ADDR          envelope sender (bench@example.test)\n"
 	      "  -D, --rcpt-domain DOM    recipient domain (sink.test)\n"
 	      "  -e, --ehlo NAME          EHLO name (smtp-load.test)\n"
-	      "      --sequential         users in turn from LO to HI (cache warm-up), not at random\n"
+	      "      --sequential         users in turn from LO to HI (cache warm-up), not at "
+	      "random\n"
 	      "      --no-resume          no TLS session resumption\n"
 	      "      --timeout SECONDS    per reply (30)\n"
 	      "      --idle N             open N idle connections (greeting read), report, hold\n"
@@ -917,54 +915,54 @@ static void
 parse_opts(struct opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "address", required_argument, NULL, 'a' },
-		{ "concurrency", required_argument, NULL, 'c' },
-		{ "sessions", required_argument, NULL, 'n' },
-		{ "time", required_argument, NULL, 't' },
-		{ "tls", required_argument, NULL, 'T' },
-		{ "mech", required_argument, NULL, 'M' },
-		{ "user", required_argument, NULL, 'u' },
-		{ "password", required_argument, NULL, 'p' },
-		{ "range", required_argument, NULL, 'r' },
-		{ "wrong", required_argument, NULL, 'w' },
-		{ "messages", required_argument, NULL, 'm' },
-		{ "size", required_argument, NULL, 's' },
-		{ "rcpts", required_argument, NULL, 'R' },
-		{ "from", required_argument, NULL, 'F' },
-		{ "rcpt-domain", required_argument, NULL, 'D' },
-		{ "ehlo", required_argument, NULL, 'e' },
-		{ "no-resume", no_argument, NULL, 1 },
-		{ "timeout", required_argument, NULL, 2 },
-		{ "idle", required_argument, NULL, 3 },
-		{ "hold", required_argument, NULL, 4 },
-		{ "sequential", no_argument, NULL, 5 },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"address", required_argument, NULL, 'a'},
+	        {"concurrency", required_argument, NULL, 'c'},
+	        {"sessions", required_argument, NULL, 'n'},
+	        {"time", required_argument, NULL, 't'},
+	        {"tls", required_argument, NULL, 'T'},
+	        {"mech", required_argument, NULL, 'M'},
+	        {"user", required_argument, NULL, 'u'},
+	        {"password", required_argument, NULL, 'p'},
+	        {"range", required_argument, NULL, 'r'},
+	        {"wrong", required_argument, NULL, 'w'},
+	        {"messages", required_argument, NULL, 'm'},
+	        {"size", required_argument, NULL, 's'},
+	        {"rcpts", required_argument, NULL, 'R'},
+	        {"from", required_argument, NULL, 'F'},
+	        {"rcpt-domain", required_argument, NULL, 'D'},
+	        {"ehlo", required_argument, NULL, 'e'},
+	        {"no-resume", no_argument, NULL, 1},
+	        {"timeout", required_argument, NULL, 2},
+	        {"idle", required_argument, NULL, 3},
+	        {"hold", required_argument, NULL, 4},
+	        {"sequential", no_argument, NULL, 5},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	*o = (struct opts){
-		.concurrency = 1,
-		.sessions = 1000,
-		.time_bound = 60,
-		.tls = TLS_NONE,
-		.mech = "PLAIN",
-		.user_fmt = "user%05lu",
-		.pass_fmt = "pw-%05lu",
-		.user_lo = 0,
-		.user_hi = 9999,
-		.messages = 1,
-		.size = 4096,
-		.rcpts = 1,
-		.from = "bench@example.test",
-		.rcpt_domain = "sink.test",
-		.ehlo = "smtp-load.test",
-		.resume = true,
-		.hold = 600,
-		.timeout = 30,
+	        .concurrency = 1,
+	        .sessions = 1000,
+	        .time_bound = 60,
+	        .tls = TLS_NONE,
+	        .mech = "PLAIN",
+	        .user_fmt = "user%05lu",
+	        .pass_fmt = "pw-%05lu",
+	        .user_lo = 0,
+	        .user_hi = 9999,
+	        .messages = 1,
+	        .size = 4096,
+	        .rcpts = 1,
+	        .from = "bench@example.test",
+	        .rcpt_domain = "sink.test",
+	        .ehlo = "smtp-load.test",
+	        .resume = true,
+	        .hold = 600,
+	        .timeout = 30,
 	};
 	bool have_addr = false;
 	int ch;
 	while ((ch = getopt_long(argc, argv, "a:c:n:t:T:M:u:p:r:w:m:s:R:F:D:e:h", longopts,
-				 NULL)) != -1) {
+	                         NULL)) != -1) {
 		switch (ch) {
 		case 'a':
 			parse_address(o, optarg);
@@ -1067,7 +1065,7 @@ parse_opts(struct opts *o, int argc, char **argv)
 int
 main(int argc, char **argv)
 {
-	struct load L = { 0 };
+	struct load L = {0};
 	parse_opts(&L.o, argc, argv);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -1089,8 +1087,8 @@ main(int argc, char **argv)
 		SSL_CTX_set_verify(L.ssl_ctx, SSL_VERIFY_NONE, NULL);
 		SSL_CTX_set_min_proto_version(L.ssl_ctx, TLS1_2_VERSION);
 		/* The client side of resumption: keep the tickets we are given. */
-		SSL_CTX_set_session_cache_mode(L.ssl_ctx,
-					       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_set_session_cache_mode(L.ssl_ctx, SSL_SESS_CACHE_CLIENT |
+		                                                  SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(L.ssl_ctx, new_session_cb);
 	}
 	build_body(&L);
@@ -1105,14 +1103,14 @@ main(int argc, char **argv)
 	if (L.o.idle > 0) {
 		L.ev_hold = evtimer_new(L.base, stop_cb, &L);
 		L.ev_check = event_new(L.base, -1, EV_PERSIST, idle_check_cb, &L);
-		struct timeval tv = { 0, 20000 };
+		struct timeval tv = {0, 20000};
 		event_add(L.ev_check, &tv);
 		event_base_dispatch(L.base);
 		return L.idle_reported && L.failed == 0 ? 0 : 1;
 	}
 	/* A hard deadline for sessions still running after the time bound. */
 	struct event *deadline = evtimer_new(L.base, stop_cb, &L);
-	struct timeval dl = { (time_t)L.o.time_bound + 2 * (time_t)L.o.timeout, 0 };
+	struct timeval dl = {(time_t)L.o.time_bound + 2 * (time_t)L.o.timeout, 0};
 	event_add(deadline, &dl);
 	for (unsigned i = 0; i < L.o.concurrency && load_more(&L); i++)
 		conn_start(&L);
