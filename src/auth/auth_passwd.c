@@ -12,6 +12,7 @@
 #include "auth_proto.h"
 #include "../lib/common.h"
 #include "../lib/pwhash.h"
+#include "../lib/secret_input.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,19 +23,6 @@
 #include <termios.h>
 #include <unistd.h>
 
-/* Saved for the signal handler: restore echo, then die of the signal. */
-static int passwd_tty_fd = -1;
-static struct termios passwd_saved_tio;
-
-static void
-passwd_on_signal(int sig)
-{
-	if (passwd_tty_fd >= 0)
-		tcsetattr(passwd_tty_fd, TCSAFLUSH, &passwd_saved_tio);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
 static void
 passwd_usage(FILE *to)
 {
@@ -42,108 +30,27 @@ passwd_usage(FILE *to)
 	            "schemes: yescrypt (default), sha512-crypt, bcrypt, ssha512, argon2id\n");
 }
 
-/* Read one line from fd into buf (bufsz bytes, NUL-terminated, newline and
- * a CR before it removed). Returns its length, or -1 on error or when the
- * line does not fit (*toolong_r set). End of input ends the line. */
-static ssize_t
-passwd_read_line(int fd, char *buf, size_t bufsz, bool *toolong_r)
-{
-	size_t n = 0;
-	bool overflow = false;
-
-	*toolong_r = false;
-	for (;;) {
-		char c;
-		ssize_t r = read(fd, &c, 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r == 0) {
-			if (n == 0 && !overflow)
-				return -1;
-			break;
-		}
-		if (c == '\n')
-			break;
-		if (n + 1 < bufsz)
-			buf[n++] = c;
-		else
-			overflow = true;
-		c = 0;
-	}
-	if (n > 0 && buf[n - 1] == '\r')
-		n--;
-	buf[n] = '\0';
-	if (overflow) {
-		*toolong_r = true;
-		explicit_bzero(buf, bufsz);
-		return -1;
-	}
-	return (ssize_t)n;
-}
-
-static ssize_t
-passwd_prompt(int fd, const char *prompt, char *buf, size_t bufsz, bool *toolong_r)
-{
-	struct termios tio;
-	ssize_t n;
-
-	if (tcgetattr(fd, &passwd_saved_tio) < 0)
-		return -1;
-	tio = passwd_saved_tio;
-	tio.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
-	tio.c_lflag |= ICANON;
-	passwd_tty_fd = fd;
-	if (tcsetattr(fd, TCSAFLUSH, &tio) < 0) {
-		passwd_tty_fd = -1;
-		return -1;
-	}
-	/* The prompt only once echo is off: TCSAFLUSH drops typeahead, so a
-	 * password typed as soon as the prompt shows must come after it. */
-	if (write(fd, prompt, strlen(prompt)) < 0) {
-		tcsetattr(fd, TCSANOW, &passwd_saved_tio);
-		passwd_tty_fd = -1;
-		return -1;
-	}
-	n = passwd_read_line(fd, buf, bufsz, toolong_r);
-	tcsetattr(fd, TCSAFLUSH, &passwd_saved_tio);
-	passwd_tty_fd = -1;
-	if (write(fd, "\n", 1) < 0) {
-		/* Only cosmetic. */
-	}
-	return n;
-}
-
 /* The password into pw (pwsz bytes). 0, or -1 with a message printed. */
 static int
 passwd_get(char *pw, size_t pwsz)
 {
-	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP};
-	struct sigaction sa, old[AR_NELEM(sigs)];
 	char again[AUTH_MAX_SECRET + 1];
 	bool toolong = false;
 	ssize_t n, n2;
 	int fd, ret = -1;
 
 	if (!isatty(STDIN_FILENO)) {
-		n = passwd_read_line(STDIN_FILENO, pw, pwsz, &toolong);
+		n = secret_input_line(STDIN_FILENO, pw, pwsz, &toolong);
 		goto check;
 	}
-	fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	fd = secret_input_tty_open();
 	if (fd < 0) {
 		fprintf(stderr, "authrelay passwd: /dev/tty: %s\n", strerror(errno));
 		return -1;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = passwd_on_signal;
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < AR_NELEM(sigs); i++)
-		sigaction(sigs[i], &sa, &old[i]);
-
-	n = passwd_prompt(fd, "Password: ", pw, pwsz, &toolong);
+	n = secret_input_prompt(fd, "Password: ", pw, pwsz, &toolong);
 	if (n > 0) {
-		n2 = passwd_prompt(fd, "Retype password: ", again, sizeof(again), &toolong);
+		n2 = secret_input_prompt(fd, "Retype password: ", again, sizeof(again), &toolong);
 		if (n2 >= 0 && !ct_equal(pw, (size_t)n, again, (size_t)n2)) {
 			fprintf(stderr, "authrelay passwd: the passwords differ\n");
 			n = -2;
@@ -152,9 +59,7 @@ passwd_get(char *pw, size_t pwsz)
 		}
 	}
 	explicit_bzero(again, sizeof(again));
-	for (size_t i = 0; i < AR_NELEM(sigs); i++)
-		sigaction(sigs[i], &old[i], NULL);
-	close(fd);
+	secret_input_tty_close(fd);
 check:
 	if (toolong)
 		fprintf(stderr, "authrelay passwd: password longer than %d bytes\n",

@@ -17,6 +17,7 @@
 #include "ldap_config.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
+#include "../lib/secret_input.h"
 #include "../lib/threadpool.h"
 
 #include <errno.h>
@@ -37,18 +38,6 @@ struct test_run {
 	char *addresses;
 };
 
-static int test_tty_fd = -1;
-static struct termios test_saved_tio;
-
-static void
-test_on_signal(int sig)
-{
-	if (test_tty_fd >= 0)
-		tcsetattr(test_tty_fd, TCSAFLUSH, &test_saved_tio);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
 static void
 test_usage(FILE *to)
 {
@@ -57,69 +46,21 @@ test_usage(FILE *to)
 	            "test-auth reads the password from the terminal (no echo) or from stdin.\n");
 }
 
-/* One line from fd, newline (and a CR before it) removed. Length, or -1. */
-static ssize_t
-read_line(int fd, char *buf, size_t size)
-{
-	size_t n = 0;
-
-	for (;;) {
-		char c;
-		ssize_t r = read(fd, &c, 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r == 0 || c == '\n')
-			break;
-		if (n + 1 >= size) {
-			explicit_bzero(buf, size);
-			return -1;
-		}
-		buf[n++] = c;
-	}
-	if (n > 0 && buf[n - 1] == '\r')
-		n--;
-	buf[n] = '\0';
-	return (ssize_t)n;
-}
-
+/* The password: from the terminal with echo off, else one line of stdin. */
 static ssize_t
 read_password(char *buf, size_t size)
 {
-	struct termios tio;
-	struct sigaction sa, old_int, old_term;
+	bool toolong;
 	ssize_t n;
 	int fd;
 
 	if (!isatty(STDIN_FILENO))
-		return read_line(STDIN_FILENO, buf, size);
-	fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+		return secret_input_line(STDIN_FILENO, buf, size, &toolong);
+	fd = secret_input_tty_open();
 	if (fd < 0)
 		return -1;
-	if (write(fd, "Password: ", 10) < 0 || tcgetattr(fd, &test_saved_tio) < 0) {
-		close(fd);
-		return -1;
-	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = test_on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
-	tio = test_saved_tio;
-	tio.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
-	tio.c_lflag |= ICANON;
-	test_tty_fd = fd;
-	tcsetattr(fd, TCSAFLUSH, &tio);
-	n = read_line(fd, buf, size);
-	tcsetattr(fd, TCSAFLUSH, &test_saved_tio);
-	test_tty_fd = -1;
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
-	if (write(fd, "\n", 1) < 0) {
-		/* cosmetic only */
-	}
-	close(fd);
+	n = secret_input_prompt(fd, "Password: ", buf, size, &toolong);
+	secret_input_tty_close(fd);
 	return n;
 }
 
