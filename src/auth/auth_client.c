@@ -28,6 +28,7 @@
 #include "auth_client.h"
 #include "../lib/ipc.h"
 #include "../lib/log.h"
+#include "../lib/wbatch.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -73,6 +74,7 @@ struct auth_client {
 	unsigned timeout;
 	enum ac_state state;
 	struct bufferevent *bev;
+	struct wbatch *wb; /* frames leave once per loop round */
 	struct event *reconnect;
 	unsigned backoff_ms;
 	bool warned; /* one warning per outage, then debug */
@@ -208,6 +210,8 @@ ac_disconnect(struct auth_client *ac, const char *why)
 		log_debug("auth client: %s: %s", ac->sun.sun_path, why);
 	}
 	if (ac->bev != NULL) {
+		wbatch_free(ac->wb);
+		ac->wb = NULL;
 		bufferevent_free(ac->bev);
 		ac->bev = NULL;
 	}
@@ -357,7 +361,8 @@ ac_connect(struct auth_client *ac)
 		return;
 	}
 	bufferevent_setcb(ac->bev, ac_on_read, NULL, ac_on_event, ac);
-	bufferevent_enable(ac->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(ac->bev, EV_READ);
+	ac->wb = wbatch_new(ac->bev);
 	ac->state = AC_HANDSHAKE;
 }
 
@@ -401,6 +406,7 @@ ac_really_free(struct auth_client *ac)
 			ac_req_free(r);
 		}
 	}
+	wbatch_free(ac->wb);
 	if (ac->bev != NULL)
 		bufferevent_free(ac->bev);
 	event_free(ac->reconnect);

@@ -626,7 +626,10 @@ file_verify(void *state, struct auth_job *job)
 	c->result = AUTH_TEMPFAIL;
 	c->reason = "internal";
 	LIST_INSERT_HEAD(&src->checks, c, entry);
-	threadpool_submit(src->pool, file_check_work, file_check_done, c);
+	if (pwhash_is_cheap(c->stored)) /* no thread hand-off for microseconds */
+		threadpool_run_inline(src->pool, file_check_work, file_check_done, c);
+	else
+		threadpool_submit(src->pool, file_check_work, file_check_done, c);
 }
 
 static uint32_t

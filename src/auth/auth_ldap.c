@@ -932,7 +932,13 @@ fetch_start(struct req_dir *rd)
 	      rd->dir->cfg->name, c->n_values, c->n_values == 1 ? "" : "s",
 	      rd->dir->cfg->password_attribute);
 	LIST_INSERT_HEAD(&req->src->checks, c, entry);
-	threadpool_submit(req->src->pool, fetch_work, fetch_done, c);
+	bool cheap = true;
+	for (size_t i = 0; i < c->n_values && cheap; i++)
+		cheap = pwhash_is_cheap(c->values[i]);
+	if (cheap) /* {SSHA} and friends, CRAM-MD5's HMAC: microseconds */
+		threadpool_run_inline(req->src->pool, fetch_work, fetch_done, c);
+	else
+		threadpool_submit(req->src->pool, fetch_work, fetch_done, c);
 }
 
 static void

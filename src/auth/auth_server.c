@@ -41,6 +41,7 @@
 #include "../lib/ipc.h"
 #include "../lib/keyhash.h"
 #include "../lib/log.h"
+#include "../lib/wbatch.h"
 #include "../lib/protection_config.h"
 #include "../lib/threadpool.h"
 
@@ -83,7 +84,8 @@ struct auth_conn {
 	LIST_ENTRY(auth_conn) entry;
 	struct auth_server *srv;
 	struct bufferevent *bev;
-	unsigned long id; /* for log lines */
+	struct wbatch *wb; /* results leave once per loop round */
+	unsigned long id;  /* for log lines */
 	unsigned n_jobs;
 	bool read_paused; /* output over AUTH_CONN_MAX_OUTPUT */
 };
@@ -495,6 +497,7 @@ auth_conn_close(struct auth_conn *conn)
 			job->conn = NULL;
 	}
 	LIST_REMOVE(conn, entry);
+	wbatch_free(conn->wb);
 	bufferevent_free(conn->bev);
 	free(conn);
 }
@@ -597,7 +600,8 @@ auth_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa
 	bufferevent_setcb(conn->bev, auth_conn_on_read, auth_conn_on_write, auth_conn_on_event,
 	                  conn);
 	bufferevent_setwatermark(conn->bev, EV_WRITE, AUTH_CONN_MAX_OUTPUT / 2, 0);
-	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(conn->bev, EV_READ);
+	conn->wb = wbatch_new(conn->bev);
 	auth_send_hello(conn);
 	log_debug("auth: worker connection %lu accepted", conn->id);
 	auth_flush_alerts(srv);
@@ -752,6 +756,7 @@ auth_server_main(const struct config *cfg, int listen_fd)
 		evutil_closesocket(listen_fd);
 		return 1;
 	}
+	log_batch(srv.base);
 	srv.pool = threadpool_new(srv.base,
 	                          cfg->auth_threads > 0 ? cfg->auth_threads : AUTH_DEFAULT_THREADS);
 	srv.env.cfg = cfg;
@@ -826,6 +831,7 @@ auth_server_main(const struct config *cfg, int listen_fd)
 	}
 	status = 0;
 fail:
+	log_batch(NULL);
 	auth_server_free(&srv);
 	return status;
 }

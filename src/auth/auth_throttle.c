@@ -187,6 +187,8 @@ auth_throttle_check(struct auth_throttle *t, const char *client, const char *log
 	struct client_id id;
 	uint8_t key[KEYHASH_LEN];
 
+	if (lru_count(t->table) == 0)
+		return THROTTLE_NONE; /* no failure on record: spare three digests */
 	client_id_of(t, client, &id);
 	if (id.allowed)
 		return THROTTLE_NONE;
@@ -290,6 +292,8 @@ auth_throttle_success(struct auth_throttle *t, const char *client, const char *l
 	uint8_t key[KEYHASH_LEN];
 	struct client_id id;
 
+	if (lru_count(t->table) == 0)
+		return;
 	client_id_of(t, client, &id);
 	login_fold(login, folded, sizeof(folded));
 	throttle_key(t, THROTTLE_CLIENT_LOGIN, &id, folded, key);

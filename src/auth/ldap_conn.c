@@ -16,6 +16,11 @@
  * libevent read event per connection, ldap_search_ext()/ldap_sasl_bind()
  * to send (a request is a few hundred bytes: it fits in the socket buffer),
  * and ldap_result() with a zero timeout to read whatever has arrived. A
+ * read-ahead layer under libldap (liblber's own, the one libldap puts under
+ * UDP) takes a burst of replies in one read(2): liblber alone reads each
+ * message in two. libldap also poll()s before every read it was not told
+ * is buffered, so conn_on_read() stops asking once the read-ahead buffer is
+ * empty and lets the level-triggered event call it again. A
  * timer per operation enforces the directory's timeout; a connection that
  * has said nothing since an operation that timed out was sent is taken for
  * dead (a frozen server) and closed.
@@ -82,6 +87,7 @@ struct ldap_conn {
 	enum ldap_conn_role role;
 	enum conn_state state;
 	LDAP *ld;
+	Sockbuf *sb;      /* ld's socket, under the read-ahead layer */
 	struct event *ev; /* read */
 	char *uri;
 	unsigned holders;
@@ -442,6 +448,12 @@ setup_done(void *arg)
 	conn->last_rx = now_mono();
 	TAILQ_INIT(&conn->ops);
 	ldap_get_option(conn->ld, LDAP_OPT_DESC, &fd);
+	/* Below the TLS layer, if any (LBER_SBIOD_LEVEL_TRANSPORT). */
+	if (ldap_get_option(conn->ld, LDAP_OPT_SOCKBUF, &conn->sb) != LDAP_OPT_SUCCESS ||
+	    conn->sb == NULL ||
+	    ber_sockbuf_add_io(conn->sb, &ber_sockbuf_io_readahead, LBER_SBIOD_LEVEL_PROVIDER,
+	                       NULL) != 0)
+		conn->sb = NULL; /* still works, one poll() and two reads a reply */
 	conn->ev = event_new(pool->base, fd, EV_READ | EV_PERSIST, conn_on_read, conn);
 	if (conn->ev == NULL || event_add(conn->ev, NULL) < 0)
 		fatal("ldap: cannot watch a connection");
@@ -755,6 +767,11 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
 		if (op != NULL)
 			conn_handle(conn, op, msg);
 		ldap_msgfree(msg);
+		/* Nothing buffered: whatever is still in the socket wakes
+		 * us again, without the poll() a further ldap_result() makes. */
+		if (conn->state != CONN_READY ||
+		    (conn->sb != NULL && !ber_sockbuf_ctrl(conn->sb, LBER_SB_OPT_DATA_READY, NULL)))
+			return;
 	}
 }
 

@@ -18,6 +18,15 @@ enum log_level { LOG_LEVEL_ERR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DE
  * (for example after fork) to change the role. */
 void log_init(bool use_syslog, enum log_level level, const char *ident);
 void log_set_level(enum log_level level);
+
+struct event_base;
+/* Batch the lines this thread logs while base runs: they are written together
+ * once the loop's current round of callbacks is done (stderr only; syslog and
+ * error lines still go out one by one). log_batch(NULL) writes what is left
+ * and stops batching; exit() writes it too. */
+void log_batch(struct event_base *base);
+/* Write the lines log_batch() holds (before an abort-free exit path). */
+void log_flush(void);
 bool log_enabled(enum log_level level);
 
 void log_err(const char *fmt, ...) AR_PRINTF(1, 2);

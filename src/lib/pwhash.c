@@ -372,6 +372,20 @@ pwhash_supported(const char *stored)
 	return ok;
 }
 
+bool
+pwhash_is_cheap(const char *stored)
+{
+	const struct brace_scheme *sc;
+	const char *rest;
+	bool braced;
+
+	sc = brace_scheme(stored, &rest, &braced);
+	/* Cleartext, or one digest over the password and a salt of a few
+	 * bytes: about a microsecond. crypt(3) and argon2 are slow on
+	 * purpose. */
+	return sc != NULL && sc->kind != SK_CRYPT;
+}
+
 const char *
 pwhash_cleartext(const char *stored)
 {

@@ -21,6 +21,11 @@ enum pwhash_result { PWHASH_MISMATCH = 0, PWHASH_MATCH = 1, PWHASH_UNSUPPORTED =
 enum pwhash_result pwhash_verify(const char *password, size_t len, const char *stored);
 /* True if stored is a format pwhash_verify() understands. */
 bool pwhash_supported(const char *stored);
+/* True if checking stored costs about a microsecond (cleartext and the
+ * single-digest {SHA}/{SSHA}/{MD5}... schemes), so that a thread hand-off
+ * would cost more than the work; false for crypt(3) and argon2 values, which
+ * are slow on purpose and must stay off the event loop. */
+bool pwhash_is_cheap(const char *stored);
 /* If stored is a cleartext-equivalent value ({CLEARTEXT}, {PLAIN}), return a
  * pointer to the secret inside it, else NULL. Used to serve CRAM-MD5. */
 const char *pwhash_cleartext(const char *stored);

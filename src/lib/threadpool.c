@@ -46,6 +46,9 @@ struct threadpool {
 	pthread_cond_t cv; /* signalled when run_q gains a job or stop is set */
 	struct tp_queue run_q;
 	struct tp_queue done_q;
+	/* Jobs run by threadpool_run_inline(), loop thread only: no lock. */
+	struct tp_queue inline_q;
+	struct event *inline_ev;
 	unsigned queued_or_running;
 	bool stop;
 
@@ -171,6 +174,26 @@ tp_on_notify(evutil_socket_t fd, short what, void *arg)
 		tp_destroy(tp);
 }
 
+/* Loop thread: the done callbacks of jobs run inline. */
+static void
+tp_on_inline(evutil_socket_t fd, short what, void *arg)
+{
+	struct threadpool *tp = arg;
+	struct tp_queue q = tp->inline_q;
+	struct tp_job *j;
+
+	tp->inline_q.head = tp->inline_q.tail = NULL;
+	tp->dispatching = true;
+	while ((j = tp_queue_pop(&q)) != NULL) {
+		if (!tp->free_requested)
+			j->done(j->arg);
+		free(j);
+	}
+	tp->dispatching = false;
+	if (tp->free_requested)
+		tp_destroy(tp);
+}
+
 struct threadpool *
 threadpool_new(struct event_base *base, unsigned nthreads)
 {
@@ -186,6 +209,9 @@ threadpool_new(struct event_base *base, unsigned nthreads)
 	tp->notify_ev = event_new(base, tp->notify_fd, EV_READ | EV_PERSIST, tp_on_notify, tp);
 	if (tp->notify_ev == NULL || event_add(tp->notify_ev, NULL) < 0)
 		fatal("threadpool: cannot register the completion event");
+	tp->inline_ev = event_new(base, -1, 0, tp_on_inline, tp);
+	if (tp->inline_ev == NULL)
+		fatal("threadpool: cannot create the inline completion event");
 	if ((e = pthread_mutex_init(&tp->mu, NULL)) != 0 ||
 	    (e = pthread_cond_init(&tp->cv, NULL)) != 0)
 		fatal("threadpool: pthread init: %s", strerror(e));
@@ -214,6 +240,22 @@ threadpool_submit(struct threadpool *tp, threadpool_work_cb *work, threadpool_do
 	tp->queued_or_running++;
 	pthread_cond_signal(&tp->cv);
 	tp_unlock(tp);
+}
+
+void
+threadpool_run_inline(struct threadpool *tp, threadpool_work_cb *work, threadpool_done_cb *done,
+                      void *arg)
+{
+	struct tp_job *j = xcalloc(1, sizeof(*j));
+
+	j->work = work;
+	j->done = done;
+	j->arg = arg;
+	work(arg);
+	tp_queue_push(&tp->inline_q, j);
+	/* From the loop thread: no wake-up system call, just a flag the loop
+	 * sees before it next waits. */
+	event_active(tp->inline_ev, EV_TIMEOUT, 0);
 }
 
 unsigned
@@ -246,6 +288,9 @@ tp_destroy(struct threadpool *tp)
 	 * their done callbacks, as threadpool.h says. */
 	while ((j = tp_queue_pop(&tp->done_q)) != NULL)
 		free(j);
+	while ((j = tp_queue_pop(&tp->inline_q)) != NULL)
+		free(j);
+	event_free(tp->inline_ev);
 	event_free(tp->notify_ev);
 	close(tp->notify_fd);
 	pthread_cond_destroy(&tp->cv);

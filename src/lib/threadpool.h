@@ -18,6 +18,12 @@ struct threadpool *threadpool_new(struct event_base *base, unsigned nthreads);
  * returned, never before threadpool_submit() returns. arg is owned by the caller. */
 void threadpool_submit(struct threadpool *, threadpool_work_cb *work, threadpool_done_cb *done,
                        void *arg);
+/* Run work now, on the calling loop thread, then done from the loop like a
+ * finished job (never before this returns). For work known to take a few
+ * microseconds, which the hand-off to a pool thread (a futex wake, an eventfd
+ * write and read, two context switches) would cost more than. */
+void threadpool_run_inline(struct threadpool *, threadpool_work_cb *work, threadpool_done_cb *done,
+                           void *arg);
 /* Number of jobs queued or running. */
 unsigned threadpool_pending(const struct threadpool *);
 /* Wait for queued work to finish (done callbacks are not run), stop the threads

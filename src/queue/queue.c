@@ -1386,6 +1386,7 @@ queue_main(const struct queue_params *p)
 	q->base = event_base_new();
 	if (q->base == NULL)
 		fatal("event_base_new failed");
+	log_batch(q->base);
 	q->n_buckets = 1024;
 	q->buckets = xcalloc(q->n_buckets, sizeof(*q->buckets));
 	q->dns = dns_new(q->base, p->qc->resolver, &err);
@@ -1441,6 +1442,7 @@ queue_main(const struct queue_params *p)
 		status = 1;
 	else
 		event_base_dispatch(q->base);
+	log_batch(NULL);
 
 	/* Shut down: the disk is always consistent, so just let go. */
 	delivery_free(q->dl);
