@@ -21,6 +21,14 @@
  * (or until SIGTERM / SIGINT), and exits. bench/run.sh measures the server's
  * memory meanwhile.
  *
+ * Source addresses: on an IPv4 target the sessions come from 127.1.0.1 and
+ * up (--sources, 64 by default), like a fleet of clients rather than one.
+ * From a single source address, every connect() searched the ephemeral
+ * ports for a 4-tuple not held by the thousands of TIME_WAIT entries the
+ * server's closes leave (on loopback both ends share one table): that search
+ * was 60 % of this program's CPU, taken from the cores the servers measured
+ * here share with it.
+ *
  * TLS: the client offers the last session ticket it got (TLS session
  * resumption across sessions, as a real client fleet does) unless
  * --no-resume; certificates are not verified (the bench's are self-signed).
@@ -103,6 +111,7 @@ struct opts {
 	unsigned long idle;
 	double hold;
 	unsigned timeout; /* per reply, seconds */
+	unsigned sources; /* IPv4 source addresses to spread over, 0 = kernel's */
 };
 
 /* Latency samples in microseconds. */
@@ -133,6 +142,7 @@ struct load {
 	struct event *ev_sig_term, *ev_sig_int, *ev_hold, *ev_check;
 	unsigned long idle_open;
 	bool idle_reported;
+	bool starting; /* inside conn_start() */
 };
 
 struct conn {
@@ -358,22 +368,48 @@ load_more(struct load *L)
 	return true;
 }
 
+/* The slot a finished session left: start the next one, or wind down. */
 static void
-conn_free(struct conn *c)
+conn_next(struct load *L)
 {
-	struct load *L = c->L;
-	if (c->bev != NULL)
-		bufferevent_free(c->bev); /* owns fd and ssl */
-	else if (c->fd >= 0)
-		close(c->fd);
-	free(c);
 	L->active--;
-	L->t_last = now_s();
 	if (load_more(L))
 		conn_start(L);
 	else if (L->o.idle == 0)
 		L->stopping = true;
 	load_maybe_done(L);
+}
+
+static void
+conn_next_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_next(arg);
+}
+
+static void
+conn_free(struct conn *c)
+{
+	struct load *L = c->L;
+	bool failed_at_once = L->starting;
+	/* A TLS bufferevent owns the fd and the SSL; a plain one owns neither
+	 * (STARTTLS hands the fd on), so its fd is closed here. */
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	if ((c->bev == NULL || c->ssl == NULL) && c->fd >= 0)
+		close(c->fd);
+	free(c);
+	L->t_last = now_s();
+	if (failed_at_once) {
+		/* Failed inside conn_start() (out of descriptors, say): the next
+		 * try comes from
+		 * the loop, a millisecond on, not from here, so a failure that
+		 * repeats cannot recurse without end. */
+		struct timeval ms = {0, 1000};
+		if (event_base_once(L->base, -1, EV_TIMEOUT, conn_next_cb, L, &ms) < 0)
+			die("event_base_once failed");
+		return;
+	}
+	conn_next(L);
 }
 
 static void
@@ -414,12 +450,40 @@ new_session_cb(SSL *ssl, SSL_SESSION *sess)
 	return 1; /* we keep the reference */
 }
 
+/* A non-blocking TCP socket for the next session, bound to its source
+ * address when --sources spreads them (see the top of the file). */
+static int
+conn_socket(struct load *L)
+{
+	static unsigned long next;
+	int fd = socket(L->o.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (L->o.sources > 0 && L->o.addr.ss_family == AF_INET) {
+		unsigned i = (unsigned)(next++ % L->o.sources);
+		struct sockaddr_in src = {.sin_family = AF_INET};
+		src.sin_addr.s_addr = htonl((127u << 24) | (1u << 16) | ((i / 250) << 8) | (i % 250 + 1));
+		/* The port is picked at connect(), knowing the destination. */
+		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
+
 /* Put the connection under TLS: after STARTTLS's 220 on c->fd, or for
- * implicit TLS (c->fd < 0) on a new connection libevent opens. */
+ * implicit TLS (c->fd < 0) on a new connection. */
 static int
 conn_tls(struct conn *c)
 {
 	struct load *L = c->L;
+	bool implicit = c->fd < 0;
+	if (implicit && (c->fd = conn_socket(L)) < 0)
+		return -1;
 	SSL *ssl = SSL_new(L->ssl_ctx);
 	if (ssl == NULL)
 		return -1;
@@ -440,13 +504,10 @@ conn_tls(struct conn *c)
 	bufferevent_set_timeouts(bev, &tv, &tv);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	c->stage = ST_TLS;
-	if (c->fd < 0) {
+	if (implicit) {
 		if (bufferevent_socket_connect(bev, (struct sockaddr *)&L->o.addr,
 		                               (int)L->o.addrlen) < 0)
 			return -1;
-		c->fd = bufferevent_getfd(bev);
-		int one = 1;
-		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	return 0;
 }
@@ -723,8 +784,18 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_fail(c, 0);
 }
 
+static void conn_start_here(struct load *L);
+
 static void
 conn_start(struct load *L)
+{
+	L->starting = true;
+	conn_start_here(L);
+	L->starting = false;
+}
+
+static void
+conn_start_here(struct load *L)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	if (c == NULL)
@@ -744,14 +815,14 @@ conn_start(struct load *L)
 			conn_fail(c, 0);
 		return;
 	}
-	int fd = socket(L->o.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = conn_socket(L);
 	if (fd < 0) {
+		if (getenv("SMTP_LOAD_DEBUG"))
+			fprintf(stderr, "smtp_load: socket: %s\n", strerror(errno));
 		conn_fail(c, 0);
 		return;
 	}
 	c->fd = fd;
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->bev = bufferevent_socket_new(L->base, fd, 0);
 	if (c->bev == NULL)
 		die("bufferevent_socket_new failed");
@@ -761,6 +832,8 @@ conn_start(struct load *L)
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&L->o.addr, (int)L->o.addrlen) <
 	    0) {
+		if (getenv("SMTP_LOAD_DEBUG"))
+			fprintf(stderr, "smtp_load: connect: %s\n", strerror(errno));
 		conn_fail(c, 0);
 		return;
 	}
@@ -933,7 +1006,9 @@ usage(void)
 	      "      --no-resume          no TLS session resumption\n"
 	      "      --timeout SECONDS    per reply (30)\n"
 	      "      --idle N             open N idle connections (greeting read), report, hold\n"
-	      "      --hold SECONDS       how long --idle holds them (600; SIGTERM ends it)\n",
+	      "      --hold SECONDS       how long --idle holds them (600; SIGTERM ends it)\n"
+	      "      --sources N          IPv4: connect from N addresses 127.1.x.y (64; 0 = "
+	      "127.0.0.1)\n",
 	      stderr);
 	exit(2);
 }
@@ -963,6 +1038,7 @@ parse_opts(struct opts *o, int argc, char **argv)
 	        {"idle", required_argument, NULL, 3},
 	        {"hold", required_argument, NULL, 4},
 	        {"sequential", no_argument, NULL, 5},
+	        {"sources", required_argument, NULL, 6},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -985,6 +1061,7 @@ parse_opts(struct opts *o, int argc, char **argv)
 	        .resume = true,
 	        .hold = 600,
 	        .timeout = 30,
+	        .sources = 64,
 	};
 	bool have_addr = false;
 	int ch;
@@ -1070,6 +1147,11 @@ parse_opts(struct opts *o, int argc, char **argv)
 			break;
 		case 5:
 			o->sequential = true;
+			break;
+		case 6:
+			o->sources = (unsigned)strtoul(optarg, NULL, 10);
+			if (o->sources > 250 * 250)
+				usage();
 			break;
 		default:
 			usage();

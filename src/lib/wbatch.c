@@ -30,7 +30,13 @@ wbatch_on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void
 {
 	struct wbatch *wb = arg;
 
-	if (info->n_added > 0 && !wb->armed) {
+	if (wb->armed)
+		return;
+	/* New bytes; or the bufferevent has just written the last of a
+	 * backlog, and leaves EV_WRITE enabled: the flush turns it off so that
+	 * the next bytes go out directly again. */
+	if (info->n_added > 0 || (info->n_deleted > 0 && evbuffer_get_length(buf) == 0 &&
+	                          (bufferevent_get_enabled(wb->bev) & EV_WRITE))) {
 		wb->armed = true;
 		event_active(wb->ev, EV_WRITE, 0);
 	}

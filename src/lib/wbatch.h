@@ -19,7 +19,8 @@ struct wbatch;
 
 /* Attach to bev (a socket bufferevent, connected). Leaves EV_WRITE disabled
  * until a write falls behind. bev's write callback, if any, is also called
- * after a direct write and must not free bev. */
+ * after a direct write, as the last thing the flush does: it may free bev
+ * (after wbatch_free()). */
 struct wbatch *wbatch_new(struct bufferevent *bev);
 /* Detach; call before freeing bev. Output not yet written is left in bev. */
 void wbatch_free(struct wbatch *);

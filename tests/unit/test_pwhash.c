@@ -7,6 +7,7 @@
  *   legacy formats: mkpasswd (whois); $2y$: Python's crypt module;
  *   $argon2*: the argon2 command-line tool of the reference implementation.
  * The password is "correct horse" unless a row says otherwise.
+ * Also pwhash_cleartext(), pwhash_make() and pwhash_is_cheap().
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+
+#include <stdbool.h>
 
 #include "lib/pwhash.h"
 
@@ -230,6 +233,101 @@ test_make(void **state)
 	assert_null(pwhash_make(PW, "", &err));
 }
 
+/* pwhash_is_cheap(): the scheme decides, not whether the value is valid (a
+ * malformed {SHA} value is refused as fast as a good one is checked). */
+static void
+test_is_cheap(void **state)
+{
+	static const struct {
+		const char *stored;
+		bool cheap;
+	} rows[] = {
+	        {"{CLEARTEXT}x", true},
+	        {"{cleartext}x", true},
+	        {"{CLEARTEXT}", true},
+	        {"{PLAIN}x", true},
+	        {"{Plain}x", true},
+	        {"{SHA}L55TUjtiq8FBorTWAZ0jy6g129A=", true},
+	        {"{sha}L55TUjtiq8FBorTWAZ0jy6g129A=", true},
+	        {"{SHA1}L55TUjtiq8FBorTWAZ0jy6g129A=", true},
+	        {"{SSHA}d9OQCuB7puui5BKQpJjCrafS0YAA/2Fi", true},
+	        {"{Ssha}d9OQCuB7puui5BKQpJjCrafS0YAA/2Fi", true},
+	        {"{SHA256}QQTTb42iwlQ0n4WDZ5Pr4CngyVcGOjTJHC6SAxh7VjE=", true},
+	        {"{SSHA256}CFsq5JPfiBQ0W3uR5Dnao+9mknEq9a739V+FPkJ6yjABAgMEBQYHCA==", true},
+	        {"{SHA512}VraY3v7bWkNbY0r+MyC7rz/"
+	         "c2SC2xQOkRvx7endrKY1HnRumqLYXgI6wv1ec6aldZoNHvKtxSQ"
+	         "hayTyyeZUZew==",
+	         true},
+	        {"{SSHA512}50rsRNBf8j3I5xE+QwaHdFyMhOzITssZ8BB3UxwQ+"
+	         "SI1JKygYm6ZeRYTDuUyFZIIqDonoTuXwB"
+	         "0Z/MAPhgQCFHNhbHRzYWx0",
+	         true},
+	        {"{ssha512}x", true},
+	        {"{MD5}PLTnMmMfR+brlh80VUt83g==", true},
+	        {"{md5}x", true},
+	        {"{SMD5}GFq9jBYW7fELiJqUqaNSdS3dxzs=", true},
+	        {"{sMd5}GFq9jBYW7fELiJqUqaNSdS3dxzs=", true},
+	        {"{SHA}not base64", true},
+	        /* crypt(3) and argon2, bare or braced: slow on purpose. */
+	        {"{CRYPT}$6$abcdefgh$yIZAF3gQPvtKZO/9qOJKffAKKbtS3ef3qmwyugk4uWVjX8YZf/"
+	         "GV3A8SkFxEPY0T5"
+	         "6CcilGrHKLffBsp6dLMG.",
+	         false},
+	        {"{crypt}$1$abcdefgh$y6iHhJNbuC0xpbk0w9pm80", false},
+	        {"{CRYPT}", false},
+	        {"$6$abcdefgh$yIZAF3gQPvtKZO/9qOJKffAKKbtS3ef3qmwyugk4uWVjX8YZf/"
+	         "GV3A8SkFxEPY0T56CcilGr"
+	         "HKLffBsp6dLMG.",
+	         false},
+	        {"$1$abcdefgh$y6iHhJNbuC0xpbk0w9pm80", false},
+	        {"$y$j9T$Vn50dtiRWUG8fnaZpo8.u.$6S.W3sl6Rw3tXKIHtzPDxpDs/WyO2EHZFzQ4WgTKbw9",
+	         false},
+	        {"$2b$05$0X9Ub9OUc71FPLver9Gc6OuJUIJYtf4W9WQc8LWZhc4zu6mqGu7QS", false},
+	        {"$argon2id$v=19$m=4096,t=2,p=1$c2FsdHlzYWx0c2FsdA$"
+	         "0EDzCg712BDIk8YvAwFyStdwKhoPL4mMf"
+	         "mfN/ImNPJY",
+	         false},
+	        {"{ARGON2}$argon2id$v=19$m=4096,t=2,p=1$c2FsdHlzYWx0c2FsdA$"
+	         "0EDzCg712BDIk8YvAwFyStdwK"
+	         "hoPL4mMfmfN/ImNPJY",
+	         false},
+	        {"{argon2id}$argon2id$v=19$m=4096,t=2,p=1$c2FsdHlzYWx0c2FsdA$0EDzCg712BDIk8YvAwFySt"
+	         "dwKhoPL4mMfmfN/ImNPJY",
+	         false},
+	        {"{ARGON2I}$argon2i$v=19$m=65536,t=2,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+"
+	         "dWRWJTmaaJObG",
+	         false},
+	        /* Unknown schemes and values without one. */
+	        {"{FOO}x", false},
+	        {"{NTLM}cfc43211ba8dc470832267827cac1407", false},
+	        {"{}x", false},
+	        {"{SHA", false},
+	        {"{ SHA}L55TUjtiq8FBorTWAZ0jy6g129A=", false},
+	        {"{SHAX}L55TUjtiq8FBorTWAZ0jy6g129A=", false},
+	        {"{PLAINTEXT}x", false},
+	        {"x", false},
+	        {"correct horse", false},
+	        {"", false},
+	        {"hsVOI5drn.tto", false},
+	};
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		print_message("  %s %s\n", rows[i].cheap ? "cheap" : "slow ", rows[i].stored);
+		if (rows[i].cheap)
+			assert_true(pwhash_is_cheap(rows[i].stored));
+		else
+			assert_false(pwhash_is_cheap(rows[i].stored));
+	}
+	/* Every fixture: cheap exactly when it is no crypt(3) or argon2 value. */
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		const char *st = good[i].stored;
+		const char *rest = st[0] == '{' ? strchr(st, '}') + 1 : st;
+		bool slow = rest[0] == '$';
+
+		assert_true(pwhash_is_cheap(st) == !slow);
+	}
+}
+
 int
 main(void)
 {
@@ -237,6 +335,7 @@ main(void)
 	        cmocka_unit_test(test_good_vectors), cmocka_unit_test(test_wrong_passwords),
 	        cmocka_unit_test(test_unsupported),  cmocka_unit_test(test_length_not_nul),
 	        cmocka_unit_test(test_cleartext),    cmocka_unit_test(test_make),
+	        cmocka_unit_test(test_is_cheap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,9 @@
 /*
  * test_threadpool.c - lib/threadpool: work runs on pool threads, done runs on
  * the loop thread exactly once and never inside submit(), the pending count,
- * and both ways of freeing (from outside the loop and from a done callback).
+ * and both ways of freeing (from outside the loop and from a done callback);
+ * threadpool_run_inline(): work inside the call, done from the next round in
+ * order, and freeing with inline jobs pending or from their done.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -280,6 +282,282 @@ test_submit_from_done(void **state)
 	event_base_free(ch.base);
 }
 
+/*
+ * threadpool_run_inline(): work runs on the calling (loop) thread before the
+ * call returns; done runs later from the loop, like a pool job's, in the
+ * order the jobs were run.
+ */
+enum { INL_MAX = 200 };
+
+struct inl {
+	struct event_base *base;
+	struct threadpool *tp;
+	pthread_t loop_thread;
+	bool in_call; /* inside threadpool_run_inline() */
+	unsigned works, dones;
+	unsigned work_order[INL_MAX], done_order[INL_MAX];
+	unsigned free_after;   /* done number that frees the pool; 0: none */
+	unsigned chain_left;   /* done runs another inline job while > 0 */
+	bool inline_then_free; /* a pool job's done adds an inline job, frees */
+	atomic_uint pool_works;
+	unsigned pool_dones;
+};
+
+struct inl_job {
+	struct inl *c;
+	unsigned n;
+	unsigned work_seen, done_seen;
+	bool work_in_call;
+};
+
+static void inl_run(struct inl *c, struct inl_job *j);
+
+static void
+inl_work(void *arg)
+{
+	struct inl_job *j = arg;
+	struct inl *c = j->c;
+
+	assert_true(pthread_equal(pthread_self(), c->loop_thread));
+	j->work_in_call = c->in_call;
+	j->work_seen++;
+	assert_true(c->works < INL_MAX);
+	c->work_order[c->works++] = j->n;
+}
+
+static void
+inl_done(void *arg)
+{
+	struct inl_job *j = arg;
+	struct inl *c = j->c;
+
+	assert_false(c->in_call);
+	assert_true(pthread_equal(pthread_self(), c->loop_thread));
+	assert_int_equal(j->work_seen, 1);
+	j->done_seen++;
+	assert_true(c->dones < INL_MAX);
+	c->done_order[c->dones++] = j->n;
+	if (c->chain_left > 0) {
+		c->chain_left--;
+		/* The job struct is reused: done has already run for it. */
+		j->n++;
+		j->work_seen = 0;
+		inl_run(c, j);
+	}
+	if (c->dones == c->free_after) {
+		threadpool_free(c->tp);
+		c->tp = NULL;
+	}
+}
+
+static void
+inl_run(struct inl *c, struct inl_job *j)
+{
+	c->in_call = true;
+	threadpool_run_inline(c->tp, inl_work, inl_done, j);
+	c->in_call = false;
+}
+
+static void
+inl_pool_work(void *arg)
+{
+	struct inl *c = arg;
+
+	atomic_fetch_add(&c->pool_works, 1);
+}
+
+static void
+inl_pool_done(void *arg)
+{
+	struct inl *c = arg;
+	static struct inl_job late;
+
+	c->pool_dones++;
+	if (c->inline_then_free) {
+		late = (struct inl_job){.c = c, .n = 99};
+		inl_run(c, &late);
+		assert_int_equal(late.work_seen, 1);
+		threadpool_free(c->tp);
+		c->tp = NULL;
+	}
+}
+
+static void
+inl_init(struct inl *c, unsigned nthreads)
+{
+	memset(c, 0, sizeof(*c));
+	c->base = event_base_new();
+	assert_non_null(c->base);
+	c->loop_thread = pthread_self();
+	c->tp = threadpool_new(c->base, nthreads);
+}
+
+static void
+inl_fini(struct inl *c)
+{
+	threadpool_free(c->tp);
+	event_base_free(c->base);
+}
+
+static void
+inl_round(struct inl *c)
+{
+	assert_true(event_base_loop(c->base, EVLOOP_NONBLOCK) >= 0);
+}
+
+static void
+test_inline_work_now_done_later(void **state)
+{
+	struct inl c;
+	struct inl_job j = {0};
+
+	inl_init(&c, 1);
+	j.c = &c;
+	inl_run(&c, &j);
+	/* work ran synchronously, inside the call, on this thread ... */
+	assert_int_equal(j.work_seen, 1);
+	assert_true(j.work_in_call);
+	/* ... and done did not. */
+	assert_int_equal(j.done_seen, 0);
+	/* One loop round runs it, once. */
+	inl_round(&c);
+	assert_int_equal(j.done_seen, 1);
+	inl_round(&c);
+	assert_int_equal(j.done_seen, 1);
+	assert_int_equal(j.work_seen, 1);
+	inl_fini(&c);
+}
+
+static void
+test_inline_order(void **state)
+{
+	enum { N = 100 };
+	struct inl c;
+	struct inl_job jobs[N];
+
+	inl_init(&c, 2);
+	for (unsigned i = 0; i < N; i++) {
+		jobs[i] = (struct inl_job){.c = &c, .n = i};
+		inl_run(&c, &jobs[i]);
+		assert_int_equal(c.works, i + 1);
+		assert_int_equal(c.dones, 0);
+	}
+	inl_round(&c);
+	assert_int_equal(c.dones, N);
+	for (unsigned i = 0; i < N; i++) {
+		assert_int_equal(c.work_order[i], i);
+		assert_int_equal(c.done_order[i], i);
+		assert_int_equal(jobs[i].done_seen, 1);
+	}
+	inl_fini(&c);
+}
+
+/* An inline job run from an inline done: its done comes after the current
+ * one returns, never nested inside threadpool_run_inline(). */
+static void
+test_inline_from_done(void **state)
+{
+	struct inl c;
+	struct inl_job j = {0};
+	unsigned rounds = 0;
+
+	inl_init(&c, 1);
+	c.chain_left = 150;
+	j.c = &c;
+	inl_run(&c, &j);
+	while (c.dones < 151 && ++rounds < 1000)
+		inl_round(&c);
+	assert_int_equal(c.dones, 151);
+	assert_int_equal(c.works, 151);
+	for (unsigned i = 0; i < 151; i++)
+		assert_int_equal(c.done_order[i], i);
+	inl_fini(&c);
+}
+
+/* threadpool_free() from an inline done: the rest of the batch, and pool
+ * completions waiting in the same round, are dropped without their done. */
+static void
+test_inline_free_from_done(void **state)
+{
+	enum { N = 10, M = 20 };
+	struct inl c;
+	struct inl_job jobs[N];
+
+	inl_init(&c, 2);
+	c.free_after = 3;
+	for (unsigned i = 0; i < M; i++)
+		threadpool_submit(c.tp, inl_pool_work, inl_pool_done, &c);
+	/* Wait (on a condition) until the pool jobs sit in the done queue. */
+	while (threadpool_pending(c.tp) > 0)
+		sched_yield();
+	assert_int_equal(atomic_load(&c.pool_works), M);
+	for (unsigned i = 0; i < N; i++) {
+		jobs[i] = (struct inl_job){.c = &c, .n = i};
+		inl_run(&c, &jobs[i]);
+	}
+	/* Inline completions were activated first; the third frees the pool. */
+	inl_round(&c);
+	assert_null(c.tp);
+	assert_int_equal(c.dones, 3);
+	assert_int_equal(c.pool_dones, 0);
+	inl_round(&c);
+	inl_round(&c);
+	assert_int_equal(c.dones, 3);
+	assert_int_equal(c.pool_dones, 0);
+	for (unsigned i = 3; i < N; i++)
+		assert_int_equal(jobs[i].done_seen, 0);
+	inl_fini(&c);
+}
+
+/* threadpool_free() from a pool job's done right after running an inline job:
+ * the inline job's done never runs. */
+static void
+test_free_from_done_with_inline_pending(void **state)
+{
+	struct inl c;
+	unsigned rounds = 0;
+
+	inl_init(&c, 1);
+	c.inline_then_free = true;
+	threadpool_submit(c.tp, inl_pool_work, inl_pool_done, &c);
+	while (c.pool_dones == 0 && ++rounds < 100000) {
+		sched_yield();
+		inl_round(&c);
+	}
+	assert_int_equal(c.pool_dones, 1);
+	assert_null(c.tp);
+	assert_int_equal(c.works, 1);
+	inl_round(&c);
+	inl_round(&c);
+	assert_int_equal(c.dones, 0);
+	inl_fini(&c);
+}
+
+/* threadpool_free() outside the loop with inline jobs pending frees them
+ * without calling done; the loop has nothing of the pool left to run. */
+static void
+test_free_with_inline_pending(void **state)
+{
+	enum { N = 5 };
+	struct inl c;
+	struct inl_job jobs[N];
+
+	inl_init(&c, 2);
+	for (unsigned i = 0; i < N; i++) {
+		jobs[i] = (struct inl_job){.c = &c, .n = i};
+		inl_run(&c, &jobs[i]);
+	}
+	assert_int_equal(c.works, N);
+	threadpool_free(c.tp);
+	c.tp = NULL;
+	inl_round(&c);
+	inl_round(&c);
+	assert_int_equal(c.dones, 0);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(jobs[i].done_seen, 0);
+	inl_fini(&c);
+}
+
 int
 main(void)
 {
@@ -290,6 +568,12 @@ main(void)
 	        cmocka_unit_test(test_free_drains_without_done),
 	        cmocka_unit_test(test_free_from_done),
 	        cmocka_unit_test(test_submit_from_done),
+	        cmocka_unit_test(test_inline_work_now_done_later),
+	        cmocka_unit_test(test_inline_order),
+	        cmocka_unit_test(test_inline_from_done),
+	        cmocka_unit_test(test_inline_free_from_done),
+	        cmocka_unit_test(test_free_from_done_with_inline_pending),
+	        cmocka_unit_test(test_free_with_inline_pending),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
