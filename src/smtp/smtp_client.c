@@ -28,6 +28,7 @@
 #include "smtp_client.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "../lib/wbatch.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -103,6 +104,9 @@ struct smtp_client {
 	int fd;
 	bool bev_owns_fd; /* the TLS bufferevent closes the fd and frees the SSL */
 	struct bufferevent *bev;
+	/* Plaintext: commands of a round leave in one write, without EV_WRITE
+	 * registration (lib/wbatch.h). NULL before the connect and under TLS. */
+	struct wbatch *wb;
 	struct event *timer;
 	struct event *fail_ev; /* delivers failures on the next loop turn */
 	struct event *tls_ev;  /* swaps in the TLS bufferevent outside its callback */
@@ -172,6 +176,8 @@ sc_entry_free(struct sc_entry *e)
 static void
 sc_close_transport(struct smtp_client *c)
 {
+	wbatch_free(c->wb);
+	c->wb = NULL;
 	if (c->bev != NULL) {
 		/* A plain bufferevent does not own the fd: detach it first, so
 		 * that libevent's deferred finalization never touches the fd
@@ -294,6 +300,8 @@ sc_tls_begin(struct smtp_client *c, SSL_CTX *ctx, const char *servername, bool v
 	free(c->tls_name);
 	c->tls_name = servername != NULL && servername[0] != '\0' ? xstrdup(servername) : NULL;
 	c->tls_verify = verify;
+	wbatch_free(c->wb); /* the TLS bufferevent writes for itself */
+	c->wb = NULL;
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	sc_set_state(c, SC_TLS_HANDSHAKE);
 	event_active(c->tls_ev, EV_TIMEOUT, 1);
@@ -801,6 +809,7 @@ sc_event_cb(struct bufferevent *bev, short what, void *arg)
 				return;
 			}
 			evtimer_del(c->timer);
+			c->wb = wbatch_new(bev);
 			sc_set_state(c, SC_GREETING);
 			sc_timer_arm(c, c->p.greeting_timeout);
 			/* libevent may have run the read callback first. */

@@ -51,6 +51,13 @@
 #define DATA_LINE_MAX 998
 /* RFC 4954 3: the AUTH parameter may add 500 octets to a MAIL command. */
 #define MAIL_AUTH_PARAM_EXTRA 500
+/* Memory per session stays bounded whatever the client sends: reading stops
+ * once this much input waits beyond the longest line allowed (a session
+ * waiting on the auth process, an fsync or the failure delay does not read
+ * its pipelined input), and commands stop being run while this much output
+ * waits for a client that does not read its replies. */
+#define SESSION_INPUT_SLACK (64 * 1024)
+#define SESSION_OUTPUT_HIGH (64 * 1024)
 #define HELO_MAX 255
 
 enum session_state {
@@ -158,6 +165,7 @@ session_set_state(struct session *s, enum session_state st)
 
 static void session_reply(struct session *s, const char *fmt, ...) AR_PRINTF(2, 3);
 static void session_flush(struct session *s);
+static void session_bound_input(struct session *s);
 
 static void
 session_reply(struct session *s, const char *fmt, ...)
@@ -471,6 +479,7 @@ session_tls_attach(struct session *s)
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
 	struct timeval tv = {s->l->limits.command_timeout, 0};
 	bufferevent_set_timeouts(s->bev, &tv, NULL);
+	session_bound_input(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	session_set_state(s, SS_TLS_HANDSHAKE);
 	return 0;
@@ -1509,6 +1518,16 @@ session_process(struct session *s)
 		char *line;
 		size_t len;
 		enum session_state before = s->state;
+		if (evbuffer_get_length(s->out) +
+		            evbuffer_get_length(bufferevent_get_output(s->bev)) >
+		    SESSION_OUTPUT_HIGH) {
+			/* Hand the replies to the kernel; if it took them all,
+			 * go on, else session_write_cb() resumes once the
+			 * client has read them. */
+			session_flush(s);
+			if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+				break;
+		}
 		if (session_getline(s, in, &line, &len) != PARSE_OK)
 			break;
 		if (before != s->state)
@@ -1618,8 +1637,27 @@ session_write_cb(struct bufferevent *bev, void *arg)
 		event_active(s->tls_swap, EV_TIMEOUT, 0);
 		return;
 	}
-	if (s->state == SS_CLOSING)
+	if (s->state == SS_CLOSING) {
 		session_maybe_free(s);
+		return;
+	}
+	/* The output drained: run what waited behind SESSION_OUTPUT_HIGH. */
+	if (!s->busy && evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		session_process(s);
+}
+
+/* Reading stops while more input waits than the longest line allowed plus
+ * SESSION_INPUT_SLACK; the client's TCP window then holds the rest. */
+static void
+session_bound_input(struct session *s)
+{
+	const struct limits_cfg *lim = &s->l->limits;
+	size_t longest = (size_t)lim->max_line_length + MAIL_AUTH_PARAM_EXTRA;
+	if (lim->max_auth_line_length > longest)
+		longest = lim->max_auth_line_length;
+	if (DATA_LINE_MAX + 2 > longest)
+		longest = DATA_LINE_MAX + 2;
+	bufferevent_setwatermark(s->bev, EV_READ, 0, longest + SESSION_INPUT_SLACK);
 }
 
 static void
@@ -1746,6 +1784,7 @@ session_start_common(const struct session_env *env, unsigned listener_idx, int f
 	              l->banner ? l->banner : "authrelay");
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
 	bufferevent_set_timeouts(s->bev, &(struct timeval){l->limits.command_timeout, 0}, NULL);
+	session_bound_input(s);
 	/* Read only: EV_WRITE stays enabled (libevent's default) but is
 	 * registered only when session_flush() leaves a backlog. */
 	bufferevent_enable(s->bev, EV_READ);

@@ -2,6 +2,7 @@
 total and per client address, messages per session, recipients, message size
 (SIZE= and actual data), auth failures, bad commands, line lengths, timeouts."""
 
+import base64
 import ssl
 import time
 
@@ -391,3 +392,56 @@ def test_mail_line_may_grow_by_auth_parameter(gw):
     line = f"MAIL FROM:<{'s' * 64}@other.test> AUTH={value}"
     assert len(line) > 512 and len(" AUTH=" + value) <= 500
     c.cmd(line).check(250, "2.1.0")
+
+
+# ---------------------------------------------------------------- bounded memory
+
+def _workers_rss_kib(gw):
+    total = 0
+    for pid in gw.logged_pids("smtpd") & set(gw.children()):
+        with open(f"/proc/{pid}/status") as f:
+            total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+    return total
+
+
+def _flood(c, seconds):
+    """Send NOOP lines without reading a reply until the server stops taking
+    them (or seconds pass); return the bytes the socket took."""
+    chunk = b"NOOP\r\n" * 10922  # 64 KiB
+    sent = 0
+    c.sock.settimeout(0.5)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and sent < 256 << 20:
+        try:
+            sent += c.sock.send(chunk)
+        except (TimeoutError, BlockingIOError):
+            pass
+        except ssl.SSLWantWriteError:
+            pass
+    return sent
+
+
+@pytest.mark.parametrize("case", ["plaintext-noop-flood", "tls-flood-while-auth-delayed"])
+def test_client_that_does_not_read_cannot_grow_worker_memory(make_gateway, case):
+    """A client that pipelines without reading replies, or while its session
+    waits (here: the AUTH failure delay), is held back by TCP: the worker
+    stops reading once a bounded amount of input waits and stops running
+    commands once a bounded amount of output waits."""
+    gw = make_gateway({"limits": {"auth_failure_delay_ms": 4000}})
+    before = _workers_rss_kib(gw)
+    if case == "plaintext-noop-flood":
+        c = SMTPConn.open(gw, "in")
+        c.cmd("EHLO flood.test").check(250)
+    else:
+        c = submission_conn(gw)
+        c.send(b"AUTH PLAIN " + base64.b64encode(b"\0alice\0wrong") + b"\r\n")
+    sent = _flood(c, 4)
+    grown = _workers_rss_kib(gw) - before
+    # Unbounded, the worker would hold everything sent (and 25-byte replies
+    # to each 6-byte NOOP); bounded, only kernel socket buffers fill.
+    assert sent < 64 << 20, f"the worker took {sent} bytes without reading a reply"
+    assert grown < 8 << 10, f"workers grew by {grown} KiB after {sent} bytes"
+    c.close()
+    # The worker goes on serving others.
+    d = SMTPConn.open(gw, "in")
+    d.cmd("NOOP").check(250)
