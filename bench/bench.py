@@ -33,6 +33,9 @@ Environment:
   BENCH_PROFILE=1     only the profile: perf record (cpu-clock, call graphs) of authrelay's
                       processes during a plaintext and a STARTTLS run at concurrency 64,
                       reports in BENCH_OUT/profile-*.txt, no comparison
+  BENCH_SERVE=S       only bring everything up (warmed), write BENCH_OUT/serve.json with
+                      the ports and pids, and keep it running for S seconds (or until
+                      Ctrl-C / SIGTERM): for profiling one point by hand
   BENCH_DIR=DIR       where the temporary directory goes (default $TMPDIR or /tmp): the
                       spool, Postfix's queue and slapd's database live there, so this
                       picks the file system whose fsync both systems pay
@@ -44,6 +47,7 @@ import base64
 import hashlib
 import json
 import os
+import resource
 import platform
 import pwd
 import secrets
@@ -222,6 +226,60 @@ def cpu_ticks(pids: list[int]) -> int:
     return t
 
 
+def machine_ticks() -> tuple[dict[int, tuple[str, int, int, int]], list[int]]:
+    """Every process's (comm, ppid, utime+stime, cutime+cstime) and /proc/stat's
+    cpu line: a whole-machine snapshot, so a run can say where all the CPU went."""
+    procs = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+            comm = s[s.index("(") + 1:s.rindex(")")]
+            fields = s.rsplit(")", 1)[1].split()
+            # utime+stime, and separately cutime+cstime: children it reaped.
+            procs[int(d)] = (comm, int(fields[1]), int(fields[11]) + int(fields[12]),
+                             int(fields[13]) + int(fields[14]))
+        except (OSError, ValueError, IndexError):
+            pass
+    with open("/proc/stat") as f:
+        total = [int(x) for x in f.readline().split()[1:]]
+    return procs, total
+
+
+def breakdown(before, after, sut: list[int], loadgen_s: float, roles: dict[int, str]) -> dict:
+    """CPU seconds of the run by role: the system under test, the load
+    generator, slapd, the sink, kernel threads, anything else; and idle."""
+    hz = os.sysconf("SC_CLK_TCK")
+    (pa, ta), (pb, tb) = before, after
+    out = {"sut": 0.0, "loadgen": loadgen_s, "slapd": 0.0, "sink": 0.0, "kernel": 0.0,
+           "other": 0.0}
+    sut_set = set(sut)
+    for pid, (comm, ppid, t, ct) in pb.items():
+        own = t - pa[pid][2] if pid in pa else t
+        reaped = ct - pa[pid][3] if pid in pa else ct
+        # Children a system reaped during the run (Postfix's smtpd
+        # processes) are its own; anyone else's reaped children are not
+        # counted again (this script's are the load generator, measured
+        # with getrusage).
+        d = (own + (reaped if pid in sut_set else 0)) / hz
+        if d <= 0:
+            continue
+        if pid in sut_set:
+            out["sut"] += d
+        elif pid in roles:
+            out[roles[pid]] += d
+        elif ppid == 2 or pid == 2:
+            out["kernel"] += d
+        else:
+            out["other"] += d
+    dt = [b - a for a, b in zip(ta, tb)]
+    out["idle_s"] = (dt[3] + dt[4]) / hz   # idle + iowait
+    out["total_s"] = sum(dt[:8]) / hz
+    return out
+
+
 # ------------------------------------------------------------------ setup
 
 def ssha(password: str) -> str:
@@ -293,6 +351,7 @@ access to * by * read
         p = subprocess.Popen(["slapd", "-d", "0", "-f", str(self.conf), "-h", self.uri + "/"],
                              stdout=subprocess.DEVNULL, stderr=open(self.dir / "slapd.log", "w"))
         self.pid = p.pid
+        ROLES[p.pid] = "slapd"
         started.append(("slapd", p.pid))
         wait_until(lambda: port_open(self.port), 30, "slapd")
         subprocess.run(["ldapwhoami", "-x", "-H", self.uri, "-D", f"uid=user00001,{PEOPLE}",
@@ -310,6 +369,7 @@ class Sink:
         p = subprocess.Popen(["smtp-sink", "-u", RUN_AS, f"{HOST}:{self.port}", "1024"],
                              stdout=subprocess.DEVNULL,
                              stderr=open(self.dir / "sink.log", "w"))
+        ROLES[p.pid] = "sink"
         started.append(("smtp-sink", p.pid))
         wait_until(lambda: port_greets(self.port), 30, "smtp-sink")
 
@@ -745,17 +805,33 @@ service anvil {{
 
 # ------------------------------------------------------------------ measuring
 
+ROLES: dict[int, str] = {}   # pid -> "slapd" / "sink", for breakdown()
+
+
 def smtp_load(port: int, tls: str, conc: int, seconds: float, extra: list[str] | None = None,
-              messages: int = 1, sessions: int = 0) -> dict:
+              messages: int = 1, sessions: int = 0, sut=None) -> dict:
+    """sut: a function giving the pids of the system under test; with it the
+    result has machine_cpu, where the whole machine's CPU went during the run."""
     cmd = [str(SMTP_LOAD), "-a", f"{HOST}:{port}", "-c", str(conc), "-n", str(sessions),
            "-t", str(seconds), "-T", tls, "-M", "PLAIN", "-m", str(messages), "-s", "4096",
            "-R", "1", "-r", f"0-{N_USERS - 1}"] + (extra or [])
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sut_pids = set(sut()) if sut is not None else set()
+    snap0 = machine_ticks() if sut is not None else None
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    snap1 = machine_ticks() if sut is not None else None
+    if sut is not None:
+        # Processes the system started during the run (Postfix's smtpd) are its own.
+        sut_pids |= set(sut())
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         res = json.loads(r.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
         raise RuntimeError(f"smtp_load gave no result: {r.stderr}")
     res["cmd"] = " ".join(cmd)
+    if sut is not None:
+        gen = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+        res["machine_cpu"] = breakdown(snap0, snap1, list(sut_pids), gen, ROLES)
     return res
 
 
@@ -781,6 +857,11 @@ def summarize(runs: list[dict]) -> dict:
         "tls_handshakes": sum(r["tls_handshakes"] for r in runs),
         "failures": {k: sum(r["failures"][k] for r in runs) for k in runs[0]["failures"]},
         "cpu_s": median([r.get("cpu_s", 0) for r in runs]),
+        # Microseconds of the machine's CPU per session, by role (medians).
+        "machine_us": {k: median([r["machine_cpu"][k] * 1e6 / max(r["sessions_ok"], 1)
+                                  for r in runs if "machine_cpu" in r])
+                       for k in ("sut", "loadgen", "slapd", "sink", "kernel", "other",
+                                 "idle_s", "total_s")},
         "runs": len(runs),
     }
 
@@ -793,7 +874,7 @@ def run_point(systems, tls: str, conc: int, cache: bool, messages: int = 1) -> d
         for s in systems:   # interleaved: A P A P A P, so drift hits both alike
             pids = s.pids()
             t0 = cpu_ticks(pids)
-            r = smtp_load(s.port(tls), tls, conc, SECONDS, messages=messages)
+            r = smtp_load(s.port(tls), tls, conc, SECONDS, messages=messages, sut=s.pids)
             r["cpu_s"] = (cpu_ticks(s.pids()) - t0) / hz
             runs[s.name].append(r)
             s.after_run()
@@ -970,6 +1051,47 @@ def cpu_ms(x: dict, seconds: float, per: str = "sessions_per_s") -> float | None
     return x["cpu_s"] * 1000 / n if n else None
 
 
+def machine_table(results: dict) -> list[str]:
+    """Where the whole machine's CPU went per session, and what that leaves:
+    'ceiling' is the sessions/s the machine would give if authrelay's own
+    processes cost nothing and everything else (the load generator, slapd,
+    the sink, the kernel's threads) cost what it did per session in this run;
+    'best ratio' is that ceiling over the peer's measured rate, the highest
+    ratio this machine can show at that point."""
+    cores = results["machine"].get("cores") or os.cpu_count() or 1
+    rows = []
+    for kind in ("points", "auth_only"):
+        for pt in results.get(kind, []):
+            a, p = pt["authrelay"], pt["peer"]
+            ma, mp = a.get("machine_us"), p.get("machine_us")
+            if not ma or not mp or ma.get("total_s") is None:
+                continue
+            rest = sum(ma[k] for k in ("loadgen", "slapd", "sink", "kernel", "other"))
+            ceiling = cores * 1e6 / rest if rest else None
+            best = ceiling / p["sessions_per_s"] if ceiling and p["sessions_per_s"] else None
+            what = "AUTH only" if kind == "auth_only" else \
+                ("cache on" if pt["cache"] else "cache off")
+
+            def cells(m):
+                idle = 100 * m["idle_s"] / m["total_s"] if m["total_s"] else 0
+                return (f"{fmt(m['sut'])} | {fmt(m['loadgen'])} | {fmt(m['slapd'])} | "
+                        f"{fmt(m['sink'])} | {fmt(m['kernel'])} | {fmt(m['other'])} | "
+                        f"{idle:.0f} %")
+            rows.append(f"| {pt['tls']} | {what} | {pt['concurrency']} | authrelay | {cells(ma)} | "
+                        f"{fmt(ceiling)} | {fmt(best, 2)} |")
+            rows.append(f"| | | | peer | {cells(mp)} | | |")
+    if not rows:
+        return []
+    return ["", "Where the machine's CPU went, microseconds per session (medians; the system "
+            "under test, the load generator, slapd, smtp-sink, kernel threads such as jbd2 and "
+            "the loop device's workers, everything else; idle share of the run). Ceiling: "
+            "sessions/s if authrelay's own processes cost nothing and the rest cost what it did; "
+            "best ratio: that ceiling over the peer's rate, the most this machine can show:", "",
+            "| TLS | point | conc | system | system us | load gen us | slapd us | sink us | "
+            "kernel us | other us | idle | ceiling sess/s | best ratio |",
+            "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"] + rows
+
+
 def report(results: dict) -> str:
     m = results["machine"]
     sec = results["seconds"]
@@ -1037,6 +1159,7 @@ def report(results: dict) -> str:
                          f"{fmt(cpu_ms(a, sec, 'messages_per_s'), 2)} / "
                          f"{fmt(cpu_ms(p, sec, 'messages_per_s'), 2)} | "
                          f"{a['failed']} / {p['failed']} |")
+    lines += machine_table(results)
     c = results["ceilings"]
     lines += ["", "Ceilings (same run, same machine):", "",
               "| what | rate/s (median) |", "|---|---:|"]
@@ -1103,6 +1226,18 @@ def main() -> int:
                     raise RuntimeError(f"{s.name} {tls}: no session succeeded: {r}")
                 s.after_run()
                 s.wait_idle()
+
+        if os.environ.get("BENCH_SERVE"):
+            OUT.mkdir(parents=True, exist_ok=True)
+            info = {"authrelay": {"plain": ar.port_plain, "starttls": ar.port_tls,
+                                  "pids": ar.pids(), "dir": str(ar.dir)},
+                    "peer": {"plain": peer.port_plain, "starttls": peer.port_tls,
+                             "pids": peer.pids()},
+                    "slapd": {"uri": slapd.uri, "pid": slapd.pid}, "sink": sink.port}
+            (OUT / "serve.json").write_text(json.dumps(info, indent=1))
+            log(f"serving for {os.environ['BENCH_SERVE']} s: {OUT / 'serve.json'}")
+            time.sleep(float(os.environ["BENCH_SERVE"]))
+            return 0
 
         if os.environ.get("BENCH_PROFILE") == "1":
             OUT.mkdir(parents=True, exist_ok=True)
