@@ -122,6 +122,7 @@ struct qmsg {
 	unsigned attempts;
 	int64_t next_attempt;
 	bool hold, warned;
+	bool has_state; /* state/<id> was read or written: remove it too */
 	unsigned jobs;
 	bool delete_requested;
 	char *broken_reason;
@@ -484,6 +485,7 @@ msg_write_state(struct queue *q, struct qmsg *m)
 	}
 	char *text = queue_state_format(&st);
 	free(st.rcpts);
+	m->has_state = true;
 	queue_store_write_state(q->store, m->id, text);
 }
 
@@ -525,28 +527,26 @@ valid_id(const char *s)
 	return i == SPOOL_ID_LEN;
 }
 
-/* Load incoming/<id> if it is new to us. */
+/* Load incoming/<id> if it is new to us. fresh: inotify has just seen it
+ * arrive, so no state file can exist for it yet (one is written only after a
+ * try); the start and the rescans look for one. */
 static void
-queue_load(struct queue *q, const char *id, bool at_start)
+queue_load(struct queue *q, const char *id, bool at_start, bool fresh)
 {
 	struct spool_envelope env;
 	struct queue_state st;
 	const char *err;
 	long off;
 	char path[4200];
-	struct stat sb;
+	uint64_t file_size = 0;
 
 	if (!valid_id(id) || msg_find(q, id) != NULL)
 		return;
 	snprintf(path, sizeof(path), "%s/incoming/%s", q->spool, id);
-	if (spool_read_envelope(path, &env, &off, &err) != 0) {
+	if (spool_read_envelope_sized(path, &env, &off, &file_size, &err) != 0) {
 		if (access(path, F_OK) < 0 && errno == ENOENT)
 			return;
 		msg_broken(q, id, path, err);
-		return;
-	}
-	if (stat(path, &sb) < 0) {
-		spool_envelope_clear(&env);
 		return;
 	}
 	struct qmsg *m = xcalloc(1, sizeof(*m));
@@ -555,7 +555,7 @@ queue_load(struct queue *q, const char *id, bool at_start)
 	m->path = xstrdup(path);
 	m->arrival = env.time;
 	m->body_offset = off;
-	m->size = sb.st_size > off ? (uint64_t)(sb.st_size - off) : 0;
+	m->size = file_size > (uint64_t)off ? file_size - (uint64_t)off : 0;
 	struct smtp_mail_args *ma = xcalloc(1, sizeof(*ma));
 	if (parse_path(env.mail, true, ma) == 0) {
 		m->sender = xstrdup(ma->path.null ? "" : ma->path.addr);
@@ -594,11 +594,20 @@ queue_load(struct queue *q, const char *id, bool at_start)
 	free(ma);
 	spool_envelope_clear(&env);
 
-	int r = queue_store_read_state(q->spool, id, m->n_rcpts, &st, &err);
+	int r = 0;
+	if (fresh) {
+		memset(&st, 0, sizeof(st));
+		st.n_rcpts = m->n_rcpts;
+		st.rcpts = xcalloc(m->n_rcpts ? m->n_rcpts : 1, sizeof(*st.rcpts));
+	} else {
+		r = queue_store_read_state(q->spool, id, m->n_rcpts, &st, &err);
+	}
 	if (r < 0) {
 		/* A damaged state file costs at most a repeated delivery. */
 		log_warn("id=%s state file ignored: %s", id, err);
+		m->has_state = true;
 	} else {
+		m->has_state = st.exists;
 		m->attempts = st.attempts;
 		m->next_attempt = st.next_attempt;
 		m->hold = st.hold;
@@ -647,7 +656,7 @@ queue_scan(struct queue *q, bool at_start)
 		return;
 	}
 	while ((de = readdir(d)) != NULL)
-		queue_load(q, de->d_name, at_start);
+		queue_load(q, de->d_name, at_start, false);
 	closedir(d);
 }
 
@@ -665,7 +674,7 @@ inotify_cb(evutil_socket_t fd, short what, void *arg)
 			if (ev->mask & IN_Q_OVERFLOW)
 				overflow = true;
 			else if (ev->len > 0)
-				queue_load(q, ev->name, false);
+				queue_load(q, ev->name, false, true);
 			p += sizeof(*ev) + ev->len;
 		}
 	}
@@ -1107,7 +1116,7 @@ msg_remove(struct queue *q, struct qmsg *m)
 {
 	msg_unqueue(q, m);
 	m->where = QM_REMOVING;
-	queue_store_remove(q->store, m->id, msg_remove_done, m);
+	queue_store_remove(q->store, m->id, m->has_state, msg_remove_done, m);
 }
 
 /* ---------------------------------------------------------------- control */

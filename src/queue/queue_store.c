@@ -35,6 +35,7 @@ struct store_job {
 	enum store_op op;
 	char id[SPOOL_ID_LEN + 1];
 	char *text;
+	bool has_state; /* STORE_REMOVE: state/<id> may exist */
 	queue_store_done_cb *done;
 	void *arg;
 };
@@ -255,6 +256,7 @@ queue_store_read_state(const char *spool_dir, const char *id, size_t n_rcpts, st
 	buf[got] = '\0';
 	int ret = queue_state_parse(buf, n_rcpts, r, error_r);
 	free(buf);
+	r->exists = true;
 	return ret;
 }
 
@@ -291,7 +293,8 @@ store_work(void *arg)
 		 * without a message, which the next start removes. */
 		if (unlink(msg) < 0 && errno != ENOENT)
 			log_err("id=%s unlink %s: %s", j->id, msg, strerror(errno));
-		if (unlink(path) < 0 && errno != ENOENT)
+		/* A message delivered at its first try never had one. */
+		if (j->has_state && unlink(path) < 0 && errno != ENOENT)
 			log_err("id=%s unlink %s: %s", j->id, path, strerror(errno));
 		return;
 	}
@@ -331,9 +334,9 @@ store_done(void *arg)
 	free(j);
 }
 
-static void
-store_submit(struct queue_store *s, enum store_op op, const char *id, char *text,
-             queue_store_done_cb *done, void *arg)
+static struct store_job *
+store_job_new(struct queue_store *s, enum store_op op, const char *id, char *text,
+              queue_store_done_cb *done, void *arg)
 {
 	struct store_job *j = xcalloc(1, sizeof(*j));
 	j->store = s;
@@ -342,19 +345,23 @@ store_submit(struct queue_store *s, enum store_op op, const char *id, char *text
 	j->text = text;
 	j->done = done;
 	j->arg = arg;
-	threadpool_submit(s->pool, store_work, store_done, j);
+	return j;
 }
 
 void
 queue_store_write_state(struct queue_store *s, const char *id, char *text)
 {
-	store_submit(s, STORE_WRITE, id, text, NULL, NULL);
+	threadpool_submit(s->pool, store_work, store_done,
+	                  store_job_new(s, STORE_WRITE, id, text, NULL, NULL));
 }
 
 void
-queue_store_remove(struct queue_store *s, const char *id, queue_store_done_cb *done, void *arg)
+queue_store_remove(struct queue_store *s, const char *id, bool has_state, queue_store_done_cb *done,
+                   void *arg)
 {
-	store_submit(s, STORE_REMOVE, id, NULL, done, arg);
+	struct store_job *j = store_job_new(s, STORE_REMOVE, id, NULL, done, arg);
+	j->has_state = has_state;
+	threadpool_submit(s->pool, store_work, store_done, j);
 }
 
 unsigned

@@ -56,6 +56,7 @@ struct queue_state {
 	bool warned;
 	size_t n_rcpts;
 	struct queue_state_rcpt *rcpts; /* n_rcpts entries */
+	bool exists;                    /* queue_store_read_state() found a state file */
 };
 
 /* The store for spool_dir (the queue process's own path to it). */
@@ -77,10 +78,12 @@ int queue_state_parse(const char *text, size_t n_rcpts, struct queue_state *r,
 
 /* Replace state/<id> with text (taken over). Asynchronous, in order. */
 void queue_store_write_state(struct queue_store *, const char *id, char *text);
-/* Remove incoming/<id> and then state/<id>. done (may be NULL) runs on the
- * loop once both are gone. Asynchronous, in order. */
+/* Remove incoming/<id> and then, if has_state (a state file was read or
+ * written for it), state/<id>. done (may be NULL) runs on the loop once both
+ * are gone. Asynchronous, in order. */
 typedef void queue_store_done_cb(void *arg);
-void queue_store_remove(struct queue_store *, const char *id, queue_store_done_cb *done, void *arg);
+void queue_store_remove(struct queue_store *, const char *id, bool has_state,
+                        queue_store_done_cb *done, void *arg);
 /* Operations not yet done. */
 unsigned queue_store_pending(const struct queue_store *);
 

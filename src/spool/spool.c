@@ -772,23 +772,18 @@ spool_store_record(struct spool_envelope *env, enum spool_record rec, const char
 	return 0;
 }
 
-int
-spool_read_envelope(const char *path, struct spool_envelope *env_r, long *body_offset_r,
-                    const char **error_r)
+/* Parse the envelope from f (a file, or the head of one in memory that holds
+ * the whole envelope). Returns 0 or -1 with *error_r. */
+static int
+spool_parse_envelope(FILE *f, const char *path, struct spool_envelope *env_r, long *body_offset_r,
+                     const char **error_r)
 {
-	FILE *f;
 	char *line = NULL;
 	size_t cap = 0, len = 0;
 	unsigned lineno = 1, seen = 0;
 	long off;
 	int r;
 
-	memset(env_r, 0, sizeof(*env_r));
-	f = fopen(path, "re");
-	if (f == NULL) {
-		spool_set_error(error_r, "open %s: %s", path, strerror(errno));
-		return -1;
-	}
 	r = spool_read_line(f, &line, &cap, &len, lineno, error_r);
 	if (r < 0)
 		goto fail;
@@ -849,11 +844,78 @@ spool_read_envelope(const char *path, struct spool_envelope *env_r, long *body_o
 	}
 	*body_offset_r = off;
 	free(line);
-	fclose(f);
 	return 0;
 fail:
 	free(line);
-	fclose(f);
 	spool_envelope_clear(env_r);
 	return -1;
+}
+
+/* Envelopes are short: one read of this much takes all of almost every one. */
+#define SPOOL_HEAD_READ 16384
+
+int
+spool_read_envelope_sized(const char *path, struct spool_envelope *env_r, long *body_offset_r,
+                          uint64_t *file_size_r, const char **error_r)
+{
+	static _Thread_local char head[SPOOL_HEAD_READ];
+	struct stat st;
+	size_t n = 0;
+	FILE *f;
+	int fd, r;
+
+	memset(env_r, 0, sizeof(*env_r));
+	/* open, fstat, one read, close: the queue reads every message's
+	 * envelope once, and stdio would add an lseek and reads of its own. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		spool_set_error(error_r, "open %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	while (n < sizeof(head)) {
+		ssize_t got = read(fd, head + n, sizeof(head) - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			spool_set_error(error_r, "read %s: %s", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+		/* The whole envelope is in: no second read to see the end. */
+		if (memmem(head, n, "\n\n", 2) != NULL)
+			break;
+	}
+	close(fd);
+	if (file_size_r != NULL)
+		*file_size_r = (uint64_t)st.st_size;
+	if (n == 0) {
+		spool_set_error(error_r, "not a spool file (version 1)");
+		return -1;
+	}
+	/* The blank line that ends the envelope is in the head, or the head
+	 * is the whole file: parse it in memory. Else (an envelope longer
+	 * than the head: many recipients) read the file through stdio. */
+	if (memmem(head, n, "\n\n", 2) != NULL || n < sizeof(head))
+		f = fmemopen(head, n, "r");
+	else
+		f = fopen(path, "re");
+	if (f == NULL) {
+		spool_set_error(error_r, "open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	r = spool_parse_envelope(f, path, env_r, body_offset_r, error_r);
+	fclose(f);
+	return r;
+}
+
+int
+spool_read_envelope(const char *path, struct spool_envelope *env_r, long *body_offset_r,
+                    const char **error_r)
+{
+	return spool_read_envelope_sized(path, env_r, body_offset_r, NULL, error_r);
 }

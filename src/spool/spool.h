@@ -90,6 +90,9 @@ void spool_msg_free(struct spool_msg *);
  * spool_envelope_clear(). */
 int spool_read_envelope(const char *path, struct spool_envelope *env_r, long *body_offset_r,
                         const char **error_r);
+/* The same, and *file_size_r (if not NULL) is the file's size when read. */
+int spool_read_envelope_sized(const char *path, struct spool_envelope *env_r, long *body_offset_r,
+                              uint64_t *file_size_r, const char **error_r);
 void spool_envelope_clear(struct spool_envelope *);
 
 /* %-escape for envelope values (see above). Returns a malloc'd string. */

@@ -135,7 +135,7 @@ test_store_write_read_remove(void **state)
 	fclose(f);
 	queue_store_write_state(s, id, strdup("AUTHRELAY-STATE 1\nattempts 2\nnext 5\n\n"));
 	/* queued after the write: must never be overtaken by it */
-	queue_store_remove(s, id, done_cb, base);
+	queue_store_remove(s, id, true, done_cb, base);
 	event_base_dispatch(base);
 	assert_int_equal(done_calls, 1);
 	assert_int_equal(access(p, F_OK), -1);

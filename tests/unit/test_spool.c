@@ -688,12 +688,36 @@ test_read_many_rcpts_and_long_line(void **state)
 	fputs(GOOD_HEAD GOOD_MID, f);
 	for (int i = 0; i < 1000; i++)
 		fprintf(f, "rcpt <u%d@example.com>\n", i);
-	fputs("\n", f);
+	fputs("\nSubject: x\r\n\r\nbody\r\n", f);
 	fclose(f);
-	assert_int_equal(spool_read_envelope(path, &env, &off, &error), 0);
+	uint64_t size = 0;
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	/* Longer than the reader's one-read head: read through stdio. */
+	assert_true(st.st_size > 16384);
+	assert_int_equal(spool_read_envelope_sized(path, &env, &off, &size, &error), 0);
 	assert_int_equal(env.n_rcpts, 1000);
 	assert_string_equal(env.rcpts[999], "<u999@example.com>");
+	assert_int_equal(size, (uint64_t)st.st_size);
+	assert_int_equal(st.st_size - off, strlen("Subject: x\r\n\r\nbody\r\n"));
 	spool_envelope_clear(&env);
+
+	/* Envelopes ending on each side of the head's end, and a body with
+	 * blank lines of its own: the offset is always the body's start. */
+	for (int n = 615; n < 640; n++) {
+		f = fopen(path, "wb");
+		fputs(GOOD_HEAD GOOD_MID, f);
+		for (int i = 0; i < n; i++)
+			fprintf(f, "rcpt <u%05d@example.com>\n", i);
+		fputs("\n\n\nbody\n\n", f);
+		fclose(f);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(spool_read_envelope_sized(path, &env, &off, &size, &error), 0);
+		assert_int_equal(env.n_rcpts, (size_t)n);
+		assert_int_equal(st.st_size - off, strlen("\n\nbody\n\n"));
+		assert_int_equal(size, (uint64_t)st.st_size);
+		spool_envelope_clear(&env);
+	}
 
 	/* A line past the reader's limit is refused, not buffered forever. */
 	f = fopen(path, "wb");
