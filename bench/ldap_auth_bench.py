@@ -28,6 +28,8 @@ process started here is stopped by pid at the end.
 
 import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -72,24 +74,50 @@ def bench_users():
     return people
 
 
-def run_json(cmd, timeout):
+def run_json(cmd, timeout, check=True):
     r = subprocess.run(cmd, capture_output=True, timeout=timeout)
-    if r.returncode != 0:
+    if check and r.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed: {r.stderr.decode(errors='replace')}")
     return json.loads(r.stdout.decode().strip().splitlines()[-1])
 
 
-def smtp_load(port, c, seconds, sessions=0):
+def smtp_load(port, c, seconds, sessions=0, check=True):
     return run_json([str(OUT / "smtp_load"), "-a", f"127.0.0.1:{port}", "-c", str(c),
                      "-n", str(sessions), "-t", str(seconds), "-T", "none", "-M", "PLAIN",
                      "-m", "0", "-u", "user%05lu", "-p", "pw-%05lu", "-r", f"0-{USERS - 1}"],
-                    seconds + 60)
+                    seconds + 60, check)
 
 
 def ldap_load(slapd, c, seconds):
     return run_json([str(OUT / "ldap_load"), "-H", slapd.uri, "-b", f"ou=people,{slapd.suffix}",
                      "-c", str(c), "-t", str(seconds), "-f", "(uid=user%05lu)",
                      "-p", "pw-%05lu", "-r", f"0-{USERS - 1}"], seconds + 60)
+
+
+def sink_floor(c, seconds):
+    """The same sessions against Postfix's smtp-sink, a single-process C SMTP
+    server that checks, logs and asks nothing (it answers AUTH with 250, so
+    smtp_load counts each session as failed at AUTH; the work is the same):
+    its CPU per session is the floor of the SMTP session around a login."""
+    sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    port = harness.free_port()
+    p = subprocess.Popen([sink, "-u", "nobody", f"127.0.0.1:{port}", "1024"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def greets():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as so:
+                    return so.recv(64).startswith(b"220")
+            except OSError:
+                return False
+        harness.wait_until(greets, 10, "smtp-sink")
+        before = cpu_seconds([p.pid])
+        r = smtp_load(port, c, seconds, check=False)
+        r["sink_cpu_s"] = cpu_seconds([p.pid]) - before
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+    return r
 
 
 def gateway(base, slapd, pwfile, method, cert, key):
@@ -146,6 +174,17 @@ def main():
                 r["run"] = run
                 results["raw_slapd"].append(r)
                 print(f"raw slapd c={c}: {json.dumps(r)}", flush=True)
+
+        results["sink_floor"] = []
+        for c in CONCURRENCY:
+            for run in range(RUNS):
+                r = sink_floor(c, SECONDS)
+                r["concurrency"] = c
+                r["run"] = run
+                results["sink_floor"].append(r)
+                print(f"smtp-sink floor c={c}: sessions/s={r['sessions_started'] / SECONDS:.0f} "
+                      f"cpu={1e6 * r['sink_cpu_s'] / max(r['sessions_started'], 1):.0f} us",
+                      flush=True)
 
         for method in ("bind", "fetch"):
             gw = gateway(base, slapd, pwfile, method, cert, key)
@@ -212,6 +251,16 @@ def main():
                        sum(r["errors"] + r["bind_fail"] for r in rows), "-", "-", "-",
                        f"{med(rows, lambda r: 1e6 * r['slapd_cpu_s'] / max(r['pairs'], 1)):.0f}"
                        " us"], w))
+    for c in CONCURRENCY:
+        rows = [r for r in results.get("sink_floor", []) if r["concurrency"] == c]
+        if rows:
+            print(fmt_row(["sink", c, f"{med(rows, lambda r: r['sessions_started']) / SECONDS:.0f}",
+                           "-", "-", "-", "-",
+                           f"{med(rows, lambda r: 1e6 * r['sink_cpu_s'] / max(r['sessions_started'], 1)):.0f} us",
+                           "-", "-"], w))
+    print("(sink: the same sessions against Postfix's smtp-sink, which checks, logs and asks "
+          "nothing: the CPU of the SMTP session alone, the floor under any gateway's "
+          "'workers' column)")
     print(f"(medians of {RUNS} runs; CPU per login: the auth process, the SMTP workers, "
           "every authrelay process, and slapd; raw: slapd's own search+bind pairs per "
           "second, build/bench/ldap_load with c threads, each with a search and a bind "
