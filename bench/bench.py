@@ -176,18 +176,31 @@ def stop_all():
 
 # ------------------------------------------------------------------ /proc
 
+def stat_fields(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat after the command name: fields[1] is the ppid, [11:15]
+    utime, stime, cutime, cstime. None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields if len(fields) > 14 else None
+    except OSError:
+        return None
+
+
+def all_stats() -> dict[int, list[str]]:
+    """stat_fields() of every process on the machine."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit() and (f := stat_fields(d)) is not None:
+            out[int(d)] = f
+    return out
+
+
 def tree(pid: int) -> list[int]:
     """pid and all its descendants (one pass over /proc)."""
     kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-            kids.setdefault(int(st.rsplit(")", 1)[1].split()[1]), []).append(int(d))
-        except (OSError, ValueError, IndexError):
-            pass
+    for p, f in all_stats().items():
+        kids.setdefault(int(f[1]), []).append(p)
     result, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -215,34 +228,19 @@ def memory_kib(pids: list[int]) -> tuple[int, int]:
 def cpu_ticks(pids: list[int]) -> int:
     t = 0
     for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+        f = stat_fields(p)
+        if f is not None:
             # utime + stime, and cutime + cstime: children that exited
             # (Postfix's smtpd processes) count in their parent.
-            t += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-        except (OSError, ValueError, IndexError):
-            pass
+            t += sum(int(x) for x in f[11:15])
     return t
 
 
-def machine_ticks() -> tuple[dict[int, tuple[str, int, int, int]], list[int]]:
-    """Every process's (comm, ppid, utime+stime, cutime+cstime) and /proc/stat's
+def machine_ticks() -> tuple[dict[int, tuple[int, int, int]], list[int]]:
+    """Every process's (ppid, utime+stime, cutime+cstime) and /proc/stat's
     cpu line: a whole-machine snapshot, so a run can say where all the CPU went."""
-    procs = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                s = f.read()
-            comm = s[s.index("(") + 1:s.rindex(")")]
-            fields = s.rsplit(")", 1)[1].split()
-            # utime+stime, and separately cutime+cstime: children it reaped.
-            procs[int(d)] = (comm, int(fields[1]), int(fields[11]) + int(fields[12]),
-                             int(fields[13]) + int(fields[14]))
-        except (OSError, ValueError, IndexError):
-            pass
+    procs = {p: (int(f[1]), int(f[11]) + int(f[12]), int(f[13]) + int(f[14]))
+             for p, f in all_stats().items()}
     with open("/proc/stat") as f:
         total = [int(x) for x in f.readline().split()[1:]]
     return procs, total
@@ -256,9 +254,9 @@ def breakdown(before, after, sut: list[int], loadgen_s: float, roles: dict[int, 
     out = {"sut": 0.0, "loadgen": loadgen_s, "slapd": 0.0, "sink": 0.0, "kernel": 0.0,
            "other": 0.0}
     sut_set = set(sut)
-    for pid, (comm, ppid, t, ct) in pb.items():
-        own = t - pa[pid][2] if pid in pa else t
-        reaped = ct - pa[pid][3] if pid in pa else ct
+    for pid, (ppid, t, ct) in pb.items():
+        own = t - pa[pid][1] if pid in pa else t
+        reaped = ct - pa[pid][2] if pid in pa else ct
         # Children a system reaped during the run (Postfix's smtpd
         # processes) are its own; anyone else's reaped children are not
         # counted again (this script's are the load generator, measured

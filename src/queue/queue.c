@@ -595,13 +595,10 @@ queue_load(struct queue *q, const char *id, bool at_start, bool fresh)
 	spool_envelope_clear(&env);
 
 	int r = 0;
-	if (fresh) {
-		memset(&st, 0, sizeof(st));
-		st.n_rcpts = m->n_rcpts;
-		st.rcpts = xcalloc(m->n_rcpts ? m->n_rcpts : 1, sizeof(*st.rcpts));
-	} else {
+	if (fresh)
+		queue_state_init(&st, m->n_rcpts);
+	else
 		r = queue_store_read_state(q->spool, id, m->n_rcpts, &st, &err);
-	}
 	if (r < 0) {
 		/* A damaged state file costs at most a repeated delivery. */
 		log_warn("id=%s state file ignored: %s", id, err);

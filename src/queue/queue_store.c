@@ -214,6 +214,14 @@ fail:
 	return -1;
 }
 
+void
+queue_state_init(struct queue_state *r, size_t n_rcpts)
+{
+	memset(r, 0, sizeof(*r));
+	r->n_rcpts = n_rcpts;
+	r->rcpts = xcalloc(n_rcpts ? n_rcpts : 1, sizeof(*r->rcpts));
+}
+
 int
 queue_store_read_state(const char *spool_dir, const char *id, size_t n_rcpts, struct queue_state *r,
                        const char **error_r)
@@ -226,9 +234,9 @@ queue_store_read_state(const char *spool_dir, const char *id, size_t n_rcpts, st
 	snprintf(path, sizeof(path), "%s/state/%s", spool_dir, id);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		memset(r, 0, sizeof(*r));
-		r->n_rcpts = n_rcpts;
-		r->rcpts = xcalloc(n_rcpts ? n_rcpts : 1, sizeof(*r->rcpts));
+		int open_errno = errno;
+		queue_state_init(r, n_rcpts);
+		errno = open_errno;
 		if (errno == ENOENT)
 			return 0;
 		snprintf(err, sizeof(err), "open %s: %s", path, strerror(errno));

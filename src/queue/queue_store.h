@@ -59,6 +59,10 @@ struct queue_state {
 	bool exists;                    /* queue_store_read_state() found a state file */
 };
 
+/* An empty state for a message of n_rcpts recipients never tried (every
+ * recipient pending, exists false); free with queue_state_clear(). */
+void queue_state_init(struct queue_state *, size_t n_rcpts);
+
 /* The store for spool_dir (the queue process's own path to it). */
 struct queue_store *queue_store_new(struct event_base *base, const char *spool_dir);
 /* Wait for queued operations, then free. */

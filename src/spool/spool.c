@@ -861,6 +861,7 @@ spool_read_envelope_sized(const char *path, struct spool_envelope *env_r, long *
 	static _Thread_local char head[SPOOL_HEAD_READ];
 	struct stat st;
 	size_t n = 0;
+	bool complete = false; /* the blank line ending the envelope is in head */
 	FILE *f;
 	int fd, r;
 
@@ -887,7 +888,7 @@ spool_read_envelope_sized(const char *path, struct spool_envelope *env_r, long *
 			break;
 		n += (size_t)got;
 		/* The whole envelope is in: no second read to see the end. */
-		if (memmem(head, n, "\n\n", 2) != NULL)
+		if ((complete = memmem(head, n, "\n\n", 2) != NULL))
 			break;
 	}
 	close(fd);
@@ -900,7 +901,7 @@ spool_read_envelope_sized(const char *path, struct spool_envelope *env_r, long *
 	/* The blank line that ends the envelope is in the head, or the head
 	 * is the whole file: parse it in memory. Else (an envelope longer
 	 * than the head: many recipients) read the file through stdio. */
-	if (memmem(head, n, "\n\n", 2) != NULL || n < sizeof(head))
+	if (complete || n < sizeof(head))
 		f = fmemopen(head, n, "r");
 	else
 		f = fopen(path, "re");
