@@ -41,6 +41,7 @@
 #include "../lib/ipc.h"
 #include "../lib/keyhash.h"
 #include "../lib/log.h"
+#include "../lib/readiness.h"
 #include "../lib/wbatch.h"
 #include "../lib/protection_config.h"
 #include "../lib/threadpool.h"
@@ -825,6 +826,7 @@ auth_server_main(const struct config *cfg, int listen_fd)
 	         srv.n_sources, cfg->auth_threads > 0 ? cfg->auth_threads : AUTH_DEFAULT_THREADS,
 	         srv.caps, srv.prot.cache_size, srv.prot.cache_positive_ttl,
 	         srv.prot.cache_negative_ttl, srv.prot.cache_stale_ttl);
+	readiness_report();
 	if (event_base_dispatch(srv.base) < 0) {
 		log_err("auth: event loop failed");
 		goto fail;

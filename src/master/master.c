@@ -12,6 +12,11 @@
  * It restarts a child that dies (with back-off), forwards SIGHUP (reload) to
  * the auth process, and on SIGTERM stops the children and exits. The master
  * itself never reads a byte from the network.
+ *
+ * It is "ready" once every child has reported itself up (readiness.h):
+ * only then does it tell systemd (READY=1, sdnotify.h), or let the shell
+ * that started a daemon return. Start-up errors also go to stderr when the
+ * log is syslog, so that `authrelay -f` and the journal show them.
  */
 #include "master.h"
 #include "privdrop.h"
@@ -20,6 +25,8 @@
 #include "../lib/log.h"
 #include "../lib/net.h"
 #include "../lib/protection_config.h"
+#include "../lib/readiness.h"
+#include "../lib/sdnotify.h"
 #include "../queue/queue.h"
 #include "../queue/queue_config.h"
 #include "../smtpd/conn_limit.h"
@@ -32,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +49,8 @@
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <sys/wait.h>
+#include <sysexits.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +63,8 @@
 /* A child that ran this long is considered healthy again. */
 #define STABLE_SECONDS 30
 #define STOP_GRACE_SECONDS 10
+/* How long the shell that started a daemon waits for it to be ready. */
+#define DAEMON_READY_SECONDS 60
 
 enum child_kind { CHILD_AUTH, CHILD_SMTPD, CHILD_QUEUE };
 
@@ -61,6 +73,7 @@ struct child {
 	enum child_kind kind;
 	unsigned idx; /* worker index */
 	pid_t pid;    /* 0 while not running */
+	bool up;      /* reported itself up since it started */
 	time_t started;
 	unsigned backoff_ms;
 	struct event *restart;
@@ -90,7 +103,33 @@ struct master {
 	pid_t pid; /* the master's own, after daemonizing */
 	struct event *ev_sig[4];
 	struct event *ev_stop_deadline;
+	int ready_pipe[2]; /* children report "up" here (readiness.h) */
+	struct event *ev_ready;
+	bool ready;    /* every child has been up at least once */
+	int daemon_fd; /* to the shell waiting for a daemon's start, or -1 */
 };
+
+/* A start-up error: to the log and, when the log is syslog, to stderr as
+ * well, where the admin who ran the command (or the journal) sees it at
+ * once. status is one of <sysexits.h> (see lib/build_info.h). */
+static void master_fail(const struct master *m, int status, const char *fmt, ...)
+        AR_PRINTF(3, 4) AR_NORETURN;
+
+static void
+master_fail(const struct master *m, int status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (m->cfg == NULL || m->cfg->use_syslog)
+		fprintf(stderr, "authrelay: %s\n", msg);
+	if (m->cfg != NULL)
+		log_err("%s", msg);
+	sdnotify("STATUS=failed to start: %s", msg);
+	exit(status);
+}
 
 static int
 master_bind_listener(const struct listener_cfg *l, const char **error_r)
@@ -284,6 +323,10 @@ master_start_child(struct child *c)
 	}
 	if (pid == 0) {
 		child_setup_signals();
+		close(m->ready_pipe[0]);
+		readiness_set_fd(m->ready_pipe[1]);
+		if (m->daemon_fd >= 0)
+			close(m->daemon_fd);
 		if (c->kind == CHILD_AUTH)
 			child_run_auth(m);
 		if (c->kind == CHILD_QUEUE)
@@ -291,6 +334,7 @@ master_start_child(struct child *c)
 		child_run_smtpd(m, c->idx);
 	}
 	c->pid = pid;
+	c->up = false;
 	c->started = time(NULL);
 	if (c->kind == CHILD_AUTH)
 		log_info("started auth pid=%d", (int)pid);
@@ -363,10 +407,67 @@ master_reap(struct master *m)
 			c->backoff_ms = RESTART_MAX_MS;
 		struct timeval tv = {c->backoff_ms / 1000, (long)(c->backoff_ms % 1000) * 1000};
 		log_info("restarting %s in %u ms", name, c->backoff_ms);
+		sdnotify("STATUS=%s pid=%d %s %d, restarting in %u ms", name, (int)pid,
+		         WIFSIGNALED(status) ? "killed by signal" : "exited status",
+		         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+		         c->backoff_ms);
 		evtimer_add(c->restart, &tv);
 	}
 	if (m->stopping && !master_children_alive(m))
 		event_base_loopexit(m->base, NULL);
+}
+
+static bool
+master_children_up(const struct master *m)
+{
+	if (!m->auth.up || !m->queue.up)
+		return false;
+	for (unsigned i = 0; i < m->n_workers; i++)
+		if (!m->workers[i].up)
+			return false;
+	return true;
+}
+
+/* The one-line summary systemctl status shows. */
+static void
+master_notify_ready(const struct master *m, const char *what)
+{
+	if (!m->ready)
+		return;
+	sdnotify("READY=1\nSTATUS=%s: %zu listeners, %u workers, auth and queue up", what,
+	         m->cfg->n_listeners, m->n_workers);
+}
+
+/* Children report themselves up on the readiness pipe. The first time all
+ * are up, the gateway is ready: tell systemd, and the shell that started a
+ * daemon (master_daemonize()), which then exits 0. */
+static void
+master_ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+	pid_t pids[16];
+	int n;
+	while ((n = readiness_read(fd, pids, (int)AR_NELEM(pids))) > 0) {
+		for (int i = 0; i < n; i++) {
+			struct child *c = master_find_child(m, pids[i]);
+			if (c != NULL)
+				c->up = true;
+		}
+	}
+	if (m->stopping || !master_children_up(m))
+		return;
+	if (!m->ready) {
+		m->ready = true;
+		log_info("ready listeners=%zu workers=%u", m->cfg->n_listeners, m->n_workers);
+		if (m->daemon_fd >= 0) {
+			char ok = 0;
+			if (write(m->daemon_fd, &ok, 1) != 1)
+				log_warn("cannot tell the starting shell: %s", strerror(errno));
+			close(m->daemon_fd);
+			m->daemon_fd = -1;
+		}
+	}
+	master_notify_ready(m, "ready");
 }
 
 static void
@@ -393,10 +494,16 @@ static void
 master_reload(struct master *m)
 {
 	char *errors = NULL;
+	/* RELOADING=1, then READY=1 once the master's part is done: the
+	 * children re-read their sources on their own after the signal. */
+	if (m->ready)
+		sdnotify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+		         sdnotify_monotonic_usec());
 	struct config *fresh = config_load(m->config_path, &errors);
 	if (fresh == NULL) {
 		log_err("reload: config has errors, keeping the running one: %s", errors);
 		free(errors);
+		master_notify_ready(m, "reload refused (config has errors, see the log)");
 		return;
 	}
 	config_free(fresh);
@@ -408,6 +515,7 @@ master_reload(struct master *m)
 	if (m->queue.pid != 0)
 		kill(m->queue.pid, SIGHUP);
 	log_info("reload: auth sources reloading");
+	master_notify_ready(m, "reloaded");
 }
 
 static void
@@ -426,6 +534,7 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 		if (m->stopping)
 			break;
 		log_info("stopping (signal %d)", (int)sig);
+		sdnotify("STOPPING=1\nSTATUS=stopping (signal %d)", (int)sig);
 		m->stopping = true;
 		master_signal_child(m, SIGTERM);
 		struct timeval grace = {STOP_GRACE_SECONDS, 0};
@@ -437,14 +546,48 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-static void
-master_daemonize(void)
+/* The shell's side of a daemon's start: wait until the daemon is ready
+ * (exit 0), died first (its exit status), or is still not ready after
+ * DAEMON_READY_SECONDS (EX_TEMPFAIL: it goes on trying, the log says why).
+ * By then the daemon has written its pid file. */
+static AR_NORETURN void
+master_wait_daemon(pid_t pid, int fd)
 {
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	int r, status;
+	char ok;
+	do
+		r = poll(&pfd, 1, DAEMON_READY_SECONDS * 1000);
+	while (r < 0 && errno == EINTR);
+	if (r > 0 && read(fd, &ok, 1) == 1)
+		_exit(0);
+	if (r == 0) {
+		fprintf(stderr,
+		        "authrelay: not ready after %d s; pid %d goes on trying (see the log)\n",
+		        DAEMON_READY_SECONDS, (int)pid);
+		_exit(EX_TEMPFAIL);
+	}
+	if (waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		_exit(WEXITSTATUS(status));
+	fprintf(stderr, "authrelay: the daemon stopped before it was ready (see the log)\n");
+	_exit(1);
+}
+
+static void
+master_daemonize(struct master *m)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		master_fail(m, EX_TEMPFAIL, "pipe: %s", strerror(errno));
 	pid_t pid = fork();
 	if (pid < 0)
-		fatal("fork: %s", strerror(errno));
-	if (pid > 0)
-		_exit(0);
+		master_fail(m, EX_TEMPFAIL, "fork: %s", strerror(errno));
+	if (pid > 0) {
+		close(p[1]);
+		master_wait_daemon(pid, p[0]);
+	}
+	close(p[0]);
+	m->daemon_fd = p[1];
 	setsid();
 	int fd = open("/dev/null", O_RDWR);
 	if (fd >= 0) {
@@ -496,7 +639,7 @@ master_worker_count(const struct config *cfg)
 int
 master_main(const char *config_path, bool foreground)
 {
-	struct master m = {.config_path = config_path, .foreground = foreground};
+	struct master m = {.config_path = config_path, .foreground = foreground, .daemon_fd = -1};
 	char *errors = NULL;
 	const char *err;
 
@@ -504,7 +647,7 @@ master_main(const char *config_path, bool foreground)
 	if (m.cfg == NULL) {
 		fprintf(stderr, "%s", errors);
 		free(errors);
-		return 1;
+		return EX_CONFIG;
 	}
 	/* issue 5: [queue] and [route NAME] are the queue module's. */
 	m.qc = queue_config_load(m.cfg, &errors);
@@ -512,7 +655,7 @@ master_main(const char *config_path, bool foreground)
 		fprintf(stderr, "%s", errors);
 		free(errors);
 		config_free(m.cfg);
-		return 1;
+		return EX_CONFIG;
 	}
 	/* issue 6: [protection] and [alerts]; each process loads its own copy. */
 	{
@@ -522,7 +665,7 @@ master_main(const char *config_path, bool foreground)
 			free(errors);
 			queue_config_free(m.qc);
 			config_free(m.cfg);
-			return 1;
+			return EX_CONFIG;
 		}
 		m.send_limit_size = prot.send_limit_size;
 		protection_config_clear(&prot);
@@ -538,24 +681,38 @@ master_main(const char *config_path, bool foreground)
 		if (privdrop_lookup(m.cfg->user, &m.user, &err) != 0 ||
 		    privdrop_lookup(m.cfg->auth_user ? m.cfg->auth_user : m.cfg->user, &m.auth_user,
 		                    &err) != 0)
-			fatal("[server] user: %s", err);
+			master_fail(&m, EX_CONFIG, "[server] user: %s", err);
 	} else {
 		log_info("not started as root: every process runs as uid %u, without chroot",
 		         (unsigned)geteuid());
 	}
 	if (spool_init_dirs(m.cfg->spool_dir, m.is_root ? m.user.uid : (uid_t)-1,
 	                    m.is_root ? m.user.gid : (gid_t)-1, &err) != 0)
-		fatal("spool_dir %s: %s", m.cfg->spool_dir, err);
+		master_fail(&m, EX_CONFIG, "spool_dir %s: %s", m.cfg->spool_dir, err);
+	/* Each worker loads the certificate for itself; a missing or
+	 * mismatched one stops the start here, not in a worker restarting
+	 * in a loop. */
+	bool need_tls = false;
+	for (size_t i = 0; i < m.cfg->n_listeners; i++)
+		need_tls |= m.cfg->listeners[i].tls != LTLS_NONE;
+	if (need_tls) {
+		SSL_CTX *tls = tls_server_ctx_new(m.cfg, &err);
+		if (tls == NULL)
+			master_fail(&m, EX_CONFIG, "[tls] %s", err);
+		SSL_CTX_free(tls);
+	}
 
 	m.listen_fds = xcalloc(m.cfg->n_listeners, sizeof(int));
 	for (size_t i = 0; i < m.cfg->n_listeners; i++) {
 		m.listen_fds[i] = master_bind_listener(&m.cfg->listeners[i], &err);
+		/* A port in use is often a previous instance still stopping:
+		 * worth a retry (Restart=on-failure), unlike a config error. */
 		if (m.listen_fds[i] < 0)
-			fatal("%s", err);
+			master_fail(&m, EX_TEMPFAIL, "%s", err);
 	}
 	m.auth_fd = master_bind_auth(&m, &err);
 	if (m.auth_fd < 0)
-		fatal("%s", err);
+		master_fail(&m, EX_TEMPFAIL, "%s", err);
 	/* Before any fork: one ticket key for all workers (tls.c). */
 	tls_ticket_keys_init();
 
@@ -568,14 +725,18 @@ master_main(const char *config_path, bool foreground)
 	m.gauge = spool_gauge_new();
 
 	if (!foreground)
-		master_daemonize();
+		master_daemonize(&m);
 	if (m.cfg->pid_file != NULL)
 		master_write_pid(m.cfg->pid_file);
 	m.pid = getpid();
 
 	m.base = event_base_new();
 	if (m.base == NULL)
-		fatal("event_base_new failed");
+		master_fail(&m, EX_TEMPFAIL, "event_base_new failed");
+	if (pipe2(m.ready_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		master_fail(&m, EX_TEMPFAIL, "pipe: %s", strerror(errno));
+	m.ev_ready = event_new(m.base, m.ready_pipe[0], EV_READ | EV_PERSIST, master_ready_cb, &m);
+	event_add(m.ev_ready, NULL);
 	static const int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT};
 	for (size_t i = 0; i < AR_NELEM(sigs); i++) {
 		m.ev_sig[i] = evsignal_new(m.base, sigs[i], master_signal_cb, &m);
@@ -596,7 +757,7 @@ master_main(const char *config_path, bool foreground)
 		m.workers[i].restart = evtimer_new(m.base, master_restart_cb, &m.workers[i]);
 		master_start_child(&m.workers[i]);
 	}
-	log_info("ready listeners=%zu workers=%u", m.cfg->n_listeners, m.n_workers);
+	sdnotify("STATUS=starting %u workers, auth and queue", m.n_workers);
 
 	event_base_dispatch(m.base);
 
@@ -607,6 +768,9 @@ master_main(const char *config_path, bool foreground)
 	for (size_t i = 0; i < AR_NELEM(m.ev_sig); i++)
 		event_free(m.ev_sig[i]);
 	event_free(m.ev_stop_deadline);
+	event_free(m.ev_ready);
+	close(m.ready_pipe[0]);
+	close(m.ready_pipe[1]);
 	event_free(m.auth.restart);
 	event_free(m.queue.restart);
 	for (unsigned i = 0; i < m.n_workers; i++)

@@ -8,12 +8,13 @@
 
 /* Run the gateway with the config at path: in the foreground (logging to
  * stderr unless the config says syslog) or as a daemon. Returns the exit
- * status. */
+ * status, or exits with it on a start-up error: EX_CONFIG for an invalid
+ * config or certificate, EX_TEMPFAIL for a port in use (lib/build_info.h). */
 int master_main(const char *config_path, bool foreground);
 
 /* Validate the config at path as the daemon would at start: syntax and
  * semantics, TLS certificate and key, users, auth sources. Prints each error
- * to stderr as "file:line: message"; returns 0 when valid, else 1. */
+ * to stderr as "file:line: message"; returns 0 when valid, else EX_CONFIG. */
 int master_check_config(const char *config_path);
 
 #endif

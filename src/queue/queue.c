@@ -33,6 +33,7 @@
 #include "route.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
+#include "../lib/readiness.h"
 #include "../lib/threadpool.h"
 #include "../smtp/smtp_parse.h"
 #include "../spool/spool.h"
@@ -1444,10 +1445,12 @@ queue_main(const struct queue_params *p)
 	         p->qc->resolver ? p->qc->resolver : "system",
 	         p->qc->smarthost.host ? p->qc->smarthost.host : "none", p->qc->n_routes,
 	         p->qc->group_commit ? "yes" : "no");
-	if (ctl_listen(q) != 0)
+	if (ctl_listen(q) != 0) {
 		status = 1;
-	else
+	} else {
+		readiness_report();
 		event_base_dispatch(q->base);
+	}
 	log_batch(NULL);
 
 	/* Shut down: the disk is always consistent, so just let go. */

@@ -11,6 +11,7 @@
 #include "../auth/auth_client.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
+#include "../lib/readiness.h"
 #include "../lib/net.h"
 #include "../lib/protection_config.h"
 #include "../lib/threadpool.h"
@@ -187,6 +188,7 @@ smtpd_main(const struct smtpd_params *p)
 	event_add(d.ev_int, NULL);
 
 	log_info("worker=%u ready listeners=%zu", p->worker, d.n_listeners);
+	readiness_report();
 	event_base_dispatch(d.base);
 
 	/* Sessions still open are simply dropped with the process; a message

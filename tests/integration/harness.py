@@ -783,11 +783,14 @@ class Gateway:
         return self.sections[f"listener {listener}"].get("tls") == "implicit"
 
     # --- lifecycle
-    def start(self, wait: bool = True, timeout: float = 30.0) -> "Gateway":
+    def start(self, wait: bool = True, timeout: float = 30.0,
+              env: dict[str, str] | None = None) -> "Gateway":
+        """Run `authrelay -f -c FILE`; env adds variables to its environment."""
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.binary, "-f", "-c", str(self.cfg_path)],
                                      stdin=subprocess.DEVNULL, stdout=self._logf,
-                                     stderr=subprocess.STDOUT, cwd=str(self.dir))
+                                     stderr=subprocess.STDOUT, cwd=str(self.dir),
+                                     env={**os.environ, **env} if env else None)
         ACTIVE_GATEWAYS.append(self)
         if wait:
             self.wait_ready(timeout)

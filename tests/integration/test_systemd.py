@@ -1,0 +1,144 @@
+"""systemd integration: the notification protocol (Type=notify) spoken to a
+NOTIFY_SOCKET the test creates, in order against the ports opening and the
+children coming up."""
+
+import os
+import re
+import signal
+import socket
+import time
+
+import pytest
+
+from harness import SMTPConn, proc_alive, wait_until
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's: collects every message."""
+
+    def __init__(self, directory):
+        self.path = str(directory / "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages: list[dict[str, str]] = []
+
+    def _recv(self, timeout: float) -> bool:
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self.sock.recv(4096)
+        except socket.timeout:
+            return False
+        fields = dict(line.split("=", 1) for line in data.decode().split("\n") if line)
+        self.messages.append(fields)
+        return True
+
+    def drain(self):
+        while self._recv(0.001):
+            pass
+
+    def wait_for(self, key: str, value: str | None = None, timeout: float = 30,
+                 after: int = 0) -> int:
+        """Index of the first message from index `after` on that sets key
+        (to value); waits for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, m in enumerate(self.messages[after:], after):
+                if key in m and (value is None or m[key] == value):
+                    return i
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {key}={value or '*'} within {timeout}s; "
+                                     f"got {self.messages}")
+            self._recv(left)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def notify(base_dir, request):
+    d = base_dir / f"notify-{os.getpid()}-{request.node.name[:40]}"
+    d.mkdir()
+    s = NotifySocket(d)
+    yield s
+    s.close()
+
+
+def test_ready_after_ports_and_children_then_reload_and_stop(make_gateway, notify):
+    gw = make_gateway(start=False)
+    gw.start(wait=False, env={"NOTIFY_SOCKET": notify.path})
+    ready = notify.wait_for("READY", "1")
+    # READY=1 is the first state change, and when it arrives every
+    # listener is bound and served, and every child is running.
+    assert not any("READY" in m or "RELOADING" in m or "STOPPING" in m
+                   for m in notify.messages[:ready]), notify.messages
+    kids = gw.children()
+    assert len(kids) == 2 + 2, f"2 workers, auth and queue: {kids}"
+    for name in gw.listeners():
+        c = SMTPConn.open(gw, name, timeout=5)
+        c.cmd("QUIT").check(221)
+    assert re.match(r"ready: 4 listeners, 2 workers", notify.messages[ready].get("STATUS", "")), \
+        notify.messages[ready]
+    gw.wait_ready()
+
+    notify.drain()
+    mark = len(notify.messages)
+    gw.hup()
+    reloading = notify.wait_for("RELOADING", "1", after=mark)
+    assert int(notify.messages[reloading]["MONOTONIC_USEC"]) > 0, notify.messages[reloading]
+    done = notify.wait_for("READY", "1", after=reloading + 1)
+    assert notify.messages[done]["STATUS"].startswith("reloaded"), notify.messages[done]
+    assert set(gw.children()) == set(kids), "a reload restarted processes"
+
+    mark = len(notify.messages)
+    os.kill(gw.pid, signal.SIGTERM)
+    stopping = notify.wait_for("STOPPING", "1", after=mark)
+    assert "READY" not in notify.messages[stopping]
+    assert gw.proc.wait(15) == 0
+    gw.stop()
+
+
+def test_reload_of_a_broken_config_says_so(make_gateway, notify):
+    gw = make_gateway(start=False)
+    gw.start(env={"NOTIFY_SOCKET": notify.path})
+    notify.wait_for("READY", "1")
+    gw.sections["server"]["workers"] = "many"
+    gw.write_config()
+    mark = len(notify.messages)
+    gw.hup()
+    reloading = notify.wait_for("RELOADING", "1", after=mark)
+    done = notify.wait_for("READY", "1", after=reloading + 1)
+    assert notify.messages[done]["STATUS"].startswith("reload refused"), notify.messages[done]
+    assert gw.running()
+
+
+def test_no_ready_while_a_child_keeps_failing(make_gateway, notify):
+    """The auth process cannot read the users file: it fails and is
+    restarted, the workers serve, and the gateway is not ready; once the file
+    is readable again the auth process comes up, and then READY=1 comes."""
+    gw = make_gateway(start=False)
+    os.chmod(gw.users_path, 0o600)  # root's only: the auth process runs as nobody
+    gw.start(wait=False, env={"NOTIFY_SOCKET": notify.path})
+    gw.wait_for_log(r"auth pid=\d+ exited status=\d+", timeout=20)
+    gw.wait_for_log(r"auth pid=\d+ exited status=\d+(?s:.*)auth pid=\d+ exited status=\d+",
+                    timeout=20)
+    gw.wait_for_log(r"queue ready", timeout=20)
+    wait_until(lambda: len(re.findall(r"worker=\d+ ready", gw.log_text())) >= 2, 20,
+               "both workers up")
+    notify.drain()
+    assert not any("READY" in m for m in notify.messages), notify.messages
+    assert any("restarting" in m.get("STATUS", "") for m in notify.messages), notify.messages
+    os.chmod(gw.users_path, 0o644)
+    notify.wait_for("READY", "1", timeout=60)
+    assert proc_alive(gw.auth_pid())
+    gw.stop()
+
+
+def test_start_failure_status(make_gateway, base_dir, notify):
+    gw = make_gateway({"tls": {"cert_file": str(base_dir / "missing.pem")}}, start=False)
+    gw.start(wait=False, env={"NOTIFY_SOCKET": notify.path})
+    assert gw.proc.wait(15) == 78
+    i = notify.wait_for("STATUS", timeout=5)
+    assert notify.messages[i]["STATUS"].startswith("failed to start: [tls]"), notify.messages
+    assert not any("READY" in m for m in notify.messages)
+    gw.stop()
