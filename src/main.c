@@ -1,93 +1,165 @@
 /*
  * main.c - the authrelay command line: run the gateway, or one of its
  * sub-commands. Each sub-command lives in its module; this file only
- * dispatches.
+ * dispatches (the manual is authrelay(8)).
  *
- *   authrelay [-f] -c FILE              run the gateway (-f: foreground)
- *   authrelay check-config -c FILE      validate a config, print file:line errors
- *   authrelay passwd [-s SCHEME] [USER] print a users-file line
- *   authrelay queue -c FILE list|show ID|flush|delete ID|hold ID|release ID
- *   authrelay test-auth -c FILE USER    try a login against the [ldap] directories
- *   authrelay test-query -c FILE USER   look a login up in the [ldap] directories
- *   authrelay version
+ *   authrelay [-f] [-c FILE]             run the gateway (-f: foreground)
+ *   authrelay check-config [-c FILE]     validate a config, print file:line errors
+ *   authrelay passwd [-s SCHEME] [USER]  print a users-file line
+ *   authrelay queue [-c FILE] list|show ID|flush|delete ID|hold ID|release ID
+ *   authrelay test-auth [-c FILE] USER   try a login against the [ldap] directories
+ *   authrelay test-query [-c FILE] USER  look a login up in the [ldap] directories
+ *   authrelay help [COMMAND]             the usage of all commands, or of one
+ *   authrelay version                    also --version
+ *
+ * -c defaults to AUTHRELAY_CONFIG_FILE (/etc/authrelay/authrelay.conf);
+ * exit statuses are listed in lib/build_info.h.
  */
 #include "auth/auth_passwd.h"
 #include "auth/auth_test_cmd.h"
+#include "lib/build_info.h"
+#include "lib/common.h"
 #include "master/master.h"
 #include "queue/queue_cmd.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#define AUTHRELAY_VERSION "0.1.0"
+static int check_config_main(int argc, char **argv);
+
+/* The sub-commands. Each main() takes its name as argv[0] and answers -h
+ * with its usage on stdout and exit status 0 (`authrelay help NAME`). */
+static const struct command {
+	const char *name;
+	int (*main)(int argc, char **argv);
+} commands[] = {
+        {"check-config", check_config_main}, {"passwd", auth_passwd_main},
+        {"queue", queue_cmd_main},           {"test-auth", auth_test_cmd_main},
+        {"test-query", auth_test_cmd_main},
+};
 
 static void
 usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: authrelay [-f] -c FILE\n"
-	        "       authrelay check-config -c FILE\n"
+	        "usage: authrelay [-f] [-c FILE]\n"
+	        "       authrelay check-config [-c FILE]\n"
 	        "       authrelay passwd [-s yescrypt|sha512-crypt|bcrypt|ssha512|argon2id] "
 	        "[USER]\n"
-	        "       authrelay test-auth -c FILE [-m PLAIN|LOGIN|CRAM-MD5] USER\n"
-	        "       authrelay test-query -c FILE USER\n"
-	        "       authrelay queue -c FILE list|show ID|flush|delete ID|hold ID|release ID\n"
-	        "       authrelay version\n");
+	        "       authrelay test-auth [-c FILE] [-m PLAIN|LOGIN|CRAM-MD5] USER\n"
+	        "       authrelay test-query [-c FILE] USER\n"
+	        "       authrelay queue [-c FILE] list|show ID|flush|delete ID|hold ID|release "
+	        "ID\n"
+	        "       authrelay help [COMMAND]\n"
+	        "       authrelay version\n"
+	        "FILE defaults to %s; see authrelay(8).\n",
+	        AUTHRELAY_CONFIG_FILE);
 }
 
-/* Parse "-c FILE" (and "-f" when allowed) from argv. */
+static int
+version(void)
+{
+	printf("authrelay %s\n", AUTHRELAY_VERSION);
+	return 0;
+}
+
+/* Options of the gateway itself and of check-config: "-c FILE", "-f" when
+ * allow_f. Returns -1 to go on, else the exit status (after --help, or a
+ * usage error). */
 static int
 parse_common(int argc, char **argv, bool allow_f, const char **config_r, bool *foreground_r)
 {
+	static const struct option longopts[] = {
+	        {"config", required_argument, NULL, 'c'},
+	        {"foreground", no_argument, NULL, 'f'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},
+	        {NULL, 0, NULL, 0},
+	};
 	int opt;
+
 	optind = 1;
-	while ((opt = getopt(argc, argv, allow_f ? "c:fh" : "c:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, allow_f ? "c:fhV" : "c:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			*config_r = optarg;
 			break;
 		case 'f':
+			if (!allow_f)
+				goto bad;
 			*foreground_r = true;
 			break;
 		case 'h':
 			usage(stdout);
-			return 1;
+			return 0;
+		case 'V':
+			return version();
 		default:
-			usage(stderr);
-			return -1;
+			goto bad;
 		}
 	}
-	if (optind != argc || *config_r == NULL) {
-		usage(stderr);
+	if (optind == argc)
 		return -1;
+	fprintf(stderr, "authrelay: unknown command or argument %s\n", argv[optind]);
+bad:
+	usage(stderr);
+	return EX_USAGE;
+}
+
+static int
+check_config_main(int argc, char **argv)
+{
+	const char *config = AUTHRELAY_CONFIG_FILE;
+	bool foreground = false;
+	int r = parse_common(argc, argv, false, &config, &foreground);
+	return r >= 0 ? r : master_check_config(config);
+}
+
+static const struct command *
+find_command(const char *name)
+{
+	for (size_t i = 0; i < AR_NELEM(commands); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* "authrelay help [COMMAND]": everything, or the sub-command's own -h. */
+static int
+help_main(int argc, char **argv)
+{
+	if (argc == 1) {
+		usage(stdout);
+		return 0;
 	}
-	return 0;
+	const struct command *c = argc == 2 ? find_command(argv[1]) : NULL;
+	if (c == NULL) {
+		if (argc == 2)
+			fprintf(stderr, "authrelay: unknown command %s\n", argv[1]);
+		usage(stderr);
+		return EX_USAGE;
+	}
+	char *args[] = {(char *)c->name, (char *)"-h", NULL};
+	return c->main(2, args);
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *config = NULL;
+	const char *config = AUTHRELAY_CONFIG_FILE;
 	bool foreground = false;
-	int r;
 
-	if (argc >= 2 && strcmp(argv[1], "check-config") == 0) {
-		r = parse_common(argc - 1, argv + 1, false, &config, &foreground);
-		return r != 0 ? (r > 0 ? 0 : 2) : master_check_config(config);
+	if (argc >= 2) {
+		const struct command *c = find_command(argv[1]);
+		if (c != NULL)
+			return c->main(argc - 1, argv + 1);
+		if (strcmp(argv[1], "help") == 0)
+			return help_main(argc - 1, argv + 1);
+		if (strcmp(argv[1], "version") == 0)
+			return argc == 2 ? version() : (usage(stderr), EX_USAGE);
 	}
-	if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
-		return auth_passwd_main(argc - 1, argv + 1);
-	if (argc >= 2 && (strcmp(argv[1], "test-auth") == 0 || strcmp(argv[1], "test-query") == 0))
-		return auth_test_cmd_main(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "queue") == 0)
-		return queue_cmd_main(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "version") == 0) {
-		printf("authrelay %s\n", AUTHRELAY_VERSION);
-		return 0;
-	}
-	r = parse_common(argc, argv, true, &config, &foreground);
-	if (r != 0)
-		return r > 0 ? 0 : 2;
-	return master_main(config, foreground);
+	int r = parse_common(argc, argv, true, &config, &foreground);
+	return r >= 0 ? r : master_main(config, foreground);
 }

@@ -10,6 +10,7 @@
  */
 #include "auth_passwd.h"
 #include "auth_proto.h"
+#include "../lib/build_info.h"
 #include "../lib/common.h"
 #include "../lib/pwhash.h"
 #include "../lib/secret_input.h"
@@ -95,7 +96,7 @@ auth_passwd_main(int argc, char **argv)
 		if (strcmp(a, "-s") == 0) {
 			if (++i == argc) {
 				passwd_usage(stderr);
-				return 2;
+				return EX_USAGE;
 			}
 			scheme = argv[i];
 		} else if (strncmp(a, "-s", 2) == 0) {
@@ -103,7 +104,7 @@ auth_passwd_main(int argc, char **argv)
 		} else if (a[0] == '-' && a[1] != '\0') {
 			fprintf(stderr, "authrelay passwd: unknown option %s\n", a);
 			passwd_usage(stderr);
-			return 2;
+			return EX_USAGE;
 		} else {
 			break;
 		}
@@ -112,7 +113,7 @@ auth_passwd_main(int argc, char **argv)
 		user = argv[i++];
 	if (i < argc) {
 		passwd_usage(stderr);
-		return 2;
+		return EX_USAGE;
 	}
 	if (user != NULL && (user[0] == '\0' || user[0] == '#' || strlen(user) > AUTH_MAX_LOGIN ||
 	                     strpbrk(user, ": \t\r\n") != NULL)) {
@@ -121,7 +122,7 @@ auth_passwd_main(int argc, char **argv)
 		        "authrelay passwd: user must be 1 to %d bytes, without ':' or "
 		        "blanks, not starting with '#'\n",
 		        AUTH_MAX_LOGIN);
-		return 2;
+		return EX_USAGE;
 	}
 
 	if (passwd_get(pw, sizeof(pw)) < 0) {

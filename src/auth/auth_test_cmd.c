@@ -15,6 +15,7 @@
 #include "auth_test_cmd.h"
 #include "auth_ldap.h"
 #include "ldap_config.h"
+#include "../lib/build_info.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/secret_input.h"
@@ -41,8 +42,8 @@ struct test_run {
 static void
 test_usage(FILE *to)
 {
-	fprintf(to, "usage: authrelay test-auth -c FILE [-m PLAIN|LOGIN|CRAM-MD5] USER\n"
-	            "       authrelay test-query -c FILE USER\n"
+	fprintf(to, "usage: authrelay test-auth [-c FILE] [-m PLAIN|LOGIN|CRAM-MD5] USER\n"
+	            "       authrelay test-query [-c FILE] USER\n"
 	            "test-auth reads the password from the terminal (no echo) or from stdin.\n");
 }
 
@@ -116,7 +117,7 @@ int
 auth_test_cmd_main(int argc, char **argv)
 {
 	bool query = strcmp(argv[0], "test-query") == 0;
-	const char *path = NULL, *mech = "PLAIN", *user;
+	const char *path = AUTHRELAY_CONFIG_FILE, *mech = "PLAIN", *user;
 	char password[AUTH_MAX_SECRET + 2];
 	struct auth_request req;
 	struct auth_env env;
@@ -126,7 +127,7 @@ auth_test_cmd_main(int argc, char **argv)
 	char *errors = NULL;
 	const char *err = NULL;
 	ssize_t pwlen = 0;
-	int opt, status = 2;
+	int opt, status = 1;
 
 	optind = 1;
 	while ((opt = getopt(argc, argv, query ? "c:h" : "c:m:h")) != -1) {
@@ -142,25 +143,25 @@ auth_test_cmd_main(int argc, char **argv)
 			return 0;
 		default:
 			test_usage(stderr);
-			return 2;
+			return EX_USAGE;
 		}
 	}
-	if (path == NULL || optind + 1 != argc) {
+	if (optind + 1 != argc) {
 		test_usage(stderr);
-		return 2;
+		return EX_USAGE;
 	}
 	user = argv[optind];
 	if (strlen(user) == 0 || strlen(user) > AUTH_MAX_LOGIN) {
 		fprintf(stderr, "authrelay %s: the user must be 1 to %d bytes\n", argv[0],
 		        AUTH_MAX_LOGIN);
-		return 2;
+		return EX_USAGE;
 	}
 	log_init(false, LOG_LEVEL_WARN, argv[0]);
 	cfg = config_load(path, &errors);
 	if (cfg == NULL) {
 		fprintf(stderr, "%s", errors);
 		free(errors);
-		return 2;
+		return EX_CONFIG;
 	}
 	if (config_section_next(cfg, "ldap", NULL) == NULL) {
 		fprintf(stderr,
@@ -168,7 +169,7 @@ auth_test_cmd_main(int argc, char **argv)
 		        "LDAP directories only\n",
 		        argv[0], path);
 		config_free(cfg);
-		return 2;
+		return EX_CONFIG;
 	}
 	if (!query) {
 		pwlen = read_password(password, sizeof(password));
@@ -178,7 +179,7 @@ auth_test_cmd_main(int argc, char **argv)
 			        AUTH_MAX_SECRET);
 			explicit_bzero(password, sizeof(password));
 			config_free(cfg);
-			return 2;
+			return 1;
 		}
 	} else {
 		password[0] = '\0';
@@ -194,6 +195,7 @@ auth_test_cmd_main(int argc, char **argv)
 	env.pool = threadpool_new(env.base, 1);
 	if (auth_ldap_new(&env, &src, &err) < 0) {
 		fprintf(stderr, "%s\n", err);
+		status = EX_CONFIG;
 		goto out_pool;
 	}
 	print_dirs(cfg);
@@ -231,7 +233,7 @@ auth_test_cmd_main(int argc, char **argv)
 	if (run.addresses != NULL)
 		printf("addresses (for the sender policy): %s\n", run.addresses);
 	free(run.addresses);
-	status = run.result == AUTH_OK ? 0 : run.result == AUTH_FAIL ? 1 : 3;
+	status = run.result == AUTH_OK ? 0 : run.result == AUTH_FAIL ? 1 : EX_TEMPFAIL;
 out_src:
 	/* The hash pool first: the source frees checks it never finished. */
 	threadpool_free(env.pool);

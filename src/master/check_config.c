@@ -13,6 +13,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -28,7 +29,7 @@ master_check_config(const char *path)
 	if (cfg == NULL) {
 		fprintf(stderr, "%s", errors);
 		free(errors);
-		return 1;
+		return EX_CONFIG;
 	}
 	/* issue 5: [queue] and [route NAME]. */
 	struct queue_config *qc = queue_config_load(cfg, &errors);
@@ -76,5 +77,5 @@ master_check_config(const char *path)
 	if (auth_server_check(cfg) != 0)
 		status = 1;
 	config_free(cfg);
-	return status;
+	return status == 0 ? 0 : EX_CONFIG;
 }

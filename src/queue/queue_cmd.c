@@ -6,6 +6,7 @@
  * then data lines (list, show), and closes.
  */
 #include "queue_cmd.h"
+#include "../lib/build_info.h"
 #include "../lib/config.h"
 
 #include <errno.h>
@@ -19,15 +20,15 @@
 static void
 queue_cmd_usage(FILE *f)
 {
-	fprintf(f, "usage: authrelay queue -c FILE list\n"
-	           "       authrelay queue -c FILE show|delete|hold|release ID\n"
-	           "       authrelay queue -c FILE flush\n");
+	fprintf(f, "usage: authrelay queue [-c FILE] list\n"
+	           "       authrelay queue [-c FILE] show|delete|hold|release ID\n"
+	           "       authrelay queue [-c FILE] flush\n");
 }
 
 int
 queue_cmd_main(int argc, char **argv)
 {
-	const char *config = NULL;
+	const char *config = AUTHRELAY_CONFIG_FILE;
 	char *errors = NULL;
 	int opt;
 
@@ -42,12 +43,12 @@ queue_cmd_main(int argc, char **argv)
 			return 0;
 		default:
 			queue_cmd_usage(stderr);
-			return 2;
+			return EX_USAGE;
 		}
 	}
-	if (config == NULL || optind >= argc) {
+	if (optind >= argc) {
 		queue_cmd_usage(stderr);
-		return 2;
+		return EX_USAGE;
 	}
 	const char *cmd = argv[optind];
 	const char *id = optind + 1 < argc ? argv[optind + 1] : NULL;
@@ -57,24 +58,24 @@ queue_cmd_main(int argc, char **argv)
 	if ((!needs_id && !no_id) || (needs_id && id == NULL) || (no_id && id != NULL) ||
 	    optind + (needs_id ? 2 : 1) != argc) {
 		queue_cmd_usage(stderr);
-		return 2;
+		return EX_USAGE;
 	}
 	if (id != NULL && strspn(id, "0123456789abcdef") != strlen(id)) {
 		fprintf(stderr, "authrelay queue: %s is not a queue id\n", id);
-		return 1;
+		return EX_USAGE;
 	}
 	struct config *cfg = config_load(config, &errors);
 	if (cfg == NULL) {
 		fprintf(stderr, "%s", errors);
 		free(errors);
-		return 1;
+		return EX_CONFIG;
 	}
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/private/queue", cfg->spool_dir);
 	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
 		fprintf(stderr, "authrelay queue: spool_dir is too long\n");
 		config_free(cfg);
-		return 1;
+		return EX_CONFIG;
 	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
@@ -83,7 +84,8 @@ queue_cmd_main(int argc, char **argv)
 		if (fd >= 0)
 			close(fd);
 		config_free(cfg);
-		return 1;
+		/* Most likely the gateway is not running (yet). */
+		return EX_TEMPFAIL;
 	}
 	config_free(cfg);
 	char line[200];

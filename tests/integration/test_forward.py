@@ -335,7 +335,7 @@ def test_check_config_refuses_self_loop(fwd_gateway, up, bin_path):
     gw.write_config()
     r = harness.run_tool([bin_path, "check-config", "-c", gw.cfg_path])
     err = r.stderr.decode()
-    assert r.returncode == 1, err
+    assert r.returncode == 78, err
     line = section_line(gw, "smtp-forward", "upstreams")
     assert re.search(rf"{re.escape(str(gw.cfg_path))}:{line}: \[smtp-forward\] upstreams: "
                      rf".*{re.escape(own)}.* our own listener \"sub\"", err), err
@@ -346,7 +346,7 @@ def test_check_config_refuses_self_loop(fwd_gateway, up, bin_path):
     gw.sections["smtp-forward"]["upstreams"] = f"127.0.0.1:{port}"
     gw.write_config()
     r = harness.run_tool([bin_path, "check-config", "-c", gw.cfg_path])
-    assert r.returncode == 1 and b"our own listener \"in\"" in r.stderr, r.stderr
+    assert r.returncode == 78 and b"our own listener \"in\"" in r.stderr, r.stderr
 
 
 def test_check_config_errors(fwd_gateway, up, bin_path):
@@ -356,7 +356,7 @@ def test_check_config_errors(fwd_gateway, up, bin_path):
     gw.write_config()
     r = harness.run_tool([bin_path, "check-config", "-c", gw.cfg_path])
     err = r.stderr.decode()
-    assert r.returncode == 1, err
+    assert r.returncode == 78, err
     for key, what in (("tls", "tls: expected starttls, implicit or none"),
                       ("mechanisms", "CRAM-MD5"),
                       ("max_sessions", "max_sessions: 0 is out of range"),

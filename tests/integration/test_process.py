@@ -141,7 +141,7 @@ def test_start_fails_when_port_taken(make_gateway):
 def test_daemon_refuses_invalid_config(make_gateway):
     gw = make_gateway({"server": {"workers": "many"}}, start=False)
     gw.start(wait=False)
-    assert gw.proc.wait(15) == 1
+    assert gw.proc.wait(15) == 78  # EX_CONFIG
     assert f"{gw.cfg_path}:" in gw.log_text(), gw.log_text()
 
 
@@ -222,7 +222,7 @@ CONFIG_ERRORS = [
 def test_check_config_error(make_gateway, overrides, patterns):
     gw = make_gateway(overrides, start=False)
     r = check_config(gw)
-    assert r.returncode == 1, f"exit {r.returncode}; stderr: {r.stderr!r}"
+    assert r.returncode == 78, f"exit {r.returncode}; stderr: {r.stderr!r}"
     errs = error_lines(gw, r)
     assert errs, "no error message"
     expected = {gw.config_line(p) for p in patterns}
@@ -233,7 +233,7 @@ def test_check_config_reports_every_error(make_gateway):
     gw = make_gateway({"server": {"workers": "abc"}, "listener sub": {"tls": "sometimes"}},
                       start=False)
     r = check_config(gw)
-    assert r.returncode == 1
+    assert r.returncode == 78
     lines = {n for n, _ in error_lines(gw, r)}
     assert {gw.config_line(r"^workers = abc$"), gw.config_line(r"^tls = sometimes$")} <= lines
 
@@ -241,14 +241,14 @@ def test_check_config_reports_every_error(make_gateway):
 def test_check_config_tls_listener_without_certificate(make_gateway):
     gw = make_gateway({"tls": None}, start=False)
     r = check_config(gw)
-    assert r.returncode == 1
+    assert r.returncode == 78
     assert error_lines(gw, r)
 
 
 def test_check_config_missing_file(bin_path, base_dir):
     path = base_dir / "does-not-exist.conf"
     r = run_tool([bin_path, "check-config", "-c", path])
-    assert r.returncode == 1
+    assert r.returncode == 78
     assert str(path).encode() in r.stderr
 
 
@@ -260,7 +260,7 @@ def test_check_config_address_clash(make_gateway, roles):
                        "listener mx-public": {"role": roles[0], "tls": "none", "address": addr},
                        "listener msa-clash": {"role": roles[1], "address": addr}}, start=False)
     r = check_config(gw)
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 78, r.stderr
     errs = error_lines(gw, r)
     assert any("mx-public" in l and "msa-clash" in l for _, l in errs), \
         f"no message naming both listeners: {errs}"
@@ -275,7 +275,7 @@ def test_check_config_wildcard_clash(make_gateway):
                        "listener lo-specific": {"role": "submission",
                                                 "address": f"{HOST}:{port}"}}, start=False)
     r = check_config(gw)
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 78, r.stderr
     assert any("wild-any" in l and "lo-specific" in l for _, l in error_lines(gw, r))
 
 

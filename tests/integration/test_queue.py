@@ -483,7 +483,7 @@ def test_check_config_reports_queue_errors(make_gateway):
     gw = make_gateway({"queue": {"retry_min": "soon", "smarthost": "[1.2.3.4"},
                        "route r1": {"domains": "x.test", "type": "maildir"}}, start=False)
     r = run_tool([gw.binary, "check-config", "-c", gw.cfg_path])
-    assert r.returncode == 1
+    assert r.returncode == 78  # EX_CONFIG
     err = r.stderr.decode()
     assert re.search(rf":{gw.config_line(r'^retry_min = soon$')}: retry_min = soon", err), err
     assert "smarthost = [1.2.3.4: missing ']'" in err
