@@ -1,16 +1,18 @@
 """systemd integration: the notification protocol (Type=notify) spoken to a
 NOTIFY_SOCKET the test creates, in order against the ports opening and the
-children coming up."""
+children coming up; the unit file as `systemd-analyze verify` sees it."""
 
 import os
 import re
+import shutil
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
 
-from harness import SMTPConn, proc_alive, wait_until
+from harness import REPO, SMTPConn, proc_alive, wait_until
 
 
 class NotifySocket:
@@ -142,3 +144,31 @@ def test_start_failure_status(make_gateway, base_dir, notify):
     assert notify.messages[i]["STATUS"].startswith("failed to start: [tls]"), notify.messages
     assert not any("READY" in m for m in notify.messages)
     gw.stop()
+
+
+# ---------------------------------------------------------------- the unit file
+
+def test_unit_file_verifies(tmp_path):
+    """`systemd-analyze verify` on the unit as `make install` writes it, with
+    the binary and both manual pages where the unit says they are. It runs
+    without a booted systemd (it only loads the unit)."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed (package systemd)")
+    dest = tmp_path / "root"
+    r = subprocess.run(["make", "-s", "install", f"DESTDIR={dest}", "PREFIX=/usr"],
+                       cwd=REPO, capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    unit = dest / "usr/lib/systemd/system/authrelay.service"
+    text = unit.read_text()
+    assert "ExecStart=/usr/sbin/authrelay -f -c /etc/authrelay/authrelay.conf" in text
+    # verify resolves ExecStart= and Documentation= against the real root:
+    # point them at the DESTDIR copies.
+    local = tmp_path / "authrelay.service"
+    local.write_text(text.replace("/usr/sbin/authrelay", str(dest / "usr/sbin/authrelay"))
+                     .replace("man:authrelay(8) man:authrelay.conf(5)",
+                              f"file://{dest}/usr/share/man/man8/authrelay.8"))
+    r = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True,
+                       timeout=60, env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"})
+    msgs = [l for l in (r.stdout + r.stderr).decode().split("\n")
+            if l.strip() and "authrelay" in l]
+    assert r.returncode == 0 and not msgs, "\n".join(msgs)
