@@ -16,6 +16,7 @@
 #include <pty.h>
 #include <stdio.h>
 #include <sys/wait.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "auth/auth_passwd.h"
@@ -127,13 +128,13 @@ test_errors(void **state)
 		const char *err;
 	} rows[] = {
 	        {{"passwd", "-s", "des", NULL}, "pw\n", 1, "unknown scheme"},
-	        {{"passwd", "-x", NULL}, "pw\n", 2, "unknown option -x"},
-	        {{"passwd", "-s", NULL}, "pw\n", 2, "usage:"},
-	        {{"passwd", "a", "b", NULL}, "pw\n", 2, "usage:"},
-	        {{"passwd", "a:b", NULL}, "pw\n", 2, "without ':'"},
-	        {{"passwd", "a b", NULL}, "pw\n", 2, "without ':'"},
-	        {{"passwd", "#x", NULL}, "pw\n", 2, "not starting with '#'"},
-	        {{"passwd", "", NULL}, "pw\n", 2, "user must be"},
+	        {{"passwd", "-x", NULL}, "pw\n", EX_USAGE, "unknown option -x"},
+	        {{"passwd", "-s", NULL}, "pw\n", EX_USAGE, "usage:"},
+	        {{"passwd", "a", "b", NULL}, "pw\n", EX_USAGE, "usage:"},
+	        {{"passwd", "a:b", NULL}, "pw\n", EX_USAGE, "without ':'"},
+	        {{"passwd", "a b", NULL}, "pw\n", EX_USAGE, "without ':'"},
+	        {{"passwd", "#x", NULL}, "pw\n", EX_USAGE, "not starting with '#'"},
+	        {{"passwd", "", NULL}, "pw\n", EX_USAGE, "user must be"},
 	        {{"passwd", "u", NULL}, "\n", 1, "empty password"},
 	        {{"passwd", "u", NULL}, "", 1, "no password read"},
 	        {{"passwd", "u", NULL}, toolong, 1, "longer than 1024"},
