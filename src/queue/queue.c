@@ -21,6 +21,11 @@
  * Nothing here blocks: fsyncs and Maildir writes run on thread pools, DNS
  * and SMTP on the loop.
  *
+ * Reload (SIGHUP): the config file is read again into a new generation
+ * (queue_gen.h) that serves every activation from then on; the old one is
+ * freed when the last job or DSN made from it is back. The resolver and
+ * the HELO name stay those of the start.
+ *
  * Crash safety: a kill -9 at any point leaves incoming/ID (fsynced before
  * the 250) and at worst an old state/ID; the restarted process loads both
  * and carries on, repeating at most the deliveries that were in flight.
@@ -62,27 +67,34 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 	         q->n_sent, q->n_deferred, q->n_bounced, q->n_expired, q->n_dsn);
 }
 
+/* SIGHUP: a new generation for what is activated from now on. A file that
+ * does not load leaves the running config in place. */
+static void
+queue_reload(struct queue *q)
+{
+	char *errors = NULL;
+	struct queue_gen *g = queue_gen_load(queue_cfg(q)->path, &errors);
+	if (g == NULL) {
+		log_err("reload: keeping the running queue config: %s", errors);
+		free(errors);
+		return;
+	}
+	struct queue_gen *old = q->gen;
+	q->gen = g;
+	/* The agent reads its limits and timeouts from the current config, so
+	 * it moves over before the old one may go. */
+	delivery_set_config(q->dl, queue_gen_qc(g));
+	queue_gen_unref(old);
+	log_info("reload: queue config reloaded routes=%zu generation=%lu generations_in_use=%u",
+	         queue_gen_qc(g)->n_routes, queue_gen_number(g), queue_gen_live());
+}
+
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct queue *q = arg;
 	if (sig == SIGHUP) {
-		char *errors = NULL;
-		struct config *cfg = config_load(q->cfg->path, &errors);
-		struct queue_config *qc = cfg != NULL ? queue_config_load(cfg, &errors) : NULL;
-		if (qc == NULL || q->n_reloads == AR_NELEM(q->reload_qc)) {
-			log_err("reload: keeping the running queue config: %s",
-			        errors ? errors : "too many reloads");
-			free(errors);
-			config_free(cfg);
-			return;
-		}
-		/* Jobs out still point into the old config: keep it. */
-		q->reload_cfg[q->n_reloads] = cfg;
-		q->reload_qc[q->n_reloads++] = qc;
-		q->qc = qc;
-		delivery_set_config(q->dl, qc);
-		log_info("reload: queue config reloaded routes=%zu", qc->n_routes);
+		queue_reload(q);
 		return;
 	}
 	log_info("queue stopping (signal %d) messages=%zu active=%zu", (int)sig, q->n_msgs,
@@ -94,11 +106,13 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 int
 queue_main(const struct queue_params *p)
 {
-	struct queue qq = {.p = p, .cfg = p->cfg, .qc = p->qc, .inotify_fd = -1}, *q = &qq;
+	struct queue qq = {.p = p, .inotify_fd = -1}, *q = &qq;
 	const char *err;
 	int status = 0;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* The master's config: not ours to free, and it outlives us. */
+	q->gen = queue_gen_borrow(p->cfg, p->qc);
 	q->spool = xstrdup(p->spool_dir);
 	q->helo = xstrdup(p->qc->helo_name ? p->qc->helo_name : p->cfg->hostname);
 	q->base = event_base_new();
@@ -157,10 +171,7 @@ queue_main(const struct queue_params *p)
 	event_free(q->ev_int);
 	event_free(q->ev_hup);
 	event_base_free(q->base);
-	for (size_t i = 0; i < q->n_reloads; i++) {
-		queue_config_free(q->reload_qc[i]);
-		config_free(q->reload_cfg[i]);
-	}
+	queue_gen_unref(q->gen);
 	free(q->spool);
 	free(q->helo);
 	return status;

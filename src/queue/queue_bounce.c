@@ -23,10 +23,12 @@
 
 enum { DSN_FAILURE, DSN_DELAY, DSN_KINDS };
 
-/* DSNs for one message, written on the pool. */
+/* DSNs for one message, written on the pool. It holds a reference on the
+ * config generation its hostname comes from. */
 struct qdsn {
 	struct queue *q;
 	struct qmsg *m;
+	struct queue_gen *gen;
 	struct bounce_params bp[DSN_KINDS];
 	struct bounce_rcpt *br[DSN_KINDS];
 	size_t *idx[DSN_KINDS];
@@ -49,6 +51,7 @@ qdsn_free(struct queue *q, struct qdsn *d)
 		free(d->br[k]);
 		free(d->idx[k]);
 	}
+	queue_gen_unref(d->gen);
 	free(d);
 }
 
@@ -158,7 +161,7 @@ dsn_prepare(struct qdsn *d, int k, const struct queue_config *qc)
 	}
 	d->bp[k] = (struct bounce_params){
 	        .spool_dir = d->q->spool,
-	        .hostname = queue_cfg(d->q)->hostname,
+	        .hostname = queue_gen_config(d->gen)->hostname,
 	        .queue_id = m->id,
 	        .arrival = m->arrival,
 	        .sender = m->sender,
@@ -206,6 +209,7 @@ queue_bounce_attempt_done(struct queue *q, struct qmsg *m)
 	struct qdsn *d = xcalloc(1, sizeof(*d));
 	d->q = q;
 	d->m = m;
+	d->gen = queue_gen_ref(q->gen);
 	if (n_fail > 0)
 		dsn_prepare(d, DSN_FAILURE, qc);
 	if (warn)

@@ -23,6 +23,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include "queue.h"
+#include "queue_gen.h"
 #include "queue_store.h"
 #include "../lib/common.h"
 #include "../spool/spool.h"
@@ -86,11 +87,7 @@ struct qmsg {
 struct queue {
 	/* process (queue.c) */
 	const struct queue_params *p;
-	const struct config *cfg;
-	const struct queue_config *qc;
-	struct config *reload_cfg[64]; /* configs loaded on SIGHUP, kept to the end */
-	struct queue_config *reload_qc[64];
-	size_t n_reloads;
+	struct queue_gen *gen; /* the current config; one reference */
 	struct event_base *base;
 	struct dns *dns;
 	struct delivery *dl;
@@ -127,17 +124,17 @@ struct queue {
 	char ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
-/* The running configuration. */
+/* The running configuration (of the current generation). */
 static inline const struct queue_config *
 queue_qc(const struct queue *q)
 {
-	return q->qc;
+	return queue_gen_qc(q->gen);
 }
 
 static inline const struct config *
 queue_cfg(const struct queue *q)
 {
-	return q->cfg;
+	return queue_gen_config(q->gen);
 }
 
 static inline int64_t

@@ -36,11 +36,13 @@
 /* Messages being delivered at once; the rest wait in READY. */
 #define QUEUE_ACTIVE_LIMIT 10000
 
-/* One delivery job: a message's recipients for one destination. */
+/* One delivery job: a message's recipients for one destination. It holds a
+ * reference on the config generation its route decision points into. */
 struct qjob {
 	struct delivery_job dj;
 	struct queue *q;
 	struct qmsg *m;
+	struct queue_gen *gen;
 	struct route_decision rd;
 	struct delivery_rcpt *rcpts;
 	struct qjob *next, *prev; /* every job out, for shutdown */
@@ -434,6 +436,7 @@ qjob_free(struct queue *q, struct qjob *j)
 		q->jobs = j->next;
 	if (j->next != NULL)
 		j->next->prev = j->prev;
+	queue_gen_unref(j->gen);
 	free(j->rcpts);
 	free(j);
 }
@@ -489,8 +492,8 @@ maildir_work_cb(void *arg)
 		snprintf(r->relay, sizeof(r->relay), "%s", relay);
 		r->remote = false;
 		if (maildir_deliver(j->rd.route->maildir, r->addr, dj->sender, dj->queue_id,
-		                    queue_cfg(j->q)->hostname, dj->path, dj->body_offset, err,
-		                    sizeof(err), &permanent) == 0) {
+		                    queue_gen_config(j->gen)->hostname, dj->path, dj->body_offset,
+		                    err, sizeof(err), &permanent) == 0) {
 			r->status = RCPT_SENT;
 			snprintf(r->dsn, sizeof(r->dsn), "2.0.0");
 			snprintf(r->reply, sizeof(r->reply), "delivered to maildir");
@@ -517,6 +520,7 @@ job_submit(struct queue *q, struct qmsg *m, const struct route_decision *rd, con
 	struct qjob *j = xcalloc(1, sizeof(*j));
 	j->q = q;
 	j->m = m;
+	j->gen = queue_gen_ref(q->gen);
 	j->rd = *rd;
 	j->rcpts = xcalloc(n, sizeof(*j->rcpts));
 	for (size_t k = 0; k < n; k++) {
