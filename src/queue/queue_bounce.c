@@ -35,18 +35,13 @@ struct qdsn {
 	bool want[DSN_KINDS];
 	int result[DSN_KINDS];
 	char ids[DSN_KINDS][32];
-	struct qdsn *next, *prev;
+	LIST_ENTRY(qdsn) entry; /* on q->dsns */
 };
 
 static void
 qdsn_free(struct queue *q, struct qdsn *d)
 {
-	if (d->prev != NULL)
-		d->prev->next = d->next;
-	else
-		q->dsns = d->next;
-	if (d->next != NULL)
-		d->next->prev = d->prev;
+	LIST_REMOVE(d, entry);
 	for (int k = 0; k < DSN_KINDS; k++) {
 		free(d->br[k]);
 		free(d->idx[k]);
@@ -214,16 +209,13 @@ queue_bounce_attempt_done(struct queue *q, struct qmsg *m)
 		dsn_prepare(d, DSN_FAILURE, qc);
 	if (warn)
 		dsn_prepare(d, DSN_DELAY, qc);
-	d->next = q->dsns;
-	if (q->dsns != NULL)
-		q->dsns->prev = d;
-	q->dsns = d;
+	LIST_INSERT_HEAD(&q->dsns, d, entry);
 	threadpool_submit(q->pool, dsn_work_cb, dsn_done_cb, d);
 }
 
 void
 queue_bounce_fini(struct queue *q)
 {
-	while (q->dsns != NULL)
-		qdsn_free(q, q->dsns);
+	while (!LIST_EMPTY(&q->dsns))
+		qdsn_free(q, LIST_FIRST(&q->dsns));
 }

@@ -42,26 +42,20 @@ static const char *const status_names[] = {
         [RCPT_BOUNCED] = "bounced",
 };
 
-static void
-iso_time(int64_t t, char *buf, size_t size)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-	gmtime_r(&tt, &tm);
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
+/* RFC 3339, in UTC. */
+#define ISO_TIME "%Y-%m-%dT%H:%M:%SZ"
 
 static void
 ctl_msg_line(struct evbuffer *out, const struct qmsg *m)
 {
 	char arrival[32], next[32];
 	size_t pending = 0;
-	iso_time(m->arrival, arrival, sizeof(arrival));
+	utc_strftime(m->arrival, ISO_TIME, arrival, sizeof(arrival));
 	for (size_t i = 0; i < m->n_rcpts; i++)
 		if (m->rcpts[i].status == RCPT_PENDING || m->rcpts[i].status == RCPT_DEFERRED)
 			pending++;
 	if (m->where == QM_WAITING)
-		iso_time(m->next_attempt, next, sizeof(next));
+		utc_strftime(m->next_attempt, ISO_TIME, next, sizeof(next));
 	else
 		snprintf(next, sizeof(next), "-");
 	evbuffer_add_printf(out,

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/queue.h>
 #include <sys/un.h>
 #include <time.h>
 #include "queue.h"
@@ -63,8 +64,8 @@ struct qrcpt {
 struct qmsg {
 	char id[SPOOL_ID_LEN + 1];
 	struct queue *q;
-	struct qmsg *hnext;         /* hash chain */
-	struct qmsg *rnext, *rprev; /* READY list */
+	struct qmsg *hnext;            /* hash chain */
+	TAILQ_ENTRY(qmsg) ready_entry; /* on the READY list */
 	size_t heap_idx;
 	enum qm_where where;
 	char *path;
@@ -103,12 +104,12 @@ struct queue {
 	struct qmsg **buckets;
 	size_t n_buckets;
 	size_t n_msgs;
-	struct qmsg *ready_head, *ready_tail;
+	TAILQ_HEAD(, qmsg) ready; /* FIFO */
 	size_t n_ready;
 	struct qmsg **heap;
 	size_t n_heap, heap_cap;
 	size_t n_active, n_hold;
-	struct qjob *jobs; /* every job out, for shutdown */
+	LIST_HEAD(, qjob) jobs; /* every job out, for shutdown */
 	struct event *heap_timer, *run_ev;
 	bool full;
 
@@ -117,7 +118,7 @@ struct queue {
 	struct event *inotify_ev, *rescan_ev;
 
 	/* bounces (queue_bounce.c) */
-	struct qdsn *dsns; /* DSNs being written */
+	LIST_HEAD(, qdsn) dsns; /* DSNs being written */
 
 	/* control socket (queue_ctl.c) */
 	struct evconnlistener *ctl;

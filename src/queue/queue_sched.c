@@ -45,7 +45,7 @@ struct qjob {
 	struct queue_gen *gen;
 	struct route_decision rd;
 	struct delivery_rcpt *rcpts;
-	struct qjob *next, *prev; /* every job out, for shutdown */
+	LIST_ENTRY(qjob) entry; /* on q->jobs */
 };
 
 static void sched_run_soon(struct queue *q);
@@ -169,13 +169,7 @@ static void
 ready_push(struct queue *q, struct qmsg *m)
 {
 	m->where = QM_READY;
-	m->rnext = NULL;
-	m->rprev = q->ready_tail;
-	if (q->ready_tail != NULL)
-		q->ready_tail->rnext = m;
-	else
-		q->ready_head = m;
-	q->ready_tail = m;
+	TAILQ_INSERT_TAIL(&q->ready, m, ready_entry);
 	q->n_ready++;
 	sched_run_soon(q);
 }
@@ -183,15 +177,7 @@ ready_push(struct queue *q, struct qmsg *m)
 static void
 ready_remove(struct queue *q, struct qmsg *m)
 {
-	if (m->rprev != NULL)
-		m->rprev->rnext = m->rnext;
-	else
-		q->ready_head = m->rnext;
-	if (m->rnext != NULL)
-		m->rnext->rprev = m->rprev;
-	else
-		q->ready_tail = m->rprev;
-	m->rnext = m->rprev = NULL;
+	TAILQ_REMOVE(&q->ready, m, ready_entry);
 	q->n_ready--;
 	m->where = QM_NONE;
 }
@@ -430,12 +416,7 @@ static void msg_attempt_done(struct queue *q, struct qmsg *m);
 static void
 qjob_free(struct queue *q, struct qjob *j)
 {
-	if (j->prev != NULL)
-		j->prev->next = j->next;
-	else
-		q->jobs = j->next;
-	if (j->next != NULL)
-		j->next->prev = j->prev;
+	LIST_REMOVE(j, entry);
 	queue_gen_unref(j->gen);
 	free(j->rcpts);
 	free(j);
@@ -540,10 +521,7 @@ job_submit(struct queue *q, struct qmsg *m, const struct route_decision *rd, con
 	        .done = qjob_done,
 	        .arg = j,
 	};
-	j->next = q->jobs;
-	if (q->jobs != NULL)
-		q->jobs->prev = j;
-	q->jobs = j;
+	LIST_INSERT_HEAD(&q->jobs, j, entry);
 	m->jobs++;
 	if (j->rd.type == ROUTE_MAILDIR)
 		threadpool_submit(q->pool, maildir_work_cb, maildir_done_cb, j);
@@ -602,8 +580,8 @@ static void
 run_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct queue *q = arg;
-	while (q->ready_head != NULL && q->n_active < QUEUE_ACTIVE_LIMIT) {
-		struct qmsg *m = q->ready_head;
+	struct qmsg *m;
+	while ((m = TAILQ_FIRST(&q->ready)) != NULL && q->n_active < QUEUE_ACTIVE_LIMIT) {
 		ready_remove(q, m);
 		msg_activate(q, m);
 	}
@@ -679,6 +657,8 @@ queue_sched_remove(struct queue *q, struct qmsg *m)
 void
 queue_sched_init(struct queue *q)
 {
+	TAILQ_INIT(&q->ready);
+	LIST_INIT(&q->jobs);
 	q->n_buckets = 1024;
 	q->buckets = xcalloc(q->n_buckets, sizeof(*q->buckets));
 	q->heap_timer = evtimer_new(q->base, heap_timer_cb, q);
@@ -688,8 +668,8 @@ queue_sched_init(struct queue *q)
 void
 queue_sched_fini(struct queue *q)
 {
-	while (q->jobs != NULL)
-		qjob_free(q, q->jobs);
+	while (!LIST_EMPTY(&q->jobs))
+		qjob_free(q, LIST_FIRST(&q->jobs));
 	for (size_t b = 0; b < q->n_buckets; b++) {
 		for (struct qmsg *m = q->buckets[b], *next; m != NULL; m = next) {
 			next = m->hnext;
