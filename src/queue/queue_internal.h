@@ -169,16 +169,14 @@ void queue_sched_add(struct queue *q, struct qmsg *m);
 void queue_sched_place(struct queue *q, struct qmsg *m);
 /* Every message, in no order; malloc'd, *n_r entries. */
 struct qmsg **queue_sched_all(struct queue *q, size_t *n_r);
-void queue_sched_msg_free(struct qmsg *m);
 
 /* The admin's commands. flush: every deferred message is due now; returns
- * how many. hold, release: m is not QM_BROKEN. */
+ * how many. hold: m is not QM_BROKEN; an active message is held once its
+ * jobs are back. Each logs what it did. */
 size_t queue_sched_flush(struct queue *q);
 void queue_sched_hold(struct queue *q, struct qmsg *m);
 void queue_sched_release(struct queue *q, struct qmsg *m);
 
-/* Rewrite state/<id> from m (asynchronous, queue_store.h). */
-void queue_sched_write_state(struct queue *q, struct qmsg *m);
 /* After the attempt and its DSNs: remove m if no recipient is left (or the
  * admin deleted it), else schedule its next attempt or hold it. */
 void queue_sched_settle(struct queue *q, struct qmsg *m);

@@ -148,8 +148,8 @@ queue_sched_all(struct queue *q, size_t *n_r)
 	return all;
 }
 
-void
-queue_sched_msg_free(struct qmsg *m)
+static void
+msg_free(struct qmsg *m)
 {
 	for (size_t i = 0; i < m->n_rcpts; i++) {
 		free(m->rcpts[i].addr);
@@ -299,8 +299,9 @@ hold_push(struct queue *q, struct qmsg *m)
 
 /* ---------------------------------------------------------------- state */
 
-void
-queue_sched_write_state(struct queue *q, struct qmsg *m)
+/* Rewrite state/<id> from m (asynchronous, queue_store.h). */
+static void
+msg_write_state(struct queue *q, struct qmsg *m)
 {
 	struct queue_state st = {
 	        .attempts = m->attempts,
@@ -371,7 +372,7 @@ queue_sched_hold(struct queue *q, struct qmsg *m)
 	if (m->where == QM_READY || m->where == QM_WAITING) {
 		msg_unqueue(q, m);
 		hold_push(q, m);
-		queue_sched_write_state(q, m);
+		msg_write_state(q, m);
 	}
 	log_info("id=%s hold", m->id);
 }
@@ -385,7 +386,7 @@ queue_sched_release(struct queue *q, struct qmsg *m)
 	if (m->where == QM_HOLD) {
 		msg_unqueue(q, m);
 		m->next_attempt = 0;
-		queue_sched_write_state(q, m);
+		msg_write_state(q, m);
 		ready_push(q, m);
 	}
 	log_info("id=%s release", m->id);
@@ -627,7 +628,7 @@ queue_sched_settle(struct queue *q, struct qmsg *m)
 	}
 	m->attempts++;
 	m->next_attempt = queue_now() + retry_delay(queue_qc(q), m->attempts);
-	queue_sched_write_state(q, m);
+	msg_write_state(q, m);
 	if (m->hold)
 		hold_push(q, m);
 	else
@@ -641,7 +642,7 @@ msg_remove_done(void *arg)
 	struct queue *q = m->q;
 	log_info("id=%s removed", m->id);
 	table_del(q, m);
-	queue_sched_msg_free(m);
+	msg_free(m);
 }
 
 void
@@ -673,7 +674,7 @@ queue_sched_fini(struct queue *q)
 	for (size_t b = 0; b < q->n_buckets; b++) {
 		for (struct qmsg *m = q->buckets[b], *next; m != NULL; m = next) {
 			next = m->hnext;
-			queue_sched_msg_free(m);
+			msg_free(m);
 		}
 	}
 	free(q->buckets);
