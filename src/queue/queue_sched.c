@@ -15,6 +15,12 @@
  *
  * A message stays in the table until its files are gone, so a rescan can
  * never load it twice.
+ *
+ * Durability: a next hop's answer reaches the queue in qjob_done() and the
+ * disk only in queue_sched_settle() (state/ID rewritten, or the files
+ * removed), once every job of the attempt is back; a crash before that
+ * repeats the attempt. Recording each delivery sooner hooks in at
+ * qjob_done().
  */
 #include "queue_internal.h"
 #include "delivery.h"
