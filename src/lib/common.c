@@ -1,12 +1,15 @@
 /*
- * common.c - checked allocation, secret wiping, constant-time compare and
- * locale-free case folding used across the tree.
+ * common.c - checked allocation, secret wiping, constant-time compare,
+ * locale-free case folding, whole writes and UTC dates used across the tree.
  */
 #include "common.h"
 #include "log.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 void *
 xmalloc(size_t n)
@@ -107,3 +110,40 @@ ascii_strcasecmp(const char *a, const char *b)
 {
 	return ascii_strncasecmp(a, b, (size_t)-1);
 }
+
+int
+write_all(int fd, const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (w == 0) {
+			errno = EIO;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* fmt is checked at every call through the format(strftime) attribute in
+ * common.h; GCC still warns about passing it on here. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+void
+utc_strftime(int64_t t, const char *fmt, char *buf, size_t size)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	if (strftime(buf, size, fmt, &tm) == 0 && size > 0)
+		buf[0] = '\0';
+}
+#pragma GCC diagnostic pop

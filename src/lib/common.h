@@ -42,4 +42,13 @@ bool ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 int ascii_strcasecmp(const char *a, const char *b);
 int ascii_strncasecmp(const char *a, const char *b, size_t n);
 
+/* Write all n bytes of buf to fd, across EINTR and short writes. Returns 0,
+ * or -1 with errno (EIO when a write wrote nothing, so a full disk or a
+ * closed pipe never makes it spin). */
+int write_all(int fd, const void *buf, size_t n);
+
+/* t (unix seconds) as UTC through strftime(3)'s fmt into buf[size]. */
+void utc_strftime(int64_t t, const char *fmt, char *buf, size_t size)
+        __attribute__((format(strftime, 2, 0)));
+
 #endif

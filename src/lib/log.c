@@ -38,26 +38,12 @@ static struct {
 	char buf[32768];
 } log_batch_state;
 
-static void
-log_write_all(const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(STDERR_FILENO, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return; /* nowhere left to report it */
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 void
 log_flush(void)
 {
 	if (log_batch_state.len > 0 && pthread_equal(pthread_self(), log_batch_state.owner)) {
-		log_write_all(log_batch_state.buf, log_batch_state.len);
+		/* A failed write has nowhere left to be reported. */
+		(void)write_all(STDERR_FILENO, log_batch_state.buf, log_batch_state.len);
 		log_batch_state.len = 0;
 	}
 }
@@ -170,7 +156,7 @@ log_vemit(enum log_level level, const char *fmt, va_list ap)
 		/* One write per line, so that lines from different processes
 		 * do not interleave. Errors go out at once, in order. */
 		log_flush();
-		log_write_all(out, (size_t)n);
+		(void)write_all(STDERR_FILENO, out, (size_t)n);
 		return;
 	}
 	if (log_batch_state.len + (size_t)n > sizeof(log_batch_state.buf))

@@ -20,14 +20,8 @@
 /* The original's header we attach: at most this much. */
 #define BOUNCE_MAX_HEADERS (64 * 1024)
 
-static void
-rfc5322_date(int64_t t, char *buf, size_t size)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-	gmtime_r(&tt, &tm);
-	strftime(buf, size, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-}
+/* RFC 5322 3.3 date-time, in UTC. */
+#define RFC5322_DATE "%a, %d %b %Y %H:%M:%S +0000"
 
 /* value with bytes outside printable ASCII (and CR/LF) replaced by '?'. */
 static void
@@ -61,8 +55,8 @@ bounce_format(const struct bounce_params *p, const char *orig_headers, size_t or
 
 	if (f == NULL)
 		fatal("open_memstream: %s", strerror(errno));
-	rfc5322_date(now, date, sizeof(date));
-	rfc5322_date(p->arrival, arrival, sizeof(arrival));
+	utc_strftime(now, RFC5322_DATE, date, sizeof(date));
+	utc_strftime(p->arrival, RFC5322_DATE, arrival, sizeof(arrival));
 	snprintf(boundary, sizeof(boundary), "%s.%lld/%s", p->queue_id, (long long)now,
 	         p->hostname);
 
@@ -94,7 +88,7 @@ bounce_format(const struct bounce_params *p, const char *orig_headers, size_t or
 	fprintf(f, "This is the mail system at host %s.\r\n\r\n", p->hostname);
 	if (p->delayed) {
 		char until[64];
-		rfc5322_date(p->retry_until, until, sizeof(until));
+		utc_strftime(p->retry_until, RFC5322_DATE, until, sizeof(until));
 		fprintf(f,
 		        "Your message could not be delivered yet to the recipients\r\n"
 		        "below. It is still in the queue and will be tried again until\r\n"
@@ -147,7 +141,7 @@ bounce_format(const struct bounce_params *p, const char *orig_headers, size_t or
 		fprintf(f, "\r\nLast-Attempt-Date: %s\r\n", date);
 		if (p->delayed) {
 			char until[64];
-			rfc5322_date(p->retry_until, until, sizeof(until));
+			utc_strftime(p->retry_until, RFC5322_DATE, until, sizeof(until));
 			fprintf(f, "Will-Retry-Until: %s\r\n", until);
 		}
 	}

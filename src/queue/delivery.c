@@ -78,7 +78,10 @@ struct dconn;
 struct dest {
 	struct delivery *dl;
 	struct dest *next, *prev;
+	/* Its route is NULL and its tls_ca_file is ca_file: a destination may
+	 * outlive the config generation its first job came from. */
 	struct route_decision rd;
+	char *ca_file;
 	enum { DS_NEW, DS_RESOLVING, DS_READY } ds;
 	struct dest_addr *addrs;
 	size_t n_addrs;
@@ -330,15 +333,31 @@ slot_count(struct delivery *dl, const char *key)
 
 /* ------------------------------------------------------------ destinations */
 
+/* Whether a and b reach the same next hop the same way. After a reload
+ * that changed a route, its destination drains with the connections it has
+ * and a new one serves the new hop. */
+static bool
+dest_same_hop(const struct route_decision *a, const struct route_decision *b)
+{
+	const char *ca = a->tls_ca_file ? a->tls_ca_file : "";
+	const char *cb = b->tls_ca_file ? b->tls_ca_file : "";
+	return strcmp(a->key, b->key) == 0 && strcmp(a->host, b->host) == 0 && a->mx == b->mx &&
+	       a->port == b->port && a->tls == b->tls && a->internal == b->internal &&
+	       strcmp(ca, cb) == 0;
+}
+
 static struct dest *
 dest_get(struct delivery *dl, const struct route_decision *rd)
 {
 	for (struct dest *d = dl->dests; d != NULL; d = d->next)
-		if (strcmp(d->rd.key, rd->key) == 0)
+		if (dest_same_hop(&d->rd, rd))
 			return d;
 	struct dest *d = xcalloc(1, sizeof(*d));
 	d->dl = dl;
 	d->rd = *rd;
+	d->rd.route = NULL;
+	d->ca_file = rd->tls_ca_file ? xstrdup(rd->tls_ca_file) : NULL;
+	d->rd.tls_ca_file = d->ca_file;
 	d->next = dl->dests;
 	if (dl->dests != NULL)
 		dl->dests->prev = d;
@@ -359,6 +378,7 @@ dest_free_if_unused(struct dest *d)
 	if (d->next != NULL)
 		d->next->prev = d->prev;
 	free(d->addrs);
+	free(d->ca_file);
 	free(d);
 }
 
@@ -1132,6 +1152,7 @@ delivery_free(struct delivery *dl)
 		}
 		dl->dests = d->next;
 		free(d->addrs);
+		free(d->ca_file);
 		free(d);
 	}
 	for (size_t i = 0; i < dl->n_closing; i++)

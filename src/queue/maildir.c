@@ -77,21 +77,6 @@ maildir_mkdirs(const char *path)
 	return r;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int
 maildir_deliver(const char *tmpl, const char *addr, const char *sender, const char *queue_id,
                 const char *hostname, const char *path, long body_offset, char *err, size_t errsz,

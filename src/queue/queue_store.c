@@ -268,21 +268,6 @@ queue_store_read_state(const char *spool_dir, const char *id, size_t n_rcpts, st
 	return ret;
 }
 
-static int
-store_write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* On the store thread. */
 static void
 store_work(void *arg)
@@ -312,7 +297,7 @@ store_work(void *arg)
 		log_err("id=%s state: create %s: %s", j->id, tmp, strerror(errno));
 		return;
 	}
-	if (store_write_all(fd, j->text, strlen(j->text)) < 0 || fsync(fd) < 0) {
+	if (write_all(fd, j->text, strlen(j->text)) < 0 || fsync(fd) < 0) {
 		log_err("id=%s state: write %s: %s", j->id, tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);

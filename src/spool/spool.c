@@ -178,30 +178,6 @@ spool_new_id(char id_r[SPOOL_ID_LEN + 1])
 	snprintf(id_r, SPOOL_ID_LEN + 1, "%013" PRIx64 "%07" PRIx32, when, tail);
 }
 
-/* Write all of buf, across EINTR and short writes. */
-static int
-spool_write_all(int fd, const void *buf, size_t len)
-{
-	const unsigned char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0) {
-			/* Not expected from a regular file; do not spin. */
-			errno = EIO;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Remember the first write error: the file is now incomplete for good. */
 static int
 spool_msg_fail_write(struct spool_msg *msg, int err)
@@ -222,7 +198,7 @@ spool_msg_flush(struct spool_msg *msg)
 		return spool_msg_fail_write(msg, msg->write_errno);
 	if (msg->buf_len == 0)
 		return 0;
-	if (spool_write_all(msg->fd, msg->buf, msg->buf_len) < 0)
+	if (write_all(msg->fd, msg->buf, msg->buf_len) < 0)
 		return spool_msg_fail_write(msg, errno);
 	msg->buf_len = 0;
 	return 0;
@@ -243,7 +219,7 @@ spool_msg_put(struct spool_msg *msg, const void *data, size_t len)
 			return -1;
 		/* A chunk at least as big as the buffer goes straight out. */
 		if (len >= SPOOL_BUF_SIZE) {
-			if (spool_write_all(msg->fd, data, len) < 0)
+			if (write_all(msg->fd, data, len) < 0)
 				return spool_msg_fail_write(msg, errno);
 			return 0;
 		}

@@ -582,3 +582,88 @@ def test_sighup_reloads_routes(make_gateway, dns, sink):
     got = sink.wait_for(lambda ms: len(ms) >= 1)
     assert got[0].message_id == msgid
     wait_removed(gw, qid)
+
+
+def test_hundred_reloads_while_mail_flows(make_gateway, dns):
+    """SIGHUP to the master 101 times while messages flow, the smarthost moving
+    between two sinks at every reload: each reload makes a new config
+    generation (there is no limit on their number), every accepted message
+    arrives, the queue process never dies, and every old generation is freed
+    once its jobs are back. Then a changed smarthost takes effect at once even
+    while a connection to the old one waits idle for reuse. Built with ASan
+    (make asan), the queue process must also exit without a leak report."""
+    a = Sink(HOST, free_port()).start()
+    b = Sink(HOST, free_port()).start()
+    generation = 1  # the one of the start
+
+    def reload(sink, **queue):
+        nonlocal generation
+        gw.sections["queue"]["smarthost"] = f"[{HOST}]:{sink.port}"
+        gw.sections["queue"].update(queue)
+        gw.write_config()
+        mark = gw.log_mark()
+        gw.hup()
+        generation += 1
+        # One at a time: signals sent faster than they are handled would
+        # merge into one.
+        return gw.wait_for_log(rf"queue\[\d+\] info: reload: queue config reloaded routes=0 "
+                               rf"generation={generation} generations_in_use=(\d+)$", since=mark)
+
+    try:
+        gw = make_gateway(qconf(dns, {"smarthost": f"[{HOST}]:{a.port}",
+                                      "max_connections_per_destination": 4}))
+        accepted, errors = [], []
+        stop = threading.Event()
+        senders = [threading.Thread(target=_load, args=(gw, stop, accepted, errors, i))
+                   for i in range(3)]
+        for t in senders:
+            t.start()
+        try:
+            for i in range(1, 102):
+                reload(b if i % 2 else a)
+        finally:
+            stop.set()
+            for t in senders:
+                t.join(30)
+        assert generation == 102
+        assert len(accepted) >= 20, (f"too few messages flowed during the reloads "
+                                     f"({len(accepted)}); errors: {errors[:5]}")
+        # Nothing accepted is lost, whichever generation it was sent under.
+        want = set(accepted)
+        got = lambda: {m.message_id for m in a.snapshot() + b.snapshot()}  # noqa: E731
+        wait_until(lambda: want <= got(), 90, f"all {len(want)} accepted messages at a sink")
+        wait_until(lambda: not gw.incoming(), 60, "the queue to drain")
+
+        # A connection to a stays open for reuse; the smarthost moves to b:
+        # new mail must not take the old connection.
+        reload(a, connection_reuse_time="60s")
+        first = send(gw, ["idle@far.test"])[1]
+        a.wait_for(lambda ms: first in {m.message_id for m in ms})
+        reload(b)
+        probes = [send(gw, [f"probe{n}@far.test"])[1] for n in range(3)]
+        b.wait_for(lambda ms: set(probes) <= {m.message_id for m in ms},
+                   what="the probes at the new smarthost")
+        assert not set(probes) & {m.message_id for m in a.snapshot()}
+        wait_until(lambda: not gw.incoming(), 30, "the probes to leave the queue")
+
+        # Every job is back: only the current generation is left, every
+        # other one was freed.
+        assert reload(b).group(1) == "1"
+        released = {int(n) for n in
+                    re.findall(r"queue config generation=(\d+) released", gw.log_text())}
+        assert released == set(range(1, generation)), sorted(set(range(1, generation))
+                                                              - released)
+        queue_pids = gw.logged_pids("queue")
+        assert len(queue_pids) == 1, f"the queue process was restarted: {queue_pids}"
+        gw.stop()
+        qpid = queue_pids.pop()
+        log = gw.log_text()
+        assert not re.search(rf"^=={qpid}==ERROR: \w+Sanitizer", log, re.M), \
+            gw.log_tail(lines=60)
+        assert re.search(rf"queue pid={qpid} exited status=0$", log, re.M), gw.log_tail(lines=30)
+        print(f"\nreload test: {generation - 1} reloads, {len(want)} messages accepted, "
+              f"{len(a.snapshot())} + {len(b.snapshot())} delivered, {len(errors)} client "
+              f"errors")
+    finally:
+        a.stop()
+        b.stop()

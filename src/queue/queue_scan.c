@@ -1,0 +1,262 @@
+/*
+ * queue_scan.c - how the queue finds its messages (queue_internal.h):
+ * inotify on incoming/ for what the SMTP workers commit, a rescan every
+ * minute (and after an inotify overflow) for anything missed, and the scan
+ * at start that recovers the whole spool after a crash.
+ *
+ * Loading reads incoming/ID's envelope and, for a message tried before, its
+ * state/ID (queue_store.h), then hands it to the scheduler. An unreadable
+ * file is kept in the table as QM_BROKEN: reported by `queue list`, left
+ * alone until the admin deletes it.
+ */
+#include "queue_internal.h"
+#include "../lib/config.h"
+#include "../lib/log.h"
+#include "../smtp/smtp_parse.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#define QUEUE_RESCAN_SECONDS 60
+
+/* The address of an envelope record ("<a@b> PARAMS") with its parameters. */
+static int
+parse_path(const char *record, bool mail, struct smtp_mail_args *r)
+{
+	char buf[2200];
+	const char *err;
+	snprintf(buf, sizeof(buf), "%s%s", mail ? "FROM:" : "TO:", record);
+	return smtp_parse_mail_args(buf, mail ? SMTP_PARAMS_MAIL : SMTP_PARAMS_RCPT, r, &err);
+}
+
+static void
+msg_broken(struct queue *q, const char *id, const char *path, const char *why)
+{
+	struct qmsg *m = xcalloc(1, sizeof(*m));
+	m->q = q;
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->path = xstrdup(path);
+	m->where = QM_BROKEN;
+	m->sender = xstrdup("");
+	m->broken_reason = xstrdup(why);
+	log_err("id=%s unreadable queue file %s: %s (left alone; `authrelay queue delete %s` "
+	        "removes it)",
+	        id, path, why, id);
+	queue_sched_add(q, m);
+}
+
+static bool
+valid_id(const char *s)
+{
+	size_t i;
+	for (i = 0; s[i] != '\0'; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return i == SPOOL_ID_LEN;
+}
+
+/* The sender and the body's parameters from the envelope's MAIL record. */
+static void
+load_sender(struct qmsg *m, const char *record, struct smtp_mail_args *ma)
+{
+	if (parse_path(record, true, ma) == 0) {
+		m->sender = xstrdup(ma->path.null ? "" : ma->path.addr);
+		for (size_t i = 0; i < ma->n_params; i++) {
+			if (strcmp(ma->params[i].key, "BODY") == 0 &&
+			    ascii_strcasecmp(ma->params[i].value, "8BITMIME") == 0)
+				m->body_8bit = true;
+			if (strcmp(ma->params[i].key, "SMTPUTF8") == 0)
+				m->smtputf8 = true;
+		}
+	} else {
+		/* Written by us, so this should not happen: take what is
+		 * between the brackets. */
+		const char *a = strchr(record, '<'), *b = a ? strchr(a, '>') : NULL;
+		m->sender = a && b ? xstrndup(a + 1, (size_t)(b - a - 1)) : xstrdup("");
+	}
+}
+
+/* A recipient from the envelope's RCPT record; a bare address gets the
+ * hostname as its domain. */
+static void
+load_rcpt(struct qrcpt *r, const char *record, const char *hostname, struct smtp_mail_args *ma)
+{
+	if (parse_path(record, false, ma) == 0 && ma->path.addr[0] != '\0') {
+		r->addr = xstrdup(ma->path.addr);
+		r->domain = xstrdup(ma->path.domain[0] ? ma->path.domain : hostname);
+		return;
+	}
+	const char *a = strchr(record, '<'), *b = a ? strchr(a, '>') : NULL;
+	r->addr = a && b ? xstrndup(a + 1, (size_t)(b - a - 1)) : xstrdup(record);
+	const char *at = strrchr(r->addr, '@');
+	r->domain = xstrdup(at ? at + 1 : hostname);
+	for (char *p = r->domain; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p + ('a' - 'A'));
+}
+
+/* What state/<id> says (or the empty state when fresh) into m. */
+static void
+load_state(struct queue *q, struct qmsg *m, bool fresh)
+{
+	struct queue_state st;
+	const char *err;
+	int r = 0;
+
+	if (fresh)
+		queue_state_init(&st, m->n_rcpts);
+	else
+		r = queue_store_read_state(q->spool, m->id, m->n_rcpts, &st, &err);
+	if (r < 0) {
+		/* A damaged state file costs at most a repeated delivery. */
+		log_warn("id=%s state file ignored: %s", m->id, err);
+		m->has_state = true;
+		return;
+	}
+	m->has_state = st.exists;
+	m->attempts = st.attempts;
+	m->next_attempt = st.next_attempt;
+	m->hold = st.hold;
+	m->warned = st.warned;
+	for (size_t i = 0; i < m->n_rcpts; i++) {
+		m->rcpts[i].status = st.rcpts[i].status;
+		m->rcpts[i].reply = st.rcpts[i].reply;
+		st.rcpts[i].reply = NULL;
+	}
+	queue_state_clear(&st);
+}
+
+/* Load incoming/<id> if it is new to us. fresh: inotify has just seen it
+ * arrive, so no state file can exist for it yet (one is written only after a
+ * try); the start and the rescans look for one. */
+static void
+scan_load(struct queue *q, const char *id, bool at_start, bool fresh)
+{
+	struct spool_envelope env;
+	const char *err;
+	long off;
+	char path[4200];
+	uint64_t file_size = 0;
+
+	if (!valid_id(id) || queue_sched_find(q, id) != NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/incoming/%s", q->spool, id);
+	if (spool_read_envelope_sized(path, &env, &off, &file_size, &err) != 0) {
+		if (access(path, F_OK) < 0 && errno == ENOENT)
+			return;
+		msg_broken(q, id, path, err);
+		return;
+	}
+	struct qmsg *m = xcalloc(1, sizeof(*m));
+	m->q = q;
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->path = xstrdup(path);
+	m->arrival = env.time;
+	m->body_offset = off;
+	m->size = file_size > (uint64_t)off ? file_size - (uint64_t)off : 0;
+	struct smtp_mail_args *ma = xcalloc(1, sizeof(*ma));
+	load_sender(m, env.mail, ma);
+	m->n_rcpts = env.n_rcpts;
+	m->rcpts = xcalloc(env.n_rcpts ? env.n_rcpts : 1, sizeof(*m->rcpts));
+	for (size_t i = 0; i < env.n_rcpts; i++)
+		load_rcpt(&m->rcpts[i], env.rcpts[i], queue_cfg(q)->hostname, ma);
+	free(ma);
+	spool_envelope_clear(&env);
+	load_state(q, m, fresh);
+
+	queue_sched_add(q, m);
+	if (!at_start) {
+		q->n_received++;
+		log_info("id=%s queued from=<%s> nrcpt=%zu size=%llu", m->id, m->sender, m->n_rcpts,
+		         (unsigned long long)m->size);
+	}
+	queue_sched_place(q, m);
+}
+
+static void
+scan_dir(struct queue *q, bool at_start)
+{
+	char dir[4200];
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(dir, sizeof(dir), "%s/incoming", q->spool);
+	d = opendir(dir);
+	if (d == NULL) {
+		log_err("opendir %s: %s", dir, strerror(errno));
+		return;
+	}
+	while ((de = readdir(d)) != NULL)
+		scan_load(q, de->d_name, at_start, false);
+	closedir(d);
+}
+
+static void
+inotify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+	char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	bool overflow = false;
+
+	while ((n = read(q->inotify_fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			if (ev->mask & IN_Q_OVERFLOW)
+				overflow = true;
+			else if (ev->len > 0)
+				scan_load(q, ev->name, false, true);
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	if (overflow)
+		scan_dir(q, false);
+}
+
+static void
+rescan_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+	scan_dir(q, false);
+}
+
+void
+queue_scan_start(struct queue *q)
+{
+	q->rescan_ev = event_new(q->base, -1, EV_PERSIST, rescan_cb, q);
+	event_add(q->rescan_ev, &(struct timeval){QUEUE_RESCAN_SECONDS, 0});
+
+	/* Watch first, then scan: a message arriving in between is seen by
+	 * both, and the table makes the second sighting a no-op. */
+	char dir[4200];
+	snprintf(dir, sizeof(dir), "%s/incoming", q->spool);
+	q->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (q->inotify_fd < 0 ||
+	    inotify_add_watch(q->inotify_fd, dir, IN_MOVED_TO | IN_CREATE) < 0) {
+		log_warn("inotify on %s: %s; new messages are found by the rescan every %d s", dir,
+		         strerror(errno), QUEUE_RESCAN_SECONDS);
+	} else {
+		q->inotify_ev =
+		        event_new(q->base, q->inotify_fd, EV_READ | EV_PERSIST, inotify_cb, q);
+		event_add(q->inotify_ev, NULL);
+	}
+	scan_dir(q, true);
+}
+
+void
+queue_scan_stop(struct queue *q)
+{
+	if (q->inotify_ev != NULL)
+		event_free(q->inotify_ev);
+	if (q->inotify_fd >= 0)
+		close(q->inotify_fd);
+	if (q->rescan_ev != NULL)
+		event_free(q->rescan_ev);
+}
