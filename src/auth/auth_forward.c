@@ -629,7 +629,7 @@ fwd_send_b64(struct fwd_session *s, const void *data, size_t len, const char *wh
 
 	base64_encode(data, len, b64, sz);
 	fwd_trace(s->src, "C: ******** (%s, base64)", what);
-	smtp_client_command_secret(s->client, b64, fwd_auth_cb, s);
+	smtp_client_command_secret(s->client, b64, NULL, fwd_auth_cb, s);
 	explicit_bzero(b64, sz);
 	free(b64);
 }
@@ -696,7 +696,7 @@ fwd_session_auth(struct fwd_session *s)
 	s->plain_ir = strlen(line) <= FWD_PLAIN_IR_MAX;
 	if (s->plain_ir) {
 		fwd_trace(s->src, "C: AUTH PLAIN ******** (initial response)");
-		smtp_client_command_secret(s->client, line, fwd_auth_cb, s);
+		smtp_client_command_secret(s->client, line, NULL, fwd_auth_cb, s);
 	} else {
 		fwd_trace(s->src, "C: AUTH PLAIN");
 		smtp_client_command(s->client, "AUTH PLAIN", fwd_auth_cb, s);

@@ -21,9 +21,15 @@
  * inside a multi-line reply, NUL byte, over a bound) ends the connection with
  * SMTP_CLIENT_PROTOCOL.
  *
- * Secrets: a line sent with smtp_client_command_secret() is never logged;
- * our copy and libevent's output chain holding it are wiped once written
- * (OpenSSL's own record buffer is beyond our reach).
+ * Secrets: a line sent with smtp_client_command_secret() is never logged
+ * nor traced; our copy and libevent's output chain holding it are wiped once
+ * written (OpenSSL's own record buffer is beyond our reach).
+ *
+ * The handshake (smtp_client_handshake) is a chain of entries like any
+ * caller's: the connect, EHLO, maybe HELO, STARTTLS and EHLO again, each
+ * queued from the callback of the one before (sc_hs_*), and one callback to
+ * the caller when it ends. Its state lives in the client, so freeing the
+ * client in the middle of it leaves nothing behind.
  */
 #include "smtp_client.h"
 #include "../lib/log.h"
@@ -39,6 +45,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +83,7 @@ struct sc_entry {
 	char *line; /* COMMAND, EHLO, STARTTLS: the line with CRLF */
 	size_t len;
 	bool secret;
+	char *shown;    /* a secret line: what a trace shows instead */
 	bool group_end; /* RFC 2920 3.1: nothing may follow it before its reply */
 	bool sent;      /* on the wire (MESSAGE: the final "." queued) */
 	smtp_client_cb *cb;
@@ -135,6 +143,20 @@ struct smtp_client {
 	bool msg_line_start, msg_last_cr;
 	char tls_info[96];
 	char peer[INET6_ADDRSTRLEN + 8];
+	smtp_client_trace_cb *trace;
+	void *trace_arg;
+	/* The handshake (smtp_client_handshake), from its start to its end. */
+	struct {
+		smtp_client_hs_cb *cb;
+		void *arg;
+		enum smtp_client_tls tls;
+		SSL_CTX *ctx;
+		char *helo_name, *tls_name;
+		bool verify, helo_fallback;
+		smtp_client_greeting_cb *check_greeting;
+		void *check_arg;
+		enum smtp_client_step step;
+	} hs;
 };
 
 static void sc_read_cb(struct bufferevent *bev, void *arg);
@@ -151,6 +173,17 @@ sc_set_state(struct smtp_client *c, enum sc_state st)
 		log_debug("%s smtp_client state %s -> %s", c->log_id, sc_state_names[c->state],
 		          sc_state_names[st]);
 	c->state = st;
+}
+
+static void AR_PRINTF(2, 3) sc_trace(const struct smtp_client *c, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	c->trace(c->trace_arg, line);
 }
 
 static void
@@ -170,6 +203,7 @@ sc_entry_free(struct sc_entry *e)
 		free(e->line);
 	}
 	free(e->servername);
+	free(e->shown);
 	free(e);
 }
 
@@ -634,6 +668,10 @@ sc_read_cb(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, eol_len);
 		c->line[len] = '\0';
 		log_debug("%s s< %s", c->log_id, log_escape(c->line, len, esc, sizeof(esc)));
+		if (c->trace != NULL) {
+			char tesc[600];
+			sc_trace(c, "S: %s", log_escape(c->line, len, tesc, sizeof(tesc)));
+		}
 		pr = sc_reply_line(c, c->line, len);
 		if (pr == PARSE_INVALID) {
 			sc_fail(c, SMTP_CLIENT_PROTOCOL,
@@ -661,6 +699,12 @@ sc_send_line(struct smtp_client *c, struct sc_entry *e)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	char esc[200];
 
+	if (c->trace != NULL) {
+		char tesc[600];
+		sc_trace(c, "C: %s",
+		         e->secret ? (e->shown != NULL ? e->shown : "********")
+		                   : log_escape(e->line, e->len - 2, tesc, sizeof(tesc)));
+	}
 	if (e->secret) {
 		log_debug("%s c> (a secret line of %zu octets, not logged)", c->log_id, e->len - 2);
 		/* libevent frees the chain once written: ours wipes first. */
@@ -824,6 +868,12 @@ sc_event_cb(struct bufferevent *bev, short what, void *arg)
 			snprintf(c->tls_info, sizeof(c->tls_info), "%s %s", SSL_get_version(ssl),
 			         SSL_get_cipher_name(ssl));
 			log_debug("%s peer=%s TLS up: %s", c->log_id, c->peer, c->tls_info);
+			if (c->trace != NULL)
+				sc_trace(c, "TLS: %s (certificate %s%s)", c->tls_info,
+				         !c->tls_verify        ? "not verified"
+				         : c->tls_name != NULL ? "verified for "
+				                               : "verified",
+				         c->tls_verify && c->tls_name != NULL ? c->tls_name : "");
 			/* RFC 3207 4.2: forget what the server said before TLS. */
 			sc_ext_clear(c);
 			if (e != NULL && e->kind == SCK_CONNECT) {
@@ -949,7 +999,7 @@ sc_pipelinable(const char *line)
 
 static struct sc_entry *
 sc_enqueue(struct smtp_client *c, enum sc_kind kind, const char *line, bool secret,
-           smtp_client_cb *cb, void *arg)
+           const char *shown, smtp_client_cb *cb, void *arg)
 {
 	struct sc_entry *e = xcalloc(1, sizeof(*e));
 	size_t len = line != NULL ? strlen(line) : 0;
@@ -958,6 +1008,7 @@ sc_enqueue(struct smtp_client *c, enum sc_kind kind, const char *line, bool secr
 	e->cb = cb;
 	e->arg = arg;
 	e->secret = secret;
+	e->shown = shown != NULL ? xstrdup(shown) : NULL;
 	e->fd = -1;
 	e->group_end = kind != SCK_COMMAND || secret || !sc_pipelinable(line);
 	if (line != NULL) {
@@ -986,13 +1037,14 @@ sc_enqueue(struct smtp_client *c, enum sc_kind kind, const char *line, bool secr
 void
 smtp_client_command(struct smtp_client *c, const char *line, smtp_client_cb *cb, void *arg)
 {
-	sc_enqueue(c, SCK_COMMAND, line, false, cb, arg);
+	sc_enqueue(c, SCK_COMMAND, line, false, NULL, cb, arg);
 }
 
 void
-smtp_client_command_secret(struct smtp_client *c, const char *line, smtp_client_cb *cb, void *arg)
+smtp_client_command_secret(struct smtp_client *c, const char *line, const char *shown,
+                           smtp_client_cb *cb, void *arg)
 {
-	sc_enqueue(c, SCK_COMMAND, line, true, cb, arg);
+	sc_enqueue(c, SCK_COMMAND, line, true, shown, cb, arg);
 }
 
 void
@@ -1001,7 +1053,7 @@ smtp_client_ehlo(struct smtp_client *c, const char *name, smtp_client_cb *cb, vo
 	char line[512];
 
 	snprintf(line, sizeof(line), "EHLO %s", name);
-	sc_enqueue(c, SCK_EHLO, line, false, cb, arg);
+	sc_enqueue(c, SCK_EHLO, line, false, NULL, cb, arg);
 }
 
 bool
@@ -1096,6 +1148,8 @@ sc_destroy(struct smtp_client *c)
 	sc_ext_clear(c);
 	free(c->tls_name);
 	free(c->tls_reply_text);
+	free(c->hs.helo_name);
+	free(c->hs.tls_name);
 	free(c->line);
 	free(c->text);
 	free(c->log_id);
@@ -1113,4 +1167,183 @@ smtp_client_free(struct smtp_client *c)
 		return;
 	}
 	sc_destroy(c);
+}
+
+void
+smtp_client_set_trace(struct smtp_client *c, smtp_client_trace_cb *cb, void *arg)
+{
+	c->trace = cb;
+	c->trace_arg = arg;
+}
+
+/* ------------------------------------------------------------ handshake */
+
+static void sc_hs_ehlo_cb(struct smtp_client *c, enum smtp_client_status st,
+                          const struct smtp_reply *r, void *arg);
+
+/* Tell the caller how it ended. Runs inside an entry's callback (sc_call), so
+ * the caller may free the client: nothing touches c after this. */
+static void
+sc_hs_end(struct smtp_client *c, enum smtp_client_hs_outcome outcome,
+          enum smtp_client_status status, const struct smtp_reply *reply, int starttls_refused)
+{
+	struct smtp_client_hs_result res = {
+	        .outcome = outcome,
+	        .step = c->hs.step,
+	        .status = status,
+	        .reply = reply,
+	        .starttls_refused = starttls_refused,
+	        .esmtp = c->hs.step != SMTP_CLIENT_STEP_HELO,
+	};
+	smtp_client_hs_cb *cb = c->hs.cb;
+
+	c->hs.cb = NULL;
+	cb(c, &res, c->hs.arg);
+}
+
+static void
+sc_hs_ehlo(struct smtp_client *c, enum smtp_client_step step)
+{
+	c->hs.step = step;
+	smtp_client_ehlo(c, c->hs.helo_name, sc_hs_ehlo_cb, c);
+}
+
+static void
+sc_hs_greeting_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp_reply *r,
+                  void *arg)
+{
+	if (st != SMTP_CLIENT_OK)
+		sc_hs_end(c, SMTP_CLIENT_HS_FAILED, st, NULL, 0);
+	else if (r->code != 220) /* 421 busy, 554 no service here */
+		sc_hs_end(c, SMTP_CLIENT_HS_REFUSED, st, r, 0);
+	else if (c->hs.check_greeting != NULL && !c->hs.check_greeting(c->hs.check_arg, r))
+		sc_hs_end(c, SMTP_CLIENT_HS_REJECTED, st, r, 0);
+	else
+		sc_hs_ehlo(c, SMTP_CLIENT_STEP_EHLO);
+}
+
+static void
+sc_hs_helo_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp_reply *r,
+              void *arg)
+{
+	if (st != SMTP_CLIENT_OK)
+		sc_hs_end(c, SMTP_CLIENT_HS_FAILED, st, NULL, 0);
+	else if (r->code != 250)
+		sc_hs_end(c, SMTP_CLIENT_HS_REFUSED, st, r, 0);
+	else if (c->hs.tls == SMTP_CLIENT_TLS_STARTTLS)
+		sc_hs_end(c, SMTP_CLIENT_HS_NO_ESMTP, st, NULL, 0); /* no STARTTLS without ESMTP */
+	else
+		sc_hs_end(c, SMTP_CLIENT_HS_READY, st, NULL, 0);
+}
+
+static void
+sc_hs_starttls_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp_reply *r,
+                  void *arg)
+{
+	if (st != SMTP_CLIENT_OK)
+		sc_hs_end(c, SMTP_CLIENT_HS_FAILED, st, NULL, 0);
+	else if (r->code == 220) /* TLS is up: RFC 3207 4.2, ask again */
+		sc_hs_ehlo(c, SMTP_CLIENT_STEP_EHLO_TLS);
+	else if (c->hs.tls == SMTP_CLIENT_TLS_MAY)
+		sc_hs_end(c, SMTP_CLIENT_HS_READY, st, NULL, r->code);
+	else
+		sc_hs_end(c, SMTP_CLIENT_HS_REFUSED, st, r, 0);
+}
+
+static void
+sc_hs_ehlo_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp_reply *r,
+              void *arg)
+{
+	bool want_tls = c->hs.tls == SMTP_CLIENT_TLS_MAY || c->hs.tls == SMTP_CLIENT_TLS_STARTTLS;
+
+	if (st != SMTP_CLIENT_OK) {
+		sc_hs_end(c, SMTP_CLIENT_HS_FAILED, st, NULL, 0);
+		return;
+	}
+	if (r->code != 250) {
+		if (c->hs.step == SMTP_CLIENT_STEP_EHLO && c->hs.helo_fallback && r->code >= 500) {
+			char line[512];
+
+			/* RFC 5321 3.2: an old server; HELO it is. */
+			snprintf(line, sizeof(line), "HELO %s", c->hs.helo_name);
+			c->hs.step = SMTP_CLIENT_STEP_HELO;
+			smtp_client_command(c, line, sc_hs_helo_cb, c);
+			return;
+		}
+		sc_hs_end(c, SMTP_CLIENT_HS_REFUSED, st, r, 0);
+		return;
+	}
+	if (c->hs.step == SMTP_CLIENT_STEP_EHLO && want_tls) {
+		if (smtp_client_has_ext(c, "STARTTLS", NULL)) {
+			c->hs.step = SMTP_CLIENT_STEP_STARTTLS;
+			smtp_client_starttls(c, c->hs.ctx, c->hs.tls_name, c->hs.verify,
+			                     sc_hs_starttls_cb, c);
+			return;
+		}
+		if (c->hs.tls == SMTP_CLIENT_TLS_STARTTLS) {
+			sc_hs_end(c, SMTP_CLIENT_HS_NO_STARTTLS, st, NULL, 0);
+			return;
+		}
+	}
+	sc_hs_end(c, SMTP_CLIENT_HS_READY, st, NULL, 0);
+}
+
+int
+smtp_client_handshake(struct smtp_client *c, const struct sockaddr *addr, socklen_t addrlen,
+                      const struct smtp_client_handshake *hs, smtp_client_hs_cb *cb, void *arg)
+{
+	bool implicit = hs->tls == SMTP_CLIENT_TLS_IMPLICIT;
+
+	if (c->state != SC_NEW)
+		return -1;
+	c->hs.cb = cb;
+	c->hs.arg = arg;
+	c->hs.tls = hs->tls;
+	c->hs.ctx = hs->tls_ctx;
+	c->hs.helo_name = xstrdup(hs->helo_name);
+	c->hs.tls_name = hs->tls_name != NULL ? xstrdup(hs->tls_name) : NULL;
+	c->hs.verify = hs->tls_verify;
+	c->hs.helo_fallback = hs->helo_fallback;
+	c->hs.check_greeting = hs->check_greeting;
+	c->hs.check_arg = hs->check_arg;
+	c->hs.step = SMTP_CLIENT_STEP_GREETING;
+	return smtp_client_connect(c, addr, addrlen, implicit ? hs->tls_ctx : NULL,
+	                           implicit ? hs->tls_name : NULL, hs->tls_verify,
+	                           sc_hs_greeting_cb, c);
+}
+
+SSL_CTX *
+smtp_client_tls_ctx_new(const char *ca_file, bool verify, const char **error_r)
+{
+	static char err[512];
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL) {
+		*error_r = "cannot create a TLS context";
+		return NULL;
+	}
+	if (!verify) {
+		/* Each connection also says SSL_VERIFY_NONE (sc_tls_swap_cb). */
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+		return ctx;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (ca_file != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+			unsigned long e = ERR_get_error();
+			snprintf(err, sizeof(err), "cannot load %s: %s", ca_file,
+			         ERR_reason_error_string(e) != NULL ? ERR_reason_error_string(e)
+			                                            : "unknown error");
+			ERR_clear_error();
+			SSL_CTX_free(ctx);
+			*error_r = err;
+			return NULL;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		*error_r = "cannot load the system's CA certificates";
+		return NULL;
+	}
+	return ctx;
 }

@@ -17,6 +17,13 @@
  * transfer with dot-stuffing and line-end repair (small and 2 MB), secret
  * and invalid command lines, a reply nobody asked for, and freeing the
  * client inside its own callback.
+ *
+ * The handshake (smtp_client_handshake): every way it ends (greeting
+ * refused or judged ours, EHLO refused with and without the HELO fallback,
+ * HELO where TLS is required, STARTTLS not offered, refused, or failing,
+ * each timeout), the TLS policies (none, may, starttls, implicit), the
+ * extensions of the EHLO after STARTTLS only, the trace (secrets shown as
+ * the caller says), and the one TLS context builder.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +39,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
@@ -337,6 +345,13 @@ struct t {
 	bool ehlo_after_greeting;
 	bool quit_after_greeting;
 	int msg_fd;
+	/* The handshake's result (hs_cb), and the trace (trace_cb). */
+	struct smtp_client_hs_result hs;
+	int hs_code;
+	char hs_text[256];
+	bool hs_free; /* free the client inside the handshake's callback */
+	char trace[8192];
+	size_t trace_len;
 };
 
 static void
@@ -854,7 +869,7 @@ test_starttls(void **state)
 	smtp_client_ehlo(t.c, "c", record_cb, &t);
 	t_run(&t, 4);
 	assert_true(smtp_client_has_ext(t.c, "AUTH", NULL));
-	smtp_client_command_secret(t.c, "AUTH PLAIN AGFsaWNlAHNlY3JldA==", record_cb, &t);
+	smtp_client_command_secret(t.c, "AUTH PLAIN AGFsaWNlAHNlY3JldA==", NULL, record_cb, &t);
 	smtp_client_command(t.c, "QUIT", record_cb, &t);
 	t_run(&t, 6);
 	assert_int_equal(t.ev[4].code, 235);
@@ -1107,9 +1122,9 @@ test_secret_and_invalid_lines(void **state)
 	smtp_client_command(t.c, "AUTH LOGIN", record_cb, &t);
 	t_run(&t, 2);
 	assert_int_equal(t.ev[1].code, 334);
-	smtp_client_command_secret(t.c, "YWxpY2U=", record_cb, &t);
+	smtp_client_command_secret(t.c, "YWxpY2U=", NULL, record_cb, &t);
 	t_run(&t, 3);
-	smtp_client_command_secret(t.c, "c2VjcmV0", record_cb, &t);
+	smtp_client_command_secret(t.c, "c2VjcmV0", NULL, record_cb, &t);
 	t_run(&t, 4);
 	assert_int_equal(t.ev[3].code, 535);
 	assert_string_equal(t.ev[3].enhanced, "5.7.8");
@@ -1166,6 +1181,495 @@ test_free_in_failure_callback(void **state)
 	t_done(&t);
 }
 
+/* ------------------------------------------------------------ handshake */
+
+static void
+hs_cb(struct smtp_client *c, const struct smtp_client_hs_result *r, void *arg)
+{
+	struct t *t = arg;
+
+	assert_true(t->n_ev < MAX_EVENTS);
+	t->n_ev++;
+	t->hs = *r;
+	t->hs.reply = NULL; /* valid during the callback only */
+	t->hs_code = r->reply != NULL ? r->reply->code : 0;
+	snprintf(t->hs_text, sizeof(t->hs_text), "%s", r->reply != NULL ? r->reply->text : "");
+	if ((r->outcome == SMTP_CLIENT_HS_REFUSED || r->outcome == SMTP_CLIENT_HS_REJECTED))
+		assert_non_null(r->reply);
+	else
+		assert_null(r->reply);
+	assert_int_equal(r->status == SMTP_CLIENT_OK, r->outcome != SMTP_CLIENT_HS_FAILED);
+	if (t->hs_free) {
+		smtp_client_free(c);
+		t->c = NULL;
+	}
+	if (t->n_ev >= t->want)
+		event_base_loopbreak(t->base);
+}
+
+static void
+trace_cb(void *arg, const char *line)
+{
+	struct t *t = arg;
+	size_t l = strlen(line);
+
+	if (t->trace_len + l + 2 < sizeof(t->trace)) {
+		memcpy(t->trace + t->trace_len, line, l);
+		t->trace_len += l;
+		t->trace[t->trace_len++] = '\n';
+		t->trace[t->trace_len] = '\0';
+	}
+}
+
+/* The greeting of the gateway itself: a loop. */
+static bool
+not_ours(void *arg, const struct smtp_reply *greeting)
+{
+	return strncmp(greeting->text, "mx.test.example ESMTP authrelay", 31) != 0;
+}
+
+static int
+hs_start(struct t *t, int port, const struct smtp_client_handshake *hs)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((uint16_t)port);
+	smtp_client_set_trace(t->c, trace_cb, t);
+	return smtp_client_handshake(t->c, (struct sockaddr *)&sin, sizeof(sin), hs, hs_cb, t);
+}
+
+struct hs_case {
+	const char *name;
+	struct step script[6];
+	enum smtp_client_tls tls;
+	bool helo_fallback;
+	enum smtp_client_hs_outcome outcome;
+	enum smtp_client_step step;
+	enum smtp_client_status status;
+	int code;          /* the reply's (REFUSED, REJECTED) */
+	int refused;       /* starttls_refused */
+	bool esmtp;        /* READY */
+	const char *got;   /* what the server received */
+	const char *trace; /* a line the trace must hold */
+	bool right_name;   /* the certificate's name, not another */
+};
+
+static void
+test_handshake_outcomes(void **state)
+{
+	/* Unnamed fields are 0: TLS_NONE, READY, STEP_GREETING, status OK. */
+	static const struct hs_case cases[] = {
+	        {.name = "greeting refused",
+	         .script = {{NULL, "554 5.3.2 no service here\r\n"}, {0}},
+	         .tls = SMTP_CLIENT_TLS_MAY,
+	         .outcome = SMTP_CLIENT_HS_REFUSED,
+	         .code = 554,
+	         .got = "",
+	         .trace = "S: 554 5.3.2 no service here"},
+	        {.name = "our own greeting",
+	         .script = {{NULL, "220 mx.test.example ESMTP authrelay\r\n"}, {0}},
+	         .outcome = SMTP_CLIENT_HS_REJECTED,
+	         .code = 220,
+	         .got = ""},
+	        {.name = "EHLO refused, no fallback",
+	         .script = {{NULL, "220 ok\r\n"}, {"EHLO", "502 5.5.1 no\r\n"}, {0}},
+	         .outcome = SMTP_CLIENT_HS_REFUSED,
+	         .step = SMTP_CLIENT_STEP_EHLO,
+	         .code = 502,
+	         .got = "EHLO client.example\n",
+	         .trace = "C: EHLO client.example"},
+	        {.name = "EHLO 4xx: no HELO",
+	         .script = {{NULL, "220 ok\r\n"}, {"EHLO", "421 4.3.0 later\r\n"}, {0}},
+	         .tls = SMTP_CLIENT_TLS_MAY,
+	         .helo_fallback = true,
+	         .outcome = SMTP_CLIENT_HS_REFUSED,
+	         .step = SMTP_CLIENT_STEP_EHLO,
+	         .code = 421,
+	         .got = "EHLO client.example\n"},
+	        {.name = "EHLO refused, HELO accepted",
+	         .script = {{NULL, "220 old\r\n"},
+	                    {"EHLO", "500 5.5.2 what?\r\n"},
+	                    {"HELO client.example", "250 old\r\n"},
+	                    {0}},
+	         .tls = SMTP_CLIENT_TLS_MAY,
+	         .helo_fallback = true,
+	         .step = SMTP_CLIENT_STEP_HELO,
+	         .got = "EHLO client.example\nHELO client.example\n",
+	         .trace = "C: HELO client.example"},
+	        {.name = "HELO refused",
+	         .script = {{NULL, "220 old\r\n"},
+	                    {"EHLO", "500 5.5.2 what?\r\n"},
+	                    {"HELO", "501 5.5.4 no\r\n"},
+	                    {0}},
+	         .helo_fallback = true,
+	         .outcome = SMTP_CLIENT_HS_REFUSED,
+	         .step = SMTP_CLIENT_STEP_HELO,
+	         .code = 501,
+	         .got = "EHLO client.example\nHELO client.example\n"},
+	        {.name = "TLS required, only HELO",
+	         .script = {{NULL, "220 old\r\n"},
+	                    {"EHLO", "500 5.5.2 what?\r\n"},
+	                    {"HELO", "250 old\r\n"},
+	                    {0}},
+	         .tls = SMTP_CLIENT_TLS_STARTTLS,
+	         .helo_fallback = true,
+	         .outcome = SMTP_CLIENT_HS_NO_ESMTP,
+	         .step = SMTP_CLIENT_STEP_HELO,
+	         .got = "EHLO client.example\nHELO client.example\n"},
+	        {.name = "TLS required, STARTTLS not offered",
+	         .script = {{NULL, "220 ok\r\n"}, {"EHLO", "250-ok\r\n250 AUTH PLAIN\r\n"}, {0}},
+	         .tls = SMTP_CLIENT_TLS_STARTTLS,
+	         .outcome = SMTP_CLIENT_HS_NO_STARTTLS,
+	         .step = SMTP_CLIENT_STEP_EHLO,
+	         .got = "EHLO client.example\n",
+	         .trace = "S: 250 AUTH PLAIN"},
+	        {.name = "TLS may, STARTTLS not offered",
+	         .script = {{NULL, "220 ok\r\n"}, {"EHLO", "250-ok\r\n250 AUTH PLAIN\r\n"}, {0}},
+	         .tls = SMTP_CLIENT_TLS_MAY,
+	         .step = SMTP_CLIENT_STEP_EHLO,
+	         .esmtp = true,
+	         .got = "EHLO client.example\n"},
+	        {.name = "TLS none, STARTTLS offered and not used",
+	         .script = {{NULL, "220 ok\r\n"}, {"EHLO", "250-ok\r\n250 STARTTLS\r\n"}, {0}},
+	         .step = SMTP_CLIENT_STEP_EHLO,
+	         .esmtp = true,
+	         .got = "EHLO client.example\n"},
+	        {.name = "TLS required, STARTTLS refused",
+	         .script = {{NULL, "220 ok\r\n"},
+	                    {"EHLO", "250-ok\r\n250 STARTTLS\r\n"},
+	                    {"STARTTLS", "454 4.7.0 TLS not available\r\n"},
+	                    {0}},
+	         .tls = SMTP_CLIENT_TLS_STARTTLS,
+	         .outcome = SMTP_CLIENT_HS_REFUSED,
+	         .step = SMTP_CLIENT_STEP_STARTTLS,
+	         .code = 454,
+	         .got = "EHLO client.example\nSTARTTLS\n",
+	         .trace = "C: STARTTLS"},
+	        {.name = "TLS may, STARTTLS refused: plaintext",
+	         .script = {{NULL, "220 ok\r\n"},
+	                    {"EHLO", "250-ok\r\n250 STARTTLS\r\n"},
+	                    {"STARTTLS", "454 4.7.0 TLS not available\r\n"},
+	                    {0}},
+	         .tls = SMTP_CLIENT_TLS_MAY,
+	         .step = SMTP_CLIENT_STEP_STARTTLS,
+	         .refused = 454,
+	         .esmtp = true,
+	         .got = "EHLO client.example\nSTARTTLS\n"},
+	        {.name = "STARTTLS, wrong certificate name",
+	         .script = {{NULL, "220 ok\r\n"},
+	                    {"EHLO", "250-ok\r\n250 STARTTLS\r\n"},
+	                    {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	                    {0}},
+	         .tls = SMTP_CLIENT_TLS_MAY,
+	         .outcome = SMTP_CLIENT_HS_FAILED,
+	         .step = SMTP_CLIENT_STEP_STARTTLS,
+	         .status = SMTP_CLIENT_TLS_FAILED,
+	         .got = "EHLO client.example\nSTARTTLS\n"},
+	        {.name = "EHLO after STARTTLS refused",
+	         .script = {{NULL, "220 ok\r\n"},
+	                    {"EHLO", "250-ok\r\n250 STARTTLS\r\n"},
+	                    {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	                    {"EHLO", "554 5.7.0 go away\r\n"},
+	                    {0}},
+	         .tls = SMTP_CLIENT_TLS_STARTTLS,
+	         .helo_fallback = true, /* the first EHLO only */
+	         .outcome = SMTP_CLIENT_HS_REFUSED,
+	         .step = SMTP_CLIENT_STEP_EHLO_TLS,
+	         .code = 554,
+	         .got = "EHLO client.example\nSTARTTLS\nEHLO client.example\n",
+	         .right_name = true},
+	        {.name = "greeting timeout",
+	         .script = {{NULL, NULL, ACT_HANG}, {0}},
+	         .tls = SMTP_CLIENT_TLS_MAY,
+	         .outcome = SMTP_CLIENT_HS_FAILED,
+	         .status = SMTP_CLIENT_TIMEOUT,
+	         .got = ""},
+	        {.name = "EHLO timeout",
+	         .script = {{NULL, "220 ok\r\n"}, {"EHLO", NULL, ACT_HANG}, {0}},
+	         .tls = SMTP_CLIENT_TLS_MAY,
+	         .outcome = SMTP_CLIENT_HS_FAILED,
+	         .step = SMTP_CLIENT_STEP_EHLO,
+	         .status = SMTP_CLIENT_TIMEOUT,
+	         .got = "EHLO client.example\n"},
+	        {.name = "STARTTLS timeout",
+	         .script = {{NULL, "220 ok\r\n"},
+	                    {"EHLO", "250-ok\r\n250 STARTTLS\r\n"},
+	                    {"STARTTLS", NULL, ACT_HANG},
+	                    {0}},
+	         .tls = SMTP_CLIENT_TLS_MAY,
+	         .outcome = SMTP_CLIENT_HS_FAILED,
+	         .step = SMTP_CLIENT_STEP_STARTTLS,
+	         .status = SMTP_CLIENT_TIMEOUT,
+	         .got = "EHLO client.example\nSTARTTLS\n"},
+	        {.name = "closed after the greeting",
+	         .script = {{NULL, "220 ok\r\n", ACT_CLOSE}, {0}},
+	         .tls = SMTP_CLIENT_TLS_MAY,
+	         .outcome = SMTP_CLIENT_HS_FAILED,
+	         .step = SMTP_CLIENT_STEP_EHLO,
+	         .status = SMTP_CLIENT_CONN_FAILED},
+	};
+
+	for (size_t i = 0; i < AR_NELEM(cases); i++) {
+		const struct hs_case *c = &cases[i];
+		struct smtp_client_handshake hs = {
+		        .helo_name = "client.example",
+		        .tls = c->tls,
+		        .tls_ctx = g_client_ctx,
+		        .tls_name = c->right_name ? CERT_NAME : "other.example",
+		        .tls_verify = true,
+		        .helo_fallback = c->helo_fallback,
+		        .check_greeting = not_ours,
+		};
+		struct t t;
+
+		print_message("case: %s\n", c->name);
+		t_init(&t, c->script, false, 1);
+		assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+		assert_int_equal(t.n_ev, 0); /* never inside the call */
+		t_run(&t, 1);
+		assert_int_equal(t.hs.outcome, c->outcome);
+		assert_int_equal(t.hs.step, c->step);
+		assert_int_equal(t.hs.status, c->status);
+		assert_int_equal(t.hs_code, c->code);
+		assert_int_equal(t.hs.starttls_refused, c->refused);
+		if (c->outcome == SMTP_CLIENT_HS_READY)
+			assert_int_equal(t.hs.esmtp, c->esmtp);
+		if (c->step == SMTP_CLIENT_STEP_EHLO_TLS)
+			assert_non_null(smtp_client_tls_info(t.c));
+		else
+			assert_null(smtp_client_tls_info(t.c));
+		if (c->trace != NULL && strstr(t.trace, c->trace) == NULL)
+			fail_msg("no \"%s\" in the trace:\n%s", c->trace, t.trace);
+		t_done(&t);
+		if (c->got != NULL)
+			assert_string_equal(g_last_got, c->got);
+	}
+}
+
+/* STARTTLS required and verified: the extensions are those said under TLS
+ * only (RFC 3207 4.2), and the trace shows the whole dialogue. */
+static void
+test_handshake_starttls(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 mx ESMTP\r\n"},
+	        {"EHLO c.example", "250-mx\r\n250-PIPELINING\r\n250 STARTTLS\r\n"},
+	        {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	        {"EHLO c.example", "250-mx\r\n250-SIZE 1000\r\n250 AUTH PLAIN LOGIN\r\n"},
+	        {"QUIT", "221 bye\r\n"},
+	        {0},
+	};
+	struct smtp_client_handshake hs = {
+	        .helo_name = "c.example",
+	        .tls = SMTP_CLIENT_TLS_STARTTLS,
+	        .tls_ctx = g_client_ctx,
+	        .tls_name = CERT_NAME,
+	        .tls_verify = true,
+	};
+	const char *param = NULL;
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+	t_run(&t, 1);
+	assert_int_equal(t.hs.outcome, SMTP_CLIENT_HS_READY);
+	assert_int_equal(t.hs.step, SMTP_CLIENT_STEP_EHLO_TLS);
+	assert_true(t.hs.esmtp);
+	assert_non_null(smtp_client_tls_info(t.c));
+	assert_true(smtp_client_idle(t.c));
+	assert_true(smtp_client_has_ext(t.c, "AUTH", &param));
+	assert_string_equal(param, "PLAIN LOGIN");
+	assert_true(smtp_client_has_ext(t.c, "SIZE", NULL));
+	assert_false(smtp_client_has_ext(t.c, "STARTTLS", NULL));
+	assert_false(smtp_client_has_ext(t.c, "PIPELINING", NULL));
+	smtp_client_command(t.c, "QUIT", record_cb, &t);
+	t_run(&t, 2);
+	assert_int_equal(t.ev[1].code, 221);
+	assert_non_null(strstr(t.trace, "S: 220 mx ESMTP\nC: EHLO c.example\nS: 250-mx\n"
+	                                "S: 250-PIPELINING\nS: 250 STARTTLS\nC: STARTTLS\n"
+	                                "S: 220 2.0.0 go\nTLS: TLSv1."));
+	assert_non_null(strstr(t.trace, " (certificate verified for " CERT_NAME ")\n"
+	                                "C: EHLO c.example\nS: 250-mx\nS: 250-SIZE 1000\n"
+	                                "S: 250 AUTH PLAIN LOGIN\nC: QUIT\nS: 221 bye\n"));
+	t_done(&t);
+}
+
+static void
+test_handshake_implicit_tls(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 tls greeting\r\n"},
+	        {"EHLO", "250-ok\r\n250-STARTTLS\r\n250 AUTH LOGIN\r\n"},
+	        {0},
+	};
+	struct smtp_client_handshake hs = {
+	        .helo_name = "c.example",
+	        .tls = SMTP_CLIENT_TLS_IMPLICIT,
+	        .tls_ctx = g_client_ctx,
+	        .tls_name = CERT_NAME,
+	        .tls_verify = true,
+	};
+	struct t t;
+
+	t_init(&t, script, true, 5);
+	assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+	t_run(&t, 1);
+	/* Under TLS already: a STARTTLS in the EHLO reply is not taken up. */
+	assert_int_equal(t.hs.outcome, SMTP_CLIENT_HS_READY);
+	assert_int_equal(t.hs.step, SMTP_CLIENT_STEP_EHLO);
+	assert_non_null(smtp_client_tls_info(t.c));
+	assert_true(smtp_client_has_ext(t.c, "AUTH", NULL));
+	assert_non_null(strstr(t.trace, "TLS: "));
+	assert_true(strstr(t.trace, "TLS: ") < strstr(t.trace, "S: 220 tls greeting"));
+	t_done(&t);
+	assert_string_equal(g_last_got, "EHLO c.example\n");
+}
+
+/* Implicit TLS that does not verify, and a refused connection: FAILED at
+ * the greeting step. */
+static void
+test_handshake_connect_failures(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 tls greeting\r\n"},
+	        {0},
+	};
+	struct smtp_client_handshake hs = {
+	        .helo_name = "c.example",
+	        .tls = SMTP_CLIENT_TLS_IMPLICIT,
+	        .tls_ctx = g_client_ctx,
+	        .tls_name = "other.example",
+	        .tls_verify = true,
+	};
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct t t;
+
+	t_init(&t, script, true, 5);
+	assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+	t_run(&t, 1);
+	assert_int_equal(t.hs.outcome, SMTP_CLIENT_HS_FAILED);
+	assert_int_equal(t.hs.step, SMTP_CLIENT_STEP_GREETING);
+	assert_int_equal(t.hs.status, SMTP_CLIENT_TLS_FAILED);
+	t_done(&t);
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	getsockname(fd, (struct sockaddr *)&sin, &sl);
+	hs.tls = SMTP_CLIENT_TLS_MAY;
+	t_init(&t, NULL, false, 5);
+	assert_int_equal(hs_start(&t, ntohs(sin.sin_port), &hs), 0);
+	t_run(&t, 1);
+	assert_int_equal(t.hs.outcome, SMTP_CLIENT_HS_FAILED);
+	assert_int_equal(t.hs.step, SMTP_CLIENT_STEP_GREETING);
+	assert_int_equal(t.hs.status, SMTP_CLIENT_CONN_FAILED);
+	/* A client opens one session only. */
+	assert_int_equal(hs_start(&t, ntohs(sin.sin_port), &hs), -1);
+	t_done(&t);
+	close(fd);
+}
+
+/* The caller frees the client from the handshake's callback. */
+static void
+test_handshake_free_in_callback(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"EHLO", "550 5.7.1 no\r\n"},
+	        {0},
+	};
+	struct smtp_client_handshake hs = {.helo_name = "c.example"};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	t.hs_free = true;
+	assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+	t_run(&t, 1);
+	assert_int_equal(t.hs.outcome, SMTP_CLIENT_HS_REFUSED);
+	assert_int_equal(t.hs_code, 550);
+	assert_string_equal(t.hs_text, "5.7.1 no");
+	assert_null(t.c);
+	t_done(&t);
+}
+
+/* A secret line shows in the trace as the caller says, never as sent. */
+static void
+test_trace_secret(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"AUTH PLAIN AGFsaWNlAHNlY3JldA==", "334 \r\n"},
+	        {"c2VjcmV0", "235 2.7.0 ok\r\n"},
+	        {0},
+	};
+	struct t t;
+
+	t_init(&t, script, false, 5);
+	smtp_client_set_trace(t.c, trace_cb, &t);
+	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	smtp_client_command_secret(t.c, "AUTH PLAIN AGFsaWNlAHNlY3JldA==",
+	                           "AUTH PLAIN ******** (initial response)", record_cb, &t);
+	smtp_client_command_secret(t.c, "c2VjcmV0", NULL, record_cb, &t);
+	t_run(&t, 3);
+	assert_int_equal(t.ev[2].code, 235);
+	assert_string_equal(t.trace, "S: 220 ok\nC: AUTH PLAIN ******** (initial response)\n"
+	                             "S: 334 \nC: ********\nS: 235 2.7.0 ok\n");
+	t_done(&t);
+}
+
+/* The one builder: a CA file that does not load; one that does verifies
+ * the certificate; without verify, nothing is checked. */
+static void
+test_tls_ctx_new(void **state)
+{
+	static const struct step script[] = {
+	        {NULL, "220 ok\r\n"},
+	        {"EHLO", "250-ok\r\n250 STARTTLS\r\n"},
+	        {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	        {"EHLO", "250 ok\r\n"},
+	        {0},
+	};
+	char path[] = "/tmp/test_smtp_client_ca.XXXXXX";
+	const char *err = NULL;
+	SSL_CTX *ctx;
+	FILE *f;
+	int fd;
+
+	assert_null(smtp_client_tls_ctx_new("/nonexistent/ca.pem", true, &err));
+	assert_non_null(strstr(err, "cannot load /nonexistent/ca.pem: "));
+
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_int_equal(PEM_write_X509(f, g_cert), 1);
+	fclose(f);
+	for (int verify = 1; verify >= 0; verify--) {
+		struct smtp_client_handshake hs = {
+		        .helo_name = "c.example",
+		        .tls = SMTP_CLIENT_TLS_STARTTLS,
+		        .tls_name = verify ? CERT_NAME : "other.example",
+		        .tls_verify = verify,
+		};
+		struct t t;
+
+		ctx = smtp_client_tls_ctx_new(verify ? path : "/nonexistent/ca.pem", verify, &err);
+		assert_non_null(ctx);
+		hs.tls_ctx = ctx;
+		t_init(&t, script, false, 5);
+		assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+		t_run(&t, 1);
+		assert_int_equal(t.hs.outcome, SMTP_CLIENT_HS_READY);
+		assert_non_null(smtp_client_tls_info(t.c));
+		assert_non_null(strstr(t.trace, verify ? "(certificate verified for " CERT_NAME ")"
+		                                       : "(certificate not verified)"));
+		t_done(&t);
+		SSL_CTX_free(ctx);
+	}
+	unlink(path);
+}
+
 static int
 setup(void **state)
 {
@@ -1212,6 +1716,13 @@ main(void)
 	        cmocka_unit_test(test_secret_and_invalid_lines),
 	        cmocka_unit_test(test_free_in_callback),
 	        cmocka_unit_test(test_free_in_failure_callback),
+	        cmocka_unit_test(test_handshake_outcomes),
+	        cmocka_unit_test(test_handshake_starttls),
+	        cmocka_unit_test(test_handshake_implicit_tls),
+	        cmocka_unit_test(test_handshake_connect_failures),
+	        cmocka_unit_test(test_handshake_free_in_callback),
+	        cmocka_unit_test(test_trace_secret),
+	        cmocka_unit_test(test_tls_ctx_new),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, setup, teardown);
