@@ -7,9 +7,10 @@
  * jobs to connections: it hands a waiting job to an idle connection, or
  * opens a new one while the limits allow and fewer connections are on their
  * way than jobs wait. A connection (struct dconn) walks the addresses in
- * order until one greets and takes EHLO (and STARTTLS when wanted); an
- * address that failed is skipped for the rest of the destination's life. When
- * no address is left, every waiting job is deferred with the last reason.
+ * order until one completes the handshake (smtp_client_handshake: greeting,
+ * EHLO or HELO, STARTTLS as the route's tls says); an address that failed is
+ * skipped for the rest of the destination's life. When no address is left,
+ * every waiting job is deferred with the last reason.
  *
  * Transactions: MAIL, each RCPT and DATA are queued at once; the client
  * pipelines them when the server offers PIPELINING and sends them one by one
@@ -40,7 +41,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 /* Transactions on one connection before it is closed and a fresh one made. */
@@ -51,12 +51,8 @@
 #define REPLY_LINES_MAX 200
 
 enum dconn_state {
-	DC_CONNECTING, /* connect + greeting */
-	DC_EHLO,
-	DC_HELO,
-	DC_STARTTLS,
-	DC_EHLO_TLS,
-	DC_READY, /* idle or about to take a job */
+	DC_CONNECTING, /* connect and handshake (smtp_client_handshake) */
+	DC_READY,      /* idle or about to take a job */
 	DC_TXN,
 	DC_RSET,
 };
@@ -103,7 +99,6 @@ struct dconn {
 	enum dconn_state st;
 	bool opening;
 	bool no_tls; /* retrying after a failed opportunistic handshake */
-	bool tls;
 	struct delivery_job *job;
 	bool *accepted; /* per job rcpt: RCPT got 2xx */
 	int fd;
@@ -246,32 +241,21 @@ dest_fail_jobs(struct dest *d, enum rcpt_status st, const char *dsn, const char 
 	}
 }
 
+/* The TLS context for a destination's policy: opportunistic (no
+ * verification), or verified against ca_file (NULL: the system's store),
+ * built once per CA file and kept. */
 static SSL_CTX *
 tls_client_ctx(struct delivery *dl, bool verify, const char *ca_file, const char **error_r)
 {
-	static char err[300];
-
 	if (!verify)
 		return dl->tls_any;
 	for (struct tls_ctx *t = dl->tls_verify; t != NULL; t = t->next)
 		if ((t->ca_file == NULL && ca_file == NULL) ||
 		    (t->ca_file != NULL && ca_file != NULL && strcmp(t->ca_file, ca_file) == 0))
 			return t->ctx;
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	if (ctx == NULL) {
-		*error_r = "SSL_CTX_new failed";
+	SSL_CTX *ctx = smtp_client_tls_ctx_new(ca_file, true, error_r);
+	if (ctx == NULL)
 		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	int ok = ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
-	                         : SSL_CTX_set_default_verify_paths(ctx);
-	if (ok != 1) {
-		snprintf(err, sizeof(err), "cannot load CA certificates %s",
-		         ca_file ? ca_file : "(system)");
-		*error_r = err;
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
 	struct tls_ctx *t = xcalloc(1, sizeof(*t));
 	t->ca_file = ca_file ? xstrdup(ca_file) : NULL;
 	t->ctx = ctx;
@@ -642,8 +626,8 @@ conn_release(struct dconn *k)
 	event_active(dl->kick_ev, EV_TIMEOUT, 0);
 }
 
-static void conn_greeting_cb(struct smtp_client *c, enum smtp_client_status status,
-                             const struct smtp_reply *reply, void *arg);
+static void conn_handshake_cb(struct smtp_client *c, const struct smtp_client_hs_result *r,
+                              void *arg);
 
 /* This address did not work out: note why, try the next one. */
 static void
@@ -661,7 +645,6 @@ conn_address_failed(struct dconn *k, const char *why)
 	}
 	slot_put(dl, k->slot);
 	k->slot = NULL;
-	k->tls = false;
 	k->no_tls = false;
 	long next = dest_pick_address(d, 0);
 	if (next < 0) {
@@ -691,6 +674,16 @@ conn_try_address(struct dconn *k)
 	        .max_reply_line = REPLY_LINE_MAX,
 	        .max_reply_lines = REPLY_LINES_MAX,
 	};
+	bool required = d->rd.tls == ROUTE_TLS_REQUIRED;
+	struct smtp_client_handshake hs = {
+	        .helo_name = dl->helo,
+	        .tls = k->no_tls || d->rd.tls == ROUTE_TLS_NONE ? SMTP_CLIENT_TLS_NONE
+	               : required                               ? SMTP_CLIENT_TLS_STARTTLS
+	                                                        : SMTP_CLIENT_TLS_MAY,
+	        .tls_name = a->t.host,
+	        .tls_verify = required,
+	        .helo_fallback = true,
+	};
 	char log_id[400];
 
 	k->slot = slot_find(dl, a->ip, true);
@@ -700,12 +693,22 @@ conn_try_address(struct dconn *k)
 	snprintf(k->relay, sizeof(k->relay), "%.200s[%.*s]:%.10s", a->t.host,
 	         (int)(colon != NULL ? colon - a->ip : (long)strlen(a->ip)), a->ip,
 	         colon != NULL ? colon + 1 : "");
+	k->st = DC_CONNECTING;
+	if (hs.tls != SMTP_CLIENT_TLS_NONE) {
+		const char *err = "";
+		hs.tls_ctx = tls_client_ctx(dl, required, d->rd.tls_ca_file, &err);
+		if (hs.tls_ctx == NULL) {
+			char why[800];
+			snprintf(why, sizeof(why), "TLS setup for %s: %s", k->relay, err);
+			conn_address_failed(k, why);
+			return;
+		}
+	}
 	snprintf(log_id, sizeof(log_id), "dest=%s", d->rd.key);
 	p.log_id = log_id;
-	k->st = DC_CONNECTING;
 	k->c = smtp_client_new(dl->base, &p);
-	if (smtp_client_connect(k->c, (const struct sockaddr *)&a->t.addr, a->t.addrlen, NULL, NULL,
-	                        false, conn_greeting_cb, k) != 0) {
+	if (smtp_client_handshake(k->c, (const struct sockaddr *)&a->t.addr, a->t.addrlen, &hs,
+	                          conn_handshake_cb, k) != 0) {
 		char why[400];
 		snprintf(why, sizeof(why), "connect to %s: %s", k->relay, strerror(errno));
 		conn_address_failed(k, why);
@@ -713,8 +716,6 @@ conn_try_address(struct dconn *k)
 }
 
 static void conn_ready(struct dconn *k);
-static void conn_ehlo_cb(struct smtp_client *c, enum smtp_client_status status,
-                         const struct smtp_reply *reply, void *arg);
 
 static void
 conn_setup_failed(struct dconn *k, enum smtp_client_status status, const struct smtp_reply *reply,
@@ -730,125 +731,72 @@ conn_setup_failed(struct dconn *k, enum smtp_client_status status, const struct 
 	conn_address_failed(k, why);
 }
 
-static void
-conn_greeting_cb(struct smtp_client *c, enum smtp_client_status status,
-                 const struct smtp_reply *reply, void *arg)
+/* The step as the reasons name it: "connect to ...", "host ... refused to
+ * talk to me: ...", "EHLO to ...". */
+static const char *
+conn_step_name(enum smtp_client_step step, bool failed)
 {
-	struct dconn *k = arg;
-	if (status != SMTP_CLIENT_OK || reply->code != 220) {
-		conn_setup_failed(k, status, reply,
-		                  status == SMTP_CLIENT_OK ? "to talk to me" : "connect");
-		return;
+	switch (step) {
+	case SMTP_CLIENT_STEP_GREETING:
+		return failed ? "connect" : "to talk to me";
+	case SMTP_CLIENT_STEP_EHLO:
+	case SMTP_CLIENT_STEP_EHLO_TLS:
+		return "EHLO";
+	case SMTP_CLIENT_STEP_HELO:
+		return "HELO";
+	case SMTP_CLIENT_STEP_STARTTLS:
+		return "STARTTLS";
 	}
-	k->st = DC_EHLO;
-	smtp_client_ehlo(c, k->d->dl->helo, conn_ehlo_cb, k);
+	return "?";
 }
 
 static void
-conn_helo_cb(struct smtp_client *c, enum smtp_client_status status, const struct smtp_reply *reply,
-             void *arg)
+conn_handshake_cb(struct smtp_client *c, const struct smtp_client_hs_result *r, void *arg)
 {
 	struct dconn *k = arg;
-	if (status != SMTP_CLIENT_OK || reply->code != 250) {
-		conn_setup_failed(k, status, reply, "HELO");
+	struct dest *d = k->d;
+	char why[400];
+
+	switch (r->outcome) {
+	case SMTP_CLIENT_HS_READY:
+		if (r->starttls_refused != 0)
+			log_info("dest=%s relay=%s STARTTLS refused (%d), continuing without TLS",
+			         d->rd.key, k->relay, r->starttls_refused);
+		conn_ready(k);
 		return;
-	}
-	if (k->d->rd.tls == ROUTE_TLS_REQUIRED) {
-		char why[400];
+	case SMTP_CLIENT_HS_FAILED:
+		if (r->step == SMTP_CLIENT_STEP_STARTTLS && r->status == SMTP_CLIENT_TLS_FAILED &&
+		    d->rd.tls != ROUTE_TLS_REQUIRED) {
+			/* Opportunistic TLS that failed: once more to the same
+			 * address, without STARTTLS (what Postfix does for
+			 * smtp_tls_security_level=may). */
+			log_info("dest=%s relay=%s TLS handshake failed, retrying without TLS",
+			         d->rd.key, k->relay);
+			smtp_client_free(k->c);
+			k->c = NULL;
+			slot_put(d->dl, k->slot);
+			k->slot = NULL;
+			k->no_tls = true;
+			conn_try_address(k);
+			return;
+		}
+		conn_setup_failed(k, r->status, NULL, conn_step_name(r->step, true));
+		return;
+	case SMTP_CLIENT_HS_REFUSED:
+	case SMTP_CLIENT_HS_REJECTED: /* no greeting check here: never */
+		conn_setup_failed(k, SMTP_CLIENT_OK, r->reply, conn_step_name(r->step, false));
+		return;
+	case SMTP_CLIENT_HS_NO_STARTTLS:
+		snprintf(why, sizeof(why), "TLS is required, but was not offered by host %s",
+		         k->relay);
+		conn_address_failed(k, why);
+		return;
+	case SMTP_CLIENT_HS_NO_ESMTP:
 		snprintf(why, sizeof(why), "TLS is required, but host %s offers no ESMTP",
 		         k->relay);
 		conn_address_failed(k, why);
 		return;
 	}
-	conn_ready(k);
-}
-
-static void
-conn_starttls_cb(struct smtp_client *c, enum smtp_client_status status,
-                 const struct smtp_reply *reply, void *arg)
-{
-	struct dconn *k = arg;
-	struct dest *d = k->d;
-	bool required = d->rd.tls == ROUTE_TLS_REQUIRED;
-
-	if (status == SMTP_CLIENT_OK && reply->code == 220) {
-		k->tls = true;
-		k->st = DC_EHLO_TLS;
-		/* RFC 3207 4.2: forget what we knew, ask again. */
-		smtp_client_ehlo(c, d->dl->helo, conn_ehlo_cb, k);
-		return;
-	}
-	if (required || status == SMTP_CLIENT_TIMEOUT || status == SMTP_CLIENT_CONN_FAILED ||
-	    status == SMTP_CLIENT_PROTOCOL) {
-		conn_setup_failed(k, status, reply, "STARTTLS");
-		return;
-	}
-	if (status == SMTP_CLIENT_OK) {
-		/* Refused: go on in plaintext (opportunistic). */
-		log_info("dest=%s relay=%s STARTTLS refused (%d), continuing without TLS",
-		         d->rd.key, k->relay, reply->code);
-		conn_ready(k);
-		return;
-	}
-	/* Opportunistic TLS that failed: once more to the same address,
-	 * without STARTTLS (what Postfix does for smtp_tls_security_level=may). */
-	log_info("dest=%s relay=%s TLS handshake failed, retrying without TLS", d->rd.key,
-	         k->relay);
-	smtp_client_free(k->c);
-	k->c = NULL;
-	slot_put(d->dl, k->slot);
-	k->slot = NULL;
-	k->no_tls = true;
-	conn_try_address(k);
-}
-
-static void
-conn_ehlo_cb(struct smtp_client *c, enum smtp_client_status status, const struct smtp_reply *reply,
-             void *arg)
-{
-	struct dconn *k = arg;
-	struct dest *d = k->d;
-
-	if (status != SMTP_CLIENT_OK) {
-		conn_setup_failed(k, status, reply, "EHLO");
-		return;
-	}
-	if (reply->code != 250) {
-		if (k->st == DC_EHLO && reply->code >= 500) {
-			/* RFC 5321 3.2: an old server; HELO it is. */
-			k->st = DC_HELO;
-			smtp_client_command(c, "HELO", conn_helo_cb, k);
-			return;
-		}
-		conn_setup_failed(k, status, reply, "EHLO");
-		return;
-	}
-	if (!k->tls && !k->no_tls && d->rd.tls != ROUTE_TLS_NONE) {
-		bool offered = smtp_client_has_ext(c, "STARTTLS", NULL);
-		bool verify = d->rd.tls == ROUTE_TLS_REQUIRED;
-		if (offered) {
-			const char *err = "";
-			SSL_CTX *ctx = tls_client_ctx(d->dl, verify, d->rd.tls_ca_file, &err);
-			if (ctx == NULL) {
-				char why[800];
-				snprintf(why, sizeof(why), "TLS setup for %s: %s", k->relay, err);
-				conn_address_failed(k, why);
-				return;
-			}
-			k->st = DC_STARTTLS;
-			smtp_client_starttls(c, ctx, d->addrs[k->ai].t.host, verify,
-			                     conn_starttls_cb, k);
-			return;
-		}
-		if (verify) {
-			char why[400];
-			snprintf(why, sizeof(why),
-			         "TLS is required, but was not offered by host %s", k->relay);
-			conn_address_failed(k, why);
-			return;
-		}
-	}
-	conn_ready(k);
 }
 
 static void
@@ -1116,14 +1064,12 @@ delivery_new(const struct delivery_params *p, const char **error_r)
 	dl->qc = p->qc;
 	dl->dns = p->dns;
 	dl->helo = xstrdup(p->helo_name);
-	dl->tls_any = SSL_CTX_new(TLS_client_method());
+	dl->tls_any = smtp_client_tls_ctx_new(NULL, false, error_r);
 	if (dl->tls_any == NULL) {
-		*error_r = "SSL_CTX_new failed";
 		free(dl->helo);
 		free(dl);
 		return NULL;
 	}
-	SSL_CTX_set_verify(dl->tls_any, SSL_VERIFY_NONE, NULL);
 	dl->kick_ev = event_new(dl->base, -1, 0, delivery_kick_cb, dl);
 	return dl;
 }
