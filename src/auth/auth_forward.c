@@ -72,10 +72,8 @@
 
 enum fwd_state {
 	FWD_CONNECTING, /* until the greeting */
-	FWD_EHLO,
-	FWD_STARTTLS,
-	FWD_EHLO_TLS,
-	FWD_READY, /* greeted and EHLO'd; in the pool or about to AUTH */
+	FWD_HANDSHAKE,  /* greeted: EHLO, STARTTLS, EHLO again */
+	FWD_READY,      /* greeted and EHLO'd; in the pool or about to AUTH */
 	FWD_AUTH,
 	FWD_AUTH_USER, /* LOGIN: the login sent, waiting for the second 334 */
 	FWD_AUTH_PASS, /* the password sent */
@@ -83,8 +81,7 @@ enum fwd_state {
 };
 
 static const char *const fwd_state_names[] = {
-        "connecting", "ehlo",      "starttls",  "ehlo_tls", "ready",
-        "auth",       "auth_user", "auth_pass", "quit",
+        "connecting", "handshake", "ready", "auth", "auth_user", "auth_pass", "quit",
 };
 
 struct fwd_request;
@@ -100,7 +97,6 @@ struct fwd_session {
 	bool pooled;             /* made ahead of a request, not yet used */
 	bool from_pool;          /* was pooled, now serves a request */
 	bool in_pool;
-	bool verified; /* the certificate was checked */
 	int64_t ready_at;
 	enum fwd_mech mech;
 	bool plain_ir;
@@ -139,6 +135,7 @@ struct auth_forward {
 	struct event_base *base;
 	struct fwd_settings set;
 	SSL_CTX *ssl_ctx;
+	struct smtp_client_handshake hs; /* each session's, but for tls_name */
 	struct smtp_client_params params;
 	LIST_HEAD(, fwd_session) sessions;
 	unsigned n_sessions;
@@ -186,54 +183,6 @@ static void AR_PRINTF(2, 3) fwd_trace(const struct auth_forward *src, const char
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	src->trace(src->trace_arg, line);
-}
-
-/* Each line of a reply, as it came: "S: 250-first", "S: 250 last". */
-static void
-fwd_trace_reply(const struct auth_forward *src, const struct smtp_reply *r)
-{
-	const char *p = r->text;
-	char esc[600];
-
-	if (src->trace == NULL)
-		return;
-	for (size_t i = 0; i < r->n_lines; i++) {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
-		fwd_trace(src, "S: %d%c%s", r->code, i + 1 < r->n_lines ? '-' : ' ',
-		          log_escape(p, len, esc, sizeof(esc)));
-		if (nl == NULL)
-			break;
-		p = nl + 1;
-	}
-}
-
-static SSL_CTX *
-fwd_ssl_ctx_new(struct fwd_settings *set, const struct config *cfg, char *err, size_t errsz)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-
-	if (ctx == NULL) {
-		snprintf(err, errsz, "cannot create a TLS context");
-		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	if (set->ca_file != NULL) {
-		if (SSL_CTX_load_verify_locations(ctx, set->ca_file, NULL) != 1) {
-			unsigned long e = ERR_get_error();
-			snprintf(err, errsz, "ca_file: cannot load %s: %s", set->ca_file,
-			         ERR_reason_error_string(e) != NULL ? ERR_reason_error_string(e)
-			                                            : "unknown error");
-			ERR_clear_error();
-			SSL_CTX_free(ctx);
-			return NULL;
-		}
-	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		snprintf(err, errsz, "cannot load the system's CA certificates");
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	return ctx;
 }
 
 /* ------------------------------------------------------------ health */
@@ -394,8 +343,6 @@ fwd_quit_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp
 {
 	struct fwd_session *s = arg;
 
-	if (r != NULL)
-		fwd_trace_reply(s->src, r);
 	fwd_session_free(s);
 }
 
@@ -413,7 +360,6 @@ fwd_session_close(struct fwd_session *s, bool polite)
 	}
 	if (polite && smtp_client_idle(s->client)) {
 		fwd_session_set_state(s, FWD_QUIT);
-		fwd_trace(s->src, "C: QUIT");
 		smtp_client_command(s->client, "QUIT", fwd_quit_cb, s);
 		return;
 	}
@@ -501,106 +447,65 @@ fwd_is_own_greeting(const struct auth_forward *src, const char *text)
 	return false;
 }
 
-static void fwd_ehlo_cb(struct smtp_client *c, enum smtp_client_status st,
-                        const struct smtp_reply *r, void *arg);
-
-static void
-fwd_send_ehlo(struct fwd_session *s, enum fwd_state st)
+static bool
+fwd_greeting_not_ours(void *arg, const struct smtp_reply *greeting)
 {
-	fwd_session_set_state(s, st);
-	fwd_trace(s->src, "C: EHLO %s", s->src->set.helo_name);
-	smtp_client_ehlo(s->client, s->src->set.helo_name, fwd_ehlo_cb, s);
+	return !fwd_is_own_greeting(arg, greeting->text);
 }
 
+/* Greeted, EHLO'd and TLS as configured: AUTH or the pool. Otherwise the
+ * reason says what went wrong; each lets the next upstream try. */
 static void
-fwd_greeting_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp_reply *r,
-                void *arg)
+fwd_handshake_cb(struct smtp_client *c, const struct smtp_client_hs_result *r, void *arg)
 {
 	struct fwd_session *s = arg;
 	char why[200], esc[120];
+	const char *text = "";
 
-	if (st != SMTP_CLIENT_OK) {
-		fwd_session_status_fail(s, st, "greeting");
+	if (r->step != SMTP_CLIENT_STEP_GREETING)
+		fwd_session_set_state(s, FWD_HANDSHAKE); /* greeted: QUIT is polite */
+	if (r->reply != NULL)
+		text = log_escape(r->reply->text, strcspn(r->reply->text, "\n"), esc, sizeof(esc));
+	switch (r->outcome) {
+	case SMTP_CLIENT_HS_READY:
+		fwd_session_ready(s);
 		return;
-	}
-	fwd_trace_reply(s->src, r);
-	if (s->src->set.tls == FWD_TLS_IMPLICIT && smtp_client_tls_info(c) != NULL)
-		fwd_trace(s->src, "TLS: %s (certificate %s)", smtp_client_tls_info(c),
-		          s->src->set.tls_verify ? "verified" : "not verified");
-	if (r->code != 220) {
-		/* 421 (busy, shutting down) or 554 (no service here). */
-		snprintf(why, sizeof(why), "greeting %d %s", r->code,
-		         log_escape(r->text, strcspn(r->text, "\n"), esc, sizeof(esc)));
-		fwd_session_fail(s, "upstream_unavailable", r->code, true, why);
+	case SMTP_CLIENT_HS_FAILED:
+		fwd_session_status_fail(s, r->status,
+		                        r->step == SMTP_CLIENT_STEP_GREETING   ? "greeting"
+		                        : r->step == SMTP_CLIENT_STEP_STARTTLS ? "STARTTLS"
+		                                                               : "EHLO");
 		return;
-	}
-	if (fwd_is_own_greeting(s->src, r->text)) {
+	case SMTP_CLIENT_HS_REJECTED:
 		log_err("auth: forward upstream=%s addr=%s greets with our own banner: it is this "
 		        "gateway (a loop); fix [smtp-forward] upstreams",
 		        s->up->name, s->up->addr_text);
-		fwd_session_fail(s, "upstream_loop", r->code, true, "loop: our own greeting");
+		fwd_session_fail(s, "upstream_loop", r->reply->code, true,
+		                 "loop: our own greeting");
 		return;
-	}
-	fwd_send_ehlo(s, FWD_EHLO);
-}
-
-static void
-fwd_starttls_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp_reply *r,
-                void *arg)
-{
-	struct fwd_session *s = arg;
-	char why[200], esc[120];
-
-	if (st != SMTP_CLIENT_OK) {
-		fwd_session_status_fail(s, st, "STARTTLS");
+	case SMTP_CLIENT_HS_NO_STARTTLS:
+		fwd_session_fail(s, "upstream_tls", 0, true,
+		                 "STARTTLS not offered (tls = starttls)");
 		return;
+	case SMTP_CLIENT_HS_REFUSED:
+	case SMTP_CLIENT_HS_NO_ESMTP: /* never: no HELO here */
+		break;
 	}
-	fwd_trace_reply(s->src, r);
-	if (r->code != 220) {
-		snprintf(why, sizeof(why), "STARTTLS refused: %d %s", r->code,
-		         log_escape(r->text, strcspn(r->text, "\n"), esc, sizeof(esc)));
-		fwd_session_fail(s, "upstream_tls", r->code, true, why);
-		return;
+	if (r->reply == NULL) {
+		fwd_session_fail(s, "upstream_no_auth", 0, true, "the upstream speaks no ESMTP");
+	} else if (r->step == SMTP_CLIENT_STEP_GREETING) {
+		/* 421 (busy, shutting down) or 554 (no service here). */
+		snprintf(why, sizeof(why), "greeting %d %s", r->reply->code, text);
+		fwd_session_fail(s, "upstream_unavailable", r->reply->code, true, why);
+	} else if (r->step == SMTP_CLIENT_STEP_STARTTLS) {
+		snprintf(why, sizeof(why), "STARTTLS refused: %d %s", r->reply->code, text);
+		fwd_session_fail(s, "upstream_tls", r->reply->code, true, why);
+	} else {
+		snprintf(why, sizeof(why), "EHLO refused: %d %s", r->reply->code, text);
+		fwd_session_fail(
+		        s, r->reply->code >= 500 ? "upstream_no_auth" : "upstream_unavailable",
+		        r->reply->code, true, why);
 	}
-	s->verified = s->src->set.tls_verify;
-	fwd_trace(s->src, "TLS: %s (certificate %s%s)", smtp_client_tls_info(c),
-	          s->verified ? "verified for " : "not verified",
-	          s->verified ? s->up->tls_name : "");
-	fwd_send_ehlo(s, FWD_EHLO_TLS);
-}
-
-static void
-fwd_ehlo_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp_reply *r,
-            void *arg)
-{
-	struct fwd_session *s = arg;
-	char why[200], esc[120];
-
-	if (st != SMTP_CLIENT_OK) {
-		fwd_session_status_fail(s, st, "EHLO");
-		return;
-	}
-	fwd_trace_reply(s->src, r);
-	if (r->code != 250) {
-		snprintf(why, sizeof(why), "EHLO refused: %d %s", r->code,
-		         log_escape(r->text, strcspn(r->text, "\n"), esc, sizeof(esc)));
-		fwd_session_fail(s, r->code >= 500 ? "upstream_no_auth" : "upstream_unavailable",
-		                 r->code, true, why);
-		return;
-	}
-	if (s->state == FWD_EHLO && s->src->set.tls == FWD_TLS_STARTTLS) {
-		if (!smtp_client_has_ext(c, "STARTTLS", NULL)) {
-			fwd_session_fail(s, "upstream_tls", 0, true,
-			                 "STARTTLS not offered (tls = starttls)");
-			return;
-		}
-		fwd_session_set_state(s, FWD_STARTTLS);
-		fwd_trace(s->src, "C: STARTTLS");
-		smtp_client_starttls(c, s->src->ssl_ctx, s->up->tls_name, s->src->set.tls_verify,
-		                     fwd_starttls_cb, s);
-		return;
-	}
-	fwd_session_ready(s);
 }
 
 static bool
@@ -625,11 +530,11 @@ static void
 fwd_send_b64(struct fwd_session *s, const void *data, size_t len, const char *what)
 {
 	size_t sz = BASE64_ENCODED_SIZE(len);
-	char *b64 = xmalloc(sz);
+	char *b64 = xmalloc(sz), shown[64];
 
+	snprintf(shown, sizeof(shown), "******** (%s, base64)", what);
 	base64_encode(data, len, b64, sz);
-	fwd_trace(s->src, "C: ******** (%s, base64)", what);
-	smtp_client_command_secret(s->client, b64, NULL, fwd_auth_cb, s);
+	smtp_client_command_secret(s->client, b64, shown, fwd_auth_cb, s);
 	explicit_bzero(b64, sz);
 	free(b64);
 }
@@ -677,7 +582,6 @@ fwd_session_auth(struct fwd_session *s)
 	fwd_session_set_state(s, FWD_AUTH);
 	req->attempts++;
 	if (s->mech == FWD_MECH_LOGIN) {
-		fwd_trace(s->src, "C: AUTH LOGIN");
 		smtp_client_command(s->client, "AUTH LOGIN", fwd_auth_cb, s);
 		return;
 	}
@@ -695,10 +599,9 @@ fwd_session_auth(struct fwd_session *s)
 	base64_encode(raw, rawlen, line + 11, sz - 11);
 	s->plain_ir = strlen(line) <= FWD_PLAIN_IR_MAX;
 	if (s->plain_ir) {
-		fwd_trace(s->src, "C: AUTH PLAIN ******** (initial response)");
-		smtp_client_command_secret(s->client, line, NULL, fwd_auth_cb, s);
+		smtp_client_command_secret(
+		        s->client, line, "AUTH PLAIN ******** (initial response)", fwd_auth_cb, s);
 	} else {
-		fwd_trace(s->src, "C: AUTH PLAIN");
 		smtp_client_command(s->client, "AUTH PLAIN", fwd_auth_cb, s);
 	}
 	explicit_bzero(raw, rawlen);
@@ -738,8 +641,6 @@ fwd_auth_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp
 
 	if (req == NULL) {
 		/* The request ended meanwhile (cancelled "*" answered). */
-		if (st == SMTP_CLIENT_OK)
-			fwd_trace_reply(s->src, r);
 		if (s->state != FWD_QUIT)
 			fwd_session_close(s, st == SMTP_CLIENT_OK);
 		return;
@@ -748,7 +649,6 @@ fwd_auth_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp
 		fwd_session_status_fail(s, st, "AUTH");
 		return;
 	}
-	fwd_trace_reply(s->src, r);
 	if (r->code == 504 || r->code == 530 || r->code == 534 || r->code == 538) {
 		/* RFC 4954 6: mechanism unknown or too weak, TLS required. The
 		 * upstream did not judge the password: our set-up is wrong. */
@@ -790,7 +690,6 @@ fwd_auth_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp
 			return;
 		}
 		/* A challenge we did not expect: cancel (RFC 4954 4). */
-		fwd_trace(s->src, "C: *");
 		smtp_client_command(c, "*", fwd_auth_cb, s);
 		s->req = NULL;
 		req->sess = NULL;
@@ -828,6 +727,7 @@ static struct fwd_session *
 fwd_session_new(struct auth_forward *src, struct fwd_upstream *up, struct fwd_request *req)
 {
 	struct fwd_session *s = xcalloc(1, sizeof(*s));
+	struct smtp_client_handshake hs = src->hs;
 	char log_id[200];
 
 	snprintf(log_id, sizeof(log_id), "auth: forward upstream=%s", up->name);
@@ -847,9 +747,11 @@ fwd_session_new(struct auth_forward *src, struct fwd_upstream *up, struct fwd_re
 		req->sess = s;
 	fwd_trace(src, "upstream %s (%s): connecting, tls=%s%s", up->name, up->addr_text,
 	          forward_config_tls_name(src->set.tls), req == NULL ? " [pre-connect]" : "");
-	if (smtp_client_connect(s->client, (const struct sockaddr *)&up->addr, up->addrlen,
-	                        src->set.tls == FWD_TLS_IMPLICIT ? src->ssl_ctx : NULL,
-	                        up->tls_name, src->set.tls_verify, fwd_greeting_cb, s) < 0) {
+	hs.tls_name = up->tls_name;
+	if (src->trace != NULL)
+		smtp_client_set_trace(s->client, src->trace, src->trace_arg);
+	if (smtp_client_handshake(s->client, (const struct sockaddr *)&up->addr, up->addrlen, &hs,
+	                          fwd_handshake_cb, s) < 0) {
 		fwd_session_fail(s, "upstream_unavailable", 0, true, "cannot start a connection");
 		return NULL;
 	}
@@ -1025,7 +927,8 @@ auth_forward_new(const struct auth_env *env, struct auth_forward **r, const char
 {
 	struct auth_forward *src;
 	struct fwd_settings set;
-	char err[512];
+	const char *err = NULL;
+	char msg[600];
 
 	if (forward_config_parse(env->cfg, &set, error_r) < 0)
 		return -1;
@@ -1033,13 +936,24 @@ auth_forward_new(const struct auth_env *env, struct auth_forward **r, const char
 	src->cfg = env->cfg;
 	src->base = env->base;
 	src->set = set;
-	src->ssl_ctx = fwd_ssl_ctx_new(&src->set, env->cfg, err, sizeof(err));
+	/* Built (and ca_file checked) even with tls = none or tls_verify = no,
+	 * so that check-config finds a bad ca_file whatever the rest says. */
+	src->ssl_ctx = smtp_client_tls_ctx_new(set.ca_file, true, &err);
 	if (src->ssl_ctx == NULL) {
+		snprintf(msg, sizeof(msg), "%s%s", set.ca_file != NULL ? "ca_file: " : "", err);
 		forward_config_free(&src->set);
 		free(src);
-		*error_r = forward_config_error(env->cfg, "ca_file", err);
+		*error_r = forward_config_error(env->cfg, "ca_file", msg);
 		return -1;
 	}
+	src->hs.helo_name = src->set.helo_name;
+	src->hs.tls = src->set.tls == FWD_TLS_IMPLICIT   ? SMTP_CLIENT_TLS_IMPLICIT
+	              : src->set.tls == FWD_TLS_STARTTLS ? SMTP_CLIENT_TLS_STARTTLS
+	                                                 : SMTP_CLIENT_TLS_NONE;
+	src->hs.tls_ctx = src->ssl_ctx;
+	src->hs.tls_verify = src->set.tls_verify;
+	src->hs.check_greeting = fwd_greeting_not_ours;
+	src->hs.check_arg = src;
 	src->params.connect_timeout = set.connect_timeout;
 	src->params.greeting_timeout = set.timeout;
 	src->params.command_timeout = set.timeout;
