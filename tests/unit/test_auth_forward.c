@@ -12,9 +12,10 @@
  * response carrying the credentials byte for byte, PLAIN without one for a
  * long password, LOGIN, failover after a 4xx, no failover after a timeout,
  * the loop, 504/538 taken as set-up errors, an unexpected 334 cancelled,
- * a NUL in the password, CRAM-MD5, the bounded queue, and a trace that never
- * holds the credentials. (A script ends at the decisive reply: the source
- * is freed right after it, so its QUIT may never be written.)
+ * a NUL in the password, CRAM-MD5, the bounded queue, a pre-connected
+ * session found dead at AUTH, and a trace that never holds the credentials.
+ * (A script ends at the decisive reply: the source is freed right after it,
+ * so its QUIT may never be written.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -57,6 +58,7 @@ struct step {
 struct upstream {
 	int lfd, port;
 	const struct step *script;
+	const struct step *script2; /* for a second connection, if any */
 	pthread_t thread;
 	bool started;
 	char got[16384]; /* lines received, '\n'-separated */
@@ -86,17 +88,17 @@ up_line(int fd, char *buf, size_t *len, char *out, size_t outsz)
 	}
 }
 
-static void *
-up_main(void *arg)
+/* Serve one connection with script. */
+static void
+up_serve(struct upstream *u, const struct step *script)
 {
-	struct upstream *u = arg;
 	char buf[8192], line[8192];
 	size_t len = 0;
 	int fd = accept(u->lfd, NULL, NULL);
 
 	if (fd < 0)
-		return NULL;
-	for (const struct step *st = u->script; st->expect || st->send || st->act; st++) {
+		return;
+	for (const struct step *st = script; st->expect || st->send || st->act; st++) {
 		if (st->expect != NULL) {
 			if (!up_line(fd, buf, &len, line, sizeof(line))) {
 				snprintf(u->error, sizeof(u->error), "EOF before %s", st->expect);
@@ -126,12 +128,23 @@ up_main(void *arg)
 		;
 done:
 	close(fd);
+}
+
+static void *
+up_main(void *arg)
+{
+	struct upstream *u = arg;
+
+	up_serve(u, u->script);
+	if (u->script2 != NULL && u->error[0] == '\0')
+		up_serve(u, u->script2);
 	return NULL;
 }
 
-/* A listening upstream; with a script, a thread serves one connection. */
+/* A listening upstream; with a script, a thread serves one connection (two
+ * with script2). */
 static struct upstream *
-up_new(const struct step *script)
+up_new2(const struct step *script, const struct step *script2)
 {
 	struct upstream *u = calloc(1, sizeof(*u));
 	struct sockaddr_in sin = {.sin_family = AF_INET};
@@ -144,11 +157,18 @@ up_new(const struct step *script)
 	getsockname(u->lfd, (struct sockaddr *)&sin, &sl);
 	u->port = ntohs(sin.sin_port);
 	u->script = script;
+	u->script2 = script2;
 	if (script != NULL) {
 		assert_int_equal(pthread_create(&u->thread, NULL, up_main, u), 0);
 		u->started = true;
 	}
 	return u;
+}
+
+static struct upstream *
+up_new(const struct step *script)
+{
+	return up_new2(script, NULL);
 }
 
 static void
@@ -761,6 +781,70 @@ test_all_down_tried(void **state)
 	t_done(&t);
 }
 
+/* A pre-connected session whose connection is gone when AUTH goes (the
+ * server's idle timeout): no failure of the upstream, the login goes again
+ * on a fresh connection to the same one. */
+static void
+test_preconnect_stale(void **state)
+{
+	static const struct step dropped[] = {
+	        {NULL, "220 up\r\n"},
+	        {"EHLO", "250-up\r\n250 AUTH PLAIN\r\n"},
+	        {"AUTH PLAIN", NULL, ACT_CLOSE},
+	        {0},
+	};
+	static const struct step fresh[] = {
+	        {NULL, "220 up\r\n"},
+	        {"EHLO", "250-up\r\n250 AUTH PLAIN\r\n"},
+	        {"AUTH PLAIN", "235 2.7.0 ok\r\n"},
+	        {0},
+	};
+	struct upstream *u = up_new2(dropped, fresh);
+	struct auth_env env;
+	struct t t;
+	char fwd[256], *errors = NULL;
+	const char *err = NULL, *p;
+	void *src = NULL;
+	struct timeval tv = {15, 0};
+	struct event *guard;
+
+	/* One session at most: no second pre-connect while the login runs,
+	 * so the upstream's second connection is the fresh one. */
+	memset(&t, 0, sizeof(t));
+	write_config(&t, fwd_for(fwd, sizeof(fwd), "preconnect = 1\nmax_sessions = 1\n", u, NULL),
+	             refused_port(), NULL);
+	t.cfg = config_load(t.path, &errors);
+	assert_non_null(t.cfg);
+	t.base = event_base_new();
+	env.cfg = t.cfg;
+	env.base = t.base;
+	env.pool = NULL;
+	/* The source's own start: pre-connecting begins with the loop. */
+	assert_int_equal(auth_source_forward.init(&env, &src, &err), 0);
+	t.src = src;
+	auth_forward_set_trace(t.src, trace_cb, &t);
+	guard = evtimer_new(t.base, guard_cb, NULL);
+	evtimer_add(guard, &tv);
+	while (strstr(t.trace, "S: 250 AUTH PLAIN") == NULL)
+		event_base_loop(t.base, EVLOOP_ONCE);
+	event_free(guard);
+	assert_non_null(strstr(t.trace, "connecting, tls=none [pre-connect]"));
+
+	t_check(&t, "alice", "secret", 6, "PLAIN");
+	t_wait(&t, 1);
+	assert_int_equal(t.result[0], AUTH_OK);
+	assert_string_equal(t.reason[0], "ok");
+	p = strstr(t.trace, "using a ready connection");
+	assert_non_null(p);
+	/* Then a fresh connection to the same upstream, not a pre-connect. */
+	p = strstr(p, "connecting, tls=none\n");
+	assert_non_null(p);
+	assert_non_null(strstr(p, "S: 235 2.7.0 ok"));
+	assert_null(strstr(t.trace, "failed"));
+	t_done(&t);
+	up_free(u);
+}
+
 static int
 setup(void **state)
 {
@@ -785,6 +869,7 @@ main(void)
 	        cmocka_unit_test(test_nul_in_password),
 	        cmocka_unit_test(test_cram_md5_and_busy),
 	        cmocka_unit_test(test_all_down_tried),
+	        cmocka_unit_test(test_preconnect_stale),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
