@@ -4,6 +4,7 @@
  * crash or leak.
  */
 #include "lib/config.h"
+#include "master/settings_registry.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fclose(f);
 
 	char *errors = NULL;
+	settings_registry_install(); /* every section on a table */
 	struct config *cfg = config_load(path, &errors);
 	if (cfg == NULL && errors == NULL)
 		abort(); /* a refusal always says why */

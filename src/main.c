@@ -20,6 +20,7 @@
 #include "lib/build_info.h"
 #include "lib/common.h"
 #include "master/master.h"
+#include "master/settings_registry.h"
 #include "queue/queue_cmd.h"
 
 #include <getopt.h>
@@ -151,6 +152,8 @@ main(int argc, char **argv)
 	const char *config = AUTHRELAY_CONFIG_FILE;
 	bool foreground = false;
 
+	/* Every command reads the same file: every module's sections first. */
+	settings_registry_install();
 	if (argc >= 2) {
 		const struct command *c = find_command(argv[1]);
 		if (c != NULL)

@@ -17,11 +17,11 @@
  * killed after ALERT_HOOK_TIMEOUT_MS, reaped from the once-a-second tick.
  */
 #include "auth_alert.h"
+#include "protection_config.h"
 #include "../lib/common.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/lru.h"
-#include "../lib/protection_config.h"
 
 #include <errno.h>
 #include <fcntl.h>

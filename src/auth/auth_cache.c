@@ -15,9 +15,9 @@
  * with the new one.
  */
 #include "auth_cache.h"
+#include "protection_config.h"
 #include "../lib/common.h"
 #include "../lib/lru.h"
-#include "../lib/protection_config.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -37,13 +37,13 @@
 #include "auth_proto.h"
 #include "auth_source.h"
 #include "auth_throttle.h"
+#include "protection_config.h"
 #include "../lib/config.h"
 #include "../lib/ipc.h"
 #include "../lib/keyhash.h"
 #include "../lib/log.h"
 #include "../lib/readiness.h"
 #include "../lib/wbatch.h"
-#include "../lib/protection_config.h"
 #include "../lib/threadpool.h"
 
 #include <errno.h>

@@ -14,11 +14,11 @@
  * keeps its entry fresh.
  */
 #include "auth_throttle.h"
+#include "protection_config.h"
 #include "../lib/common.h"
 #include "../lib/log.h"
 #include "../lib/lru.h"
 #include "../lib/net.h"
-#include "../lib/protection_config.h"
 #include "auth_proto.h"
 
 #include <arpa/inet.h>

@@ -1,14 +1,19 @@
 /*
- * config.h - the gateway's configuration: an INI file read with libinih,
- * validated as a whole, and handed read-only to every process.
+ * config.h - the gateway's configuration: an INI file (config_reader.h)
+ * whose core sections are parsed with their tables (settings.h), validated
+ * as a whole, and handed read-only to every process.
  *
  * Unlike most modules the structs are public: they are plain records that
  * every process reads after load and nobody changes, and accessor functions
  * for sixty settings would hide nothing worth hiding.
  *
- * Sections: [server] [tls] [limits] [relay] [auth] [users-file]
+ * Core sections: [server] [tls] [limits] [relay] [auth] [users-file]
  * [listener NAME]. A listener inherits every limit from [limits] and may
- * override it. Each key is documented in README.md under the same name.
+ * override it. The other sections belong to modules, which register their
+ * tables with config_set_modules() (src/master/settings_registry.c does it
+ * for the daemon and every command) so that config_load() knows every
+ * section kind and reports every problem of the file at once. Each key is
+ * documented in README.md under the same name.
  */
 #ifndef AUTHRELAY_CONFIG_H
 #define AUTHRELAY_CONFIG_H
@@ -59,14 +64,23 @@ struct listener_cfg {
 	int line; /* where the section starts, for messages */
 };
 
-/* A section owned by another module ([ldap NAME], [smtp-forward], [queue],
- * [route NAME], ...): config.c checks the section header and keeps the keys
- * as written; the owning module parses and validates them, reporting errors
- * as "file:line: message" with the lines kept here. */
+/* A section as written in the file. config_load() keeps every one, in
+ * file order; a module parses its own with settings_parse() (or, for a
+ * section not on a table yet, reads the keys itself), reporting errors as
+ * "file:line: message" with the lines kept here. */
+struct config_line {
+	char *text;
+	int line;
+};
+
 struct config_kv {
 	char *key;   /* lower-cased */
 	char *value; /* indented continuation lines are appended after a space */
 	int line;
+	/* Each line of the value apart, the key's own first, so that a list
+	 * item is reported on its line; none: the value is one line. */
+	struct config_line *parts;
+	size_t n_parts;
 };
 
 struct config_section {
@@ -109,14 +123,47 @@ struct config {
 	/* [listener NAME] */
 	struct listener_cfg *listeners;
 	size_t n_listeners;
-	/* Module-owned sections, in file order (see struct config_section). */
+	/* Every section as written, in file order (see struct config_section). */
 	struct config_section *sections;
 	size_t n_sections;
+	/* What loaded with a warning: "file:line: warning: message\n" lines,
+	 * or NULL. The daemon logs them, check-config prints them. */
+	char *warnings;
 };
 
-/* Read and validate path. On success returns a config; on failure returns
- * NULL and writes each problem as "file:line: message\n" to errors_r (a
- * malloc'd string the caller frees). */
+struct settings_ctx;
+struct settings_section;
+
+/* A module's part of the file: its section kinds and a check that parses
+ * them from cfg and reports every problem into ctx. config_load() runs the
+ * checks once the core sections are read, so that one load reports every
+ * problem of the file, sorted by line. check is NULL for sections whose
+ * module checks them elsewhere (raw sections). */
+struct config_module {
+	const struct settings_section *const *sections;
+	size_t n_sections;
+	void (*check)(const struct config *cfg, struct settings_ctx *ctx);
+};
+
+/* Make the modules' sections known to config_load() (process-wide; the
+ * array must outlive every load). Without it only the core sections
+ * exist. */
+void config_set_modules(const struct config_module *const *modules, size_t n);
+
+/* The core sections' tables (records: struct config, and struct
+ * limits_cfg for [limits], struct listener_cfg for [listener NAME]). */
+extern const struct settings_section config_server_section;
+extern const struct settings_section config_tls_section;
+extern const struct settings_section config_limits_section;
+extern const struct settings_section config_listener_section;
+extern const struct settings_section config_relay_section;
+extern const struct settings_section config_auth_section;
+extern const struct settings_section config_users_file_section;
+
+/* Read and validate path, with every registered module's sections. On
+ * success returns a config (warnings in cfg->warnings); on failure returns
+ * NULL and writes each problem, warnings included, as "file:line: message\n"
+ * to errors_r (a malloc'd string the caller frees). */
 struct config *config_load(const char *path, char **errors_r);
 void config_free(struct config *);
 
@@ -127,7 +174,7 @@ bool config_is_local_domain(const struct config *, const char *domain);
 /* True if the address is inside [relay] client_networks. */
 bool config_is_client_network(const struct config *, const struct sockaddr *sa);
 
-/* Module-owned sections: the next section of kind after prev (NULL: the
+/* Sections as written: the next section of kind after prev (NULL: the
  * first), or NULL when there is none. */
 const struct config_section *config_section_next(const struct config *, const char *kind,
                                                  const struct config_section *prev);

@@ -259,6 +259,17 @@ net_addr_str(const struct sockaddr *sa, char *buf, size_t bufsz)
 	return buf;
 }
 
+const char *
+net_cidr_str(const struct cidr *c, char *buf, size_t bufsz)
+{
+	char addr[INET6_ADDRSTRLEN];
+
+	if (inet_ntop(c->family, c->addr, addr, sizeof(addr)) == NULL)
+		snprintf(addr, sizeof(addr), "?");
+	snprintf(buf, bufsz, "%s/%u", addr, c->prefix);
+	return buf;
+}
+
 void
 net_client_key(const struct sockaddr *sa, unsigned v6_prefix, uint8_t key_r[16])
 {

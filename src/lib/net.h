@@ -24,6 +24,8 @@ int net_parse_hostport(const char *text, struct sockaddr_storage *ss_r, socklen_
 /* Parse "10.0.0.0/8", "2001:db8::/32" or a bare address (full-length prefix). */
 int net_parse_cidr(const char *text, struct cidr *r, const char **error_r);
 bool net_cidr_match(const struct cidr *, const struct sockaddr *sa);
+/* "10.0.0.0/8": the network as net_parse_cidr() reads it back. */
+const char *net_cidr_str(const struct cidr *, char *buf, size_t bufsz);
 /* "1.2.3.4" or "2001:db8::1" (IPv4-mapped IPv6 shown as IPv4). */
 const char *net_addr_str(const struct sockaddr *sa, char *buf, size_t bufsz);
 /* Key for per-client limits: 16 bytes; IPv4 (and v4-mapped) as ::ffff:a.b.c.d,

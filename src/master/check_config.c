@@ -7,8 +7,6 @@
 #include "../auth/auth_server.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
-#include "../lib/protection_config.h"
-#include "../queue/queue_config.h"
 #include "../smtpd/tls.h"
 
 #include <stdio.h>
@@ -25,29 +23,15 @@ master_check_config(const char *path)
 	const char *err;
 	int status = 0;
 
+	/* Every section, the modules' ones included (settings_registry.c). */
 	struct config *cfg = config_load(path, &errors);
 	if (cfg == NULL) {
 		fprintf(stderr, "%s", errors);
 		free(errors);
 		return EX_CONFIG;
 	}
-	/* issue 5: [queue] and [route NAME]. */
-	struct queue_config *qc = queue_config_load(cfg, &errors);
-	if (qc == NULL) {
-		fprintf(stderr, "%s", errors);
-		free(errors);
-		status = 1;
-	}
-	queue_config_free(qc);
-	/* issue 6: [protection] and [alerts]. */
-	struct protection_config prot;
-	if (protection_config_load(cfg, &prot, &errors) < 0) {
-		fprintf(stderr, "%s", errors);
-		free(errors);
-		status = 1;
-	} else {
-		protection_config_clear(&prot);
-	}
+	if (cfg->warnings != NULL)
+		fputs(cfg->warnings, stderr);
 	/* Semantic errors beyond the file's syntax carry line 0: they concern
 	 * the whole file or files it names. */
 	bool need_tls = false;

@@ -21,10 +21,10 @@
 #include "master.h"
 #include "privdrop.h"
 #include "../auth/auth_server.h"
+#include "../auth/protection_config.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
-#include "../lib/protection_config.h"
 #include "../lib/readiness.h"
 #include "../lib/sdnotify.h"
 #include "../queue/queue.h"
@@ -91,7 +91,7 @@ struct master {
 	char auth_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct conn_limit *limits;
 	struct send_limit *send_limits; /* issue 6: per-user sending limits */
-	unsigned send_limit_size;
+	struct protection_config prot;  /* what the workers need of it */
 	struct event_base *base;
 	struct child auth;
 	struct child queue; /* issue 5 */
@@ -286,6 +286,15 @@ child_run_smtpd(struct master *m, unsigned idx)
 	        .auth_socket = auth_path,
 	        .queue_gauge = m->gauge,
 	        .send_limits = m->send_limits,
+	        .group_commit = m->qc->group_commit,
+	        .protection =
+	                {
+	                        .sender_allow_users = m->prot.sender_allow_users,
+	                        .n_sender_allow_users = m->prot.n_sender_allow_users,
+	                        .messages_per_hour = m->prot.messages_per_hour,
+	                        .recipients_per_hour = m->prot.recipients_per_hour,
+	                        .lockout_reply = m->prot.lockout_reply,
+	                },
 	};
 	exit(smtpd_main(&p));
 }
@@ -490,6 +499,17 @@ master_stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	master_signal_child(m, SIGKILL);
 }
 
+/* What the config loaded with a warning, one log line each. */
+static void
+master_log_warnings(const struct config *cfg)
+{
+	for (const char *p = cfg->warnings; p != NULL && *p != '\0';) {
+		size_t n = strcspn(p, "\n");
+		log_warn("%.*s", (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+}
+
 static void
 master_reload(struct master *m)
 {
@@ -506,6 +526,7 @@ master_reload(struct master *m)
 		master_notify_ready(m, "reload refused (config has errors, see the log)");
 		return;
 	}
+	master_log_warnings(fresh);
 	config_free(fresh);
 	/* The auth process re-reads its sources (users file). Listener and limit
 	 * changes need a restart: the sockets are bound once, as root. */
@@ -649,31 +670,23 @@ master_main(const char *config_path, bool foreground)
 		free(errors);
 		return EX_CONFIG;
 	}
-	/* issue 5: [queue] and [route NAME] are the queue module's. */
+	/* config_load() checked every module's sections (settings_registry.c):
+	 * these only fill the records the master hands on. [queue] and [route
+	 * NAME] are the queue's, [protection] and [alerts] the auth
+	 * process's, which loads its own copy. */
 	m.qc = queue_config_load(m.cfg, &errors);
-	if (m.qc == NULL) {
+	if (m.qc == NULL || protection_config_load(m.cfg, &m.prot, &errors) < 0) {
 		fprintf(stderr, "%s", errors);
 		free(errors);
+		queue_config_free(m.qc);
 		config_free(m.cfg);
 		return EX_CONFIG;
-	}
-	/* issue 6: [protection] and [alerts]; each process loads its own copy. */
-	{
-		struct protection_config prot;
-		if (protection_config_load(m.cfg, &prot, &errors) < 0) {
-			fprintf(stderr, "%s", errors);
-			free(errors);
-			queue_config_free(m.qc);
-			config_free(m.cfg);
-			return EX_CONFIG;
-		}
-		m.send_limit_size = prot.send_limit_size;
-		protection_config_clear(&prot);
 	}
 	/* Without a terminal, stderr goes nowhere: log to syslog instead. */
 	if (!foreground)
 		m.cfg->use_syslog = true;
 	log_init(m.cfg->use_syslog, (enum log_level)m.cfg->log_level, "master");
+	master_log_warnings(m.cfg);
 
 	event_set_log_callback(master_libevent_log);
 	m.is_root = geteuid() == 0;
@@ -721,7 +734,7 @@ master_main(const char *config_path, bool foreground)
 	for (size_t i = 0; i < m.cfg->n_listeners; i++)
 		slots += m.cfg->listeners[i].limits.max_connections;
 	m.limits = conn_limit_new(m.n_workers, (unsigned)m.cfg->n_listeners, slots);
-	m.send_limits = send_limit_new(m.send_limit_size);
+	m.send_limits = send_limit_new(m.prot.send_limit_size);
 	m.gauge = spool_gauge_new();
 
 	if (!foreground)
@@ -785,6 +798,7 @@ master_main(const char *config_path, bool foreground)
 	send_limit_free(m.send_limits);
 	spool_gauge_free(m.gauge);
 	queue_config_free(m.qc);
+	protection_config_clear(&m.prot);
 	config_free(m.cfg);
 	return 0;
 }

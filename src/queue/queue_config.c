@@ -1,99 +1,24 @@
 /*
- * queue_config.c - parses [queue] and [route NAME] (see queue_config.h).
+ * queue_config.c - the tables of [queue] and [route NAME] (see
+ * queue_config.h) and the checks that involve several keys or routes.
  *
- * config.c keeps these sections as written (struct config_section); this
- * file turns them into a struct queue_config and reports every problem as
- * "file:line: message", the way config.c does for its own sections, so
- * check-config and the daemon's start show the same errors.
+ * Values take the one syntax of settings.h; a next hop ("[host]:port",
+ * "host:port") is a type of its own here. Every problem is reported as
+ * "file:line: message", through config_load() (queue_config_module) and
+ * again by queue_config_load() for a reload.
  */
 #include "queue_config.h"
 #include "../lib/config.h"
 #include "../lib/net.h"
+#include "../lib/settings.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define QUEUE_MAX_RECIPIENTS_LIMIT 1024 /* the product's documented range 1-1024 */
-
-struct qc_load {
-	const struct config *cfg;
-	struct queue_config *qc;
-	char *errors;
-	size_t errors_len;
-};
-
-static void qc_error(struct qc_load *st, int line, const char *fmt, ...) AR_PRINTF(3, 4);
-
-static void
-qc_error(struct qc_load *st, int line, const char *fmt, ...)
-{
-	char msg[512], full[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	int n = snprintf(full, sizeof(full), "%s:%d: %s\n",
-	                 st->cfg->path ? st->cfg->path : "config", line, msg);
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof(full))
-		n = (int)sizeof(full) - 1;
-	st->errors = xrealloc(st->errors, st->errors_len + (size_t)n + 1);
-	memcpy(st->errors + st->errors_len, full, (size_t)n + 1);
-	st->errors_len += (size_t)n;
-}
-
-int
-queue_config_parse_duration(const char *text, bool allow_off, unsigned *seconds_r)
-{
-	char *end;
-	unsigned long long v, mult = 1;
-
-	if (allow_off &&
-	    (ascii_strcasecmp(text, "off") == 0 || ascii_strcasecmp(text, "no") == 0)) {
-		*seconds_r = 0;
-		return 0;
-	}
-	if (*text < '0' || *text > '9')
-		return -1;
-	errno = 0;
-	v = strtoull(text, &end, 10);
-	if (errno != 0)
-		return -1;
-	if (*end != '\0') {
-		switch (*end) {
-		case 's':
-			mult = 1;
-			break;
-		case 'm':
-			mult = 60;
-			break;
-		case 'h':
-			mult = 3600;
-			break;
-		case 'd':
-			mult = 86400;
-			break;
-		case 'w':
-			mult = 7 * 86400;
-			break;
-		default:
-			return -1;
-		}
-		if (end[1] != '\0')
-			return -1;
-	}
-	if (v > 0xffffffffull / mult)
-		return -1;
-	*seconds_r = (unsigned)(v * mult);
-	return 0;
-}
 
 int
 queue_config_parse_nexthop(const char *text, unsigned default_port, struct nexthop *r,
@@ -166,323 +91,291 @@ queue_config_parse_nexthop(const char *text, unsigned default_port, struct nexth
 }
 
 static int
-qc_parse_bool(const char *v, bool *r)
+parse_nexthop_key(struct settings_ctx *ctx, const struct settings_key *k, void *rec,
+                  const char *value)
 {
-	static const char *const yes[] = {"yes", "true", "on", "1"};
-	static const char *const no[] = {"no", "false", "off", "0"};
-	for (size_t i = 0; i < AR_NELEM(yes); i++) {
-		if (ascii_strcasecmp(v, yes[i]) == 0) {
-			*r = true;
-			return 0;
-		}
-		if (ascii_strcasecmp(v, no[i]) == 0) {
-			*r = false;
-			return 0;
-		}
+	struct nexthop *nh = (struct nexthop *)((char *)rec + k->offset);
+	struct nexthop fresh;
+	const char *err;
+
+	if (*value == '\0') {
+		free(nh->host);
+		memset(nh, 0, sizeof(*nh));
+		return 0;
 	}
-	return -1;
-}
-
-static int
-qc_parse_uint(const char *v, unsigned min, unsigned max, unsigned *r)
-{
-	char *end;
-	unsigned long long n;
-
-	if (*v < '0' || *v > '9')
+	if (queue_config_parse_nexthop(value, 25, &fresh, &err) != 0) {
+		settings_key_error(ctx, k, value, "%s", err);
 		return -1;
-	errno = 0;
-	n = strtoull(v, &end, 10);
-	if (errno != 0 || *end != '\0' || n < min || n > max)
-		return -1;
-	*r = (unsigned)n;
+	}
+	free(nh->host);
+	*nh = fresh;
 	return 0;
 }
 
-static int
-qc_parse_tls(const char *v, enum route_tls *r)
+static void
+format_nexthop(const struct settings_key *k, const void *rec, FILE *out)
 {
-	if (ascii_strcasecmp(v, "none") == 0 || ascii_strcasecmp(v, "no") == 0)
-		*r = ROUTE_TLS_NONE;
-	else if (ascii_strcasecmp(v, "opportunistic") == 0 || ascii_strcasecmp(v, "may") == 0)
-		*r = ROUTE_TLS_OPPORTUNISTIC;
-	else if (ascii_strcasecmp(v, "required") == 0 || ascii_strcasecmp(v, "verify") == 0)
-		*r = ROUTE_TLS_REQUIRED;
+	const struct nexthop *nh = (const struct nexthop *)((const char *)rec + k->offset);
+
+	if (nh->host == NULL)
+		return;
+	if (nh->no_mx)
+		fprintf(out, "[%s]:%u", nh->host, nh->port);
 	else
-		return -1;
-	return 0;
+		fprintf(out, "%s:%u", nh->host, nh->port);
 }
+
+static void
+free_nexthop(const struct settings_key *k, void *rec)
+{
+	struct nexthop *nh = (struct nexthop *)((char *)rec + k->offset);
+
+	free(nh->host);
+	memset(nh, 0, sizeof(*nh));
+}
+
+/* "ADDR[:PORT][,ADDR[:PORT]...]": checked by c-ares at start, and here for
+ * what a typo most often breaks. */
+static const char *
+check_resolver(char *v)
+{
+	if (strspn(v, "0123456789abcdefABCDEF.:[],") != strlen(v))
+		return "expected IP[:PORT] or [IPv6]:PORT, comma-separated";
+	return NULL;
+}
+
+static const char *
+check_helo_name(char *v)
+{
+	if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-[]:") !=
+	    strlen(v))
+		return "expected a host name";
+	return NULL;
+}
+
+static const char *
+check_absolute(char *v)
+{
+	return v[0] == '/' ? NULL : "expected an absolute path";
+}
+
+static const struct settings_name tls_names[] = {
+        {"opportunistic", ROUTE_TLS_OPPORTUNISTIC, false},
+        {"required", ROUTE_TLS_REQUIRED, false},
+        {"none", ROUTE_TLS_NONE, false},
+        {"may", ROUTE_TLS_OPPORTUNISTIC, true},
+        {"verify", ROUTE_TLS_REQUIRED, true},
+        {"no", ROUTE_TLS_NONE, true},
+        {0},
+};
+
+static const struct settings_name type_names[] = {
+        {"smtp", ROUTE_SMTP, false},
+        {"maildir", ROUTE_MAILDIR, false},
+        {0},
+};
+
+#define Q(f) SETTINGS_FIELD(struct queue_config, f)
+#define R(f) SETTINGS_FIELD(struct route_cfg, f)
+#define NEXTHOP(f)                                                                                 \
+	SETTINGS_CUSTOM, f, .parse = parse_nexthop_key, .format = format_nexthop,                  \
+	                    .free = free_nexthop, .type_doc = "next hop"
+
+static const struct settings_key queue_keys[] = {
+        {"resolver", SETTINGS_STRING, Q(resolver), .check = check_resolver,
+         .def_doc = "/etc/resolv.conf", .type_doc = "IP[:PORT], comma-separated",
+         .meaning = "DNS servers for MX and address lookups."},
+        {"smarthost", NEXTHOP(Q(smarthost)),
+         .meaning = "Where mail goes that no route names: [host]:port that host, host:port "
+                    "its MX hosts."},
+        {"tls", SETTINGS_ENUM, Q(tls), .def = "opportunistic", .names = tls_names,
+         .meaning = "TLS for the smarthost and MX deliveries."},
+        {"tls_ca_file", SETTINGS_PATH, Q(tls_ca_file), .flags = SETTINGS_OPTIONAL,
+         .def_doc = "the system's trust store", .meaning = "CA certificates for tls = required."},
+        {"smtp_port", SETTINGS_UINT, Q(smtp_port), .def = "25", .min = 1, .max = 65535,
+         .meaning = "Port for MX and implicit-MX deliveries."},
+        {"max_connections", SETTINGS_UINT, Q(max_connections), .def = "100", .min = 1,
+         .max = 100000, .meaning = "Connections to external hosts, in total."},
+        {"max_connections_per_destination", SETTINGS_UINT, Q(max_connections_per_destination),
+         .def = "50", .min = 1, .max = 100000, .meaning = "Connections to one external address."},
+        {"internal_max_connections", SETTINGS_UINT, Q(internal_max_connections), .def = "100",
+         .min = 1, .max = 100000,
+         .meaning = "Connections to internal mail servers (internal routes), in total."},
+        {"internal_max_connections_per_destination", SETTINGS_UINT,
+         Q(internal_max_connections_per_destination), .def = "50", .min = 1, .max = 100000,
+         .meaning = "Connections to one internal server address."},
+        {"max_recipients_per_transaction", SETTINGS_UINT, Q(max_recipients_per_transaction),
+         .def = "100", .min = 1, .max = QUEUE_MAX_RECIPIENTS_LIMIT,
+         .meaning = "Recipients in one SMTP transaction; a message with more is split."},
+        {"max_queue_size", SETTINGS_UINT, Q(max_queue_size), .def = "150000", .max = 100000000,
+         .meaning = "Messages in the queue at which new connections get 421 4.3.2; 0: no "
+                    "limit."},
+        {"retry_min", SETTINGS_DURATION, Q(retry_min), .def = "300", .min = 1,
+         .meaning = "First retry after a temporary failure; doubles each attempt."},
+        {"retry_max", SETTINGS_DURATION, Q(retry_max), .def = "4000",
+         .meaning = "Longest wait between two attempts."},
+        {"max_lifetime", SETTINGS_DURATION, Q(max_lifetime), .def = "5d",
+         .meaning = "A message still deferred after this bounces."},
+        {"delay_warning", SETTINGS_DURATION, Q(delay_warning), .def = "off", .flags = SETTINGS_OFF,
+         .meaning = "Send the sender one \"delayed\" DSN once a message has waited this long."},
+        {"connect_timeout", SETTINGS_DURATION, Q(connect_timeout), .def = "30",
+         .meaning = "TCP connect to a next hop."},
+        {"command_timeout", SETTINGS_DURATION, Q(command_timeout), .def = "300",
+         .meaning = "Greeting and each reply (RFC 5321 4.5.3.2)."},
+        {"data_timeout", SETTINGS_DURATION, Q(data_timeout), .def = "600",
+         .meaning = "The reply to the final dot (RFC 5321 4.5.3.2.6)."},
+        {"connection_reuse_time", SETTINGS_DURATION, Q(connection_reuse_time), .def = "5",
+         .flags = SETTINGS_OFF,
+         .meaning = "How long an idle connection is kept for the next message."},
+        {"helo_name", SETTINGS_STRING, Q(helo_name), .check = check_helo_name,
+         .def_doc = "[server] hostname", .type_doc = "host name", .meaning = "Our name in EHLO."},
+        {"group_commit", SETTINGS_BOOL, Q(group_commit), .def = "yes",
+         .meaning = "SMTP workers: messages that finish DATA together share one round of "
+                    "fsyncs."},
+};
+
+static const struct settings_key route_keys[] = {
+        {"domains", SETTINGS_LIST, R(domains), .flags = SETTINGS_COUNTED,
+         .count_offset = offsetof(struct route_cfg, n_domains),
+         .check = settings_check_domain_pattern, .def_doc = "required",
+         .type_doc = "list of domains",
+         .meaning = "Recipient domains of this route; .example.test: every subdomain."},
+        {"type", SETTINGS_ENUM, R(type), .def = "smtp", .names = type_names,
+         .meaning = "Relay over SMTP, or deliver into a local Maildir."},
+        {"nexthop", NEXTHOP(R(nexthop)), .def_doc = "the domain's MX hosts",
+         .meaning = "Where this route's mail goes, as for smarthost."},
+        {"tls", SETTINGS_ENUM, R(tls), .def = "opportunistic", .names = tls_names,
+         .meaning = "As in [queue], for this route."},
+        {"tls_ca_file", SETTINGS_PATH, R(tls_ca_file), .flags = SETTINGS_OPTIONAL,
+         .def_doc = "the system's trust store", .meaning = "As in [queue], for this route."},
+        {"maildir", SETTINGS_STRING, R(maildir), .check = check_absolute,
+         .def_doc = "required for type = maildir",
+         .meaning = "Absolute path of the Maildir; %u: local part, %d: domain, %%: a %."},
+        {"internal", SETTINGS_BOOL, R(internal),
+         .def_doc = "yes if every domain is one of [relay] local_domains",
+         .meaning = "Count this route's connections against the internal_* limits."},
+};
+
+static const struct settings_section queue_section = {
+        .kind = "queue",
+        .meaning = "The queue process: DNS, the default next hop, delivery limits, retries.",
+        .keys = queue_keys,
+        .n_keys = AR_NELEM(queue_keys),
+};
+
+static const struct settings_section route_section = {
+        .kind = "route",
+        .named = true,
+        .meaning = "A destination that does not take the default path.",
+        .keys = route_keys,
+        .n_keys = AR_NELEM(route_keys),
+};
+
+static const struct settings_section *const sections[] = {&queue_section, &route_section};
+
+static void
+queue_config_check(const struct config *cfg, struct settings_ctx *ctx)
+{
+	queue_config_free(queue_config_parse(cfg, ctx));
+}
+
+const struct config_module queue_config_module = {
+        .sections = sections,
+        .n_sections = AR_NELEM(sections),
+        .check = queue_config_check,
+};
 
 const char *
 queue_config_tls_name(enum route_tls t)
 {
-	switch (t) {
-	case ROUTE_TLS_NONE:
-		return "none";
-	case ROUTE_TLS_OPPORTUNISTIC:
-		return "opportunistic";
-	case ROUTE_TLS_REQUIRED:
-		return "required";
-	}
+	for (const struct settings_name *n = tls_names; n->name != NULL; n++)
+		if (!n->alias && n->value == (int)t)
+			return n->name;
 	return "?";
 }
 
-/* [queue]: unsigned keys with their range, durations, then the rest. */
-static const struct {
-	const char *key;
-	size_t offset;
-	unsigned min, max;
-	bool duration;
-	bool allow_off;
-} qc_numbers[] = {
-#define QN(k, lo, hi)                                                                              \
-	{                                                                                          \
-#k, offsetof(struct queue_config, k), lo, hi, false, false                         \
-	}
-#define QD(k, off)                                                                                 \
-	{                                                                                          \
-#k, offsetof(struct queue_config, k), 0, 0, true, off                              \
-	}
-        QN(smtp_port, 1, 65535),
-        QN(max_connections, 1, 100000),
-        QN(max_connections_per_destination, 1, 100000),
-        QN(internal_max_connections, 1, 100000),
-        QN(internal_max_connections_per_destination, 1, 100000),
-        QN(max_recipients_per_transaction, 1, QUEUE_MAX_RECIPIENTS_LIMIT),
-        QN(max_queue_size, 0, 100000000),
-        QD(retry_min, false),
-        QD(retry_max, false),
-        QD(max_lifetime, false),
-        QD(delay_warning, true),
-        QD(connect_timeout, false),
-        QD(command_timeout, false),
-        QD(data_timeout, false),
-        QD(connection_reuse_time, true),
-#undef QN
-#undef QD
-};
-
 static void
-qc_load_queue(struct qc_load *st, const struct config_section *sec)
+check_queue(struct settings_ctx *ctx, const struct config *cfg, const struct queue_config *qc)
 {
-	struct queue_config *qc = st->qc;
+	const struct config_section *sec = config_section_next(cfg, "queue", NULL);
+	int line = sec != NULL ? sec->line : 0;
 
-	for (size_t i = 0; i < sec->n_kv; i++) {
-		const struct config_kv *kv = &sec->kv[i];
-		const char *k = kv->key, *v = kv->value, *err;
-		bool done = false;
-
-		for (size_t n = 0; n < AR_NELEM(qc_numbers) && !done; n++) {
-			if (strcmp(k, qc_numbers[n].key) != 0)
-				continue;
-			done = true;
-			unsigned *field = (unsigned *)((char *)qc + qc_numbers[n].offset);
-			if (qc_numbers[n].duration) {
-				if (queue_config_parse_duration(v, qc_numbers[n].allow_off,
-				                                field) != 0)
-					qc_error(st, kv->line,
-					         "%s = %s: expected a duration such as 300, 300s, "
-					         "5m, "
-					         "2h or 5d%s",
-					         k, v, qc_numbers[n].allow_off ? ", or off" : "");
-			} else if (qc_parse_uint(v, qc_numbers[n].min, qc_numbers[n].max, field) !=
-			           0) {
-				qc_error(st, kv->line, "%s = %s: expected a number from %u to %u",
-				         k, v, qc_numbers[n].min, qc_numbers[n].max);
-			}
-		}
-		if (done)
-			continue;
-		if (strcmp(k, "resolver") == 0) {
-			/* "ADDR[:PORT][,ADDR[:PORT]...]": checked by c-ares at start,
-			 * and here for what a typo most often breaks. */
-			if (*v == '\0' || strspn(v, "0123456789abcdefABCDEF.:[],") != strlen(v))
-				qc_error(st, kv->line,
-				         "resolver = %s: expected IP[:PORT] or [IPv6]:PORT, "
-				         "comma-separated",
-				         v);
-			free(qc->resolver);
-			qc->resolver = xstrdup(v);
-		} else if (strcmp(k, "smarthost") == 0) {
-			free(qc->smarthost.host);
-			qc->smarthost.host = NULL;
-			if (*v != '\0' &&
-			    queue_config_parse_nexthop(v, 25, &qc->smarthost, &err) != 0)
-				qc_error(st, kv->line, "smarthost = %s: %s", v, err);
-		} else if (strcmp(k, "tls") == 0) {
-			if (qc_parse_tls(v, &qc->tls) != 0)
-				qc_error(st, kv->line,
-				         "tls = %s: expected opportunistic, required or none", v);
-		} else if (strcmp(k, "tls_ca_file") == 0) {
-			free(qc->tls_ca_file);
-			qc->tls_ca_file = xstrdup(v);
-		} else if (strcmp(k, "helo_name") == 0) {
-			free(qc->helo_name);
-			qc->helo_name = xstrdup(v);
-			if (*v == '\0' ||
-			    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			              "0123456789.-[]:") != strlen(v))
-				qc_error(st, kv->line, "helo_name = %s: expected a host name", v);
-		} else if (strcmp(k, "group_commit") == 0) {
-			if (qc_parse_bool(v, &qc->group_commit) != 0)
-				qc_error(st, kv->line, "group_commit = %s: expected yes or no", v);
-		} else {
-			qc_error(st, kv->line, "unknown key '%s' in [queue]", k);
-		}
-	}
-	if (qc->retry_min == 0)
-		qc_error(st, sec->line, "[queue] retry_min must be at least 1s");
 	if (qc->retry_max < qc->retry_min)
-		qc_error(st, sec->line, "[queue] retry_max (%u s) is below retry_min (%u s)",
-		         qc->retry_max, qc->retry_min);
+		settings_error(ctx, line, "[queue] retry_max (%u s) is below retry_min (%u s)",
+		               qc->retry_max, qc->retry_min);
 }
 
 static void
-qc_add_domains(struct route_cfg *r, const char *list)
+parse_route(struct settings_ctx *ctx, const struct config *cfg, struct queue_config *qc,
+            const struct config_section *sec)
 {
-	char *copy = xstrdup(list), *save = NULL;
-	for (char *tok = strtok_r(copy, " ,\t", &save); tok != NULL;
-	     tok = strtok_r(NULL, " ,\t", &save)) {
-		r->domains = xrealloc(r->domains, (r->n_domains + 1) * sizeof(*r->domains));
-		char *d = xstrdup(tok);
-		for (char *p = d; *p != '\0'; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p + ('a' - 'A'));
-		r->domains[r->n_domains++] = d;
-	}
-	free(copy);
-}
-
-static bool
-qc_valid_domain(const char *d)
-{
-	if (*d == '.')
-		d++;
-	if (*d == '\0' || strlen(d) > 253)
-		return false;
-	return strspn(d, "abcdefghijklmnopqrstuvwxyz0123456789.-_") == strlen(d) && d[0] != '.' &&
-	       d[strlen(d) - 1] != '.' && strstr(d, "..") == NULL;
-}
-
-static void
-qc_load_route(struct qc_load *st, const struct config_section *sec)
-{
-	struct queue_config *qc = st->qc;
-	const char *type = config_section_get(sec, "type", NULL);
-	const char *internal = NULL;
-	int internal_line = 0;
+	int lines[AR_NELEM(route_keys)] = {0};
 
 	qc->routes = xrealloc(qc->routes, (qc->n_routes + 1) * sizeof(*qc->routes));
 	struct route_cfg *r = &qc->routes[qc->n_routes++];
 	memset(r, 0, sizeof(*r));
 	r->name = xstrdup(sec->name);
 	r->line = sec->line;
-	r->tls = ROUTE_TLS_OPPORTUNISTIC;
-	r->type = ROUTE_SMTP;
-	if (type != NULL && ascii_strcasecmp(type, "maildir") == 0)
-		r->type = ROUTE_MAILDIR;
+	settings_defaults(&route_section, r);
+	settings_parse(ctx, &route_section, sec, r, lines);
 
-	for (size_t i = 0; i < sec->n_kv; i++) {
-		const struct config_kv *kv = &sec->kv[i];
-		const char *k = kv->key, *v = kv->value, *err;
-
-		if (strcmp(k, "domains") == 0) {
-			qc_add_domains(r, v);
-		} else if (strcmp(k, "type") == 0) {
-			if (ascii_strcasecmp(v, "smtp") != 0 && ascii_strcasecmp(v, "maildir") != 0)
-				qc_error(st, kv->line, "type = %s: expected smtp or maildir", v);
-		} else if (strcmp(k, "nexthop") == 0) {
-			free(r->nexthop.host);
-			if (queue_config_parse_nexthop(v, 25, &r->nexthop, &err) != 0)
-				qc_error(st, kv->line, "nexthop = %s: %s", v, err);
-		} else if (strcmp(k, "tls") == 0) {
-			if (qc_parse_tls(v, &r->tls) != 0)
-				qc_error(st, kv->line,
-				         "tls = %s: expected opportunistic, required or none", v);
-		} else if (strcmp(k, "tls_ca_file") == 0) {
-			free(r->tls_ca_file);
-			r->tls_ca_file = xstrdup(v);
-		} else if (strcmp(k, "maildir") == 0) {
-			free(r->maildir);
-			r->maildir = xstrdup(v);
-			if (*v != '/')
-				qc_error(st, kv->line, "maildir = %s: expected an absolute path",
-				         v);
-		} else if (strcmp(k, "internal") == 0) {
-			internal = v;
-			internal_line = kv->line;
-		} else {
-			qc_error(st, kv->line, "unknown key '%s' in [route %s]", k, sec->name);
-		}
-	}
-	if (r->n_domains == 0)
-		qc_error(st, sec->line, "[route %s] needs domains = ...", sec->name);
-	for (size_t i = 0; i < r->n_domains; i++)
-		if (!qc_valid_domain(r->domains[i]))
-			qc_error(st, sec->line, "[route %s] domains: '%s' is not a domain",
-			         sec->name, r->domains[i]);
+	if (r->n_domains == 0 && lines[settings_key_index(&route_section, "domains")] >= 0)
+		settings_error(ctx, sec->line, "[route %s] needs domains = ...", sec->name);
 	if (r->type == ROUTE_MAILDIR && r->maildir == NULL)
-		qc_error(st, sec->line, "[route %s] type = maildir needs maildir = PATH",
-		         sec->name);
+		settings_error(ctx, sec->line, "[route %s] type = maildir needs maildir = PATH",
+		               sec->name);
 	if (r->type == ROUTE_MAILDIR && r->nexthop.host != NULL)
-		qc_error(st, sec->line, "[route %s] type = maildir takes no nexthop", sec->name);
+		settings_error(ctx, sec->line, "[route %s] type = maildir takes no nexthop",
+		               sec->name);
 	if (r->type == ROUTE_SMTP && r->maildir != NULL)
-		qc_error(st, sec->line, "[route %s] maildir = needs type = maildir", sec->name);
+		settings_error(ctx, sec->line, "[route %s] maildir = needs type = maildir",
+		               sec->name);
 	/* Default: a route for our own domains leads to our own servers. */
-	r->internal = r->n_domains > 0;
-	for (size_t i = 0; i < r->n_domains; i++)
-		if (!config_is_local_domain(st->cfg, r->domains[i]))
-			r->internal = false;
-	if (internal != NULL && qc_parse_bool(internal, &r->internal) != 0)
-		qc_error(st, internal_line, "internal = %s: expected yes or no", internal);
+	if (lines[settings_key_index(&route_section, "internal")] == 0) {
+		r->internal = r->n_domains > 0;
+		for (size_t i = 0; i < r->n_domains; i++)
+			if (!config_is_local_domain(cfg, r->domains[i]))
+				r->internal = false;
+	}
 	/* A domain in two routes would make the choice depend on file order. */
 	for (size_t j = 0; j + 1 < qc->n_routes; j++)
 		for (size_t a = 0; a < qc->routes[j].n_domains; a++)
 			for (size_t b = 0; b < r->n_domains; b++)
 				if (strcmp(qc->routes[j].domains[a], r->domains[b]) == 0)
-					qc_error(st, sec->line,
-					         "[route %s] domain %s is already routed by [route "
-					         "%s]",
-					         sec->name, r->domains[b], qc->routes[j].name);
+					settings_error(ctx, sec->line,
+					               "[route %s] domain %s is already routed by "
+					               "[route %s]",
+					               sec->name, r->domains[b],
+					               qc->routes[j].name);
+}
+
+struct queue_config *
+queue_config_parse(const struct config *cfg, struct settings_ctx *ctx)
+{
+	struct queue_config *qc = xcalloc(1, sizeof(*qc));
+	int lines[AR_NELEM(queue_keys)] = {0};
+	const struct config_section *sec = NULL;
+
+	settings_parse_all(ctx, &queue_section, cfg, qc, lines);
+	check_queue(ctx, cfg, qc);
+	while ((sec = config_section_next(cfg, "route", sec)) != NULL)
+		parse_route(ctx, cfg, qc, sec);
+	return qc;
 }
 
 struct queue_config *
 queue_config_load(const struct config *cfg, char **errors_r)
 {
-	struct qc_load st = {.cfg = cfg};
-	struct queue_config *qc = xcalloc(1, sizeof(*qc));
-	const struct config_section *sec;
+	struct settings_ctx *ctx = settings_ctx_new(cfg->path != NULL ? cfg->path : "config", NULL);
+	struct queue_config *qc = queue_config_parse(cfg, ctx);
 
-	st.qc = qc;
-	qc->tls = ROUTE_TLS_OPPORTUNISTIC;
-	qc->smtp_port = 25;
-	qc->max_connections = 100;
-	qc->max_connections_per_destination = 50;
-	qc->internal_max_connections = 100;
-	qc->internal_max_connections_per_destination = 50;
-	qc->max_recipients_per_transaction = 100;
-	qc->max_queue_size = 150000;
-	qc->retry_min = 300;
-	qc->retry_max = 4000;
-	qc->max_lifetime = 5 * 86400;
-	qc->delay_warning = 0;
-	qc->connect_timeout = 30;
-	qc->command_timeout = 300;
-	qc->data_timeout = 600;
-	qc->connection_reuse_time = 5;
-	qc->group_commit = true;
-
-	sec = config_section_next(cfg, "queue", NULL);
-	if (sec != NULL)
-		qc_load_queue(&st, sec);
-	for (sec = config_section_next(cfg, "route", NULL); sec != NULL;
-	     sec = config_section_next(cfg, "route", sec))
-		qc_load_route(&st, sec);
-	if (st.errors != NULL) {
-		*errors_r = st.errors;
+	*errors_r = NULL;
+	if (settings_ctx_errors(ctx) > 0) {
+		*errors_r = settings_ctx_report(ctx);
 		queue_config_free(qc);
-		return NULL;
+		qc = NULL;
 	}
+	settings_ctx_free(ctx);
 	return qc;
 }
 
@@ -491,19 +384,10 @@ queue_config_free(struct queue_config *qc)
 {
 	if (qc == NULL)
 		return;
-	free(qc->resolver);
-	free(qc->smarthost.host);
-	free(qc->tls_ca_file);
-	free(qc->helo_name);
+	settings_free(&queue_section, qc);
 	for (size_t i = 0; i < qc->n_routes; i++) {
-		struct route_cfg *r = &qc->routes[i];
-		free(r->name);
-		for (size_t d = 0; d < r->n_domains; d++)
-			free(r->domains[d]);
-		free(r->domains);
-		free(r->nexthop.host);
-		free(r->tls_ca_file);
-		free(r->maildir);
+		free(qc->routes[i].name);
+		settings_free(&route_section, &qc->routes[i]);
 	}
 	free(qc->routes);
 	free(qc);

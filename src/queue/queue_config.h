@@ -1,20 +1,21 @@
 /*
  * queue_config.h - the settings of the queue process: the [queue] section and
- * every [route NAME] section, parsed from the raw sections config.c keeps for
- * this module (struct config_section).
+ * every [route NAME] section, parsed with their tables (settings.h) from
+ * the sections config_load() read.
  *
  * Like config.h the structs are public: they are plain records, read by the
- * queue process, the SMTP workers (group_commit, max_queue_size) and
- * check-config after load, and changed by nobody. Each key is documented in
- * README.md under the same name.
+ * queue process, the master (which hands group_commit to the SMTP workers)
+ * and check-config after load, and changed by nobody. Each key is
+ * documented in README.md under the same name.
  */
 #ifndef AUTHRELAY_QUEUE_CONFIG_H
 #define AUTHRELAY_QUEUE_CONFIG_H
 
 #include <stddef.h>
 #include "../lib/common.h"
+#include "../lib/config.h"
 
-struct config;
+struct settings_ctx;
 
 enum route_type { ROUTE_SMTP, ROUTE_MAILDIR };
 enum route_tls { ROUTE_TLS_NONE, ROUTE_TLS_OPPORTUNISTIC, ROUTE_TLS_REQUIRED };
@@ -67,19 +68,22 @@ struct queue_config {
 	size_t n_routes;
 };
 
+/* [queue] and [route NAME] with their check, for config_set_modules(). */
+extern const struct config_module queue_config_module;
+
 /* Parse [queue] and [route NAME] of cfg (both optional). On success returns
  * a queue_config; on failure NULL and *errors_r gets one "file:line: message\n"
  * per problem (malloc'd, the caller frees). */
 struct queue_config *queue_config_load(const struct config *cfg, char **errors_r);
+/* The same into ctx (config_load()'s messages): always returns a record,
+ * valid only when ctx counted no error; the caller frees it. */
+struct queue_config *queue_config_parse(const struct config *cfg, struct settings_ctx *ctx);
 void queue_config_free(struct queue_config *);
 
 /* The route for domain (lower case): an exact domain first, then the longest
  * ".suffix" entry. NULL when no route names it. */
 const struct route_cfg *queue_config_route(const struct queue_config *, const char *domain);
 
-/* "300", "300s", "5m", "2h", "5d" into seconds; "off" is 0 when allow_off.
- * Returns 0 or -1. */
-int queue_config_parse_duration(const char *text, bool allow_off, unsigned *seconds_r);
 /* "host:port", "[host]:port", "host" or "[host]"; port defaults to
  * default_port. Returns 0 or -1 with *error_r. */
 int queue_config_parse_nexthop(const char *text, unsigned default_port, struct nexthop *r,

@@ -4,7 +4,7 @@
  */
 #include "sender_policy.h"
 #include "../lib/config.h"
-#include "../lib/protection_config.h"
+#include "smtpd.h"
 
 #include <string.h>
 
@@ -33,8 +33,18 @@ in_list(const char *list, const char *addr)
 	return false;
 }
 
+/* login is one of [protection] sender_allow_users (case-insensitively). */
+static bool
+allowed_user(const struct smtpd_protection *pc, const char *login)
+{
+	for (size_t i = 0; pc != NULL && i < pc->n_sender_allow_users; i++)
+		if (ascii_strcasecmp(pc->sender_allow_users[i], login) == 0)
+			return true;
+	return false;
+}
+
 const char *
-sender_policy_check(const struct listener_cfg *l, const struct protection_config *pc,
+sender_policy_check(const struct listener_cfg *l, const struct smtpd_protection *pc,
                     const char *user, const char *addresses, const char *mail_from)
 {
 	const char *at;
@@ -43,7 +53,7 @@ sender_policy_check(const struct listener_cfg *l, const struct protection_config
 		return NULL;
 	if (user == NULL || user[0] == '\0')
 		return SENDER_MISMATCH;
-	if (pc != NULL && protection_sender_allowed(pc, user))
+	if (allowed_user(pc, user))
 		return NULL;
 	if (in_list(addresses, mail_from))
 		return NULL;

@@ -18,12 +18,12 @@
 #include "../lib/common.h"
 
 struct listener_cfg;
-struct protection_config;
+struct smtpd_protection;
 
 /* NULL if user (the canonical login) may send as mail_from ("" for <>, else
  * "local@domain"), given addresses ("a@x,b@y", may be NULL); else the reply
  * line: "553 5.7.1 ...". */
-const char *sender_policy_check(const struct listener_cfg *, const struct protection_config *,
+const char *sender_policy_check(const struct listener_cfg *, const struct smtpd_protection *,
                                 const char *user, const char *addresses, const char *mail_from);
 
 #endif

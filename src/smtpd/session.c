@@ -19,12 +19,12 @@
 #include "relay_policy.h"
 #include "send_limit.h"
 #include "sender_policy.h"
+#include "smtpd.h"
 #include "tls.h"
 #include "../auth/auth_client.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
-#include "../lib/protection_config.h"
 #include "../lib/threadpool.h"
 #include "../sasl/sasl.h"
 #include "../smtp/smtp_parse.h"
@@ -852,7 +852,7 @@ session_send_limit_hit(struct session *s, const char *limit, unsigned count, uns
 static int
 session_protect_mail(struct session *s, const struct smtp_path *from)
 {
-	const struct protection_config *pc = s->env->protection;
+	const struct smtpd_protection *pc = s->env->protection;
 	const char *deny;
 	unsigned count = 0;
 
@@ -881,7 +881,7 @@ session_protect_mail(struct session *s, const struct smtp_path *from)
 static int
 session_protect_rcpt(struct session *s)
 {
-	const struct protection_config *pc = s->env->protection;
+	const struct smtpd_protection *pc = s->env->protection;
 	unsigned count = 0;
 
 	if (!s->authenticated || s->auth_user == NULL || pc == NULL)

@@ -17,7 +17,7 @@ struct auth_client;
 struct threadpool;
 struct conn_limit;
 struct spool_committer;
-struct protection_config;
+struct smtpd_protection;
 struct send_limit;
 
 /* Shared by every session of a worker; outlives them all. */
@@ -31,9 +31,9 @@ struct session_env {
 	struct conn_limit *limits;
 	unsigned worker;
 	const char *spool_dir;
-	unsigned *n_sessions;                       /* live sessions of this worker */
-	const struct protection_config *protection; /* issue 6: [protection] */
-	struct send_limit *send_limits;             /* issue 6: shared per-user counts */
+	unsigned *n_sessions;                      /* live sessions of this worker */
+	const struct smtpd_protection *protection; /* issue 6: [protection] */
+	struct send_limit *send_limits;            /* issue 6: shared per-user counts */
 };
 
 /* Take over fd (a just-accepted connection on listener number listener_idx).

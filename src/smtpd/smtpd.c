@@ -13,9 +13,7 @@
 #include "../lib/log.h"
 #include "../lib/readiness.h"
 #include "../lib/net.h"
-#include "../lib/protection_config.h"
 #include "../lib/threadpool.h"
-#include "../queue/queue_config.h"
 #include "../spool/spool_commit.h"
 #include "../spool/spool_gauge.h"
 
@@ -136,12 +134,7 @@ smtpd_main(const struct smtpd_params *p)
 	if (d.base == NULL)
 		fatal("event_base_new failed");
 	log_batch(d.base);
-	/* issue 5: [queue] group_commit (validated by the master at start). */
-	char *qerr = NULL;
-	struct queue_config *qc = queue_config_load(cfg, &qerr);
-	bool group_commit = qc == NULL || qc->group_commit;
-	free(qerr);
-	queue_config_free(qc);
+	bool group_commit = p->group_commit;
 	d.env = (struct session_env){
 	        .cfg = cfg,
 	        .base = d.base,
@@ -154,13 +147,9 @@ smtpd_main(const struct smtpd_params *p)
 	        .n_sessions = &d.n_sessions,
 	};
 	d.env.committer = spool_committer_new(d.base, group_commit, d.env.pool);
-	/* issue 6: [protection] (validated by the master at start); alert
-	 * mails from the auth process go into our spool. */
-	static struct protection_config prot;
-	char *perr = NULL;
-	if (protection_config_load(cfg, &prot, &perr) < 0)
-		fatal("%s", perr);
-	d.env.protection = &prot;
+	/* issue 6: what [protection] says about senders (the master read
+	 * it); alert mails from the auth process go into our spool. */
+	d.env.protection = &p->protection;
 	d.env.send_limits = p->send_limits;
 	auth_client_set_alert_cb(d.env.auth, alert_spool_write, &d.env);
 	d.n_listeners = cfg->n_listeners;

@@ -6,12 +6,24 @@
 #ifndef AUTHRELAY_SMTPD_H
 #define AUTHRELAY_SMTPD_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <openssl/ssl.h>
 
 struct config;
 struct conn_limit;
 struct spool_gauge;
 struct send_limit;
+
+/* What a worker needs of [protection] (the auth process's section): the
+ * master fills it in, since no SMTP worker reads auth or queue settings. */
+struct smtpd_protection {
+	char **sender_allow_users; /* logins that may use any MAIL FROM */
+	size_t n_sender_allow_users;
+	unsigned messages_per_hour;   /* 0 = unlimited */
+	unsigned recipients_per_hour; /* 0 = unlimited */
+	unsigned lockout_reply;       /* 454, or 421 (and close) */
+};
 
 /* What the master hands a worker. */
 struct smtpd_params {
@@ -24,6 +36,8 @@ struct smtpd_params {
 	const char *auth_socket;               /* as seen by this process (after chroot) */
 	const struct spool_gauge *queue_gauge; /* issue 5: queue full -> 421 4.3.2 */
 	struct send_limit *send_limits;        /* issue 6: messages/recipients per hour */
+	bool group_commit;                     /* [queue] group_commit */
+	struct smtpd_protection protection;    /* from [protection] */
 };
 
 /* Run the worker until SIGTERM. Returns the process exit status. */

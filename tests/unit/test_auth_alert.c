@@ -25,7 +25,7 @@
 #include "lib/config.h"
 #include "lib/keyhash.h"
 #include "lib/log.h"
-#include "lib/protection_config.h"
+#include "auth/protection_config.h"
 
 struct mails {
 	unsigned n;

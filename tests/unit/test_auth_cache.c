@@ -18,7 +18,7 @@
 
 #include "auth/auth_cache.h"
 #include "lib/keyhash.h"
-#include "lib/protection_config.h"
+#include "auth/protection_config.h"
 
 enum op { STORE, LOOKUP, STALE, CLEAR, COUNT };
 

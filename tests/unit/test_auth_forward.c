@@ -38,6 +38,7 @@
 #include "lib/base64.h"
 #include "lib/config.h"
 #include "lib/log.h"
+#include "master/settings_registry.h"
 
 /* Scripts list only the fields a step needs. */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -871,5 +872,6 @@ main(void)
 	        cmocka_unit_test(test_all_down_tried),
 	        cmocka_unit_test(test_preconnect_stale),
 	};
+	settings_registry_install(); /* every section kind for config_load() */
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

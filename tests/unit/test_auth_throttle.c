@@ -20,7 +20,7 @@
 #include "auth/auth_throttle.h"
 #include "lib/keyhash.h"
 #include "lib/net.h"
-#include "lib/protection_config.h"
+#include "auth/protection_config.h"
 
 enum op { FAIL, CHECK, OK };
 

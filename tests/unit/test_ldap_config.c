@@ -24,6 +24,7 @@
 #include "auth/ldap_conn.h"
 #include "lib/config.h"
 #include "lib/log.h"
+#include "master/settings_registry.h"
 
 #define BASE                                                                                       \
 	"[relay]\n"                                                                                \
@@ -320,5 +321,6 @@ main(void)
 	        cmocka_unit_test(test_password_file),
 	        cmocka_unit_test(test_pool_unreachable),
 	};
+	settings_registry_install(); /* every section kind for config_load() */
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

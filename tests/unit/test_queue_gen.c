@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "lib/config.h"
+#include "master/settings_registry.h"
 #include "queue/queue_config.h"
 #include "queue/queue_gen.h"
 
@@ -228,5 +229,6 @@ main(void)
 	        cmocka_unit_test(test_borrowed_config_stays_the_callers),
 	        cmocka_unit_test(test_many_reloads),
 	};
+	settings_registry_install(); /* every section kind for config_load() */
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

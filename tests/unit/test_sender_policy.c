@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "lib/config.h"
-#include "lib/protection_config.h"
+#include "smtpd/smtpd.h"
 #include "smtpd/sender_policy.h"
 
 #define MISMATCH "553 5.7.1 Sender address rejected: not owned by the authenticated user"
@@ -68,7 +68,7 @@ test_rows(void **state)
 	        {true, NULL, "", NULL, "x@y.test", false},
 	        {true, NULL, NULL, NULL, "x@y.test", false},
 	};
-	struct protection_config pc;
+	struct smtpd_protection pc;
 
 	memset(&pc, 0, sizeof(pc));
 	pc.sender_allow_users = allow;

@@ -2,22 +2,25 @@
  * protection_config.h - the [protection] and [alerts] sections: auth cache,
  * brute-force throttle, sender policy, per-user sending limits and alerts.
  *
- * config.c keeps both sections as written (struct config_section); this
- * module turns them into a plain record, with defaults for every key and
- * errors as "file:line: message". The master loads it once before forking
- * (and refuses to start on errors), check-config reports the same errors,
- * and the auth process and each SMTP worker load their own copy. Every key
- * is documented in README.md under the same name.
+ * The auth process owns both sections: its tables (settings.h) turn them
+ * into a plain record, with defaults for every key and errors as
+ * "file:line: message". config_load() runs the check through
+ * protection_config_module, so the master refuses a bad file at start and
+ * check-config reports the same errors. The master and the auth process
+ * load their own copy; the SMTP workers get what they need from the master
+ * (struct smtpd_params). Every key is documented in README.md under the
+ * same name.
  */
 #ifndef AUTHRELAY_PROTECTION_CONFIG_H
 #define AUTHRELAY_PROTECTION_CONFIG_H
 
 #include <stddef.h>
 #include <sys/socket.h>
-#include "common.h"
-#include "net.h"
+#include "../lib/common.h"
+#include "../lib/config.h"
+#include "../lib/net.h"
 
-struct config;
+struct settings_ctx;
 
 /* "more than count events within window seconds"; count 0 = off. */
 struct alert_threshold {
@@ -69,20 +72,21 @@ struct protection_config {
 	struct alerts_config alerts;
 };
 
+/* [protection] and [alerts] with their check, for config_set_modules(). */
+extern const struct config_module protection_config_module;
+
 /* Fill pc from cfg's [protection] and [alerts] (defaults where a key or the
  * section is absent). Returns 0, or -1 with every problem as
  * "file:line: message\n" in *errors_r (malloc'd, the caller frees); pc is
  * then cleared. */
 int protection_config_load(const struct config *cfg, struct protection_config *pc, char **errors_r);
+/* The same into ctx (config_load()'s messages): pc is filled even when
+ * ctx counts errors, and the caller clears it. */
+void protection_config_parse(const struct config *cfg, struct protection_config *pc,
+                             struct settings_ctx *ctx);
 void protection_config_clear(struct protection_config *);
 
 /* True if sa is in allow_networks (never throttled, never locked). */
 bool protection_allowed(const struct protection_config *, const struct sockaddr *sa);
-/* True if login is in sender_allow_users (ASCII case-insensitive). */
-bool protection_sender_allowed(const struct protection_config *, const char *login);
-
-/* "300", "300s", "5m", "2h", "1d" -> seconds. 0, or -1 if malformed or over
- * max. Also used by tests. */
-int protection_parse_duration(const char *text, unsigned max, unsigned *r);
 
 #endif

@@ -1,0 +1,352 @@
+/*
+ * settings_registry.c - the list of every section of authrelay.conf and the
+ * whole-file operations built on it (see settings_registry.h).
+ *
+ * Each section kind maps to its records in a struct settings_set: the core
+ * sections to struct config (or its limits, or a listener), [protection]
+ * and [alerts] to struct protection_config, [queue] and [route NAME] to
+ * struct queue_config. Adding a module's section is a line in modules[] and
+ * a case in set_records().
+ */
+#include "settings_registry.h"
+#include "../auth/protection_config.h"
+#include "../lib/config.h"
+#include "../lib/log.h"
+#include "../queue/queue_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Not on a table yet: config_load() keeps their keys as written, and
+ * src/auth/ldap_config.c and src/auth/auth_forward.c check them. */
+static const struct settings_section ldap_section = {
+        .kind = "ldap",
+        .named = true,
+        .raw = true,
+        .meaning = "An LDAP directory, asked after the users file (keys: README.md, "
+                   "\"[ldap NAME]\").",
+};
+static const struct settings_section forward_section = {
+        .kind = "smtp-forward",
+        .raw = true,
+        .meaning = "SMTP forwarding: logins checked by AUTH against upstream servers (keys: "
+                   "README.md, \"[smtp-forward]\").",
+};
+static const struct settings_section *const raw_sections[] = {&ldap_section, &forward_section};
+static const struct config_module raw_module = {
+        .sections = raw_sections,
+        .n_sections = AR_NELEM(raw_sections),
+};
+
+static const struct config_module *const modules[] = {
+        &raw_module,
+        &protection_config_module,
+        &queue_config_module,
+};
+
+static const struct settings_section *const core[] = {
+        &config_server_section,     &config_tls_section,   &config_limits_section,
+        &config_listener_section,   &config_relay_section, &config_auth_section,
+        &config_users_file_section,
+};
+
+static const struct settings_section *all[AR_NELEM(core) + 8];
+static size_t n_all;
+
+void
+settings_registry_install(void)
+{
+	if (n_all > 0)
+		return;
+	for (size_t i = 0; i < AR_NELEM(core); i++)
+		all[n_all++] = core[i];
+	for (size_t m = 0; m < AR_NELEM(modules); m++) {
+		for (size_t s = 0; s < modules[m]->n_sections; s++) {
+			if (n_all == AR_NELEM(all))
+				fatal("settings_registry: too many sections");
+			all[n_all++] = modules[m]->sections[s];
+		}
+	}
+	config_set_modules(modules, AR_NELEM(modules));
+}
+
+const struct settings_section *const *
+settings_registry_sections(size_t *n_r)
+{
+	settings_registry_install();
+	*n_r = n_all;
+	return all;
+}
+
+struct settings_set *
+settings_registry_load(const char *path, char **errors_r)
+{
+	struct settings_set *set = xcalloc(1, sizeof(*set));
+
+	settings_registry_install();
+	set->cfg = config_load(path, errors_r);
+	if (set->cfg == NULL)
+		goto fail;
+	/* config_load() ran the modules' checks: these only fill records. */
+	set->qc = queue_config_load(set->cfg, errors_r);
+	if (set->qc == NULL)
+		goto fail;
+	if (protection_config_load(set->cfg, &set->prot, errors_r) < 0)
+		goto fail;
+	return set;
+fail:
+	settings_registry_free(set);
+	return NULL;
+}
+
+void
+settings_registry_free(struct settings_set *set)
+{
+	if (set == NULL)
+		return;
+	protection_config_clear(&set->prot);
+	queue_config_free(set->qc);
+	config_free(set->cfg);
+	free(set);
+}
+
+/* ---- the records of each section kind ---- */
+
+#define MAX_RECORDS 1024
+
+struct records {
+	size_t n;
+	const void *rec[MAX_RECORDS];
+	const char *name[MAX_RECORDS]; /* NULL for an unnamed kind */
+};
+
+/* The records of def's kind in set (none for a raw kind). */
+static void
+set_records(const struct settings_set *set, const struct settings_section *def, struct records *r)
+{
+	const struct config *cfg = set->cfg;
+
+	r->n = 0;
+	if (def->raw)
+		return;
+	if (def == &config_limits_section) {
+		r->rec[r->n] = &cfg->limits;
+		r->name[r->n++] = NULL;
+	} else if (def == &config_listener_section) {
+		for (size_t i = 0; i < cfg->n_listeners && r->n < MAX_RECORDS; i++) {
+			r->rec[r->n] = &cfg->listeners[i];
+			r->name[r->n++] = cfg->listeners[i].name;
+		}
+	} else if (strcmp(def->kind, "protection") == 0) {
+		r->rec[r->n] = &set->prot;
+		r->name[r->n++] = NULL;
+	} else if (strcmp(def->kind, "alerts") == 0) {
+		r->rec[r->n] = &set->prot.alerts;
+		r->name[r->n++] = NULL;
+	} else if (strcmp(def->kind, "queue") == 0) {
+		r->rec[r->n] = set->qc;
+		r->name[r->n++] = NULL;
+	} else if (strcmp(def->kind, "route") == 0) {
+		for (size_t i = 0; i < set->qc->n_routes && r->n < MAX_RECORDS; i++) {
+			r->rec[r->n] = &set->qc->routes[i];
+			r->name[r->n++] = set->qc->routes[i].name;
+		}
+	} else {
+		for (size_t i = 0; i < AR_NELEM(core); i++) {
+			if (core[i] == def) {
+				r->rec[r->n] = cfg;
+				r->name[r->n++] = NULL;
+				return;
+			}
+		}
+		fatal("settings_registry: no records for [%s]", def->kind);
+	}
+}
+
+/* Room for a record of defaults of any kind. */
+union base_record {
+	struct config cfg;
+	struct limits_cfg limits;
+	struct listener_cfg listener;
+	struct protection_config prot;
+	struct alerts_config alerts;
+	struct queue_config qc;
+	struct route_cfg route;
+};
+
+/* The defaults of def: what a key that is not written would hold. A
+ * listener's limits default to [limits]. */
+static void
+base_new(const struct settings_set *set, const struct settings_section *def, union base_record *b)
+{
+	memset(b, 0, sizeof(*b));
+	settings_defaults(def, b);
+	if (def == &config_listener_section)
+		b->listener.limits = set->cfg->limits;
+}
+
+/* ---- show-config ---- */
+
+static void
+show_raw(FILE *out, const struct config *cfg, const struct settings_section *def)
+{
+	const struct config_section *sec = NULL;
+
+	while ((sec = config_section_next(cfg, def->kind, sec)) != NULL) {
+		fprintf(out, "[%s%s%s]\n", sec->kind, sec->name != NULL ? " " : "",
+		        sec->name != NULL ? sec->name : "");
+		for (size_t i = 0; i < sec->n_kv; i++)
+			fprintf(out, "%s =%s%s\n", sec->kv[i].key, *sec->kv[i].value ? " " : "",
+			        sec->kv[i].value);
+		fputc('\n', out);
+	}
+}
+
+void
+settings_registry_show(FILE *out, const struct settings_set *set, bool only_changed)
+{
+	static struct records r;
+
+	settings_registry_install();
+	for (size_t s = 0; s < n_all; s++) {
+		const struct settings_section *def = all[s];
+		bool written[256];
+		if (def->raw) {
+			show_raw(out, set->cfg, def);
+			continue;
+		}
+		if (settings_n_keys(def) > AR_NELEM(written))
+			fatal("settings_registry: [%s] has too many keys", def->kind);
+		set_records(set, def, &r);
+		for (size_t i = 0; i < r.n; i++) {
+			union base_record base;
+			if (!only_changed) {
+				settings_print(out, def, r.name[i], r.rec[i], NULL, NULL);
+				continue;
+			}
+			base_new(set, def, &base);
+			settings_written(def, set->cfg, r.name[i], written);
+			settings_print(out, def, r.name[i], r.rec[i], &base, written);
+			settings_free(def, &base);
+		}
+	}
+}
+
+/* ---- what changed ---- */
+
+static size_t
+diff_named(const struct settings_section *def, const struct records *a, const struct records *b,
+           settings_change_cb *cb, void *arg)
+{
+	size_t changes = 0;
+	char label[128];
+
+	for (size_t i = 0; i < a->n; i++) {
+		size_t j = 0;
+		while (j < b->n && ascii_strcasecmp(a->name[i], b->name[j]) != 0)
+			j++;
+		snprintf(label, sizeof(label), "%s %s", def->kind, a->name[i]);
+		if (j < b->n) {
+			changes += settings_diff(def, label, a->rec[i], b->rec[j], cb, arg);
+		} else {
+			struct settings_change c = {.section = label};
+			cb(arg, &c);
+			changes++;
+		}
+	}
+	for (size_t j = 0; j < b->n; j++) {
+		size_t i = 0;
+		while (i < a->n && ascii_strcasecmp(a->name[i], b->name[j]) != 0)
+			i++;
+		if (i == a->n) {
+			snprintf(label, sizeof(label), "%s %s", def->kind, b->name[j]);
+			struct settings_change c = {.section = label, .new_value = "added"};
+			cb(arg, &c);
+			changes++;
+		}
+	}
+	return changes;
+}
+
+/* Sections kept as written: key by key, and whole sections added or
+ * removed. */
+static size_t
+diff_raw(const struct settings_section *def, const struct config *a, const struct config *b,
+         settings_change_cb *cb, void *arg)
+{
+	const struct config *sides[2] = {a, b};
+	size_t changes = 0;
+	char label[128];
+
+	for (int side = 0; side < 2; side++) {
+		const struct config_section *sec = NULL;
+		while ((sec = config_section_next(sides[side], def->kind, sec)) != NULL) {
+			const struct config_section *other = NULL;
+			while ((other = config_section_next(sides[!side], def->kind, other)) !=
+			       NULL)
+				if (sec->name == NULL ||
+				    ascii_strcasecmp(sec->name, other->name) == 0)
+					break;
+			snprintf(label, sizeof(label), "%s%s%s", def->kind, sec->name ? " " : "",
+			         sec->name ? sec->name : "");
+			if (other == NULL) {
+				struct settings_change c = {
+				        .section = label, .new_value = side == 1 ? "added" : NULL};
+				cb(arg, &c);
+				changes++;
+				continue;
+			}
+			for (size_t k = 0; k < sec->n_kv; k++) {
+				const char *mine = config_section_get(sec, sec->kv[k].key, NULL);
+				const char *theirs =
+				        config_section_get(other, sec->kv[k].key, NULL);
+				/* Each key once: from the old side, or new on the new side. */
+				if (mine != sec->kv[k].value || (side == 1 && theirs != NULL))
+					continue;
+				if (theirs != NULL && strcmp(mine, theirs) == 0)
+					continue;
+				struct settings_change c = {
+				        .section = label,
+				        .key = sec->kv[k].key,
+				        .old_value = side == 0 ? mine : "(not set)",
+				        .new_value =
+				                side == 0 ? (theirs ? theirs : "(not set)") : mine,
+				};
+				cb(arg, &c);
+				changes++;
+			}
+		}
+	}
+	return changes;
+}
+
+size_t
+settings_registry_diff(const struct settings_set *old, const struct settings_set *fresh,
+                       settings_change_cb *cb, void *arg)
+{
+	static struct records a, b;
+	size_t changes = 0;
+
+	settings_registry_install();
+	for (size_t s = 0; s < n_all; s++) {
+		const struct settings_section *def = all[s];
+		if (def->raw) {
+			changes += diff_raw(def, old->cfg, fresh->cfg, cb, arg);
+			continue;
+		}
+		set_records(old, def, &a);
+		set_records(fresh, def, &b);
+		if (def->named)
+			changes += diff_named(def, &a, &b, cb, arg);
+		else
+			changes += settings_diff(def, def->kind, a.rec[0], b.rec[0], cb, arg);
+	}
+	return changes;
+}
+
+void
+settings_registry_reference(FILE *out, enum settings_ref_format fmt)
+{
+	settings_registry_install();
+	settings_reference(out, fmt, all, n_all);
+}
