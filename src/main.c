@@ -5,6 +5,8 @@
  *
  *   authrelay [-f] [-c FILE]             run the gateway (-f: foreground)
  *   authrelay check-config [-c FILE]     validate a config, print file:line errors
+ *   authrelay show-config [-n] [-c FILE] the effective config (-n: only what differs
+ *                                        from the defaults); --reference=mdoc|markdown
  *   authrelay passwd [-s SCHEME] [USER]  print a users-file line
  *   authrelay queue [-c FILE] list|show ID|flush|delete ID|hold ID|release ID
  *   authrelay test-auth [-c FILE] USER   try a login against the [ldap] directories
@@ -21,6 +23,7 @@
 #include "lib/common.h"
 #include "master/master.h"
 #include "master/settings_registry.h"
+#include "master/show_config.h"
 #include "queue/queue_cmd.h"
 
 #include <getopt.h>
@@ -37,8 +40,8 @@ static const struct command {
 	int (*main)(int argc, char **argv);
 } commands[] = {
         {"check-config", check_config_main}, {"passwd", auth_passwd_main},
-        {"queue", queue_cmd_main},           {"test-auth", auth_test_cmd_main},
-        {"test-query", auth_test_cmd_main},
+        {"queue", queue_cmd_main},           {"show-config", show_config_main},
+        {"test-auth", auth_test_cmd_main},   {"test-query", auth_test_cmd_main},
 };
 
 static void
@@ -47,6 +50,8 @@ usage(FILE *f)
 	fprintf(f,
 	        "usage: authrelay [-f] [-c FILE]\n"
 	        "       authrelay check-config [-c FILE]\n"
+	        "       authrelay show-config [-n] [-c FILE]\n"
+	        "       authrelay show-config --reference=mdoc|markdown\n"
 	        "       authrelay passwd [-s yescrypt|sha512-crypt|bcrypt|ssha512|argon2id] "
 	        "[USER]\n"
 	        "       authrelay test-auth [-c FILE] [-m PLAIN|LOGIN|CRAM-MD5] USER\n"
