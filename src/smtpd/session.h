@@ -32,8 +32,8 @@ struct session_env {
 	unsigned worker;
 	const char *spool_dir;
 	unsigned *n_sessions;                      /* live sessions of this worker */
-	const struct smtpd_protection *protection; /* issue 6: [protection] */
-	struct send_limit *send_limits;            /* issue 6: shared per-user counts */
+	const struct smtpd_protection *protection; /* from [protection] */
+	struct send_limit *send_limits;            /* shared per-user counts */
 };
 
 /* Take over fd (a just-accepted connection on listener number listener_idx).

@@ -147,7 +147,7 @@ smtpd_main(const struct smtpd_params *p)
 	        .n_sessions = &d.n_sessions,
 	};
 	d.env.committer = spool_committer_new(d.base, group_commit, d.env.pool);
-	/* issue 6: what [protection] says about senders (the master read
+	/* What [protection] says about senders (the master read
 	 * it); alert mails from the auth process go into our spool. */
 	d.env.protection = &p->protection;
 	d.env.send_limits = p->send_limits;
