@@ -112,13 +112,28 @@ settings_registry_free(struct settings_set *set)
 
 /* ---- the records of each section kind ---- */
 
-#define MAX_RECORDS 1024
-
 struct records {
 	size_t n;
-	const void *rec[MAX_RECORDS];
-	const char *name[MAX_RECORDS]; /* NULL for an unnamed kind */
+	const void **rec;
+	const char **name; /* NULL for an unnamed kind */
 };
+
+static void
+records_add(struct records *r, const void *rec, const char *name)
+{
+	r->rec = xrealloc(r->rec, (r->n + 1) * sizeof(*r->rec));
+	r->name = xrealloc(r->name, (r->n + 1) * sizeof(*r->name));
+	r->rec[r->n] = rec;
+	r->name[r->n++] = name;
+}
+
+static void
+records_clear(struct records *r)
+{
+	free(r->rec);
+	free(r->name);
+	memset(r, 0, sizeof(*r));
+}
 
 /* The records of def's kind in set (none for a raw kind). */
 static void
@@ -126,36 +141,27 @@ set_records(const struct settings_set *set, const struct settings_section *def, 
 {
 	const struct config *cfg = set->cfg;
 
-	r->n = 0;
+	records_clear(r);
 	if (def->raw)
 		return;
 	if (def == &config_limits_section) {
-		r->rec[r->n] = &cfg->limits;
-		r->name[r->n++] = NULL;
+		records_add(r, &cfg->limits, NULL);
 	} else if (def == &config_listener_section) {
-		for (size_t i = 0; i < cfg->n_listeners && r->n < MAX_RECORDS; i++) {
-			r->rec[r->n] = &cfg->listeners[i];
-			r->name[r->n++] = cfg->listeners[i].name;
-		}
+		for (size_t i = 0; i < cfg->n_listeners; i++)
+			records_add(r, &cfg->listeners[i], cfg->listeners[i].name);
 	} else if (strcmp(def->kind, "protection") == 0) {
-		r->rec[r->n] = &set->prot;
-		r->name[r->n++] = NULL;
+		records_add(r, &set->prot, NULL);
 	} else if (strcmp(def->kind, "alerts") == 0) {
-		r->rec[r->n] = &set->prot.alerts;
-		r->name[r->n++] = NULL;
+		records_add(r, &set->prot.alerts, NULL);
 	} else if (strcmp(def->kind, "queue") == 0) {
-		r->rec[r->n] = set->qc;
-		r->name[r->n++] = NULL;
+		records_add(r, set->qc, NULL);
 	} else if (strcmp(def->kind, "route") == 0) {
-		for (size_t i = 0; i < set->qc->n_routes && r->n < MAX_RECORDS; i++) {
-			r->rec[r->n] = &set->qc->routes[i];
-			r->name[r->n++] = set->qc->routes[i].name;
-		}
+		for (size_t i = 0; i < set->qc->n_routes; i++)
+			records_add(r, &set->qc->routes[i], set->qc->routes[i].name);
 	} else {
 		for (size_t i = 0; i < AR_NELEM(core); i++) {
 			if (core[i] == def) {
-				r->rec[r->n] = cfg;
-				r->name[r->n++] = NULL;
+				records_add(r, cfg, NULL);
 				return;
 			}
 		}
@@ -205,7 +211,7 @@ show_raw(FILE *out, const struct config *cfg, const struct settings_section *def
 void
 settings_registry_show(FILE *out, const struct settings_set *set, bool only_changed)
 {
-	static struct records r;
+	struct records r = {0};
 
 	settings_registry_install();
 	for (size_t s = 0; s < n_all; s++) {
@@ -230,6 +236,7 @@ settings_registry_show(FILE *out, const struct settings_set *set, bool only_chan
 			settings_free(def, &base);
 		}
 	}
+	records_clear(&r);
 }
 
 /* ---- what changed ---- */
@@ -324,7 +331,7 @@ size_t
 settings_registry_diff(const struct settings_set *old, const struct settings_set *fresh,
                        settings_change_cb *cb, void *arg)
 {
-	static struct records a, b;
+	struct records a = {0}, b = {0};
 	size_t changes = 0;
 
 	settings_registry_install();
@@ -341,6 +348,8 @@ settings_registry_diff(const struct settings_set *old, const struct settings_set
 		else
 			changes += settings_diff(def, def->kind, a.rec[0], b.rec[0], cb, arg);
 	}
+	records_clear(&a);
+	records_clear(&b);
 	return changes;
 }
 
