@@ -1273,17 +1273,30 @@ text_of(void (*fn)(const struct settings_key *, FILE *), const struct settings_k
 	return s;
 }
 
-/* Text for an mdoc text line: backslashes escaped, no leading '.' or '\''. */
+/* Text as mdoc text lines of at most 78 characters, broken at blanks:
+ * backslashes escaped, no line starting with '.' or '\'' (a request). */
 static void
 mdoc_text(FILE *f, const char *s)
 {
-	if (*s == '.' || *s == '\'')
-		fputs("\\&", f);
-	for (; *s != '\0'; s++) {
-		if (*s == '\\')
-			fputs("\\e", f);
-		else
-			fputc(*s, f);
+	size_t col = 0;
+
+	while (*s != '\0') {
+		size_t n = strcspn(s, " ");
+		if (col > 0 && col + 1 + n > 78) {
+			fputc('\n', f);
+			col = 0;
+		} else if (col > 0) {
+			fputc(' ', f);
+			col++;
+		}
+		if (col == 0 && (*s == '.' || *s == '\''))
+			fputs("\\&", f);
+		for (size_t i = 0; i < n; i++)
+			fputs(s[i] == '\\' ? "\\e" : (char[2]){s[i], '\0'}, f);
+		col += n;
+		s += n;
+		while (*s == ' ')
+			s++;
 	}
 }
 
@@ -1308,19 +1321,23 @@ reference_key(FILE *out, enum settings_ref_format fmt, const struct settings_key
 	const char *meaning = k->meaning != NULL ? k->meaning : "";
 
 	if (fmt == SETTINGS_REF_MDOC) {
+		char *line;
 		fprintf(out, ".It Cm %s\n", k->name);
 		mdoc_text(out, meaning);
 		fputs(notes, out);
-		fputs("\nType: ", out);
-		mdoc_text(out, type);
-		fputs(".\nDefault: ", out);
-		mdoc_text(out, def);
-		fputs(".\n", out);
-		if (*range != '\0') {
-			fputs("Range: ", out);
-			mdoc_text(out, range);
-			fputs(".\n", out);
-		}
+		fputc('\n', out);
+		if (asprintf(&line, "Type: %s.", type) < 0)
+			fatal("out of memory writing the reference");
+		mdoc_text(out, line);
+		free(line);
+		if (asprintf(&line, "Default: %s.", def) < 0)
+			fatal("out of memory writing the reference");
+		fputc('\n', out);
+		mdoc_text(out, line);
+		free(line);
+		fputc('\n', out);
+		if (*range != '\0')
+			fprintf(out, "Range: %s.\n", range);
 	} else {
 		fprintf(out, "| `%s` | ", k->name);
 		md_cell(out, type);
@@ -1339,17 +1356,54 @@ reference_key(FILE *out, enum settings_ref_format fmt, const struct settings_key
 	free(notes);
 }
 
+/* What a type in the reference means: one syntax for every key. */
+static const struct {
+	const char *type, *meaning;
+} type_meanings[] = {
+        {"yes | no", "yes, true, on or 1; no, false, off or 0; in any case."},
+        {"number", "Decimal digits only: no sign, no 0x, no blanks."},
+        {"size", "Bytes; a suffix k, M or G (either case) multiplies by 1024, 1024^2 or 1024^3."},
+        {"duration", "Seconds (300), or a number with a unit: s, m, h, d or w (300s, 5m, 2h, "
+                     "1d, 1w). Where the type adds \"| off\", off means 0."},
+        {"duration in ms", "Milliseconds (1500), or a number with a unit: ms, s, m, h, d or w "
+                           "(250ms, 2s)."},
+        {"path", "A file or directory; a relative path is taken from the directory of the "
+                 "configuration file."},
+        {"list", "Items separated by commas or blanks; the key may be repeated and the list "
+                 "continued on indented lines, each adding to it."},
+};
+
 void
 settings_reference(FILE *out, enum settings_ref_format fmt,
                    const struct settings_section *const *sections, size_t n)
 {
+	if (fmt == SETTINGS_REF_MDOC) {
+		fputs("Each key is listed with its type, its default and, for numbers, its "
+		      "range.\nThe types have one syntax in every section:\n.Bl -tag -width Ds\n",
+		      out);
+		for (size_t i = 0; i < AR_NELEM(type_meanings); i++) {
+			fprintf(out, ".It %s\n", type_meanings[i].type);
+			mdoc_text(out, type_meanings[i].meaning);
+			fputc('\n', out);
+		}
+		fputs(".El\n", out);
+	} else {
+		fputs("Each key is listed with its type, its default and, for numbers, its range. "
+		      "The types have one syntax in every section:\n\n",
+		      out);
+		for (size_t i = 0; i < AR_NELEM(type_meanings); i++)
+			fprintf(out, "- *%s*: %s\n", type_meanings[i].type,
+			        type_meanings[i].meaning);
+		fputc('\n', out);
+	}
 	for (size_t s = 0; s < n; s++) {
 		const struct settings_section *def = sections[s];
 		const char *name = def->named ? " NAME" : "";
 		const char *meaning = def->meaning != NULL ? def->meaning : "";
 
 		if (fmt == SETTINGS_REF_MDOC) {
-			fprintf(out, ".Ss [%s%s]\n", def->kind, name);
+			/* "\&": a trailing "]" would be a closing delimiter. */
+			fprintf(out, ".Ss [%s%s]\\&\n", def->kind, name);
 			if (*meaning != '\0') {
 				mdoc_text(out, meaning);
 				fputc('\n', out);

@@ -17,7 +17,8 @@ from harness import (HOST, REPO, SMTPConn, free_port, proc_alive, proc_children,
 
 EX_USAGE, EX_TEMPFAIL, EX_CONFIG = 64, 75, 78
 DEFAULT_CONFIG = "/etc/authrelay/authrelay.conf"
-COMMANDS = ["check-config", "passwd", "queue", "test-auth", "test-query", "help", "version"]
+COMMANDS = ["check-config", "show-config", "passwd", "queue", "test-auth", "test-query", "help",
+            "version"]
 
 
 def out(r) -> str:
@@ -41,7 +42,8 @@ def test_help_prints_every_command(bin_path, args):
     assert err(r) == ""
 
 
-@pytest.mark.parametrize("cmd", ["check-config", "passwd", "queue", "test-auth", "test-query"])
+@pytest.mark.parametrize("cmd", ["check-config", "show-config", "passwd", "queue", "test-auth",
+                                 "test-query"])
 def test_help_command_prints_its_usage(bin_path, cmd):
     r = run_tool([bin_path, "help", cmd])
     assert r.returncode == 0, err(r)
@@ -64,7 +66,8 @@ def test_version(bin_path, args):
 @pytest.mark.parametrize("args", [["frobnicate"], ["-x"], ["help", "frobnicate"],
                                   ["version", "extra"], ["check-config", "-f"],
                                   ["check-config", "extra"], ["queue"], ["queue", "bogus"],
-                                  ["test-auth"], ["passwd", "-q"]])
+                                  ["test-auth"], ["passwd", "-q"], ["show-config", "extra"],
+                                  ["show-config", "-c"]])
 def test_usage_errors_exit_64(bin_path, args):
     r = run_tool([bin_path, *args], input="")
     assert r.returncode == EX_USAGE, f"{args}: exit {r.returncode}: {err(r)}"
@@ -74,7 +77,7 @@ def test_usage_errors_exit_64(bin_path, args):
 
 # ---------------------------------------------------------------- default config
 
-@pytest.mark.parametrize("args", [["check-config"], ["queue", "list"],
+@pytest.mark.parametrize("args", [["check-config"], ["show-config"], ["queue", "list"],
                                   ["test-query", "someone"]])
 def test_config_defaults_to_etc(bin_path, args):
     """Without -c every command reads /etc/authrelay/authrelay.conf."""
