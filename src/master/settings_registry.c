@@ -18,7 +18,7 @@
 #include <string.h>
 
 /* Not on a table yet: config_load() keeps their keys as written, and
- * src/auth/ldap_config.c and src/auth/auth_forward.c check them. */
+ * src/auth/ldap_config.c and src/auth/forward_config.c check them. */
 static const struct settings_section ldap_section = {
         .kind = "ldap",
         .named = true,
