@@ -402,8 +402,12 @@ master_reap(struct master *m)
 		else
 			log_info("%s pid=%d exited status=%d", name, (int)pid, WEXITSTATUS(status));
 		c->pid = 0;
-		if (c->kind == CHILD_SMTPD)
+		/* Gives back what the worker held in the shared tables;
+		 * never waits for another worker (shmtab.h). */
+		if (c->kind == CHILD_SMTPD) {
 			conn_limit_reset_worker(m->limits, c->idx);
+			send_limit_reset_worker(m->send_limits, c->idx);
+		}
 		if (m->stopping)
 			continue;
 		/* Back-off: a child that dies right after its start waits longer
@@ -734,7 +738,7 @@ master_main(const char *config_path, bool foreground)
 	for (size_t i = 0; i < m.cfg->n_listeners; i++)
 		slots += m.cfg->listeners[i].limits.max_connections;
 	m.limits = conn_limit_new(m.n_workers, (unsigned)m.cfg->n_listeners, slots);
-	m.send_limits = send_limit_new(m.prot.send_limit_size);
+	m.send_limits = send_limit_new(m.prot.send_limit_size, m.n_workers);
 	m.gauge = spool_gauge_new();
 
 	if (!foreground)

@@ -2,81 +2,92 @@
  * send_limit.c - the shared table behind messages_per_hour and
  * recipients_per_hour (see send_limit.h).
  *
- * Layout: one anonymous MAP_SHARED region: a robust process-shared mutex,
- * then a power-of-two array of entries. An entry is a 16-byte key (salted
- * SHA-256 of the lower-cased login, salt chosen in the master before fork),
- * the 5-minute slot of its newest bucket, and twelve buckets of message and
- * recipient counts. Lookup probes SL_PROBES slots from the key's home slot;
- * a user not found takes the first empty or expired slot of the run, else
- * the run's longest-idle entry. Nothing is ever deleted (entries simply
- * expire), so probe runs never break.
+ * One shmtab keyed by the first 16 bytes of HMAC-SHA256(lower-cased login)
+ * under a key drawn in the master before fork: the digest stands for the
+ * user, so the table never holds a login, and nobody outside can aim logins
+ * at one window. A row has twelve message buckets and twelve recipient
+ * buckets; a bucket is one 64-bit word, the 5-minute slot it counts in the
+ * high half and the count in the low half, so that starting a new slot and
+ * counting in it is one compare-and-swap: two workers counting for one user
+ * at once never lose a count, and no lock is needed. A bucket whose slot
+ * left the hour counts for nothing.
  *
- * Crashes: a worker killed inside the lock leaves at worst one count half
- * updated, which only shifts one user's count by one; the next locker gets
- * EOWNERDEAD and marks the mutex consistent. Sizes live in the private
- * struct copied at fork, never read back from shared memory.
+ * A user not in the table takes a free slot of its window, else the row of
+ * the user idle longest (rank: the newest slot counted in, 0 when nothing
+ * is left in the hour).
  */
 #include "send_limit.h"
+#include "../lib/keyhash.h"
 #include "../lib/log.h"
+#include "../lib/shmtab.h"
 
-#include <errno.h>
-#include <openssl/sha.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/random.h>
 #include <time.h>
 
 #define SL_BUCKETS 12 /* of SL_SLOT_S each: one hour */
 #define SL_SLOT_S 300
-#define SL_PROBES 32
-
-struct sl_entry {
-	uint32_t used;
-	uint8_t key[16];
-	uint64_t slot; /* slot of the newest bucket */
-	uint32_t msgs[SL_BUCKETS];
-	uint32_t rcpts[SL_BUCKETS];
-};
-
-struct sl_shared {
-	pthread_mutex_t lock;
-};
+#define SL_KEY_LEN 16
+#define SL_CELLS (2 * SL_BUCKETS) /* messages, then recipients */
+#define SL_TRIES 8
+#define SL_CAS_TRIES 64
 
 struct send_limit {
-	struct sl_shared *shm;
-	struct sl_entry *table;
-	size_t map_len;
-	size_t mask;
-	uint8_t salt[16];
+	struct shmtab *tab;
+	struct keyhash *kh;
+	unsigned max_workers;
 };
 
+static uint64_t
+sl_bucket_slot(uint64_t word)
+{
+	return word >> 32;
+}
+
+static uint64_t
+sl_bucket_count(uint64_t word)
+{
+	return word & 0xffffffffu;
+}
+
+/* Does a bucket of slot count at now_slot? */
+static bool
+sl_in_hour(uint64_t slot, uint64_t now_slot)
+{
+	return slot + SL_BUCKETS > now_slot;
+}
+
+static uint64_t
+sl_rank(const struct shmtab *tab, const struct shmtab_ref *ref, void *arg)
+{
+	uint64_t now_slot = *(const uint64_t *)arg, newest = 0;
+	bool any = false;
+
+	for (size_t i = 0; i < SL_CELLS; i++) {
+		uint64_t w = shmtab_get(tab, ref, i);
+		if (sl_bucket_count(w) == 0 || !sl_in_hour(sl_bucket_slot(w), now_slot))
+			continue;
+		any = true;
+		if (sl_bucket_slot(w) > newest)
+			newest = sl_bucket_slot(w);
+	}
+	/* Idle: nothing left in the hour. Else the longest idle goes first. */
+	return any ? newest + 1 : 0;
+}
+
 struct send_limit *
-send_limit_new(unsigned users)
+send_limit_new(unsigned users, unsigned max_workers)
 {
 	struct send_limit *sl = xcalloc(1, sizeof(*sl));
-	pthread_mutexattr_t attr;
-	size_t n = 64, head;
+	size_t n = 64;
 
+	if (max_workers == 0 || max_workers > SHMTAB_OWNER_MAX)
+		fatal("send_limit: %u workers is out of range", max_workers);
 	while (n < (size_t)users * 2 && n < ((size_t)1 << 24))
 		n *= 2;
-	head = (sizeof(struct sl_shared) + 63) & ~(size_t)63;
-	sl->map_len = head + n * sizeof(struct sl_entry);
-	sl->shm =
-	        mmap(NULL, sl->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (sl->shm == MAP_FAILED)
-		fatal("send_limit: mmap %zu bytes: %s", sl->map_len, strerror(errno));
-	sl->table = (struct sl_entry *)(void *)((char *)sl->shm + head);
-	sl->mask = n - 1;
-	if (getrandom(sl->salt, sizeof(sl->salt), 0) != sizeof(sl->salt))
-		fatal("send_limit: getrandom failed");
-	pthread_mutexattr_init(&attr);
-	pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-	pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-	if (pthread_mutex_init(&sl->shm->lock, &attr) != 0)
-		fatal("send_limit: cannot create the shared lock");
-	pthread_mutexattr_destroy(&attr);
+	sl->tab = shmtab_new(0, n, SL_KEY_LEN, SL_CELLS, sl_rank);
+	sl->kh = keyhash_new();
+	sl->max_workers = max_workers;
 	return sl;
 }
 
@@ -85,7 +96,8 @@ send_limit_free(struct send_limit *sl)
 {
 	if (sl == NULL)
 		return;
-	munmap(sl->shm, sl->map_len);
+	shmtab_free(sl->tab);
+	keyhash_free(sl->kh);
 	free(sl);
 }
 
@@ -99,138 +111,122 @@ send_limit_now(void)
 }
 
 static void
-sl_lock(struct send_limit *sl)
+sl_key(const struct send_limit *sl, const char *user, uint8_t key[SL_KEY_LEN])
 {
-	int r = pthread_mutex_lock(&sl->shm->lock);
-
-	if (r == EOWNERDEAD) {
-		/* A worker died holding it; counts are at worst off by one. */
-		pthread_mutex_consistent(&sl->shm->lock);
-	} else if (r != 0) {
-		fatal("send_limit: lock: %s", strerror(r));
-	}
-}
-
-static void
-sl_unlock(struct send_limit *sl)
-{
-	pthread_mutex_unlock(&sl->shm->lock);
-}
-
-static void
-sl_key(const struct send_limit *sl, const char *user, uint8_t key[16])
-{
-	unsigned char md[SHA256_DIGEST_LENGTH];
+	uint8_t md[KEYHASH_LEN];
 	size_t n = strlen(user);
-	unsigned char *buf = xmalloc(sizeof(sl->salt) + n + 1);
+	char *lower = xmalloc(n + 1);
 
-	memcpy(buf, sl->salt, sizeof(sl->salt));
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i <= n; i++) {
 		char c = user[i];
-		buf[sizeof(sl->salt) + i] =
-		        (unsigned char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+		lower[i] = c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
 	}
-	SHA256(buf, sizeof(sl->salt) + n, md);
-	free(buf);
-	memcpy(key, md, 16);
+	keyhash_digest(sl->kh, md, &(struct keyhash_part){lower, n}, 1);
+	free(lower);
+	memcpy(key, md, SL_KEY_LEN);
 }
 
-/* Move e's buckets forward to now's slot, zeroing the ones that left the
- * hour. */
+/* Count n in the bucket of now_slot (cell), starting the slot if the bucket
+ * still holds an older one. */
 static void
-sl_advance(struct sl_entry *e, uint64_t slot)
+sl_add(struct send_limit *sl, const struct shmtab_ref *ref, size_t cell, uint64_t now_slot,
+       uint64_t n)
 {
-	if (slot <= e->slot)
-		return;
-	for (uint64_t s = e->slot + 1; s <= slot && s <= e->slot + SL_BUCKETS; s++) {
-		e->msgs[s % SL_BUCKETS] = 0;
-		e->rcpts[s % SL_BUCKETS] = 0;
+	uint64_t w = shmtab_get(sl->tab, ref, cell);
+
+	for (int i = 0; i < SL_CAS_TRIES; i++) {
+		uint64_t slot = sl_bucket_slot(w), count = sl_bucket_count(w), nw;
+		if (slot < now_slot)
+			count = 0, slot = now_slot;
+		count = count + n > 0xffffffffu ? 0xffffffffu : count + n;
+		nw = slot << 32 | count;
+		if (shmtab_cas(sl->tab, ref, cell, &w, nw))
+			return;
 	}
-	e->slot = slot;
 }
 
-static bool
-sl_expired(const struct sl_entry *e, uint64_t slot)
-{
-	return !e->used || e->slot + SL_BUCKETS <= slot;
-}
-
-/* The entry of key under the lock; create says whether to make one. */
-static struct sl_entry *
-sl_find(struct send_limit *sl, const uint8_t key[16], uint64_t slot, bool create)
-{
-	uint64_t h;
-	struct sl_entry *free_e = NULL, *oldest = NULL;
-
-	memcpy(&h, key, sizeof(h));
-	for (size_t i = 0; i < SL_PROBES; i++) {
-		struct sl_entry *e = &sl->table[(h + i) & sl->mask];
-		if (e->used && memcmp(e->key, key, 16) == 0) {
-			sl_advance(e, slot);
-			return e;
-		}
-		if (free_e == NULL && sl_expired(e, slot))
-			free_e = e;
-		if (oldest == NULL || e->slot < oldest->slot)
-			oldest = e;
-	}
-	if (!create)
-		return NULL;
-	if (free_e == NULL)
-		free_e = oldest;
-	memset(free_e, 0, sizeof(*free_e));
-	memcpy(free_e->key, key, 16);
-	free_e->slot = slot;
-	free_e->used = 1;
-	return free_e;
-}
-
+/* Take back what sl_add() counted in a row that was given to another user
+ * meanwhile: at worst that user loses a count it had just made. */
 static void
-sl_sum(const struct sl_entry *e, unsigned *msgs_r, unsigned *rcpts_r)
+sl_sub(struct send_limit *sl, const struct shmtab_ref *ref, size_t cell, uint64_t now_slot,
+       uint64_t n)
 {
-	uint64_t m = 0, r = 0;
+	uint64_t w = shmtab_get(sl->tab, ref, cell);
 
-	for (size_t i = 0; i < SL_BUCKETS; i++) {
-		m += e->msgs[i];
-		r += e->rcpts[i];
+	for (int i = 0; i < SL_CAS_TRIES; i++) {
+		uint64_t count = sl_bucket_count(w);
+		if (sl_bucket_slot(w) != now_slot || count == 0)
+			return;
+		if (shmtab_cas(sl->tab, ref, cell, &w,
+		               now_slot << 32 | (count > n ? count - n : 0)))
+			return;
 	}
-	*msgs_r = m > UINT32_MAX ? UINT32_MAX : (unsigned)m;
-	*rcpts_r = r > UINT32_MAX ? UINT32_MAX : (unsigned)r;
 }
 
 void
 send_limit_counts(struct send_limit *sl, const char *user, uint64_t now_s, unsigned *msgs_r,
                   unsigned *rcpts_r)
 {
-	uint64_t slot = now_s / SL_SLOT_S;
-	uint8_t key[16];
-	struct sl_entry *e;
+	uint64_t now_slot = now_s / SL_SLOT_S;
+	uint8_t key[SL_KEY_LEN];
 
+	*msgs_r = 0;
+	*rcpts_r = 0;
 	sl_key(sl, user, key);
-	sl_lock(sl);
-	e = sl_find(sl, key, slot, false);
-	if (e != NULL) {
-		sl_sum(e, msgs_r, rcpts_r);
-	} else {
-		*msgs_r = 0;
-		*rcpts_r = 0;
+	for (int attempt = 0; attempt < SL_TRIES; attempt++) {
+		uint64_t sums[2] = {0, 0};
+		struct shmtab_ref ref;
+
+		if (shmtab_find(sl->tab, key, SHMTAB_HELD, 0, &now_slot, &ref) != SHMTAB_OK)
+			return;
+		for (size_t i = 0; i < SL_CELLS; i++) {
+			uint64_t w = shmtab_get(sl->tab, &ref, i);
+			if (sl_in_hour(sl_bucket_slot(w), now_slot))
+				sums[i / SL_BUCKETS] += sl_bucket_count(w);
+		}
+		/* The row was given to another user while we read: again. */
+		if (!shmtab_valid(sl->tab, &ref))
+			continue;
+		*msgs_r = sums[0] > UINT32_MAX ? UINT32_MAX : (unsigned)sums[0];
+		*rcpts_r = sums[1] > UINT32_MAX ? UINT32_MAX : (unsigned)sums[1];
+		return;
 	}
-	sl_unlock(sl);
 }
 
 void
-send_limit_record(struct send_limit *sl, const char *user, unsigned rcpts, uint64_t now_s)
+send_limit_record(struct send_limit *sl, unsigned worker, const char *user, unsigned rcpts,
+                  uint64_t now_s)
 {
-	uint64_t slot = now_s / SL_SLOT_S;
-	uint8_t key[16];
-	struct sl_entry *e;
+	uint64_t now_slot = now_s / SL_SLOT_S;
+	size_t b = (size_t)(now_slot % SL_BUCKETS);
+	uint8_t key[SL_KEY_LEN];
 
+	if (worker >= sl->max_workers)
+		fatal("send_limit: worker %u out of range (%u)", worker, sl->max_workers);
 	sl_key(sl, user, key);
-	sl_lock(sl);
-	e = sl_find(sl, key, slot, true);
-	e->msgs[slot % SL_BUCKETS]++;
-	e->rcpts[slot % SL_BUCKETS] += rcpts;
-	sl_unlock(sl);
+	for (int attempt = 0; attempt < SL_TRIES; attempt++) {
+		struct shmtab_ref ref;
+
+		if (shmtab_find(sl->tab, key, SHMTAB_CREATE, worker, &now_slot, &ref) != SHMTAB_OK)
+			break;
+		sl_add(sl, &ref, b, now_slot, 1);
+		sl_add(sl, &ref, SL_BUCKETS + b, now_slot, rcpts);
+		if (shmtab_valid(sl->tab, &ref))
+			return;
+		sl_sub(sl, &ref, b, now_slot, 1);
+		sl_sub(sl, &ref, SL_BUCKETS + b, now_slot, rcpts);
+	}
+	/* Another worker stopped half way through this very user: the one
+	 * case a message goes uncounted. */
+	log_warn("send_limit: message not counted: the user's row is busy");
+}
+
+void
+send_limit_reset_worker(struct send_limit *sl, unsigned worker)
+{
+	if (worker >= sl->max_workers)
+		fatal("send_limit: worker %u out of range (%u)", worker, sl->max_workers);
+	shmtab_recover(sl->tab, worker);
 }
 
 bool

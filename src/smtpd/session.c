@@ -900,8 +900,8 @@ static void
 session_protect_record(struct session *s, const struct txn *t)
 {
 	if (s->authenticated && s->auth_user != NULL && s->env->send_limits != NULL)
-		send_limit_record(s->env->send_limits, s->auth_user, (unsigned)t->n_rcpts,
-		                  send_limit_now());
+		send_limit_record(s->env->send_limits, s->env->worker, s->auth_user,
+		                  (unsigned)t->n_rcpts, send_limit_now());
 }
 
 static void
