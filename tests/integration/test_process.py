@@ -5,13 +5,17 @@ import os
 import re
 import signal
 import socket
+import struct
 import time
 
 import pytest
 
+import harness
 from harness import (HOST, SMTPConn, auth_code, free_port, make_message, nobody_ids,
-                     plain_ir, proc_alive, proc_ids, run_tool, submission_conn, verify_hash,
-                     wait_until)
+                     plain_ir, proc_alive, proc_ids, proc_status, run_tool, submission_conn,
+                     verify_hash, wait_until)
+
+STOP_GRACE_SECONDS = 10  # src/master/master.c: children get this long after SIGTERM
 
 
 # ---------------------------------------------------------------- privileges
@@ -81,6 +85,71 @@ def test_dead_worker_releases_its_connection_slots(make_gateway):
             c.close()
         return codes == [220, 220]
     wait_until(two_fit, 15, "both per-IP slots to be free after the worker died")
+
+
+def _shared_mappings(pid: int) -> list[tuple[int, int]]:
+    """The anonymous MAP_SHARED mappings of a process: the tables the master
+    maps before fork and shares with the workers."""
+    out = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 6 and fields[1] == "rw-s" and fields[5] == "/dev/zero":
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                out.append((start, end))
+    return out
+
+
+def _hold_every_lock(pid: int) -> int:
+    """Do, from outside, what a compromised worker can do to the memory it
+    shares with the master: take every lock it could find there. A futex
+    lock is a 32-bit word that holds its owner's thread id, so the worker's
+    id goes into every zero word of its shared mappings (a robust mutex
+    whose owner is alive, if only stopped, is never given back). Returns the
+    bytes written."""
+    tid = struct.pack("<I", pid)
+    written = 0
+    with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
+        for start, end in _shared_mappings(pid):
+            mem.seek(start)
+            data = bytearray(mem.read(end - start))
+            for i in range(0, len(data) - 3, 4):
+                if data[i:i + 4] == b"\0\0\0\0":
+                    data[i:i + 4] = tid
+            mem.seek(start)
+            written += mem.write(bytes(data))
+    return written
+
+
+def test_stopped_worker_holding_the_shared_tables_cannot_freeze_the_master(make_gateway):
+    """A worker stopped while holding whatever it can hold in the tables it
+    shares with the root master (the connection and sending counts) must not
+    keep the master from replacing another worker that dies, nor from
+    stopping on SIGTERM. Before, the connection table had a lock the master
+    took to give back a dead worker's connections: it waited forever."""
+    gw = make_gateway({"server": {"workers": 2}})
+    c = SMTPConn.open(gw, "in")            # a counted connection in the tables
+    stopped = gw.pid_serving(c)
+    workers = harness._pids_holding(set(gw.children()), gw.listening_inodes())
+    assert stopped in workers and len(workers) == 2, f"workers {workers}"
+    (other,) = workers - {stopped}
+
+    os.kill(stopped, signal.SIGSTOP)
+    wait_until(lambda: proc_status(stopped).get("State", "").startswith("T"), 10,
+               f"worker {stopped} to stop")
+    assert _hold_every_lock(stopped) > 0, "no shared mapping found in the worker"
+
+    os.kill(other, signal.SIGKILL)
+    wait_until(lambda: len(harness._pids_holding(set(gw.children()), gw.listening_inodes())
+                           - {stopped, other}) == 1,
+               15, "the master to replace the killed worker")
+    gw.wait_for_log(rf"smtpd pid={other} killed by signal 9")
+
+    # SIGTERM: the stopped worker cannot act on it; the master kills it after
+    # its grace period and exits.
+    rc = gw.stop(timeout=STOP_GRACE_SECONDS + 20)
+    assert rc == 0, f"exit status {rc} after SIGTERM"
+    assert not proc_alive(stopped)
 
 
 def test_killed_auth_process_is_replaced(make_gateway, users):
