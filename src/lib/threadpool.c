@@ -24,18 +24,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 struct tp_job {
-	struct tp_job *next;
+	STAILQ_ENTRY(tp_job) entry; /* in one queue */
 	threadpool_work_cb *work;
 	threadpool_done_cb *done;
 	void *arg;
 };
 
-struct tp_queue {
-	struct tp_job *head, *tail;
-};
+STAILQ_HEAD(tp_queue, tp_job);
 
 struct threadpool {
 	struct event_base *base;
@@ -60,27 +59,13 @@ struct threadpool {
 	bool free_requested;
 };
 
-static void
-tp_queue_push(struct tp_queue *q, struct tp_job *j)
-{
-	j->next = NULL;
-	if (q->tail != NULL)
-		q->tail->next = j;
-	else
-		q->head = j;
-	q->tail = j;
-}
-
 static struct tp_job *
 tp_queue_pop(struct tp_queue *q)
 {
-	struct tp_job *j = q->head;
+	struct tp_job *j = STAILQ_FIRST(q);
 
-	if (j != NULL) {
-		q->head = j->next;
-		if (q->head == NULL)
-			q->tail = NULL;
-	}
+	if (j != NULL)
+		STAILQ_REMOVE_HEAD(q, entry);
 	return j;
 }
 
@@ -124,7 +109,7 @@ tp_thread_main(void *arg)
 
 	tp_lock(tp);
 	for (;;) {
-		while (tp->run_q.head == NULL && !tp->stop)
+		while (STAILQ_EMPTY(&tp->run_q) && !tp->stop)
 			pthread_cond_wait(&tp->cv, &tp->mu);
 		/* On stop, drain the queue first: threadpool_free() promises
 		 * that queued work still runs. */
@@ -137,7 +122,7 @@ tp_thread_main(void *arg)
 
 		tp_lock(tp);
 		tp->queued_or_running--;
-		tp_queue_push(&tp->done_q, j);
+		STAILQ_INSERT_TAIL(&tp->done_q, j, entry);
 		tp_notify(tp);
 	}
 	tp_unlock(tp);
@@ -151,7 +136,7 @@ static void
 tp_on_notify(evutil_socket_t fd, short what, void *arg)
 {
 	struct threadpool *tp = arg;
-	struct tp_queue q;
+	struct tp_queue q = STAILQ_HEAD_INITIALIZER(q);
 	struct tp_job *j;
 	uint64_t n;
 
@@ -159,8 +144,7 @@ tp_on_notify(evutil_socket_t fd, short what, void *arg)
 		fatal("threadpool: eventfd read: %s", strerror(errno));
 
 	tp_lock(tp);
-	q = tp->done_q;
-	tp->done_q.head = tp->done_q.tail = NULL;
+	STAILQ_CONCAT(&q, &tp->done_q); /* takes them all, leaves it empty */
 	tp_unlock(tp);
 
 	tp->dispatching = true;
@@ -179,10 +163,10 @@ static void
 tp_on_inline(evutil_socket_t fd, short what, void *arg)
 {
 	struct threadpool *tp = arg;
-	struct tp_queue q = tp->inline_q;
+	struct tp_queue q = STAILQ_HEAD_INITIALIZER(q);
 	struct tp_job *j;
 
-	tp->inline_q.head = tp->inline_q.tail = NULL;
+	STAILQ_CONCAT(&q, &tp->inline_q);
 	tp->dispatching = true;
 	while ((j = tp_queue_pop(&q)) != NULL) {
 		if (!tp->free_requested)
@@ -203,6 +187,9 @@ threadpool_new(struct event_base *base, unsigned nthreads)
 	if (nthreads == 0)
 		nthreads = 1;
 	tp->base = base;
+	STAILQ_INIT(&tp->run_q);
+	STAILQ_INIT(&tp->done_q);
+	STAILQ_INIT(&tp->inline_q);
 	tp->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (tp->notify_fd < 0)
 		fatal("threadpool: eventfd: %s", strerror(errno));
@@ -236,7 +223,7 @@ threadpool_submit(struct threadpool *tp, threadpool_work_cb *work, threadpool_do
 	j->done = done;
 	j->arg = arg;
 	tp_lock(tp);
-	tp_queue_push(&tp->run_q, j);
+	STAILQ_INSERT_TAIL(&tp->run_q, j, entry);
 	tp->queued_or_running++;
 	pthread_cond_signal(&tp->cv);
 	tp_unlock(tp);
@@ -252,7 +239,7 @@ threadpool_run_inline(struct threadpool *tp, threadpool_work_cb *work, threadpoo
 	j->done = done;
 	j->arg = arg;
 	work(arg);
-	tp_queue_push(&tp->inline_q, j);
+	STAILQ_INSERT_TAIL(&tp->inline_q, j, entry);
 	/* From the loop thread: no wake-up system call, just a flag the loop
 	 * sees before it next waits. */
 	event_active(tp->inline_ev, EV_TIMEOUT, 0);

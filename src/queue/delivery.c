@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,8 +65,8 @@ struct dest_addr {
 };
 
 struct addr_slot {
-	struct addr_slot *next;
-	char key[80]; /* "ip:port" */
+	LIST_ENTRY(addr_slot) entry; /* in delivery->slots */
+	char key[80];                /* "ip:port" */
 	unsigned n;
 };
 
@@ -73,7 +74,7 @@ struct dconn;
 
 struct dest {
 	struct delivery *dl;
-	struct dest *next, *prev;
+	LIST_ENTRY(dest) entry; /* in delivery->dests */
 	/* Its route is NULL and its tls_ca_file is ca_file: a destination may
 	 * outlive the config generation its first job came from. */
 	struct route_decision rd;
@@ -82,9 +83,9 @@ struct dest {
 	struct dest_addr *addrs;
 	size_t n_addrs;
 	time_t resolved_at;
-	struct delivery_job *jobs_head, *jobs_tail;
+	STAILQ_HEAD(, delivery_job) jobs; /* waiting, oldest first */
 	size_t n_jobs;
-	struct dconn *conns;
+	LIST_HEAD(, dconn) conns;
 	unsigned n_conns, n_opening;
 	char last_error[600];
 	bool kicking;
@@ -92,7 +93,7 @@ struct dest {
 
 struct dconn {
 	struct dest *d;
-	struct dconn *next, *prev;
+	LIST_ENTRY(dconn) entry; /* in dest->conns */
 	struct smtp_client *c;
 	size_t ai;
 	struct addr_slot *slot;
@@ -114,8 +115,8 @@ struct dconn {
 };
 
 struct tls_ctx {
-	struct tls_ctx *next;
-	char *ca_file; /* NULL: system trust store */
+	SLIST_ENTRY(tls_ctx) entry; /* in delivery->tls_verify */
+	char *ca_file;              /* NULL: system trust store */
 	SSL_CTX *ctx;
 };
 
@@ -124,12 +125,12 @@ struct delivery {
 	const struct queue_config *qc;
 	struct dns *dns;
 	char *helo;
-	struct dest *dests;
-	struct addr_slot *slots;
-	unsigned n_conns[2]; /* [internal] */
-	SSL_CTX *tls_any;    /* opportunistic: no verification */
-	struct tls_ctx *tls_verify;
-	struct smtp_client **closing; /* clients waiting for QUIT's reply */
+	LIST_HEAD(, dest) dests;
+	LIST_HEAD(, addr_slot) slots;
+	unsigned n_conns[2];              /* [internal] */
+	SSL_CTX *tls_any;                 /* opportunistic: no verification */
+	SLIST_HEAD(, tls_ctx) tls_verify; /* one per CA file */
+	struct smtp_client **closing;     /* clients waiting for QUIT's reply */
 	size_t n_closing;
 	struct event *kick_ev;
 };
@@ -212,7 +213,6 @@ rcpt_set_code(struct delivery_rcpt *r, int code, const char *dsn, const char *re
 static void
 job_finish(struct delivery_job *job)
 {
-	job->next = NULL;
 	job->done(job, job->arg);
 }
 
@@ -230,11 +230,13 @@ dest_finish_job(struct dest *d, struct delivery_job *job)
 static void
 dest_fail_jobs(struct dest *d, enum rcpt_status st, const char *dsn, const char *reason)
 {
-	struct delivery_job *jobs = d->jobs_head;
-	d->jobs_head = d->jobs_tail = NULL;
+	STAILQ_HEAD(, delivery_job) jobs = STAILQ_HEAD_INITIALIZER(jobs);
+	struct delivery_job *j;
+
+	STAILQ_CONCAT(&jobs, &d->jobs); /* takes them all, leaves it empty */
 	d->n_jobs = 0;
-	for (struct delivery_job *j = jobs, *next; j != NULL; j = next) {
-		next = j->next;
+	while ((j = STAILQ_FIRST(&jobs)) != NULL) {
+		STAILQ_REMOVE_HEAD(&jobs, entry);
 		for (size_t i = 0; i < j->n_rcpts; i++)
 			rcpt_set(&j->rcpts[i], st, dsn, reason, "none", false);
 		dest_finish_job(d, j);
@@ -249,18 +251,21 @@ tls_client_ctx(struct delivery *dl, bool verify, const char *ca_file, const char
 {
 	if (!verify)
 		return dl->tls_any;
-	for (struct tls_ctx *t = dl->tls_verify; t != NULL; t = t->next)
+	struct tls_ctx *t;
+
+	SLIST_FOREACH(t, &dl->tls_verify, entry)
+	{
 		if ((t->ca_file == NULL && ca_file == NULL) ||
 		    (t->ca_file != NULL && ca_file != NULL && strcmp(t->ca_file, ca_file) == 0))
 			return t->ctx;
+	}
 	SSL_CTX *ctx = smtp_client_tls_ctx_new(ca_file, true, error_r);
 	if (ctx == NULL)
 		return NULL;
-	struct tls_ctx *t = xcalloc(1, sizeof(*t));
+	t = xcalloc(1, sizeof(*t));
 	t->ca_file = ca_file ? xstrdup(ca_file) : NULL;
 	t->ctx = ctx;
-	t->next = dl->tls_verify;
-	dl->tls_verify = t;
+	SLIST_INSERT_HEAD(&dl->tls_verify, t, entry);
 	return ctx;
 }
 
@@ -282,15 +287,18 @@ limit_per_addr(const struct delivery *dl, bool internal)
 static struct addr_slot *
 slot_find(struct delivery *dl, const char *key, bool create)
 {
-	for (struct addr_slot *s = dl->slots; s != NULL; s = s->next)
+	struct addr_slot *s;
+
+	LIST_FOREACH(s, &dl->slots, entry)
+	{
 		if (strcmp(s->key, key) == 0)
 			return s;
+	}
 	if (!create)
 		return NULL;
-	struct addr_slot *s = xcalloc(1, sizeof(*s));
+	s = xcalloc(1, sizeof(*s));
 	snprintf(s->key, sizeof(s->key), "%s", key);
-	s->next = dl->slots;
-	dl->slots = s;
+	LIST_INSERT_HEAD(&dl->slots, s, entry);
 	return s;
 }
 
@@ -299,13 +307,8 @@ slot_put(struct delivery *dl, struct addr_slot *slot)
 {
 	if (slot == NULL || --slot->n > 0)
 		return;
-	for (struct addr_slot **p = &dl->slots; *p != NULL; p = &(*p)->next) {
-		if (*p == slot) {
-			*p = slot->next;
-			free(slot);
-			return;
-		}
-	}
+	LIST_REMOVE(slot, entry);
+	free(slot);
 }
 
 static unsigned
@@ -333,34 +336,32 @@ dest_same_hop(const struct route_decision *a, const struct route_decision *b)
 static struct dest *
 dest_get(struct delivery *dl, const struct route_decision *rd)
 {
-	for (struct dest *d = dl->dests; d != NULL; d = d->next)
+	struct dest *d;
+
+	LIST_FOREACH(d, &dl->dests, entry)
+	{
 		if (dest_same_hop(&d->rd, rd))
 			return d;
-	struct dest *d = xcalloc(1, sizeof(*d));
+	}
+	d = xcalloc(1, sizeof(*d));
 	d->dl = dl;
 	d->rd = *rd;
 	d->rd.route = NULL;
 	d->ca_file = rd->tls_ca_file ? xstrdup(rd->tls_ca_file) : NULL;
 	d->rd.tls_ca_file = d->ca_file;
-	d->next = dl->dests;
-	if (dl->dests != NULL)
-		dl->dests->prev = d;
-	dl->dests = d;
+	LIST_INIT(&d->conns);
+	STAILQ_INIT(&d->jobs);
+	LIST_INSERT_HEAD(&dl->dests, d, entry);
 	return d;
 }
 
 static void
 dest_free_if_unused(struct dest *d)
 {
-	struct delivery *dl = d->dl;
-	if (d->jobs_head != NULL || d->conns != NULL || d->ds == DS_RESOLVING || d->kicking)
+	if (!STAILQ_EMPTY(&d->jobs) || !LIST_EMPTY(&d->conns) || d->ds == DS_RESOLVING ||
+	    d->kicking)
 		return;
-	if (d->prev != NULL)
-		d->prev->next = d->next;
-	else
-		dl->dests = d->next;
-	if (d->next != NULL)
-		d->next->prev = d->prev;
+	LIST_REMOVE(d, entry);
 	free(d->addrs);
 	free(d->ca_file);
 	free(d);
@@ -457,10 +458,7 @@ dest_open(struct dest *d)
 	k->ai = (size_t)ai;
 	k->opening = true;
 	k->idle_ev = evtimer_new(dl->base, conn_idle_cb, k);
-	k->next = d->conns;
-	if (d->conns != NULL)
-		d->conns->prev = k;
-	d->conns = k;
+	LIST_INSERT_HEAD(&d->conns, k, entry);
 	d->n_conns++;
 	d->n_opening++;
 	dl->n_conns[internal]++;
@@ -485,11 +483,15 @@ static void conn_start_txn(struct dconn *k, struct delivery_job *job);
 static void
 dest_arm_idle(struct dest *d)
 {
-	for (struct dconn *k = d->conns; k != NULL; k = k->next)
+	struct dconn *k;
+
+	LIST_FOREACH(k, &d->conns, entry)
+	{
 		if (k->st == DC_READY && k->job == NULL && !evtimer_pending(k->idle_ev, NULL)) {
 			struct timeval tv = {d->dl->qc->connection_reuse_time, 0};
 			evtimer_add(k->idle_ev, &tv);
 		}
+	}
 }
 
 static void
@@ -499,7 +501,7 @@ dest_kick(struct dest *d)
 
 	if (d->kicking)
 		return;
-	if (d->jobs_head == NULL) {
+	if (STAILQ_EMPTY(&d->jobs)) {
 		dest_arm_idle(d);
 		dest_free_if_unused(d);
 		return;
@@ -515,10 +517,10 @@ dest_kick(struct dest *d)
 	if (d->ds != DS_READY)
 		return;
 	d->kicking = true;
-	while (d->jobs_head != NULL) {
+	while (!STAILQ_EMPTY(&d->jobs)) {
 		struct dconn *idle = NULL;
-		for (struct dconn *k = d->conns, *next; k != NULL; k = next) {
-			next = k->next;
+		for (struct dconn *k = LIST_FIRST(&d->conns), *next; k != NULL; k = next) {
+			next = LIST_NEXT(k, entry);
 			if (k->st != DC_READY || k->job != NULL)
 				continue;
 			if (!smtp_client_idle(k->c)) {
@@ -530,10 +532,8 @@ dest_kick(struct dest *d)
 			break;
 		}
 		if (idle != NULL) {
-			struct delivery_job *job = d->jobs_head;
-			d->jobs_head = job->next;
-			if (d->jobs_head == NULL)
-				d->jobs_tail = NULL;
+			struct delivery_job *job = STAILQ_FIRST(&d->jobs);
+			STAILQ_REMOVE_HEAD(&d->jobs, entry);
 			d->n_jobs--;
 			conn_start_txn(idle, job);
 			continue;
@@ -559,9 +559,9 @@ static void
 delivery_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct delivery *dl = arg;
-	for (struct dest *d = dl->dests, *next; d != NULL; d = next) {
-		next = d->next;
-		if (d->jobs_head != NULL)
+	for (struct dest *d = LIST_FIRST(&dl->dests), *next; d != NULL; d = next) {
+		next = LIST_NEXT(d, entry);
+		if (!STAILQ_EMPTY(&d->jobs))
 			dest_kick(d);
 	}
 }
@@ -614,12 +614,7 @@ conn_release(struct dconn *k)
 		d->n_opening--;
 	d->n_conns--;
 	dl->n_conns[d->rd.internal]--;
-	if (k->prev != NULL)
-		k->prev->next = k->next;
-	else
-		d->conns = k->next;
-	if (k->next != NULL)
-		k->next->prev = k->prev;
+	LIST_REMOVE(k, entry);
 	event_free(k->idle_ev);
 	free(k->accepted);
 	free(k);
@@ -1060,6 +1055,9 @@ delivery_new(const struct delivery_params *p, const char **error_r)
 {
 	struct delivery *dl = xcalloc(1, sizeof(*dl));
 
+	LIST_INIT(&dl->dests);
+	LIST_INIT(&dl->slots);
+	SLIST_INIT(&dl->tls_verify);
 	dl->base = p->base;
 	dl->qc = p->qc;
 	dl->dns = p->dns;
@@ -1085,18 +1083,18 @@ delivery_free(struct delivery *dl)
 {
 	if (dl == NULL)
 		return;
-	while (dl->dests != NULL) {
-		struct dest *d = dl->dests;
+	while (!LIST_EMPTY(&dl->dests)) {
+		struct dest *d = LIST_FIRST(&dl->dests);
 		d->kicking = true;
-		while (d->conns != NULL) {
-			struct dconn *k = d->conns;
+		while (!LIST_EMPTY(&d->conns)) {
+			struct dconn *k = LIST_FIRST(&d->conns);
 			if (k->c != NULL) {
 				smtp_client_free(k->c);
 				k->c = NULL;
 			}
 			conn_release(k);
 		}
-		dl->dests = d->next;
+		LIST_REMOVE(d, entry);
 		free(d->addrs);
 		free(d->ca_file);
 		free(d);
@@ -1104,14 +1102,14 @@ delivery_free(struct delivery *dl)
 	for (size_t i = 0; i < dl->n_closing; i++)
 		smtp_client_free(dl->closing[i]);
 	free(dl->closing);
-	while (dl->slots != NULL) {
-		struct addr_slot *s = dl->slots;
-		dl->slots = s->next;
+	while (!LIST_EMPTY(&dl->slots)) {
+		struct addr_slot *s = LIST_FIRST(&dl->slots);
+		LIST_REMOVE(s, entry);
 		free(s);
 	}
-	while (dl->tls_verify != NULL) {
-		struct tls_ctx *t = dl->tls_verify;
-		dl->tls_verify = t->next;
+	while (!SLIST_EMPTY(&dl->tls_verify)) {
+		struct tls_ctx *t = SLIST_FIRST(&dl->tls_verify);
+		SLIST_REMOVE_HEAD(&dl->tls_verify, entry);
 		SSL_CTX_free(t->ctx);
 		free(t->ca_file);
 		free(t);
@@ -1127,14 +1125,9 @@ delivery_submit(struct delivery *dl, const struct route_decision *rd, struct del
 {
 	struct dest *d = dest_get(dl, rd);
 
-	job->next = NULL;
 	for (size_t i = 0; i < job->n_rcpts; i++)
 		job->rcpts[i].status = RCPT_PENDING;
-	if (d->jobs_tail != NULL)
-		d->jobs_tail->next = job;
-	else
-		d->jobs_head = job;
-	d->jobs_tail = job;
+	STAILQ_INSERT_TAIL(&d->jobs, job, entry);
 	d->n_jobs++;
 	/* From the loop: done must never run inside delivery_submit(). */
 	event_active(dl->kick_ev, EV_TIMEOUT, 0);
@@ -1144,9 +1137,13 @@ void
 delivery_counts(const struct delivery *dl, unsigned *external_r, unsigned *internal_r,
                 unsigned *waiting_r)
 {
+	const struct dest *d;
 	unsigned waiting = 0;
-	for (const struct dest *d = dl->dests; d != NULL; d = d->next)
+
+	LIST_FOREACH(d, &dl->dests, entry)
+	{
 		waiting += (unsigned)d->n_jobs;
+	}
 	*external_r = dl->n_conns[0];
 	*internal_r = dl->n_conns[1];
 	*waiting_r = waiting;
@@ -1155,7 +1152,11 @@ delivery_counts(const struct delivery *dl, unsigned *external_r, unsigned *inter
 void
 delivery_forget_failures(struct delivery *dl)
 {
-	for (struct dest *d = dl->dests; d != NULL; d = d->next)
+	struct dest *d;
+
+	LIST_FOREACH(d, &dl->dests, entry)
+	{
 		if (d->ds == DS_READY && d->n_conns == 0)
 			d->ds = DS_NEW;
+	}
 }

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include "queue_store.h"
 #include "../lib/common.h"
 
@@ -57,7 +58,7 @@ struct delivery_job {
 	size_t n_rcpts;
 	delivery_done_cb *done;
 	void *arg;
-	struct delivery_job *next; /* the agent's */
+	STAILQ_ENTRY(delivery_job) entry; /* the agent's: its destination's queue */
 };
 
 struct delivery_params {

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/random.h>
 
 #include <event2/event.h>
@@ -42,7 +43,7 @@ struct dns {
 	struct dns_sock *socks;
 	size_t n_socks;
 	struct event *timer;
-	struct dns_req *reqs; /* outstanding, for dns_free */
+	LIST_HEAD(, dns_req) reqs; /* outstanding, for dns_free */
 	bool freeing;
 };
 
@@ -57,7 +58,7 @@ struct dns_host {
 
 struct dns_req {
 	struct dns *dns;
-	struct dns_req *prev, *next;
+	LIST_ENTRY(dns_req) entry; /* in dns->reqs */
 	char name[256];
 	bool mx;
 	unsigned port;
@@ -152,6 +153,7 @@ dns_new(struct event_base *base, const char *servers, const char **error_r)
 		return NULL;
 	}
 	d = xcalloc(1, sizeof(*d));
+	LIST_INIT(&d->reqs);
 	d->base = base;
 	memset(&opt, 0, sizeof(opt));
 	opt.sock_state_cb = dns_sock_state_cb;
@@ -206,8 +208,9 @@ dns_free(struct dns *d)
 	/* Calls every outstanding callback with ARES_EDESTRUCTION; they see
 	 * d->freeing and do nothing. */
 	ares_destroy(d->ch);
-	for (struct dns_req *q = d->reqs, *next; q != NULL; q = next) {
-		next = q->next;
+	while (!LIST_EMPTY(&d->reqs)) {
+		struct dns_req *q = LIST_FIRST(&d->reqs);
+		LIST_REMOVE(q, entry);
 		dns_req_free(q);
 	}
 	for (size_t i = 0; i < d->n_socks; i++)
@@ -252,16 +255,10 @@ static void
 dns_fire_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct dns_req *q = arg;
-	struct dns *d = q->dns;
 	struct dns_target *all = NULL;
 	size_t n = 0;
 
-	if (q->prev != NULL)
-		q->prev->next = q->next;
-	else
-		d->reqs = q->next;
-	if (q->next != NULL)
-		q->next->prev = q->prev;
+	LIST_REMOVE(q, entry);
 	if (q->status == DNS_OK) {
 		for (size_t i = 0; i < q->n_hosts; i++)
 			n += q->hosts[i].n_addrs;
@@ -482,10 +479,7 @@ dns_resolve(struct dns *d, const char *name, bool mx, unsigned port, dns_targets
 	q->arg = arg;
 	q->status = DNS_OK;
 	q->fire = event_new(d->base, -1, 0, dns_fire_cb, q);
-	q->next = d->reqs;
-	if (d->reqs != NULL)
-		d->reqs->prev = q;
-	d->reqs = q;
+	LIST_INSERT_HEAD(&d->reqs, q, entry);
 
 	/* An address literal needs no lookup at all. */
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};

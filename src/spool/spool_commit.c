@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -40,7 +41,7 @@
 #define COMMIT_SYNC_THREADS 8
 
 struct commit_job {
-	struct commit_job *next;
+	STAILQ_ENTRY(commit_job) entry; /* in pending, a round or done */
 	struct spool_committer *c;
 	struct spool_msg *msg;
 	spool_commit_cb *cb;
@@ -48,9 +49,7 @@ struct commit_job {
 	int result;
 };
 
-struct commit_list {
-	struct commit_job *head, *tail;
-};
+STAILQ_HEAD(commit_list, commit_job);
 
 /* The helpers of the commit thread for a round's fsyncs. */
 struct sync_crew {
@@ -82,17 +81,6 @@ struct spool_committer {
 	struct event *notify_ev;
 	unsigned long rounds, messages;
 };
-
-static void
-commit_list_push(struct commit_list *l, struct commit_job *j)
-{
-	j->next = NULL;
-	if (l->tail != NULL)
-		l->tail->next = j;
-	else
-		l->head = j;
-	l->tail = j;
-}
 
 /* Take and fsync jobs of the current round until none is left. Called
  * with crew->mu held; returns with it held. */
@@ -153,15 +141,17 @@ crew_sync(struct sync_crew *crew, struct commit_job **jobs, size_t n)
 /* One round over jobs (a list of at most COMMIT_ROUND_MAX). Every message
  * of a committer goes to the same incoming/ (one spool per process). */
 static void
-commit_round(struct sync_crew *crew, struct commit_job *jobs)
+commit_round(struct sync_crew *crew, struct commit_list *jobs)
 {
-	const char *dir = spool_msg_incoming_dir(jobs->msg);
+	const char *dir = spool_msg_incoming_dir(STAILQ_FIRST(jobs)->msg);
+	struct commit_job *j;
 	struct commit_job *arr[COMMIT_ROUND_MAX];
 	size_t n = 0;
 	int dfd, dir_errno = 0;
 	bool any_linked = false;
 
-	for (struct commit_job *j = jobs; j != NULL; j = j->next) {
+	STAILQ_FOREACH(j, jobs, entry)
+	{
 		j->result = spool_msg_commit_write(j->msg);
 		arr[n++] = j;
 	}
@@ -174,11 +164,14 @@ commit_round(struct sync_crew *crew, struct commit_job *jobs)
 	if (dfd < 0) {
 		log_err("spool group commit: open %s: %s", dir, strerror(errno));
 		/* spool_msg_free() removes the tmp files. */
-		for (struct commit_job *j = jobs; j != NULL; j = j->next)
+		STAILQ_FOREACH(j, jobs, entry)
+		{
 			j->result = -1;
+		}
 		return;
 	}
-	for (struct commit_job *j = jobs; j != NULL; j = j->next) {
+	STAILQ_FOREACH(j, jobs, entry)
+	{
 		if (strcmp(dir, spool_msg_incoming_dir(j->msg)) != 0)
 			fatal("spool group commit: messages for two spools in one committer");
 		if (j->result == 0)
@@ -188,9 +181,11 @@ commit_round(struct sync_crew *crew, struct commit_job *jobs)
 	/* The one directory fsync that makes every rename of the round durable. */
 	if (any_linked && fsync(dfd) < 0)
 		dir_errno = errno;
-	for (struct commit_job *j = jobs; j != NULL; j = j->next)
+	STAILQ_FOREACH(j, jobs, entry)
+	{
 		if (j->result == 0)
 			j->result = spool_msg_commit_finish(j->msg, dfd, dir_errno);
+	}
 	close(dfd);
 }
 
@@ -201,31 +196,26 @@ commit_thread(void *arg)
 
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
-		while (c->pending.head == NULL && !c->stop)
+		while (STAILQ_EMPTY(&c->pending) && !c->stop)
 			pthread_cond_wait(&c->cv, &c->mu);
-		if (c->pending.head == NULL && c->stop)
+		if (STAILQ_EMPTY(&c->pending) && c->stop)
 			break;
-		struct commit_job *round = c->pending.head, *last = round;
-		unsigned n = 1;
-		while (last->next != NULL && n < COMMIT_ROUND_MAX) {
-			last = last->next;
+		struct commit_list round = STAILQ_HEAD_INITIALIZER(round);
+		unsigned n = 0;
+		while (!STAILQ_EMPTY(&c->pending) && n < COMMIT_ROUND_MAX) {
+			struct commit_job *j = STAILQ_FIRST(&c->pending);
+			STAILQ_REMOVE_HEAD(&c->pending, entry);
+			STAILQ_INSERT_TAIL(&round, j, entry);
 			n++;
 		}
-		c->pending.head = last->next;
-		if (c->pending.head == NULL)
-			c->pending.tail = NULL;
-		last->next = NULL;
 		pthread_mutex_unlock(&c->mu);
 
-		commit_round(&c->crew, round);
+		commit_round(&c->crew, &round);
 
 		pthread_mutex_lock(&c->mu);
 		c->rounds++;
 		c->messages += n;
-		for (struct commit_job *j = round, *next; j != NULL; j = next) {
-			next = j->next;
-			commit_list_push(&c->done, j);
-		}
+		STAILQ_CONCAT(&c->done, &round);
 		uint64_t one = 1;
 		ssize_t w = write(c->notify_fd, &one, sizeof(one));
 		(void)w; /* eventfd: only fails if the counter would overflow */
@@ -242,12 +232,14 @@ commit_notify_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t r = read(c->notify_fd, &v, sizeof(v));
 	(void)r;
 
+	struct commit_list jobs = STAILQ_HEAD_INITIALIZER(jobs);
+	struct commit_job *j;
+
 	pthread_mutex_lock(&c->mu);
-	struct commit_job *jobs = c->done.head;
-	c->done.head = c->done.tail = NULL;
+	STAILQ_CONCAT(&jobs, &c->done); /* takes them all, leaves it empty */
 	pthread_mutex_unlock(&c->mu);
-	for (struct commit_job *j = jobs, *next; j != NULL; j = next) {
-		next = j->next;
+	while ((j = STAILQ_FIRST(&jobs)) != NULL) {
+		STAILQ_REMOVE_HEAD(&jobs, entry);
 		j->cb(j->msg, j->result, j->arg);
 		free(j);
 	}
@@ -262,6 +254,8 @@ spool_committer_new(struct event_base *base, bool group, struct threadpool *pool
 	c->group = group;
 	c->pool = pool;
 	c->notify_fd = -1;
+	STAILQ_INIT(&c->pending);
+	STAILQ_INIT(&c->done);
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	if (!group)
@@ -318,7 +312,7 @@ spool_committer_submit(struct spool_committer *c, struct spool_msg *msg, spool_c
 		return;
 	}
 	pthread_mutex_lock(&c->mu);
-	commit_list_push(&c->pending, j);
+	STAILQ_INSERT_TAIL(&c->pending, j, entry);
 	pthread_cond_signal(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 }
@@ -353,8 +347,9 @@ spool_committer_free(struct spool_committer *c)
 		pthread_cond_destroy(&c->crew.go);
 		pthread_cond_destroy(&c->crew.done);
 	}
-	for (struct commit_job *j = c->done.head, *next; j != NULL; j = next) {
-		next = j->next;
+	while (!STAILQ_EMPTY(&c->done)) {
+		struct commit_job *j = STAILQ_FIRST(&c->done);
+		STAILQ_REMOVE_HEAD(&c->done, entry);
 		free(j);
 	}
 	if (c->notify_ev != NULL)
