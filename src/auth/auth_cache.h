@@ -20,7 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "auth_proto.h"
+#include "../authwire/auth_proto.h"
 #include "../lib/keyhash.h"
 
 struct protection_config;

@@ -9,7 +9,7 @@
  * prompt, the terminal gets its echo back before the process dies.
  */
 #include "auth_passwd.h"
-#include "auth_proto.h"
+#include "../authwire/auth_proto.h"
 #include "../lib/build_info.h"
 #include "../lib/common.h"
 #include "../lib/pwhash.h"

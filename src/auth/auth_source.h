@@ -9,7 +9,7 @@
 #ifndef AUTHRELAY_AUTH_SOURCE_H
 #define AUTHRELAY_AUTH_SOURCE_H
 
-#include "auth_proto.h"
+#include "../authwire/auth_proto.h"
 
 struct config;
 struct event_base;

@@ -19,7 +19,7 @@
 #include "../lib/log.h"
 #include "../lib/lru.h"
 #include "../lib/net.h"
-#include "auth_proto.h"
+#include "../authwire/auth_proto.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -7,7 +7,7 @@
  */
 #include "alert_spool.h"
 #include "session.h"
-#include "../auth/auth_proto.h"
+#include "../authwire/auth_proto.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/threadpool.h"

@@ -21,7 +21,7 @@
 #include "sender_policy.h"
 #include "smtpd.h"
 #include "tls.h"
-#include "../auth/auth_client.h"
+#include "../authwire/auth_client.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/net.h"

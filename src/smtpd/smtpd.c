@@ -8,7 +8,7 @@
 #include "alert_spool.h"
 #include "conn_limit.h"
 #include "session.h"
-#include "../auth/auth_client.h"
+#include "../authwire/auth_client.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/readiness.h"

@@ -23,8 +23,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "auth/auth_client.h"
-#include "auth/auth_proto.h"
+#include "authwire/auth_client.h"
+#include "authwire/auth_proto.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
 

@@ -13,7 +13,7 @@
 
 #include <event2/buffer.h>
 
-#include "auth/auth_proto.h"
+#include "authwire/auth_proto.h"
 #include "lib/ipc.h"
 
 /* Frame m, free it, and take it back as the peer would see it. */

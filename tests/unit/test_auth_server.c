@@ -32,7 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "auth/auth_client.h"
+#include "authwire/auth_client.h"
 #include "auth/auth_server.h"
 #include "lib/config.h"
 #include "lib/log.h"

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "auth/auth_proto.h"
+#include "authwire/auth_proto.h"
 #include "lib/base64.h"
 #include "sasl/sasl.h"
 
