@@ -26,7 +26,7 @@ struct cache_entry {
 	enum auth_result result;
 	char *identity;
 	char *addresses;
-	const char *reason; /* static: one of the known reasons */
+	enum auth_reason reason;
 	uint64_t stored_ms;
 	uint64_t expires_ms;
 	uint64_t stale_until_ms; /* == expires_ms for negative entries */
@@ -157,7 +157,7 @@ cache_sweep(struct auth_cache *c, uint64_t now_ms)
 
 void
 auth_cache_store(struct auth_cache *c, const uint8_t key[KEYHASH_LEN], uint64_t now_ms,
-                 enum auth_result result, const char *identity, const char *reason,
+                 enum auth_result result, const char *identity, enum auth_reason reason,
                  const char *addresses)
 {
 	struct cache_entry *e;
@@ -166,13 +166,10 @@ auth_cache_store(struct auth_cache *c, const uint8_t key[KEYHASH_LEN], uint64_t 
 	if (!c->enabled)
 		return;
 	if (result == AUTH_OK) {
-		reason = "ok";
+		reason = AUTH_REASON_OK;
 		ttl = c->positive_ms;
-	} else if (result == AUTH_FAIL && strcmp(reason, "bad_password") == 0) {
-		reason = "bad_password";
-		ttl = c->negative_ms;
-	} else if (result == AUTH_FAIL && strcmp(reason, "unknown_user") == 0) {
-		reason = "unknown_user";
+	} else if (result == AUTH_FAIL &&
+	           (reason == AUTH_REASON_BAD_PASSWORD || reason == AUTH_REASON_UNKNOWN_USER)) {
 		ttl = c->negative_ms;
 	} else {
 		return;

@@ -31,7 +31,7 @@ struct auth_cache;
 struct auth_cache_hit {
 	enum auth_result result; /* AUTH_OK or AUTH_FAIL */
 	const char *identity;    /* AUTH_OK: canonical login */
-	const char *reason;      /* "ok", "bad_password", "unknown_user" */
+	enum auth_reason reason; /* ok, bad_password, unknown_user */
 	const char *addresses;   /* AUTH_OK: "a@x,b@y" or "" */
 	uint64_t age_ms;
 };
@@ -61,7 +61,7 @@ bool auth_cache_lookup_stale(struct auth_cache *, const uint8_t key[KEYHASH_LEN]
  * bad_password or unknown_user are kept; anything else is ignored (and a
  * stored entry under key stays). identity and addresses may be NULL. */
 void auth_cache_store(struct auth_cache *, const uint8_t key[KEYHASH_LEN], uint64_t now_ms,
-                      enum auth_result result, const char *identity, const char *reason,
+                      enum auth_result result, const char *identity, enum auth_reason reason,
                       const char *addresses);
 
 /* SIGHUP: forget everything. */

@@ -87,7 +87,7 @@ struct file_check {
 	char *addresses;
 	/* Set by the pool thread. */
 	enum auth_result result;
-	const char *reason;
+	enum auth_reason reason;
 };
 
 struct file_source {
@@ -525,13 +525,13 @@ file_check_cram(struct file_check *c)
 
 	if (c->known && secret == NULL) {
 		c->result = AUTH_FAIL;
-		c->reason = "mech_unavailable";
+		c->reason = AUTH_REASON_MECH_UNAVAILABLE;
 		return;
 	}
 	/* Unknown users get the same HMAC work, against a fixed secret. */
 	if (file_cram_digest(secret != NULL ? secret : "", c->challenge, mine) < 0) {
 		c->result = AUTH_TEMPFAIL;
-		c->reason = "internal";
+		c->reason = AUTH_REASON_INTERNAL;
 		return;
 	}
 	/* RFC 2195 says lower case; accept what a sloppy client sends. */
@@ -543,10 +543,10 @@ file_check_cram(struct file_check *c)
 	explicit_bzero(mine, sizeof(mine));
 	if (!c->known) {
 		c->result = AUTH_FAIL;
-		c->reason = "unknown_user";
+		c->reason = AUTH_REASON_UNKNOWN_USER;
 	} else {
 		c->result = match ? AUTH_OK : AUTH_FAIL;
-		c->reason = match ? "ok" : "bad_password";
+		c->reason = match ? AUTH_REASON_OK : AUTH_REASON_BAD_PASSWORD;
 	}
 }
 
@@ -564,16 +564,16 @@ file_check_work(void *arg)
 	r = pwhash_verify(c->secret, c->secret_len, c->stored);
 	if (!c->known) {
 		c->result = AUTH_FAIL;
-		c->reason = "unknown_user";
+		c->reason = AUTH_REASON_UNKNOWN_USER;
 	} else if (r == PWHASH_MATCH) {
 		c->result = AUTH_OK;
-		c->reason = "ok";
+		c->reason = AUTH_REASON_OK;
 	} else if (r == PWHASH_MISMATCH) {
 		c->result = AUTH_FAIL;
-		c->reason = "bad_password";
+		c->reason = AUTH_REASON_BAD_PASSWORD;
 	} else {
 		c->result = AUTH_FAIL;
-		c->reason = "unsupported_hash";
+		c->reason = AUTH_REASON_UNSUPPORTED_HASH;
 	}
 }
 
@@ -601,14 +601,14 @@ file_verify(void *state, struct auth_job *job)
 
 	if (!cram && ascii_strcasecmp(req->mech, "PLAIN") != 0 &&
 	    ascii_strcasecmp(req->mech, "LOGIN") != 0) {
-		auth_job_done(job, AUTH_FAIL, NULL, "mech_unavailable");
+		auth_job_done(job, AUTH_FAIL, NULL, AUTH_REASON_MECH_UNAVAILABLE);
 		return;
 	}
 	if (req->secret_len == 0) {
 		/* The auth server refuses these first; a source never trusts
 		 * that, since "{PLAIN}" alone would match. Same for every
 		 * user, so answering at once tells nothing. */
-		auth_job_done(job, AUTH_FAIL, NULL, "bad_password");
+		auth_job_done(job, AUTH_FAIL, NULL, AUTH_REASON_BAD_PASSWORD);
 		return;
 	}
 	e = file_table_find(src->table, req->login);
@@ -624,7 +624,7 @@ file_verify(void *state, struct auth_job *job)
 	c->identity = xstrdup(e != NULL ? e->login : req->login);
 	c->addresses = e != NULL && e->addresses != NULL ? xstrdup(e->addresses) : NULL;
 	c->result = AUTH_TEMPFAIL;
-	c->reason = "internal";
+	c->reason = AUTH_REASON_INTERNAL;
 	LIST_INSERT_HEAD(&src->checks, c, entry);
 	if (pwhash_is_cheap(c->stored)) /* no thread hand-off for microseconds */
 		threadpool_run_inline(src->pool, file_check_work, file_check_done, c);

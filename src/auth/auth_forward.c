@@ -81,7 +81,7 @@ struct fwd_request {
 	struct event *done_ev;
 	bool finished;
 	enum auth_result result;
-	const char *reason;
+	enum auth_reason reason;
 	int code;
 	char upstream[160]; /* who answered (or failed last) */
 	const char *mech;   /* what went upstream, "-" before AUTH */
@@ -134,15 +134,15 @@ fwd_request_done_cb(evutil_socket_t fd, short what, void *arg)
 	log_info("s=%s auth forward upstream=%s mech=%s result=%s reason=%s reply=%d ms=%ld "
 	         "attempts=%u tls=%s",
 	         req->session_id, req->upstream[0] != '\0' ? req->upstream : "none", req->mech,
-	         auth_result_name(req->result), req->reason, req->code, (long)ms, req->attempts,
-	         req->tls[0] ? req->tls : "none");
+	         auth_result_name(req->result), auth_reason_name(req->reason), req->code, (long)ms,
+	         req->attempts, req->tls[0] ? req->tls : "none");
 	forward_session_trace(&src->env, "result: %s reason=%s upstream=%s ms=%ld",
-	                      auth_result_name(req->result), req->reason,
+	                      auth_result_name(req->result), auth_reason_name(req->reason),
 	                      req->upstream[0] != '\0' ? req->upstream : "none", (long)ms);
 	auth_forward_done_cb *cb = req->cb;
 	void *cb_arg = req->arg;
 	enum auth_result result = req->result;
-	const char *reason = req->reason;
+	enum auth_reason reason = req->reason;
 	fwd_request_free(req);
 	cb(cb_arg, result, reason);
 }
@@ -150,7 +150,8 @@ fwd_request_done_cb(evutil_socket_t fd, short what, void *arg)
 /* The answer is known: deliver it on the next loop turn (never inside
  * auth_forward_check()). */
 static void
-fwd_request_finish(struct fwd_request *req, enum auth_result result, const char *reason, int code)
+fwd_request_finish(struct fwd_request *req, enum auth_result result, enum auth_reason reason,
+                   int code)
 {
 	if (req->finished)
 		return;
@@ -174,7 +175,7 @@ fwd_request_wait(struct fwd_request *req)
 	struct auth_forward *src = req->src;
 
 	if (src->n_waiting >= src->set.queue_size) {
-		fwd_request_finish(req, AUTH_TEMPFAIL, "busy", 0);
+		fwd_request_finish(req, AUTH_TEMPFAIL, AUTH_REASON_BUSY, 0);
 		return;
 	}
 	req->waiting = true;
@@ -271,7 +272,7 @@ fwd_request_attempt(struct fwd_request *req)
 			          req->session_id, src->set.max_sessions, src->n_waiting);
 		return;
 	}
-	fwd_request_finish(req, AUTH_TEMPFAIL, "upstream_unavailable", req->code);
+	fwd_request_finish(req, AUTH_TEMPFAIL, AUTH_REASON_UPSTREAM_UNAVAILABLE, req->code);
 }
 
 static void
@@ -284,7 +285,7 @@ fwd_queue_cb(evutil_socket_t fd, short what, void *arg)
 	while ((req = TAILQ_FIRST(&src->waiting)) != NULL) {
 		if (now - req->start > (int64_t)src->set.request_timeout * 1000) {
 			/* The worker has given up on it (454 already sent). */
-			fwd_request_finish(req, AUTH_TEMPFAIL, "queue_timeout", 0);
+			fwd_request_finish(req, AUTH_TEMPFAIL, AUTH_REASON_QUEUE_TIMEOUT, 0);
 			continue;
 		}
 		if (!forward_pool_has_room(src->pool))
@@ -464,7 +465,7 @@ auth_forward_check(struct auth_forward *src, const struct auth_request *ar,
 
 	if (ar->mech != NULL && ascii_strcasecmp(ar->mech, "CRAM-MD5") == 0) {
 		/* The upstream would send its own challenge: nothing to forward. */
-		fwd_request_finish(req, AUTH_FAIL, "mech_unavailable", 0);
+		fwd_request_finish(req, AUTH_FAIL, AUTH_REASON_MECH_UNAVAILABLE, 0);
 		return;
 	}
 	/* Healthy upstreams in order; if every one failed recently, all. */
@@ -526,7 +527,7 @@ fwd_init(const struct auth_env *env, void **state_r, const char **error_r)
 }
 
 static void
-fwd_job_done(void *arg, enum auth_result result, const char *reason)
+fwd_job_done(void *arg, enum auth_result result, enum auth_reason reason)
 {
 	auth_job_done(arg, result, NULL, reason);
 }

@@ -12,8 +12,8 @@
 
 struct auth_forward;
 
-/* reason: a log-safe word (README, [smtp-forward]); valid during the call. */
-typedef void auth_forward_done_cb(void *arg, enum auth_result result, const char *reason);
+/* reason: why (the log words are in README, [smtp-forward]). */
+typedef void auth_forward_done_cb(void *arg, enum auth_result result, enum auth_reason reason);
 /* One line of the upstream dialogue: "upstream ...", "C: EHLO ...",
  * "S: 250-...", "TLS: ...", "result: ...". The login and the password never
  * appear: AUTH lines show "********". */

@@ -126,7 +126,7 @@ struct ldap_req {
 	struct timespec start;
 	struct event *ev; /* deferred finish */
 	enum auth_result result;
-	const char *reason;
+	enum auth_reason reason;
 	auth_ldap_done_cb *cb;
 	void *arg;
 };
@@ -142,7 +142,7 @@ struct fetch_check {
 	bool cram;
 	char *challenge;
 	enum auth_result result;
-	const char *reason;
+	enum auth_reason reason;
 };
 
 struct auth_ldap {
@@ -162,7 +162,7 @@ struct auth_ldap {
 static char ldap_init_error[8192];
 
 static void group_start(struct req_dir *rd);
-static void req_finish(struct ldap_req *req, enum auth_result result, const char *reason);
+static void req_finish(struct ldap_req *req, enum auth_result result, enum auth_reason reason);
 
 static void AR_PRINTF(2, 3) trace(struct auth_ldap *src, const char *fmt, ...)
 {
@@ -297,7 +297,7 @@ req_on_event(evutil_socket_t fd, short what, void *arg)
 	auth_ldap_done_cb *cb = req->cb;
 	void *cbarg = req->arg;
 	enum auth_result result = req->result;
-	const char *reason = req->reason;
+	enum auth_reason reason = req->reason;
 	char *addresses = NULL;
 
 	if (result == AUTH_OK && req->chosen != NULL && req->chosen->addresses != NULL)
@@ -310,7 +310,7 @@ req_on_event(evutil_socket_t fd, short what, void *arg)
 /* Every answer goes through here: the callback runs on the next loop turn,
  * after all connections are given back. */
 static void
-req_finish(struct ldap_req *req, enum auth_result result, const char *reason)
+req_finish(struct ldap_req *req, enum auth_result result, enum auth_reason reason)
 {
 	req->phase = PH_DONE;
 	req->result = result;
@@ -381,7 +381,7 @@ req_decide(struct ldap_req *req)
 		         n_amb > 0 ? " (several entries in one directory)" : "");
 		trace(req->src, "decision: ambiguous: the login matches in %s%s%s; refused", found,
 		      n_found > 0 && n_amb > 0 ? "," : "", amb);
-		req_finish(req, AUTH_FAIL, "ambiguous");
+		req_finish(req, AUTH_FAIL, AUTH_REASON_AMBIGUOUS);
 		return;
 	}
 	if (n_found == 0 && n_down > 0) {
@@ -393,13 +393,13 @@ req_decide(struct ldap_req *req)
 		      "decision: not found, but directory %s is unavailable and the user "
 		      "may exist there: temporary failure (454)",
 		      down);
-		req_finish(req, AUTH_TEMPFAIL, "directory_unavailable");
+		req_finish(req, AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE);
 		return;
 	}
 	if (n_found == 0) {
 		log_debug("s=%s ldap user=\"%s\" not found in any directory", sess, user);
 		trace(req->src, "decision: not found in any directory");
-		req_finish(req, AUTH_FAIL, "unknown_user");
+		req_finish(req, AUTH_FAIL, AUTH_REASON_UNKNOWN_USER);
 		return;
 	}
 	if (n_down > 0) {
@@ -413,7 +413,7 @@ req_decide(struct ldap_req *req)
 	req->chosen = one;
 	trace(req->src, "decision: found in exactly one directory: %s", one->dir->cfg->name);
 	if (req->lookup_only) {
-		req_finish(req, AUTH_OK, "found");
+		req_finish(req, AUTH_OK, AUTH_REASON_FOUND);
 		return;
 	}
 	req->phase = PH_VERIFY;
@@ -698,7 +698,7 @@ lookup_start(struct req_dir *rd)
 /* ------------------------------------------------------------ step 4 */
 
 static void
-verify_done(struct req_dir *rd, enum auth_result result, const char *reason)
+verify_done(struct req_dir *rd, enum auth_result result, enum auth_reason reason)
 {
 	struct ldap_req *req = rd->req;
 	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64];
@@ -707,7 +707,7 @@ verify_done(struct req_dir *rd, enum auth_result result, const char *reason)
 	      rd->dir->cfg->dn_template != NULL           ? "dn_template bind"
 	      : rd->dir->cfg->method == LDAP_METHOD_FETCH ? "fetch"
 	                                                  : "bind",
-	      reason);
+	      auth_reason_name(reason));
 	if (result == AUTH_OK && rd->dir->cfg->group_dn != NULL) {
 		req->phase = PH_GROUP;
 		group_start(rd);
@@ -717,7 +717,7 @@ verify_done(struct req_dir *rd, enum auth_result result, const char *reason)
 		log_warn("s=%s ldap dir=%s user=\"%s\" check failed: %s",
 		         esc(req->session, sess, sizeof(sess)), rd->dir->cfg->name,
 		         esc(req->login, user, sizeof(user)),
-		         rd->error != NULL ? rd->error : reason);
+		         rd->error != NULL ? rd->error : auth_reason_name(reason));
 	req_finish(req, result, reason);
 }
 
@@ -729,20 +729,20 @@ verify_on_bind(void *arg, const struct ldap_conn_result *res)
 	rd_release(rd);
 	switch (res->rc) {
 	case LDAP_SUCCESS:
-		verify_done(rd, AUTH_OK, "ok");
+		verify_done(rd, AUTH_OK, AUTH_REASON_OK);
 		return;
 	case LDAP_INVALID_CREDENTIALS:
 	case LDAP_INAPPROPRIATE_AUTH:
-		verify_done(rd, AUTH_FAIL, "bad_password");
+		verify_done(rd, AUTH_FAIL, AUTH_REASON_BAD_PASSWORD);
 		return;
 	case LDAP_NO_SUCH_OBJECT:
 		/* Deleted between the search and the bind. */
-		verify_done(rd, AUTH_FAIL, "unknown_user");
+		verify_done(rd, AUTH_FAIL, AUTH_REASON_UNKNOWN_USER);
 		return;
 	default:
 		rd_set_error(rd, res->error);
 		if (rc_unavailable(res->rc)) {
-			verify_done(rd, AUTH_TEMPFAIL, "directory_unavailable");
+			verify_done(rd, AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE);
 		} else {
 			/* Locked, disabled, expired (password policy):
 			 * definite, but not a wrong password. */
@@ -750,7 +750,7 @@ verify_on_bind(void *arg, const struct ldap_conn_result *res)
 			log_info("s=%s ldap dir=%s user=\"%s\" bind refused: %s",
 			         esc(rd->req->session, sess, sizeof(sess)), rd->dir->cfg->name,
 			         esc(rd->req->login, user, sizeof(user)), res->error);
-			verify_done(rd, AUTH_FAIL, "bind_refused");
+			verify_done(rd, AUTH_FAIL, AUTH_REASON_BIND_REFUSED);
 		}
 		return;
 	}
@@ -763,7 +763,7 @@ verify_on_bind_conn(void *arg, struct ldap_conn *conn, int rc, const char *error
 
 	if (conn == NULL) {
 		rd_set_error(rd, error);
-		verify_done(rd, AUTH_TEMPFAIL, "directory_unavailable");
+		verify_done(rd, AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE);
 		return;
 	}
 	rd->conn = conn;
@@ -817,7 +817,7 @@ fetch_work(void *arg)
 			cleartext = true;
 			if (cram_digest(secret, strlen(secret), c->challenge, mine) < 0) {
 				c->result = AUTH_TEMPFAIL;
-				c->reason = "internal";
+				c->reason = AUTH_REASON_INTERNAL;
 				return;
 			}
 			match |= ct_equal(mine, LDAP_CRAM_DIGEST_LEN, c->password, c->password_len);
@@ -841,16 +841,16 @@ fetch_work(void *arg)
 	}
 	if (c->cram && !cleartext) {
 		c->result = AUTH_FAIL;
-		c->reason = "mech_unavailable";
+		c->reason = AUTH_REASON_MECH_UNAVAILABLE;
 	} else if (match) {
 		c->result = AUTH_OK;
-		c->reason = "ok";
+		c->reason = AUTH_REASON_OK;
 	} else if (!c->cram && !supported) {
 		c->result = AUTH_FAIL;
-		c->reason = "unsupported_hash";
+		c->reason = AUTH_REASON_UNSUPPORTED_HASH;
 	} else {
 		c->result = AUTH_FAIL;
-		c->reason = "bad_password";
+		c->reason = AUTH_REASON_BAD_PASSWORD;
 	}
 }
 
@@ -911,7 +911,7 @@ fetch_start(struct req_dir *rd)
 		         "needs the service account to read it)",
 		         rd->dir->cfg->name, esc(req->login, user, sizeof(user)),
 		         rd->dir->cfg->password_attribute);
-		verify_done(rd, AUTH_FAIL, "no_password");
+		verify_done(rd, AUTH_FAIL, AUTH_REASON_NO_PASSWORD);
 		return;
 	}
 	c = xcalloc(1, sizeof(*c));
@@ -927,7 +927,7 @@ fetch_start(struct req_dir *rd)
 	c->cram = req->cram;
 	c->challenge = xstrdup(req->challenge != NULL ? req->challenge : "");
 	c->result = AUTH_TEMPFAIL;
-	c->reason = "internal";
+	c->reason = AUTH_REASON_INTERNAL;
 	trace(req->src, "[%s] comparing with %zu stored value%s of %s (method fetch)",
 	      rd->dir->cfg->name, c->n_values, c->n_values == 1 ? "" : "s",
 	      rd->dir->cfg->password_attribute);
@@ -948,11 +948,11 @@ verify_start(struct req_dir *rd)
 
 	if (rd->req->cram && (c->method != LDAP_METHOD_FETCH || c->dn_template != NULL)) {
 		/* The server never sees a CRAM-MD5 password (spec 5.3). */
-		verify_done(rd, AUTH_FAIL, "mech_unavailable");
+		verify_done(rd, AUTH_FAIL, AUTH_REASON_MECH_UNAVAILABLE);
 		return;
 	}
 	if (c->dn_template != NULL) {
-		verify_done(rd, AUTH_OK, "ok"); /* the lookup's bind */
+		verify_done(rd, AUTH_OK, AUTH_REASON_OK); /* the lookup's bind */
 		return;
 	}
 	if (c->method == LDAP_METHOD_FETCH) {
@@ -981,7 +981,8 @@ group_on_search(void *arg, const struct ldap_conn_result *res)
 			log_info("s=%s ldap dir=%s user=\"%s\" not in group \"%s\"",
 			         esc(req->session, sess, sizeof(sess)), c->name,
 			         esc(req->login, user, sizeof(user)), c->group_dn);
-		req_finish(req, member ? AUTH_OK : AUTH_FAIL, member ? "ok" : "not_in_group");
+		req_finish(req, member ? AUTH_OK : AUTH_FAIL,
+		           member ? AUTH_REASON_OK : AUTH_REASON_NOT_IN_GROUP);
 		return;
 	}
 	trace(req->src, "[%s] group check failed: %s", c->name, res->error);
@@ -990,7 +991,7 @@ group_on_search(void *arg, const struct ldap_conn_result *res)
 		        c->group_dn);
 	else
 		log_warn("ldap dir=%s: group check failed: %s", c->name, res->error);
-	req_finish(req, AUTH_TEMPFAIL, "directory_unavailable");
+	req_finish(req, AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE);
 }
 
 static void
@@ -1015,7 +1016,7 @@ group_on_conn(void *arg, struct ldap_conn *conn, int rc, const char *error)
 	if (conn == NULL) {
 		trace(rd->req->src, "[%s] group check: %s", rd->dir->cfg->name, error);
 		log_warn("ldap dir=%s: group check: %s", rd->dir->cfg->name, error);
-		req_finish(rd->req, AUTH_TEMPFAIL, "directory_unavailable");
+		req_finish(rd->req, AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE);
 		return;
 	}
 	rd->conn = conn;
@@ -1062,19 +1063,19 @@ auth_ldap_check(struct auth_ldap *src, const struct auth_request *r, bool lookup
 	if (!lookup_only) {
 		if (!cram && ascii_strcasecmp(r->mech, "PLAIN") != 0 &&
 		    ascii_strcasecmp(r->mech, "LOGIN") != 0) {
-			req_finish(req, AUTH_FAIL, "mech_unavailable");
+			req_finish(req, AUTH_FAIL, AUTH_REASON_MECH_UNAVAILABLE);
 			return;
 		}
 		if (req->password_len == 0) {
 			/* RFC 4513 5.1.2; the auth server refuses these first,
 			 * a source never relies on that. */
 			trace(src, "empty password: refused before any directory is asked");
-			req_finish(req, AUTH_FAIL, "empty_password");
+			req_finish(req, AUTH_FAIL, AUTH_REASON_EMPTY_PASSWORD);
 			return;
 		}
 		if (cram && (!src->any_fetch || src->any_template)) {
 			trace(src, "CRAM-MD5 needs method = fetch and a search in every directory");
-			req_finish(req, AUTH_FAIL, "mech_unavailable");
+			req_finish(req, AUTH_FAIL, AUTH_REASON_MECH_UNAVAILABLE);
 			return;
 		}
 	}
@@ -1234,7 +1235,7 @@ ldap_init(const struct auth_env *env, void **state_r, const char **error_r)
 }
 
 static void
-ldap_job_done(void *arg, enum auth_result result, const char *reason, const char *addresses)
+ldap_job_done(void *arg, enum auth_result result, enum auth_reason reason, const char *addresses)
 {
 	if (result == AUTH_OK && addresses != NULL)
 		auth_job_set_addresses(arg, addresses);

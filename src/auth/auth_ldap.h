@@ -13,7 +13,7 @@ struct auth_ldap;
 
 /* addresses: on AUTH_OK, the entry's mail_attributes values "a@x,b@y" (or
  * NULL); valid during the call. */
-typedef void auth_ldap_done_cb(void *arg, enum auth_result result, const char *reason,
+typedef void auth_ldap_done_cb(void *arg, enum auth_result result, enum auth_reason reason,
                                const char *addresses);
 typedef void auth_ldap_trace_cb(void *arg, const char *line);
 
@@ -28,7 +28,7 @@ void auth_ldap_set_trace(struct auth_ldap *, auth_ldap_trace_cb *cb, void *arg);
 
 /* Check req (strings copied) in every directory; cb runs once on the loop,
  * never before this returns. lookup_only: search only, tracing the entries
- * and every attribute found; the result is AUTH_OK "found" when exactly one
+ * and every attribute found; the result is AUTH_OK AUTH_REASON_FOUND when exactly one
  * entry matched in all directories. */
 void auth_ldap_check(struct auth_ldap *, const struct auth_request *req, bool lookup_only,
                      auth_ldap_done_cb *cb, void *arg);

@@ -10,7 +10,7 @@
  * the worker goes away first, the result is logged and dropped.
  *
  * Several sources: a job that a source answers with AUTH_FAIL and reason
- * "unknown_user" moves on to the next configured source; any other answer is
+ * AUTH_REASON_UNKNOWN_USER moves on to the next configured source; any other answer is
  * final. (One place to change when a "user must be unique across sources"
  * policy arrives: auth_job_done().)
  *
@@ -157,8 +157,8 @@ now_ms(void)
  * NULL or log fields of the protection ("cache=hit", "lock=client"). */
 static void
 auth_finish(struct auth_conn *conn, const struct auth_request *req, const struct timespec *start,
-            enum auth_result result, const char *identity, const char *reason, const char *source,
-            const char *addresses, uint32_t delay_ms, const char *note)
+            enum auth_result result, const char *identity, enum auth_reason reason,
+            const char *source, const char *addresses, uint32_t delay_ms, const char *note)
 {
 	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64], mech[32], client[128], lst[128], extra[96];
 	struct auth_reply rep;
@@ -178,7 +178,8 @@ auth_finish(struct auth_conn *conn, const struct auth_request *req, const struct
 	         log_escape_str(req->login, user, sizeof(user)),
 	         req->client[0] != '\0' ? log_escape_str(req->client, client, sizeof(client)) : "-",
 	         req->listener[0] != '\0' ? log_escape_str(req->listener, lst, sizeof(lst)) : "-",
-	         auth_result_name(result), reason, source, elapsed_ms(start), extra);
+	         auth_result_name(result), auth_reason_name(reason), source, elapsed_ms(start),
+	         extra);
 	if (conn == NULL)
 		return;
 
@@ -229,17 +230,27 @@ auth_job_set_addresses(struct auth_job *job, const char *addresses)
  * unknown user. Never a tempfail (the directory being down is not the
  * client's doing), nor a mechanism the user's entry cannot serve. */
 static bool
-auth_counted_failure(enum auth_result result, const char *reason)
+auth_counted_failure(enum auth_result result, enum auth_reason reason)
 {
 	return result == AUTH_FAIL &&
-	       (strcmp(reason, "bad_password") == 0 || strcmp(reason, "unknown_user") == 0);
+	       (reason == AUTH_REASON_BAD_PASSWORD || reason == AUTH_REASON_UNKNOWN_USER);
+}
+
+/* Whether the next configured source gets the job: only for a user this
+ * one does not know. */
+static bool
+auth_pass_on(const struct auth_server *srv, const struct auth_job *job, enum auth_result result,
+             enum auth_reason reason)
+{
+	return result == AUTH_FAIL && reason == AUTH_REASON_UNKNOWN_USER &&
+	       job->source + 1 < srv->n_sources;
 }
 
 /* The final answer to a job: throttle and alerts count it, then it is logged,
  * sent and the job freed. */
 static void
 auth_job_final(struct auth_job *job, enum auth_result result, const char *identity,
-               const char *reason, const char *source, const char *note)
+               enum auth_reason reason, const char *source, const char *note)
 {
 	struct auth_server *srv = job->srv;
 	const struct auth_request *req = &job->req;
@@ -278,9 +289,7 @@ auth_job_start(struct auth_job *job)
 			auth_cache_key(srv->cache, a->ops->name, req->login, req->secret,
 			               req->secret_len, key);
 			if (auth_cache_lookup(srv->cache, key, now_ms(), &hit)) {
-				if (hit.result == AUTH_FAIL &&
-				    strcmp(hit.reason, "unknown_user") == 0 &&
-				    job->source + 1 < srv->n_sources) {
+				if (auth_pass_on(srv, job, hit.result, hit.reason)) {
 					job->source++;
 					continue;
 				}
@@ -294,7 +303,8 @@ auth_job_start(struct auth_job *job)
 		if (job->shielded) {
 			/* The lockout shield: this login no longer reaches a
 			 * source until the lockout ends. */
-			auth_job_final(job, AUTH_TEMPFAIL, NULL, "locked", "none", "lock=login");
+			auth_job_final(job, AUTH_TEMPFAIL, NULL, AUTH_REASON_LOCKED, "none",
+			               "lock=login");
 			return;
 		}
 		/* May call auth_job_done() before returning: no touching job after. */
@@ -305,7 +315,7 @@ auth_job_start(struct auth_job *job)
 
 void
 auth_job_done(struct auth_job *job, enum auth_result result, const char *identity,
-              const char *reason)
+              enum auth_reason reason)
 {
 	struct auth_server *srv = job->srv;
 	const struct auth_request *req = &job->req;
@@ -330,12 +340,11 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 			auth_job_set_addresses(job, hit.addresses);
 			result = AUTH_OK;
 			identity = hit.identity;
-			reason = "ok";
+			reason = AUTH_REASON_OK;
 			note = "cache=stale";
 		}
 	}
-	if (result == AUTH_FAIL && strcmp(reason, "unknown_user") == 0 &&
-	    job->source + 1 < srv->n_sources) {
+	if (auth_pass_on(srv, job, result, reason)) {
 		job->source++;
 		auth_job_start(job);
 		return;
@@ -357,8 +366,10 @@ auth_conn_verify(struct auth_conn *conn, struct ipc_msg *msg)
 {
 	struct auth_server *srv = conn->srv;
 	struct auth_job *job = xcalloc(1, sizeof(*job));
-	const char *reason = NULL, *note = NULL;
+	enum auth_reason reason = AUTH_REASON_OK;
 	enum auth_result result = AUTH_FAIL;
+	bool answered = true; /* without asking a source */
+	const char *note = NULL;
 	enum auth_throttle_scope lock;
 
 	clock_gettime(CLOCK_MONOTONIC, &job->start);
@@ -373,19 +384,19 @@ auth_conn_verify(struct auth_conn *conn, struct ipc_msg *msg)
 
 	/* Answers that need no source. */
 	if (!auth_mech_known(job->req.mech)) {
-		reason = "mech_unavailable";
+		reason = AUTH_REASON_MECH_UNAVAILABLE;
 	} else if (job->req.login[0] == '\0') {
-		reason = "unknown_user";
+		reason = AUTH_REASON_UNKNOWN_USER;
 	} else if (job->req.secret_len == 0) {
 		/* RFC 4616 2 forbids it, and an empty password is an
 		 * unauthenticated bind to LDAP (RFC 4513 5.1.2). */
-		reason = "empty_password";
+		reason = AUTH_REASON_EMPTY_PASSWORD;
 	} else if (srv->n_sources == 0) {
 		result = AUTH_TEMPFAIL;
-		reason = "no_source";
+		reason = AUTH_REASON_NO_SOURCE;
 	} else if (conn->n_jobs >= AUTH_CONN_MAX_JOBS) {
 		result = AUTH_TEMPFAIL;
-		reason = "busy";
+		reason = AUTH_REASON_BUSY;
 	} else {
 		/* A locked-out client asks no source and no cache; a login
 		 * under the shield may still be answered from the cache. */
@@ -393,13 +404,14 @@ auth_conn_verify(struct auth_conn *conn, struct ipc_msg *msg)
 		                           NULL);
 		if (lock == THROTTLE_CLIENT || lock == THROTTLE_CLIENT_LOGIN) {
 			result = AUTH_TEMPFAIL;
-			reason = "locked";
+			reason = AUTH_REASON_LOCKED;
 			note = lock == THROTTLE_CLIENT ? "lock=client" : "lock=client_login";
-		} else if (lock == THROTTLE_LOGIN) {
-			job->shielded = true;
+		} else {
+			job->shielded = lock == THROTTLE_LOGIN;
+			answered = false;
 		}
 	}
-	if (reason != NULL) {
+	if (answered) {
 		auth_finish(conn, &job->req, &job->start, result, NULL, reason, "none", NULL, 0,
 		            note);
 		ipc_msg_free(msg);

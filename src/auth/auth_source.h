@@ -45,9 +45,10 @@ const struct auth_request *auth_job_request(const struct auth_job *);
  * A source that knows none sets nothing: the login itself then counts. */
 void auth_job_set_addresses(struct auth_job *, const char *addresses);
 /* Finish a job: identity is the canonical login on AUTH_OK (NULL = as typed),
- * reason a short log-safe word. The job is freed; do not touch it after. */
+ * reason why (auth_reason.h: AUTH_REASON_UNKNOWN_USER passes the job on to
+ * the next source). The job is freed; do not touch it after. */
 void auth_job_done(struct auth_job *, enum auth_result result, const char *identity,
-                   const char *reason);
+                   enum auth_reason reason);
 
 extern const struct auth_source_ops auth_source_file;
 extern const struct auth_source_ops auth_source_ldap;

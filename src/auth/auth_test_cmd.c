@@ -35,7 +35,7 @@ struct test_run {
 	struct event_base *base;
 	bool done;
 	enum auth_result result;
-	const char *reason;
+	enum auth_reason reason;
 	char *addresses;
 };
 
@@ -73,7 +73,7 @@ test_trace(void *arg, const char *line)
 }
 
 static void
-test_done(void *arg, enum auth_result result, const char *reason, const char *addresses)
+test_done(void *arg, enum auth_result result, enum auth_reason reason, const char *addresses)
 {
 	struct test_run *run = arg;
 
@@ -224,9 +224,10 @@ auth_test_cmd_main(int argc, char **argv)
 		       run.result == AUTH_OK     ? "found in exactly one directory"
 		       : run.result == AUTH_FAIL ? "not usable for a login"
 		                                 : "temporary failure",
-		       run.reason);
+		       auth_reason_name(run.reason));
 	else
-		printf("result: %s reason=%s (SMTP %s)\n", auth_result_name(run.result), run.reason,
+		printf("result: %s reason=%s (SMTP %s)\n", auth_result_name(run.result),
+		       auth_reason_name(run.reason),
 		       run.result == AUTH_OK     ? "235 2.7.0"
 		       : run.result == AUTH_FAIL ? "535 5.7.8"
 		                                 : "454 4.7.0");

@@ -144,7 +144,7 @@ forward_session_close(struct forward_session *s, bool polite)
  * for the next attempt), then tell the user. s is gone afterwards. */
 static void
 fs_end(struct forward_session *s, enum forward_session_event event, enum auth_result result,
-       const char *reason, int code, bool failover, bool polite)
+       enum auth_reason reason, int code, bool failover, bool polite)
 {
 	struct forward_session_result r = {
 	        .result = result,
@@ -162,7 +162,8 @@ fs_end(struct forward_session *s, enum forward_session_event event, enum auth_re
 
 /* The session cannot serve: the upstream is down, the user may fail over. */
 static void
-fs_fail(struct forward_session *s, const char *reason, int code, bool failover, const char *why)
+fs_fail(struct forward_session *s, enum auth_reason reason, int code, bool failover,
+        const char *why)
 {
 	struct fwd_upstream *up = s->up;
 
@@ -189,18 +190,18 @@ fs_status_fail(struct forward_session *s, enum smtp_client_status st, const char
 	if (s->preconnected && s->state == FS_AUTH && st == SMTP_CLIENT_CONN_FAILED) {
 		log_info("auth: forward upstream=%s a ready session was gone; reconnecting",
 		         s->up->name);
-		fs_end(s, FORWARD_SESSION_STALE, AUTH_TEMPFAIL, "upstream_unavailable", 0, true,
-		       false);
+		fs_end(s, FORWARD_SESSION_STALE, AUTH_TEMPFAIL, AUTH_REASON_UPSTREAM_UNAVAILABLE, 0,
+		       true, false);
 		return;
 	}
 	if (st == SMTP_CLIENT_TIMEOUT)
-		fs_fail(s, "upstream_timeout", 0, false, why);
+		fs_fail(s, AUTH_REASON_UPSTREAM_TIMEOUT, 0, false, why);
 	else if (st == SMTP_CLIENT_TLS_FAILED)
-		fs_fail(s, "upstream_tls", 0, true, why);
+		fs_fail(s, AUTH_REASON_UPSTREAM_TLS, 0, true, why);
 	else if (st == SMTP_CLIENT_PROTOCOL)
-		fs_fail(s, "upstream_protocol", 0, true, why);
+		fs_fail(s, AUTH_REASON_UPSTREAM_PROTOCOL, 0, true, why);
 	else
-		fs_fail(s, "upstream_unavailable", 0, true, why);
+		fs_fail(s, AUTH_REASON_UPSTREAM_UNAVAILABLE, 0, true, why);
 }
 
 /* ------------------------------------------------------------ handshake */
@@ -234,10 +235,11 @@ fs_handshake_cb(struct smtp_client *c, const struct smtp_client_hs_result *r, vo
 		log_err("auth: forward upstream=%s addr=%s greets with our own banner: it is this "
 		        "gateway (a loop); fix [smtp-forward] upstreams",
 		        s->up->name, s->up->addr_text);
-		fs_fail(s, "upstream_loop", code, true, "loop: our own greeting");
+		fs_fail(s, AUTH_REASON_UPSTREAM_LOOP, code, true, "loop: our own greeting");
 		return;
 	case SMTP_CLIENT_HS_NO_STARTTLS:
-		fs_fail(s, "upstream_tls", 0, true, "STARTTLS not offered (tls = starttls)");
+		fs_fail(s, AUTH_REASON_UPSTREAM_TLS, 0, true,
+		        "STARTTLS not offered (tls = starttls)");
 		return;
 	case SMTP_CLIENT_HS_REFUSED:
 	case SMTP_CLIENT_HS_NO_ESMTP: /* never: no HELO here */
@@ -246,14 +248,16 @@ fs_handshake_cb(struct smtp_client *c, const struct smtp_client_hs_result *r, vo
 	if (r->step == SMTP_CLIENT_STEP_GREETING) {
 		/* 421 (busy, shutting down) or 554 (no service here). */
 		snprintf(why, sizeof(why), "greeting %d %s", code, text);
-		fs_fail(s, "upstream_unavailable", code, true, why);
+		fs_fail(s, AUTH_REASON_UPSTREAM_UNAVAILABLE, code, true, why);
 	} else if (r->step == SMTP_CLIENT_STEP_STARTTLS) {
 		snprintf(why, sizeof(why), "STARTTLS refused: %d %s", code, text);
-		fs_fail(s, "upstream_tls", code, true, why);
+		fs_fail(s, AUTH_REASON_UPSTREAM_TLS, code, true, why);
 	} else {
 		snprintf(why, sizeof(why), "EHLO refused: %d %s", code, text);
-		fs_fail(s, code >= 500 ? "upstream_no_auth" : "upstream_unavailable", code, true,
-		        why);
+		fs_fail(s,
+		        code >= 500 ? AUTH_REASON_UPSTREAM_NO_AUTH
+		                    : AUTH_REASON_UPSTREAM_UNAVAILABLE,
+		        code, true, why);
 	}
 }
 
@@ -373,7 +377,7 @@ forward_session_auth(struct forward_session *s, const struct forward_login *logi
 
 	s->login = login;
 	if (!smtp_client_has_ext(s->client, "AUTH", &params)) {
-		fs_fail(s, "upstream_no_auth", 0, true,
+		fs_fail(s, AUTH_REASON_UPSTREAM_NO_AUTH, 0, true,
 		        "the upstream offers no AUTH (does it need TLS first?)");
 		return;
 	}
@@ -388,13 +392,13 @@ forward_session_auth(struct forward_session *s, const struct forward_login *logi
 	if (m == set->n_mechs) {
 		char why[200], esc[100];
 		if (nul) {
-			fs_end(s, FORWARD_SESSION_ANSWER, AUTH_FAIL, "nul_in_password", 0, false,
-			       true);
+			fs_end(s, FORWARD_SESSION_ANSWER, AUTH_FAIL, AUTH_REASON_NUL_IN_PASSWORD, 0,
+			       false, true);
 			return;
 		}
 		snprintf(why, sizeof(why), "no common mechanism (upstream offers %s)",
 		         log_escape_str(params, esc, sizeof(esc)));
-		fs_fail(s, "upstream_no_auth", 0, true, why);
+		fs_fail(s, AUTH_REASON_UPSTREAM_NO_AUTH, 0, true, why);
 		return;
 	}
 	s->mech = set->mechs[m];
@@ -425,10 +429,10 @@ fs_decided(struct forward_session *s, const struct smtp_reply *r)
 		log_warn("auth: forward upstream=%s answered AUTH with %d %s: taken as a failure",
 		         s->up->name, r->code, fs_first_line(r, esc, sizeof(esc)));
 	if (r->code == 235)
-		fs_end(s, FORWARD_SESSION_ANSWER, AUTH_OK, "ok", r->code, false, true);
+		fs_end(s, FORWARD_SESSION_ANSWER, AUTH_OK, AUTH_REASON_OK, r->code, false, true);
 	else
-		fs_end(s, FORWARD_SESSION_ANSWER, AUTH_FAIL, "upstream_rejected", r->code, false,
-		       true);
+		fs_end(s, FORWARD_SESSION_ANSWER, AUTH_FAIL, AUTH_REASON_UPSTREAM_REJECTED, r->code,
+		       false, true);
 }
 
 /* A 334 to AUTH or to one of our continuations. */
@@ -438,7 +442,7 @@ fs_challenge(struct forward_session *s, const struct smtp_reply *r)
 	const struct forward_login *l = s->login;
 	struct forward_session_result res = {
 	        .result = AUTH_TEMPFAIL,
-	        .reason = "upstream_protocol",
+	        .reason = AUTH_REASON_UPSTREAM_PROTOCOL,
 	        .code = r->code,
 	        .mech = forward_config_mech_name(s->mech),
 	};
@@ -494,7 +498,7 @@ fs_auth_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp_
 		         forward_config_mech_name(s->mech), r->code,
 		         fs_first_line(r, esc, sizeof(esc)));
 		log_warn("auth: forward upstream=%s %s", s->up->name, why);
-		fs_fail(s, "upstream_no_auth", r->code, true, why);
+		fs_fail(s, AUTH_REASON_UPSTREAM_NO_AUTH, r->code, true, why);
 		return;
 	}
 	if (r->code == 235 || r->code >= 500) {
@@ -508,7 +512,8 @@ fs_auth_cb(struct smtp_client *c, enum smtp_client_status st, const struct smtp_
 	/* 4xx (454 temporary authentication failure, 421), or a stray 2xx/3xx. */
 	snprintf(why, sizeof(why), "AUTH answered %d %s", r->code,
 	         fs_first_line(r, esc, sizeof(esc)));
-	fs_fail(s, r->code >= 400 ? "upstream_tempfail" : "upstream_protocol", r->code, true, why);
+	fs_fail(s, r->code >= 400 ? AUTH_REASON_UPSTREAM_TEMPFAIL : AUTH_REASON_UPSTREAM_PROTOCOL,
+	        r->code, true, why);
 }
 
 /* ------------------------------------------------------------ accessors */

@@ -54,7 +54,7 @@ enum forward_session_event {
 struct forward_session_result {
 	enum auth_result result; /* ANSWER: ok, fail or tempfail; FAILED,
 	                            STALE: tempfail */
-	const char *reason;      /* the log word: "upstream_rejected" */
+	enum auth_reason reason; /* AUTH_REASON_UPSTREAM_REJECTED ... */
 	int code;                /* the upstream's reply code, 0 if none */
 	bool failover;           /* FAILED: the next upstream may be tried
 	                            (not after a timeout: the client has

@@ -63,8 +63,9 @@ struct ac_req {
 	struct event *timer;
 	struct ipc_msg *msg; /* VERIFY not yet written */
 	/* Set when the request is to fail without an answer (timer active). */
-	const char *fail_reason;
+	bool failing;
 	enum auth_result fail_result;
+	enum auth_reason fail_reason;
 };
 
 struct auth_client {
@@ -86,7 +87,6 @@ struct auth_client {
 	/* auth_client_free() from a callback inside the read path. */
 	int busy;
 	bool free_pending;
-	const struct auth_reply *cur_reply; /* during a RESULT's callback */
 	auth_alert_mail_cb_fn *alert_cb;
 	void *alert_arg;
 };
@@ -133,36 +133,41 @@ ac_req_free(struct ac_req *req)
 	free(req);
 }
 
-/* Finish req: forget it, then call back. Touches nothing after the call. */
+/* Finish req with rep: forget it, then call back. Touches nothing after the
+ * call. */
 static void
-ac_complete(struct auth_client *ac, struct ac_req *req, enum auth_result result,
-            const char *identity, const char *reason)
+ac_complete(struct auth_client *ac, struct ac_req *req, const struct auth_reply *rep)
 {
 	auth_result_cb *cb = req->cb;
 	void *arg = req->arg;
 
 	ac_unlink(ac, req);
 	ac_req_free(req);
-	cb(result, identity, reason, arg);
+	cb(rep, arg);
 }
 
 static void
 ac_req_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct ac_req *req = arg;
+	struct auth_reply rep = {
+	        .id = req->id,
+	        .result = req->failing ? req->fail_result : AUTH_TEMPFAIL,
+	        .reason = req->failing ? req->fail_reason : AUTH_REASON_TIMEOUT,
+	        .identity = "",
+	        .addresses = "",
+	};
 
-	if (req->fail_reason != NULL)
-		ac_complete(req->ac, req, req->fail_result, "", req->fail_reason);
-	else
-		ac_complete(req->ac, req, AUTH_TEMPFAIL, "", "timeout");
+	ac_complete(req->ac, req, &rep);
 }
 
 /* Fail req on the next loop iteration, never now. */
 static void
-ac_fail_soon(struct ac_req *req, enum auth_result result, const char *reason)
+ac_fail_soon(struct ac_req *req, enum auth_result result, enum auth_reason reason)
 {
-	if (req->fail_reason != NULL)
+	if (req->failing)
 		return;
+	req->failing = true;
 	req->fail_result = result;
 	req->fail_reason = reason;
 	ipc_msg_free(req->msg);
@@ -180,7 +185,7 @@ ac_write(struct auth_client *ac, struct ac_req *req)
 {
 	if (ipc_msg_send(req->msg, bufferevent_get_output(ac->bev)) < 0) {
 		/* verify() bounded every field: cannot happen. */
-		ac_fail_soon(req, AUTH_FAIL, "invalid_request");
+		ac_fail_soon(req, AUTH_FAIL, AUTH_REASON_INVALID_REQUEST);
 		return;
 	}
 	ipc_msg_free(req->msg);
@@ -219,7 +224,7 @@ ac_disconnect(struct auth_client *ac, const char *why)
 	ac->caps = 0;
 	for (size_t i = 0; i < AUTH_CLIENT_BUCKETS; i++) {
 		for (struct ac_req *r = ac->table[i]; r != NULL; r = r->hnext)
-			ac_fail_soon(r, AUTH_TEMPFAIL, "auth_unavailable");
+			ac_fail_soon(r, AUTH_TEMPFAIL, AUTH_REASON_AUTH_UNAVAILABLE);
 	}
 	ac_schedule_reconnect(ac);
 }
@@ -267,14 +272,13 @@ ac_on_result(struct auth_client *ac, struct ipc_msg *m)
 		return;
 	}
 	req = ac_find(ac, rep.id);
-	if (req == NULL || req->fail_reason != NULL) {
+	if (req == NULL || req->failing) {
 		/* Timed out or cancelled meanwhile. */
 		log_debug("auth client: RESULT for unknown request %u ignored", rep.id);
 		return;
 	}
-	ac->cur_reply = &rep;
-	ac_complete(ac, req, rep.result, rep.identity, rep.reason);
-	ac->cur_reply = NULL;
+	/* rep's strings point into m, which outlives the callback. */
+	ac_complete(ac, req, &rep);
 }
 
 static void
@@ -467,15 +471,15 @@ auth_client_verify(struct auth_client *ac, const struct auth_request *r, auth_re
 	    !ac_field_ok(r->client, AUTH_CLIENT_MAX_FIELD) ||
 	    !ac_field_ok(r->listener, AUTH_CLIENT_MAX_FIELD)) {
 		/* The session should have refused it already (auth_proto.h). */
-		ac_fail_soon(req, AUTH_FAIL, "invalid_request");
+		ac_fail_soon(req, AUTH_FAIL, AUTH_REASON_INVALID_REQUEST);
 		return req->id;
 	}
 	if (ac->n_reqs > AUTH_CLIENT_MAX_INFLIGHT) {
-		ac_fail_soon(req, AUTH_TEMPFAIL, "too_many_requests");
+		ac_fail_soon(req, AUTH_TEMPFAIL, AUTH_REASON_TOO_MANY_REQUESTS);
 		return req->id;
 	}
 	if (ac->state == AC_DISCONNECTED) {
-		ac_fail_soon(req, AUTH_TEMPFAIL, "auth_unavailable");
+		ac_fail_soon(req, AUTH_TEMPFAIL, AUTH_REASON_AUTH_UNAVAILABLE);
 		return req->id;
 	}
 
@@ -502,12 +506,6 @@ auth_client_cancel(struct auth_client *ac, uint32_t handle)
 		return;
 	ac_unlink(ac, req);
 	ac_req_free(req);
-}
-
-const struct auth_reply *
-auth_client_reply(const struct auth_client *ac)
-{
-	return ac->cur_reply;
 }
 
 void

@@ -16,13 +16,20 @@
 struct event_base;
 struct auth_client;
 
-typedef void auth_result_cb(enum auth_result result, const char *identity, const char *reason,
-                            void *arg);
+/* The answer to one verify. reply and its strings belong to the client and
+ * are valid until the callback returns: copy what you keep (identity,
+ * addresses). When no RESULT came (timeout, not connected, a request over
+ * the limits), reply->id is the handle, identity and addresses are "" and
+ * delay_ms is 0. */
+typedef void auth_result_cb(const struct auth_reply *reply, void *arg);
 
 /* socket_path: the auth process's socket as seen by this process (after any
- * chroot). Connects in the background. */
+ * chroot). Connects in the background. request_timeout: seconds a request
+ * waits for its RESULT (0: 30). */
 struct auth_client *auth_client_new(struct event_base *base, const char *socket_path,
                                     unsigned request_timeout);
+/* Drops the requests still pending without calling them back. May be
+ * called from an auth_result_cb. NULL is fine. */
 void auth_client_free(struct auth_client *);
 /* Capabilities the auth process announced (AUTH_CAP_*), 0 until connected. */
 uint32_t auth_client_caps(const struct auth_client *);
@@ -35,11 +42,6 @@ uint32_t auth_client_verify(struct auth_client *, const struct auth_request *req
                             auth_result_cb *cb, void *arg);
 /* Forget a pending request (the session is going away): its cb never runs. */
 void auth_client_cancel(struct auth_client *, uint32_t handle);
-
-/* Inside an auth_result_cb only: the whole RESULT being delivered (its
- * appended fields: delay_ms, addresses), or NULL when the request completed
- * without one (timeout, disconnected). Valid until the callback returns. */
-const struct auth_reply *auth_client_reply(const struct auth_client *);
 
 /* Tell the auth process about an event (a sending limit hit) that may raise
  * an alert. Fire and forget: dropped while not connected. */

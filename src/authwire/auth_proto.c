@@ -1,9 +1,9 @@
 /*
- * auth_proto.c - encode and decode the three messages SMTP workers and the
- * auth process exchange (HELLO, VERIFY, RESULT; see auth_proto.h and
+ * auth_proto.c - encode and decode the messages SMTP workers and the auth
+ * process exchange (HELLO, VERIFY, RESULT, NOTIFY, ALERT; see auth_proto.h and
  * docs/auth-protocol.md). Pure functions over lib/ipc messages: no I/O.
  *
- * Decoders check what the receiver relies on: a known result value, the
+ * Decoders check what the receiver relies on: a known result and reason, the
  * AUTH_MAX_* bounds, and no NUL inside a text field. Fields added after the
  * last known one are ignored, so a later version can append fields without
  * breaking an older peer (the version in HELLO covers incompatible changes).
@@ -47,7 +47,7 @@ auth_proto_result(const struct auth_reply *r)
 	ipc_msg_add_u32(m, r->id);
 	ipc_msg_add_u32(m, (uint32_t)r->result);
 	ipc_msg_add_str(m, r->identity);
-	ipc_msg_add_str(m, r->reason);
+	ipc_msg_add_u32(m, (uint32_t)r->reason);
 	ipc_msg_add_u32(m, r->delay_ms);
 	ipc_msg_add_str(m, r->addresses);
 	return m;
@@ -111,22 +111,18 @@ auth_proto_parse_verify(struct ipc_msg *m, struct auth_request *r)
 int
 auth_proto_parse_result(struct ipc_msg *m, struct auth_reply *r)
 {
-	uint32_t result;
-	size_t len;
+	uint32_t result, reason;
 
 	memset(r, 0, sizeof(*r));
 	if (ipc_msg_type(m) != AUTH_MSG_RESULT)
 		return -1;
 	if (ipc_msg_get_u32(m, &r->id) < 0 || ipc_msg_get_u32(m, &result) < 0 ||
-	    ipc_msg_get_str(m, &r->identity) < 0 || ipc_msg_get_str(m, &r->reason) < 0)
+	    ipc_msg_get_str(m, &r->identity) < 0 || ipc_msg_get_u32(m, &reason) < 0 ||
+	    ipc_msg_get_u32(m, &r->delay_ms) < 0 || ipc_msg_get_str(m, &r->addresses) < 0)
 		return -1;
-	/* Appended later: absent from an older auth process. */
-	if (ipc_msg_get_u32(m, &r->delay_ms) < 0)
-		r->delay_ms = 0;
-	if (ipc_msg_get_bytes(m, &r->addresses, &len) < 0)
-		r->addresses = "";
-	else if (memchr(r->addresses, '\0', len) != NULL)
+	if (!auth_reason_valid(reason))
 		return -1;
+	r->reason = (enum auth_reason)reason;
 	switch (result) {
 	case AUTH_OK:
 	case AUTH_FAIL:

@@ -1,18 +1,20 @@
 /*
  * auth_proto.h - the messages between SMTP workers and the auth process, on
- * top of lib/ipc framing. Documented in docs/ARCHITECTURE.md ("auth protocol").
+ * top of lib/ipc framing. Documented in docs/auth-protocol.md.
  *
  *   HELLO  auth -> worker, on connect:   u32 version, u32 caps (AUTH_CAP_*)
  *   VERIFY worker -> auth:               u32 id, mech, login, secret, challenge,
  *                                        session, client address, listener
  *   RESULT auth -> worker:               u32 id, u32 result (enum auth_result),
- *                                        identity, reason, [u32 delay_ms],
- *                                        [addresses]
+ *                                        identity, u32 reason (enum auth_reason),
+ *                                        u32 delay_ms, addresses
  *   NOTIFY worker -> auth, no answer:    event, user, client, session, limit,
  *                                        u32 count, u32 max
  *   ALERT  auth -> worker, no answer:    to (comma-separated), bytes message
  *
- * Fields in [] were appended later and are optional on receipt.
+ * Fields after the last one a receiver knows are ignored; an incompatible
+ * change bumps AUTH_PROTO_VERSION, and a worker drops an auth process that
+ * speaks another one.
  *
  * For PLAIN and LOGIN, secret is the password and challenge is empty; for
  * CRAM-MD5, secret is the client's hex digest and challenge the one we sent.
@@ -21,11 +23,14 @@
 #define AUTHRELAY_AUTH_PROTO_H
 
 #include <stdint.h>
+#include "auth_reason.h"
 #include "../lib/common.h"
 
 struct ipc_msg;
 
-#define AUTH_PROTO_VERSION 1
+/* 2: RESULT carries the reason as a u32 (enum auth_reason), not a word, and
+ * always has delay_ms and addresses. */
+#define AUTH_PROTO_VERSION 2
 
 enum auth_msg_type {
 	AUTH_MSG_HELLO = 1,
@@ -56,14 +61,15 @@ struct auth_request {
 	const char *listener;  /* listener name */
 };
 
+/* The answer to one VERIFY: the RESULT message, and what a worker's
+ * auth_result_cb gets (auth_client.h). */
 struct auth_reply {
 	uint32_t id;
 	enum auth_result result;
-	const char *identity; /* canonical login on AUTH_OK, else "" */
-	const char *reason;   /* short, log-safe: "bad_password", "unknown_user"... */
-	/* Appended fields (absent from an older peer: 0 and ""). */
+	enum auth_reason reason;
+	const char *identity;  /* canonical login on AUTH_OK, else "" */
 	uint32_t delay_ms;     /* AUTH_FAIL: wait this long before 535, if longer
-	                        * than the listener's auth_failure_delay_ms */
+	                        * than the listener's auth_failure_delay_ms; else 0 */
 	const char *addresses; /* AUTH_OK: the user's own addresses, "a@x,b@y"; may be "" */
 };
 
@@ -88,6 +94,8 @@ struct auth_alert_mail {
 /* The largest alert message that fits an ALERT frame. */
 #define AUTH_MAX_ALERT 60000
 
+/* Encoders: a new message for ipc_msg_send(), the caller frees it. Strings
+ * are copied; NULL is sent as "". */
 struct ipc_msg *auth_proto_hello(uint32_t caps);
 struct ipc_msg *auth_proto_verify(const struct auth_request *);
 struct ipc_msg *auth_proto_result(const struct auth_reply *);
@@ -95,13 +103,17 @@ struct ipc_msg *auth_proto_notify(const struct auth_notify *);
 /* message_len must be at most AUTH_MAX_ALERT. */
 struct ipc_msg *auth_proto_alert(const struct auth_alert_mail *);
 
-/* Decoders: fields point into msg. Return 0, or -1 if malformed. */
+/* Decoders: fields point into msg (valid until ipc_msg_free()). Return 0, or
+ * -1 if malformed: a wrong type, a field missing, a NUL in a text field, a
+ * login or secret over its bound, a result or reason this build does not
+ * know. */
 int auth_proto_parse_hello(struct ipc_msg *, uint32_t *version_r, uint32_t *caps_r);
 int auth_proto_parse_verify(struct ipc_msg *, struct auth_request *r);
 int auth_proto_parse_result(struct ipc_msg *, struct auth_reply *r);
 int auth_proto_parse_notify(struct ipc_msg *, struct auth_notify *n);
 int auth_proto_parse_alert(struct ipc_msg *, struct auth_alert_mail *a);
 
+/* The log word: "ok", "fail", "tempfail" ("unknown" out of range). */
 const char *auth_result_name(enum auth_result);
 
 #endif

@@ -561,8 +561,7 @@ session_tls_ready(struct session *s)
 
 /* ---- AUTH */
 
-static void session_auth_done(enum auth_result result, const char *identity, const char *reason,
-                              void *arg);
+static void session_auth_done(const struct auth_reply *rep, void *arg);
 
 static void
 session_auth_finish_failure(struct session *s)
@@ -641,9 +640,10 @@ session_auth_step_result(struct session *s, enum sasl_result r)
 	case SASL_MALFORMED: {
 		/* A malformed credential message is a failed attempt (RFC 4954 9). */
 		char user[128];
-		log_info("s=%s auth mech=%s user=\"%s\" result=fail reason=malformed", s->id,
+		log_info("s=%s auth mech=%s user=\"%s\" result=fail reason=%s", s->id,
 		         sasl_mech(s->sasl),
-		         log_escape_str(sasl_login(s->sasl), user, sizeof(user)));
+		         log_escape_str(sasl_login(s->sasl), user, sizeof(user)),
+		         auth_reason_name(AUTH_REASON_MALFORMED));
 		session_auth_end_sasl(s);
 		s->auth_failures++;
 		session_auth_finish_failure(s);
@@ -656,10 +656,12 @@ session_auth_step_result(struct session *s, enum sasl_result r)
 }
 
 static void
-session_auth_done(enum auth_result result, const char *identity, const char *reason, void *arg)
+session_auth_done(const struct auth_reply *rep, void *arg)
 {
 	struct session *s = arg;
+	const char *reason = auth_reason_name(rep->reason);
 	char user[128];
+	unsigned ms;
 
 	s->auth_pending = false;
 	log_escape_str(s->auth_user ? s->auth_user : "", user, sizeof(user));
@@ -667,21 +669,16 @@ session_auth_done(enum auth_result result, const char *identity, const char *rea
 		session_maybe_free(s);
 		return;
 	}
-	switch (result) {
+	switch (rep->result) {
 	case AUTH_OK:
 		s->authenticated = true;
-		if (identity != NULL && *identity != '\0') {
+		if (rep->identity[0] != '\0') {
 			free(s->auth_user);
-			s->auth_user = xstrdup(identity);
+			s->auth_user = xstrdup(rep->identity);
 		}
-		{
-			/* issue 6: the user's addresses, for sender_login_match. */
-			const struct auth_reply *rep = auth_client_reply(s->env->auth);
-			free(s->auth_addrs);
-			s->auth_addrs = rep != NULL && rep->addresses[0] != '\0'
-			                        ? xstrdup(rep->addresses)
-			                        : NULL;
-		}
+		/* The user's addresses, for sender_login_match. */
+		free(s->auth_addrs);
+		s->auth_addrs = rep->addresses[0] != '\0' ? xstrdup(rep->addresses) : NULL;
 		/* The auth process logged the decision with this s= id, the
 		 * source and the timing: a second line here would only cost. */
 		session_reply(s, "235 2.7.0 Authentication successful");
@@ -692,8 +689,8 @@ session_auth_done(enum auth_result result, const char *identity, const char *rea
 		log_info("s=%s auth user=\"%s\" result=tempfail reason=%s", s->id, user, reason);
 		free(s->auth_user);
 		s->auth_user = NULL;
-		if (strcmp(reason, "locked") == 0) {
-			/* issue 6: locked out by the auth process's throttle. */
+		if (rep->reason == AUTH_REASON_LOCKED) {
+			/* Locked out by the auth process's throttle. */
 			if (s->env->protection != NULL &&
 			    s->env->protection->lockout_reply == 421) {
 				session_close(s,
@@ -713,11 +710,10 @@ session_auth_done(enum auth_result result, const char *identity, const char *rea
 		free(s->auth_user);
 		s->auth_user = NULL;
 		s->auth_failures++;
-		/* issue 6: the auth process's throttle may ask for a longer delay. */
-		const struct auth_reply *frep = auth_client_reply(s->env->auth);
-		unsigned ms = s->l->limits.auth_failure_delay_ms;
-		if (frep != NULL && frep->delay_ms > ms)
-			ms = frep->delay_ms;
+		/* The auth process's throttle may ask for a longer delay. */
+		ms = s->l->limits.auth_failure_delay_ms;
+		if (rep->delay_ms > ms)
+			ms = rep->delay_ms;
 		if (ms > 0) {
 			/* A timer, not a sleep: the worker serves others meanwhile. */
 			struct timeval tv = {ms / 1000, (long)(ms % 1000) * 1000};

@@ -30,7 +30,7 @@ struct row {
 	const char *pw; /* NUL-terminated unless pw_len is set */
 	size_t pw_len;
 	enum auth_result result; /* STORE: what to store; LOOKUP/STALE: expected on a hit */
-	const char *reason;
+	enum auth_reason reason;
 	int hit;              /* LOOKUP/STALE: 1 expected hit, 0 miss; COUNT: entries */
 	const char *identity; /* expected (or stored) identity */
 	const char *addresses;
@@ -45,12 +45,14 @@ struct row {
 	ROW(STORE, t, src, login, pw, 0, res, reason, 0, id, addrs)
 #define HIT(t, src, login, pw, res, reason, id, addrs)                                             \
 	ROW(LOOKUP, t, src, login, pw, 0, res, reason, 1, id, addrs)
-#define MISS(t, src, login, pw) ROW(LOOKUP, t, src, login, pw, 0, AUTH_OK, "ok", 0, NULL, NULL)
+#define MISS(t, src, login, pw)                                                                    \
+	ROW(LOOKUP, t, src, login, pw, 0, AUTH_OK, AUTH_REASON_OK, 0, NULL, NULL)
 #define STALE_HIT(t, src, login, pw, id, addrs)                                                    \
-	ROW(STALE, t, src, login, pw, 0, AUTH_OK, "ok", 1, id, addrs)
-#define STALE_MISS(t, src, login, pw) ROW(STALE, t, src, login, pw, 0, AUTH_OK, "ok", 0, NULL, NULL)
-#define ENTRIES(n) ROW(COUNT, 0, NULL, NULL, NULL, 0, AUTH_OK, NULL, n, NULL, NULL)
-#define CLEAR_ ROW(CLEAR, 0, NULL, NULL, NULL, 0, AUTH_OK, NULL, 0, NULL, NULL)
+	ROW(STALE, t, src, login, pw, 0, AUTH_OK, AUTH_REASON_OK, 1, id, addrs)
+#define STALE_MISS(t, src, login, pw)                                                              \
+	ROW(STALE, t, src, login, pw, 0, AUTH_OK, AUTH_REASON_OK, 0, NULL, NULL)
+#define ENTRIES(n) ROW(COUNT, 0, NULL, NULL, NULL, 0, AUTH_OK, AUTH_REASON_OK, n, NULL, NULL)
+#define CLEAR_ ROW(CLEAR, 0, NULL, NULL, NULL, 0, AUTH_OK, AUTH_REASON_OK, 0, NULL, NULL)
 
 static struct protection_config pc;
 static struct keyhash *kh;
@@ -105,7 +107,8 @@ run(struct auth_cache *c, const struct row *rows, size_t n)
 		if (!got)
 			continue;
 		assert_int_equal(hit.result, r->result);
-		assert_string_equal(hit.reason, r->reason);
+		assert_int_equal(hit.reason, r->reason);
+		assert_string_equal(auth_reason_name(hit.reason), auth_reason_name(r->reason));
 		assert_string_equal(hit.identity, r->identity != NULL ? r->identity : "");
 		assert_string_equal(hit.addresses, r->addresses != NULL ? r->addresses : "");
 	}
@@ -116,9 +119,9 @@ test_ttls(void **state)
 {
 	static const struct row rows[] = {
 	        MISS(0, "file", "alice", "pw1"),
-	        STORE_(1000, "file", "alice", "pw1", AUTH_OK, "ok", "Alice", "a@x,b@y"),
-	        HIT(1000, "file", "alice", "pw1", AUTH_OK, "ok", "Alice", "a@x,b@y"),
-	        HIT(10999, "file", "alice", "pw1", AUTH_OK, "ok", "Alice", "a@x,b@y"),
+	        STORE_(1000, "file", "alice", "pw1", AUTH_OK, AUTH_REASON_OK, "Alice", "a@x,b@y"),
+	        HIT(1000, "file", "alice", "pw1", AUTH_OK, AUTH_REASON_OK, "Alice", "a@x,b@y"),
+	        HIT(10999, "file", "alice", "pw1", AUTH_OK, AUTH_REASON_OK, "Alice", "a@x,b@y"),
 	        /* Positive TTL over: a fresh lookup misses... */
 	        MISS(11000, "file", "alice", "pw1"),
 	        /* ...but a source that is down may still lean on it... */
@@ -128,20 +131,25 @@ test_ttls(void **state)
 	        STALE_MISS(31000, "file", "alice", "pw1"),
 	        ENTRIES(0),
 	        /* Negative entries: their own TTL, never stale. */
-	        STORE_(40000, "file", "alice", "wrong", AUTH_FAIL, "bad_password", NULL, NULL),
-	        HIT(44999, "file", "alice", "wrong", AUTH_FAIL, "bad_password", NULL, NULL),
+	        STORE_(40000, "file", "alice", "wrong", AUTH_FAIL, AUTH_REASON_BAD_PASSWORD, NULL,
+	               NULL),
+	        HIT(44999, "file", "alice", "wrong", AUTH_FAIL, AUTH_REASON_BAD_PASSWORD, NULL,
+	            NULL),
 	        STALE_MISS(44999, "file", "alice", "wrong"),
 	        MISS(45000, "file", "alice", "wrong"),
-	        STORE_(50000, "ldap", "nobody", "x", AUTH_FAIL, "unknown_user", NULL, NULL),
-	        HIT(50001, "ldap", "nobody", "x", AUTH_FAIL, "unknown_user", NULL, NULL),
+	        STORE_(50000, "ldap", "nobody", "x", AUTH_FAIL, AUTH_REASON_UNKNOWN_USER, NULL,
+	               NULL),
+	        HIT(50001, "ldap", "nobody", "x", AUTH_FAIL, AUTH_REASON_UNKNOWN_USER, NULL, NULL),
 	        /* The right password is never shadowed by a wrong one. */
-	        STORE_(60000, "file", "bob", "old", AUTH_FAIL, "bad_password", NULL, NULL),
+	        STORE_(60000, "file", "bob", "old", AUTH_FAIL, AUTH_REASON_BAD_PASSWORD, NULL,
+	               NULL),
 	        MISS(60001, "file", "bob", "new"),
 	        /* A changed password: the old one's positive entry is replaced
 	         * as soon as the source says it is wrong. */
-	        STORE_(70000, "file", "carol", "p", AUTH_OK, "ok", "carol", NULL),
-	        STORE_(71000, "file", "carol", "p", AUTH_FAIL, "bad_password", NULL, NULL),
-	        HIT(71001, "file", "carol", "p", AUTH_FAIL, "bad_password", NULL, NULL),
+	        STORE_(70000, "file", "carol", "p", AUTH_OK, AUTH_REASON_OK, "carol", NULL),
+	        STORE_(71000, "file", "carol", "p", AUTH_FAIL, AUTH_REASON_BAD_PASSWORD, NULL,
+	               NULL),
+	        HIT(71001, "file", "carol", "p", AUTH_FAIL, AUTH_REASON_BAD_PASSWORD, NULL, NULL),
 	        STALE_MISS(71001, "file", "carol", "p"),
 	};
 	struct auth_cache *c = auth_cache_new(&pc, kh);
@@ -154,17 +162,17 @@ static void
 test_keys(void **state)
 {
 	static const struct row rows[] = {
-	        STORE_(0, "file", "alice", "pw", AUTH_OK, "ok", "alice", NULL),
-	        HIT(1, "file", "alice", "pw", AUTH_OK, "ok", "alice", NULL),
+	        STORE_(0, "file", "alice", "pw", AUTH_OK, AUTH_REASON_OK, "alice", NULL),
+	        HIT(1, "file", "alice", "pw", AUTH_OK, AUTH_REASON_OK, "alice", NULL),
 	        MISS(1, "ldap", "alice", "pw"),
 	        MISS(1, "file", "Alice", "pw"),
 	        MISS(1, "file", "alice", "pw "),
 	        MISS(1, "file", "alic", "epw"),
 	        MISS(1, "file", "alice", "PW"),
 	        /* A NUL inside a password is part of it. */
-	        ROW(STORE, 0, "file", "dave", "a\0b", 3, AUTH_OK, "ok", 0, "dave", NULL),
-	        ROW(LOOKUP, 1, "file", "dave", "a\0b", 3, AUTH_OK, "ok", 1, "dave", NULL),
-	        ROW(LOOKUP, 1, "file", "dave", "a\0c", 3, AUTH_OK, "ok", 0, NULL, NULL),
+	        ROW(STORE, 0, "file", "dave", "a\0b", 3, AUTH_OK, AUTH_REASON_OK, 0, "dave", NULL),
+	        ROW(LOOKUP, 1, "file", "dave", "a\0b", 3, AUTH_OK, AUTH_REASON_OK, 1, "dave", NULL),
+	        ROW(LOOKUP, 1, "file", "dave", "a\0c", 3, AUTH_OK, AUTH_REASON_OK, 0, NULL, NULL),
 	        MISS(1, "file", "dave", "a"),
 	};
 	struct auth_cache *c = auth_cache_new(&pc, kh);
@@ -187,16 +195,18 @@ test_what_is_stored(void **state)
 {
 	static const struct row rows[] = {
 	        /* Tempfails and other failures are never cached. */
-	        STORE_(0, "ldap", "a", "p", AUTH_TEMPFAIL, "directory_unavailable", NULL, NULL),
-	        STORE_(0, "file", "b", "p", AUTH_FAIL, "unsupported_hash", NULL, NULL),
-	        STORE_(0, "file", "c", "p", AUTH_FAIL, "mech_unavailable", NULL, NULL),
-	        STORE_(0, "ldap", "d", "p", AUTH_FAIL, "not_in_group", NULL, NULL),
+	        STORE_(0, "ldap", "a", "p", AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE, NULL,
+	               NULL),
+	        STORE_(0, "file", "b", "p", AUTH_FAIL, AUTH_REASON_UNSUPPORTED_HASH, NULL, NULL),
+	        STORE_(0, "file", "c", "p", AUTH_FAIL, AUTH_REASON_MECH_UNAVAILABLE, NULL, NULL),
+	        STORE_(0, "ldap", "d", "p", AUTH_FAIL, AUTH_REASON_NOT_IN_GROUP, NULL, NULL),
 	        ENTRIES(0),
 	        MISS(1, "ldap", "a", "p"),
 	        /* A tempfail leaves an entry in place. */
-	        STORE_(0, "ldap", "e", "p", AUTH_OK, "ok", "e", NULL),
-	        STORE_(1, "ldap", "e", "p", AUTH_TEMPFAIL, "directory_unavailable", NULL, NULL),
-	        HIT(2, "ldap", "e", "p", AUTH_OK, "ok", "e", NULL),
+	        STORE_(0, "ldap", "e", "p", AUTH_OK, AUTH_REASON_OK, "e", NULL),
+	        STORE_(1, "ldap", "e", "p", AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE, NULL,
+	               NULL),
+	        HIT(2, "ldap", "e", "p", AUTH_OK, AUTH_REASON_OK, "e", NULL),
 	        ENTRIES(1),
 	        CLEAR_,
 	        ENTRIES(0),
@@ -215,17 +225,17 @@ static void
 test_size_bound(void **state)
 {
 	static const struct row rows[] = {
-	        STORE_(0, "file", "u1", "p", AUTH_OK, "ok", "u1", NULL),
-	        STORE_(0, "file", "u2", "p", AUTH_OK, "ok", "u2", NULL),
-	        STORE_(0, "file", "u3", "p", AUTH_OK, "ok", "u3", NULL),
-	        STORE_(0, "file", "u4", "p", AUTH_OK, "ok", "u4", NULL),
+	        STORE_(0, "file", "u1", "p", AUTH_OK, AUTH_REASON_OK, "u1", NULL),
+	        STORE_(0, "file", "u2", "p", AUTH_OK, AUTH_REASON_OK, "u2", NULL),
+	        STORE_(0, "file", "u3", "p", AUTH_OK, AUTH_REASON_OK, "u3", NULL),
+	        STORE_(0, "file", "u4", "p", AUTH_OK, AUTH_REASON_OK, "u4", NULL),
 	        /* u1 used again: u2 is now the least recently used. */
-	        HIT(1, "file", "u1", "p", AUTH_OK, "ok", "u1", NULL),
-	        STORE_(2, "file", "u5", "p", AUTH_OK, "ok", "u5", NULL),
+	        HIT(1, "file", "u1", "p", AUTH_OK, AUTH_REASON_OK, "u1", NULL),
+	        STORE_(2, "file", "u5", "p", AUTH_OK, AUTH_REASON_OK, "u5", NULL),
 	        ENTRIES(4),
 	        MISS(3, "file", "u2", "p"),
-	        HIT(3, "file", "u1", "p", AUTH_OK, "ok", "u1", NULL),
-	        HIT(3, "file", "u5", "p", AUTH_OK, "ok", "u5", NULL),
+	        HIT(3, "file", "u1", "p", AUTH_OK, AUTH_REASON_OK, "u1", NULL),
+	        HIT(3, "file", "u5", "p", AUTH_OK, AUTH_REASON_OK, "u5", NULL),
 	};
 	struct auth_cache *c = auth_cache_new(&pc, kh);
 
@@ -237,7 +247,7 @@ static void
 test_disabled(void **state)
 {
 	static const struct row rows[] = {
-	        STORE_(0, "file", "u1", "p", AUTH_OK, "ok", "u1", NULL),
+	        STORE_(0, "file", "u1", "p", AUTH_OK, AUTH_REASON_OK, "u1", NULL),
 	        MISS(1, "file", "u1", "p"),
 	        ENTRIES(0),
 	};

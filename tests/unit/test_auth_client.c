@@ -28,7 +28,7 @@
 #include "lib/ipc.h"
 #include "lib/log.h"
 
-enum fake_answer { ANSWER_OK, ANSWER_NONE, ANSWER_GARBAGE };
+enum fake_answer { ANSWER_OK, ANSWER_NONE, ANSWER_GARBAGE, ANSWER_FULL };
 
 struct fake {
 	struct event_base *base;
@@ -46,6 +46,7 @@ struct fake {
 	char last_login[600];
 	char last_secret[64];
 	struct auth_client *ac;
+	struct auth_reply full; /* ANSWER_FULL: this reply (id set per request) */
 };
 
 struct answer {
@@ -53,8 +54,12 @@ struct answer {
 	bool called;
 	bool called_early;
 	enum auth_result result;
+	enum auth_reason reason_code;
+	uint32_t id;
+	uint32_t delay_ms;
 	char identity[600];
 	char reason[64];
+	char addresses[256];
 	struct fake *s;
 	/* Also done from the callback: */
 	bool free_client;
@@ -76,9 +81,14 @@ fake_on_read(struct bufferevent *bev, void *arg)
 		s->ids[s->n_verify++ % 8192] = r.id;
 		snprintf(s->last_login, sizeof(s->last_login), "%s", r.login);
 		snprintf(s->last_secret, sizeof(s->last_secret), "%s", r.secret);
-		if (s->answer == ANSWER_OK) {
-			struct auth_reply rep = {r.id, AUTH_OK, r.login, "ok", 0, ""};
-			struct ipc_msg *out = auth_proto_result(&rep);
+		if (s->answer == ANSWER_OK || s->answer == ANSWER_FULL) {
+			struct auth_reply rep = {r.id, AUTH_OK, AUTH_REASON_OK, r.login, 0, ""};
+			struct ipc_msg *out;
+			if (s->answer == ANSWER_FULL) {
+				rep = s->full;
+				rep.id = r.id;
+			}
+			out = auth_proto_result(&rep);
 			ipc_msg_send(out, bufferevent_get_output(bev));
 			ipc_msg_free(out);
 		} else if (s->answer == ANSWER_GARBAGE) {
@@ -132,7 +142,7 @@ fake_send_hello(struct fake *s)
 static void
 fake_send_result(struct fake *s, uint32_t id)
 {
-	struct auth_reply rep = {id, AUTH_OK, "late", "ok", 0, ""};
+	struct auth_reply rep = {id, AUTH_OK, AUTH_REASON_OK, "late", 0, ""};
 	struct ipc_msg *m = auth_proto_result(&rep);
 
 	ipc_msg_send(m, bufferevent_get_output(s->bev));
@@ -246,7 +256,7 @@ accepted(struct fake *s)
 }
 
 static void
-on_result(enum auth_result result, const char *identity, const char *reason, void *arg)
+on_result(const struct auth_reply *rep, void *arg)
 {
 	struct answer *a = arg;
 
@@ -254,9 +264,13 @@ on_result(enum auth_result result, const char *identity, const char *reason, voi
 		a->called_early = true;
 	assert_false(a->called);
 	a->called = true;
-	a->result = result;
-	snprintf(a->identity, sizeof(a->identity), "%s", identity);
-	snprintf(a->reason, sizeof(a->reason), "%s", reason);
+	a->id = rep->id;
+	a->result = rep->result;
+	a->reason_code = rep->reason;
+	a->delay_ms = rep->delay_ms;
+	snprintf(a->identity, sizeof(a->identity), "%s", rep->identity);
+	snprintf(a->reason, sizeof(a->reason), "%s", auth_reason_name(rep->reason));
+	snprintf(a->addresses, sizeof(a->addresses), "%s", rep->addresses);
 	if (a->free_client) {
 		auth_client_free(a->s->ac);
 		a->s->ac = NULL;
@@ -326,6 +340,40 @@ test_ok_and_caps(void **state)
 	assert_string_equal(s->last_secret, "s3cret");
 }
 
+/* The callback gets the whole RESULT as a struct auth_reply: id (the
+ * handle), result, reason, identity, delay_ms and addresses. */
+static void
+test_reply_fields(void **state)
+{
+	static const struct auth_reply rows[] = {
+	        {0, AUTH_OK, AUTH_REASON_OK, "Alice@example.org", 0, "alice@example.org,a.b@x.org"},
+	        {0, AUTH_FAIL, AUTH_REASON_BAD_PASSWORD, "", 4000, ""},
+	        {0, AUTH_FAIL, AUTH_REASON_UNKNOWN_USER, "", 0, ""},
+	        {0, AUTH_TEMPFAIL, AUTH_REASON_LOCKED, "", 0, ""},
+	        {0, AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE, "", 0, ""},
+	};
+	struct fake *s = *state;
+
+	fake_listen(s);
+	s->ac = auth_client_new(s->base, s->path, 5);
+	wait_for(s, ready);
+	s->answer = ANSWER_FULL;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct answer a = {0};
+		uint32_t h;
+
+		s->full = rows[i];
+		h = verify(s, "alice", &a);
+		wait_answer(s, &a);
+		assert_int_equal(a.id, h);
+		assert_int_equal(a.result, rows[i].result);
+		assert_int_equal(a.reason_code, rows[i].reason);
+		assert_string_equal(a.identity, rows[i].identity);
+		assert_int_equal(a.delay_ms, rows[i].delay_ms);
+		assert_string_equal(a.addresses, rows[i].addresses);
+	}
+}
+
 static bool
 caps_is_2(struct fake *s)
 {
@@ -363,7 +411,12 @@ test_disconnected(void **state)
 	wait_answer(s, &a);
 	assert_int_equal(a.result, AUTH_TEMPFAIL);
 	assert_string_equal(a.reason, "auth_unavailable");
+	assert_int_equal(a.reason_code, AUTH_REASON_AUTH_UNAVAILABLE);
 	assert_string_equal(a.identity, "");
+	/* No RESULT came: the reply still has every field. */
+	assert_int_equal(a.id, h1);
+	assert_int_equal(a.delay_ms, 0);
+	assert_string_equal(a.addresses, "");
 	assert_false(b.called);
 	assert_int_equal(auth_client_caps(s->ac), 0);
 	/* Once a server appears, the back-off brings the client to it. */
@@ -415,6 +468,9 @@ test_timeout(void **state)
 	wait_answer(s, &a);
 	assert_int_equal(a.result, AUTH_TEMPFAIL);
 	assert_string_equal(a.reason, "timeout");
+	assert_int_equal(a.reason_code, AUTH_REASON_TIMEOUT);
+	assert_string_equal(a.identity, "");
+	assert_string_equal(a.addresses, "");
 	assert_int_equal(s->n_verify, 1);
 	fake_send_result(s, s->ids[0]);
 	s->answer = ANSWER_OK;
@@ -519,12 +575,11 @@ accepted_twice(struct fake *s)
 
 /* Another protocol version: never ready, and retried with back-off. */
 static void
-test_version_mismatch(void **state)
+version_mismatch(struct fake *s, uint32_t version)
 {
-	struct fake *s = *state;
 	struct answer a = {0};
 
-	s->hello_version = AUTH_PROTO_VERSION + 1;
+	s->hello_version = version;
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	wait_for(s, accepted_twice);
@@ -534,6 +589,20 @@ test_version_mismatch(void **state)
 	verify(s, "fine", &a);
 	wait_answer(s, &a);
 	assert_int_equal(a.result, AUTH_OK);
+}
+
+static void
+test_version_mismatch(void **state)
+{
+	version_mismatch(*state, AUTH_PROTO_VERSION + 1);
+}
+
+/* An auth process of version 1 (reasons as words) is not spoken to. */
+static void
+test_version_older(void **state)
+{
+	assert_int_equal(AUTH_PROTO_VERSION, 2);
+	version_mismatch(*state, 1);
 }
 
 /* A malformed RESULT: drop the connection, tempfail what was in flight,
@@ -642,6 +711,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup_teardown(test_ok_and_caps, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_reply_fields, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_rehello, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_disconnected, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_queued_until_hello, setup, teardown),
@@ -650,6 +720,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_inflight_cap, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_invalid_request, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_version_mismatch, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_version_older, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_malformed_result, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_server_closes, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),

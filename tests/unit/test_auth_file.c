@@ -94,7 +94,7 @@ auth_job_request(const struct auth_job *job)
 
 void
 auth_job_done(struct auth_job *job, enum auth_result result, const char *identity,
-              const char *reason)
+              enum auth_reason reason)
 {
 	struct harness *h = job->h;
 
@@ -102,7 +102,8 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 	*job->done = true;
 	*job->result = result;
 	snprintf(job->identity, job->identity_sz, "%s", identity != NULL ? identity : "(null)");
-	snprintf(job->reason, job->reason_sz, "%s", reason);
+	/* The log word: what an admin greps for. */
+	snprintf(job->reason, job->reason_sz, "%s", auth_reason_name(reason));
 	free(job);
 	h->done_calls++;
 	if (--h->outstanding == 0)

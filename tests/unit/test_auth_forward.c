@@ -243,14 +243,15 @@ trace_cb(void *arg, const char *line)
 }
 
 static void
-done_cb(void *arg, enum auth_result result, const char *reason)
+done_cb(void *arg, enum auth_result result, enum auth_reason reason)
 {
 	struct t *t = arg;
 
 	if (!t->returned)
 		t->early = true;
 	t->result[t->done] = result;
-	snprintf(t->reason[t->done], sizeof(t->reason[0]), "%s", reason);
+	/* The log word: what an admin greps for. */
+	snprintf(t->reason[t->done], sizeof(t->reason[0]), "%s", auth_reason_name(reason));
 	t->done++;
 	event_base_loopbreak(t->base);
 }

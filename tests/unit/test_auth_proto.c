@@ -1,7 +1,8 @@
 /*
- * test_auth_proto.c - HELLO / VERIFY / RESULT encode and decode through real
- * ipc frames, and the decoders' refusals: wrong type, missing fields, bad
- * result values, limits, NUL in text fields.
+ * test_auth_proto.c - HELLO / VERIFY / RESULT / NOTIFY encode and decode
+ * through real ipc frames, every reason across the wire, and the decoders'
+ * refusals: wrong type, missing fields, bad result and reason values, a
+ * version 1 RESULT, limits, NUL in text fields.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,9 +110,11 @@ static void
 test_result(void **state)
 {
 	static const struct auth_reply rows[] = {
-	        {1, AUTH_OK, "alice@example.org", "ok", 0, "alice@example.org,a.b@example.org"},
-	        {2, AUTH_FAIL, "", "bad_password", 4000, NULL},
-	        {3, AUTH_TEMPFAIL, NULL, NULL, 0, NULL},
+	        {1, AUTH_OK, AUTH_REASON_OK, "alice@example.org", 0,
+	         "alice@example.org,a.b@example.org"},
+	        {2, AUTH_FAIL, AUTH_REASON_BAD_PASSWORD, "", 4000, NULL},
+	        {3, AUTH_TEMPFAIL, AUTH_REASON_LOCKED, NULL, 0, NULL},
+	        {0xffffffffu, AUTH_TEMPFAIL, AUTH_REASON_COUNT - 1, NULL, 0xffffffffu, ""},
 	};
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -121,30 +124,52 @@ test_result(void **state)
 		assert_int_equal(r.id, rows[i].id);
 		assert_int_equal(r.result, rows[i].result);
 		assert_string_equal(r.identity, rows[i].identity ? rows[i].identity : "");
-		assert_string_equal(r.reason, rows[i].reason ? rows[i].reason : "");
+		assert_int_equal(r.reason, rows[i].reason);
 		assert_int_equal(r.delay_ms, rows[i].delay_ms);
 		assert_string_equal(r.addresses, rows[i].addresses ? rows[i].addresses : "");
 		ipc_msg_free(m);
 	}
 }
 
-/* A RESULT from an older auth process (four fields) still parses: the
- * appended fields read as 0 and "". */
+/* Every reason crosses the wire as itself, and with its result. */
+static void
+test_result_every_reason(void **state)
+{
+	static const enum auth_result results[] = {AUTH_OK, AUTH_FAIL, AUTH_TEMPFAIL};
+
+	for (uint32_t v = 0; v < AUTH_REASON_COUNT; v++) {
+		for (size_t k = 0; k < sizeof(results) / sizeof(results[0]); k++) {
+			struct auth_reply w = {v + 1, results[k], (enum auth_reason)v,
+			                       "u",   7,          "a@b"};
+			struct ipc_msg *m = wire(auth_proto_result(&w));
+			struct auth_reply r;
+
+			assert_int_equal(auth_proto_parse_result(m, &r), 0);
+			assert_int_equal(r.id, v + 1);
+			assert_int_equal(r.result, results[k]);
+			assert_int_equal(r.reason, v);
+			assert_string_equal(auth_reason_name(r.reason), auth_reason_name(v));
+			ipc_msg_free(m);
+		}
+	}
+}
+
+/* A RESULT from a version 1 auth process (the reason as a word, no
+ * delay_ms, no addresses) no longer parses: the HELLO version keeps such a
+ * peer away, and this is the backstop. */
 static void
 test_result_old_peer(void **state)
 {
 	struct ipc_msg *m = ipc_msg_new(AUTH_MSG_RESULT);
 	struct auth_reply r;
 
+	assert_int_equal(AUTH_PROTO_VERSION, 2);
 	ipc_msg_add_u32(m, 7);
 	ipc_msg_add_u32(m, AUTH_FAIL);
 	ipc_msg_add_str(m, "");
 	ipc_msg_add_str(m, "bad_password");
 	m = wire(m);
-	assert_int_equal(auth_proto_parse_result(m, &r), 0);
-	assert_int_equal(r.id, 7);
-	assert_int_equal(r.delay_ms, 0);
-	assert_string_equal(r.addresses, "");
+	assert_int_equal(auth_proto_parse_result(m, &r), -1);
 	ipc_msg_free(m);
 }
 
@@ -235,13 +260,17 @@ test_malformed(void **state)
 	        {AUTH_MSG_VERIFY, "ussszsss", 'v', -1}, /* NUL in challenge */
 	        {AUTH_MSG_VERIFY, "usssssz", 'v', -1},
 	        {AUTH_MSG_VERIFY, "usBsssss", 'v', -1}, /* login > AUTH_MAX_LOGIN */
-	        {AUTH_MSG_RESULT, "uuss", 'r', 0},
-	        {AUTH_MSG_RESULT, "uUss", 'r', -1}, /* unknown result */
+	        {AUTH_MSG_RESULT, "uusuus", 'r', 0},
+	        {AUTH_MSG_RESULT, "uusuuss", 'r', 0}, /* later fields are ignored */
+	        {AUTH_MSG_RESULT, "uUsuus", 'r', -1}, /* unknown result */
+	        {AUTH_MSG_RESULT, "uusUus", 'r', -1}, /* unknown reason */
 	        {AUTH_MSG_RESULT, "uus", 'r', -1},
-	        {AUTH_MSG_RESULT, "uuzs", 'r', -1},
-	        {AUTH_MSG_RESULT, "uuss", 'v', -1},
-	        {AUTH_MSG_RESULT, "uussus", 'r', 0},  /* delay_ms, addresses */
-	        {AUTH_MSG_RESULT, "uussuz", 'r', -1}, /* NUL in addresses */
+	        {AUTH_MSG_RESULT, "uuzuus", 'r', -1}, /* NUL in identity */
+	        {AUTH_MSG_RESULT, "uusuus", 'v', -1},
+	        {AUTH_MSG_RESULT, "uuss", 'r', -1},   /* version 1: reason a word */
+	        {AUTH_MSG_RESULT, "uusu", 'r', -1},   /* delay_ms missing */
+	        {AUTH_MSG_RESULT, "uusuu", 'r', -1},  /* addresses missing */
+	        {AUTH_MSG_RESULT, "uusuuz", 'r', -1}, /* NUL in addresses */
 	        {AUTH_MSG_NOTIFY, "sssssuu", 'n', 0},
 	        {AUTH_MSG_NOTIFY, "sssssu", 'n', -1},
 	        {AUTH_MSG_NOTIFY, "ssssssu", 'n', -1},
@@ -286,10 +315,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_hello),           cmocka_unit_test(test_verify),
-	        cmocka_unit_test(test_verify_limits),   cmocka_unit_test(test_result),
-	        cmocka_unit_test(test_malformed),       cmocka_unit_test(test_result_names),
-	        cmocka_unit_test(test_result_old_peer), cmocka_unit_test(test_notify_alert),
+	        cmocka_unit_test(test_hello),
+	        cmocka_unit_test(test_verify),
+	        cmocka_unit_test(test_verify_limits),
+	        cmocka_unit_test(test_result),
+	        cmocka_unit_test(test_malformed),
+	        cmocka_unit_test(test_result_names),
+	        cmocka_unit_test(test_result_old_peer),
+	        cmocka_unit_test(test_notify_alert),
+	        cmocka_unit_test(test_result_every_reason),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

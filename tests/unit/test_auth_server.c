@@ -45,7 +45,7 @@
 #define RFC2195_CHALLENGE "<1896.697170952@postoffice.reston.mci.net>"
 #define RFC2195_DIGEST "b913a602c7eda7a495b4e6e7334d3890"
 
-static const char users_v1[] = "alice@example.org:" SSHA_CH "\n"
+static const char users_v1[] = "alice@example.org:" SSHA_CH ":alice@example.org,a.b@example.org\n"
                                "tim:{PLAIN}tanstaaftanstaaf\n"
                                "carol:" ARGON_CH "\n";
 /* No cleartext left: caps drop to 0. */
@@ -183,12 +183,14 @@ struct answer {
 	enum auth_result result;
 	char identity[600];
 	char reason[64];
+	char addresses[256];
+	uint32_t delay_ms;
 	struct event_base *base;
 	int *outstanding;
 };
 
 static void
-on_result(enum auth_result result, const char *identity, const char *reason, void *arg)
+on_result(const struct auth_reply *rep, void *arg)
 {
 	struct answer *a = arg;
 
@@ -196,9 +198,11 @@ on_result(enum auth_result result, const char *identity, const char *reason, voi
 		a->called_early = true;
 	assert_false(a->called);
 	a->called = true;
-	a->result = result;
-	snprintf(a->identity, sizeof(a->identity), "%s", identity);
-	snprintf(a->reason, sizeof(a->reason), "%s", reason);
+	a->result = rep->result;
+	snprintf(a->identity, sizeof(a->identity), "%s", rep->identity);
+	snprintf(a->reason, sizeof(a->reason), "%s", auth_reason_name(rep->reason));
+	snprintf(a->addresses, sizeof(a->addresses), "%s", rep->addresses);
+	a->delay_ms = rep->delay_ms;
 	if (--*a->outstanding == 0)
 		event_base_loopbreak(a->base);
 }
@@ -335,6 +339,48 @@ test_answers(void **state)
 	run_rows(h, rows, sizeof(rows) / sizeof(rows[0]));
 }
 
+/* What reaches the worker's callback: the user's addresses on AUTH_OK (the
+ * users file's third field, "" without one), nothing of them otherwise. */
+static void
+test_reply_fields(void **state)
+{
+	static const struct {
+		const char *login, *secret;
+		enum auth_result want;
+		const char *reason, *identity, *addresses;
+	} rows[] = {
+	        {"alice@Example.ORG", PW, AUTH_OK, "ok", "alice@example.org",
+	         "alice@example.org,a.b@example.org"},
+	        {"carol", PW, AUTH_OK, "ok", "carol", ""},
+	        {"alice@example.org", "wrong", AUTH_FAIL, "bad_password", "", ""},
+	        {"mallory", PW, AUTH_FAIL, "unknown_user", "", ""},
+	};
+	struct harness *h = *state;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int outstanding = 1;
+		struct answer a = {.base = h->base, .outstanding = &outstanding};
+		struct auth_request r = {.mech = "PLAIN",
+		                         .login = rows[i].login,
+		                         .secret = rows[i].secret,
+		                         .secret_len = strlen(rows[i].secret),
+		                         .session = "fields"};
+		struct timeval limit = {20, 0};
+
+		auth_client_verify(h->ac, &r, on_result, &a);
+		a.returned = true;
+		event_base_loopexit(h->base, &limit);
+		event_base_dispatch(h->base);
+		assert_true(a.called);
+		assert_int_equal(a.result, rows[i].want);
+		assert_string_equal(a.reason, rows[i].reason);
+		assert_string_equal(a.identity, rows[i].identity);
+		assert_string_equal(a.addresses, rows[i].addresses);
+		/* No [protection] throttle here: no delay asked. */
+		assert_int_equal(a.delay_ms, 0);
+	}
+}
+
 /* One line per verification, user strings escaped, never the password. */
 static void
 test_log_line(void **state)
@@ -437,9 +483,9 @@ raw_connect(struct harness *h)
 
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", h->sock);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	/* HELLO: length 9, type 1, version 1, caps 1. */
+	/* HELLO: length 9, type 1, version 2, caps 1. */
 	read_exact(fd, hello, sizeof(hello));
-	assert_memory_equal(hello, "\0\0\0\x09\x01\0\0\0\x01\0\0\0\x01", sizeof(hello));
+	assert_memory_equal(hello, "\0\0\0\x09\x01\0\0\0\x02\0\0\0\x01", sizeof(hello));
 	return fd;
 }
 
@@ -614,6 +660,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup_teardown(test_answers, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_log_line, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_reply_fields, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_sighup_reload, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_malformed_worker, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_worker_leaves, setup, teardown),
