@@ -12,31 +12,25 @@
  * Output: one log line per alert, always. A mail when [alerts] to is set
  * (at most ALERT_MAX_MAILS_PER_HOUR, so that a spray over thousands of
  * logins cannot flood the administrators; the log still has every alert).
- * A hook when [alerts] hook is set: /bin/sh -c HOOK through posix_spawn,
- * the alert text on its stdin, AUTHRELAY_ALERT_KIND in its environment,
- * killed after ALERT_HOOK_TIMEOUT_MS, reaped from the once-a-second tick.
+ * The hook's text when [alerts] hook is set. Mail and hook text leave as
+ * MAIL and HOOK messages (alert_proto.h) through the send callback: the
+ * queue process spools the one and runs the hook with the other
+ * (src/queue/alert_intake.c), so this process never starts a shell.
  */
 #include "auth_alert.h"
 #include "protection_config.h"
+#include "../authwire/alert_proto.h"
 #include "../lib/common.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/lru.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
-
-extern char **environ;
 
 #define ALERT_HISTORY 2048
 #define ALERT_BUCKETS 60
@@ -46,8 +40,6 @@ extern char **environ;
 #define ALERT_TOP 5
 #define ALERT_TOP_TRACK 64
 #define ALERT_MAX_SOURCES 16
-#define ALERT_MAX_HOOKS 8
-#define ALERT_HOOK_TIMEOUT_MS 60000
 #define ALERT_MAX_MAILS_PER_HOUR 60
 #define ALERT_CLIENT_MAX 64
 /* An escaped login in alert text (longer ones end in "..."). */
@@ -80,17 +72,12 @@ struct alert_source {
 	uint64_t down_since_ms;
 };
 
-struct alert_hook {
-	pid_t pid;
-	uint64_t started_ms;
-};
-
 struct auth_alert {
 	const struct config *cfg;
 	const struct protection_config *pc;
 	const struct alerts_config *ac;
 	const struct keyhash *kh;
-	auth_alert_mail_cb *mail_cb;
+	auth_alert_send_cb *send;
 	void *arg;
 	struct alert_event history[ALERT_HISTORY];
 	unsigned hist_next;
@@ -100,7 +87,6 @@ struct auth_alert {
 	struct lru *cooldowns; /* per subject: uint64_t time of the last alert */
 	struct alert_source sources[ALERT_MAX_SOURCES];
 	size_t n_sources;
-	struct alert_hook hooks[ALERT_MAX_HOOKS];
 	uint64_t mail_hour_start_ms;
 	unsigned mails_this_hour;
 	unsigned long seq;
@@ -178,7 +164,7 @@ alert_key(const struct auth_alert *a, const char *tag, const char *value, uint8_
 
 struct auth_alert *
 auth_alert_new(const struct config *cfg, const struct protection_config *pc,
-               const struct keyhash *kh, auth_alert_mail_cb *mail_cb, void *arg)
+               const struct keyhash *kh, auth_alert_send_cb *send, void *arg)
 {
 	struct auth_alert *a = xcalloc(1, sizeof(*a));
 
@@ -186,7 +172,7 @@ auth_alert_new(const struct config *cfg, const struct protection_config *pc,
 	a->pc = pc;
 	a->ac = &pc->alerts;
 	a->kh = kh;
-	a->mail_cb = mail_cb;
+	a->send = send;
 	a->arg = arg;
 	a->counters = lru_new(ALERT_TABLE_SIZE, free);
 	a->multi = lru_new(ALERT_MULTI_IP_SIZE, free);
@@ -210,90 +196,6 @@ auth_alert_free(struct auth_alert *a)
 }
 
 /* --------------------------------------------------------------- output */
-
-static void
-alert_reap_hooks(struct auth_alert *a, uint64_t now_ms)
-{
-	for (size_t i = 0; i < ALERT_MAX_HOOKS; i++) {
-		struct alert_hook *h = &a->hooks[i];
-		int status;
-		pid_t r;
-
-		if (h->pid == 0)
-			continue;
-		r = waitpid(h->pid, &status, WNOHANG);
-		if (r == h->pid || (r < 0 && errno == ECHILD)) {
-			if (r == h->pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
-				log_warn("alert hook pid=%d exited status=%d", (int)h->pid,
-				         WEXITSTATUS(status));
-			else if (r == h->pid && WIFSIGNALED(status))
-				log_warn("alert hook pid=%d killed by signal %d", (int)h->pid,
-				         WTERMSIG(status));
-			h->pid = 0;
-		} else if (now_ms - h->started_ms > ALERT_HOOK_TIMEOUT_MS) {
-			log_warn("alert hook pid=%d still running after %d s; killing it",
-			         (int)h->pid, ALERT_HOOK_TIMEOUT_MS / 1000);
-			kill(h->pid, SIGKILL);
-		}
-	}
-}
-
-/* Run the hook with text on its stdin. Returns true if it started. */
-static bool
-alert_run_hook(struct auth_alert *a, const char *kind, const char *text, size_t len,
-               uint64_t now_ms)
-{
-	char kind_env[64];
-	char *argv[] = {"/bin/sh", "-c", a->ac->hook, NULL};
-	posix_spawn_file_actions_t fa;
-	struct alert_hook *slot = NULL;
-	size_t n_env = 0;
-	char **envp;
-	int fds[2];
-	pid_t pid;
-	int err;
-
-	alert_reap_hooks(a, now_ms);
-	for (size_t i = 0; i < ALERT_MAX_HOOKS && slot == NULL; i++) {
-		if (a->hooks[i].pid == 0)
-			slot = &a->hooks[i];
-	}
-	if (slot == NULL) {
-		log_warn("alert hook not run: %d hooks still running", ALERT_MAX_HOOKS);
-		return false;
-	}
-	if (pipe2(fds, O_CLOEXEC) < 0) {
-		log_err("alert hook: pipe: %s", strerror(errno));
-		return false;
-	}
-	snprintf(kind_env, sizeof(kind_env), "AUTHRELAY_ALERT_KIND=%s", kind);
-	while (environ[n_env] != NULL)
-		n_env++;
-	envp = xcalloc(n_env + 2, sizeof(*envp));
-	memcpy(envp, environ, n_env * sizeof(*envp));
-	envp[n_env] = kind_env;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, fds[0], 0);
-	err = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	free(envp);
-	close(fds[0]);
-	if (err != 0) {
-		log_err("alert hook: cannot run /bin/sh: %s", strerror(err));
-		close(fds[1]);
-		return false;
-	}
-	/* An alert is a few kB, well under a pipe's buffer: one write that
-	 * never blocks. A hook that does not read simply loses it. */
-	if (fcntl(fds[1], F_SETFL, O_NONBLOCK) == 0 && write(fds[1], text, len) != (ssize_t)len)
-		log_warn("alert hook pid=%d: could not write the whole alert to its stdin",
-		         (int)pid);
-	close(fds[1]);
-	slot->pid = pid;
-	slot->started_ms = now_ms;
-	return true;
-}
 
 /* True if subject had no alert within the cooldown; then it is marked. */
 static bool
@@ -337,7 +239,7 @@ alert_fire(struct auth_alert *a, const char *kind, const char *subject, const ch
 	const struct alerts_config *ac = a->ac;
 	bool mailed = false, hooked = false;
 	char date[64], when[64], rnd[8];
-	struct sbuf m = {0}, h = {0};
+	struct sbuf m = {0}, h = {0}, to = {0};
 	time_t now = time(NULL);
 	struct tm tm;
 
@@ -350,7 +252,7 @@ alert_fire(struct auth_alert *a, const char *kind, const char *subject, const ch
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
 
-	if (ac->n_to > 0 && a->mail_cb != NULL) {
+	if (ac->n_to > 0 && a->send != NULL) {
 		if (alert_mail_budget(a, now_ms)) {
 			if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
 				memset(rnd, 0, sizeof(rnd));
@@ -383,22 +285,27 @@ alert_fire(struct auth_alert *a, const char *kind, const char *subject, const ch
 			            "\r\nNo further alert on this subject for %u seconds "
 			            "([alerts] cooldown).\r\n",
 			            ac->cooldown);
-			a->mail_cb(ac->to, ac->n_to, m.p, m.len, a->arg);
-			mailed = true;
+			for (size_t i = 0; i < ac->n_to; i++)
+				sbuf_printf(&to, "%s%s", i > 0 ? "," : "", ac->to[i]);
+			mailed = a->send(
+			        alert_proto_mail(&(struct alert_mail_msg){kind, to.p, m.p, m.len}),
+			        a->arg);
 		} else {
 			log_warn("alert kind=%s not mailed: more than %d alert mails this hour",
 			         kind, ALERT_MAX_MAILS_PER_HOUR);
 		}
 	}
-	if (ac->hook != NULL) {
+	if (ac->hook != NULL && a->send != NULL) {
 		sbuf_printf(&h, "kind=%s %s\nhost=%s\ntime=%s\n\n%s\n%s", kind, fields,
 		            a->cfg->hostname, when, title, body);
-		hooked = alert_run_hook(a, kind, h.p, h.len, now_ms);
+		hooked = a->send(alert_proto_hook(&(struct alert_hook_msg){kind, h.p, h.len}),
+		                 a->arg);
 	}
 	log_info("alert kind=%s %s mailed=%s hook=%s", kind, fields, mailed ? "yes" : "no",
 	         hooked ? "yes" : "no");
 	free(m.p);
 	free(h.p);
+	free(to.p);
 }
 
 /* ------------------------------------------------------ login failures */
@@ -684,7 +591,6 @@ auth_alert_tick(struct auth_alert *a, uint64_t now_ms)
 {
 	unsigned after = a->ac->unreachable_after;
 
-	alert_reap_hooks(a, now_ms);
 	for (size_t i = 0; after > 0 && i < a->n_sources; i++) {
 		struct alert_source *s = &a->sources[i];
 		char subject[128], fields[160], title[160], body[400];

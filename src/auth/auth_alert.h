@@ -13,9 +13,11 @@
  *
  * An alert fires at most once per cooldown per subject (the kind and its
  * key: "login_failures login alice"). Each one is a log line
- * ("alert kind=... "), a mail to [alerts] to (handed to mail_cb, which gets
- * it into the spool through an SMTP worker, so the queue delivers it) and,
- * if [alerts] hook is set, a /bin/sh -c command with the alert on stdin.
+ * ("alert kind=... "), a mail to [alerts] to and, if [alerts] hook is set,
+ * a run of the hook with the alert on its stdin. This process holds the
+ * secrets, so it does neither itself: both go out as messages of the alert
+ * channel (src/authwire/alert_proto.h) to the queue process, which spools
+ * the mail and runs the hook as [server] user.
  */
 #ifndef AUTHRELAY_AUTH_ALERT_H
 #define AUTHRELAY_AUTH_ALERT_H
@@ -25,17 +27,20 @@
 #include "../lib/keyhash.h"
 
 struct config;
+struct ipc_msg;
 struct protection_config;
 struct auth_alert;
 
-/* A finished alert message (RFC 5322, CRLF line ends) for the recipients. */
-typedef void auth_alert_mail_cb(char *const *to, size_t n_to, const char *message, size_t len,
-                                void *arg);
+/* Hand msg (an ALERT_MSG_MAIL or ALERT_MSG_HOOK, alert_proto.h) to the
+ * queue process. The callee owns msg. Returns true if it is on its way
+ * (sent or queued), false if it had to be dropped: the log line then says
+ * mailed=no or hook=no. */
+typedef bool auth_alert_send_cb(struct ipc_msg *msg, void *arg);
 
-/* cfg, pc and kh are borrowed and must outlive the alerts. */
+/* cfg, pc and kh are borrowed and must outlive the alerts. send may be NULL:
+ * alerts are only logged. */
 struct auth_alert *auth_alert_new(const struct config *cfg, const struct protection_config *pc,
-                                  const struct keyhash *kh, auth_alert_mail_cb *mail_cb, void *arg);
-/* Running hooks are left to finish on their own. */
+                                  const struct keyhash *kh, auth_alert_send_cb *send, void *arg);
 void auth_alert_free(struct auth_alert *);
 
 /* A login failed (AUTH_FAIL) / succeeded (AUTH_OK). */
@@ -48,7 +53,7 @@ void auth_alert_source(struct auth_alert *, const char *source, bool reachable, 
 /* A worker refused a user over a sending limit. */
 void auth_alert_send_limit(struct auth_alert *, const char *user, const char *client,
                            const char *limit, unsigned count, unsigned max, uint64_t now_ms);
-/* Once a second: the unreachable check, reaping finished hooks. */
+/* Once a second: the unreachable check. */
 void auth_alert_tick(struct auth_alert *, uint64_t now_ms);
 
 #endif

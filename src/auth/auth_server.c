@@ -22,8 +22,9 @@
  * positive entry may answer instead; the final answer is counted by the
  * throttle (failures, and the delay the worker is told to wait) and the
  * alerts. A login under the lockout shield is answered from the cache or
- * gets tempfail reason=locked, never a source. Alert mails go to a worker
- * as ALERT messages, since workers are the processes that write the spool.
+ * gets tempfail reason=locked, never a source. Alert mails and hook runs go
+ * to the queue process over the alert channel (auth_alert_link.h): this
+ * process writes no spool file and starts no shell.
  *
  * Signals arrive as libevent signal events: SIGHUP reloads every source
  * (a source keeps its old data when the reload fails), empties the auth
@@ -33,6 +34,7 @@
  */
 #include "auth_server.h"
 #include "auth_alert.h"
+#include "auth_alert_link.h"
 #include "auth_cache.h"
 #include "auth_source.h"
 #include "auth_throttle.h"
@@ -73,8 +75,6 @@ static const struct auth_source_ops *const auth_sources[] = {
 #define AUTH_CONN_MAX_JOBS 8192
 /* Unsent RESULT bytes above which we stop reading that worker's requests. */
 #define AUTH_CONN_MAX_OUTPUT (1024 * 1024)
-/* Alert mails kept while no worker is connected to take them. */
-#define AUTH_MAX_PENDING_ALERTS 64
 
 struct auth_active {
 	const struct auth_source_ops *ops;
@@ -103,12 +103,6 @@ struct auth_job {
 	bool shielded;   /* the login is under the lockout shield */
 };
 
-/* An alert mail waiting for a worker to connect. */
-struct pending_alert {
-	TAILQ_ENTRY(pending_alert) entry;
-	struct ipc_msg *msg;
-};
-
 struct auth_server {
 	const struct config *cfg;
 	struct event_base *base;
@@ -128,9 +122,8 @@ struct auth_server {
 	struct auth_cache *cache;
 	struct auth_throttle *throttle;
 	struct auth_alert *alert;
+	struct auth_alert_link *alert_link; /* to the queue process */
 	struct event *tick;
-	TAILQ_HEAD(, pending_alert) pending_alerts;
-	unsigned n_pending_alerts;
 };
 
 static void auth_conn_close(struct auth_conn *conn);
@@ -525,66 +518,6 @@ auth_send_hello(struct auth_conn *conn)
 	ipc_msg_free(m);
 }
 
-/* Hand waiting alert mails to a worker, if one is connected. */
-static void
-auth_flush_alerts(struct auth_server *srv)
-{
-	struct auth_conn *conn = LIST_FIRST(&srv->conns);
-	struct pending_alert *pa;
-
-	while (conn != NULL && (pa = TAILQ_FIRST(&srv->pending_alerts)) != NULL) {
-		TAILQ_REMOVE(&srv->pending_alerts, pa, entry);
-		srv->n_pending_alerts--;
-		if (ipc_msg_send(pa->msg, bufferevent_get_output(conn->bev)) < 0)
-			log_err("auth: alert mail too big for an ALERT frame; dropped");
-		else
-			log_debug("auth: alert mail handed to worker connection %lu", conn->id);
-		ipc_msg_free(pa->msg);
-		free(pa);
-	}
-}
-
-/* auth_alert_mail_cb: an alert mail for the spool. Only workers write the
- * spool (they run as its owner, chrooted into it), so the mail goes to one
- * of them as an ALERT message; with none connected it waits (a few). */
-static void
-auth_on_alert_mail(char *const *to, size_t n_to, const char *message, size_t len, void *arg)
-{
-	struct auth_server *srv = arg;
-	struct auth_alert_mail mail = {.message = message, .message_len = len};
-	struct pending_alert *pa;
-	size_t tlen = 0;
-	char *joined;
-
-	if (n_to == 0)
-		return;
-	for (size_t i = 0; i < n_to; i++)
-		tlen += strlen(to[i]) + 1;
-	joined = xmalloc(tlen);
-	joined[0] = '\0';
-	for (size_t i = 0; i < n_to; i++) {
-		if (i > 0)
-			strcat(joined, ",");
-		strcat(joined, to[i]);
-	}
-	mail.to = joined;
-	if (mail.message_len > AUTH_MAX_ALERT)
-		mail.message_len = AUTH_MAX_ALERT; /* cannot happen: alerts are small */
-	if (srv->n_pending_alerts >= AUTH_MAX_PENDING_ALERTS) {
-		log_err("auth: no SMTP worker connected and %d alert mails waiting; alert mail "
-		        "dropped (the alert is in the log)",
-		        AUTH_MAX_PENDING_ALERTS);
-		free(joined);
-		return;
-	}
-	pa = xcalloc(1, sizeof(*pa));
-	pa->msg = auth_proto_alert(&mail);
-	TAILQ_INSERT_TAIL(&srv->pending_alerts, pa, entry);
-	srv->n_pending_alerts++;
-	free(joined);
-	auth_flush_alerts(srv);
-}
-
 static void
 auth_on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -617,7 +550,6 @@ auth_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa
 	conn->wb = wbatch_new(conn->bev);
 	auth_send_hello(conn);
 	log_debug("auth: worker connection %lu accepted", conn->id);
-	auth_flush_alerts(srv);
 }
 
 static void
@@ -711,7 +643,6 @@ auth_server_free(struct auth_server *srv)
 {
 	struct auth_conn *conn;
 	struct auth_job *job;
-	struct pending_alert *pa;
 
 	if (srv->listener != NULL)
 		evconnlistener_free(srv->listener);
@@ -723,14 +654,10 @@ auth_server_free(struct auth_server *srv)
 	free(srv->sources);
 	while ((job = LIST_FIRST(&srv->jobs)) != NULL)
 		auth_job_free(job);
-	while ((pa = TAILQ_FIRST(&srv->pending_alerts)) != NULL) {
-		TAILQ_REMOVE(&srv->pending_alerts, pa, entry);
-		ipc_msg_free(pa->msg);
-		free(pa);
-	}
 	if (srv->tick != NULL)
 		event_free(srv->tick);
 	auth_alert_free(srv->alert);
+	auth_alert_link_free(srv->alert_link);
 	auth_throttle_free(srv->throttle);
 	auth_cache_free(srv->cache);
 	keyhash_free(srv->kh);
@@ -745,7 +672,7 @@ auth_server_free(struct auth_server *srv)
 }
 
 int
-auth_server_main(const struct config *cfg, int listen_fd)
+auth_server_main(const struct config *cfg, int listen_fd, int alert_fd)
 {
 	struct auth_server srv;
 	struct timeval second = {1, 0};
@@ -755,7 +682,6 @@ auth_server_main(const struct config *cfg, int listen_fd)
 	memset(&srv, 0, sizeof(srv));
 	LIST_INIT(&srv.conns);
 	LIST_INIT(&srv.jobs);
-	TAILQ_INIT(&srv.pending_alerts);
 	/* Secrets live here: no core file, no ptrace by the same uid. */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		log_warn("auth: prctl(PR_SET_DUMPABLE): %s", strerror(errno));
@@ -767,9 +693,12 @@ auth_server_main(const struct config *cfg, int listen_fd)
 	if (srv.base == NULL) {
 		log_err("auth: cannot create an event base");
 		evutil_closesocket(listen_fd);
+		if (alert_fd >= 0)
+			close(alert_fd);
 		return 1;
 	}
 	log_batch(srv.base);
+	srv.alert_link = auth_alert_link_new(srv.base, alert_fd);
 	srv.pool = threadpool_new(srv.base,
 	                          cfg->auth_threads > 0 ? cfg->auth_threads : AUTH_DEFAULT_THREADS);
 	srv.env.cfg = cfg;
@@ -797,7 +726,7 @@ auth_server_main(const struct config *cfg, int listen_fd)
 	srv.kh = keyhash_new();
 	srv.cache = auth_cache_new(&srv.prot, srv.kh);
 	srv.throttle = auth_throttle_new(&srv.prot, srv.kh);
-	srv.alert = auth_alert_new(cfg, &srv.prot, srv.kh, auth_on_alert_mail, &srv);
+	srv.alert = auth_alert_new(cfg, &srv.prot, srv.kh, auth_alert_link_send, srv.alert_link);
 	srv.tick = event_new(srv.base, -1, EV_PERSIST, auth_on_tick, &srv);
 	if (srv.tick == NULL || event_add(srv.tick, &second) < 0) {
 		log_err("auth: cannot install the alert timer");

@@ -87,8 +87,6 @@ struct auth_client {
 	/* auth_client_free() from a callback inside the read path. */
 	int busy;
 	bool free_pending;
-	auth_alert_mail_cb_fn *alert_cb;
-	void *alert_arg;
 };
 
 static void ac_connect(struct auth_client *ac);
@@ -282,19 +280,6 @@ ac_on_result(struct auth_client *ac, struct ipc_msg *m)
 }
 
 static void
-ac_on_alert(struct auth_client *ac, struct ipc_msg *m)
-{
-	struct auth_alert_mail mail;
-
-	if (auth_proto_parse_alert(m, &mail) < 0) {
-		ac_disconnect(ac, "malformed ALERT");
-		return;
-	}
-	if (ac->alert_cb != NULL)
-		ac->alert_cb(&mail, ac->alert_arg);
-}
-
-static void
 ac_on_read(struct bufferevent *bev, void *arg)
 {
 	struct auth_client *ac = arg;
@@ -318,9 +303,6 @@ ac_on_read(struct bufferevent *bev, void *arg)
 				ac_disconnect(ac, "RESULT before HELLO");
 			else
 				ac_on_result(ac, m);
-			break;
-		case AUTH_MSG_ALERT:
-			ac_on_alert(ac, m);
 			break;
 		default:
 			ac_disconnect(ac, "unknown message type");
@@ -525,11 +507,4 @@ auth_client_notify(struct auth_client *ac, const struct auth_notify *n)
 	if (ipc_msg_send(m, bufferevent_get_output(ac->bev)) < 0)
 		log_warn("auth client: NOTIFY %s too big", n->event);
 	ipc_msg_free(m);
-}
-
-void
-auth_client_set_alert_cb(struct auth_client *ac, auth_alert_mail_cb_fn *cb, void *arg)
-{
-	ac->alert_cb = cb;
-	ac->alert_arg = arg;
 }

@@ -47,10 +47,4 @@ void auth_client_cancel(struct auth_client *, uint32_t handle);
  * an alert. Fire and forget: dropped while not connected. */
 void auth_client_notify(struct auth_client *, const struct auth_notify *);
 
-/* The auth process asks this worker to put an alert mail into the spool:
- * cb gets the parsed ALERT (valid during the call only). Without a cb,
- * ALERTs are ignored. */
-typedef void auth_alert_mail_cb_fn(const struct auth_alert_mail *mail, void *arg);
-void auth_client_set_alert_cb(struct auth_client *, auth_alert_mail_cb_fn *cb, void *arg);
-
 #endif

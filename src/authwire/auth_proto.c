@@ -1,6 +1,6 @@
 /*
  * auth_proto.c - encode and decode the messages SMTP workers and the auth
- * process exchange (HELLO, VERIFY, RESULT, NOTIFY, ALERT; see auth_proto.h and
+ * process exchange (HELLO, VERIFY, RESULT, NOTIFY; see auth_proto.h and
  * docs/auth-protocol.md). Pure functions over lib/ipc messages: no I/O.
  *
  * Decoders check what the receiver relies on: a known result and reason, the
@@ -65,16 +65,6 @@ auth_proto_notify(const struct auth_notify *n)
 	ipc_msg_add_str(m, n->limit);
 	ipc_msg_add_u32(m, n->count);
 	ipc_msg_add_u32(m, n->max);
-	return m;
-}
-
-struct ipc_msg *
-auth_proto_alert(const struct auth_alert_mail *a)
-{
-	struct ipc_msg *m = ipc_msg_new(AUTH_MSG_ALERT);
-
-	ipc_msg_add_str(m, a->to);
-	ipc_msg_add_bytes(m, a->message, a->message_len);
 	return m;
 }
 
@@ -145,20 +135,6 @@ auth_proto_parse_notify(struct ipc_msg *m, struct auth_notify *n)
 	    ipc_msg_get_u32(m, &n->max) < 0)
 		return -1;
 	if (strlen(n->user) > AUTH_MAX_LOGIN)
-		return -1;
-	return 0;
-}
-
-int
-auth_proto_parse_alert(struct ipc_msg *m, struct auth_alert_mail *a)
-{
-	memset(a, 0, sizeof(*a));
-	if (ipc_msg_type(m) != AUTH_MSG_ALERT)
-		return -1;
-	if (ipc_msg_get_str(m, &a->to) < 0 ||
-	    ipc_msg_get_bytes(m, &a->message, &a->message_len) < 0)
-		return -1;
-	if (a->to[0] == '\0' || a->message_len == 0 || a->message_len > AUTH_MAX_ALERT)
 		return -1;
 	return 0;
 }

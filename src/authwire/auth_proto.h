@@ -10,7 +10,6 @@
  *                                        u32 delay_ms, addresses
  *   NOTIFY worker -> auth, no answer:    event, user, client, session, limit,
  *                                        u32 count, u32 max
- *   ALERT  auth -> worker, no answer:    to (comma-separated), bytes message
  *
  * Fields after the last one a receiver knows are ignored; an incompatible
  * change bumps AUTH_PROTO_VERSION, and a worker drops an auth process that
@@ -29,7 +28,7 @@
 struct ipc_msg;
 
 /* 2: RESULT carries the reason as a u32 (enum auth_reason), not a word, and
- * always has delay_ms and addresses. */
+ * always has delay_ms and addresses; ALERT (type 5) is gone. */
 #define AUTH_PROTO_VERSION 2
 
 enum auth_msg_type {
@@ -37,7 +36,8 @@ enum auth_msg_type {
 	AUTH_MSG_VERIFY = 2,
 	AUTH_MSG_RESULT = 3,
 	AUTH_MSG_NOTIFY = 4, /* worker -> auth: an event for the alerts */
-	AUTH_MSG_ALERT = 5,  /* auth -> worker: put this alert mail in the spool */
+	                     /* 5 was ALERT (version 1): alert mails now go to the queue process
+	                      * (alert_proto.h). */
 };
 
 /* The three answers a credential check can have (235, 535, 454). */
@@ -84,24 +84,12 @@ struct auth_notify {
 	uint32_t max;
 };
 
-/* ALERT: an alert mail for a worker to put into the spool (null sender). */
-struct auth_alert_mail {
-	const char *to;      /* "a@x,b@y" */
-	const char *message; /* RFC 5322 text, CRLF line ends */
-	size_t message_len;
-};
-
-/* The largest alert message that fits an ALERT frame. */
-#define AUTH_MAX_ALERT 60000
-
 /* Encoders: a new message for ipc_msg_send(), the caller frees it. Strings
  * are copied; NULL is sent as "". */
 struct ipc_msg *auth_proto_hello(uint32_t caps);
 struct ipc_msg *auth_proto_verify(const struct auth_request *);
 struct ipc_msg *auth_proto_result(const struct auth_reply *);
 struct ipc_msg *auth_proto_notify(const struct auth_notify *);
-/* message_len must be at most AUTH_MAX_ALERT. */
-struct ipc_msg *auth_proto_alert(const struct auth_alert_mail *);
 
 /* Decoders: fields point into msg (valid until ipc_msg_free()). Return 0, or
  * -1 if malformed: a wrong type, a field missing, a NUL in a text field, a
@@ -111,7 +99,6 @@ int auth_proto_parse_hello(struct ipc_msg *, uint32_t *version_r, uint32_t *caps
 int auth_proto_parse_verify(struct ipc_msg *, struct auth_request *r);
 int auth_proto_parse_result(struct ipc_msg *, struct auth_reply *r);
 int auth_proto_parse_notify(struct ipc_msg *, struct auth_notify *n);
-int auth_proto_parse_alert(struct ipc_msg *, struct auth_alert_mail *a);
 
 /* The log word: "ok", "fail", "tempfail" ("unknown" out of range). */
 const char *auth_result_name(enum auth_result);

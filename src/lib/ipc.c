@@ -13,6 +13,10 @@
  * them. (Bytes the kernel or libevent copied before we saw them, such as
  * chains that evbuffer_pullup() merges, are beyond our reach.)
  *
+ * On a SOCK_SEQPACKET socket a frame is one record, header included, so a
+ * record's length must be the header's plus four: anything else is dropped
+ * as a whole and the next record is read afresh (ipc_msg_recv_record()).
+ *
  * Reading is in place: ipc_msg_get_bytes() slides the field's data two bytes
  * left over its own length prefix and writes a NUL after it, so the caller
  * gets a NUL-terminated pointer without another copy. Fields are read once, in
@@ -21,9 +25,11 @@
 #include "ipc.h"
 #include "log.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define IPC_HDR_LEN 4
 
@@ -108,21 +114,50 @@ ipc_frame_release(const void *data, size_t len, void *arg)
 	free(arg);
 }
 
+/* The frame of m, header and body, in a new block of *len_r bytes; NULL
+ * over IPC_MAX_FRAME. */
+static unsigned char *
+ipc_frame(const struct ipc_msg *m, size_t *len_r)
+{
+	unsigned char *frame;
+
+	if (m->len > IPC_MAX_FRAME)
+		return NULL;
+	*len_r = IPC_HDR_LEN + m->len;
+	frame = xmalloc(*len_r);
+	frame[0] = (unsigned char)(m->len >> 24);
+	frame[1] = (unsigned char)(m->len >> 16);
+	frame[2] = (unsigned char)(m->len >> 8);
+	frame[3] = (unsigned char)m->len;
+	memcpy(frame + IPC_HDR_LEN, m->buf, m->len);
+	return frame;
+}
+
+/* A message taking over body (blen bytes, allocated with one spare byte). */
+static struct ipc_msg *
+ipc_msg_adopt(unsigned char *body, size_t blen)
+{
+	struct ipc_msg *m = xcalloc(1, sizeof(*m));
+
+	/* One spare byte: get_bytes() on a last field ending at len writes a
+	 * NUL at len. */
+	m->buf = body;
+	m->cap = blen + 1;
+	m->buf[blen] = '\0';
+	m->len = blen;
+	m->rpos = 1;
+	return m;
+}
+
 int
 ipc_msg_send(const struct ipc_msg *m, struct evbuffer *out)
 {
 	unsigned char *frame;
 	size_t flen;
 
-	if (m->len > IPC_MAX_FRAME)
+	frame = ipc_frame(m, &flen);
+	if (frame == NULL)
 		return -1;
-	flen = IPC_HDR_LEN + m->len;
-	frame = xmalloc(flen);
-	frame[0] = (unsigned char)(m->len >> 24);
-	frame[1] = (unsigned char)(m->len >> 16);
-	frame[2] = (unsigned char)(m->len >> 8);
-	frame[3] = (unsigned char)m->len;
-	memcpy(frame + IPC_HDR_LEN, m->buf, m->len);
 	/* By reference, so that libevent writes from our block and gives it
 	 * back to ipc_frame_release() to be wiped, rather than leaving a copy
 	 * in a freed chain. */
@@ -154,15 +189,8 @@ ipc_msg_take(struct evbuffer *in, struct ipc_msg **msg_r)
 	p = evbuffer_pullup(in, (ev_ssize_t)(IPC_HDR_LEN + blen));
 	if (p == NULL)
 		fatal("ipc: evbuffer_pullup of %zu bytes failed", blen);
-	m = xcalloc(1, sizeof(*m));
-	/* One spare byte: get_bytes() on a last field ending at len writes a
-	 * NUL at len. */
-	m->cap = blen + 1;
-	m->buf = xmalloc(m->cap);
+	m = ipc_msg_adopt(xmalloc(blen + 1), blen);
 	memcpy(m->buf, p + IPC_HDR_LEN, blen);
-	m->buf[blen] = '\0';
-	m->len = blen;
-	m->rpos = 1;
 	explicit_bzero(p, IPC_HDR_LEN + blen);
 	evbuffer_drain(in, IPC_HDR_LEN + blen);
 	*msg_r = m;
@@ -233,4 +261,79 @@ ipc_msg_free(struct ipc_msg *m)
 	explicit_bzero(m->buf, m->cap);
 	free(m->buf);
 	free(m);
+}
+
+int
+ipc_msg_send_record(const struct ipc_msg *m, int fd)
+{
+	unsigned char *frame;
+	size_t flen;
+	ssize_t n;
+	int e;
+
+	frame = ipc_frame(m, &flen);
+	if (frame == NULL) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	/* A SOCK_SEQPACKET send is all or nothing: the whole record or
+	 * EAGAIN. MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE. */
+	n = send(fd, frame, flen, MSG_DONTWAIT | MSG_NOSIGNAL);
+	e = errno;
+	explicit_bzero(frame, flen);
+	free(frame);
+	if (n < 0) {
+		errno = e;
+		return -1;
+	}
+	if ((size_t)n != flen) {
+		errno = EMSGSIZE; /* not a SOCK_SEQPACKET socket */
+		return -1;
+	}
+	return 0;
+}
+
+enum ipc_record
+ipc_msg_recv_record(int fd, struct ipc_msg **msg_r)
+{
+	unsigned char hdr[IPC_HDR_LEN], *rec;
+	ssize_t n, rlen;
+	size_t blen;
+
+	*msg_r = NULL;
+	/* MSG_TRUNC with MSG_PEEK: the record's whole length (Linux 3.4 and
+	 * later for UNIX sockets), so that exactly that much is read. */
+	rlen = recv(fd, hdr, sizeof(hdr), MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+	if (rlen < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+		               ? IPC_RECORD_NONE
+		               : IPC_RECORD_CLOSED;
+	if (rlen == 0) {
+		errno = 0;
+		return IPC_RECORD_CLOSED;
+	}
+	blen = rlen >= IPC_HDR_LEN
+	               ? (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3]
+	               : 0;
+	if (rlen < IPC_HDR_LEN || blen == 0 || blen > IPC_MAX_FRAME ||
+	    (size_t)rlen != IPC_HDR_LEN + blen) {
+		/* Drop it: the next record starts clean. */
+		if (recv(fd, hdr, sizeof(hdr), MSG_DONTWAIT) < 0 && errno != EAGAIN)
+			return IPC_RECORD_CLOSED;
+		return IPC_RECORD_BAD;
+	}
+	rec = xmalloc((size_t)rlen + 1);
+	n = recv(fd, rec, (size_t)rlen, MSG_DONTWAIT);
+	if (n != rlen) {
+		int e = errno;
+		explicit_bzero(rec, (size_t)rlen + 1);
+		free(rec);
+		errno = e;
+		return n < 0 && (e == EAGAIN || e == EINTR) ? IPC_RECORD_NONE : IPC_RECORD_CLOSED;
+	}
+	/* The body in place of the header: one block, no second copy. */
+	memmove(rec, rec + IPC_HDR_LEN, blen);
+	explicit_bzero(rec + blen, IPC_HDR_LEN);
+	*msg_r = ipc_msg_adopt(rec, blen);
+	return IPC_RECORD_MSG;
 }

@@ -6,6 +6,12 @@
  *
  * A frame longer than IPC_MAX_FRAME is a protocol error. Message bodies can
  * hold passwords: ipc_msg_free() wipes them. See docs/ARCHITECTURE.md.
+ *
+ * Two transports: a byte stream (a libevent evbuffer: ipc_msg_send(),
+ * ipc_msg_take()) or a SOCK_SEQPACKET socket that carries one frame per
+ * record (ipc_msg_send_record(), ipc_msg_recv_record()). On the second, a
+ * reader that dies halfway through leaves no half frame for the next one, so
+ * a channel can outlive the processes at either end.
  */
 #ifndef AUTHRELAY_IPC_H
 #define AUTHRELAY_IPC_H
@@ -41,5 +47,20 @@ int ipc_msg_get_bytes(struct ipc_msg *, const char **p_r, size_t *len_r);
 int ipc_msg_get_str(struct ipc_msg *, const char **s_r);
 /* Wipe and free. NULL is fine. */
 void ipc_msg_free(struct ipc_msg *);
+
+/* Send the framed message as one record on fd, a SOCK_SEQPACKET socket,
+ * without blocking. Returns 0, or -1 with errno: EAGAIN when the peer's
+ * buffer is full (try again on EV_WRITE), EMSGSIZE over IPC_MAX_FRAME, or a
+ * socket error. The message is not freed. */
+int ipc_msg_send_record(const struct ipc_msg *, int fd);
+
+enum ipc_record {
+	IPC_RECORD_MSG,   /* *msg_r holds one message; the caller frees it */
+	IPC_RECORD_NONE,  /* no record waiting */
+	IPC_RECORD_BAD,   /* a record that is not exactly one frame: dropped */
+	IPC_RECORD_CLOSED /* end of file, or a socket error (errno; 0 at EOF) */
+};
+/* Take the next record from fd, a non-blocking SOCK_SEQPACKET socket. */
+enum ipc_record ipc_msg_recv_record(int fd, struct ipc_msg **msg_r);
 
 #endif

@@ -88,6 +88,7 @@ struct master {
 	struct privdrop_user auth_user;
 	int *listen_fds;
 	int auth_fd;
+	int alert_fds[2]; /* the alert channel: [0] auth's end, [1] the queue's */
 	char auth_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct conn_limit *limits;
 	struct send_limit *send_limits; /* issue 6: per-user sending limits */
@@ -246,7 +247,8 @@ child_run_auth(struct master *m)
 	child_after_drop(m);
 	/* It holds secrets: no core dumps, no ptrace by the same uid. */
 	prctl(PR_SET_DUMPABLE, 0);
-	exit(auth_server_main(m->cfg, m->auth_fd));
+	close(m->alert_fds[1]);
+	exit(auth_server_main(m->cfg, m->auth_fd, m->alert_fds[0]));
 }
 
 static AR_NORETURN void
@@ -260,6 +262,8 @@ child_run_smtpd(struct master *m, unsigned idx)
 	snprintf(role, sizeof(role), "smtpd");
 	log_init(cfg->use_syslog, (enum log_level)cfg->log_level, role);
 	close(m->auth_fd);
+	close(m->alert_fds[0]);
+	close(m->alert_fds[1]);
 	bool need_tls = false;
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		need_tls |= cfg->listeners[i].tls != LTLS_NONE;
@@ -309,6 +313,7 @@ child_run_queue(struct master *m)
 	for (size_t i = 0; i < m->cfg->n_listeners; i++)
 		close(m->listen_fds[i]);
 	close(m->auth_fd);
+	close(m->alert_fds[0]);
 	if (m->is_root)
 		privdrop_apply(&m->user, NULL);
 	child_after_drop(m);
@@ -317,6 +322,8 @@ child_run_queue(struct master *m)
 	        .qc = m->qc,
 	        .spool_dir = m->cfg->spool_dir,
 	        .gauge = m->gauge,
+	        .alert_fd = m->alert_fds[1],
+	        .alert_hook = m->prot.alerts.hook,
 	};
 	exit(queue_main(&p));
 }
@@ -730,6 +737,11 @@ master_main(const char *config_path, bool foreground)
 	m.auth_fd = master_bind_auth(&m, &err);
 	if (m.auth_fd < 0)
 		master_fail(&m, EX_TEMPFAIL, "%s", err);
+	/* The alert channel: records, so a restarted queue process never reads
+	 * half a message; held open here, so neither end's restart loses what
+	 * waits in it (alert_proto.h). */
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, m.alert_fds) < 0)
+		master_fail(&m, EX_TEMPFAIL, "alert channel: socketpair: %s", strerror(errno));
 	/* Before any fork: one ticket key for all workers (tls.c). */
 	tls_ticket_keys_init();
 
@@ -798,6 +810,8 @@ master_main(const char *config_path, bool foreground)
 		close(m.listen_fds[i]);
 	free(m.listen_fds);
 	close(m.auth_fd);
+	close(m.alert_fds[0]);
+	close(m.alert_fds[1]);
 	conn_limit_free(m.limits);
 	send_limit_free(m.send_limits);
 	spool_gauge_free(m.gauge);

@@ -31,6 +31,7 @@
  * and carries on, repeating at most the deliveries that were in flight.
  */
 #include "queue_internal.h"
+#include "alert_intake.h"
 #include "delivery.h"
 #include "dns.h"
 #include "queue_config.h"
@@ -135,6 +136,17 @@ queue_main(const struct queue_params *p)
 	q->store = queue_store_new(q->base, q->spool);
 	q->pool = threadpool_new(q->base, QUEUE_POOL_THREADS);
 	queue_sched_init(q);
+	/* Mail the gateway writes itself takes one path: alert mails from the
+	 * auth process are spooled here, as DSNs are. */
+	struct alert_intake_params ap = {
+	        .base = q->base,
+	        .pool = q->pool,
+	        .spool_dir = q->spool,
+	        .hostname = p->cfg->hostname,
+	        .hook = p->alert_hook,
+	        .fd = p->alert_fd,
+	};
+	struct alert_intake *alerts = alert_intake_new(&ap);
 	q->stats_ev = event_new(q->base, -1, EV_PERSIST, stats_cb, q);
 	event_add(q->stats_ev, &(struct timeval){QUEUE_STATS_SECONDS, 0});
 	q->ev_term = evsignal_new(q->base, SIGTERM, signal_cb, q);
@@ -164,6 +176,7 @@ queue_main(const struct queue_params *p)
 	delivery_free(q->dl);
 	dns_free(q->dns);
 	threadpool_free(q->pool);
+	alert_intake_free(alerts);
 	queue_store_free(q->store);
 	queue_bounce_fini(q);
 	queue_sched_fini(q);

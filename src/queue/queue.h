@@ -21,6 +21,8 @@ struct queue_params {
 	const struct queue_config *qc;
 	const char *spool_dir;
 	struct spool_gauge *gauge; /* queue size for the workers' 421 */
+	int alert_fd;              /* the alert channel from the auth process, or -1 */
+	const char *alert_hook;    /* [alerts] hook, run here (alert_intake.h), or NULL */
 };
 
 /* Run until SIGTERM. Returns the exit status. */

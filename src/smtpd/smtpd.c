@@ -5,7 +5,6 @@
  * more connection; everything after that is session.c's.
  */
 #include "smtpd.h"
-#include "alert_spool.h"
 #include "conn_limit.h"
 #include "session.h"
 #include "../authwire/auth_client.h"
@@ -147,11 +146,9 @@ smtpd_main(const struct smtpd_params *p)
 	        .n_sessions = &d.n_sessions,
 	};
 	d.env.committer = spool_committer_new(d.base, group_commit, d.env.pool);
-	/* What [protection] says about senders (the master read
-	 * it); alert mails from the auth process go into our spool. */
+	/* What [protection] says about senders (the master read it). */
 	d.env.protection = &p->protection;
 	d.env.send_limits = p->send_limits;
-	auth_client_set_alert_cb(d.env.auth, alert_spool_write, &d.env);
 	d.n_listeners = cfg->n_listeners;
 	d.listeners = xcalloc(d.n_listeners, sizeof(*d.listeners));
 	for (size_t i = 0; i < cfg->n_listeners; i++) {

@@ -5,15 +5,18 @@ stopped), the brute-force throttle (distinct wrong passwords, lockout per
 (client, login), per client with 421, the lockout shield per login, expiry,
 the growing delay, allow_networks, a tempfail never counted), the sender
 policy (553 5.7.1), per-user sending limits shared by the workers (450
-4.7.1), and alerts: log lines, a hook, and alert mails delivered by the
-queue to an aiosmtpd sink.
+4.7.1), and alerts: log lines, a hook run by the queue process, and alert
+mails spooled and delivered by the queue to an aiosmtpd sink, also across a
+restart of the queue process.
 
 Clients connect from several loopback addresses (127.0.0.x) to be several
 clients. Waits are on conditions (a reply, a log line, a file, a message
 at the sink); TTLs and lockouts are a few seconds, waited out by polling."""
 
 import os
+import pwd
 import re
+import signal
 import subprocess
 import time
 
@@ -301,11 +304,16 @@ def sink():
 
 @pytest.fixture(scope="module")
 def hook_dir(base_dir):
-    """Where the alert hook (a script here, run as nobody) leaves each alert."""
+    """Where the alert hook (a script here, run as nobody) leaves each alert,
+    and who ran it: its kind, uid, parent and grandparent pids (/bin/sh -c may
+    or may not fork once more before the script)."""
     d = make_dir(base_dir, "hook-")
     os.chmod(d, 0o777)
     script = d / "hook.sh"
-    script.write_text('cd "$(dirname "$0")" && cat > alert.$$.tmp && mv alert.$$.tmp alert.$$.txt\n')
+    script.write_text('cd "$(dirname "$0")" && cat > alert.$$.tmp && '
+                      'echo "$AUTHRELAY_ALERT_KIND $(id -u) $PPID '
+                      '$(cut -d" " -f4 /proc/$PPID/stat)" > who.$$.tmp && '
+                      'mv who.$$.tmp who.$$.txt && mv alert.$$.tmp alert.$$.txt\n')
     os.chmod(script, 0o755)
     return d
 
@@ -438,8 +446,40 @@ def test_login_failure_alert_arrives(mailgw, users, sink, hook_dir):
                                 if "login_failures" in p.read_text()],
                        15, "the hook's copy of the alert")
     assert texts[0].startswith('kind=login_failures scope=login user="frank" failures=3')
+    # The hook ran from the queue process, as [server] user: the auth
+    # process, which holds the secrets, starts no shell.
+    who = [p.read_text().split() for p in hook_dir.glob("who.*.txt")]
+    who = [w for w in who if w[0] == "login_failures"]
+    assert len(who) == 1, who
+    _, uid, ppid, gppid = who[0]
+    assert int(uid) == pwd.getpwnam(harness.RUN_AS).pw_uid
+    queue_pids = mailgw.logged_pids("queue")
+    assert {int(ppid), int(gppid)} & queue_pids, (who[0], queue_pids)
+    assert not {int(ppid), int(gppid)} & mailgw.logged_pids("auth"), who[0]
     # The 4th failure was past the threshold too, but within the cooldown.
     assert len([m for m in sink.snapshot() if b"for login frank" in m.data]) == 1
+
+
+def test_alert_waits_for_a_queue_restart(mailgw, sink):
+    """An alert raised while the queue process does not read waits in the
+    channel the master holds open, and the next queue process spools it."""
+    alive = set(mailgw.children())
+    old = [p for p in mailgw.logged_pids("queue") if p in alive]
+    assert len(old) == 1, old
+    os.kill(old[0], signal.SIGSTOP)
+    try:
+        assert fail_n(mailgw, "ivan-gone", ["g1", "g2", "g3"], "127.0.0.40") == [535] * 3
+        mailgw.wait_for_log(r"alert kind=login_failures scope=login user=\"ivan-gone\" "
+                            r"failures=3 window=60 mailed=yes hook=yes")
+    finally:
+        os.kill(old[0], signal.SIGKILL)
+    got = sink.wait_for(lambda ms: [m for m in ms if b"for login ivan-gone" in m.data],
+                        30, "the alert mail after the queue's restart")
+    assert len(got) == 1
+    qid = re.search(rb"Received: by \S+ \(authrelay alerts\) id (\w+);", got[0].data).group(1)
+    line = mailgw.wait_for_log(rf"queue\[(\d+)\] info: alert queued id={qid.decode()} "
+                               r"kind=login_failures from=<> nrcpt=2")
+    assert int(line.group(1)) != old[0], "spooled by the queue process that was stopped"
 
 
 def test_multi_ip_alert(mailgw, users):

@@ -5,9 +5,11 @@
  * logins, top addresses, CRLF, escaping of hostile logins), the log line of
  * every alert, multi_ip, send_limit, an unreachable source (only after
  * unreachable_after, once, and its recovery), alerts without recipients
- * (logged only), and the hook getting the alert on its stdin.
+ * (logged only), the hook's text, and a channel that refuses (mailed=no).
  *
- * Time is driven by the test (ms); the hook is a real /bin/sh.
+ * Mail and hook text leave as MAIL and HOOK messages (alert_proto.h), which
+ * the test decodes as the queue process would; running the hook is
+ * test_alert_hook.c's. Time is driven by the test (ms).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,7 +24,9 @@
 #include <cmocka.h>
 
 #include "auth/auth_alert.h"
+#include "authwire/alert_proto.h"
 #include "lib/config.h"
+#include "lib/ipc.h"
 #include "lib/keyhash.h"
 #include "lib/log.h"
 #include "auth/protection_config.h"
@@ -31,6 +35,12 @@ struct mails {
 	unsigned n;
 	char last[16384];
 	char to[256];
+	char kind[64];
+	/* HOOK messages */
+	unsigned n_hooks;
+	char hook_text[16384];
+	char hook_kind[64];
+	bool refuse; /* the channel drops everything */
 };
 
 static struct config cfg;
@@ -39,14 +49,29 @@ static char *to_list[] = {"admin@example.test", "sec@example.test", NULL};
 static char logpath[64];
 static int saved_stderr = -1;
 
-static void
-on_mail(char *const *to, size_t n_to, const char *message, size_t len, void *arg)
+/* The auth_alert_send_cb: decode as the queue process would. */
+static bool
+on_send(struct ipc_msg *msg, void *arg)
 {
 	struct mails *m = arg;
+	struct alert_mail_msg mail;
+	struct alert_hook_msg hook;
 
-	m->n++;
-	snprintf(m->last, sizeof(m->last), "%.*s", (int)len, message);
-	snprintf(m->to, sizeof(m->to), "%s%s%s", to[0], n_to > 1 ? "," : "", n_to > 1 ? to[1] : "");
+	if (ipc_msg_type(msg) == ALERT_MSG_MAIL) {
+		assert_int_equal(alert_proto_parse_mail(msg, &mail), 0);
+		m->n++;
+		snprintf(m->last, sizeof(m->last), "%.*s", (int)mail.message_len, mail.message);
+		snprintf(m->to, sizeof(m->to), "%s", mail.to);
+		snprintf(m->kind, sizeof(m->kind), "%s", mail.kind);
+	} else {
+		assert_int_equal(ipc_msg_type(msg), ALERT_MSG_HOOK);
+		assert_int_equal(alert_proto_parse_hook(msg, &hook), 0);
+		m->n_hooks++;
+		snprintf(m->hook_text, sizeof(m->hook_text), "%.*s", (int)hook.text_len, hook.text);
+		snprintf(m->hook_kind, sizeof(m->hook_kind), "%s", hook.kind);
+	}
+	ipc_msg_free(msg);
+	return !m->refuse;
 }
 
 static void
@@ -113,7 +138,7 @@ test_per_login(void **state)
 	struct auth_alert *a;
 
 	base_config(&pc);
-	a = auth_alert_new(&cfg, &pc, kh, on_mail, &m);
+	a = auth_alert_new(&cfg, &pc, kh, on_send, &m);
 	auth_alert_failure(a, "alice", "192.0.2.1", 1000);
 	auth_alert_failure(a, "alice", "192.0.2.1", 2000);
 	auth_alert_failure(a, "bob", "192.0.2.9", 2500);
@@ -122,6 +147,8 @@ test_per_login(void **state)
 	auth_alert_failure(a, "alice", "192.0.2.1", 4000); /* the 4th: more than 3 */
 	assert_int_equal(m.n, 1);
 	assert_string_equal(m.to, "admin@example.test,sec@example.test");
+	assert_string_equal(m.kind, "login_failures");
+	assert_int_equal(m.n_hooks, 0); /* no hook configured */
 	assert_non_null(strstr(m.last, "From: authrelay@mx.example.test\r\n"));
 	assert_non_null(strstr(m.last, "To: admin@example.test,\r\n sec@example.test\r\n"));
 	assert_non_null(strstr(m.last, "Subject: [authrelay] SMTP authentication login failures: 4 "
@@ -165,7 +192,7 @@ test_global_and_client(void **state)
 	pc.alerts.login_failures_per_login.count = 0;
 	pc.alerts.login_failures_global = (struct alert_threshold){5, 60};
 	pc.alerts.login_failures_per_client = (struct alert_threshold){2, 60};
-	a = auth_alert_new(&cfg, &pc, kh, on_mail, &m);
+	a = auth_alert_new(&cfg, &pc, kh, on_send, &m);
 	/* Spread over clients: only the global one fires, at the 6th. */
 	for (int i = 0; i < 6; i++) {
 		snprintf(login, sizeof(login), "user%d", i);
@@ -191,7 +218,7 @@ test_escaping(void **state)
 
 	base_config(&pc);
 	pc.alerts.login_failures_per_login.count = 1;
-	a = auth_alert_new(&cfg, &pc, kh, on_mail, &m);
+	a = auth_alert_new(&cfg, &pc, kh, on_send, &m);
 	auth_alert_failure(a, evil, "192.0.2.1", 1);
 	auth_alert_failure(a, evil, "192.0.2.1", 2);
 	assert_int_equal(m.n, 1);
@@ -210,7 +237,7 @@ test_multi_ip(void **state)
 
 	base_config(&pc);
 	pc.alerts.multi_ip_threshold = 2;
-	a = auth_alert_new(&cfg, &pc, kh, on_mail, &m);
+	a = auth_alert_new(&cfg, &pc, kh, on_send, &m);
 	auth_alert_success(a, "carol", "192.0.2.1", 0);
 	auth_alert_success(a, "carol", "192.0.2.1", 1000);
 	auth_alert_success(a, "carol", "192.0.2.2", 2000);
@@ -238,7 +265,7 @@ test_send_limit(void **state)
 	struct auth_alert *a;
 
 	base_config(&pc);
-	a = auth_alert_new(&cfg, &pc, kh, on_mail, &m);
+	a = auth_alert_new(&cfg, &pc, kh, on_send, &m);
 	auth_alert_send_limit(a, "alice", "192.0.2.1", "messages_per_hour", 500, 500, 0);
 	auth_alert_send_limit(a, "alice", "192.0.2.1", "messages_per_hour", 500, 500, 1000);
 	assert_int_equal(m.n, 1);
@@ -257,7 +284,7 @@ test_unreachable(void **state)
 	struct auth_alert *a;
 
 	base_config(&pc);
-	a = auth_alert_new(&cfg, &pc, kh, on_mail, &m);
+	a = auth_alert_new(&cfg, &pc, kh, on_send, &m);
 	auth_alert_source(a, "ldap", false, 1000);
 	auth_alert_tick(a, 30999);
 	assert_int_equal(m.n, 0);
@@ -278,48 +305,67 @@ test_unreachable(void **state)
 	auth_alert_free(a);
 }
 
-/* No recipients: logged only. A hook gets the alert on stdin. */
+/* No recipients: logged only. With a hook, the alert's text goes out as a
+ * HOOK message (run by the queue process, test_alert_hook.c) with its kind:
+ * this process starts no shell, whatever the hook says. */
 static void
 test_log_only_and_hook(void **state)
 {
 	struct protection_config pc;
 	struct mails m = {0};
 	struct auth_alert *a;
-	char out[64], cmd[400], buf[4096];
+	char out[64], cmd[400];
 	struct stat st;
-	ssize_t n;
-	int fd;
 
 	snprintf(out, sizeof(out), "/tmp/authrelay-hook-%d.txt", (int)getpid());
-	snprintf(cmd, sizeof(cmd),
-	         "cat > %s.tmp; echo \"$AUTHRELAY_ALERT_KIND\" >> %s.tmp; "
-	         "mv %s.tmp %s",
-	         out, out, out, out);
+	snprintf(cmd, sizeof(cmd), "cat > %s", out);
 	base_config(&pc);
 	pc.alerts.to = NULL;
 	pc.alerts.n_to = 0;
 	pc.alerts.hook = cmd;
-	a = auth_alert_new(&cfg, &pc, kh, on_mail, &m);
+	a = auth_alert_new(&cfg, &pc, kh, on_send, &m);
 	auth_alert_send_limit(a, "bob", "192.0.2.1", "recipients_per_hour", 2000, 2000, 0);
 	assert_int_equal(m.n, 0);
 	assert_non_null(strstr(read_log(), "alert kind=send_limit user=\"bob\""));
 	assert_non_null(strstr(read_log(), "mailed=no hook=yes"));
-	/* Wait for the hook (a bounded poll on the file it renames). */
-	for (int i = 0; i < 500 && stat(out, &st) != 0; i++) {
-		usleep(10000);
-		auth_alert_tick(a, 1000);
-	}
-	fd = open(out, O_RDONLY);
-	assert_true(fd >= 0);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	unlink(out);
-	assert_true(n > 0);
-	buf[n] = '\0';
-	assert_non_null(strstr(buf, "kind=send_limit user=\"bob\" client=192.0.2.1 "
-	                            "limit=recipients_per_hour count=2000 max=2000\n"));
-	assert_non_null(strstr(buf, "host=mx.example.test\n"));
-	assert_non_null(strstr(buf, "\nsend_limit\n"));
+	assert_int_equal(m.n_hooks, 1);
+	assert_string_equal(m.hook_kind, "send_limit");
+	assert_non_null(strstr(m.hook_text, "kind=send_limit user=\"bob\" client=192.0.2.1 "
+	                                    "limit=recipients_per_hour count=2000 max=2000\n"));
+	assert_non_null(strstr(m.hook_text, "host=mx.example.test\n"));
+	assert_non_null(strstr(m.hook_text, "sending limit hit by bob"));
+	auth_alert_tick(a, 1000);
+	/* Nothing ran here. */
+	assert_int_not_equal(stat(out, &st), 0);
+	auth_alert_free(a);
+}
+
+/* The channel refuses (the queue process does not read and the backlog is
+ * full): the log line says so. Without a send callback, alerts are only
+ * logged. */
+static void
+test_channel_refuses(void **state)
+{
+	struct protection_config pc;
+	struct mails m = {.refuse = true};
+	struct auth_alert *a;
+
+	base_config(&pc);
+	pc.alerts.hook = "true";
+	a = auth_alert_new(&cfg, &pc, kh, on_send, &m);
+	auth_alert_send_limit(a, "carl", "192.0.2.1", "messages_per_hour", 10, 10, 0);
+	assert_int_equal(m.n, 1);
+	assert_int_equal(m.n_hooks, 1);
+	assert_non_null(strstr(read_log(), "alert kind=send_limit user=\"carl\" client=192.0.2.1 "
+	                                   "limit=messages_per_hour count=10 max=10 "
+	                                   "mailed=no hook=no"));
+	auth_alert_free(a);
+
+	a = auth_alert_new(&cfg, &pc, kh, NULL, NULL);
+	auth_alert_send_limit(a, "dora", "192.0.2.1", "messages_per_hour", 10, 10, 0);
+	assert_non_null(strstr(read_log(), "alert kind=send_limit user=\"dora\" client=192.0.2.1 "
+	                                   "limit=messages_per_hour count=10 max=10 "
+	                                   "mailed=no hook=no"));
 	auth_alert_free(a);
 }
 
@@ -330,7 +376,7 @@ main(void)
 	        cmocka_unit_test(test_per_login),         cmocka_unit_test(test_global_and_client),
 	        cmocka_unit_test(test_escaping),          cmocka_unit_test(test_multi_ip),
 	        cmocka_unit_test(test_send_limit),        cmocka_unit_test(test_unreachable),
-	        cmocka_unit_test(test_log_only_and_hook),
+	        cmocka_unit_test(test_log_only_and_hook), cmocka_unit_test(test_channel_refuses),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -174,14 +174,12 @@ test_result_old_peer(void **state)
 }
 
 static void
-test_notify_alert(void **state)
+test_notify(void **state)
 {
 	static const struct auth_notify n = {"send_limit",        "alice", "192.0.2.1", "4f2a1c",
 	                                     "messages_per_hour", 501,     500};
-	static const char text[] = "From: a@b\r\n\r\nhello\r\n";
-	struct auth_alert_mail a = {"admin@example.org,sec@example.org", text, sizeof(text) - 1};
 	struct auth_notify gn;
-	struct auth_alert_mail ga;
+	struct auth_reply gr;
 	struct ipc_msg *m;
 
 	m = wire(auth_proto_notify(&n));
@@ -194,14 +192,7 @@ test_notify_alert(void **state)
 	assert_string_equal(gn.limit, "messages_per_hour");
 	assert_int_equal(gn.count, 501);
 	assert_int_equal(gn.max, 500);
-	assert_int_equal(auth_proto_parse_alert(m, &ga), -1); /* wrong type */
-	ipc_msg_free(m);
-
-	m = wire(auth_proto_alert(&a));
-	assert_int_equal(auth_proto_parse_alert(m, &ga), 0);
-	assert_string_equal(ga.to, a.to);
-	assert_int_equal(ga.message_len, a.message_len);
-	assert_memory_equal(ga.message, text, a.message_len);
+	assert_int_equal(auth_proto_parse_result(m, &gr), -1); /* wrong type */
 	ipc_msg_free(m);
 }
 
@@ -242,7 +233,7 @@ test_malformed(void **state)
 	static const struct {
 		uint8_t type;
 		const char *fields;
-		char which; /* h, v, r, n (notify), a (alert) */
+		char which; /* h, v, r, n (notify) */
 		int want;
 	} rows[] = {
 	        {AUTH_MSG_HELLO, "uu", 'h', 0},
@@ -276,11 +267,8 @@ test_malformed(void **state)
 	        {AUTH_MSG_NOTIFY, "ssssssu", 'n', -1},
 	        {AUTH_MSG_NOTIFY, "sBsssuu", 'n', -1}, /* user > AUTH_MAX_LOGIN */
 	        {AUTH_MSG_NOTIFY, "szsssuu", 'n', -1}, /* NUL in user */
-	        {AUTH_MSG_NOTIFY, "sssssuu", 'a', -1},
-	        {AUTH_MSG_ALERT, "ss", 'a', 0},
-	        {AUTH_MSG_ALERT, "s", 'a', -1},
-	        {AUTH_MSG_ALERT, "zs", 'a', -1},
-	        {AUTH_MSG_ALERT, "ss", 'n', -1},
+	        {AUTH_MSG_NOTIFY, "sssssuu", 'r', -1},
+	        {AUTH_MSG_NOTIFY, "ussssuu", 'n', -1}, /* a u32 where event goes */
 	        {99, "uu", 'h', -1},
 	};
 
@@ -289,17 +277,35 @@ test_malformed(void **state)
 		struct auth_request rq;
 		struct auth_reply rp;
 		struct auth_notify rn;
-		struct auth_alert_mail ra;
 		uint32_t a, b;
 		int got = rows[i].which == 'h'   ? auth_proto_parse_hello(m, &a, &b)
 		          : rows[i].which == 'v' ? auth_proto_parse_verify(m, &rq)
 		          : rows[i].which == 'n' ? auth_proto_parse_notify(m, &rn)
-		          : rows[i].which == 'a' ? auth_proto_parse_alert(m, &ra)
 		                                 : auth_proto_parse_result(m, &rp);
 		print_message("  row %zu\n", i);
 		assert_int_equal(got, rows[i].want);
 		ipc_msg_free(m);
 	}
+}
+
+/* Type 5 was ALERT in version 1: alert mails go to the queue process now
+ * (test_alert_proto.c), and a worker drops a peer that sends one. */
+static void
+test_no_alert_type(void **state)
+{
+	struct ipc_msg *m = build(5, "ss");
+	struct auth_reply r;
+	struct auth_notify n;
+	uint32_t a, b;
+
+	assert_int_not_equal(AUTH_MSG_HELLO, 5);
+	assert_int_not_equal(AUTH_MSG_VERIFY, 5);
+	assert_int_not_equal(AUTH_MSG_RESULT, 5);
+	assert_int_not_equal(AUTH_MSG_NOTIFY, 5);
+	assert_int_equal(auth_proto_parse_hello(m, &a, &b), -1);
+	assert_int_equal(auth_proto_parse_result(m, &r), -1);
+	assert_int_equal(auth_proto_parse_notify(m, &n), -1);
+	ipc_msg_free(m);
 }
 
 static void
@@ -322,8 +328,9 @@ main(void)
 	        cmocka_unit_test(test_malformed),
 	        cmocka_unit_test(test_result_names),
 	        cmocka_unit_test(test_result_old_peer),
-	        cmocka_unit_test(test_notify_alert),
+	        cmocka_unit_test(test_notify),
 	        cmocka_unit_test(test_result_every_reason),
+	        cmocka_unit_test(test_no_alert_type),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,9 @@
 /*
  * test_ipc.c - lib/ipc framing: round trips, frames split at every byte,
- * several frames in one buffer, and every way a frame or a field can be bad.
+ * several frames in one buffer, and every way a frame or a field can be bad;
+ * and the record transport on a SOCK_SEQPACKET pair: one frame per record,
+ * in order, the largest frame, a full socket, records that are not one frame
+ * (dropped, the next one read afresh), end of file.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,15 +13,17 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <event2/buffer.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "lib/ipc.h"
 
-/* A message with one field of each kind, framed into a fresh buffer. */
-static struct evbuffer *
-sample_frame(void)
+/* A message with one field of each kind. */
+static struct ipc_msg *
+sample_msg(void)
 {
-	struct evbuffer *b = evbuffer_new();
 	struct ipc_msg *m = ipc_msg_new(7);
 
 	ipc_msg_add_u32(m, 0xdeadbeef);
@@ -26,13 +31,24 @@ sample_frame(void)
 	ipc_msg_add_bytes(m, "se\0cret", 7);
 	ipc_msg_add_str(m, NULL);
 	ipc_msg_add_u32(m, 0);
+	return m;
+}
+
+/* The sample, framed into a fresh buffer. */
+static struct evbuffer *
+sample_frame(void)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct ipc_msg *m = sample_msg();
+
 	assert_int_equal(ipc_msg_send(m, b), 0);
 	ipc_msg_free(m);
 	return b;
 }
 
+/* The sample's fields, in order. */
 static void
-check_sample(struct ipc_msg *m)
+check_sample_prefix(struct ipc_msg *m)
 {
 	uint32_t v;
 	const char *p;
@@ -51,6 +67,16 @@ check_sample(struct ipc_msg *m)
 	assert_string_equal(p, "");
 	assert_int_equal(ipc_msg_get_u32(m, &v), 0);
 	assert_int_equal(v, 0);
+}
+
+static void
+check_sample(struct ipc_msg *m)
+{
+	uint32_t v;
+	const char *p;
+	size_t len;
+
+	check_sample_prefix(m);
 	/* Nothing left. */
 	assert_int_equal(ipc_msg_get_u32(m, &v), -1);
 	assert_int_equal(ipc_msg_get_bytes(m, &p, &len), -1);
@@ -241,6 +267,167 @@ test_wipes_input(void **state)
 	evbuffer_free(b);
 }
 
+/* A non-blocking SOCK_SEQPACKET pair: [0] sends, [1] receives. */
+static void
+record_pair(int sv[2])
+{
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+	                 0);
+}
+
+/* Records come out one message each, in order, then NONE. */
+static void
+test_record_round_trip(void **state)
+{
+	struct ipc_msg *m;
+	int sv[2];
+
+	record_pair(sv);
+	assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_NONE);
+	assert_null(m);
+	for (uint32_t i = 0; i < 3; i++) {
+		m = sample_msg();
+		ipc_msg_add_u32(m, i);
+		assert_int_equal(ipc_msg_send_record(m, sv[0]), 0);
+		ipc_msg_free(m);
+	}
+	for (uint32_t i = 0; i < 3; i++) {
+		uint32_t v;
+		assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_MSG);
+		check_sample_prefix(m);
+		assert_int_equal(ipc_msg_get_u32(m, &v), 0);
+		assert_int_equal(v, i);
+		ipc_msg_free(m);
+	}
+	assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_NONE);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* The largest frame is one record; one byte more is refused. */
+static void
+test_record_max(void **state)
+{
+	static char big[65535];
+	struct ipc_msg *m = ipc_msg_new(1);
+	const char *p;
+	size_t len;
+	int sv[2];
+
+	record_pair(sv);
+	memset(big, 'x', sizeof(big));
+	ipc_msg_add_bytes(m, big, sizeof(big) - 2);
+	assert_int_equal(ipc_msg_send_record(m, sv[0]), 0);
+	ipc_msg_add_u32(m, 1);
+	assert_int_equal(ipc_msg_send_record(m, sv[0]), -1);
+	assert_int_equal(errno, EMSGSIZE);
+	ipc_msg_free(m);
+	assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_MSG);
+	assert_int_equal(ipc_msg_get_bytes(m, &p, &len), 0);
+	assert_int_equal(len, sizeof(big) - 2);
+	assert_int_equal(p[len], '\0');
+	assert_int_equal(p[len - 1], 'x');
+	ipc_msg_free(m);
+	assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_NONE);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* Nobody reads: the sender gets EAGAIN, never blocks; what was sent
+ * comes out whole once the reader reads. */
+static void
+test_record_full(void **state)
+{
+	static char chunk[60000];
+	unsigned sent = 0;
+	struct ipc_msg *m = ipc_msg_new(2);
+	int sv[2];
+
+	record_pair(sv);
+	ipc_msg_add_bytes(m, chunk, sizeof(chunk));
+	while (ipc_msg_send_record(m, sv[0]) == 0)
+		assert_true(++sent < 1000);
+	assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+	assert_true(sent > 0);
+	ipc_msg_free(m);
+	for (unsigned i = 0; i < sent; i++) {
+		const char *p;
+		size_t len;
+		assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_MSG);
+		assert_int_equal(ipc_msg_get_bytes(m, &p, &len), 0);
+		assert_int_equal(len, sizeof(chunk));
+		ipc_msg_free(m);
+	}
+	assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_NONE);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* Records that are not exactly one frame are dropped whole; the record
+ * after each is read as if nothing had happened. */
+static void
+test_record_bad(void **state)
+{
+	static const struct {
+		const char *bytes;
+		size_t len;
+	} bad[] = {
+	        {"\x07", 1},                          /* shorter than a header */
+	        {"\0\0\0", 3},                        /* the same */
+	        {"\0\0\0\0", 4},                      /* empty body */
+	        {"\0\0\0\x02\x07", 5},                /* body shorter than said */
+	        {"\0\0\0\x01\x07\x07", 6},            /* longer: two bodies' worth */
+	        {"\0\0\0\x01\x07\0\0\0\x01\x07", 10}, /* two frames in one record */
+	        {"\xff\xff\xff\xff\x07", 5},          /* over IPC_MAX_FRAME */
+	};
+	struct ipc_msg *m;
+	int sv[2];
+
+	record_pair(sv);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		print_message("  row %zu\n", i);
+		assert_int_equal(send(sv[0], bad[i].bytes, bad[i].len, 0), (ssize_t)bad[i].len);
+		m = sample_msg();
+		assert_int_equal(ipc_msg_send_record(m, sv[0]), 0);
+		ipc_msg_free(m);
+		assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_BAD);
+		assert_null(m);
+		assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_MSG);
+		check_sample(m);
+		ipc_msg_free(m);
+	}
+	assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_NONE);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* The other end gone: CLOSED on receipt, an error (no SIGPIPE) on send. */
+static void
+test_record_closed(void **state)
+{
+	struct ipc_msg *m = sample_msg();
+	int sv[2];
+
+	record_pair(sv);
+	assert_int_equal(ipc_msg_send_record(m, sv[0]), 0);
+	ipc_msg_free(m);
+	close(sv[0]);
+	/* What was sent before the close is still read. */
+	assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_MSG);
+	ipc_msg_free(m);
+	assert_int_equal(ipc_msg_recv_record(sv[1], &m), IPC_RECORD_CLOSED);
+	assert_null(m);
+	close(sv[1]);
+
+	record_pair(sv);
+	close(sv[1]);
+	m = sample_msg();
+	assert_int_equal(ipc_msg_send_record(m, sv[0]), -1);
+	assert_int_equal(errno, EPIPE);
+	ipc_msg_free(m);
+	close(sv[0]);
+}
+
 int
 main(void)
 {
@@ -248,7 +435,9 @@ main(void)
 	        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_byte_by_byte),
 	        cmocka_unit_test(test_several_frames), cmocka_unit_test(test_bad_lengths),
 	        cmocka_unit_test(test_max_frame),      cmocka_unit_test(test_bad_fields),
-	        cmocka_unit_test(test_wipes_input),
+	        cmocka_unit_test(test_wipes_input),    cmocka_unit_test(test_record_round_trip),
+	        cmocka_unit_test(test_record_max),     cmocka_unit_test(test_record_full),
+	        cmocka_unit_test(test_record_bad),     cmocka_unit_test(test_record_closed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
