@@ -61,7 +61,11 @@ def test_killed_worker_is_replaced(make_gateway):
     new = set(gw.children()) - before
     assert new, "no new child after the worker died"
     uid, _ = nobody_ids()
+    # A fresh child runs as root until it has set itself up and dropped its
+    # privileges: wait for the drop (it must happen), then check every id.
     for p in new:
+        wait_until(lambda: proc_ids(p)[0] == [uid] * 4, 15,
+                   f"replacement {p} to drop to uid {uid}")
         assert proc_ids(p)[0] == [uid] * 4, f"replacement {p} runs as {proc_ids(p)[0]}"
     for _ in range(4):
         SMTPConn.open(gw, "in").cmd("QUIT").check(221)
