@@ -786,6 +786,7 @@ class Gateway:
     def start(self, wait: bool = True, timeout: float = 30.0,
               env: dict[str, str] | None = None) -> "Gateway":
         """Run `authrelay -f -c FILE`; env adds variables to its environment."""
+        self._start_mark = self.log_mark()
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.binary, "-f", "-c", str(self.cfg_path)],
                                      stdin=subprocess.DEVNULL, stdout=self._logf,
@@ -837,6 +838,16 @@ class Gateway:
                 return self.probe(name, max(deadline - time.monotonic(), 0.5))
             wait_until(ready, max(deadline - time.monotonic(), 0.5),
                        f"listener {name} to greet")
+        # Listeners greet as soon as one worker runs; the master says "ready"
+        # once every child (all workers, auth, queue) has set itself up and
+        # dropped its privileges, which is what tests about children expect.
+        since = getattr(self, "_start_mark", 0)
+        rx = re.compile(r"\bready listeners=")
+        def master_ready():
+            self._check_running()
+            return rx.search(self.log_text(), since)
+        wait_until(master_ready, max(deadline - time.monotonic(), 0.5),
+                   "the master to report every child up")
         self.known_children = set(self.children())
 
     def stop(self, timeout: float = 15.0) -> int | None:

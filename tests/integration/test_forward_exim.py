@@ -181,9 +181,12 @@ def test_exim_right_and_wrong_password(exim, exim_gateway):
     login(gw, "fwd-alice", "not-the-password").check(535, "5.7.8")
     gw.wait_for_log(r"auth forward upstream=\S+ mech=PLAIN result=fail reason=upstream_rejected",
                     mark)
-    # The answers came from Exim itself.
-    log = exim["both"].log_text()
-    assert "authenticator failed" in log or "535" in log, log[-2000:]
+    # The answers came from Exim itself. Exim's session process writes its
+    # log line after it has sent the 535, so wait for it.
+    found = harness.wait_until(
+        lambda: "authenticator failed" in exim["both"].log_text()
+        or "535" in exim["both"].log_text(), 10, "Exim to log the refused AUTH")
+    assert found, exim["both"].log_text()[-2000:]
 
 
 def test_exim_login_only(exim, exim_gateway):
