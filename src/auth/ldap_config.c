@@ -16,9 +16,18 @@
  *   - method = bind with a search needs pool_size >= 2: searches and user
  *     binds never share a connection (RFC 4511 4.2.1: a bind must not share
  *     the connection with other operations in flight);
- *   - starttls on an ldaps:// or ldapi:// URI makes no sense and is refused.
+ *   - starttls on an ldaps:// or ldapi:// URI makes no sense and is refused;
+ *   - type = ad and gc need bind_dn or dn_template: Active Directory
+ *     refuses anonymous searches ("Operation unavailable without
+ *     authentication"), so without either every login would get 454;
+ *   - with type = ad or gc, bind_dn may be a UPN or a down-level name
+ *     (ldap_ad.h), as AD's simple bind takes them;
+ *   - type = gc: URIs without a port get the Global Catalog's (3268, and
+ *     3269 for ldaps://), and base defaults to "" (the whole forest);
+ *   - tls_name needs TLS (an ldaps:// URI or starttls).
  */
 #include "ldap_config.h"
+#include "ldap_ad.h"
 #include "ldap_filter.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
@@ -39,6 +48,8 @@
 #define LDAP_DEFAULT_POOL_SIZE 4
 #define LDAP_MAX_SECONDS 300
 #define LDAP_MAX_POOL_SIZE 256
+#define LDAP_GC_PORT "3268"
+#define LDAP_GC_TLS_PORT "3269"
 
 /* RFC 4515 filters per type: the login must equal an account name or a
  * mail address; AD also skips disabled accounts (userAccountControl bit 2,
@@ -57,6 +68,7 @@ static const char *const known_keys[] = {
         "starttls",
         "ca_file",
         "tls_verify",
+        "tls_name",
         "bind_dn",
         "bind_password_file",
         "base",
@@ -69,6 +81,7 @@ static const char *const known_keys[] = {
         "group_filter",
         "dn_template",
         "type",
+        "netbios_domain",
         "network_timeout",
         "timeout",
         "pool_size",
@@ -307,6 +320,77 @@ dn_key(struct parse_state *st, const char *key, bool required)
 	return xstrdup(v);
 }
 
+/* bind_dn: a DN, or with Active Directory also a UPN or a down-level name
+ * (AD's simple bind takes all three). *given_r tells that the key was set,
+ * even to something refused, so no second error says it was missing. */
+static char *
+bind_name_key(struct parse_state *st, bool is_ad, bool *given_r)
+{
+	int line;
+	const char *v = get(st, "bind_dn", &line);
+
+	*given_r = v != NULL && *v != '\0';
+	if (!*given_r)
+		return NULL;
+	if (valid_dn(v))
+		return xstrdup(v);
+	if (ldap_ad_bind_name_ok(v)) {
+		if (is_ad)
+			return xstrdup(v);
+		perr(st, line,
+		     "bind_dn: '%s' is a UPN or a down-level name, which only Active Directory "
+		     "takes as a bind name: set type = ad (or gc), or give the account's DN",
+		     v);
+		return NULL;
+	}
+	perr(st, line, "bind_dn: '%s' is not a valid DN (RFC 4514)%s", v,
+	     is_ad ? ", a UPN (svc@corp.example) or a down-level name (CORP\\svc)" : "");
+	return NULL;
+}
+
+/* uri with the default port put in when it has none (type = gc). */
+static char *
+uri_with_port(const char *uri, const char *port)
+{
+	const char *hp = strstr(uri, "://"), *end, *colon;
+	char *out;
+	size_t hlen;
+
+	if (hp == NULL)
+		return xstrdup(uri);
+	hp += 3;
+	hlen = strcspn(hp, "/?");
+	end = hp + hlen;
+	if (hlen == 0)
+		return xstrdup(uri); /* no host: libldap's default, left alone */
+	if (*hp == '[') {
+		const char *rb = memchr(hp, ']', hlen);
+		colon = rb != NULL && rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+	} else {
+		colon = memchr(hp, ':', hlen);
+	}
+	if (colon != NULL)
+		return xstrdup(uri);
+	if (asprintf(&out, "%.*s:%s%s", (int)(end - uri), uri, port, end) < 0)
+		fatal("out of memory");
+	return out;
+}
+
+/* tls_name: a host name or an address, as a certificate carries them. */
+static bool
+valid_tls_name(const char *v)
+{
+	if (*v == '\0' || strlen(v) > 253)
+		return false;
+	for (; *v != '\0'; v++) {
+		char c = *v;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '.' || c == ':'))
+			return false;
+	}
+	return true;
+}
+
 static char *
 template_key(struct parse_state *st, const char *key, const char *def, const char *tokens,
              bool is_filter)
@@ -339,6 +423,7 @@ parse_uris(struct parse_state *st, struct ldap_dir_cfg *d)
 	int line;
 	const char *v = get(st, "uri", &line);
 	bool secrets_travel = d->bind_dn != NULL || d->method == LDAP_METHOD_BIND;
+	bool any_ldaps = false;
 
 	if (v == NULL || *v == '\0') {
 		perr(st, 0,
@@ -349,10 +434,18 @@ parse_uris(struct parse_state *st, struct ldap_dir_cfg *d)
 	d->uris = split_list(v, &d->n_uris);
 	for (size_t i = 0; i < d->n_uris; i++) {
 		LDAPURLDesc *lud = NULL;
+		if (d->type == LDAP_TYPE_GC) {
+			bool tls = strncmp(d->uris[i], "ldaps:", 6) == 0;
+			char *u = uri_with_port(d->uris[i], tls ? LDAP_GC_TLS_PORT : LDAP_GC_PORT);
+			free(d->uris[i]);
+			d->uris[i] = u;
+		}
 		if (ldap_url_parse(d->uris[i], &lud) != LDAP_URL_SUCCESS) {
 			perr(st, line, "uri: '%s' is not an LDAP URL", d->uris[i]);
 			continue;
 		}
+		if (strcmp(lud->lud_scheme, "ldaps") == 0)
+			any_ldaps = true;
 		if (strcmp(lud->lud_scheme, "ldaps") == 0 ||
 		    strcmp(lud->lud_scheme, "ldapi") == 0) {
 			if (d->starttls)
@@ -372,6 +465,12 @@ parse_uris(struct parse_state *st, struct ldap_dir_cfg *d)
 			     d->uris[i]);
 		}
 		ldap_free_urldesc(lud);
+	}
+	if (d->tls_name != NULL && !d->starttls && !any_ldaps) {
+		get(st, "tls_name", &line);
+		perr(st, line,
+		     "tls_name: there is no TLS to check a name for: use ldaps:// URIs or "
+		     "starttls = yes");
 	}
 }
 
@@ -412,7 +511,7 @@ parse_section(struct parse_state *st, struct ldap_dir_cfg *d)
 	const struct config_section *sec = st->sec;
 	const char *v;
 	int line, t;
-	bool is_ad;
+	bool is_ad, bind_dn_given;
 
 	d->name = xstrdup(sec->name != NULL ? sec->name : "");
 	d->line = sec->line;
@@ -459,21 +558,33 @@ parse_section(struct parse_state *st, struct ldap_dir_cfg *d)
 		if (access(d->ca_file, R_OK) < 0)
 			perr(st, line, "ca_file: %s: %s", d->ca_file, strerror(errno));
 	}
+	if ((v = get(st, "tls_name", &line)) != NULL) {
+		if (!valid_tls_name(v))
+			perr(st, line,
+			     "tls_name: '%s' is not a host name or an address (the name the "
+			     "directory's certificate carries, e.g. dc1.corp.example)",
+			     v);
+		else
+			d->tls_name = xstrdup(v);
+	}
 
-	d->bind_dn = dn_key(st, "bind_dn", false);
+	d->bind_dn = bind_name_key(st, is_ad, &bind_dn_given);
 	if ((v = get(st, "bind_password_file", &line)) != NULL && *v != '\0') {
 		d->bind_password_file = resolve_path(st, v);
-		if (d->bind_dn == NULL)
+		if (!bind_dn_given)
 			perr(st, line, "bind_password_file without bind_dn");
 		else
 			check_password_file(st, d->bind_password_file, line);
-	} else if (d->bind_dn != NULL) {
+	} else if (bind_dn_given) {
 		config_section_get(sec, "bind_dn", &line);
 		perr(st, line,
 		     "bind_dn needs bind_password_file (a file only the auth process can read)");
 	}
 
-	d->base = dn_key(st, "base", true);
+	if (d->type == LDAP_TYPE_GC && ((v = get(st, "base", &line)) == NULL || *v == '\0'))
+		d->base = xstrdup(""); /* the whole forest */
+	else
+		d->base = dn_key(st, "base", true);
 	d->scope = LDAP_CFG_SCOPE_SUB;
 	if ((v = get(st, "scope", &line)) != NULL) {
 		if ((t = lookup(v, scope_names, AR_NELEM(scope_names))) < 0)
@@ -515,10 +626,10 @@ parse_section(struct parse_state *st, struct ldap_dir_cfg *d)
 			if (!d->upn_bind && strchr(v, '=') == NULL)
 				perr(st, line,
 				     "dn_template: '%s' is not a DN template (a UPN like "
-				     "%%u@example.com needs type = ad)",
+				     "%%u@example.com or CORP\\%%u needs type = ad)",
 				     v);
 		}
-		if (d->bind_dn != NULL)
+		if (bind_dn_given)
 			perr(st, line,
 			     "dn_template and bind_dn exclude each other: with a "
 			     "template there is no search for a service account to run");
@@ -526,6 +637,25 @@ parse_section(struct parse_state *st, struct ldap_dir_cfg *d)
 			perr(st, line,
 			     "dn_template cannot be used with method = fetch (there is "
 			     "no search to fetch the password with)");
+	}
+
+	if (is_ad && !bind_dn_given && get(st, "dn_template", &line) == NULL)
+		perr(st, 0,
+		     "type = %s needs bind_dn (a service account that searches) or dn_template "
+		     "(bind as the user): Active Directory refuses anonymous searches, every "
+		     "login would fail with \"Operation unavailable without authentication\"",
+		     type_names[d->type]);
+	if ((v = get(st, "netbios_domain", &line)) != NULL) {
+		if (!is_ad)
+			perr(st, line,
+			     "netbios_domain: only Active Directory has one (type = ad or gc)");
+		else if (!ldap_ad_netbios_ok(v))
+			perr(st, line,
+			     "netbios_domain: '%s' is not a NetBIOS domain name (1 to %d "
+			     "characters, no blank and none of \\/:*?\"<>|,)",
+			     v, LDAP_AD_NETBIOS_MAX);
+		else
+			d->netbios_domain = xstrdup(v);
 	}
 
 	d->network_timeout = parse_uint(st, "network_timeout", LDAP_DEFAULT_NETWORK_TIMEOUT, 1,
@@ -555,6 +685,7 @@ dir_free(struct ldap_dir_cfg *d)
 	free(d->name);
 	free_list(d->uris, d->n_uris);
 	free(d->ca_file);
+	free(d->tls_name);
 	free(d->bind_dn);
 	free(d->bind_password_file);
 	free(d->base);
@@ -564,6 +695,7 @@ dir_free(struct ldap_dir_cfg *d)
 	free(d->group_dn);
 	free(d->group_filter);
 	free(d->dn_template);
+	free(d->netbios_domain);
 }
 
 void

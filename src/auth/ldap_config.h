@@ -32,9 +32,10 @@ struct ldap_dir_cfg {
 	bool starttls;
 	char *ca_file; /* NULL: the system's CAs (libldap's default) */
 	bool tls_verify;
-	char *bind_dn;            /* NULL: no service account */
+	char *tls_name;           /* the name the certificate must carry; NULL: the URI's host */
+	char *bind_dn;            /* NULL: no service account; AD: may be a UPN or DOMAIN\user */
 	char *bind_password_file; /* set iff bind_dn is */
-	char *base;
+	char *base; /* "" (the root: a Global Catalog's whole forest) only with type = gc */
 	enum ldap_scope_cfg scope;
 	char *filter; /* tokens %s %u %d */
 	char **mail_attributes;
@@ -44,8 +45,9 @@ struct ldap_dir_cfg {
 	char *group_dn;     /* NULL: no group gate */
 	char *group_filter; /* tokens %s %u %d %D; evaluated on group_dn */
 	char *dn_template;  /* NULL: search for the user */
-	bool upn_bind;      /* dn_template is an AD "user@domain" bind name */
+	bool upn_bind;      /* dn_template is an AD bind name: "%u@domain" or "DOMAIN\\%u" */
 	enum ldap_dir_type type;
+	char *netbios_domain; /* AD/GC: CORP of CORP\ann logins; NULL: read from the directory */
 	unsigned network_timeout; /* s */
 	unsigned timeout;         /* s, per operation */
 	unsigned pool_size;

@@ -193,6 +193,27 @@ static const struct bad_case bad_cases[] = {
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nmail_attributes = mail, bad*attr\n", 4,
          "'bad*attr' is not an attribute name"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\n[ldap b]\nbase = dc=y\n", 4, "[ldap b] uri"},
+        /* Active Directory refuses anonymous searches. */
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = ad\n", 1,
+         "type = ad needs bind_dn (a service account that searches) or dn_template"},
+        {"[ldap a]\nuri = ldap://h\ntype = gc\n", 1, "type = gc needs bind_dn"},
+        /* A UPN bind name is AD's alone. */
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_dn = svc@x.test\nbind_password_file = pw\n",
+         4, "bind_dn: 'svc@x.test' is a UPN or a down-level name, which only Active Directory"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_dn = X\\svc\nbind_password_file = pw\n", 4,
+         "set type = ad (or gc)"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = ad\nbind_dn = just words\n"
+         "bind_password_file = pw\n",
+         5, "'just words' is not a valid DN (RFC 4514), a UPN (svc@corp.example) or a down-level"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntls_name = dc1.x.test\n", 4,
+         "tls_name: there is no TLS to check a name for"},
+        {"[ldap a]\nuri = ldaps://h\nbase = dc=x\ntls_name = dc1 x\n", 4,
+         "tls_name: 'dc1 x' is not a host name"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nnetbios_domain = CORP\n", 4,
+         "netbios_domain: only Active Directory has one"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = ad\ndn_template = %u@x.test\n"
+         "netbios_domain = MUCH-TOO-LONG-NAME\n",
+         6, "'MUCH-TOO-LONG-NAME' is not a NetBIOS domain name"},
 };
 
 static void
@@ -218,6 +239,84 @@ test_errors(void **state)
 		config_free(cfg);
 		free(path);
 	}
+}
+
+/* AD's bind names, tls_name, netbios_domain, and a Global Catalog's
+ * defaults: ports 3268/3269 where the URI has none, base "" (the forest). */
+static void
+test_active_directory(void **state)
+{
+	char *path, *errors = NULL;
+	struct config *cfg = load(BASE "[ldap upn]\n"
+	                               "uri = ldaps://10.0.0.1\n"
+	                               "tls_name = dc1.corp.test\n"
+	                               "type = ad\n"
+	                               "base = DC=corp,DC=test\n"
+	                               "bind_dn = svc-smtp@corp.test\n"
+	                               "bind_password_file = pw\n"
+	                               "netbios_domain = CORP\n"
+	                               "[ldap downlevel]\n"
+	                               "uri = ldap://dc1.corp.test\n"
+	                               "starttls = yes\n"
+	                               "type = ad\n"
+	                               "base = DC=corp,DC=test\n"
+	                               "bind_dn = CORP\\svc-smtp\n"
+	                               "bind_password_file = pw\n"
+	                               "[ldap gc]\n"
+	                               "uri = ldap://gc.corp.test ldaps://gc.corp.test "
+	                               "ldap://gc2.corp.test:1234 ldap://[::1]\n"
+	                               "type = gc\n"
+	                               "bind_dn = CN=svc,DC=corp,DC=test\n"
+	                               "bind_password_file = pw\n"
+	                               "[ldap tmpl]\n"
+	                               "uri = ldaps://dc1.corp.test\n"
+	                               "type = ad\n"
+	                               "base = DC=corp,DC=test\n"
+	                               "dn_template = CORP\\%u\n",
+	                          &path);
+	size_t n = 0;
+	struct ldap_dir_cfg *d = ldap_config_parse(cfg, &n, &errors);
+
+	if (d == NULL)
+		fail_msg("%s", errors);
+	assert_int_equal(n, 4);
+	assert_string_equal(d[0].bind_dn, "svc-smtp@corp.test");
+	assert_string_equal(d[0].tls_name, "dc1.corp.test");
+	assert_string_equal(d[0].netbios_domain, "CORP");
+	assert_string_equal(d[1].bind_dn, "CORP\\svc-smtp");
+	assert_null(d[1].tls_name);
+	assert_null(d[1].netbios_domain);
+	assert_int_equal(d[2].type, LDAP_TYPE_GC);
+	assert_string_equal(d[2].base, "");
+	assert_int_equal(d[2].n_uris, 4);
+	assert_string_equal(d[2].uris[0], "ldap://gc.corp.test:3268");
+	assert_string_equal(d[2].uris[1], "ldaps://gc.corp.test:3269");
+	assert_string_equal(d[2].uris[2], "ldap://gc2.corp.test:1234");
+	assert_string_equal(d[2].uris[3], "ldap://[::1]:3268");
+	assert_non_null(strstr(d[2].filter, "sAMAccountName=%s"));
+	assert_true(d[3].upn_bind);
+	ldap_config_free(d, n);
+	config_free(cfg);
+	free(path);
+}
+
+/* A bind_dn refused as such is not reported missing a second time. */
+static void
+test_one_error_for_a_bad_bind_dn(void **state)
+{
+	char *path, *errors = NULL;
+	size_t n = 0;
+	struct config *cfg = load(BASE "[ldap a]\nuri = ldap://h\nbase = dc=x\n"
+	                               "bind_dn = svc@x.test\nbind_password_file = pw\n",
+	                          &path);
+
+	assert_null(ldap_config_parse(cfg, &n, &errors));
+	assert_non_null(strstr(errors, "bind_dn: 'svc@x.test'"));
+	assert_null(strstr(errors, "bind_password_file without bind_dn"));
+	assert_null(strchr(strchr(errors, '\n') + 1, '\n')); /* one line */
+	free(errors);
+	config_free(cfg);
+	free(path);
 }
 
 static void
@@ -318,6 +417,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_defaults),
 	        cmocka_unit_test(test_errors),
+	        cmocka_unit_test(test_active_directory),
+	        cmocka_unit_test(test_one_error_for_a_bad_bind_dn),
 	        cmocka_unit_test(test_password_file),
 	        cmocka_unit_test(test_pool_unreachable),
 	};
