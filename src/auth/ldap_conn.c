@@ -40,7 +40,9 @@
  * holds them, never inside their own read callback.
  */
 #include "ldap_conn.h"
+#include "ldap_ad.h"
 #include "ldap_config.h"
+#include "ldap_tls.h"
 #include "../lib/log.h"
 #include "../lib/threadpool.h"
 
@@ -48,6 +50,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <ldap.h>
+#include <openldap.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -55,6 +58,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Searches pipelined on one search connection before another is opened. */
 #define LDAP_CONN_MAX_PIPELINE 32
@@ -122,17 +126,22 @@ struct conn_setup {
 	size_t *order;
 	bool starttls, tls_verify;
 	char *ca_file;
-	char *bind_dn; /* NULL: no bind */
+	char *tls_name; /* NULL: the URI's host */
+	char *bind_dn;  /* NULL: no bind */
 	char *bind_password;
 	unsigned network_timeout, timeout;
+	bool want_domains; /* AD: read the forest's domains after the bind */
 	atomic_bool *stopping;
 	/* Results. */
 	LDAP *ld;
 	size_t uri_index;
 	int rc;
 	bool *uri_failed;
-	char error[512];
-	char trace[2048];
+	struct ldap_conn_domain *domains;
+	size_t n_domains;
+	bool domains_read;
+	char error[1024];
+	char trace[4096];
 };
 
 struct ldap_conn_pool {
@@ -149,16 +158,21 @@ struct ldap_conn_pool {
 	struct event *reaper;
 	struct timespec down_until;
 	unsigned down_backoff_ms;
-	char down_error[512];
+	char down_error[1024];
 	struct timespec *uri_down_until;
 	unsigned *uri_backoff_ms;
 	struct wait_list all_waits;  /* every live wait (for free) */
 	struct op_list finished_ops; /* delivered on their event */
 	ldap_conn_trace_cb *trace;
 	void *trace_arg;
+	struct ldap_conn_domain *domains; /* AD: read once from the directory */
+	size_t n_domains;
+	bool domains_known;
 };
 
 static void pool_dispatch(struct ldap_conn_pool *pool);
+static void wait_finish(struct ldap_conn_wait *w, struct ldap_conn *conn, int rc,
+                        const char *error);
 static void conn_fail(struct ldap_conn *conn, int rc, const char *error);
 
 static const char *const role_names[] = {"search", "bind"};
@@ -261,11 +275,10 @@ diag(LDAP *ld, int rc, char *buf, size_t size)
 /* Options on a fresh handle. Per-handle TLS settings need a context of
  * their own (LDAP_OPT_X_TLS_NEWCTX), else the global one would be used. */
 static int
-setup_options(struct conn_setup *s, LDAP *ld)
+setup_options(struct conn_setup *s, LDAP *ld, int reqcert)
 {
 	struct timeval net = {.tv_sec = s->network_timeout}, op = {.tv_sec = s->timeout};
-	int version = LDAP_VERSION3,
-	    reqcert = s->tls_verify ? LDAP_OPT_X_TLS_DEMAND : LDAP_OPT_X_TLS_NEVER;
+	int version = LDAP_VERSION3;
 	int zero = 0;
 
 	if (ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &version) != LDAP_OPT_SUCCESS ||
@@ -281,59 +294,252 @@ setup_options(struct conn_setup *s, LDAP *ld)
 	return 0;
 }
 
+/* Where one URI leads: the address to connect to, the name its
+ * certificate must carry. */
+struct setup_target {
+	bool ldapi, ldaps;
+	char host[256]; /* connect here */
+	int port;
+	char name[256]; /* the certificate's name (tls_name, else host) */
+	char url[600];  /* for libldap: scheme://name:port/ */
+};
+
+static int
+setup_target(struct conn_setup *s, const char *uri, struct setup_target *t)
+{
+	LDAPURLDesc *lud = NULL;
+
+	memset(t, 0, sizeof(*t));
+	if (ldap_url_parse(uri, &lud) != LDAP_URL_SUCCESS)
+		return -1;
+	t->ldapi = strcmp(lud->lud_scheme, "ldapi") == 0;
+	t->ldaps = strcmp(lud->lud_scheme, "ldaps") == 0;
+	snprintf(t->host, sizeof(t->host), "%s",
+	         lud->lud_host != NULL && *lud->lud_host != '\0' ? lud->lud_host : "localhost");
+	t->port = lud->lud_port > 0 ? lud->lud_port : t->ldaps ? LDAPS_PORT : LDAP_PORT;
+	snprintf(t->name, sizeof(t->name), "%s", s->tls_name != NULL ? s->tls_name : t->host);
+	snprintf(t->url, sizeof(t->url), "%s://%s%s%s:%d/", lud->lud_scheme,
+	         strchr(t->name, ':') != NULL ? "[" : "", t->name,
+	         strchr(t->name, ':') != NULL ? "]" : "", t->port);
+	ldap_free_urldesc(lud);
+	return 0;
+}
+
+/* A handle on a TCP connection this thread made: a refused or silent
+ * port is told apart from a TLS failure, and libldap checks the
+ * certificate against t->name (tls_name) rather than the address.
+ * ldapi:// is left to libldap. */
+static int
+setup_open(struct conn_setup *s, const char *uri, const struct setup_target *t, int reqcert,
+           LDAP **ld_r, char *err, size_t errsize)
+{
+	LDAP *ld = NULL;
+	int rc, fd;
+
+	*ld_r = NULL;
+	if (t->ldapi) {
+		rc = ldap_initialize(&ld, uri);
+		if (rc != LDAP_SUCCESS) {
+			snprintf(err, errsize, "%s", ldap_err2string(rc));
+			return rc;
+		}
+	} else {
+		fd = ldap_tls_tcp_connect(t->host, t->port, s->network_timeout, err, errsize);
+		if (fd < 0)
+			return LDAP_SERVER_DOWN;
+		rc = ldap_init_fd(fd, LDAP_PROTO_TCP, t->url, &ld);
+		if (rc != LDAP_SUCCESS) {
+			close(fd);
+			snprintf(err, errsize, "%s", ldap_err2string(rc));
+			return rc;
+		}
+	}
+	if (setup_options(s, ld, reqcert) < 0) {
+		ldap_unbind_ext(ld, NULL, NULL);
+		snprintf(err, errsize,
+		         "cannot set the connection options (TLS settings, ca_file?)");
+		return LDAP_LOCAL_ERROR;
+	}
+	*ld_r = ld;
+	return LDAP_SUCCESS;
+}
+
+/* TLS on an open handle: StartTLS (RFC 4513 3: before any bind) or the
+ * ldaps:// handshake; for ldap:// without StartTLS, the connection (made
+ * now for ldapi://). */
+static int
+setup_secure(struct conn_setup *s, LDAP *ld, const struct setup_target *t)
+{
+	if (s->starttls)
+		return ldap_start_tls_s(ld, NULL, NULL);
+	if (t->ldaps)
+		return ldap_install_tls(ld);
+	return ldap_connect(ld);
+}
+
+/* libldap refused the certificate: fetch it over a second, unverified
+ * handshake and say why (ldap_tls.h). The result never decides anything. */
+static void
+setup_diagnose(struct conn_setup *s, const char *uri, const struct setup_target *t, char *out,
+               size_t size)
+{
+	struct berval der = {0, NULL};
+	char err[256];
+	LDAP *ld = NULL;
+
+	out[0] = '\0';
+	if (setup_open(s, uri, t, LDAP_OPT_X_TLS_NEVER, &ld, err, sizeof(err)) != LDAP_SUCCESS)
+		return;
+	if (setup_secure(s, ld, t) == LDAP_SUCCESS &&
+	    ldap_get_option(ld, LDAP_OPT_X_TLS_PEERCERT, &der) == LDAP_OPT_SUCCESS &&
+	    der.bv_val != NULL) {
+		ldap_tls_diagnose((const unsigned char *)der.bv_val, der.bv_len, t->name,
+		                  s->ca_file, out, size);
+		ber_memfree(der.bv_val);
+	}
+	ldap_unbind_ext(ld, NULL, NULL);
+}
+
+/* AD: the forest's domains (crossRef entries in the configuration
+ * partition: NetBIOS name and naming context), for down-level logins
+ * CORP\ann when netbios_domain is not set. Read as the service account. */
+static void
+setup_read_domains(struct conn_setup *s, LDAP *ld, const char *uri)
+{
+	static char *root_attrs[] = {"configurationNamingContext", NULL};
+	static char *xref_attrs[] = {"nETBIOSName", "nCName", NULL};
+	struct timeval tv = {.tv_sec = s->timeout};
+	LDAPMessage *res = NULL, *e;
+	struct berval **vals = NULL;
+	char base[600], buf[400];
+	int rc;
+
+	rc = ldap_search_ext_s(ld, "", LDAP_SCOPE_BASE, "(objectClass=*)", root_attrs, 0, NULL,
+	                       NULL, &tv, 1, &res);
+	e = rc == LDAP_SUCCESS ? ldap_first_entry(ld, res) : NULL;
+	if (e != NULL)
+		vals = ldap_get_values_len(ld, e, "configurationNamingContext");
+	if (vals == NULL || vals[0] == NULL || vals[0]->bv_len > 500) {
+		setup_note(s,
+		           "%s: cannot read the rootDSE's configurationNamingContext (%s): "
+		           "down-level logins (DOMAIN\\user) need netbios_domain",
+		           uri, rc == LDAP_SUCCESS ? "none" : diag(ld, rc, buf, sizeof(buf)));
+		goto done;
+	}
+	snprintf(base, sizeof(base), "CN=Partitions,%.*s", (int)vals[0]->bv_len, vals[0]->bv_val);
+	ldap_value_free_len(vals);
+	vals = NULL;
+	ldap_msgfree(res);
+	res = NULL;
+	rc = ldap_search_ext_s(ld, base, LDAP_SCOPE_ONELEVEL,
+	                       "(&(objectClass=crossRef)(nETBIOSName=*)(nCName=*))", xref_attrs, 0,
+	                       NULL, NULL, &tv, 100, &res);
+	if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED) {
+		setup_note(s, "%s: cannot read the domains under %s: %s", uri, base,
+		           diag(ld, rc, buf, sizeof(buf)));
+		goto done;
+	}
+	for (e = ldap_first_entry(ld, res); e != NULL; e = ldap_next_entry(ld, e)) {
+		struct berval **nb = ldap_get_values_len(ld, e, "nETBIOSName");
+		struct berval **nc = ldap_get_values_len(ld, e, "nCName");
+		if (nb != NULL && nb[0] != NULL && nc != NULL && nc[0] != NULL &&
+		    nb[0]->bv_len <= LDAP_AD_NETBIOS_MAX) {
+			struct ldap_conn_domain *d;
+			s->domains = xrealloc(s->domains, (s->n_domains + 1) * sizeof(*s->domains));
+			d = &s->domains[s->n_domains++];
+			d->netbios = xstrndup(nb[0]->bv_val, nb[0]->bv_len);
+			d->dn = xstrndup(nc[0]->bv_val, nc[0]->bv_len);
+			setup_note(s, "%s: domain %s is %s", uri, d->netbios, d->dn);
+		}
+		ldap_value_free_len(nb);
+		ldap_value_free_len(nc);
+	}
+	s->domains_read = true;
+	if (s->n_domains == 0)
+		setup_note(s, "%s: no domain found under %s", uri, base);
+done:
+	ldap_value_free_len(vals);
+	ldap_msgfree(res);
+}
+
+/* The service bind failed: say what AD said, in words. */
+static void
+setup_bind_error(struct conn_setup *s, LDAP *ld, const char *uri, int rc)
+{
+	char buf[600];
+	int sub;
+
+	diag(ld, rc, buf, sizeof(buf));
+	sub = rc == LDAP_INVALID_CREDENTIALS ? ldap_ad_bind_subcode(buf) : -1;
+	if (sub >= 0)
+		snprintf(s->error, sizeof(s->error),
+		         "%s: service bind as \"%s\": %s; Active Directory says: %s (data %x): "
+		         "check "
+		         "bind_dn and bind_password_file",
+		         uri, s->bind_dn, buf, ldap_ad_describe(sub), (unsigned)sub);
+	else if (rc == LDAP_INVALID_CREDENTIALS)
+		snprintf(s->error, sizeof(s->error),
+		         "%s: service bind as \"%s\": %s: check bind_dn and bind_password_file",
+		         uri, s->bind_dn, buf);
+	else
+		snprintf(s->error, sizeof(s->error), "%s: service bind as \"%s\": %s", uri,
+		         s->bind_dn, buf);
+}
+
 static int
 setup_one(struct conn_setup *s, const char *uri, LDAP **ld_r)
 {
-	char buf[400];
+	struct setup_target t;
+	char buf[600], why[700];
 	LDAP *ld = NULL;
 	int rc, fd = -1;
 
-	rc = ldap_initialize(&ld, uri);
+	if (setup_target(s, uri, &t) < 0) {
+		snprintf(s->error, sizeof(s->error), "%s: not an LDAP URL", uri);
+		return LDAP_PARAM_ERROR;
+	}
+	rc = setup_open(s, uri, &t, s->tls_verify ? LDAP_OPT_X_TLS_DEMAND : LDAP_OPT_X_TLS_NEVER,
+	                &ld, buf, sizeof(buf));
 	if (rc != LDAP_SUCCESS) {
-		snprintf(s->error, sizeof(s->error), "%s: %s", uri, ldap_err2string(rc));
+		snprintf(s->error, sizeof(s->error), "%s: connect: %s", uri, buf);
+		setup_note(s, "%s", s->error);
 		return rc;
 	}
-	if (setup_options(s, ld) < 0) {
-		rc = LDAP_LOCAL_ERROR;
-		snprintf(s->error, sizeof(s->error),
-		         "%s: cannot set the connection options "
-		         "(TLS settings, ca_file?)",
-		         uri);
+	rc = setup_secure(s, ld, &t);
+	if (rc != LDAP_SUCCESS) {
+		const char *step = s->starttls ? "StartTLS" : t.ldaps ? "TLS" : "connect";
+		diag(ld, rc, buf, sizeof(buf));
+		why[0] = '\0';
+		/* LDAP_CONNECT_ERROR: the TLS handshake or the certificate check
+		 * failed (a refused StartTLS is the server's own result code). */
+		if (rc == LDAP_CONNECT_ERROR && (s->starttls || t.ldaps) && s->tls_verify)
+			setup_diagnose(s, uri, &t, why, sizeof(why));
+		if (why[0] != '\0')
+			snprintf(s->error, sizeof(s->error),
+			         "%s: %s: certificate refused for \"%s\": %s", uri, step, t.name,
+			         why);
+		else
+			snprintf(s->error, sizeof(s->error), "%s: %s: %s", uri, step, buf);
 		goto fail;
 	}
-	if (s->starttls) {
-		/* RFC 4513 3: StartTLS first, before any bind. */
-		rc = ldap_start_tls_s(ld, NULL, NULL);
-		if (rc != LDAP_SUCCESS) {
-			snprintf(s->error, sizeof(s->error), "%s: StartTLS: %s", uri,
-			         diag(ld, rc, buf, sizeof(buf)));
-			goto fail;
-		}
-		setup_note(s, "%s: connected, StartTLS done%s", uri,
-		           s->tls_verify ? ", certificate verified" : ", certificate NOT checked");
-	} else {
-		rc = ldap_connect(ld);
-		if (rc != LDAP_SUCCESS) {
-			snprintf(s->error, sizeof(s->error), "%s: %s", uri,
-			         diag(ld, rc, buf, sizeof(buf)));
-			goto fail;
-		}
-		setup_note(s, "%s: connected%s", uri,
-		           strncmp(uri, "ldaps:", 6) == 0
-		                   ? (s->tls_verify ? " (TLS, certificate verified)"
-		                                    : " (TLS, certificate NOT checked)")
-		                   : "");
-	}
+	if (s->starttls || t.ldaps)
+		setup_note(s, "%s: connected, %s done%s%s%s", uri, s->starttls ? "StartTLS" : "TLS",
+		           s->tls_verify ? ", certificate verified for \""
+		                         : ", certificate NOT checked",
+		           s->tls_verify ? t.name : "", s->tls_verify ? "\"" : "");
+	else
+		setup_note(s, "%s: connected", uri);
 	if (s->bind_dn != NULL) {
 		struct berval cred = {.bv_val = s->bind_password,
 		                      .bv_len = strlen(s->bind_password)};
 		rc = ldap_sasl_bind_s(ld, s->bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
 		if (rc != LDAP_SUCCESS) {
-			snprintf(s->error, sizeof(s->error), "%s: service bind as \"%s\": %s", uri,
-			         s->bind_dn, diag(ld, rc, buf, sizeof(buf)));
+			setup_bind_error(s, ld, uri, rc);
 			goto fail;
 		}
 		setup_note(s, "%s: bound as the service account \"%s\"", uri, s->bind_dn);
+		if (s->want_domains && !s->domains_read)
+			setup_read_domains(s, ld, uri);
 	}
 	if (ldap_get_option(ld, LDAP_OPT_DESC, &fd) != LDAP_OPT_SUCCESS || fd < 0 ||
 	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
@@ -370,6 +576,16 @@ setup_work(void *arg)
 }
 
 static void
+domains_free(struct ldap_conn_domain *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(d[i].netbios);
+		free(d[i].dn);
+	}
+	free(d);
+}
+
+static void
 setup_free(struct conn_setup *s)
 {
 	if (s == NULL)
@@ -380,8 +596,10 @@ setup_free(struct conn_setup *s)
 	free(s->order);
 	free(s->uri_failed);
 	free(s->ca_file);
+	free(s->tls_name);
 	free(s->bind_dn);
 	free_secret(s->bind_password);
+	domains_free(s->domains, s->n_domains);
 	if (s->ld != NULL)
 		ldap_unbind_ext(s->ld, NULL, NULL);
 	explicit_bzero(s, sizeof(*s));
@@ -413,10 +631,18 @@ setup_done(void *arg)
 	struct ldap_conn_pool *pool = s->pool;
 	const struct ldap_dir_cfg *dir = pool->dir;
 	struct ldap_conn *conn;
+	struct ldap_conn_wait *w;
 	int fd = -1;
 
 	pool->setup = NULL;
 	emit_trace_lines(pool, s->trace);
+	if (s->domains_read && !pool->domains_known) {
+		pool->domains = s->domains;
+		pool->n_domains = s->n_domains;
+		pool->domains_known = true;
+		s->domains = NULL;
+		s->n_domains = 0;
+	}
 	for (size_t i = 0; i < s->n_uris; i++) {
 		if (s->uri_failed[i]) {
 			pool->uri_backoff_ms[i] = next_backoff(pool->uri_backoff_ms[i]);
@@ -430,6 +656,10 @@ setup_done(void *arg)
 		log_err("ldap dir=%s: cannot connect (%s); directory unavailable, next try in %u "
 		        "ms",
 		        dir->name, s->error, pool->down_backoff_ms);
+		/* Those who waited for this very attempt get its own words;
+		 * later ones hear that the directory is down (pool_dispatch). */
+		while ((w = TAILQ_FIRST(&pool->waits[s->role])) != NULL)
+			wait_finish(w, NULL, LDAP_SERVER_DOWN, s->error);
 		setup_free(s);
 		pool_dispatch(pool);
 		return;
@@ -495,9 +725,12 @@ setup_start(struct ldap_conn_pool *pool, enum ldap_conn_role role)
 	s->starttls = dir->starttls;
 	s->tls_verify = dir->tls_verify;
 	s->ca_file = dir->ca_file != NULL ? xstrdup(dir->ca_file) : NULL;
+	s->tls_name = dir->tls_name != NULL ? xstrdup(dir->tls_name) : NULL;
 	if (role == LDAP_CONN_SEARCH && dir->bind_dn != NULL && pool->bind_password != NULL) {
 		s->bind_dn = xstrdup(dir->bind_dn);
 		s->bind_password = xstrdup(pool->bind_password);
+		s->want_domains = (dir->type == LDAP_TYPE_AD || dir->type == LDAP_TYPE_GC) &&
+		                  dir->netbios_domain == NULL && !pool->domains_known;
 	}
 	s->network_timeout = dir->network_timeout;
 	s->timeout = dir->timeout;
@@ -782,7 +1015,7 @@ conn_fail(struct ldap_conn *conn, int rc, const char *error)
 {
 	struct ldap_conn_pool *pool = conn->pool;
 	struct ldap_conn_op *op;
-	char msg[600];
+	char msg[1200];
 
 	if (conn->state == CONN_DEAD)
 		return;
@@ -911,7 +1144,7 @@ wait_on_event(evutil_socket_t fd, short what, void *arg)
 
 	if (!w->finished) {
 		/* The directory's timeout. */
-		char msg[600];
+		char msg[1200];
 		if (before(now_mono(), pool->down_until))
 			snprintf(msg, sizeof(msg), "directory unavailable: %s", pool->down_error);
 		else
@@ -967,7 +1200,7 @@ pool_dispatch(struct ldap_conn_pool *pool)
 				continue;
 			}
 			if (before(now_mono(), pool->down_until)) {
-				char msg[600];
+				char msg[1200];
 				snprintf(msg, sizeof(msg),
 				         "directory unavailable for %ld ms more: %s",
 				         ms_until(pool->down_until), pool->down_error);
@@ -1020,6 +1253,15 @@ const char *
 ldap_conn_uri(const struct ldap_conn *conn)
 {
 	return conn->uri;
+}
+
+bool
+ldap_conn_pool_domains(const struct ldap_conn_pool *pool, const struct ldap_conn_domain **d_r,
+                       size_t *n_r)
+{
+	*d_r = pool->domains;
+	*n_r = pool->n_domains;
+	return pool->domains_known;
 }
 
 /* ------------------------------------------------------------ pool */
@@ -1114,5 +1356,6 @@ ldap_conn_pool_free(struct ldap_conn_pool *pool)
 	free(pool->uri_down_until);
 	free(pool->uri_backoff_ms);
 	free_secret(pool->bind_password);
+	domains_free(pool->domains, pool->n_domains);
 	free(pool);
 }

@@ -54,6 +54,12 @@ struct ldap_conn_result {
 	bool more; /* the search matched more than max_entries entries */
 };
 
+/* An Active Directory domain of the forest (a crossRef entry). */
+struct ldap_conn_domain {
+	char *netbios; /* "CORP" */
+	char *dn;      /* its naming context, "DC=corp,DC=example" */
+};
+
 typedef void ldap_conn_acquire_cb(void *arg, struct ldap_conn *conn, int rc, const char *error);
 typedef void ldap_conn_done_cb(void *arg, const struct ldap_conn_result *res);
 /* One line of trace (for "authrelay test-auth"). */
@@ -78,6 +84,12 @@ void ldap_conn_acquire(struct ldap_conn_pool *, enum ldap_conn_role role, ldap_c
 void ldap_conn_release(struct ldap_conn *);
 /* The URI the connection is open to. */
 const char *ldap_conn_uri(const struct ldap_conn *);
+/* type = ad or gc without netbios_domain: the forest's domains, read once
+ * with the service account when the first search connection is set up.
+ * False while not read (yet, or it failed: each new search connection
+ * tries again); then *d_r and *n_r are the list (valid while the pool is). */
+bool ldap_conn_pool_domains(const struct ldap_conn_pool *, const struct ldap_conn_domain **d_r,
+                            size_t *n_r);
 
 /* Search on conn (scope is LDAP_SCOPE_*); attrs NULL-terminated (NULL: all
  * user attributes). The server is asked for at most max_entries entries;
