@@ -557,6 +557,36 @@ auth_alert_send_limit(struct auth_alert *a, const char *user, const char *client
 	alert_fire(a, "send_limit", subject, fields, title, body, now_ms);
 }
 
+/* ---------------------------------------------------- directory_lockout */
+
+void
+auth_alert_directory_lockout(struct auth_alert *a, const char *login, const char *client,
+                             const char *source, uint64_t now_ms)
+{
+	char subject[AUTH_ALERT_ESC_MAX + 64], fields[AUTH_ALERT_ESC_MAX + 200],
+	        title[AUTH_ALERT_ESC_MAX + 120], esc[AUTH_ALERT_ESC_MAX], cesc[128],
+	        body[AUTH_ALERT_ESC_MAX * 2 + 900];
+	const struct protection_config *pc = a->pc;
+
+	log_escape_str(login, esc, sizeof(esc));
+	log_escape_str(client[0] != '\0' ? client : "-", cesc, sizeof(cesc));
+	snprintf(subject, sizeof(subject), "directory_lockout %s", login);
+	snprintf(fields, sizeof(fields), "user=\"%s\" client=%s source=%s", esc, cesc, source);
+	snprintf(title, sizeof(title), "%s locked out by the directory", esc);
+	snprintf(body, sizeof(body),
+	         "The directory behind the %s source refused the login %s because the account\n"
+	         "is locked out by the directory's own lockout policy (Active Directory: bind\n"
+	         "sub-code 775). The last attempt came from %s.\n\n"
+	         "The lockout shield ([protection] lockout_login_failures = %u) stops asking\n"
+	         "the directory for a login after that many distinct wrong passwords, so that\n"
+	         "attackers cannot lock accounts out through this gateway. Either the\n"
+	         "directory's threshold is lower than that (lower lockout_login_failures\n"
+	         "below it), the shield is off, or the wrong passwords came from elsewhere\n"
+	         "(other servers that check passwords against the same directory).\n",
+	         source, esc, cesc, pc->lockout_login_failures);
+	alert_fire(a, "directory_lockout", subject, fields, title, body, now_ms);
+}
+
 /* --------------------------------------------------- source_unreachable */
 
 void

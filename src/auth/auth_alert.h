@@ -10,6 +10,9 @@
  *                       (reported by a worker, see auth_proto.h NOTIFY)
  *   source_unreachable  a source answered nothing but tempfail for longer
  *                       than unreachable_after
+ *   directory_lockout   a directory refused a login because its own lockout
+ *                       locked the account (Active Directory's 775), which
+ *                       the lockout shield ([protection]) is there to prevent
  *
  * An alert fires at most once per cooldown per subject (the kind and its
  * key: "login_failures login alice"). Each one is a log line
@@ -53,6 +56,9 @@ void auth_alert_source(struct auth_alert *, const char *source, bool reachable, 
 /* A worker refused a user over a sending limit. */
 void auth_alert_send_limit(struct auth_alert *, const char *user, const char *client,
                            const char *limit, unsigned count, unsigned max, uint64_t now_ms);
+/* A source reported the account locked out by the directory itself. */
+void auth_alert_directory_lockout(struct auth_alert *, const char *login, const char *client,
+                                  const char *source, uint64_t now_ms);
 /* Once a second: the unreachable check. */
 void auth_alert_tick(struct auth_alert *, uint64_t now_ms);
 

@@ -42,12 +42,32 @@
  * policy as the user's own addresses (auth_job_set_addresses()). The DN is
  * logged at debug level; "authrelay test-auth" shows both.
  *
+ * Active Directory (type = ad or gc):
+ *   - a down-level login "CORP\ann" is looked up as the account name "ann"
+ *     (%s and %u become "ann", %d is empty) when CORP is the directory's
+ *     NetBIOS domain: netbios_domain, or the forest's domains the pool read
+ *     with the service account (ldap_conn_pool_domains()). A Global
+ *     Catalog then searches that domain's naming context. Another domain
+ *     is "not here";
+ *   - a refused bind's sub-code (ldap_ad.h) becomes the reason: 52e
+ *     bad_password, 533 account_disabled, 775 account_locked... With a
+ *     dn_template, 52e stays "not here" (AD answers it for unknown users
+ *     too) while a sub-code about the account's state means the account is
+ *     here and refused.
+ *
+ * For "authrelay test-auth", the first step that failed is traced last as
+ * "failed step: ...", with why (a certificate, the service bind, the DC
+ * unreachable, the group gate).
+ *
  * Reasons: ok, bad_password, unknown_user, ambiguous, directory_unavailable,
  * not_in_group, no_password, unsupported_hash, mech_unavailable,
- * bind_refused, empty_password, internal.
+ * bind_refused, empty_password, internal; from AD's sub-codes logon_hours,
+ * workstation_refused, password_expired, account_disabled, account_expired,
+ * password_must_change, account_locked.
  */
 #include "auth_ldap.h"
 #include "auth_source.h"
+#include "ldap_ad.h"
 #include "ldap_config.h"
 #include "ldap_conn.h"
 #include "ldap_filter.h"
@@ -97,10 +117,16 @@ struct req_dir {
 	struct ldap_req *req;
 	struct ldap_dir *dir;
 	enum dir_state state;
-	struct ldap_conn *conn;   /* held (template mode: bound as the user) */
-	char *bind_name;          /* template mode: the DN or UPN bound as */
-	char *dn;                 /* the entry found */
-	struct berval *passwords; /* fetch: the password attribute's values */
+	struct ldap_conn *conn; /* held (template mode: bound as the user) */
+	char *bind_name;        /* template mode: the DN or UPN bound as */
+	char *login;            /* AD down-level login: the account name; NULL: as typed */
+	bool downlevel_pending; /* the domain is checked once the pool knows the forest's */
+	char downlevel_domain[LDAP_AD_NETBIOS_MAX + 1];
+	char *base;                   /* search base for this login; NULL: the configured one */
+	enum auth_reason bind_reason; /* template mode: AD refused the account (its state);
+	                               * AUTH_REASON_OK: it did not */
+	char *dn;                     /* the entry found */
+	struct berval *passwords;     /* fetch: the password attribute's values */
 	size_t n_passwords;
 	char *addresses; /* mail_attributes values, "a@x,b@y", or NULL */
 	unsigned n_entries;
@@ -127,6 +153,7 @@ struct ldap_req {
 	struct event *ev; /* deferred finish */
 	enum auth_result result;
 	enum auth_reason reason;
+	char *fail_note; /* the first step that failed, for test-auth */
 	auth_ldap_done_cb *cb;
 	void *arg;
 };
@@ -162,6 +189,7 @@ struct auth_ldap {
 static char ldap_init_error[8192];
 
 static void group_start(struct req_dir *rd);
+static bool downlevel_resolve(struct req_dir *rd);
 static void req_finish(struct ldap_req *req, enum auth_result result, enum auth_reason reason);
 
 static void AR_PRINTF(2, 3) trace(struct auth_ldap *src, const char *fmt, ...)
@@ -273,6 +301,8 @@ req_free(struct ldap_req *req)
 		rd_release(rd);
 		passwords_free(rd);
 		free(rd->bind_name);
+		free(rd->login);
+		free(rd->base);
 		free(rd->addresses);
 		free(rd->dn);
 		free(rd->error);
@@ -285,6 +315,7 @@ req_free(struct ldap_req *req)
 	}
 	free(req->challenge);
 	free(req->session);
+	free(req->fail_note);
 	if (req->ev != NULL)
 		event_free(req->ev);
 	free(req);
@@ -309,9 +340,24 @@ req_on_event(evutil_socket_t fd, short what, void *arg)
 
 /* Every answer goes through here: the callback runs on the next loop turn,
  * after all connections are given back. */
+/* Note the first step that failed and why (traced when the request ends). */
+static void AR_PRINTF(2, 3) req_fail_note(struct ldap_req *req, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (req->fail_note != NULL || req->src->trace == NULL)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&req->fail_note, fmt, ap) < 0)
+		req->fail_note = NULL;
+	va_end(ap);
+}
+
 static void
 req_finish(struct ldap_req *req, enum auth_result result, enum auth_reason reason)
 {
+	if (result != AUTH_OK && !req->lookup_only && req->fail_note != NULL)
+		trace(req->src, "failed step: %s", req->fail_note);
 	req->phase = PH_DONE;
 	req->result = result;
 	req->reason = reason;
@@ -381,6 +427,8 @@ req_decide(struct ldap_req *req)
 		         n_amb > 0 ? " (several entries in one directory)" : "");
 		trace(req->src, "decision: ambiguous: the login matches in %s%s%s; refused", found,
 		      n_found > 0 && n_amb > 0 ? "," : "", amb);
+		req_fail_note(req, "lookup: the login matches more than one entry (%s%s%s)", found,
+		              n_found > 0 && n_amb > 0 ? "," : "", amb);
 		req_finish(req, AUTH_FAIL, AUTH_REASON_AMBIGUOUS);
 		return;
 	}
@@ -393,12 +441,16 @@ req_decide(struct ldap_req *req)
 		      "decision: not found, but directory %s is unavailable and the user "
 		      "may exist there: temporary failure (454)",
 		      down);
+		req_fail_note(req, "[%s] the directory could not be asked: %s", down,
+		              first_error(req));
 		req_finish(req, AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE);
 		return;
 	}
 	if (n_found == 0) {
 		log_debug("s=%s ldap user=\"%s\" not found in any directory", sess, user);
 		trace(req->src, "decision: not found in any directory");
+		req_fail_note(req, "lookup: no entry matches the login in any directory (check "
+		                   "filter and base; disabled accounts are left out)");
 		req_finish(req, AUTH_FAIL, AUTH_REASON_UNKNOWN_USER);
 		return;
 	}
@@ -596,11 +648,13 @@ lookup_search(struct req_dir *rd, const char *base, int scope, const char *filte
 	                 lookup_on_search, rd);
 }
 
+/* tmpl with the login's tokens: the account name of a down-level login in
+ * an AD directory, else the login as typed. */
 static char *
-expand(const char *tmpl, const struct ldap_req *req, const char *dn, enum ldap_escape how)
+expand(const char *tmpl, const struct req_dir *rd, const char *dn, enum ldap_escape how)
 {
-	struct ldap_filter_vars v = {
-	        .login = req->login, .login_len = strlen(req->login), .user_dn = dn};
+	const char *login = rd->login != NULL ? rd->login : rd->req->login;
+	struct ldap_filter_vars v = {.login = login, .login_len = strlen(login), .user_dn = dn};
 	const char *err;
 	char *out = ldap_filter_expand(tmpl, &v, how, &err);
 
@@ -623,8 +677,12 @@ lookup_on_search_conn(void *arg, struct ldap_conn *conn, int rc, const char *err
 		return;
 	}
 	rd->conn = conn;
-	filter = expand(c->filter, rd->req, NULL, LDAP_ESCAPE_FILTER);
-	lookup_search(rd, c->base, scope_of(c), filter);
+	if (rd->downlevel_pending && !downlevel_resolve(rd)) {
+		rd_done(rd, DS_NOT_FOUND);
+		return;
+	}
+	filter = expand(c->filter, rd, NULL, LDAP_ESCAPE_FILTER);
+	lookup_search(rd, rd->base != NULL ? rd->base : c->base, scope_of(c), filter);
 	free(filter);
 }
 
@@ -640,22 +698,38 @@ lookup_on_template_bind(void *arg, const struct ldap_conn_result *res)
 	trace(req->src, "[%s] bind as \"%s\": %s", c->name, rd->bind_name,
 	      res->rc == LDAP_SUCCESS ? "ok" : res->error);
 	if (res->rc != LDAP_SUCCESS) {
+		int sub =
+		        res->rc == LDAP_INVALID_CREDENTIALS ? ldap_ad_bind_subcode(res->error) : -1;
 		rd_set_error(rd, res->error);
+		if (ldap_ad_account_state(sub)) {
+			/* AD checked the password first: the account is here,
+			 * and its state refuses it (disabled, locked...). */
+			trace(req->src, "[%s] Active Directory says: %s (data %x)", c->name,
+			      ldap_ad_describe(sub), (unsigned)sub);
+			rd->bind_reason = ldap_ad_reason(sub);
+			rd->dn = xstrdup(rd->bind_name);
+			rd->n_entries = 1;
+			rd_done(rd, DS_FOUND);
+			return;
+		}
 		/* A DN template cannot tell "no such user" from "wrong
 		 * password": both are "not here" (RFC 4513 6.3.1 lets a
-		 * server answer 49 for either). */
+		 * server answer 49 for either; AD's 52e says either). */
 		rd_done(rd, rc_unavailable(res->rc) ? DS_UNAVAILABLE : DS_NOT_FOUND);
 		return;
 	}
 	/* Read our own entry as the user, through the configured filter, so
 	 * that an entry the filter excludes (disabled) is "not here". */
-	filter = expand(c->filter, req, NULL, LDAP_ESCAPE_FILTER);
+	filter = expand(c->filter, rd, NULL, LDAP_ESCAPE_FILTER);
 	if (!c->upn_bind) {
 		lookup_search(rd, rd->bind_name, LDAP_SCOPE_BASE, filter);
 	} else {
-		char *upn = ldap_filter_escape(rd->bind_name, strlen(rd->bind_name),
-		                               LDAP_ESCAPE_FILTER);
-		if (asprintf(&upn_filter, "(&%s(userPrincipalName=%s))", filter, upn) < 0)
+		/* The bind name is a UPN, or a down-level DOMAIN\name. */
+		const char *bs = strchr(rd->bind_name, '\\');
+		const char *name = bs != NULL ? bs + 1 : rd->bind_name;
+		char *upn = ldap_filter_escape(name, strlen(name), LDAP_ESCAPE_FILTER);
+		if (asprintf(&upn_filter, "(&%s(%s=%s))", filter,
+		             bs != NULL ? "sAMAccountName" : "userPrincipalName", upn) < 0)
 			fatal("out of memory");
 		lookup_search(rd, c->base, scope_of(c), upn_filter);
 		free(upn_filter);
@@ -681,13 +755,113 @@ lookup_on_bind_conn(void *arg, struct ldap_conn *conn, int rc, const char *error
 	               lookup_on_template_bind, rd);
 }
 
+/* True if dn is base or under it (DN strings compared without case, as
+ * AD writes them in several cases). "" is the root: everything is under. */
+static bool
+dn_under(const char *dn, const char *base)
+{
+	size_t dl = strlen(dn), bl = strlen(base);
+
+	if (bl == 0)
+		return true;
+	if (dl < bl || ascii_strcasecmp(dn + dl - bl, base) != 0)
+		return false;
+	return dl == bl || dn[dl - bl - 1] == ',';
+}
+
+/* A down-level login whose domain this directory serves: the account name
+ * is what is looked up, under base (the domain's naming context when that
+ * is deeper: a Global Catalog's forest). */
+static bool
+downlevel_accept(struct req_dir *rd, const char *user, const char *domain_dn)
+{
+	const struct ldap_dir_cfg *c = rd->dir->cfg;
+
+	if (domain_dn != NULL && !dn_under(c->base, domain_dn)) {
+		if (!dn_under(domain_dn, c->base))
+			return false;
+		rd->base = xstrdup(domain_dn);
+	}
+	rd->login = xstrdup(user);
+	trace(rd->req->src, "[%s] down-level login: %s\\%s is the account \"%s\"%s%s", c->name,
+	      rd->downlevel_domain, user, user, rd->base != NULL ? " under " : "",
+	      rd->base != NULL ? rd->base : "");
+	return true;
+}
+
+/* Search mode without netbios_domain: the forest's domains are known once
+ * the pool has a search connection (read with the service account). */
+static bool
+downlevel_resolve(struct req_dir *rd)
+{
+	const struct ldap_dir_cfg *c = rd->dir->cfg;
+	const struct ldap_conn_domain *doms;
+	const char *user = strchr(rd->req->login, '\\') + 1;
+	size_t n;
+
+	rd->downlevel_pending = false;
+	if (!ldap_conn_pool_domains(rd->dir->pool, &doms, &n)) {
+		log_warn("ldap dir=%s: a down-level login (DOMAIN\\user) came in, but the domain "
+		         "names could not be read from the directory: set netbios_domain",
+		         c->name);
+		trace(rd->req->src,
+		      "[%s] down-level login: the domain names could not be read "
+		      "from the directory (set netbios_domain): not here",
+		      c->name);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ascii_strcasecmp(doms[i].netbios, rd->downlevel_domain) == 0) {
+			if (downlevel_accept(rd, user, doms[i].dn))
+				return true;
+			break;
+		}
+	}
+	trace(rd->req->src, "[%s] down-level login: no domain %s under base \"%s\": not here",
+	      c->name, rd->downlevel_domain, c->base);
+	return false;
+}
+
+/* AD: a down-level login. False if this directory is not asked (done). */
+static bool
+downlevel_prepare(struct req_dir *rd)
+{
+	const struct ldap_dir_cfg *c = rd->dir->cfg;
+	const char *user;
+
+	if ((c->type != LDAP_TYPE_AD && c->type != LDAP_TYPE_GC) ||
+	    !ldap_ad_split_downlevel(rd->req->login, rd->downlevel_domain, &user))
+		return true;
+	if (c->netbios_domain != NULL) {
+		if (ascii_strcasecmp(rd->downlevel_domain, c->netbios_domain) == 0 &&
+		    downlevel_accept(rd, user, NULL))
+			return true;
+		trace(rd->req->src,
+		      "[%s] down-level login for domain %s: this directory is %s "
+		      "(netbios_domain): not here",
+		      c->name, rd->downlevel_domain, c->netbios_domain);
+	} else if (c->dn_template == NULL) {
+		rd->downlevel_pending = true;
+		return true;
+	} else {
+		trace(rd->req->src,
+		      "[%s] down-level login: with a dn_template the domain cannot be read from "
+		      "the directory; set netbios_domain: not here",
+		      c->name);
+	}
+	rd_done(rd, DS_NOT_FOUND);
+	return false;
+}
+
 static void
 lookup_start(struct req_dir *rd)
 {
 	const struct ldap_dir_cfg *c = rd->dir->cfg;
 
+	if (!downlevel_prepare(rd))
+		return;
 	if (c->dn_template != NULL) {
-		rd->bind_name = expand(c->dn_template, rd->req, NULL,
+		rd->bind_name = expand(c->dn_template, rd, NULL,
 		                       c->upn_bind ? LDAP_ESCAPE_NONE : LDAP_ESCAPE_DN);
 		ldap_conn_acquire(rd->dir->pool, LDAP_CONN_BIND, lookup_on_bind_conn, rd);
 	} else {
@@ -713,12 +887,48 @@ verify_done(struct req_dir *rd, enum auth_result result, enum auth_reason reason
 		group_start(rd);
 		return;
 	}
+	if (result != AUTH_OK)
+		req_fail_note(req, "[%s] password check as \"%s\": %s%s%s", rd->dir->cfg->name,
+		              rd->dn != NULL ? rd->dn : "", auth_reason_name(reason),
+		              rd->error != NULL ? ": " : "", rd->error != NULL ? rd->error : "");
 	if (result == AUTH_TEMPFAIL)
 		log_warn("s=%s ldap dir=%s user=\"%s\" check failed: %s",
 		         esc(req->session, sess, sizeof(sess)), rd->dir->cfg->name,
 		         esc(req->login, user, sizeof(user)),
 		         rd->error != NULL ? rd->error : auth_reason_name(reason));
 	req_finish(req, result, reason);
+}
+
+/* invalidCredentials: a wrong password, or Active Directory's sub-code
+ * (ldap_ad.h) says what else refused the account. */
+static void
+verify_refused(struct req_dir *rd, const struct ldap_conn_result *res)
+{
+	struct ldap_req *req = rd->req;
+	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64];
+	int sub = ldap_ad_bind_subcode(res->error);
+	enum auth_reason reason = sub >= 0 ? ldap_ad_reason(sub) : AUTH_REASON_BAD_PASSWORD;
+
+	if (reason == AUTH_REASON_BAD_PASSWORD) {
+		verify_done(rd, AUTH_FAIL, AUTH_REASON_BAD_PASSWORD);
+		return;
+	}
+	rd_set_error(rd, res->error);
+	trace(req->src, "[%s] Active Directory says: %s (data %x)", rd->dir->cfg->name,
+	      ldap_ad_describe(sub), (unsigned)sub);
+	esc(req->session, sess, sizeof(sess));
+	esc(req->login, user, sizeof(user));
+	if (reason == AUTH_REASON_ACCOUNT_LOCKED)
+		/* The lockout shield ([protection]) exists to keep attackers
+		 * from tripping this: someone got past it, or guesses
+		 * elsewhere. auth_server raises the alert. */
+		log_warn("s=%s ldap dir=%s user=\"%s\" locked out by the directory itself "
+		         "(Active Directory data 775)",
+		         sess, rd->dir->cfg->name, user);
+	else
+		log_info("s=%s ldap dir=%s user=\"%s\" bind refused: %s (data %x)", sess,
+		         rd->dir->cfg->name, user, ldap_ad_describe(sub), (unsigned)sub);
+	verify_done(rd, AUTH_FAIL, reason);
 }
 
 static void
@@ -732,6 +942,8 @@ verify_on_bind(void *arg, const struct ldap_conn_result *res)
 		verify_done(rd, AUTH_OK, AUTH_REASON_OK);
 		return;
 	case LDAP_INVALID_CREDENTIALS:
+		verify_refused(rd, res);
+		return;
 	case LDAP_INAPPROPRIATE_AUTH:
 		verify_done(rd, AUTH_FAIL, AUTH_REASON_BAD_PASSWORD);
 		return;
@@ -951,6 +1163,10 @@ verify_start(struct req_dir *rd)
 		verify_done(rd, AUTH_FAIL, AUTH_REASON_MECH_UNAVAILABLE);
 		return;
 	}
+	if (rd->bind_reason != AUTH_REASON_OK) {
+		verify_done(rd, AUTH_FAIL, rd->bind_reason); /* the lookup's bind, refused */
+		return;
+	}
 	if (c->dn_template != NULL) {
 		verify_done(rd, AUTH_OK, AUTH_REASON_OK); /* the lookup's bind */
 		return;
@@ -977,15 +1193,21 @@ group_on_search(void *arg, const struct ldap_conn_result *res)
 		bool member = res->n_entries > 0 || res->more;
 		trace(req->src, "[%s] group check: %s", c->name,
 		      member ? "member" : "not a member");
-		if (!member)
+		if (!member) {
 			log_info("s=%s ldap dir=%s user=\"%s\" not in group \"%s\"",
 			         esc(req->session, sess, sizeof(sess)), c->name,
 			         esc(req->login, user, sizeof(user)), c->group_dn);
+			req_fail_note(req,
+			              "[%s] group check: \"%s\" is not a member of \"%s\" "
+			              "(group_filter %s)",
+			              c->name, rd->dn, c->group_dn, c->group_filter);
+		}
 		req_finish(req, member ? AUTH_OK : AUTH_FAIL,
 		           member ? AUTH_REASON_OK : AUTH_REASON_NOT_IN_GROUP);
 		return;
 	}
 	trace(req->src, "[%s] group check failed: %s", c->name, res->error);
+	req_fail_note(req, "[%s] group check on \"%s\": %s", c->name, c->group_dn, res->error);
 	if (res->rc == LDAP_NO_SUCH_OBJECT)
 		log_err("ldap dir=%s: group_dn \"%s\" does not exist (or may not be read)", c->name,
 		        c->group_dn);
@@ -999,7 +1221,7 @@ group_search(struct req_dir *rd)
 {
 	const struct ldap_dir_cfg *c = rd->dir->cfg;
 	static char *no_attrs[] = {LDAP_NO_ATTRS, NULL};
-	char *filter = expand(c->group_filter, rd->req, rd->dn, LDAP_ESCAPE_FILTER);
+	char *filter = expand(c->group_filter, rd, rd->dn, LDAP_ESCAPE_FILTER);
 
 	trace(rd->req->src, "[%s] group check on %s: base=\"%s\" scope=base filter=%s", c->name,
 	      ldap_conn_uri(rd->conn), c->group_dn, filter);
@@ -1015,6 +1237,8 @@ group_on_conn(void *arg, struct ldap_conn *conn, int rc, const char *error)
 
 	if (conn == NULL) {
 		trace(rd->req->src, "[%s] group check: %s", rd->dir->cfg->name, error);
+		req_fail_note(rd->req, "[%s] group check: no connection: %s", rd->dir->cfg->name,
+		              error);
 		log_warn("ldap dir=%s: group check: %s", rd->dir->cfg->name, error);
 		req_finish(rd->req, AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE);
 		return;

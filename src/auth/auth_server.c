@@ -317,6 +317,8 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 	uint64_t now = now_ms();
 
 	auth_alert_source(srv->alert, name, result != AUTH_TEMPFAIL, now);
+	if (result == AUTH_FAIL && reason == AUTH_REASON_ACCOUNT_LOCKED)
+		auth_alert_directory_lockout(srv->alert, req->login, req->client, name, now);
 	if (auth_cache_cacheable(srv->cache, req->mech)) {
 		uint8_t key[KEYHASH_LEN];
 		struct auth_cache_hit hit;

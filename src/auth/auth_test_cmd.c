@@ -5,7 +5,10 @@
  * event loop of its own, with the source's trace hook printing each step to
  * stdout: which directory, which URI, which filter (with the login escaped
  * as sent), which entries matched (password values hidden), which method
- * ran, the decision and its reason. Log lines (connection failures) go to
+ * ran, the decision and its reason; when the login fails, the step that
+ * failed and why ("failed step: ..."): a certificate refused (unknown issuer,
+ * expired, name mismatch), the service bind refused, the directory
+ * unreachable, the group gate. Log lines (connection failures) go to
  * stderr.
  *
  * The password comes from the terminal with echo off, or from the first
@@ -102,10 +105,14 @@ print_dirs(const struct config *cfg)
 		       d->dn_template != NULL ? d->dn_template : "");
 		for (size_t u = 0; u < d->n_uris; u++)
 			printf("%s%s", u > 0 ? "," : "", d->uris[u]);
-		printf(" starttls=%s tls_verify=%s base=\"%s\" scope=%s%s%s%s\n",
-		       d->starttls ? "yes" : "no", d->tls_verify ? "yes" : "no", d->base,
+		printf(" starttls=%s tls_verify=%s%s%s base=\"%s\" scope=%s%s%s%s%s%s\n",
+		       d->starttls ? "yes" : "no", d->tls_verify ? "yes" : "no",
+		       d->tls_name != NULL ? " tls_name=" : "",
+		       d->tls_name != NULL ? d->tls_name : "", d->base,
 		       ldap_config_scope_name(d->scope), d->bind_dn != NULL ? " bind_dn=\"" : "",
-		       d->bind_dn != NULL ? d->bind_dn : "", d->bind_dn != NULL ? "\"" : "");
+		       d->bind_dn != NULL ? d->bind_dn : "", d->bind_dn != NULL ? "\"" : "",
+		       d->netbios_domain != NULL ? " netbios_domain=" : "",
+		       d->netbios_domain != NULL ? d->netbios_domain : "");
 		printf("  filter template: %s\n", d->filter);
 		if (d->group_dn != NULL)
 			printf("  group gate: %s on \"%s\"\n", d->group_filter, d->group_dn);

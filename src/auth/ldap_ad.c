@@ -9,23 +9,24 @@
 
 struct ad_code {
 	int code;
-	const char *reason;
+	enum auth_reason reason;
 	const char *text;
 	bool state; /* the password was right: the account's state refused it */
 };
 
 static const struct ad_code ad_codes[] = {
-        {0x525, "unknown_user", "no such user", false},
-        {0x52e, "bad_password", "wrong password (or no such account)", false},
-        {0x530, "logon_hours", "not permitted to log on at this time (logonHours)", true},
-        {0x531, "workstation_refused",
+        {0x525, AUTH_REASON_UNKNOWN_USER, "no such user", false},
+        {0x52e, AUTH_REASON_BAD_PASSWORD, "wrong password (or no such account)", false},
+        {0x530, AUTH_REASON_LOGON_HOURS, "not permitted to log on at this time (logonHours)", true},
+        {0x531, AUTH_REASON_WORKSTATION_REFUSED,
          "not permitted to log on from this workstation (userWorkstations)", true},
-        {0x532, "password_expired", "the password has expired", true},
-        {0x533, "account_disabled", "the account is disabled", true},
-        {0x701, "account_expired", "the account has expired (accountExpires)", true},
-        {0x773, "password_must_change", "the user must change the password before logging on",
-         true},
-        {0x775, "account_locked", "the account is locked out (the directory's own lockout)", true},
+        {0x532, AUTH_REASON_PASSWORD_EXPIRED, "the password has expired", true},
+        {0x533, AUTH_REASON_ACCOUNT_DISABLED, "the account is disabled", true},
+        {0x701, AUTH_REASON_ACCOUNT_EXPIRED, "the account has expired (accountExpires)", true},
+        {0x773, AUTH_REASON_PASSWORD_MUST_CHANGE,
+         "the user must change the password before logging on", true},
+        {0x775, AUTH_REASON_ACCOUNT_LOCKED,
+         "the account is locked out (the directory's own lockout)", true},
 };
 
 static const struct ad_code *
@@ -73,12 +74,12 @@ ldap_ad_bind_subcode(const char *diag)
 	return -1;
 }
 
-const char *
+enum auth_reason
 ldap_ad_reason(int subcode)
 {
 	const struct ad_code *c = find(subcode);
 
-	return c != NULL ? c->reason : NULL;
+	return c != NULL ? c->reason : AUTH_REASON_BIND_REFUSED;
 }
 
 const char *

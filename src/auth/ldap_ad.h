@@ -29,6 +29,7 @@
 #define AUTHRELAY_LDAP_AD_H
 
 #include <stddef.h>
+#include "../authwire/auth_reason.h"
 #include "../lib/common.h"
 
 /* NetBIOS names are at most 15 characters (MS-NBTE). */
@@ -37,9 +38,9 @@
 /* The sub-code in diag ("... data 52e, ..."), or -1 if it has none. */
 int ldap_ad_bind_subcode(const char *diag);
 
-/* The auth reason for a sub-code ("account_locked"), or NULL for one this
- * table does not know. */
-const char *ldap_ad_reason(int subcode);
+/* The auth reason for a sub-code (AUTH_REASON_ACCOUNT_LOCKED for 775);
+ * AUTH_REASON_BIND_REFUSED for one this table does not know. */
+enum auth_reason ldap_ad_reason(int subcode);
 
 /* What the sub-code means, for admins ("the account is locked out"); a
  * generic text for an unknown one. */

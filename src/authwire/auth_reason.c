@@ -40,6 +40,13 @@ static const char *const auth_reason_names[AUTH_REASON_COUNT] = {
         [AUTH_REASON_AUTH_UNAVAILABLE] = "auth_unavailable",
         [AUTH_REASON_TIMEOUT] = "timeout",
         [AUTH_REASON_TOO_MANY_REQUESTS] = "too_many_requests",
+        [AUTH_REASON_ACCOUNT_DISABLED] = "account_disabled",
+        [AUTH_REASON_ACCOUNT_LOCKED] = "account_locked",
+        [AUTH_REASON_ACCOUNT_EXPIRED] = "account_expired",
+        [AUTH_REASON_PASSWORD_EXPIRED] = "password_expired",
+        [AUTH_REASON_PASSWORD_MUST_CHANGE] = "password_must_change",
+        [AUTH_REASON_LOGON_HOURS] = "logon_hours",
+        [AUTH_REASON_WORKSTATION_REFUSED] = "workstation_refused",
 };
 
 const char *

@@ -49,7 +49,16 @@ enum auth_reason {
 	AUTH_REASON_AUTH_UNAVAILABLE = 28, /* worker: not connected */
 	AUTH_REASON_TIMEOUT = 29,          /* worker: no RESULT in time */
 	AUTH_REASON_TOO_MANY_REQUESTS = 30,
-	AUTH_REASON_COUNT /* not a reason: the number of them */
+	/* AUTH_FAIL from Active Directory's bind sub-codes (ldap_ad.h): the
+	 * password was right, the account's state refuses it. */
+	AUTH_REASON_ACCOUNT_DISABLED = 31,     /* data 533 */
+	AUTH_REASON_ACCOUNT_LOCKED = 32,       /* data 775: the directory's own lockout */
+	AUTH_REASON_ACCOUNT_EXPIRED = 33,      /* data 701 */
+	AUTH_REASON_PASSWORD_EXPIRED = 34,     /* data 532 */
+	AUTH_REASON_PASSWORD_MUST_CHANGE = 35, /* data 773 */
+	AUTH_REASON_LOGON_HOURS = 36,          /* data 530 */
+	AUTH_REASON_WORKSTATION_REFUSED = 37,  /* data 531 */
+	AUTH_REASON_COUNT                      /* not a reason: the number of them */
 };
 
 /* The log word ("bad_password"); "unknown" for a value out of range. */

@@ -49,6 +49,13 @@ static const struct {
         {AUTH_REASON_AUTH_UNAVAILABLE, 28, "auth_unavailable"},
         {AUTH_REASON_TIMEOUT, 29, "timeout"},
         {AUTH_REASON_TOO_MANY_REQUESTS, 30, "too_many_requests"},
+        {AUTH_REASON_ACCOUNT_DISABLED, 31, "account_disabled"},
+        {AUTH_REASON_ACCOUNT_LOCKED, 32, "account_locked"},
+        {AUTH_REASON_ACCOUNT_EXPIRED, 33, "account_expired"},
+        {AUTH_REASON_PASSWORD_EXPIRED, 34, "password_expired"},
+        {AUTH_REASON_PASSWORD_MUST_CHANGE, 35, "password_must_change"},
+        {AUTH_REASON_LOGON_HOURS, 36, "logon_hours"},
+        {AUTH_REASON_WORKSTATION_REFUSED, 37, "workstation_refused"},
 };
 
 /* The wire values are fixed, and each maps to its word. */
