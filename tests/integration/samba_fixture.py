@@ -344,6 +344,10 @@ def provisioned() -> Path:
         os.replace(tmp, tarball)   # atomic: concurrent runs may race here
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    # Domains of older fixture or Samba versions are never used again.
+    for old in cache.glob("samba-dc-*.tar"):
+        if old != tarball:
+            old.unlink(missing_ok=True)
     return tarball
 
 
