@@ -3,9 +3,10 @@
  * threshold globally, per login and per client (the 4th of "3/60s" fires,
  * once per cooldown per subject, again after it), the mail (headers, top
  * logins, top addresses, CRLF, escaping of hostile logins), the log line of
- * every alert, multi_ip, send_limit, an unreachable source (only after
- * unreachable_after, once, and its recovery), alerts without recipients
- * (logged only), the hook's text, and a channel that refuses (mailed=no).
+ * every alert, multi_ip, send_limit, directory_lockout, an unreachable
+ * source (only after unreachable_after, once, and its recovery), alerts
+ * without recipients (logged only), the hook's text, and a channel that
+ * refuses (mailed=no).
  *
  * Mail and hook text leave as MAIL and HOOK messages (alert_proto.h), which
  * the test decodes as the queue process would; running the hook is
@@ -276,6 +277,34 @@ test_send_limit(void **state)
 	auth_alert_free(a);
 }
 
+/* AD's 775: once per cooldown per login, whatever the client; the mail
+ * names the shield's setting. */
+static void
+test_directory_lockout(void **state)
+{
+	struct protection_config pc;
+	struct mails m = {0};
+	struct auth_alert *a;
+
+	base_config(&pc);
+	pc.lockout_login_failures = 10;
+	a = auth_alert_new(&cfg, &pc, kh, on_send, &m);
+	auth_alert_directory_lockout(a, "lou", "192.0.2.7", "ldap", 0);
+	auth_alert_directory_lockout(a, "lou", "192.0.2.8", "ldap", 1000);
+	assert_int_equal(m.n, 1);
+	assert_non_null(strstr(m.last, "Subject: [authrelay] lou locked out by the directory"));
+	assert_non_null(strstr(m.last, "X-Authrelay-Alert: directory_lockout"));
+	assert_non_null(strstr(m.last, "lockout_login_failures = 10"));
+	assert_non_null(strstr(m.last, "came from 192.0.2.7."));
+	assert_non_null(strstr(read_log(), "alert kind=directory_lockout user=\"lou\" "
+	                                   "client=192.0.2.7 source=ldap mailed=yes"));
+	auth_alert_directory_lockout(a, "ann", "192.0.2.7", "ldap", 2000);
+	assert_int_equal(m.n, 2);
+	auth_alert_directory_lockout(a, "lou", "192.0.2.7", "ldap", 101000); /* after cooldown */
+	assert_int_equal(m.n, 3);
+	auth_alert_free(a);
+}
+
 static void
 test_unreachable(void **state)
 {
@@ -377,6 +406,7 @@ main(void)
 	        cmocka_unit_test(test_escaping),          cmocka_unit_test(test_multi_ip),
 	        cmocka_unit_test(test_send_limit),        cmocka_unit_test(test_unreachable),
 	        cmocka_unit_test(test_log_only_and_hook), cmocka_unit_test(test_channel_refuses),
+	        cmocka_unit_test(test_directory_lockout),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
