@@ -12,6 +12,15 @@
  * pool: a directory that swallows packets must not hold the threads that
  * check users-file hashes. At most one setup per directory runs at a time.
  *
+ * The setup makes the TCP connection itself (ldap_tls.c) and hands the
+ * socket to libldap (ldap_init_fd) with a URI naming tls_name, if set: a
+ * port that refuses or stays silent is told apart from a TLS failure, and
+ * libldap verifies the certificate for that name. A certificate libldap
+ * refuses is fetched again, unverified, to say why (unknown issuer,
+ * expired, name mismatch). With Active Directory and no netbios_domain,
+ * the first search connection also reads the forest's domains (crossRef
+ * entries) for down-level logins.
+ *
  * Once set up, the socket is made non-blocking and handed to the loop: a
  * libevent read event per connection, ldap_search_ext()/ldap_sasl_bind()
  * to send (a request is a few hundred bytes: it fits in the socket buffer),
