@@ -75,11 +75,15 @@ static const struct settings_key server_keys[] = {
          .def_doc = "the system's host name, else localhost", .type_doc = "host name",
          .meaning = "Name in the 220 greeting, the EHLO reply and our Received headers."},
         {"user", SETTINGS_STRING, CFG(user), .def = "authrelay", .flags = SETTINGS_RESTART,
-         .meaning = "The SMTP workers and the queue run as this user when started as root."},
-        {"auth_user", SETTINGS_STRING, CFG(auth_user), .flags = SETTINGS_RESTART,
-         .def_doc = "the value of user",
+         .meaning = "The SMTP workers run as this user when started as root."},
+        {"auth_user", SETTINGS_STRING, CFG(auth_user), .def = "authrelay-auth",
+         .flags = SETTINGS_RESTART,
          .meaning = "User of the auth process, the only one that reads the credential "
-                    "stores."},
+                    "stores; not the same as user."},
+        {"queue_user", SETTINGS_STRING, CFG(queue_user), .def = "authrelay-queue",
+         .flags = SETTINGS_RESTART,
+         .meaning = "User of the queue process, which owns the spool after the 250 and "
+                    "writes Maildirs; not the same as user."},
         {"workers", SETTINGS_UINT, CFG(workers), .def = "0", .max = 1024,
          .meaning = "SMTP worker processes; 0 means one per CPU core."},
         {"spool_dir", SETTINGS_PATH, CFG(spool_dir), .def = "/var/spool/authrelay",
@@ -92,6 +96,12 @@ static const struct settings_key server_keys[] = {
          .meaning = "The least severe level that is logged."},
         {"pid_file", SETTINGS_PATH, CFG(pid_file), .flags = SETTINGS_OPTIONAL | SETTINGS_RESTART,
          .meaning = "If set, the master writes its pid here."},
+        {"sandbox", SETTINGS_BOOL, CFG(sandbox), .def = "yes", .flags = SETTINGS_RESTART,
+         .meaning = "The workers, the auth process and the queue run under a seccomp "
+                    "allow-list of system calls; a call outside it kills the process."},
+        {"core_dumps", SETTINGS_BOOL, CFG(core_dumps), .def = "no", .flags = SETTINGS_RESTART,
+         .meaning = "Allow core dumps (the master keeps RLIMIT_CORE); no sets it to 0 for "
+                    "every process."},
 };
 
 static const struct settings_key tls_keys[] = {
@@ -406,8 +416,19 @@ resolve_server(struct load_state *st)
 			snprintf(host, sizeof(host), "localhost");
 		cfg->hostname = xstrdup(host);
 	}
-	if (cfg->auth_user == NULL)
-		cfg->auth_user = xstrdup(cfg->user);
+	/* One uid for two processes gives each the other's rights: the
+	 * workers could read the credential stores, or write what the queue
+	 * later opens with its own. */
+	if (strcmp(cfg->auth_user, cfg->user) == 0)
+		settings_warning(st->ctx, global_key_line(st, &config_server_section, "auth_user"),
+		                 "[server] auth_user is the same as user (%s): the SMTP workers "
+		                 "could read the users file and the directory passwords",
+		                 cfg->user);
+	if (strcmp(cfg->queue_user, cfg->user) == 0)
+		settings_warning(st->ctx, global_key_line(st, &config_server_section, "queue_user"),
+		                 "[server] queue_user is the same as user (%s): the SMTP workers "
+		                 "could write the queue's state files",
+		                 cfg->user);
 }
 
 static void

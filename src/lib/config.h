@@ -96,13 +96,16 @@ struct config {
 	/* [server] */
 	char *hostname;
 	char *user;       /* workers run as this user when started as root */
-	char *auth_user;  /* the auth process; default = user */
+	char *auth_user;  /* the auth process */
+	char *queue_user; /* the queue process */
 	unsigned workers; /* 0 = one per core */
 	char *spool_dir;
 	bool chroot; /* workers chroot into spool_dir when root */
 	bool use_syslog;
 	int log_level; /* enum log_level */
 	char *pid_file;
+	bool sandbox;    /* seccomp allow-lists for the children (sandbox.h) */
+	bool core_dumps; /* false: RLIMIT_CORE 0 */
 	/* [tls] */
 	char *tls_cert_file;
 	char *tls_key_file;

@@ -6,8 +6,12 @@
  *   auth     one process, user auth_user, holds the credential stores;
  *   smtpd    `workers` processes, user `user`, chrooted into the spool,
  *            each accepting on all listeners;
- *   queue    one process, user `user`, owns the spool after the 250 and
- *            delivers (src/queue/, issue 5).
+ *   queue    one process, user queue_user, owns the spool after the 250
+ *            and delivers (src/queue/).
+ *
+ * Each child sets PR_SET_NO_NEW_PRIVS and its seccomp allow-list right
+ * after the drop (src/lib/sandbox.h); a call outside it kills the child
+ * with SIGSYS, which is logged by name like any other death.
  *
  * It restarts a child that dies (with back-off), forwards SIGHUP (reload) to
  * the auth process, and on SIGTERM stops the children and exits. The master
@@ -26,7 +30,9 @@
 #include "../lib/log.h"
 #include "../lib/net.h"
 #include "../lib/readiness.h"
+#include "../lib/sandbox.h"
 #include "../lib/sdnotify.h"
+#include "../lib/spawner.h"
 #include "../queue/queue.h"
 #include "../queue/queue_config.h"
 #include "../smtpd/conn_limit.h"
@@ -44,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -57,6 +64,7 @@
 #include <event2/event.h>
 
 #define AUTH_SOCKET_NAME "private/auth"
+#define QUEUE_SOCKET_NAME "private/queue"
 /* Back-off between restarts of a child that keeps dying. */
 #define RESTART_MIN_MS 100
 #define RESTART_MAX_MS 30000
@@ -86,10 +94,13 @@ struct master {
 	bool is_root;
 	struct privdrop_user user;
 	struct privdrop_user auth_user;
+	struct privdrop_user queue_user;
 	int *listen_fds;
 	int auth_fd;
 	int alert_fds[2]; /* the alert channel: [0] auth's end, [1] the queue's */
 	char auth_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int queue_ctl_fd; /* `authrelay queue` commands, for the queue process */
+	char queue_ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct conn_limit *limits;
 	struct send_limit *send_limits; /* issue 6: per-user sending limits */
 	struct protection_config prot;  /* what the workers need of it */
@@ -162,41 +173,55 @@ fail:
 	return -1;
 }
 
-/* The auth socket: a UNIX socket in the spool's private/ directory, which
- * only the worker user can enter. The master keeps the listening socket
- * open, so a restarted auth process takes over without workers noticing more
- * than a reconnect. */
+/* A listening UNIX socket at spool_dir/name (path_r), mode 0600, owned by
+ * uid:gid when root. The master binds the spool's sockets in private/,
+ * which is root's (spool.h): no child can put another socket in their
+ * place. It keeps them open, so a restarted child takes over without its
+ * clients noticing more than a reconnect. */
 static int
-master_bind_auth(struct master *m, const char **error_r)
+master_bind_unix(struct master *m, const char *name, uid_t uid, gid_t gid, char *path_r,
+                 size_t path_size, const char **error_r)
 {
 	static char err[256];
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	int n = snprintf(m->auth_path, sizeof(m->auth_path), "%s/%s", m->cfg->spool_dir,
-	                 AUTH_SOCKET_NAME);
-	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
+	int n = snprintf(path_r, path_size, "%s/%s", m->cfg->spool_dir, name);
+	if (n < 0 || (size_t)n >= sizeof(sun.sun_path) || (size_t)n >= path_size) {
 		*error_r = "spool_dir is too long for a UNIX socket path";
 		return -1;
 	}
-	memcpy(sun.sun_path, m->auth_path, (size_t)n + 1);
+	memcpy(sun.sun_path, path_r, (size_t)n + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
-	unlink(m->auth_path);
+	unlink(path_r);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
 		goto fail;
-	if (chmod(m->auth_path, 0600) != 0)
+	if (chmod(path_r, 0600) != 0)
 		goto fail;
-	if (m->is_root && chown(m->auth_path, m->user.uid, m->user.gid) != 0)
+	if (m->is_root && chown(path_r, uid, gid) != 0)
 		goto fail;
 	if (listen(fd, 256) != 0)
 		goto fail;
 	return fd;
 fail:
-	snprintf(err, sizeof(err), "auth socket %s: %s", m->auth_path, strerror(errno));
+	snprintf(err, sizeof(err), "socket %s: %s", path_r, strerror(errno));
 	*error_r = err;
 	if (fd >= 0)
 		close(fd);
 	return -1;
+}
+
+/* Install the child's system-call allow-list (sandbox.h), unless the
+ * config turned it off. */
+static void
+child_sandbox(const struct master *m, enum sandbox_kind kind)
+{
+	const char *err;
+
+	if (!m->cfg->sandbox)
+		return;
+	if (sandbox_apply(kind, &err) != 0)
+		fatal("sandbox: %s", err);
 }
 
 /* In a new child: forget the master's signal handling (libevent's handlers
@@ -245,9 +270,11 @@ child_run_auth(struct master *m)
 	if (m->is_root)
 		privdrop_apply(&m->auth_user, NULL);
 	child_after_drop(m);
+	close(m->queue_ctl_fd);
 	/* It holds secrets: no core dumps, no ptrace by the same uid. */
 	prctl(PR_SET_DUMPABLE, 0);
 	close(m->alert_fds[1]);
+	child_sandbox(m, SANDBOX_AUTH);
 	exit(auth_server_main(m->cfg, m->auth_fd, m->alert_fds[0]));
 }
 
@@ -264,6 +291,7 @@ child_run_smtpd(struct master *m, unsigned idx)
 	close(m->auth_fd);
 	close(m->alert_fds[0]);
 	close(m->alert_fds[1]);
+	close(m->queue_ctl_fd);
 	bool need_tls = false;
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		need_tls |= cfg->listeners[i].tls != LTLS_NONE;
@@ -277,6 +305,7 @@ child_run_smtpd(struct master *m, unsigned idx)
 	if (m->is_root)
 		privdrop_apply(&m->user, chrooted ? cfg->spool_dir : NULL);
 	child_after_drop(m);
+	child_sandbox(m, SANDBOX_SMTPD);
 	char auth_path[sizeof(m->auth_path)];
 	snprintf(auth_path, sizeof(auth_path), "%s",
 	         chrooted ? "/" AUTH_SOCKET_NAME : m->auth_path);
@@ -303,9 +332,9 @@ child_run_smtpd(struct master *m, unsigned idx)
 	exit(smtpd_main(&p));
 }
 
-/* issue 5: the queue process. Not chrooted: maildir routes write outside
- * the spool. It holds no secret and reads nothing from untrusted peers but
- * SMTP replies and DNS answers. */
+/* The queue process, as queue_user. Not chrooted: maildir routes write
+ * outside the spool. It holds no secret and reads nothing from untrusted
+ * peers but SMTP replies, DNS answers and the files the workers made. */
 static AR_NORETURN void
 child_run_queue(struct master *m)
 {
@@ -315,8 +344,15 @@ child_run_queue(struct master *m)
 	close(m->auth_fd);
 	close(m->alert_fds[0]);
 	if (m->is_root)
-		privdrop_apply(&m->user, NULL);
+		privdrop_apply(&m->queue_user, NULL);
 	child_after_drop(m);
+	/* The alert hook's shell cannot run under the allow-list: a helper
+	 * forked now runs it (spawner.h). */
+	const char *err;
+	if (m->cfg->sandbox && m->prot.alerts.hook != NULL &&
+	    spawner_start(m->prot.alerts.hook, &err) != 0)
+		fatal("alert hook helper: %s", err);
+	child_sandbox(m, SANDBOX_QUEUE);
 	struct queue_params p = {
 	        .cfg = m->cfg,
 	        .qc = m->qc,
@@ -324,6 +360,8 @@ child_run_queue(struct master *m)
 	        .gauge = m->gauge,
 	        .alert_fd = m->alert_fds[1],
 	        .alert_hook = m->prot.alerts.hook,
+	        .worker_uid = m->is_root ? m->user.uid : geteuid(),
+	        .ctl_fd = m->queue_ctl_fd,
 	};
 	exit(queue_main(&p));
 }
@@ -404,8 +442,17 @@ master_reap(struct master *m)
 		const char *name = c->kind == CHILD_AUTH    ? "auth"
 		                   : c->kind == CHILD_QUEUE ? "queue"
 		                                            : "smtpd";
-		if (WIFSIGNALED(status))
-			log_info("%s pid=%d killed by signal %d", name, (int)pid, WTERMSIG(status));
+		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+			/* The kernel killed it for a call outside its sandbox
+			 * (sandbox.h): a bug, or an attack on it. */
+			log_err("%s pid=%d killed by signal %d (SIGSYS): a system call outside "
+			        "its sandbox",
+			        name, (int)pid, SIGSYS);
+		else if (WIFSIGNALED(status))
+			log_info("%s pid=%d killed by signal %d (SIG%s)", name, (int)pid,
+			         WTERMSIG(status),
+			         sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status))
+			                                        : "?");
 		else
 			log_info("%s pid=%d exited status=%d", name, (int)pid, WEXITSTATUS(status));
 		c->pid = 0;
@@ -701,17 +748,35 @@ master_main(const char *config_path, bool foreground)
 
 	event_set_log_callback(master_libevent_log);
 	m.is_root = geteuid() == 0;
+	/* No process leaves a core file with what it held (message text,
+	 * a password being checked) unless the admin asked for them. */
+	if (!m.cfg->core_dumps && setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0}) != 0)
+		log_warn("setrlimit RLIMIT_CORE 0: %s", strerror(errno));
 	if (m.is_root) {
-		if (privdrop_lookup(m.cfg->user, &m.user, &err) != 0 ||
-		    privdrop_lookup(m.cfg->auth_user ? m.cfg->auth_user : m.cfg->user, &m.auth_user,
-		                    &err) != 0)
+		if (privdrop_lookup(m.cfg->user, &m.user, &err) != 0)
 			master_fail(&m, EX_CONFIG, "[server] user: %s", err);
+		if (privdrop_lookup(m.cfg->auth_user, &m.auth_user, &err) != 0)
+			master_fail(&m, EX_CONFIG, "[server] auth_user: %s", err);
+		if (privdrop_lookup(m.cfg->queue_user, &m.queue_user, &err) != 0)
+			master_fail(&m, EX_CONFIG, "[server] queue_user: %s", err);
 	} else {
 		log_info("not started as root: every process runs as uid %u, without chroot",
 		         (unsigned)geteuid());
 	}
-	if (spool_init_dirs(m.cfg->spool_dir, m.is_root ? m.user.uid : (uid_t)-1,
-	                    m.is_root ? m.user.gid : (gid_t)-1, &err) != 0)
+	if (!m.cfg->sandbox)
+		log_warn("[server] sandbox = no: the children run without their system-call "
+		         "allow-lists");
+	else if (!sandbox_available())
+		log_warn("sandbox off: a sanitizer build (the allow-lists are for production "
+		         "builds)");
+	struct spool_owners owners = {
+	        .root = m.is_root,
+	        .worker_uid = m.user.uid,
+	        .worker_gid = m.user.gid,
+	        .queue_uid = m.queue_user.uid,
+	        .queue_gid = m.queue_user.gid,
+	};
+	if (spool_init_dirs(m.cfg->spool_dir, &owners, &err) != 0)
 		master_fail(&m, EX_CONFIG, "spool_dir %s: %s", m.cfg->spool_dir, err);
 	/* Each worker loads the certificate for itself; a missing or
 	 * mismatched one stops the start here, not in a worker restarting
@@ -734,9 +799,14 @@ master_main(const char *config_path, bool foreground)
 		if (m.listen_fds[i] < 0)
 			master_fail(&m, EX_TEMPFAIL, "%s", err);
 	}
-	m.auth_fd = master_bind_auth(&m, &err);
+	m.auth_fd = master_bind_unix(&m, AUTH_SOCKET_NAME, m.user.uid, m.user.gid, m.auth_path,
+	                             sizeof(m.auth_path), &err);
 	if (m.auth_fd < 0)
-		master_fail(&m, EX_TEMPFAIL, "%s", err);
+		master_fail(&m, EX_TEMPFAIL, "auth %s", err);
+	m.queue_ctl_fd = master_bind_unix(&m, QUEUE_SOCKET_NAME, m.queue_user.uid, m.queue_user.gid,
+	                                  m.queue_ctl_path, sizeof(m.queue_ctl_path), &err);
+	if (m.queue_ctl_fd < 0)
+		master_fail(&m, EX_TEMPFAIL, "queue control %s", err);
 	/* The alert channel: records, so a restarted queue process never reads
 	 * half a message; held open here, so neither end's restart loses what
 	 * waits in it (alert_proto.h). */
@@ -791,6 +861,7 @@ master_main(const char *config_path, bool foreground)
 	event_base_dispatch(m.base);
 
 	unlink(m.auth_path);
+	unlink(m.queue_ctl_path);
 	if (m.cfg->pid_file != NULL)
 		unlink(m.cfg->pid_file);
 	log_info("stopped");
@@ -812,6 +883,7 @@ master_main(const char *config_path, bool foreground)
 	close(m.auth_fd);
 	close(m.alert_fds[0]);
 	close(m.alert_fds[1]);
+	close(m.queue_ctl_fd);
 	conn_limit_free(m.limits);
 	send_limit_free(m.send_limits);
 	spool_gauge_free(m.gauge);

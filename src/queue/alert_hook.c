@@ -2,7 +2,9 @@
  * alert_hook.c - the [alerts] hook, run from the queue process (see
  * alert_hook.h).
  *
- * posix_spawn of /bin/sh -c HOOK, its stdin a pipe holding the alert text.
+ * /bin/sh -c HOOK, its stdin a pipe holding the alert text, started through
+ * spawner.h: a shell started from this sandboxed process would inherit its
+ * allow-list, so a helper forked before the sandbox starts it.
  * An alert is a few kB, well under a pipe's buffer, so the text is one
  * non-blocking write and we never wait on the hook: one that does not read
  * its stdin simply loses it. Children are reaped by pid with WNOHANG from a
@@ -13,12 +15,12 @@
 #include "alert_hook.h"
 #include "../lib/common.h"
 #include "../lib/log.h"
+#include "../lib/spawner.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +28,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 struct hook_child {
 	pid_t pid; /* 0: free slot */
@@ -65,7 +65,7 @@ hook_reap(struct alert_hook *h)
 
 		if (c->pid == 0)
 			continue;
-		r = waitpid(c->pid, &status, WNOHANG);
+		r = spawner_wait(c->pid, &status);
 		if (r == c->pid || (r < 0 && errno == ECHILD)) {
 			if (r == c->pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
 				log_warn("alert hook pid=%d exited status=%d", (int)c->pid,
@@ -126,13 +126,9 @@ alert_hook_running(const struct alert_hook *h)
 bool
 alert_hook_run(struct alert_hook *h, const char *kind, const char *text, size_t len)
 {
-	char *argv[] = {"/bin/sh", "-c", h->command, NULL};
 	struct timeval second = {1, 0};
-	posix_spawn_file_actions_t fa;
 	struct hook_child *slot = NULL;
 	char kind_env[96];
-	size_t n_env = 0;
-	char **envp;
 	int fds[2];
 	pid_t pid;
 	int err;
@@ -153,17 +149,7 @@ alert_hook_run(struct alert_hook *h, const char *kind, const char *text, size_t 
 		return false;
 	}
 	snprintf(kind_env, sizeof(kind_env), "AUTHRELAY_ALERT_KIND=%s", kind);
-	while (environ[n_env] != NULL)
-		n_env++;
-	envp = xcalloc(n_env + 2, sizeof(*envp));
-	memcpy(envp, environ, n_env * sizeof(*envp));
-	envp[n_env] = kind_env;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, fds[0], 0);
-	err = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	free(envp);
+	err = spawner_spawn(h->command, kind_env, fds[0], &pid);
 	close(fds[0]);
 	if (err != 0) {
 		log_err("alert hook: cannot run /bin/sh: %s", strerror(err));

@@ -92,7 +92,8 @@ intake_mail_work(void *arg)
 	env.mail = "<>";
 	env.rcpts = m->rcpts;
 	env.n_rcpts = m->n_rcpts;
-	msg = spool_msg_new(in->spool_dir, &env, &err);
+	/* Written where only the queue can enter, as DSNs are. */
+	msg = spool_msg_new_in(in->spool_dir, "queue-tmp", &env, &err);
 	if (msg == NULL) {
 		m->error = err != NULL ? err : "cannot create the spool file";
 		return;

@@ -183,7 +183,8 @@ bounce_format(const struct bounce_params *p, const char *orig_headers, size_t or
 static char *
 bounce_read_headers(const char *path, long offset, size_t *len_r)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	const char *why;
+	int fd = spool_open_message(path, &why);
 	char *buf;
 	ssize_t n;
 
@@ -223,7 +224,9 @@ bounce_write(const struct bounce_params *p, char id_r[32], const char **error_r)
 	        .rcpts = rcpts,
 	        .n_rcpts = 1,
 	};
-	struct spool_msg *msg = spool_msg_new(p->spool_dir, &env, error_r);
+	/* Written where only the queue can enter, then renamed into
+	 * incoming/ like the workers' messages. */
+	struct spool_msg *msg = spool_msg_new_in(p->spool_dir, "queue-tmp", &env, error_r);
 	if (msg == NULL)
 		return NULL;
 	snprintf(id_r, 32, "%s", env.id);

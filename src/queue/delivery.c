@@ -30,6 +30,7 @@
 #include "../lib/log.h"
 #include "../lib/net.h"
 #include "../smtp/smtp_client.h"
+#include "../spool/spool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1024,10 +1025,11 @@ conn_start_txn(struct dconn *k, struct delivery_job *job)
 		conn_txn_end(k, false);
 		return;
 	}
-	k->fd = open(job->path, O_RDONLY | O_CLOEXEC);
+	const char *refused;
+	k->fd = spool_open_message(job->path, &refused);
 	if (k->fd < 0) {
 		char why[600];
-		snprintf(why, sizeof(why), "cannot open queue file: %s", strerror(errno));
+		snprintf(why, sizeof(why), "cannot open queue file: %s", refused);
 		for (size_t i = 0; i < job->n_rcpts; i++)
 			rcpt_set(&job->rcpts[i], RCPT_DEFERRED, "4.3.0", why, "none", false);
 		conn_txn_end(k, false);

@@ -2,9 +2,16 @@
  * maildir.c - Maildir delivery (maildir.h), the layout of
  * https://cr.yp.to/proto/maildir.html: a unique name in tmp/, written and
  * fsynced, then renamed into new/ and new/ fsynced.
+ *
+ * The queue writes Maildirs with its own rights, in folders named after
+ * recipients: every folder below the template's fixed prefix is opened
+ * without following symlinks (safeopen_mkdirs), and files are made and
+ * renamed from those descriptors only.
  */
 #include "maildir.h"
 #include "../lib/log.h"
+#include "../lib/safeopen.h"
+#include "../spool/spool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,24 +64,13 @@ maildir_expand(const char *tmpl, const char *addr)
 	return out;
 }
 
-/* mkdir -p for path (mode 0700). */
-static int
-maildir_mkdirs(const char *path)
+/* The length of tmpl's part before its first expansion: the
+ * administrator's, where symlinks may be followed (safeopen_mkdirs). */
+static size_t
+maildir_trusted_len(const char *tmpl)
 {
-	char *p = xstrdup(path);
-	for (char *s = p + 1; *s != '\0'; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-			free(p);
-			return -1;
-		}
-		*s = '/';
-	}
-	int r = mkdir(p, 0700) < 0 && errno != EEXIST ? -1 : 0;
-	free(p);
-	return r;
+	const char *pct = strchr(tmpl, '%');
+	return pct != NULL ? (size_t)(pct - tmpl) : strlen(tmpl);
 }
 
 int
@@ -84,8 +80,9 @@ maildir_deliver(const char *tmpl, const char *addr, const char *sender, const ch
 {
 	static atomic_uint counter;
 	char *dir = maildir_expand(tmpl, addr);
-	char sub[3][4200], tmp[4600], dst[4600], name[300];
-	int in = -1, out = -1, dfd = -1;
+	char name[300];
+	int in = -1, out = -1, mfd = -1, tmpfd = -1, newfd = -1, curfd = -1;
+	const char *why;
 	struct timespec ts;
 
 	*permanent_r = false;
@@ -94,12 +91,28 @@ maildir_deliver(const char *tmpl, const char *addr, const char *sender, const ch
 		snprintf(err, errsz, "mailbox name not allowed for this recipient");
 		return -1;
 	}
-	snprintf(sub[0], sizeof(sub[0]), "%s/tmp", dir);
-	snprintf(sub[1], sizeof(sub[1]), "%s/new", dir);
-	snprintf(sub[2], sizeof(sub[2]), "%s/cur", dir);
+	/* Each folder the recipient's name chose, and each we make, is opened
+	 * with O_NOFOLLOW: a symlink planted in a Maildir is never written
+	 * through. */
+	mfd = safeopen_mkdirs(dir, maildir_trusted_len(tmpl), 0700, &why);
+	if (mfd < 0) {
+		snprintf(err, errsz, "cannot create maildir %s: %s", dir, why);
+		goto fail;
+	}
+	static const char *const subs[] = {"tmp", "new", "cur"};
+	int *sub_fds[] = {&tmpfd, &newfd, &curfd};
 	for (int i = 0; i < 3; i++) {
-		if (maildir_mkdirs(sub[i]) < 0) {
-			snprintf(err, errsz, "cannot create maildir %s: %s", dir, strerror(errno));
+		if (mkdirat(mfd, subs[i], 0700) < 0 && errno != EEXIST) {
+			snprintf(err, errsz, "cannot create maildir %s/%s: %s", dir, subs[i],
+			         strerror(errno));
+			goto fail;
+		}
+		*sub_fds[i] = safeopen_dir(mfd, subs[i]);
+		if (*sub_fds[i] < 0) {
+			snprintf(err, errsz, "cannot open maildir %s/%s: %s", dir, subs[i],
+			         errno == ELOOP || errno == ENOTDIR
+			                 ? "not a directory (not followed)"
+			                 : strerror(errno));
 			goto fail;
 		}
 	}
@@ -107,17 +120,16 @@ maildir_deliver(const char *tmpl, const char *addr, const char *sender, const ch
 	snprintf(name, sizeof(name), "%lld.M%ldP%dQ%u_%s.%s", (long long)ts.tv_sec,
 	         ts.tv_nsec / 1000, (int)getpid(),
 	         atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed), queue_id, hostname);
-	snprintf(tmp, sizeof(tmp), "%s/%s", sub[0], name);
-	snprintf(dst, sizeof(dst), "%s/%s", sub[1], name);
 
-	in = open(path, O_RDONLY | O_CLOEXEC);
+	in = spool_open_message(path, &why);
 	if (in < 0 || lseek(in, body_offset, SEEK_SET) < 0) {
-		snprintf(err, errsz, "cannot read queue file: %s", strerror(errno));
+		snprintf(err, errsz, "cannot read queue file: %s", in < 0 ? why : strerror(errno));
 		goto fail;
 	}
-	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	out = openat(tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+	             0600);
 	if (out < 0) {
-		snprintf(err, errsz, "cannot create %s: %s", tmp, strerror(errno));
+		snprintf(err, errsz, "cannot create %s/tmp/%s: %s", dir, name, strerror(errno));
 		goto fail;
 	}
 	char head[2200];
@@ -146,33 +158,43 @@ maildir_deliver(const char *tmpl, const char *addr, const char *sender, const ch
 		goto write_fail;
 	}
 	out = -1;
-	if (rename(tmp, dst) < 0) {
-		snprintf(err, errsz, "rename into %s: %s", sub[1], strerror(errno));
-		unlink(tmp);
+	/* The name is unique (time, pid, counter, queue id): never replace. */
+	if (renameat2(tmpfd, name, newfd, name, RENAME_NOREPLACE) < 0 &&
+	    (errno != EINVAL || renameat(tmpfd, name, newfd, name) < 0)) {
+		snprintf(err, errsz, "rename into %s/new: %s", dir, strerror(errno));
+		unlinkat(tmpfd, name, 0);
 		goto fail;
 	}
-	dfd = open(sub[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0) {
-		snprintf(err, errsz, "fsync %s: %s", sub[1], strerror(errno));
+	if (fsync(newfd) < 0) {
+		snprintf(err, errsz, "fsync %s/new: %s", dir, strerror(errno));
 		/* The message is there; if the directory is not durable a crash
 		 * could lose it, so we say so and try again (a duplicate at
 		 * worst). */
 		goto fail;
 	}
-	close(dfd);
+	close(tmpfd);
+	close(newfd);
+	close(curfd);
+	close(mfd);
 	close(in);
 	free(dir);
 	return 0;
 write_fail:
-	snprintf(err, errsz, "write %s: %s", tmp, strerror(errno));
-	unlink(tmp);
+	snprintf(err, errsz, "write %s/tmp/%s: %s", dir, name, strerror(errno));
+	unlinkat(tmpfd, name, 0);
 fail:
-	if (dfd >= 0)
-		close(dfd);
 	if (out >= 0)
 		close(out);
 	if (in >= 0)
 		close(in);
+	if (tmpfd >= 0)
+		close(tmpfd);
+	if (newfd >= 0)
+		close(newfd);
+	if (curfd >= 0)
+		close(curfd);
+	if (mfd >= 0)
+		close(mfd);
 	free(dir);
 	return -1;
 }

@@ -116,6 +116,8 @@ queue_main(const struct queue_params *p)
 	/* The master's config: not ours to free, and it outlives us. */
 	q->gen = queue_gen_borrow(p->cfg, p->qc);
 	q->spool = xstrdup(p->spool_dir);
+	/* incoming/ holds the workers' files and our DSNs, nothing else. */
+	spool_set_owners(p->worker_uid, geteuid());
 	q->helo = xstrdup(p->qc->helo_name ? p->qc->helo_name : p->cfg->hostname);
 	q->base = event_base_new();
 	if (q->base == NULL)

@@ -4,12 +4,14 @@
  * retries what was deferred, bounces what failed (RFC 3464 DSN), and answers
  * the `authrelay queue ...` commands on spool_dir/private/queue.
  *
- * How it fits: the master forks it (as [server] user, not chrooted) and
+ * How it fits: the master forks it (as [server] queue_user, not chrooted) and
  * restarts it when it dies; on start it recovers every message from the
  * spool (queue_store.h), so a kill -9 at any moment loses nothing.
  */
 #ifndef AUTHRELAY_QUEUE_H
 #define AUTHRELAY_QUEUE_H
+
+#include <sys/types.h>
 
 struct config;
 struct queue_config;
@@ -23,6 +25,8 @@ struct queue_params {
 	struct spool_gauge *gauge; /* queue size for the workers' 421 */
 	int alert_fd;              /* the alert channel from the auth process, or -1 */
 	const char *alert_hook;    /* [alerts] hook, run here (alert_intake.h), or NULL */
+	uid_t worker_uid;          /* who else may own a file in incoming/ */
+	int ctl_fd;                /* listening on private/queue (bound by the master), or -1 */
 };
 
 /* Run until SIGTERM. Returns the exit status. */

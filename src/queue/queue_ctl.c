@@ -213,6 +213,17 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 int
 queue_ctl_listen(struct queue *q)
 {
+	/* The master's socket: private/ is root's, where only it can bind. */
+	if (q->p->ctl_fd >= 0) {
+		q->ctl = evconnlistener_new(q->base, ctl_accept_cb, q,
+		                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0,
+		                            q->p->ctl_fd);
+		if (q->ctl == NULL) {
+			log_err("queue control socket: %s", strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int n = snprintf(q->ctl_path, sizeof(q->ctl_path), "%s/%s", q->spool, QUEUE_CTL_SOCKET);
 	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
@@ -240,5 +251,6 @@ queue_ctl_close(struct queue *q)
 		return;
 	evconnlistener_free(q->ctl);
 	q->ctl = NULL;
-	unlink(q->ctl_path);
+	if (q->ctl_path[0] != '\0')
+		unlink(q->ctl_path);
 }

@@ -8,6 +8,13 @@
  * state/ID (queue_store.h), then hands it to the scheduler. An unreadable
  * file is kept in the table as QM_BROKEN: reported by `queue list`, left
  * alone until the admin deletes it.
+ *
+ * incoming/ is writable by the SMTP workers, so a name there is opened
+ * without following it and must be a regular file of a worker or of ours
+ * with one link (spool_open_message()). Anything else (a symlink, a hard
+ * link, a FIFO, another owner's file: what a compromised worker could plant
+ * to make us read or write with our rights) is logged and moved to
+ * corrupt/, never opened.
  */
 #include "queue_internal.h"
 #include "../lib/config.h"
@@ -16,6 +23,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +68,43 @@ valid_id(const char *s)
 		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
 			return false;
 	return i == SPOOL_ID_LEN;
+}
+
+/* incoming/<id> is not a file we may open: move it to corrupt/, under a
+ * free name, without following it. */
+static void
+scan_set_aside(struct queue *q, const char *id, const char *why)
+{
+	char dir[4200], name[SPOOL_ID_LEN + 16];
+	int ifd, cfd, r = -1;
+
+	snprintf(dir, sizeof(dir), "%s/incoming", q->spool);
+	ifd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	snprintf(dir, sizeof(dir), "%s/corrupt", q->spool);
+	cfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	snprintf(name, sizeof(name), "%s", id);
+	for (unsigned i = 1; ifd >= 0 && cfd >= 0 && i < 100; i++) {
+		r = renameat2(ifd, id, cfd, name, RENAME_NOREPLACE);
+		if (r == 0 || errno != EEXIST)
+			break;
+		snprintf(name, sizeof(name), "%s.%u", id, i);
+	}
+	if (r == 0) {
+		log_err("id=%s incoming/%s refused: %s; moved to corrupt/%s", id, id, why, name);
+	} else {
+		/* A directory of a worker's cannot be renamed by us (its ".."
+		 * would change): keep it in the table as broken, so that it is
+		 * reported once and by `queue list`, never opened. */
+		char reason[300];
+		snprintf(reason, sizeof(reason), "refused: %s; cannot move it to corrupt/: %s", why,
+		         strerror(errno));
+		snprintf(dir, sizeof(dir), "%s/incoming/%s", q->spool, id);
+		msg_broken(q, id, dir, reason);
+	}
+	if (ifd >= 0)
+		close(ifd);
+	if (cfd >= 0)
+		close(cfd);
 }
 
 /* The sender and the body's parameters from the envelope's MAIL record. */
@@ -144,13 +189,24 @@ scan_load(struct queue *q, const char *id, bool at_start, bool fresh)
 	long off;
 	char path[4200];
 	uint64_t file_size = 0;
+	int fd, r;
 
 	if (!valid_id(id) || queue_sched_find(q, id) != NULL)
 		return;
 	snprintf(path, sizeof(path), "%s/incoming/%s", q->spool, id);
-	if (spool_read_envelope_sized(path, &env, &off, &file_size, &err) != 0) {
-		if (access(path, F_OK) < 0 && errno == ENOENT)
+	fd = spool_open_message(path, &err);
+	if (fd < 0) {
+		if (errno == ENOENT)
 			return;
+		if (errno == ELOOP || errno == EINVAL || errno == EPERM || errno == EMLINK)
+			scan_set_aside(q, id, err);
+		else
+			msg_broken(q, id, path, err);
+		return;
+	}
+	r = spool_read_envelope_fd(fd, path, &env, &off, &file_size, &err);
+	close(fd);
+	if (r != 0) {
 		msg_broken(q, id, path, err);
 		return;
 	}

@@ -4,9 +4,14 @@
  * Every write and removal runs on a one-thread pool: the thread takes jobs
  * in the order they were queued, so operations on one message can never
  * overtake each other, and fsync never blocks the queue's event loop.
+ *
+ * Files are opened from the folders' descriptors with O_NOFOLLOW, and a
+ * state file must be ours with one link (safeopen.h): state/ is the
+ * queue's alone, but nothing found there is followed, whoever put it.
  */
 #include "queue_store.h"
 #include "../lib/log.h"
+#include "../lib/safeopen.h"
 #include "../lib/threadpool.h"
 #include "../spool/spool.h"
 
@@ -231,15 +236,18 @@ queue_store_read_state(const char *spool_dir, const char *id, size_t n_rcpts, st
 	struct stat st;
 	int fd;
 
+	struct safeopen_expect ours = {.uids = {geteuid()}, .n_uids = 1, .single_link = true};
+	const char *why;
+
 	snprintf(path, sizeof(path), "%s/state/%s", spool_dir, id);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = safeopen_path(path, O_RDONLY, &ours, &why);
 	if (fd < 0) {
 		int open_errno = errno;
 		queue_state_init(r, n_rcpts);
 		errno = open_errno;
 		if (errno == ENOENT)
 			return 0;
-		snprintf(err, sizeof(err), "open %s: %s", path, strerror(errno));
+		snprintf(err, sizeof(err), "open %s: %s", path, why);
 		*error_r = err;
 		queue_state_clear(r);
 		return -1;
@@ -268,53 +276,91 @@ queue_store_read_state(const char *spool_dir, const char *id, size_t n_rcpts, st
 	return ret;
 }
 
+/* Create state/.tmp-ID for writing. Something already there (a crash's
+ * leftover, or anything planted) is removed, never opened: O_EXCL and
+ * O_NOFOLLOW make sure of that. */
+static int
+store_create_tmp(int sdfd, const char *id, const char *tmp)
+{
+	for (int try = 0; try < 2; try++) {
+		int fd = openat(sdfd, tmp,
+		                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+		                0600);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
+		struct stat st;
+		if (fstatat(sdfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (S_ISLNK(st.st_mode))
+				log_err("id=%s state/%s is a symlink: removed, not followed", id,
+				        tmp);
+			else if (!S_ISREG(st.st_mode))
+				log_err("id=%s state/%s is not a regular file: removed", id, tmp);
+			else if (st.st_nlink > 1)
+				log_err("id=%s state/%s has %lu links: removed, not written "
+				        "through",
+				        id, tmp, (unsigned long)st.st_nlink);
+		}
+		if (unlinkat(sdfd, tmp, 0) < 0 && errno != ENOENT)
+			return -1;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
 /* On the store thread. */
 static void
 store_work(void *arg)
 {
 	struct store_job *j = arg;
 	const char *dir = j->store->spool_dir;
-	char path[4096], tmp[4096], sdir[4096];
-	int fd, dfd;
+	char sdir[4096], idir[4096], tmp[64];
+	int fd, sdfd, idfd;
 
 	snprintf(sdir, sizeof(sdir), "%s/state", dir);
-	snprintf(path, sizeof(path), "%s/state/%s", dir, j->id);
-	if (j->op == STORE_REMOVE) {
-		char msg[4096];
-		snprintf(msg, sizeof(msg), "%s/incoming/%s", dir, j->id);
-		/* The message first: a crash in between leaves a state file
-		 * without a message, which the next start removes. */
-		if (unlink(msg) < 0 && errno != ENOENT)
-			log_err("id=%s unlink %s: %s", j->id, msg, strerror(errno));
-		/* A message delivered at its first try never had one. */
-		if (j->has_state && unlink(path) < 0 && errno != ENOENT)
-			log_err("id=%s unlink %s: %s", j->id, path, strerror(errno));
+	sdfd = open(sdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sdfd < 0) {
+		log_err("id=%s state: open %s: %s", j->id, sdir, strerror(errno));
 		return;
 	}
-	snprintf(tmp, sizeof(tmp), "%s/state/.tmp-%s", dir, j->id);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (j->op == STORE_REMOVE) {
+		snprintf(idir, sizeof(idir), "%s/incoming", dir);
+		idfd = open(idir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* The message first: a crash in between leaves a state file
+		 * without a message, which the next start removes. */
+		if (idfd < 0 || (unlinkat(idfd, j->id, 0) < 0 && errno != ENOENT))
+			log_err("id=%s unlink %s/%s: %s", j->id, idir, j->id, strerror(errno));
+		if (idfd >= 0)
+			close(idfd);
+		/* A message delivered at its first try never had one. */
+		if (j->has_state && unlinkat(sdfd, j->id, 0) < 0 && errno != ENOENT)
+			log_err("id=%s unlink %s/%s: %s", j->id, sdir, j->id, strerror(errno));
+		close(sdfd);
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), ".tmp-%s", j->id);
+	fd = store_create_tmp(sdfd, j->id, tmp);
 	if (fd < 0) {
-		log_err("id=%s state: create %s: %s", j->id, tmp, strerror(errno));
+		log_err("id=%s state: create %s/%s: %s", j->id, sdir, tmp, strerror(errno));
+		close(sdfd);
 		return;
 	}
 	if (write_all(fd, j->text, strlen(j->text)) < 0 || fsync(fd) < 0) {
-		log_err("id=%s state: write %s: %s", j->id, tmp, strerror(errno));
+		log_err("id=%s state: write %s/%s: %s", j->id, sdir, tmp, strerror(errno));
 		close(fd);
-		unlink(tmp);
+		unlinkat(sdfd, tmp, 0);
+		close(sdfd);
 		return;
 	}
 	close(fd);
-	if (rename(tmp, path) < 0) {
-		log_err("id=%s state: rename %s: %s", j->id, tmp, strerror(errno));
-		unlink(tmp);
+	if (renameat(sdfd, tmp, sdfd, j->id) < 0) {
+		log_err("id=%s state: rename %s/%s: %s", j->id, sdir, tmp, strerror(errno));
+		unlinkat(sdfd, tmp, 0);
+		close(sdfd);
 		return;
 	}
-	dfd = open(sdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		if (fsync(dfd) < 0)
-			log_err("id=%s state: fsync %s: %s", j->id, sdir, strerror(errno));
-		close(dfd);
-	}
+	if (fsync(sdfd) < 0)
+		log_err("id=%s state: fsync %s: %s", j->id, sdir, strerror(errno));
+	close(sdfd);
 }
 
 static void
@@ -362,28 +408,37 @@ queue_store_remove_orphans(const char *spool_dir)
 {
 	char path[4096];
 	unsigned n = 0;
+	int sdfd, idfd;
 	DIR *d;
 	struct dirent *de;
 
+	snprintf(path, sizeof(path), "%s/incoming", spool_dir);
+	idfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	snprintf(path, sizeof(path), "%s/state", spool_dir);
-	d = opendir(path);
-	if (d == NULL)
+	sdfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	d = sdfd < 0 || idfd < 0 ? NULL : fdopendir(sdfd);
+	if (d == NULL) {
+		if (sdfd >= 0)
+			close(sdfd);
+		if (idfd >= 0)
+			close(idfd);
 		return 0;
+	}
 	while ((de = readdir(d)) != NULL) {
-		char msg[4096], st[4096];
+		struct stat st;
 		if (de->d_name[0] == '.' && strncmp(de->d_name, ".tmp-", 5) != 0)
 			continue;
-		snprintf(st, sizeof(st), "%s/state/%s", spool_dir, de->d_name);
 		/* A half-written state file from a crash. */
 		if (strncmp(de->d_name, ".tmp-", 5) == 0) {
-			if (unlink(st) == 0)
+			if (unlinkat(sdfd, de->d_name, 0) == 0)
 				n++;
 			continue;
 		}
-		snprintf(msg, sizeof(msg), "%s/incoming/%s", spool_dir, de->d_name);
-		if (access(msg, F_OK) < 0 && errno == ENOENT && unlink(st) == 0)
+		if (fstatat(idfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
+		    unlinkat(sdfd, de->d_name, 0) == 0)
 			n++;
 	}
 	closedir(d);
+	close(idfd);
 	return n;
 }

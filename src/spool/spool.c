@@ -16,6 +16,7 @@
  */
 #include "spool.h"
 #include "../lib/log.h"
+#include "../lib/safeopen.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,8 +42,9 @@
 
 struct spool_msg {
 	char id[SPOOL_ID_LEN + 1];
-	char *tmp_path;      /* dir/tmp/<id> */
+	char *tmp_path;      /* dir/tmp/<id>, for messages */
 	char *incoming_path; /* dir/incoming, the directory commit renames into */
+	int tmp_dfd;         /* dir/tmp: the file is made, renamed, removed from here */
 	int fd;              /* open tmp file, -1 once closed */
 	bool tmp_exists;     /* tmp_path is ours to unlink */
 	bool committed;
@@ -84,10 +86,10 @@ spool_path(const char *dir, const char *sub, const char *name)
 	return p;
 }
 
-/* Make dir/name a directory of mode 0700 owned by uid:gid (-1: leave as is).
+/* Make dir/name a directory of mode owned by uid:gid (-1: leave as is).
  * An existing symlink is refused rather than followed. */
 static int
-spool_make_dir(int parent_fd, const char *dir, const char *name, uid_t uid, gid_t gid,
+spool_make_dir(int parent_fd, const char *dir, const char *name, mode_t mode, uid_t uid, gid_t gid,
                const char **error_r)
 {
 	int fd;
@@ -101,14 +103,15 @@ spool_make_dir(int parent_fd, const char *dir, const char *name, uid_t uid, gid_
 		spool_set_error(error_r, "open %s/%s: %s", dir, name, strerror(errno));
 		return -1;
 	}
-	/* mkdir's mode went through the umask, and an old directory keeps its
-	 * mode: set both explicitly. */
-	if (fchmod(fd, 0700) < 0) {
-		spool_set_error(error_r, "chmod %s/%s: %s", dir, name, strerror(errno));
-		goto fail;
-	}
+	/* Owner first: chown clears the set-group-ID bit. */
 	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0) {
 		spool_set_error(error_r, "chown %s/%s: %s", dir, name, strerror(errno));
+		goto fail;
+	}
+	/* mkdir's mode went through the umask, and an old directory keeps its
+	 * mode: set it explicitly. */
+	if (fchmod(fd, mode) < 0) {
+		spool_set_error(error_r, "chmod %s/%s: %s", dir, name, strerror(errno));
 		goto fail;
 	}
 	close(fd);
@@ -119,19 +122,29 @@ fail:
 }
 
 int
-spool_init_dirs(const char *dir, uid_t uid, gid_t gid, const char **error_r)
+spool_init_dirs(const char *dir, const struct spool_owners *o, const char **error_r)
 {
-	static const char *const subdirs[] = {"tmp", "incoming", "state", "private"};
+	/* Who may do what (spool.h): the workers create in tmp/ (files get
+	 * the queue's group from the set-group-ID bit) and rename into
+	 * incoming/, where the sticky bit keeps them from removing or
+	 * renaming what they do not own; state/, corrupt/ and queue-tmp/ are
+	 * the queue's alone; private/ holds the sockets the master binds. */
+	const struct {
+		const char *name;
+		mode_t mode;
+		uid_t uid;
+		gid_t gid;
+	} subdirs[] = {
+	        {"tmp", 02700, o->worker_uid, o->queue_gid},
+	        {"incoming", 01770, o->queue_uid, o->worker_gid},
+	        {"state", 0700, o->queue_uid, o->queue_gid},
+	        {"corrupt", 0700, o->queue_uid, o->queue_gid},
+	        {"queue-tmp", 0700, o->queue_uid, o->queue_gid},
+	        {"private", 0710, o->root ? 0 : (uid_t)-1, o->worker_gid},
+	};
 	int dfd;
 
-	/* The spool directory itself is created only when missing (mode 0700,
-	 * then uid:gid); an existing one keeps the mode and owner it was given. */
-	if (mkdir(dir, 0700) == 0) {
-		if ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(dir, uid, gid) < 0) {
-			spool_set_error(error_r, "chown %s: %s", dir, strerror(errno));
-			return -1;
-		}
-	} else if (errno != EEXIST) {
+	if (mkdir(dir, 0711) < 0 && errno != EEXIST) {
 		spool_set_error(error_r, "mkdir %s: %s", dir, strerror(errno));
 		return -1;
 	}
@@ -140,8 +153,19 @@ spool_init_dirs(const char *dir, uid_t uid, gid_t gid, const char **error_r)
 		spool_set_error(error_r, "open %s: %s", dir, strerror(errno));
 		return -1;
 	}
+	/* The spool itself is root's: whoever may write it could put another
+	 * directory in place of state/ or incoming/. */
+	if (o->root && (fchown(dfd, 0, 0) < 0 || fchmod(dfd, 0711) < 0)) {
+		spool_set_error(error_r, "chown/chmod %s: %s", dir, strerror(errno));
+		close(dfd);
+		return -1;
+	}
 	for (size_t i = 0; i < AR_NELEM(subdirs); i++) {
-		if (spool_make_dir(dfd, dir, subdirs[i], uid, gid, error_r) < 0) {
+		/* Not root: one uid for every process, modes only. */
+		mode_t mode = o->root ? subdirs[i].mode : (subdirs[i].mode & 07700) | 0700;
+		if (spool_make_dir(dfd, dir, subdirs[i].name, mode,
+		                   o->root ? subdirs[i].uid : (uid_t)-1,
+		                   o->root ? subdirs[i].gid : (gid_t)-1, error_r) < 0) {
 			close(dfd);
 			return -1;
 		}
@@ -270,6 +294,13 @@ spool_envelope_missing(const struct spool_envelope *env)
 struct spool_msg *
 spool_msg_new(const char *dir, struct spool_envelope *env, const char **error_r)
 {
+	return spool_msg_new_in(dir, "tmp", env, error_r);
+}
+
+struct spool_msg *
+spool_msg_new_in(const char *dir, const char *tmp_sub, struct spool_envelope *env,
+                 const char **error_r)
+{
 	struct spool_msg *msg;
 	const char *missing = spool_envelope_missing(env);
 	char num[32];
@@ -281,11 +312,21 @@ spool_msg_new(const char *dir, struct spool_envelope *env, const char **error_r)
 	msg = xcalloc(1, sizeof(*msg));
 	msg->fd = -1;
 	msg->incoming_path = spool_path(dir, "incoming", NULL);
+	msg->tmp_path = spool_path(dir, tmp_sub, NULL);
+	msg->tmp_dfd = open(msg->tmp_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (msg->tmp_dfd < 0) {
+		spool_set_error(error_r, "open %s: %s", msg->tmp_path, strerror(errno));
+		goto fail;
+	}
 	for (int try = 0; try < SPOOL_ID_TRIES && msg->fd < 0; try++) {
 		spool_new_id(msg->id);
 		free(msg->tmp_path);
-		msg->tmp_path = spool_path(dir, "tmp", msg->id);
-		msg->fd = open(msg->tmp_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		msg->tmp_path = spool_path(dir, tmp_sub, msg->id);
+		/* Group-readable: the queue reads it by its group (tmp/ is
+		 * set-group-ID to the queue's group, spool_init_dirs()). */
+		msg->fd = openat(msg->tmp_dfd, msg->id,
+		                 O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+		                 0640);
 		if (msg->fd < 0 && errno != EEXIST) {
 			spool_set_error(error_r, "create %s: %s", msg->tmp_path, strerror(errno));
 			goto fail;
@@ -353,15 +394,15 @@ spool_msg_size(const struct spool_msg *msg)
 
 /* rename(2) that never replaces an existing incoming/<id>. */
 static int
-spool_rename_noreplace(const char *from, int to_dir_fd, const char *to_name)
+spool_rename_noreplace(int from_dir_fd, const char *from, int to_dir_fd, const char *to_name)
 {
-	if (renameat2(AT_FDCWD, from, to_dir_fd, to_name, RENAME_NOREPLACE) == 0)
+	if (renameat2(from_dir_fd, from, to_dir_fd, to_name, RENAME_NOREPLACE) == 0)
 		return 0;
 	if (errno != EINVAL && errno != ENOSYS)
 		return -1;
 	/* The file system cannot refuse to replace; tmp/ was created with
 	 * O_EXCL, which is then the only guard against a reused id. */
-	return renameat(AT_FDCWD, from, to_dir_fd, to_name);
+	return renameat(from_dir_fd, from, to_dir_fd, to_name);
 }
 
 /* A commit step failed: log it, clean up the tmp file, remember the error.
@@ -375,7 +416,7 @@ spool_msg_commit_fail(struct spool_msg *msg, const char *step, int err)
 		msg->fd = -1;
 	}
 	if (msg->tmp_exists) {
-		if (unlink(msg->tmp_path) < 0 && errno != ENOENT)
+		if (unlinkat(msg->tmp_dfd, msg->id, 0) < 0 && errno != ENOENT)
 			log_err("spool id=%s unlink %s: %s", msg->id, msg->tmp_path,
 			        strerror(errno));
 		msg->tmp_exists = false;
@@ -429,7 +470,7 @@ spool_msg_commit_link(struct spool_msg *msg, int incoming_fd)
 {
 	if (msg->failed || !msg->tmp_exists)
 		return -1;
-	if (spool_rename_noreplace(msg->tmp_path, incoming_fd, msg->id) < 0)
+	if (spool_rename_noreplace(msg->tmp_dfd, msg->id, incoming_fd, msg->id) < 0)
 		return spool_msg_commit_fail(msg, "rename", errno);
 	msg->tmp_exists = false;
 	return 0;
@@ -465,7 +506,7 @@ spool_msg_commit(struct spool_msg *msg)
 
 	if (spool_msg_commit_write(msg) < 0 || spool_msg_commit_sync(msg) < 0)
 		return -1;
-	dfd = open(msg->incoming_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = open(msg->incoming_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
 		return spool_msg_commit_fail(msg, "open incoming", errno);
 	if (spool_msg_commit_link(msg, dfd) < 0) {
@@ -485,8 +526,10 @@ spool_msg_free(struct spool_msg *msg)
 		return;
 	if (msg->fd >= 0)
 		close(msg->fd);
-	if (msg->tmp_exists && unlink(msg->tmp_path) < 0 && errno != ENOENT)
+	if (msg->tmp_exists && unlinkat(msg->tmp_dfd, msg->id, 0) < 0 && errno != ENOENT)
 		log_err("spool id=%s unlink %s: %s", msg->id, msg->tmp_path, strerror(errno));
+	if (msg->tmp_dfd >= 0)
+		close(msg->tmp_dfd);
 	free(msg->tmp_path);
 	free(msg->incoming_path);
 	free(msg->buf);
@@ -830,34 +873,53 @@ fail:
 /* Envelopes are short: one read of this much takes all of almost every one. */
 #define SPOOL_HEAD_READ 16384
 
+/* Owners a message file in incoming/ may have (spool_set_owners()). */
+static struct safeopen_expect spool_owners_expect = {.single_link = true};
+
+void
+spool_set_owners(uid_t worker_uid, uid_t queue_uid)
+{
+	spool_owners_expect.uids[0] = worker_uid;
+	spool_owners_expect.uids[1] = queue_uid;
+	spool_owners_expect.n_uids = 2;
+}
+
 int
-spool_read_envelope_sized(const char *path, struct spool_envelope *env_r, long *body_offset_r,
-                          uint64_t *file_size_r, const char **error_r)
+spool_open_message(const char *path, const char **why_r)
+{
+	return safeopen_path(path, O_RDONLY, &spool_owners_expect, why_r);
+}
+
+int
+spool_open_message_at(int dirfd, const char *name, const char **why_r)
+{
+	return safeopen_file(dirfd, name, O_RDONLY, 0, &spool_owners_expect, why_r);
+}
+
+int
+spool_read_envelope_fd(int fd, const char *path, struct spool_envelope *env_r, long *body_offset_r,
+                       uint64_t *file_size_r, const char **error_r)
 {
 	static _Thread_local char head[SPOOL_HEAD_READ];
 	struct stat st;
 	size_t n = 0;
 	bool complete = false; /* the blank line ending the envelope is in head */
 	FILE *f;
-	int fd, r;
+	int r;
 
 	memset(env_r, 0, sizeof(*env_r));
-	/* open, fstat, one read, close: the queue reads every message's
-	 * envelope once, and stdio would add an lseek and reads of its own. */
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		spool_set_error(error_r, "open %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	/* fstat, one read: the queue reads every message's envelope once,
+	 * and stdio would add an lseek and reads of its own. */
+	if (fstat(fd, &st) < 0) {
+		spool_set_error(error_r, "fstat %s: %s", path, strerror(errno));
 		return -1;
 	}
 	while (n < sizeof(head)) {
-		ssize_t got = read(fd, head + n, sizeof(head) - n);
+		ssize_t got = pread(fd, head + n, sizeof(head) - n, (off_t)n);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
 			spool_set_error(error_r, "read %s: %s", path, strerror(errno));
-			close(fd);
 			return -1;
 		}
 		if (got == 0)
@@ -867,7 +929,6 @@ spool_read_envelope_sized(const char *path, struct spool_envelope *env_r, long *
 		if ((complete = memmem(head, n, "\n\n", 2) != NULL))
 			break;
 	}
-	close(fd);
 	if (file_size_r != NULL)
 		*file_size_r = (uint64_t)st.st_size;
 	if (n == 0) {
@@ -876,17 +937,39 @@ spool_read_envelope_sized(const char *path, struct spool_envelope *env_r, long *
 	}
 	/* The blank line that ends the envelope is in the head, or the head
 	 * is the whole file: parse it in memory. Else (an envelope longer
-	 * than the head: many recipients) read the file through stdio. */
-	if (complete || n < sizeof(head))
+	 * than the head: many recipients) read the same file through stdio. */
+	if (complete || n < sizeof(head)) {
 		f = fmemopen(head, n, "r");
-	else
-		f = fopen(path, "re");
+	} else {
+		int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		f = dup_fd < 0 || lseek(dup_fd, 0, SEEK_SET) < 0 ? NULL : fdopen(dup_fd, "r");
+		if (f == NULL && dup_fd >= 0)
+			close(dup_fd);
+	}
 	if (f == NULL) {
 		spool_set_error(error_r, "open %s: %s", path, strerror(errno));
 		return -1;
 	}
 	r = spool_parse_envelope(f, path, env_r, body_offset_r, error_r);
 	fclose(f);
+	return r;
+}
+
+int
+spool_read_envelope_sized(const char *path, struct spool_envelope *env_r, long *body_offset_r,
+                          uint64_t *file_size_r, const char **error_r)
+{
+	const char *why;
+	int fd, r;
+
+	memset(env_r, 0, sizeof(*env_r));
+	fd = spool_open_message(path, &why);
+	if (fd < 0) {
+		spool_set_error(error_r, "open %s: %s", path, why);
+		return -1;
+	}
+	r = spool_read_envelope_fd(fd, path, env_r, body_offset_r, file_size_r, error_r);
+	close(fd);
 	return r;
 }
 

@@ -1,15 +1,34 @@
 /*
  * spool.h - the on-disk queue of accepted messages.
  *
- * Layout under spool_dir (created by the master, owned by the worker user):
- *   tmp/       messages being received; never read by anyone else
- *   incoming/  committed messages: a file here was fsynced, then renamed here,
- *              then the directory was fsynced. This is what 250 promises.
+ * Layout under spool_dir (made by the master at every start, as root; the
+ * owners and modes are what keeps a compromised worker from touching
+ * anything the queue later opens with its own rights):
+ *   .          root, 0711
+ *   tmp/       worker user, group of the queue, 2700: messages being
+ *              received. Files get the queue's group (set-group-ID) and
+ *              mode 0640, so the queue reads them by group.
+ *   incoming/  queue user, group of the workers, 1770: committed messages.
+ *              A file here was fsynced, then renamed here, then the
+ *              directory was fsynced: this is what 250 promises. Workers
+ *              may add names (and open the folder to fsync it), and the
+ *              sticky bit keeps them from removing or renaming what they
+ *              do not own: the queue's DSNs.
  *              A message file stays here, unchanged, until the queue process
  *              has finished with every recipient (src/queue/queue_store.h).
- *   state/     the queue's delivery state of messages it has tried: which
- *              recipients are done, the next retry, hold (queue_store.h)
- *   private/   the auth socket
+ *   state/     queue user, 0700: the delivery state of messages it has
+ *              tried: which recipients are done, the next retry, hold
+ *              (queue_store.h)
+ *   queue-tmp/ queue user, 0700: the messages the queue writes (DSNs)
+ *              while they are written, then renamed into incoming/
+ *   corrupt/   queue user, 0700: what the queue found in incoming/ and
+ *              would not open (a symlink, a hard link, a FIFO, a file of
+ *              another owner), set aside for the administrator
+ *   private/   root, group of the workers, 0710: the auth socket (the
+ *              workers connect) and the queue's control socket, both bound
+ *              by the master
+ * Started as another user than root, every process runs as that user and
+ * only the modes apply.
  *
  * A spool file is text envelope records, a blank line, then the message:
  *   AUTHRELAY-SPOOL 1
@@ -53,9 +72,18 @@ struct spool_envelope {
 
 struct spool_msg;
 
-/* Create tmp/ incoming/ private/ under dir (mode 0700, owned by uid:gid when
- * not -1). Returns 0 or -1 with *error_r. */
-int spool_init_dirs(const char *dir, uid_t uid, gid_t gid, const char **error_r);
+/* Who the spool's folders belong to (see the layout above). */
+struct spool_owners {
+	bool root; /* set owners (else only modes) */
+	uid_t worker_uid;
+	gid_t worker_gid;
+	uid_t queue_uid;
+	gid_t queue_gid;
+};
+
+/* Create the layout above under dir, or repair its owners and modes. A
+ * symlink in place of a folder is refused. Returns 0 or -1 with *error_r. */
+int spool_init_dirs(const char *dir, const struct spool_owners *owners, const char **error_r);
 
 /* Make a fresh message id (time + counter + random, hex). */
 void spool_new_id(char id_r[SPOOL_ID_LEN + 1]);
@@ -63,6 +91,10 @@ void spool_new_id(char id_r[SPOOL_ID_LEN + 1]);
 /* Start a message under dir/tmp with env (copied into the file at once; env->id
  * is filled in). Returns NULL with *error_r on failure (disk full: 452 4.3.1). */
 struct spool_msg *spool_msg_new(const char *dir, struct spool_envelope *env, const char **error_r);
+/* The same, written in dir/tmp_sub instead of dir/tmp (the queue writes in
+ * queue-tmp/, which only it can enter). */
+struct spool_msg *spool_msg_new_in(const char *dir, const char *tmp_sub, struct spool_envelope *env,
+                                   const char **error_r);
 const char *spool_msg_id(const struct spool_msg *);
 /* Append message bytes (buffered). 0 or -1 (write error; the message is bad). */
 int spool_msg_write(struct spool_msg *, const void *data, size_t len);
@@ -85,7 +117,20 @@ const char *spool_msg_incoming_dir(const struct spool_msg *);
 /* Free; removes the tmp file unless committed. */
 void spool_msg_free(struct spool_msg *);
 
-/* Read the envelope of the spool file at path. On success returns 0 and
+/* The owners a message file in incoming/ may have: the workers (what they
+ * received) and the queue (its DSNs). Set once, before threads start, by
+ * the queue; until then any owner is accepted. */
+void spool_set_owners(uid_t worker_uid, uid_t queue_uid);
+/* Open the message file at path (spool_dir/incoming/ID), or dirfd/name,
+ * for reading, never following a link (safeopen.h): it must be a regular
+ * file of one of those owners with a single link. Returns the descriptor,
+ * or -1 with errno (ELOOP, EINVAL, EPERM, EMLINK for a file refused, ENOENT
+ * when gone) and *why_r. */
+int spool_open_message(const char *path, const char **why_r);
+int spool_open_message_at(int dirfd, const char *name, const char **why_r);
+
+/* Read the envelope of the spool file at path (opened with
+ * spool_open_message()). On success returns 0 and
  * *body_offset_r is where the message starts. The caller frees with
  * spool_envelope_clear(). */
 int spool_read_envelope(const char *path, struct spool_envelope *env_r, long *body_offset_r,
@@ -93,6 +138,10 @@ int spool_read_envelope(const char *path, struct spool_envelope *env_r, long *bo
 /* The same, and *file_size_r (if not NULL) is the file's size when read. */
 int spool_read_envelope_sized(const char *path, struct spool_envelope *env_r, long *body_offset_r,
                               uint64_t *file_size_r, const char **error_r);
+/* The same from a descriptor (read with pread: its offset is left alone);
+ * path only names it in errors. */
+int spool_read_envelope_fd(int fd, const char *path, struct spool_envelope *env_r,
+                           long *body_offset_r, uint64_t *file_size_r, const char **error_r);
 void spool_envelope_clear(struct spool_envelope *);
 
 /* %-escape for envelope values (see above). Returns a malloc'd string. */

@@ -15,8 +15,11 @@ What is here, in the order a test uses it:
   SpoolFile              parses <spool_dir>/incoming/<ID>
 
 Every wait is on a condition with a deadline (wait_until), never a bare sleep.
-The daemon runs as root and drops to `nobody`, so every directory made here
-is 0755 and every file the daemon reads after dropping privileges is 0644.
+The daemon runs as root and drops to a user per process kind, as the package
+does (etc/authrelay.sysusers): the SMTP workers to `nobody` (RUN_AS), the auth
+process to AUTH_AS, the queue to QUEUE_AS (made by ensure_users() when
+missing). So every directory made here is 0755 and every file the daemon reads
+after dropping privileges is 0644.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ HOSTNAME = "mx.test.example"
 CLIENT_HELO = "client.test.example"
 LOCAL_DOMAIN = "example.test"
 FOREIGN_DOMAIN = "other.test"
-RUN_AS = "nobody"
+RUN_AS = "nobody"  # the SMTP workers
+AUTH_AS = "authrelay-it-auth"  # the auth process
+QUEUE_AS = "authrelay-it-queue"  # the queue process
 
 # One line of the daemon's log (see the brief's interface contract).
 LOG_LINE_RE = re.compile(
@@ -670,7 +675,41 @@ def _pids_holding(pids, inodes: set[str]) -> set[int]:
 
 
 def nobody_ids() -> tuple[int, int]:
+    """uid and gid of the SMTP workers."""
     pw = pwd.getpwnam(RUN_AS)
+    return pw.pw_uid, pw.pw_gid
+
+
+_users_made = False
+
+
+def ensure_users():
+    """The system users of the auth process and the queue, made once if
+    missing (useradd, as root; a gateway started as root needs them)."""
+    global _users_made
+    if _users_made or os.geteuid() != 0:
+        return
+    for name in (AUTH_AS, QUEUE_AS):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                            "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+                           check=True, capture_output=True, timeout=60)
+    _users_made = True
+
+
+def auth_ids() -> tuple[int, int]:
+    """uid and gid of the auth process."""
+    ensure_users()
+    pw = pwd.getpwnam(AUTH_AS)
+    return pw.pw_uid, pw.pw_gid
+
+
+def queue_ids() -> tuple[int, int]:
+    """uid and gid of the queue process."""
+    ensure_users()
+    pw = pwd.getpwnam(QUEUE_AS)
     return pw.pw_uid, pw.pw_gid
 
 
@@ -699,6 +738,7 @@ class Gateway:
 
     def __init__(self, binary: str, base: Path, cert: Path, key: Path,
                  users: dict[str, str], config: dict | None = None, name: str = "gw"):
+        ensure_users()
         self.binary = binary
         self.dir = make_dir(base, name + "-")
         self.spool = self.dir / "spool"
@@ -709,8 +749,9 @@ class Gateway:
         self._logf = None
         self.known_children: set[int] = set()
         self.sections = {
-            "server": {"hostname": HOSTNAME, "user": RUN_AS, "auth_user": RUN_AS,
-                       "workers": 2, "spool_dir": str(self.spool), "log_level": "debug"},
+            "server": {"hostname": HOSTNAME, "user": RUN_AS, "auth_user": AUTH_AS,
+                       "queue_user": QUEUE_AS, "workers": 2, "spool_dir": str(self.spool),
+                       "log_level": "debug"},
             "tls": {"cert_file": str(cert), "key_file": str(key)},
             "limits": {"auth_failure_delay_ms": 0},
             "relay": {"local_domains": LOCAL_DOMAIN, "client_networks": "127.0.0.0/8"},
@@ -944,6 +985,14 @@ class Gateway:
 
     def logged_pids(self, role: str) -> set[int]:
         return {int(p) for p in re.findall(rf"\b{role}\[(\d+)\]", self.log_text())}
+
+    def queue_pid(self, timeout: float = 10.0) -> int:
+        """The queue process: the child that logged as queue[PID]."""
+        def find():
+            pids = set(self.children()) & self.logged_pids("queue")
+            assert len(pids) <= 1, f"several queue processes: {sorted(pids)}"
+            return next(iter(pids), None)
+        return wait_until(find, timeout, "the queue process")
 
     def auth_pid(self) -> int:
         """The auth process: a child that logged as auth[PID]; failing that, the

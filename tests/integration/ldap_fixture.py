@@ -351,7 +351,7 @@ def _port_open(port: int) -> bool:
 
 
 def write_password_file(directory: Path, password: str = SERVICE_PW,
-                        owner: str = harness.RUN_AS) -> Path:
+                        owner: str = harness.AUTH_AS) -> Path:
     """The service account's password, mode 0400, owned by the auth user."""
     path = directory / f"bind-password-{secrets.token_hex(4)}"
     path.write_text(password + "\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import HOST, REPO, SMTPConn, nobody_ids, run_tool
+from harness import HOST, REPO, SMTPConn, auth_ids, run_tool
 
 
 def show(gw, *args):
@@ -192,8 +192,8 @@ def test_one_duration_syntax(make_gateway):
 
 def test_warnings_share_the_error_format(make_gateway):
     gw = make_gateway({"limits": {"max_auth_failures": 2}}, start=False)
-    # readable by the workers' group only: the users file has nothing to warn about
-    os.chown(gw.users_path, 0, nobody_ids()[1])
+    # readable by the auth process's group only: the users file has nothing to warn about
+    os.chown(gw.users_path, 0, auth_ids()[1])
     os.chmod(gw.users_path, 0o640)
     r = check_config(gw)
     assert r.returncode == 0, r.stderr.decode()

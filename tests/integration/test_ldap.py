@@ -24,7 +24,8 @@ import time
 import pytest
 
 import ldap_fixture as lf
-from harness import (SMTPConn, auth_code, b64, plain_ir, run_tool, submission_conn, wait_until)
+from harness import (AUTH_AS, SMTPConn, auth_code, b64, plain_ir, run_tool, submission_conn,
+                     wait_until)
 
 pytestmark = pytest.mark.skipif(lf.available() is not None, reason=str(lf.available()))
 
@@ -395,7 +396,8 @@ def test_check_config_unreadable_password_file(make_gateway, dirs, bin_path, bas
     r = run_tool([bin_path, "check-config", "-c", gw.cfg_path])
     line = gw.config_line(r"^bind_password_file = ")
     assert r.returncode != 0
-    assert re.search(rf":{line}: \[ldap corp\] bind_password_file: .* not readable by 'nobody'",
+    assert re.search(rf":{line}: \[ldap corp\] bind_password_file: .* not readable by "
+                     rf"'{AUTH_AS}'",
                      r.stderr.decode()), r.stderr.decode()
 
 

@@ -11,9 +11,9 @@ import time
 import pytest
 
 import harness
-from harness import (HOST, SMTPConn, auth_code, free_port, make_message, nobody_ids,
-                     plain_ir, proc_alive, proc_ids, proc_status, run_tool, submission_conn,
-                     verify_hash, wait_until)
+from harness import (HOST, SMTPConn, auth_code, auth_ids, free_port, make_message, nobody_ids,
+                     plain_ir, proc_alive, proc_ids, proc_status, queue_ids, run_tool,
+                     submission_conn, verify_hash, wait_until)
 
 STOP_GRACE_SECONDS = 10  # src/master/master.c: children get this long after SIGTERM
 
@@ -21,16 +21,20 @@ STOP_GRACE_SECONDS = 10  # src/master/master.c: children get this long after SIG
 # ---------------------------------------------------------------- privileges
 
 def test_master_root_children_dropped(gw):
-    uid, gid = nobody_ids()
     muid, _, _ = proc_ids(gw.pid)
     assert muid == [0, 0, 0, 0], f"master Uid {muid}"
     kids = gw.children()
-    assert len(kids) >= 3, f"expected 2 workers + auth, children: {kids}"
+    assert len(kids) >= 4, f"expected 2 workers, auth and queue, children: {kids}"
+    # Each kind of process has a user of its own: the workers cannot read
+    # the users file nor write what the queue later opens.
+    expect = {gw.auth_pid(): auth_ids(), gw.queue_pid(): queue_ids()}
     for pid in kids:
+        uid, gid = expect.get(pid, nobody_ids())
         uids, gids, groups = proc_ids(pid)
         assert uids == [uid] * 4, f"child {pid} Uid {uids}"
         assert gids == [gid] * 4, f"child {pid} Gid {gids}"
         assert set(groups) <= {gid}, f"child {pid} kept supplementary groups {groups}"
+    assert len({auth_ids()[0], queue_ids()[0], nobody_ids()[0]}) == 3
 
 
 def test_workers_are_children_of_master(make_gateway):
@@ -166,7 +170,7 @@ def test_killed_auth_process_is_replaced(make_gateway, users):
     wait_until(lambda: auth_code(gw, alice.name, alice.password) == 235, 20,
                "authentication to work again")
     assert apid not in gw.children()
-    uid, _ = nobody_ids()
+    uid, _ = auth_ids()
     assert proc_ids(gw.auth_pid())[0] == [uid] * 4
 
 
@@ -235,8 +239,8 @@ def error_lines(gw, r):
 
 def test_check_config_valid(make_gateway):
     gw = make_gateway(start=False)
-    # readable by the workers' group only: nothing to warn about
-    os.chown(gw.users_path, 0, nobody_ids()[1])
+    # readable by the auth process's group only: nothing to warn about
+    os.chown(gw.users_path, 0, auth_ids()[1])
     os.chmod(gw.users_path, 0o640)
     r = check_config(gw)
     assert r.returncode == 0, r.stderr.decode(errors="replace")

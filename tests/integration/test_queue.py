@@ -18,7 +18,7 @@ import pytest
 
 from dns_fixture import DNSServer, dnsmasq_path
 from harness import (HOST, ConnectionClosed, SMTPConn, free_port, make_dir, make_message,
-                     msgid_of, nobody_ids, run_tool, wait_until, _pids_holding)
+                     msgid_of, queue_ids, run_tool, wait_until, _pids_holding)
 from sink_fixture import Sink
 
 pytestmark = pytest.mark.skipif(dnsmasq_path() is None, reason="dnsmasq not installed")
@@ -407,7 +407,7 @@ def test_delay_warning(make_gateway, dns, sink):
 
 def test_maildir_route(make_gateway, dns, base_dir):
     mdir = make_dir(base_dir, "maildir-")
-    os.chown(mdir, *nobody_ids())
+    os.chown(mdir, *queue_ids())
     gw = make_gateway(qconf(dns, **{"route local": {"domains": "example.test",
                                                     "type": "maildir",
                                                     "maildir": f"{mdir}/%d/%u"}}))

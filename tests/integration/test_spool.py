@@ -11,7 +11,7 @@ import stat
 
 import pytest
 
-from harness import (CLIENT_HELO, HOSTNAME, SMTPConn, make_message, msgid_of, nobody_ids,
+from harness import (CLIENT_HELO, HOSTNAME, SMTPConn, make_message, msgid_of, nobody_ids, queue_ids,
                      submission_conn, wait_until)
 
 
@@ -251,17 +251,35 @@ def test_default_domain_qualifies_bare_sender(spgw, users):
 
 # ---------------------------------------------------------------- ownership
 
-def test_spool_owned_by_worker_user(spgw):
+def test_spool_layout_owners_and_modes(spgw):
+    """Each folder belongs to the process that must write it (spool.h): the
+    workers create only in tmp/ and add names to incoming/; the queue owns
+    incoming/, state/, queue-tmp/ and corrupt/; the spool itself and
+    private/ are root's. A message file is the worker's, readable by the
+    queue's group, by no one else."""
     c = SMTPConn.open(spgw, "in")
     c.ehlo()
     qid = c.send_message("s@other.test", ["user@example.test"], make_message()).queued_id()
-    uid, _ = nobody_ids()
-    for d in ("incoming", "tmp"):
-        st = os.stat(spgw.spool / d)
-        assert st.st_uid == uid, f"{d}/ owned by uid {st.st_uid}"
-        assert stat.S_IMODE(st.st_mode) & 0o077 == 0, f"{d}/ mode {oct(st.st_mode)}"
+    wuid, wgid = nobody_ids()
+    quid, qgid = queue_ids()
+    expect = {
+        ".": (0, 0, 0o711),
+        "tmp": (wuid, qgid, 0o2700),
+        "incoming": (quid, wgid, 0o1770),
+        "state": (quid, qgid, 0o700),
+        "queue-tmp": (quid, qgid, 0o700),
+        "corrupt": (quid, qgid, 0o700),
+        "private": (0, wgid, 0o710),
+    }
+    for d, (uid, gid, mode) in expect.items():
+        st = os.lstat(spgw.spool / d)
+        got = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+        assert stat.S_ISDIR(st.st_mode) and got == (uid, gid, mode), \
+            f"{d}/: uid {got[0]} gid {got[1]} mode {oct(got[2])}, want {uid} {gid} {oct(mode)}"
     st = os.stat(spgw.spool_path(qid))
-    assert st.st_uid == uid and stat.S_IMODE(st.st_mode) & 0o077 == 0, oct(st.st_mode)
+    assert (st.st_uid, st.st_gid) == (wuid, qgid), (st.st_uid, st.st_gid)
+    assert stat.S_IMODE(st.st_mode) == 0o640, oct(st.st_mode)
+    assert st.st_nlink == 1
 
 
 def test_no_partial_file_after_aborted_data(spgw):

@@ -119,7 +119,7 @@ def test_no_ready_while_a_child_keeps_failing(make_gateway, notify):
     restarted, the workers serve, and the gateway is not ready; once the file
     is readable again the auth process comes up, and then READY=1 comes."""
     gw = make_gateway(start=False)
-    os.chmod(gw.users_path, 0o600)  # root's only: the auth process runs as nobody
+    os.chmod(gw.users_path, 0o600)  # root's only: the auth process cannot read it
     gw.start(wait=False, env={"NOTIFY_SOCKET": notify.path})
     gw.wait_for_log(r"auth pid=\d+ exited status=\d+", timeout=20)
     gw.wait_for_log(r"auth pid=\d+ exited status=\d+(?s:.*)auth pid=\d+ exited status=\d+",

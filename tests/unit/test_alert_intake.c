@@ -62,7 +62,7 @@ setup(void **state)
 	snprintf(f->dir, sizeof(f->dir), "/tmp/authrelay-intake-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->spool, sizeof(f->spool), "%s/spool", f->dir);
-	assert_int_equal(spool_init_dirs(f->spool, (uid_t)-1, (gid_t)-1, &err), 0);
+	assert_int_equal(spool_init_dirs(f->spool, &(struct spool_owners){.root = false}, &err), 0);
 	snprintf(f->hook_out, sizeof(f->hook_out), "%s/hook.txt", f->dir);
 	snprintf(f->hook_cmd, sizeof(f->hook_cmd),
 	         "cat > %s.tmp; echo \"$AUTHRELAY_ALERT_KIND\" >> %s.tmp; mv %s.tmp %s",

@@ -580,7 +580,12 @@ test_defaults(void **state)
 	if (gethostname(host, sizeof(host) - 1) == 0 && strchr(host, '_') == NULL)
 		assert_string_equal(cfg->hostname, host);
 	assert_string_equal(cfg->user, "authrelay");
-	assert_string_equal(cfg->auth_user, "authrelay");
+	/* Each process kind its own user (etc/authrelay.sysusers). */
+	assert_string_equal(cfg->auth_user, "authrelay-auth");
+	assert_string_equal(cfg->queue_user, "authrelay-queue");
+	assert_true(cfg->sandbox);
+	assert_false(cfg->core_dumps);
+	assert_null(cfg->warnings);
 	assert_int_equal(cfg->workers, 0);
 	assert_string_equal(cfg->spool_dir, "/var/spool/authrelay");
 	assert_true(cfg->chroot);

@@ -35,7 +35,8 @@ setup(void **state)
 	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	assert_non_null(mkdtemp(dir));
 	const char *err;
-	assert_int_equal(spool_init_dirs(dir, (uid_t)-1, (gid_t)-1, &err), 0);
+	const struct spool_owners not_root = {.root = false};
+	assert_int_equal(spool_init_dirs(dir, &not_root, &err), 0);
 	return 0;
 }
 

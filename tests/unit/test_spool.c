@@ -56,6 +56,8 @@ rm_tree(const char *path)
 	rmdir(path);
 }
 
+static const struct spool_owners no_owners = {.root = false};
+
 static int
 setup(void **state)
 {
@@ -66,7 +68,7 @@ setup(void **state)
 	snprintf(fx->dir, sizeof(fx->dir), "%s/test_spool.XXXXXX", tmp ? tmp : "/tmp");
 	if (mkdtemp(fx->dir) == NULL)
 		return -1;
-	if (spool_init_dirs(fx->dir, (uid_t)-1, (gid_t)-1, &error) < 0) {
+	if (spool_init_dirs(fx->dir, &no_owners, &error) < 0) {
 		fprintf(stderr, "spool_init_dirs: %s\n", error);
 		return -1;
 	}
@@ -324,7 +326,11 @@ test_commit_read_back(void **state)
 
 	snprintf(path, sizeof(path), "%s/incoming/%s", fx->dir, env.id);
 	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_mode & 07777, 0600);
+	/* Group-readable: the queue reads the workers' files by its group. */
+	mode_t mask = umask(0);
+	umask(mask);
+	assert_int_equal(st.st_mode & 07777, 0640 & ~mask);
+	assert_int_equal(st.st_nlink, 1);
 	assert_int_equal(spool_read_envelope(path, &got, &body_off, &error), 0);
 	check_envelope(&got, &env);
 	file = file_contents(path, &file_len);
@@ -545,19 +551,26 @@ test_init_dirs(void **state)
 	const char *error = NULL;
 	char path[512], target[512];
 	struct stat st;
-	static const char *const subs[] = {"tmp", "incoming", "private"};
+	/* Not root: every process has one uid, only the modes apply. */
+	static const struct {
+		const char *name;
+		mode_t mode;
+	} subs[] = {
+	        {"tmp", 02700},    {"incoming", 01700}, {"state", 0700},
+	        {"corrupt", 0700}, {"queue-tmp", 0700}, {"private", 0700},
+	};
 
 	/* Fresh nested directory, then again: idempotent, modes repaired. */
 	snprintf(path, sizeof(path), "%s/fresh", fx->dir);
-	assert_int_equal(spool_init_dirs(path, (uid_t)-1, (gid_t)-1, &error), 0);
+	assert_int_equal(spool_init_dirs(path, &no_owners, &error), 0);
 	snprintf(target, sizeof(target), "%s/fresh/tmp", fx->dir);
 	assert_int_equal(chmod(target, 0755), 0);
-	assert_int_equal(spool_init_dirs(path, getuid(), getgid(), &error), 0);
+	assert_int_equal(spool_init_dirs(path, &no_owners, &error), 0);
 	for (size_t i = 0; i < AR_NELEM(subs); i++) {
-		snprintf(target, sizeof(target), "%s/fresh/%s", fx->dir, subs[i]);
+		snprintf(target, sizeof(target), "%s/fresh/%s", fx->dir, subs[i].name);
 		assert_int_equal(lstat(target, &st), 0);
 		assert_true(S_ISDIR(st.st_mode));
-		assert_int_equal(st.st_mode & 07777, 0700);
+		assert_int_equal(st.st_mode & 07777, subs[i].mode);
 	}
 
 	/* A symlink in place of a subdirectory is refused. */
@@ -566,19 +579,65 @@ test_init_dirs(void **state)
 	snprintf(target, sizeof(target), "%s/linked/tmp", fx->dir);
 	assert_int_equal(symlink(fx->dir, target), 0);
 	error = NULL;
-	assert_int_equal(spool_init_dirs(path, (uid_t)-1, (gid_t)-1, &error), -1);
+	assert_int_equal(spool_init_dirs(path, &no_owners, &error), -1);
 	assert_non_null(error);
 
 	/* The spool path is a file. */
 	snprintf(path, sizeof(path), "%s/plainfile", fx->dir);
 	close(open(path, O_CREAT | O_WRONLY, 0600));
 	error = NULL;
-	assert_int_equal(spool_init_dirs(path, (uid_t)-1, (gid_t)-1, &error), -1);
+	assert_int_equal(spool_init_dirs(path, &no_owners, &error), -1);
 	assert_non_null(error);
 
 	/* Parent missing. */
 	snprintf(path, sizeof(path), "%s/no/such/dir", fx->dir);
-	assert_int_equal(spool_init_dirs(path, (uid_t)-1, (gid_t)-1, &error), -1);
+	assert_int_equal(spool_init_dirs(path, &no_owners, &error), -1);
+}
+
+/* As root: each folder's owner, group and mode (spool.h), the spool
+ * itself root's, and a spool the workers owned before taken back. */
+static void
+test_init_dirs_owners(void **state)
+{
+	struct fixture *fx = *state;
+	const struct spool_owners o = {
+	        .root = true,
+	        .worker_uid = 12345,
+	        .worker_gid = 12346,
+	        .queue_uid = 23456,
+	        .queue_gid = 23457,
+	};
+	static const struct {
+		const char *name;
+		uid_t uid;
+		gid_t gid;
+		mode_t mode;
+	} want[] = {
+	        {"", 0, 0, 0711},
+	        {"/tmp", 12345, 23457, 02700},
+	        {"/incoming", 23456, 12346, 01770},
+	        {"/state", 23456, 23457, 0700},
+	        {"/corrupt", 23456, 23457, 0700},
+	        {"/queue-tmp", 23456, 23457, 0700},
+	        {"/private", 0, 12346, 0710},
+	};
+	const char *error = NULL;
+	char path[512], target[600];
+	struct stat st;
+
+	if (geteuid() != 0)
+		skip();
+	snprintf(path, sizeof(path), "%s/owned", fx->dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(chown(path, 12345, 12346), 0);
+	assert_int_equal(spool_init_dirs(path, &o, &error), 0);
+	for (size_t i = 0; i < AR_NELEM(want); i++) {
+		snprintf(target, sizeof(target), "%s%s", path, want[i].name);
+		assert_int_equal(lstat(target, &st), 0);
+		assert_int_equal(st.st_uid, want[i].uid);
+		assert_int_equal(st.st_gid, want[i].gid);
+		assert_int_equal(st.st_mode & 07777, want[i].mode);
+	}
 }
 
 /* ---- strict reader ---- */
@@ -806,6 +865,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_new_errors, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_new_envelope_write_error, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_init_dirs, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_init_dirs_owners, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_read_table, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_read_many_rcpts_and_long_line, setup,
 	                                        teardown),
