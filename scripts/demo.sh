@@ -21,26 +21,36 @@ if [ ! -s "$demo/key.pem" ]; then
 	chmod 0600 "$demo/key.pem"
 fi
 
+# One unprivileged user per process kind, as the package makes them
+# (etc/authrelay.sysusers): the SMTP workers, the auth process (the only one
+# that reads the users file), the queue (the only one that writes state/
+# and the Maildirs). check-config warns when two of them are the same.
 run_user=authrelay
-if [ "$(id -u)" -eq 0 ] && ! id "$run_user" >/dev/null 2>&1; then
-	# The unprivileged user the workers and the auth process run as.
-	useradd --system --no-create-home --home-dir /nonexistent \
-		--shell /usr/sbin/nologin "$run_user"
+auth_user=authrelay-auth
+queue_user=authrelay-queue
+if [ "$(id -u)" -eq 0 ]; then
+	for u in "$run_user" "$auth_user" "$queue_user"; do
+		id "$u" >/dev/null 2>&1 ||
+			useradd --system --user-group --no-create-home --home-dir /nonexistent \
+				--shell /usr/sbin/nologin "$u"
+	done
 fi
 
 if [ ! -s "$demo/users" ]; then
 	printf 'demo-password\n' | "$BIN" passwd demo@example.test > "$demo/users"
 fi
 chmod 0600 "$demo/users"
-[ "$(id -u)" -eq 0 ] && chown "$run_user" "$demo/users"
-# The queue process writes the Maildirs as the run user.
-[ "$(id -u)" -eq 0 ] && chown "$run_user" "$top/var/maildir"
+[ "$(id -u)" -eq 0 ] && chown "$auth_user" "$demo/users"
+# The queue process writes the Maildirs as its own user.
+[ "$(id -u)" -eq 0 ] && chown "$queue_user" "$top/var/maildir"
 
 cat > "$demo/authrelay.conf" <<CONF
 # Demo configuration written by scripts/demo.sh; see README.md for every key.
 [server]
 hostname = localhost
 user = $run_user
+auth_user = $auth_user
+queue_user = $queue_user
 spool_dir = ../spool
 log_level = info
 

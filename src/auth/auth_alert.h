@@ -20,7 +20,7 @@
  * a run of the hook with the alert on its stdin. This process holds the
  * secrets, so it does neither itself: both go out as messages of the alert
  * channel (src/authwire/alert_proto.h) to the queue process, which spools
- * the mail and runs the hook as [server] user.
+ * the mail and runs the hook as [server] queue_user.
  */
 #ifndef AUTHRELAY_AUTH_ALERT_H
 #define AUTHRELAY_AUTH_ALERT_H

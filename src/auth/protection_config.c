@@ -177,7 +177,7 @@ static const struct settings_key alerts_keys[] = {
          .meaning = "Alert when a source has answered only tempfail for this long."},
         {"hook", SETTINGS_STRING, A(hook), .flags = SETTINGS_OPTIONAL, .type_doc = "command",
          .meaning = "Run with /bin/sh -c for every alert by the queue process, as [server] "
-                    "user, the alert text on stdin."},
+                    "queue_user, the alert text on stdin."},
 };
 
 static const struct settings_section protection_section = {

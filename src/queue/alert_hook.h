@@ -2,7 +2,7 @@
  * alert_hook.h - runs [alerts] hook for the alerts the auth process raises:
  * `/bin/sh -c HOOK` with the alert's text on its stdin and
  * AUTHRELAY_ALERT_KIND in its environment. It runs here, in the queue
- * process, as [server] user, because the auth process holds the secrets and
+ * process, as [server] queue_user, because the auth process holds the secrets and
  * starts no shell (src/authwire/alert_proto.h). At most ALERT_HOOK_MAX run
  * at once; one still running after the timeout is killed. Finished hooks
  * are reaped by a timer that runs only while a hook does.

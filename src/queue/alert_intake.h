@@ -6,7 +6,7 @@
  *
  *   MAIL  written into the spool like a DSN, from the null sender (the
  *         queue then delivers it as any other message);
- *   HOOK  [alerts] hook run as [server] user (alert_hook.h).
+ *   HOOK  [alerts] hook run as [server] queue_user (alert_hook.h).
  *
  * A malformed record is logged and dropped; the channel goes on.
  */

@@ -1,7 +1,7 @@
 /*
  * queue_cmd.h - `authrelay queue -c FILE list | show ID | flush | delete ID |
  * hold ID | release ID`: asks the running queue process over its control
- * socket (spool_dir/private/queue, reachable by root and the [server] user)
+ * socket (spool_dir/private/queue, bound by the master, reachable by root)
  * and prints the answer.
  */
 #ifndef AUTHRELAY_QUEUE_CMD_H

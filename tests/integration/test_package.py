@@ -27,10 +27,11 @@ stat_of() { [ -e "$1" ] && report STAT "$1" $(stat -c '%a %U %G %F' "$1") || rep
 rc() { name=$1; shift; "$@" >/tmp/out.txt 2>&1; r=$?; report RC "$name" $r; sed "s/^/OUT $name /" /tmp/out.txt; }
 
 rc install dpkg -i /tmp/authrelay.deb
-for u in authrelay authrelay-auth; do
+for u in authrelay authrelay-auth authrelay-queue; do
     report USER $u $(getent passwd $u | cut -d: -f3,7 | tr : ' ')
 done
-for p in /var/spool/authrelay /var/spool/authrelay/incoming /var/spool/authrelay/private \
+for p in /var/spool/authrelay /var/spool/authrelay/tmp /var/spool/authrelay/incoming \
+         /var/spool/authrelay/state /var/spool/authrelay/private \
          /etc/authrelay /etc/authrelay/authrelay.conf /etc/authrelay/users \
          /etc/ssl/certs/ssl-cert-snakeoil.pem /etc/ssl/private/ssl-cert-snakeoil.key \
          /etc/systemd/system/multi-user.target.wants/authrelay.service; do
@@ -168,14 +169,17 @@ def test_install_check_remove_purge_in_throwaway_root(deb, tmp_path):
 
     assert rcs["install"] == 0, outs.get("install")
     assert "enabled, not started" in outs["install"], outs["install"]
-    for u in ("authrelay", "authrelay-auth"):
+    for u in ("authrelay", "authrelay-auth", "authrelay-queue"):
         assert u in users and len(users[u]) == 2, f"user {u}: {users.get(u)}\n{text}"
         uid, shell = users[u]
         assert int(uid) < 1000 and shell == "/usr/sbin/nologin", (u, uid, shell)
     first = {p: v[0] for p, v in stats.items()}
-    assert first["/var/spool/authrelay"] == "700 authrelay authrelay directory"
-    assert first["/var/spool/authrelay/incoming"] == "700 authrelay authrelay directory"
-    assert first["/var/spool/authrelay/private"] == "700 authrelay authrelay directory"
+    # The spool is root's; each folder belongs to the process that writes it.
+    assert first["/var/spool/authrelay"] == "711 root root directory"
+    assert first["/var/spool/authrelay/tmp"] == "2700 authrelay authrelay-queue directory"
+    assert first["/var/spool/authrelay/incoming"] == "1770 authrelay-queue authrelay directory"
+    assert first["/var/spool/authrelay/state"] == "700 authrelay-queue authrelay-queue directory"
+    assert first["/var/spool/authrelay/private"] == "710 root authrelay directory"
     assert first["/etc/authrelay/users"] == "640 root authrelay-auth regular empty file"
     assert size["users"] == 0
     assert first["/etc/authrelay/authrelay.conf"].startswith("644 root root regular")

@@ -304,15 +304,18 @@ def sink():
 
 @pytest.fixture(scope="module")
 def hook_dir(base_dir):
-    """Where the alert hook (a script here, run as nobody) leaves each alert,
-    and who ran it: its kind, uid, parent and grandparent pids (/bin/sh -c may
-    or may not fork once more before the script)."""
+    """Where the alert hook (a script here, run as the queue's user) leaves
+    each alert, and who ran it: its kind, uid, parent, grandparent and
+    great-grandparent pids (/bin/sh -c may or may not fork once more before
+    the script, and the queue starts it through its hook helper)."""
     d = make_dir(base_dir, "hook-")
     os.chmod(d, 0o777)
     script = d / "hook.sh"
     script.write_text('cd "$(dirname "$0")" && cat > alert.$$.tmp && '
                       'echo "$AUTHRELAY_ALERT_KIND $(id -u) $PPID '
-                      '$(cut -d" " -f4 /proc/$PPID/stat)" > who.$$.tmp && '
+                      '$(cut -d" " -f4 /proc/$PPID/stat) '
+                      '$(cut -d" " -f4 /proc/$(cut -d" " -f4 /proc/$PPID/stat)/stat)" '
+                      '> who.$$.tmp && '
                       'mv who.$$.tmp who.$$.txt && mv alert.$$.tmp alert.$$.txt\n')
     os.chmod(script, 0o755)
     return d
@@ -446,16 +449,17 @@ def test_login_failure_alert_arrives(mailgw, users, sink, hook_dir):
                                 if "login_failures" in p.read_text()],
                        15, "the hook's copy of the alert")
     assert texts[0].startswith('kind=login_failures scope=login user="frank" failures=3')
-    # The hook ran from the queue process, as [server] user: the auth
-    # process, which holds the secrets, starts no shell.
+    # The hook ran from the queue process (through the helper it forked
+    # before its sandbox), as [server] queue_user: the auth process, which
+    # holds the secrets, starts no shell.
     who = [p.read_text().split() for p in hook_dir.glob("who.*.txt")]
     who = [w for w in who if w[0] == "login_failures"]
     assert len(who) == 1, who
-    _, uid, ppid, gppid = who[0]
-    assert int(uid) == pwd.getpwnam(harness.RUN_AS).pw_uid
+    _, uid, *ancestors = who[0]
+    assert int(uid) == pwd.getpwnam(harness.QUEUE_AS).pw_uid
     queue_pids = mailgw.logged_pids("queue")
-    assert {int(ppid), int(gppid)} & queue_pids, (who[0], queue_pids)
-    assert not {int(ppid), int(gppid)} & mailgw.logged_pids("auth"), who[0]
+    assert {int(p) for p in ancestors} & queue_pids, (who[0], queue_pids)
+    assert not {int(p) for p in ancestors} & mailgw.logged_pids("auth"), who[0]
     # The 4th failure was past the threshold too, but within the cooldown.
     assert len([m for m in sink.snapshot() if b"for login frank" in m.data]) == 1
 
