@@ -55,6 +55,10 @@ master_check_config(const char *path)
 			fprintf(stderr, "%s:0: [server] auth_user: %s\n", path, err);
 			status = 1;
 		}
+		if (privdrop_lookup(cfg->queue_user, &u, &err) != 0) {
+			fprintf(stderr, "%s:0: [server] queue_user: %s\n", path, err);
+			status = 1;
+		}
 	}
 	/* Quiet logging: only the sources' own errors are of interest here. */
 	log_init(false, LOG_LEVEL_WARN, "check-config");

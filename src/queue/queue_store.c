@@ -424,6 +424,19 @@ queue_store_remove_orphans(const char *spool_dir)
 			close(idfd);
 		return 0;
 	}
+	/* DSNs the queue was writing when it stopped: their recipients are
+	 * still marked as owed one (queue_bounce.c writes it again). */
+	snprintf(path, sizeof(path), "%s/queue-tmp", spool_dir);
+	int qfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *qd = qfd < 0 ? NULL : fdopendir(qfd);
+	if (qd == NULL && qfd >= 0)
+		close(qfd);
+	while (qd != NULL && (de = readdir(qd)) != NULL) {
+		if (de->d_name[0] != '.' && unlinkat(qfd, de->d_name, 0) == 0)
+			n++;
+	}
+	if (qd != NULL)
+		closedir(qd);
 	while ((de = readdir(d)) != NULL) {
 		struct stat st;
 		if (de->d_name[0] == '.' && strncmp(de->d_name, ".tmp-", 5) != 0)

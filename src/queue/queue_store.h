@@ -91,8 +91,9 @@ void queue_store_remove(struct queue_store *, const char *id, bool has_state,
 /* Operations not yet done. */
 unsigned queue_store_pending(const struct queue_store *);
 
-/* Remove state files whose message is gone. Returns how many. BLOCKS
- * (a directory scan): for the start. */
+/* Remove state files whose message is gone, and the DSNs left half
+ * written in queue-tmp/. Returns how many. BLOCKS (directory scans): for
+ * the start. */
 unsigned queue_store_remove_orphans(const char *spool_dir);
 
 #endif

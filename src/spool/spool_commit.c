@@ -160,7 +160,7 @@ commit_round(struct sync_crew *crew, struct commit_list *jobs)
 	else
 		crew_sync(crew, arr, n);
 	/* Opened per round, so a recreated directory is seen. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0) {
 		log_err("spool group commit: open %s: %s", dir, strerror(errno));
 		/* spool_msg_free() removes the tmp files. */

@@ -157,6 +157,63 @@ test_store_write_read_remove(void **state)
 	event_base_free(base);
 }
 
+/* What someone who could write state/ (not the workers: it is the
+ * queue's, 0700) might plant there is never opened through: a symlink at
+ * state/.tmp-ID is removed and the state written beside it, a symlink at
+ * state/ID is refused when read. And what a crash left in queue-tmp/ goes. */
+static void
+test_store_never_follows(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct queue_store *s = queue_store_new(base, dir);
+	const char *id = "0123456789abcdef0456", *err = NULL;
+	char p[400], target[400], tmp[400], buf[64] = "";
+	struct queue_state st;
+	struct stat sb;
+	FILE *f;
+
+	snprintf(target, sizeof(target), "%s/target", dir);
+	f = fopen(target, "w");
+	fputs("delivered message\n", f);
+	fclose(f);
+	snprintf(tmp, sizeof(tmp), "%s/state/.tmp-%s", dir, id);
+	assert_int_equal(symlink(target, tmp), 0);
+	queue_store_write_state(s, id, strdup("AUTHRELAY-STATE 1\nattempts 2\nnext 5\n\n"));
+	snprintf(p, sizeof(p), "%s/incoming/%s", dir, id);
+	f = fopen(p, "w");
+	fclose(f);
+	queue_store_remove(s, "0123456789abcdef0999", false, done_cb, base);
+	event_base_dispatch(base);
+	f = fopen(target, "r");
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	assert_string_equal(buf, "delivered message\n");
+	snprintf(p, sizeof(p), "%s/state/%s", dir, id);
+	assert_int_equal(lstat(p, &sb), 0);
+	assert_true(S_ISREG(sb.st_mode));
+	assert_int_equal(lstat(tmp, &sb), -1);
+	assert_true(queue_store_read_state(dir, id, 1, &st, &err) >= 0);
+	assert_true(st.exists);
+	assert_int_equal(st.attempts, 2);
+	queue_state_clear(&st);
+
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(symlink(target, p), 0);
+	assert_int_equal(queue_store_read_state(dir, id, 1, &st, &err), -1);
+	assert_non_null(strstr(err, "a symlink (not followed)"));
+	assert_int_equal(unlink(p), 0);
+
+	snprintf(p, sizeof(p), "%s/queue-tmp", dir);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/queue-tmp/0123456789abcdef0777", dir);
+	f = fopen(p, "w");
+	fclose(f);
+	assert_int_equal(queue_store_remove_orphans(dir), 1);
+	assert_int_equal(access(p, F_OK), -1);
+	queue_store_free(s);
+	event_base_free(base);
+}
+
 static uint32_t lcg = 1;
 static unsigned
 rnd_lcg(unsigned n)
@@ -199,6 +256,7 @@ main(void)
 	        cmocka_unit_test(test_roundtrip),
 	        cmocka_unit_test(test_parse_errors),
 	        cmocka_unit_test_setup_teardown(test_store_write_read_remove, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_store_never_follows, setup, teardown),
 	        cmocka_unit_test(test_mx_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
