@@ -504,7 +504,7 @@ def _port_open(host: str, port: int) -> bool:
 
 
 def write_password_file(directory: Path, password: str = SERVICE_PW,
-                        owner: str = harness.RUN_AS) -> Path:
+                        owner: str = harness.AUTH_AS) -> Path:
     """The service account's password, mode 0400, owned by the auth user."""
     import pwd
     path = directory / f"ad-bind-password-{os.urandom(4).hex()}"
