@@ -18,9 +18,11 @@
 #include "../lib/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -84,6 +86,42 @@ keyproc_error(const char *file, const char *what)
 	return buf;
 }
 
+/* The PEM private key at path. Read with read(2) into a buffer wiped after
+ * use, not through stdio, whose buffer would leave the PEM text in freed
+ * memory. */
+static EVP_PKEY *
+keyproc_read_key(const char *path, const char **error_r)
+{
+	/* A PEM RSA-16384 key is under 13 KiB. */
+	static unsigned char buf[32768];
+	EVP_PKEY *pkey = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0) {
+		*error_r = keyproc_error(path, strerror(errno));
+		return NULL;
+	}
+	while (len < sizeof(buf) &&
+	       ((n = read(fd, buf + len, sizeof(buf) - len)) > 0 || (n < 0 && errno == EINTR)))
+		len += n > 0 ? (size_t)n : 0;
+	close(fd);
+	if (len == sizeof(buf)) {
+		*error_r = keyproc_error(path, "too large for a private key");
+		goto out;
+	}
+	BIO *bio = BIO_new_mem_buf(buf, (int)len);
+	if (bio != NULL)
+		pkey = PEM_read_bio_PrivateKey(bio, NULL, keyproc_no_passphrase, NULL);
+	BIO_free(bio);
+	if (pkey == NULL)
+		*error_r = keyproc_error(path, "no PEM private key (or one with a passphrase)");
+out:
+	explicit_bzero(buf, len);
+	return pkey;
+}
+
 int
 keyproc_keys_load(struct keyproc_keys *ks, const char *cert_file, const char *key_file,
                   const char **error_r)
@@ -103,16 +141,9 @@ keyproc_keys_load(struct keyproc_keys *ks, const char *cert_file, const char *ke
 		*error_r = keyproc_error(cert_file, "no PEM certificate");
 		goto fail;
 	}
-	if ((f = fopen(key_file, "r")) == NULL) {
-		*error_r = keyproc_error(key_file, strerror(errno));
+	pkey = keyproc_read_key(key_file, error_r);
+	if (pkey == NULL)
 		goto fail;
-	}
-	pkey = PEM_read_PrivateKey(f, NULL, keyproc_no_passphrase, NULL);
-	fclose(f);
-	if (pkey == NULL) {
-		*error_r = keyproc_error(key_file, "no PEM private key (or one with a passphrase)");
-		goto fail;
-	}
 	if (EVP_PKEY_eq(X509_get0_pubkey(cert), pkey) != 1) {
 		*error_r = keyproc_error(key_file, "certificate and key do not match");
 		goto fail;

@@ -218,6 +218,55 @@ fail:
 	return -1;
 }
 
+/* tls_server_check() in a child that exits at once: the master refuses a
+ * bad certificate or key before anything starts, yet never has the private
+ * key in its own memory, which every child it forks would inherit (the PEM
+ * text in freed buffers, for one). Returns 0, or -1 with *error_r. */
+static int
+master_check_tls(struct master *m, const char **error_r)
+{
+	static char err[1024];
+	int p[2], status;
+	ssize_t n;
+
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		snprintf(err, sizeof(err), "pipe: %s", strerror(errno));
+		*error_r = err;
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(err, sizeof(err), "fork: %s", strerror(errno));
+		*error_r = err;
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		const char *e = NULL;
+		close(p[0]);
+		if (tls_server_check(m->cfg, &e) == 0)
+			_exit(0);
+		(void)write_all(p[1], e, strlen(e));
+		_exit(1);
+	}
+	close(p[1]);
+	size_t len = 0;
+	while (len < sizeof(err) - 1 && ((n = read(p[0], err + len, sizeof(err) - 1 - len)) > 0 ||
+	                                 (n < 0 && errno == EINTR)))
+		len += n > 0 ? (size_t)n : 0;
+	err[len] = '\0';
+	close(p[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (len == 0)
+		snprintf(err, sizeof(err), "the certificate check died");
+	*error_r = err;
+	return -1;
+}
+
 /* The key process's chroot: <spool_dir>/empty, a directory owned by root
  * that nobody can write to. Only when started as root. */
 static int
@@ -833,7 +882,7 @@ master_main(const char *config_path, bool foreground)
 	for (size_t i = 0; i < m.cfg->n_listeners; i++)
 		m.need_tls |= m.cfg->listeners[i].tls != LTLS_NONE;
 	if (m.need_tls) {
-		if (tls_server_check(m.cfg, &err) != 0)
+		if (master_check_tls(&m, &err) != 0)
 			master_fail(&m, EX_CONFIG, "[tls] %s", err);
 		if (m.is_root && master_keyproc_root(&m, &err) != 0)
 			master_fail(&m, EX_CONFIG, "%s", err);
