@@ -21,11 +21,13 @@
 #include "../lib/log.h"
 #include "../lib/readiness.h"
 #include "../lib/threadpool.h"
+#include "../lib/wbatch.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -40,18 +42,23 @@ struct kp_server {
 	struct event_base *base;
 	struct threadpool *pool;
 	struct evconnlistener *listener;
+	LIST_HEAD(, kp_conn) conns; /* every connection not yet freed */
+	LIST_HEAD(, kp_job) jobs;   /* jobs in the pool */
 	unsigned long signed_ok, refused;
 };
 
 struct kp_conn {
+	LIST_ENTRY(kp_conn) entry;
 	struct kp_server *srv;
 	struct bufferevent *bev; /* NULL once closed */
+	struct wbatch *wb;       /* replies leave once per loop round */
 	unsigned pending;        /* jobs in the pool */
 	unsigned conn_id;
 	bool warned;
 };
 
 struct kp_job {
+	LIST_ENTRY(kp_job) entry; /* while in the pool */
 	struct kp_conn *conn;
 	struct keyproc_sign_req req; /* req.input points to input */
 	unsigned char input[KEYPROC_MAX_INPUT];
@@ -65,14 +72,18 @@ static void kp_conn_read_cb(struct bufferevent *bev, void *arg);
 static void
 kp_conn_free_if_done(struct kp_conn *c)
 {
-	if (c->bev == NULL && c->pending == 0)
+	if (c->bev == NULL && c->pending == 0) {
+		LIST_REMOVE(c, entry);
 		free(c);
+	}
 }
 
 static void
 kp_conn_close(struct kp_conn *c, const char *why)
 {
 	log_debug("keyproc: conn=%u closed: %s", c->conn_id, why);
+	wbatch_free(c->wb);
+	c->wb = NULL;
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	kp_conn_free_if_done(c);
@@ -127,6 +138,7 @@ kp_job_done(void *arg)
 	struct kp_job *j = arg;
 	struct kp_conn *c = j->conn;
 
+	LIST_REMOVE(j, entry);
 	kp_job_reply(j);
 	c->pending--;
 	if (c->bev == NULL) {
@@ -171,6 +183,7 @@ kp_conn_read_cb(struct bufferevent *bev, void *arg)
 		ipc_msg_free(m);
 		if (keyproc_keys_slow(c->srv->params->keys, j->req.key_id)) {
 			c->pending++;
+			LIST_INSERT_HEAD(&c->srv->jobs, j, entry);
 			threadpool_submit(c->srv->pool, kp_job_sign, kp_job_done, j);
 		} else {
 			kp_job_sign(j);
@@ -200,11 +213,13 @@ kp_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, 
 
 	c->srv = srv;
 	c->conn_id = ++next_conn_id;
+	LIST_INSERT_HEAD(&srv->conns, c, entry);
 	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
 		fatal("keyproc: bufferevent_socket_new failed");
 	bufferevent_setcb(c->bev, kp_conn_read_cb, NULL, kp_conn_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(c->bev, EV_READ);
+	c->wb = wbatch_new(c->bev);
 	log_debug("keyproc: conn=%u accepted", c->conn_id);
 }
 
@@ -228,11 +243,15 @@ keyproc_main(const struct keyproc_params *p)
 {
 	struct kp_server srv = {.params = p};
 	struct event *ev_term, *ev_int;
+	struct kp_conn *c;
+	struct kp_job *j;
 
 	signal(SIGPIPE, SIG_IGN);
 	srv.base = event_base_new();
 	if (srv.base == NULL)
 		fatal("keyproc: event_base_new failed");
+	LIST_INIT(&srv.conns);
+	LIST_INIT(&srv.jobs);
 	srv.pool = threadpool_new(srv.base, p->threads > 0 ? p->threads : 1);
 	srv.listener = evconnlistener_new(srv.base, kp_on_accept, &srv, LEV_OPT_CLOSE_ON_EXEC, -1,
 	                                  p->listen_fd);
@@ -249,9 +268,25 @@ keyproc_main(const struct keyproc_params *p)
 	event_base_dispatch(srv.base);
 
 	log_info("keyproc: signatures=%lu refused=%lu", srv.signed_ok, srv.refused);
-	/* Connections and jobs still open go with the process; the keys are
-	 * wiped on the way out. */
+	/* The pool first: its threads read the keys and the jobs. */
 	threadpool_free(srv.pool);
-	keyproc_keys_free(p->keys);
+	while ((j = LIST_FIRST(&srv.jobs)) != NULL) {
+		LIST_REMOVE(j, entry);
+		explicit_bzero(j, sizeof(*j));
+		free(j);
+	}
+	while ((c = LIST_FIRST(&srv.conns)) != NULL) {
+		if (c->bev != NULL) {
+			wbatch_free(c->wb);
+			bufferevent_free(c->bev);
+		}
+		LIST_REMOVE(c, entry);
+		free(c);
+	}
+	evconnlistener_free(srv.listener);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_base_free(srv.base);
+	keyproc_keys_free(p->keys); /* wiped on the way out */
 	return 0;
 }

@@ -19,6 +19,7 @@
 #include "keyproc_client.h"
 #include "../lib/ipc.h"
 #include "../lib/log.h"
+#include "../lib/wbatch.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -60,6 +61,7 @@ struct keyproc_client {
 	socklen_t sunlen;
 	unsigned timeout_ms;
 	struct bufferevent *bev; /* NULL while not connected */
+	struct wbatch *wb;       /* requests leave once per loop round */
 	struct event *pump;
 	uint32_t next_id;
 	LIST_HEAD(, kc_req) reqs;
@@ -101,8 +103,10 @@ keyproc_client_free(struct keyproc_client *kc)
 		return;
 	if (!LIST_EMPTY(&kc->reqs))
 		fatal("keyproc: client freed with signatures in flight");
-	if (kc->bev != NULL)
+	if (kc->bev != NULL) {
+		wbatch_free(kc->wb);
 		bufferevent_free(kc->bev);
+	}
 	if (kc->pump != NULL)
 		event_free(kc->pump);
 	free(kc);
@@ -147,6 +151,8 @@ kc_disconnect(struct keyproc_client *kc, const char *why)
 {
 	kc_outage(kc, why);
 	if (kc->bev != NULL) {
+		wbatch_free(kc->wb);
+		kc->wb = NULL;
 		bufferevent_free(kc->bev);
 		kc->bev = NULL;
 	}
@@ -222,7 +228,8 @@ kc_connect(struct keyproc_client *kc)
 	if (kc->bev == NULL)
 		fatal("keyproc: bufferevent_socket_new failed");
 	bufferevent_setcb(kc->bev, kc_read_cb, NULL, kc_event_cb, kc);
-	bufferevent_enable(kc->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(kc->bev, EV_READ);
+	kc->wb = wbatch_new(kc->bev);
 	if (kc->warned)
 		log_info("keyproc: connected again");
 	kc->warned = false;

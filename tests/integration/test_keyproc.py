@@ -58,7 +58,9 @@ def key_secrets(key_path) -> list[bytes]:
 
 def memory_holds(pid: int, needles: list[bytes]) -> bool:
     """Whether any needle is in the process's writable memory (heap, stacks,
-    anonymous mappings), read through /proc/PID/mem as root."""
+    anonymous mappings), read through /proc/PID/mem as root. Mappings over
+    1 GiB are skipped: only an ASan build has them (its shadow memory, mostly
+    never touched), and the data it shadows lives in the other mappings."""
     with open(f"/proc/{pid}/maps") as f:
         regions = [l.split() for l in f]
     with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
@@ -66,6 +68,8 @@ def memory_holds(pid: int, needles: list[bytes]) -> bool:
             start, end = (int(x, 16) for x in r[0].split("-"))
             path = r[5] if len(r) > 5 else ""
             if "r" not in r[1] or "w" not in r[1] or path in ("[vvar]", "[vsyscall]"):
+                continue
+            if end - start > 1 << 30:
                 continue
             try:
                 mem.seek(start)

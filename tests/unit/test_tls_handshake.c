@@ -38,6 +38,7 @@
 #include "keyproc/keyproc_client.h"
 #include "keyproc/keyproc_keys.h"
 #include "lib/config.h"
+#include "lib/readiness.h"
 #include "smtpd/tls.h"
 #include "smtpd/tls_handshake.h"
 
@@ -105,31 +106,47 @@ group_teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-/* Fork the key process on the fixture's listening socket. */
+/* Fork the key process on the fixture's listening socket; return once it
+ * reports itself up (lib/readiness.h), its signal handling in place. */
 static void
 keyproc_start(struct fixture *f)
 {
+	int p[2];
+	pid_t up = 0;
+	assert_int_equal(pipe(p), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		const char *err;
+		close(p[0]);
+		readiness_set_fd(p[1]);
 		struct keyproc_keys *keys = keyproc_keys_new();
 		if (keyproc_keys_load(keys, f->pair->crt, f->pair->key, &err) != 0)
 			_exit(3);
-		struct keyproc_params p = {.keys = keys, .listen_fd = f->listen_fd, .threads = 2};
-		_exit(keyproc_main(&p));
+		struct keyproc_params kp = {.keys = keys, .listen_fd = f->listen_fd, .threads = 2};
+		exit(keyproc_main(&kp)); /* exit: an ASan build checks for leaks */
 	}
+	close(p[1]);
+	assert_int_equal(read(p[0], &up, sizeof(up)), sizeof(up));
+	assert_int_equal(up, pid);
+	close(p[0]);
 	f->child = pid;
 }
 
+/* SIGKILL: the key process dies. SIGTERM: it stops, and must exit 0 (an
+ * ASan build's leak check would make that 23). */
 static void
-keyproc_kill(struct fixture *f)
+keyproc_stop(struct fixture *f, int sig)
 {
 	int status;
 	if (f->child == 0)
 		return;
-	kill(f->child, SIGKILL);
+	kill(f->child, sig);
 	assert_int_equal(waitpid(f->child, &status, 0), f->child);
+	if (sig == SIGTERM) {
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
 	f->child = 0;
 }
 
@@ -166,7 +183,7 @@ fixture_new(struct pair *pair, bool start_keyproc, unsigned timeout_ms)
 static void
 fixture_free(struct fixture *f)
 {
-	keyproc_kill(f);
+	keyproc_stop(f, SIGTERM);
 	SSL_CTX_free(f->ctx);
 	keyproc_client_free(f->kc);
 	event_base_free(f->base);
@@ -390,7 +407,7 @@ test_keyproc_killed_then_restarted(void **state)
 	assert_int_equal(h->result, TLS_HANDSHAKE_OK);
 	hs_free(h);
 
-	keyproc_kill(f);
+	keyproc_stop(f, SIGKILL);
 	h = hs_start(f, TLS1_3_VERSION, NULL, NULL, 10);
 	run_loop(f, 10000);
 	assert_true(h->server_done);
