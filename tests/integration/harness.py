@@ -843,8 +843,9 @@ class Gateway:
             wait_until(ready, max(deadline - time.monotonic(), 0.5),
                        f"listener {name} to greet")
         # Listeners greet as soon as one worker runs; the master says "ready"
-        # once every child (all workers, auth, queue) has set itself up and
-        # dropped its privileges, which is what tests about children expect.
+        # once every child (all workers, auth, queue, the key process) has set
+        # itself up and dropped its privileges, which is what tests about
+        # children expect.
         since = getattr(self, "_start_mark", 0)
         rx = re.compile(r"\bready listeners=")
         def master_ready():
