@@ -96,6 +96,15 @@ static const char *const sandbox_queue[] = {
         "inotify_rm_watch", "kill",
 };
 
+/* The TLS key process: it only accepts the workers' connections on the
+ * socket the master bound and answers them; its pool threads sign. It
+ * makes no network socket (see sandbox_allow_sockets()), opens no file
+ * once its keys are loaded, and everything else it needs is in
+ * sandbox_common. */
+static const char *const sandbox_keyproc[] = {
+        "listen",
+};
+
 /* ioctl() requests any process makes: libevent's FIONREAD, non-blocking
  * mode, isatty(). */
 static const unsigned long sandbox_ioctls[] = {FIONREAD, FIONBIO, TCGETS};
@@ -114,6 +123,8 @@ sandbox_kind_name(enum sandbox_kind kind)
 		return "auth";
 	case SANDBOX_QUEUE:
 		return "queue";
+	case SANDBOX_KEYPROC:
+		return "keyproc";
 	}
 	return "?";
 }
@@ -186,8 +197,11 @@ sandbox_allow_sockets(scmp_filter_ctx ctx, enum sandbox_kind kind)
 {
 	static const int unix_only[] = {AF_UNIX};
 	static const int network[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
-	const int *domains = kind == SANDBOX_SMTPD ? unix_only : network;
-	size_t n = kind == SANDBOX_SMTPD ? AR_NELEM(unix_only) : AR_NELEM(network);
+	/* The key process makes no socket of its own, but syslog(3) opens a
+	 * new AF_UNIX datagram socket whenever /dev/log was unreachable. */
+	bool local = kind == SANDBOX_SMTPD || kind == SANDBOX_KEYPROC;
+	const int *domains = local ? unix_only : network;
+	size_t n = local ? AR_NELEM(unix_only) : AR_NELEM(network);
 
 	for (size_t i = 0; i < n; i++) {
 		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
@@ -213,6 +227,9 @@ sandbox_install(enum sandbox_kind kind, const char **error_r)
 		break;
 	case SANDBOX_AUTH:
 		own = sandbox_auth, n_own = AR_NELEM(sandbox_auth);
+		break;
+	case SANDBOX_KEYPROC:
+		own = sandbox_keyproc, n_own = AR_NELEM(sandbox_keyproc);
 		break;
 	default:
 		own = sandbox_queue, n_own = AR_NELEM(sandbox_queue);

@@ -38,12 +38,10 @@ master_check_config(const char *path)
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		need_tls |= cfg->listeners[i].tls != LTLS_NONE;
 	if (need_tls) {
-		SSL_CTX *ctx = tls_server_ctx_new(cfg, &err);
-		if (ctx == NULL) {
+		if (tls_server_check(cfg, &err) != 0) {
 			fprintf(stderr, "%s:0: [tls] %s\n", path, err);
 			status = 1;
 		}
-		SSL_CTX_free(ctx);
 	}
 	if (geteuid() == 0) {
 		struct privdrop_user u;

@@ -7,7 +7,10 @@
  *   smtpd    `workers` processes, user `user`, chrooted into the spool,
  *            each accepting on all listeners;
  *   queue    one process, user queue_user, owns the spool after the 250
- *            and delivers (src/queue/).
+ *            and delivers (src/queue/);
+ *   keyproc  one process when a listener uses TLS, user auth_user, chrooted
+ *            into an empty directory: the only one holding the TLS private
+ *            key; it signs the workers' handshakes (src/keyproc/).
  *
  * Each child sets PR_SET_NO_NEW_PRIVS and its seccomp allow-list right
  * after the drop (src/lib/sandbox.h); a call outside it kills the child
@@ -26,6 +29,9 @@
 #include "privdrop.h"
 #include "../auth/auth_server.h"
 #include "../auth/protection_config.h"
+#include "../keyproc/keyproc.h"
+#include "../keyproc/keyproc_client.h"
+#include "../keyproc/keyproc_keys.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
@@ -65,6 +71,14 @@
 
 #define AUTH_SOCKET_NAME "private/auth"
 #define QUEUE_SOCKET_NAME "private/queue"
+#define KEYPROC_SOCKET_NAME "private/keyproc"
+/* The key process's chroot, in the spool: empty, owned by root. */
+#define KEYPROC_ROOT_NAME "empty"
+/* How long a worker's handshake waits for its signature. A restart of the
+ * key process takes RESTART_MIN_MS; one that keeps failing is not waited for. */
+#define KEYPROC_TIMEOUT_MS 5000
+/* Pool threads of the key process for RSA signatures, at most. */
+#define KEYPROC_MAX_THREADS 8
 /* Back-off between restarts of a child that keeps dying. */
 #define RESTART_MIN_MS 100
 #define RESTART_MAX_MS 30000
@@ -74,7 +88,7 @@
 /* How long the shell that started a daemon waits for it to be ready. */
 #define DAEMON_READY_SECONDS 60
 
-enum child_kind { CHILD_AUTH, CHILD_SMTPD, CHILD_QUEUE };
+enum child_kind { CHILD_AUTH, CHILD_SMTPD, CHILD_QUEUE, CHILD_KEYPROC };
 
 struct child {
 	struct master *m;
@@ -101,12 +115,17 @@ struct master {
 	char auth_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int queue_ctl_fd; /* `authrelay queue` commands, for the queue process */
 	char queue_ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	bool need_tls;  /* a listener uses TLS: the key process runs */
+	int keyproc_fd; /* the key process's listening socket, or -1 */
+	char keyproc_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char keyproc_root[256]; /* its chroot */
 	struct conn_limit *limits;
 	struct send_limit *send_limits; /* issue 6: per-user sending limits */
 	struct protection_config prot;  /* what the workers need of it */
 	struct event_base *base;
 	struct child auth;
 	struct child queue; /* issue 5 */
+	struct child keyproc;
 	struct queue_config *qc;
 	struct spool_gauge *gauge; /* queue size, shared with workers */
 	struct child *workers;
@@ -224,6 +243,87 @@ child_sandbox(const struct master *m, enum sandbox_kind kind)
 		fatal("sandbox: %s", err);
 }
 
+/* tls_server_check() in a child that exits at once: the master refuses a
+ * bad certificate or key before anything starts, yet never has the private
+ * key in its own memory, which every child it forks would inherit (the PEM
+ * text in freed buffers, for one). Returns 0, or -1 with *error_r. */
+static int
+master_check_tls(struct master *m, const char **error_r)
+{
+	static char err[1024];
+	int p[2], status;
+	ssize_t n;
+
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		snprintf(err, sizeof(err), "pipe: %s", strerror(errno));
+		*error_r = err;
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(err, sizeof(err), "fork: %s", strerror(errno));
+		*error_r = err;
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		const char *e = NULL;
+		close(p[0]);
+		if (tls_server_check(m->cfg, &e) == 0)
+			_exit(0);
+		(void)write_all(p[1], e, strlen(e));
+		_exit(1);
+	}
+	close(p[1]);
+	size_t len = 0;
+	while (len < sizeof(err) - 1 && ((n = read(p[0], err + len, sizeof(err) - 1 - len)) > 0 ||
+	                                 (n < 0 && errno == EINTR)))
+		len += n > 0 ? (size_t)n : 0;
+	err[len] = '\0';
+	close(p[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (len == 0)
+		snprintf(err, sizeof(err), "the certificate check died");
+	*error_r = err;
+	return -1;
+}
+
+/* The key process's chroot: <spool_dir>/empty, a directory owned by root
+ * that nobody can write to. Only when started as root. */
+static int
+master_keyproc_root(struct master *m, const char **error_r)
+{
+	static char err[512];
+	struct stat st;
+	int n = snprintf(m->keyproc_root, sizeof(m->keyproc_root), "%s/%s", m->cfg->spool_dir,
+	                 KEYPROC_ROOT_NAME);
+	if (n < 0 || (size_t)n >= sizeof(m->keyproc_root)) {
+		*error_r = "spool_dir is too long";
+		return -1;
+	}
+	if (mkdir(m->keyproc_root, 0555) != 0 && errno != EEXIST)
+		goto fail;
+	if (lstat(m->keyproc_root, &st) != 0)
+		goto fail;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		goto fail;
+	}
+	if ((st.st_uid != 0 || st.st_gid != 0) && chown(m->keyproc_root, 0, 0) != 0)
+		goto fail;
+	if ((st.st_mode & 07777) != 0555 && chmod(m->keyproc_root, 0555) != 0)
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, sizeof(err), "%s: %s", m->keyproc_root, strerror(errno));
+	*error_r = err;
+	return -1;
+}
+
 /* In a new child: forget the master's signal handling (libevent's handlers
  * would write into the master's signal pipe) and die with the master. */
 static void
@@ -255,6 +355,8 @@ child_run_auth(struct master *m)
 	log_init(m->cfg->use_syslog, (enum log_level)m->cfg->log_level, "auth");
 	for (size_t i = 0; i < m->cfg->n_listeners; i++)
 		close(m->listen_fds[i]);
+	if (m->keyproc_fd >= 0)
+		close(m->keyproc_fd);
 	/* Work from the users file's directory: after the privilege drop the
 	 * file (readable by auth_user) is still reachable for a reload even
 	 * when a parent directory is closed to auth_user. */
@@ -292,16 +394,21 @@ child_run_smtpd(struct master *m, unsigned idx)
 	close(m->alert_fds[0]);
 	close(m->alert_fds[1]);
 	close(m->queue_ctl_fd);
-	bool need_tls = false;
-	for (size_t i = 0; i < cfg->n_listeners; i++)
-		need_tls |= cfg->listeners[i].tls != LTLS_NONE;
-	if (need_tls) {
-		/* Read the key while still root. */
-		tls = tls_server_ctx_new(cfg, &err);
+	if (m->keyproc_fd >= 0)
+		close(m->keyproc_fd);
+	bool chrooted = m->is_root && cfg->chroot;
+	struct keyproc_client *kc = NULL;
+	if (m->need_tls) {
+		/* The certificate chain while still root; the private key
+		 * stays with the key process. */
+		char kp_path[sizeof(m->keyproc_path)];
+		snprintf(kp_path, sizeof(kp_path), "%s",
+		         chrooted ? "/" KEYPROC_SOCKET_NAME : m->keyproc_path);
+		kc = keyproc_client_new(kp_path, KEYPROC_TIMEOUT_MS);
+		tls = tls_server_ctx_new(cfg, kc, &err);
 		if (tls == NULL)
 			fatal("tls: %s", err);
 	}
-	bool chrooted = m->is_root && cfg->chroot;
 	if (m->is_root)
 		privdrop_apply(&m->user, chrooted ? cfg->spool_dir : NULL);
 	child_after_drop(m);
@@ -315,6 +422,7 @@ child_run_smtpd(struct master *m, unsigned idx)
 	        .listen_fds = m->listen_fds,
 	        .limits = m->limits,
 	        .tls = tls,
+	        .keyproc = kc,
 	        .spool_dir = chrooted ? "/" : cfg->spool_dir,
 	        .auth_socket = auth_path,
 	        .queue_gauge = m->gauge,
@@ -343,6 +451,8 @@ child_run_queue(struct master *m)
 		close(m->listen_fds[i]);
 	close(m->auth_fd);
 	close(m->alert_fds[0]);
+	if (m->keyproc_fd >= 0)
+		close(m->keyproc_fd);
 	if (m->is_root)
 		privdrop_apply(&m->queue_user, NULL);
 	child_after_drop(m);
@@ -366,6 +476,56 @@ child_run_queue(struct master *m)
 	exit(queue_main(&p));
 }
 
+/* The key process: loads the TLS key as root, then holds it as auth_user in
+ * an empty chroot, not dumpable, with no socket but its listening one. Like
+ * the auth process it holds a secret the workers must never read; unlike
+ * it, it talks to nothing but the workers. */
+static AR_NORETURN void
+child_run_keyproc(struct master *m)
+{
+	const char *err;
+
+	log_init(m->cfg->use_syslog, (enum log_level)m->cfg->log_level, "keyproc");
+	for (size_t i = 0; i < m->cfg->n_listeners; i++)
+		close(m->listen_fds[i]);
+	close(m->auth_fd);
+	close(m->alert_fds[0]);
+	close(m->alert_fds[1]);
+	close(m->queue_ctl_fd);
+	prctl(PR_SET_DUMPABLE, 0);
+	struct keyproc_keys *keys = keyproc_keys_new();
+	if (keyproc_keys_load(keys, m->cfg->tls_cert_file, m->cfg->tls_key_file, &err) != 0)
+		fatal("keyproc: %s", err);
+	if (m->is_root)
+		privdrop_apply(&m->auth_user, m->keyproc_root);
+	child_after_drop(m);
+	prctl(PR_SET_DUMPABLE, 0);
+	child_sandbox(m, SANDBOX_KEYPROC);
+	unsigned threads = m->n_workers < KEYPROC_MAX_THREADS ? m->n_workers : KEYPROC_MAX_THREADS;
+	struct keyproc_params p = {
+	        .keys = keys,
+	        .listen_fd = m->keyproc_fd,
+	        .threads = threads > 0 ? threads : 1,
+	};
+	exit(keyproc_main(&p));
+}
+
+static const char *
+child_name(const struct child *c)
+{
+	switch (c->kind) {
+	case CHILD_AUTH:
+		return "auth";
+	case CHILD_QUEUE:
+		return "queue";
+	case CHILD_KEYPROC:
+		return "keyproc";
+	case CHILD_SMTPD:
+		break;
+	}
+	return "smtpd";
+}
+
 static void
 master_start_child(struct child *c)
 {
@@ -385,17 +545,17 @@ master_start_child(struct child *c)
 			child_run_auth(m);
 		if (c->kind == CHILD_QUEUE)
 			child_run_queue(m);
+		if (c->kind == CHILD_KEYPROC)
+			child_run_keyproc(m);
 		child_run_smtpd(m, c->idx);
 	}
 	c->pid = pid;
 	c->up = false;
 	c->started = time(NULL);
-	if (c->kind == CHILD_AUTH)
-		log_info("started auth pid=%d", (int)pid);
-	else if (c->kind == CHILD_QUEUE)
-		log_info("started queue pid=%d", (int)pid);
-	else
+	if (c->kind == CHILD_SMTPD)
 		log_info("started smtpd worker=%u pid=%d", c->idx, (int)pid);
+	else
+		log_info("started %s pid=%d", child_name(c), (int)pid);
 }
 
 static void
@@ -413,6 +573,8 @@ master_find_child(struct master *m, pid_t pid)
 		return &m->auth;
 	if (m->queue.pid == pid)
 		return &m->queue;
+	if (m->keyproc.pid == pid)
+		return &m->keyproc;
 	for (unsigned i = 0; i < m->n_workers; i++)
 		if (m->workers[i].pid == pid)
 			return &m->workers[i];
@@ -422,7 +584,7 @@ master_find_child(struct master *m, pid_t pid)
 static bool
 master_children_alive(const struct master *m)
 {
-	if (m->auth.pid != 0 || m->queue.pid != 0)
+	if (m->auth.pid != 0 || m->queue.pid != 0 || m->keyproc.pid != 0)
 		return true;
 	for (unsigned i = 0; i < m->n_workers; i++)
 		if (m->workers[i].pid != 0)
@@ -439,13 +601,12 @@ master_reap(struct master *m)
 		struct child *c = master_find_child(m, pid);
 		if (c == NULL)
 			continue;
-		const char *name = c->kind == CHILD_AUTH    ? "auth"
-		                   : c->kind == CHILD_QUEUE ? "queue"
-		                                            : "smtpd";
+		const char *name = child_name(c);
 		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
 			/* The kernel killed it for a call outside its sandbox
 			 * (sandbox.h): a bug, or an attack on it. */
-			log_err("%s pid=%d killed by signal %d (SIGSYS): a system call outside "
+			log_err("%s pid=%d killed by signal %d (SIGSYS): a system call "
+			        "outside "
 			        "its sandbox",
 			        name, (int)pid, SIGSYS);
 		else if (WIFSIGNALED(status))
@@ -487,7 +648,7 @@ master_reap(struct master *m)
 static bool
 master_children_up(const struct master *m)
 {
-	if (!m->auth.up || !m->queue.up)
+	if (!m->auth.up || !m->queue.up || (m->need_tls && !m->keyproc.up))
 		return false;
 	for (unsigned i = 0; i < m->n_workers; i++)
 		if (!m->workers[i].up)
@@ -544,6 +705,8 @@ master_signal_child(struct master *m, int sig)
 		kill(m->auth.pid, sig);
 	if (m->queue.pid != 0)
 		kill(m->queue.pid, sig);
+	if (m->keyproc.pid != 0)
+		kill(m->keyproc.pid, sig);
 	for (unsigned i = 0; i < m->n_workers; i++)
 		if (m->workers[i].pid != 0)
 			kill(m->workers[i].pid, sig);
@@ -642,7 +805,8 @@ master_wait_daemon(pid_t pid, int fd)
 		_exit(0);
 	if (r == 0) {
 		fprintf(stderr,
-		        "authrelay: not ready after %d s; pid %d goes on trying (see the log)\n",
+		        "authrelay: not ready after %d s; pid %d goes on trying (see the "
+		        "log)\n",
 		        DAEMON_READY_SECONDS, (int)pid);
 		_exit(EX_TEMPFAIL);
 	}
@@ -718,7 +882,10 @@ master_worker_count(const struct config *cfg)
 int
 master_main(const char *config_path, bool foreground)
 {
-	struct master m = {.config_path = config_path, .foreground = foreground, .daemon_fd = -1};
+	struct master m = {.config_path = config_path,
+	                   .foreground = foreground,
+	                   .daemon_fd = -1,
+	                   .keyproc_fd = -1};
 	char *errors = NULL;
 	const char *err;
 
@@ -767,7 +934,8 @@ master_main(const char *config_path, bool foreground)
 		log_warn("[server] sandbox = no: the children run without their system-call "
 		         "allow-lists");
 	else if (!sandbox_available())
-		log_warn("sandbox off: a sanitizer build (the allow-lists are for production "
+		log_warn("sandbox off: a sanitizer build (the allow-lists are for "
+		         "production "
 		         "builds)");
 	struct spool_owners owners = {
 	        .root = m.is_root,
@@ -778,17 +946,16 @@ master_main(const char *config_path, bool foreground)
 	};
 	if (spool_init_dirs(m.cfg->spool_dir, &owners, &err) != 0)
 		master_fail(&m, EX_CONFIG, "spool_dir %s: %s", m.cfg->spool_dir, err);
-	/* Each worker loads the certificate for itself; a missing or
-	 * mismatched one stops the start here, not in a worker restarting
-	 * in a loop. */
-	bool need_tls = false;
+	/* Each worker loads the certificate for itself, the key process the
+	 * key; a missing or mismatched one stops the start here, not in a
+	 * child restarting in a loop. */
 	for (size_t i = 0; i < m.cfg->n_listeners; i++)
-		need_tls |= m.cfg->listeners[i].tls != LTLS_NONE;
-	if (need_tls) {
-		SSL_CTX *tls = tls_server_ctx_new(m.cfg, &err);
-		if (tls == NULL)
+		m.need_tls |= m.cfg->listeners[i].tls != LTLS_NONE;
+	if (m.need_tls) {
+		if (master_check_tls(&m, &err) != 0)
 			master_fail(&m, EX_CONFIG, "[tls] %s", err);
-		SSL_CTX_free(tls);
+		if (m.is_root && master_keyproc_root(&m, &err) != 0)
+			master_fail(&m, EX_CONFIG, "%s", err);
 	}
 
 	m.listen_fds = xcalloc(m.cfg->n_listeners, sizeof(int));
@@ -812,6 +979,12 @@ master_main(const char *config_path, bool foreground)
 	 * waits in it (alert_proto.h). */
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, m.alert_fds) < 0)
 		master_fail(&m, EX_TEMPFAIL, "alert channel: socketpair: %s", strerror(errno));
+	if (m.need_tls) {
+		m.keyproc_fd = master_bind_unix(&m, KEYPROC_SOCKET_NAME, m.user.uid, m.user.gid,
+		                                m.keyproc_path, sizeof(m.keyproc_path), &err);
+		if (m.keyproc_fd < 0)
+			master_fail(&m, EX_TEMPFAIL, "%s", err);
+	}
 	/* Before any fork: one ticket key for all workers (tls.c). */
 	tls_ticket_keys_init();
 
@@ -851,6 +1024,10 @@ master_main(const char *config_path, bool foreground)
 	m.queue = (struct child){.m = &m, .kind = CHILD_QUEUE};
 	m.queue.restart = evtimer_new(m.base, master_restart_cb, &m.queue);
 	master_start_child(&m.queue);
+	m.keyproc = (struct child){.m = &m, .kind = CHILD_KEYPROC};
+	m.keyproc.restart = evtimer_new(m.base, master_restart_cb, &m.keyproc);
+	if (m.need_tls)
+		master_start_child(&m.keyproc);
 	for (unsigned i = 0; i < m.n_workers; i++) {
 		m.workers[i] = (struct child){.m = &m, .kind = CHILD_SMTPD, .idx = i};
 		m.workers[i].restart = evtimer_new(m.base, master_restart_cb, &m.workers[i]);
@@ -862,6 +1039,8 @@ master_main(const char *config_path, bool foreground)
 
 	unlink(m.auth_path);
 	unlink(m.queue_ctl_path);
+	if (m.keyproc_fd >= 0)
+		unlink(m.keyproc_path);
 	if (m.cfg->pid_file != NULL)
 		unlink(m.cfg->pid_file);
 	log_info("stopped");
@@ -873,6 +1052,7 @@ master_main(const char *config_path, bool foreground)
 	close(m.ready_pipe[1]);
 	event_free(m.auth.restart);
 	event_free(m.queue.restart);
+	event_free(m.keyproc.restart);
 	for (unsigned i = 0; i < m.n_workers; i++)
 		event_free(m.workers[i].restart);
 	free(m.workers);
@@ -884,6 +1064,8 @@ master_main(const char *config_path, bool foreground)
 	close(m.alert_fds[0]);
 	close(m.alert_fds[1]);
 	close(m.queue_ctl_fd);
+	if (m.keyproc_fd >= 0)
+		close(m.keyproc_fd);
 	conn_limit_free(m.limits);
 	send_limit_free(m.send_limits);
 	spool_gauge_free(m.gauge);

@@ -21,6 +21,7 @@
 #include "sender_policy.h"
 #include "smtpd.h"
 #include "tls.h"
+#include "tls_handshake.h"
 #include "../authwire/auth_client.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
@@ -108,8 +109,11 @@ struct session {
 	char addr[64];
 	char id[16];
 	int fd;
+	/* The plain bufferevent (owns neither fd nor anything else), NULL
+	 * during a TLS handshake, then the TLS one (owns ssl and fd). */
 	struct bufferevent *bev;
-	SSL *ssl; /* owned by bev */
+	SSL *ssl;                 /* owned by bev once s->tls */
+	struct tls_handshake *hs; /* while the TLS handshake runs */
 	enum session_state state;
 
 	bool tls;
@@ -207,7 +211,7 @@ session_reply(struct session *s, const char *fmt, ...)
 static void
 session_flush(struct session *s)
 {
-	if (evbuffer_get_length(s->out) == 0)
+	if (evbuffer_get_length(s->out) == 0 || s->bev == NULL)
 		return;
 	struct evbuffer *bout = bufferevent_get_output(s->bev);
 	if (evbuffer_get_length(bout) == 0 && s->fd >= 0 && s->ssl == NULL) {
@@ -240,6 +244,8 @@ session_close(struct session *s, const char *reply)
 	if (reply != NULL)
 		session_reply(s, "%s", reply);
 	session_set_state(s, SS_CLOSING);
+	if (s->bev == NULL)
+		return;
 	bufferevent_disable(s->bev, EV_READ);
 	/* Anything the client pipelined after this is never looked at. */
 	evbuffer_drain(bufferevent_get_input(s->bev),
@@ -456,50 +462,101 @@ cmd_not_offered(struct session *s, const char *args)
 	session_error(s);
 }
 
-/* Put the connection under TLS: an OpenSSL bufferevent straight on the
- * socket (no filter layer, so "output empty" means "handed to the kernel").
- * Called with no plain bufferevent callback on the stack. */
+static void session_tls_ready(struct session *s);
+
+/* The handshake is over (tls_handshake.h): on success the session goes on
+ * in an OpenSSL bufferevent straight on the socket (no filter layer, so
+ * "output empty" means "handed to the kernel"); else it ends, with nothing
+ * more to say to the client. */
+static void
+session_tls_handshake_done(enum tls_handshake_result result, const char *error, void *arg)
+{
+	struct session *s = arg;
+
+	tls_handshake_free(s->hs);
+	s->hs = NULL;
+	if (result != TLS_HANDSHAKE_OK) {
+		if (result == TLS_HANDSHAKE_TIMEOUT)
+			log_info("s=%s timeout state=%s", s->id, state_names[s->state]);
+		else
+			log_info("s=%s tls error: %s", s->id, error);
+		goto fail;
+	}
+	struct bufferevent *tls_bev = bufferevent_openssl_socket_new(
+	        s->env->base, s->fd, s->ssl, BUFFEREVENT_SSL_OPEN, BEV_OPT_CLOSE_ON_FREE);
+	if (tls_bev == NULL) {
+		log_err("s=%s cannot start TLS", s->id);
+		goto fail;
+	}
+	/* Many clients close without close_notify; that is not an attack on
+	 * SMTP, whose own QUIT/221 already ended the dialogue. */
+	bufferevent_openssl_set_allow_dirty_shutdown(tls_bev, 1);
+	s->bev = tls_bev;
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
+	struct timeval tv = {s->l->limits.command_timeout, 0};
+	if (s->refuse != NULL)
+		tv.tv_sec = 10; /* refused clients hold no slot: short deadlines */
+	bufferevent_set_timeouts(s->bev, &tv, s->refuse != NULL ? &tv : NULL);
+	session_bound_input(s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+
+	bool implicit = s->implicit_tls_greeting;
+	s->implicit_tls_greeting = false;
+	session_tls_ready(s);
+	if (s->refuse != NULL) {
+		session_close(s, s->refuse);
+		session_maybe_free(s);
+		return;
+	}
+	if (implicit)
+		session_reply(s, "220 %s ESMTP %s", s->env->cfg->hostname,
+		              s->l->banner ? s->l->banner : "authrelay");
+	session_process(s);
+	return;
+fail:
+	SSL_free(s->ssl);
+	s->ssl = NULL;
+	s->state = SS_CLOSING;
+	session_maybe_free(s);
+}
+
+/* Start the TLS handshake on the socket; the session has no bufferevent
+ * until it is done. Called with no plain bufferevent callback on the stack.
+ * Refused clients (implicit TLS over a limit) get a short deadline: they
+ * hold no connection slot. */
 static int
 session_tls_attach(struct session *s)
 {
 	SSL *ssl = SSL_new(s->env->tls);
 	if (ssl == NULL)
 		return -1;
-	struct bufferevent *tls_bev = bufferevent_openssl_socket_new(
-	        s->env->base, s->fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (tls_bev == NULL) {
+	if (SSL_set_fd(ssl, s->fd) != 1) {
 		SSL_free(ssl);
 		return -1;
 	}
-	/* Many clients close without close_notify; that is not an attack on
-	 * SMTP, whose own QUIT/221 already ended the dialogue. */
-	bufferevent_openssl_set_allow_dirty_shutdown(tls_bev, 1);
-	s->bev = tls_bev;
+	SSL_set_accept_state(ssl);
 	s->ssl = ssl;
-	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
-	struct timeval tv = {s->l->limits.command_timeout, 0};
-	bufferevent_set_timeouts(s->bev, &tv, NULL);
-	session_bound_input(s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	session_set_state(s, SS_TLS_HANDSHAKE);
+	s->hs = tls_handshake_start(s->env->base, ssl, s->fd, s->env->keyproc,
+	                            s->refuse != NULL ? 10 : s->l->limits.command_timeout,
+	                            session_tls_handshake_done, s);
 	return 0;
 }
 
-/* STARTTLS's 220 is on the wire: swap the plain bufferevent for a TLS one. */
+/* STARTTLS's 220 is on the wire: drop the plain bufferevent, start TLS. */
 static void
 session_starttls_swap_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 	/* The plain bufferevent does not own the fd (no BEV_OPT_CLOSE_ON_FREE).
 	 * Detach it first: libevent finishes freeing later and must not touch
-	 * an fd that now belongs to the TLS bufferevent. */
+	 * an fd that now belongs to the TLS handshake. */
 	bufferevent_setfd(s->bev, -1);
 	bufferevent_free(s->bev);
 	s->bev = NULL;
 	if (session_tls_attach(s) != 0) {
 		log_err("s=%s cannot start TLS", s->id);
 		s->state = SS_CLOSING;
-		s->bev = bufferevent_socket_new(s->env->base, s->fd, 0);
 		session_maybe_free(s);
 	}
 }
@@ -1575,9 +1632,11 @@ session_free(struct session *s)
 		event_free(s->delay_timer);
 	if (s->tls_swap != NULL)
 		event_free(s->tls_swap);
+	/* Before SSL_free(): ends a handshake that waits for its signature. */
+	tls_handshake_free(s->hs);
 	/* A TLS bufferevent owns the SSL and the fd (BEV_OPT_CLOSE_ON_FREE); a
 	 * plain one owns neither, so STARTTLS can replace it. */
-	if (s->ssl != NULL) {
+	if (s->tls) {
 		/* RFC 8314 3.4: send our close_notify (best effort, non-blocking). */
 		SSL_shutdown(s->ssl);
 		bufferevent_free(s->bev);
@@ -1588,7 +1647,9 @@ session_free(struct session *s)
 			bufferevent_setfd(s->bev, -1);
 			bufferevent_free(s->bev);
 		}
-		close(s->fd);
+		SSL_free(s->ssl); /* a handshake that did not finish */
+		if (s->fd >= 0)
+			close(s->fd);
 	}
 	evbuffer_free(s->out);
 	free(s->helo);
@@ -1611,7 +1672,7 @@ session_maybe_free(struct session *s)
 		s->auth_pending = false;
 	}
 	session_flush(s);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+	if (s->bev != NULL && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
 		return; /* session_write_cb calls again */
 	session_free(s);
 }
@@ -1661,35 +1722,11 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
-	if (what & BEV_EVENT_CONNECTED) {
-		/* The TLS handshake finished. */
-		if (s->state == SS_TLS_HANDSHAKE) {
-			bool implicit = s->implicit_tls_greeting;
-			s->implicit_tls_greeting = false;
-			session_tls_ready(s);
-			if (s->refuse != NULL) {
-				session_close(s, s->refuse);
-				session_maybe_free(s);
-				return;
-			}
-			if (implicit)
-				session_reply(s, "220 %s ESMTP %s", s->env->cfg->hostname,
-				              s->l->banner ? s->l->banner : "authrelay");
-			session_process(s);
-		}
-		return;
-	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info("s=%s timeout state=%s", s->id, state_names[s->state]);
-		if (s->state == SS_TLS_HANDSHAKE) {
-			s->state = SS_CLOSING;
-			evbuffer_drain(bufferevent_get_output(s->bev),
-			               evbuffer_get_length(bufferevent_get_output(s->bev)));
-		} else {
-			session_close(s, "421 4.4.2 Timeout exceeded, closing connection");
-			/* Output still flows even though reading stopped. */
-			bufferevent_enable(s->bev, EV_WRITE);
-		}
+		session_close(s, "421 4.4.2 Timeout exceeded, closing connection");
+		/* Output still flows even though reading stopped. */
+		bufferevent_enable(s->bev, EV_WRITE);
 		session_maybe_free(s);
 		return;
 	}
@@ -1757,16 +1794,8 @@ session_start_common(const struct session_env *env, unsigned listener_idx, int f
 		/* RFC 8314 3.3: the handshake starts at once; the greeting
 		 * follows inside TLS. */
 		s->implicit_tls_greeting = true;
-		if (session_tls_attach(s) == 0 && refuse != NULL) {
-			/* Refused clients get a short handshake deadline: they
-			 * hold no connection slot. */
-			struct timeval tv = {10, 0};
-			bufferevent_set_timeouts(s->bev, &tv, &tv);
-		} else if (s->bev == NULL) {
+		if (session_tls_attach(s) != 0) {
 			log_err("s=%s cannot start TLS", s->id);
-			close(fd);
-			s->fd = -1;
-			s->bev = bufferevent_socket_new(env->base, -1, 0);
 			s->state = SS_CLOSING;
 			session_maybe_free(s);
 		}

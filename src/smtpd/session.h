@@ -19,12 +19,14 @@ struct conn_limit;
 struct spool_committer;
 struct smtpd_protection;
 struct send_limit;
+struct keyproc_client;
 
 /* Shared by every session of a worker; outlives them all. */
 struct session_env {
 	const struct config *cfg;
 	struct event_base *base;
 	SSL_CTX *tls;
+	struct keyproc_client *keyproc; /* signs for tls (keyproc_client.h) */
 	struct auth_client *auth;
 	struct threadpool *pool;           /* fsync of committed messages */
 	struct spool_committer *committer; /* issue 5: single or group commit */

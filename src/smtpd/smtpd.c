@@ -8,6 +8,7 @@
 #include "conn_limit.h"
 #include "session.h"
 #include "../authwire/auth_client.h"
+#include "../keyproc/keyproc_client.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/readiness.h"
@@ -133,11 +134,14 @@ smtpd_main(const struct smtpd_params *p)
 	if (d.base == NULL)
 		fatal("event_base_new failed");
 	log_batch(d.base);
+	if (p->keyproc != NULL)
+		keyproc_client_attach(p->keyproc, d.base);
 	bool group_commit = p->group_commit;
 	d.env = (struct session_env){
 	        .cfg = cfg,
 	        .base = d.base,
 	        .tls = p->tls,
+	        .keyproc = p->keyproc,
 	        .pool = threadpool_new(d.base, SMTPD_SYNC_THREADS),
 	        .auth = auth_client_new(d.base, p->auth_socket, cfg->auth_request_timeout),
 	        .limits = p->limits,

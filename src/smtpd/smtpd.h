@@ -14,6 +14,7 @@ struct config;
 struct conn_limit;
 struct spool_gauge;
 struct send_limit;
+struct keyproc_client;
 
 /* What a worker needs of [protection] (the auth process's section): the
  * master fills it in, since no SMTP worker reads auth or queue settings. */
@@ -32,6 +33,7 @@ struct smtpd_params {
 	const int *listen_fds; /* one per cfg->listeners[i] */
 	struct conn_limit *limits;
 	SSL_CTX *tls;                          /* NULL when no listener uses TLS */
+	struct keyproc_client *keyproc;        /* tls's signer; NULL without tls */
 	const char *spool_dir;                 /* as seen by this process (after chroot) */
 	const char *auth_socket;               /* as seen by this process (after chroot) */
 	const struct spool_gauge *queue_gauge; /* issue 5: queue full -> 421 4.3.2 */

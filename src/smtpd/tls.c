@@ -1,8 +1,15 @@
 /*
  * tls.c - OpenSSL server context for the SMTP workers. One context per worker,
  * shared by all of its sessions and listeners; each session gets its own SSL.
+ *
+ * The context holds the certificate chain and, as its private key, a
+ * stand-in whose signatures the key process makes (keyproc_pkey.h): a worker
+ * never reads [tls] key_file. The master and check-config read it once
+ * (tls_server_check()) to refuse a bad pair before anything starts.
  */
 #include "tls.h"
+#include "../keyproc/keyproc_keys.h"
+#include "../keyproc/keyproc_pkey.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 
@@ -37,9 +44,12 @@ tls_ticket_keys_init(void)
 	ticket_keys_set = RAND_bytes(ticket_keys, sizeof(ticket_keys)) == 1;
 }
 
-SSL_CTX *
-tls_server_ctx_new(const struct config *cfg, const char **error_r)
+/* What every server context has: protocols, options, ciphers and the
+ * certificate chain; no private key. */
+static SSL_CTX *
+tls_ctx_base(const struct config *cfg, const char **error_r)
 {
+	char ciphers[1024];
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {
 		*error_r = tls_error("SSL_CTX_new");
@@ -54,7 +64,12 @@ tls_server_ctx_new(const struct config *cfg, const char **error_r)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 	                                 SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	if (cfg->tls_ciphers != NULL && SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
+	/* Never the RSA key exchange (TLS 1.2 suites "kRSA"): it has no forward
+	 * secrecy, and it would need the key process to decrypt for a worker
+	 * (keyproc_pkey.c). Every client of the last decade has ECDHE. */
+	int n = snprintf(ciphers, sizeof(ciphers), "%s:!kRSA",
+	                 cfg->tls_ciphers != NULL ? cfg->tls_ciphers : "DEFAULT");
+	if (n < 0 || (size_t)n >= sizeof(ciphers) || SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
 		*error_r = tls_error("[tls] ciphers");
 		goto fail;
 	}
@@ -66,10 +81,46 @@ tls_server_ctx_new(const struct config *cfg, const char **error_r)
 		*error_r = tls_error(cfg->tls_cert_file);
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key_file, SSL_FILETYPE_PEM) != 1) {
-		*error_r = tls_error(cfg->tls_key_file);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+int
+tls_server_check(const struct config *cfg, const char **error_r)
+{
+	SSL_CTX *ctx = tls_ctx_base(cfg, error_r);
+	struct keyproc_keys *keys;
+	int r;
+
+	if (ctx == NULL)
+		return -1;
+	SSL_CTX_free(ctx);
+	/* What the key process will do at its start. */
+	keys = keyproc_keys_new();
+	r = keyproc_keys_load(keys, cfg->tls_cert_file, cfg->tls_key_file, error_r);
+	keyproc_keys_free(keys);
+	return r;
+}
+
+SSL_CTX *
+tls_server_ctx_new(const struct config *cfg, struct keyproc_client *kc, const char **error_r)
+{
+	SSL_CTX *ctx = tls_ctx_base(cfg, error_r);
+	EVP_PKEY *pkey;
+
+	if (ctx == NULL)
+		return NULL;
+	pkey = keyproc_pkey_new(kc, X509_get0_pubkey(SSL_CTX_get0_certificate(ctx)), error_r);
+	if (pkey == NULL)
+		goto fail;
+	if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1) {
+		EVP_PKEY_free(pkey);
+		*error_r = tls_error("the key process's key");
 		goto fail;
 	}
+	EVP_PKEY_free(pkey); /* the context holds its own reference */
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		*error_r = tls_error("certificate and key do not match");
 		goto fail;
@@ -84,7 +135,8 @@ tls_server_ctx_new(const struct config *cfg, const char **error_r)
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	}
 	/* Resumption (session cache and tickets) makes reconnecting clients
-	 * cheap: a full handshake costs far more CPU than the whole SMTP dialogue. */
+	 * cheap: a full handshake costs far more CPU than the whole SMTP
+	 * dialogue, and a resumed one needs no signature. */
 	static const unsigned char sid_ctx[] = "authrelay";
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);

@@ -10,12 +10,22 @@
 #include <openssl/ssl.h>
 
 struct config;
+struct keyproc_client;
 
-/* Build the server context from [tls]: certificate chain, key, minimum
- * protocol, ciphers, session cache and tickets for resumption. Must run before
- * privileges are dropped (the key is readable by root only). Returns NULL with
- * *error_r set (a static string or one from OpenSSL's error queue). */
-SSL_CTX *tls_server_ctx_new(const struct config *cfg, const char **error_r);
+/* Build a worker's server context from [tls]: certificate chain, minimum
+ * protocol, ciphers (never the RSA key exchange), session cache and tickets
+ * for resumption, and as private key a stand-in whose signatures kc gets
+ * from the key process (keyproc_pkey.h): key_file is not read. Runs before
+ * privileges are dropped (the chain may be readable by root only). Returns
+ * NULL with *error_r set (a static string or one from OpenSSL's error queue). */
+SSL_CTX *tls_server_ctx_new(const struct config *cfg, struct keyproc_client *kc,
+                            const char **error_r);
+
+/* Check [tls] as the workers and the key process will use it: the ciphers,
+ * the chain, the key (readable, unencrypted, RSA or ECDSA) and that the two
+ * match. For the master's start and check-config (as root). Returns 0, or
+ * -1 with *error_r set. */
+int tls_server_check(const struct config *cfg, const char **error_r);
 
 /* Make the session ticket keys every later tls_server_ctx_new() uses. The
  * master calls it once before forking the workers, so a session resumes on

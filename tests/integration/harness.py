@@ -4,7 +4,8 @@ to it with real clients.
 
 What is here, in the order a test uses it:
   free_port()            a loopback port nobody else in this run was given
-  make_cert()            a self-signed ECDSA P-256 certificate for mx.test.example
+  make_cert()            a self-signed certificate for mx.test.example (ECDSA P-256,
+                         or RSA 2048 with key_type="rsa")
   hash_password()        users-file hashes made without the daemon (crypt, hashlib)
   Gateway                writes a config from a dict of sections, starts
                          `authrelay -f -c FILE` with its log in a file, waits until
@@ -53,7 +54,7 @@ QUEUE_AS = "authrelay-it-queue"  # the queue process
 
 # One line of the daemon's log (see the brief's interface contract).
 LOG_LINE_RE = re.compile(
-    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (master|smtpd|auth|queue)\[(\d+)\] "
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (master|smtpd|auth|queue|keyproc)\[(\d+)\] "
     r"(emerg|alert|crit|fatal|err|error|warn|warning|notice|info|debug): \S"
 )
 QUEUED_RE = re.compile(r"^2\.0\.0 Ok: queued as ([A-Za-z0-9]+)$")
@@ -106,12 +107,15 @@ def make_dir(parent: Path | str, prefix: str) -> Path:
     return d
 
 
-def make_cert(directory: Path) -> tuple[Path, Path]:
-    """Self-signed ECDSA P-256 certificate for HOSTNAME. Returns (cert, key).
-    The key stays 0600 root: the daemon must read it before dropping privileges."""
+def make_cert(directory: Path, key_type: str = "ec") -> tuple[Path, Path]:
+    """Self-signed certificate for HOSTNAME, key_type "ec" (ECDSA P-256) or "rsa"
+    (RSA 2048). Returns (cert, key). The key stays 0600 root: the daemon must
+    read it before dropping privileges."""
     cert, key = directory / "cert.pem", directory / "key.pem"
+    newkey = (["rsa:2048"] if key_type == "rsa"
+              else ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        ["openssl", "req", "-x509", "-newkey", *newkey,
          "-nodes", "-subj", f"/CN={HOSTNAME}", "-days", "2", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=60)
     os.chmod(cert, 0o644)
@@ -880,8 +884,9 @@ class Gateway:
             wait_until(ready, max(deadline - time.monotonic(), 0.5),
                        f"listener {name} to greet")
         # Listeners greet as soon as one worker runs; the master says "ready"
-        # once every child (all workers, auth, queue) has set itself up and
-        # dropped its privileges, which is what tests about children expect.
+        # once every child (all workers, auth, queue, the key process) has set
+        # itself up and dropped its privileges, which is what tests about
+        # children expect.
         since = getattr(self, "_start_mark", 0)
         rx = re.compile(r"\bready listeners=")
         def master_ready():
@@ -1002,11 +1007,18 @@ class Gateway:
         if len(by_log) == 1:
             return by_log.pop()
         non_workers = kids - _pids_holding(kids, self.listening_inodes())
-        non_workers -= self.logged_pids("smtpd")
+        non_workers -= self.logged_pids("smtpd") | self.logged_pids("queue")
+        non_workers -= self.logged_pids("keyproc")
         assert len(non_workers) == 1, (
             f"cannot tell the auth process among children {sorted(kids)} "
             f"(auth[] in log: {sorted(by_log)}, not holding listeners: {sorted(non_workers)})")
         return non_workers.pop()
+
+    def keyproc_pid(self) -> int:
+        """The key process: the child that logged as keyproc[PID]."""
+        pids = set(self.children()) & self.logged_pids("keyproc")
+        assert len(pids) == 1, f"key process among children: {sorted(pids)}"
+        return pids.pop()
 
     # --- spool
     def spool_path(self, qid: str) -> Path:

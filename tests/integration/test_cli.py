@@ -179,7 +179,7 @@ def test_daemon_ready_with_pid_file_when_the_command_returns(make_gateway):
         assert r.returncode == 0, err(r)
         assert pid is not None, "no pid file when the starting command returned"
         assert proc_alive(pid), f"pid file names {pid}, which is not running"
-        assert len(proc_children(pid)) == 2 + 2, "2 workers, auth and queue"
+        assert len(proc_children(pid)) == 2 + 3, "2 workers, auth, queue and the key process"
         for name in gw.listeners():
             c = SMTPConn.open(gw, name, timeout=5)
             c.cmd("QUIT").check(221)

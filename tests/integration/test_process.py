@@ -27,7 +27,8 @@ def test_master_root_children_dropped(gw):
     assert len(kids) >= 4, f"expected 2 workers, auth and queue, children: {kids}"
     # Each kind of process has a user of its own: the workers cannot read
     # the users file nor write what the queue later opens.
-    expect = {gw.auth_pid(): auth_ids(), gw.queue_pid(): queue_ids()}
+    expect = {gw.auth_pid(): auth_ids(), gw.queue_pid(): queue_ids(),
+              gw.keyproc_pid(): auth_ids()}
     for pid in kids:
         uid, gid = expect.get(pid, nobody_ids())
         uids, gids, groups = proc_ids(pid)

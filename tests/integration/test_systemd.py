@@ -75,7 +75,7 @@ def test_ready_after_ports_and_children_then_reload_and_stop(make_gateway, notif
     assert not any("READY" in m or "RELOADING" in m or "STOPPING" in m
                    for m in notify.messages[:ready]), notify.messages
     kids = gw.children()
-    assert len(kids) == 2 + 2, f"2 workers, auth and queue: {kids}"
+    assert len(kids) == 2 + 3, f"2 workers, auth, queue and the key process: {kids}"
     for name in gw.listeners():
         c = SMTPConn.open(gw, name, timeout=5)
         c.cmd("QUIT").check(221)

@@ -214,6 +214,7 @@ test_every_kind_runs_the_ordinary(void **state)
 	assert_exit_ok(run_sandboxed(SANDBOX_SMTPD, child_ordinary));
 	assert_exit_ok(run_sandboxed(SANDBOX_AUTH, child_ordinary));
 	assert_exit_ok(run_sandboxed(SANDBOX_QUEUE, child_ordinary));
+	assert_exit_ok(run_sandboxed(SANDBOX_KEYPROC, child_ordinary));
 }
 
 static void
@@ -227,7 +228,8 @@ test_status_shows_no_new_privs_and_filter(void **state)
 static void
 test_no_kind_forks_or_execs(void **state)
 {
-	static const enum sandbox_kind kinds[] = {SANDBOX_SMTPD, SANDBOX_AUTH, SANDBOX_QUEUE};
+	static const enum sandbox_kind kinds[] = {SANDBOX_SMTPD, SANDBOX_AUTH, SANDBOX_QUEUE,
+	                                          SANDBOX_KEYPROC};
 	SKIP_WITHOUT_SANDBOX();
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		assert_killed_by_sigsys(run_sandboxed(kinds[i], child_fork));
@@ -245,6 +247,8 @@ test_worker_has_no_network(void **state)
 	SKIP_WITHOUT_SANDBOX();
 	assert_killed_by_sigsys(run_sandboxed(SANDBOX_SMTPD, child_inet_socket));
 	assert_killed_by_sigsys(run_sandboxed(SANDBOX_SMTPD, child_inet6_socket));
+	/* The key process never touches the network. */
+	assert_killed_by_sigsys(run_sandboxed(SANDBOX_KEYPROC, child_inet_socket));
 	/* Auth and queue speak to directories, upstreams and next hops. */
 	assert_exit_ok(run_sandboxed(SANDBOX_AUTH, child_inet_socket));
 	assert_exit_ok(run_sandboxed(SANDBOX_QUEUE, child_inet6_socket));
@@ -256,6 +260,7 @@ test_only_the_queue_makes_directories(void **state)
 	SKIP_WITHOUT_SANDBOX();
 	assert_killed_by_sigsys(run_sandboxed(SANDBOX_SMTPD, child_mkdir));
 	assert_killed_by_sigsys(run_sandboxed(SANDBOX_AUTH, child_mkdir));
+	assert_killed_by_sigsys(run_sandboxed(SANDBOX_KEYPROC, child_mkdir));
 	assert_exit_ok(run_sandboxed(SANDBOX_QUEUE, child_mkdir));
 }
 
@@ -265,6 +270,7 @@ test_kind_names(void **state)
 	assert_string_equal(sandbox_kind_name(SANDBOX_SMTPD), "smtpd");
 	assert_string_equal(sandbox_kind_name(SANDBOX_AUTH), "auth");
 	assert_string_equal(sandbox_kind_name(SANDBOX_QUEUE), "queue");
+	assert_string_equal(sandbox_kind_name(SANDBOX_KEYPROC), "keyproc");
 }
 
 /* The hook's helper: started before the filter, it runs its command for
