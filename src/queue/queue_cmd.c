@@ -1,15 +1,25 @@
 /*
  * queue_cmd.c - the `authrelay queue ...` command line (queue_cmd.h).
  *
- * Protocol on spool_dir/private/queue: one line "COMMAND [ID]\n" from us;
- * the queue process answers "ok [TEXT]" or "error TEXT" on the first line,
- * then data lines (list, show), and closes.
+ * Protocol on spool_dir/private/queue (queue_ctl.c): one line "[json]
+ * COMMAND [ARGS]\n" from us; the queue process answers "ok [TEXT]" or
+ * "error TEXT" on the first line, then data lines (list, show, summary), and
+ * closes.
+ *
+ * When the queue process cannot be reached (the gateway is stopped), list
+ * and summary read the spool themselves, read-only, with the queue's own
+ * loader (queue_scan_read()) and look (queue_view.c).
  */
 #include "queue_cmd.h"
+#include "queue_internal.h"
+#include "queue_view.h"
 #include "../lib/build_info.h"
 #include "../lib/config.h"
+#include "../lib/log.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,26 +27,252 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+
+/* The request line's limit (queue_ctl.c reads at most 512 bytes). */
+#define QUEUE_CMD_MAX_VALUE 320
+
 static void
 queue_cmd_usage(FILE *f)
 {
-	fprintf(f, "usage: authrelay queue [-c FILE] list\n"
-	           "       authrelay queue [-c FILE] show|delete|hold|release ID\n"
+	fprintf(f, "usage: authrelay queue [-c FILE] [--json] list|summary\n"
+	           "       authrelay queue [-c FILE] [--json] show ID\n"
+	           "       authrelay queue [-c FILE] delete|hold|release|flush "
+	           "ID...|ALL|-s SENDER|-r RCPT|-d DOMAIN\n"
 	           "       authrelay queue [-c FILE] flush\n");
+}
+
+/* Print text from a daemon, dropping control characters but the newline:
+ * nothing the queue sends can drive the admin's terminal. */
+static void
+print_clean(FILE *to, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 || c == '\n' || c == '\t')
+			fputc(c, to);
+	}
+}
+
+/* One request on a new connection. The first answer line goes to stderr
+ * when it is an error, to stdout (without "ok") when show_first; the data
+ * lines to stdout. Returns the exit status, or -1 if the queue process
+ * cannot be reached at all (errno kept). */
+static int
+queue_cmd_ask(const char *spool, const char *line, bool show_first)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/private/queue", spool);
+	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "authrelay queue: spool_dir is too long\n");
+		return EX_CONFIG;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		errno = e;
+		return -1;
+	}
+	size_t len = strlen(line);
+	if (write_all(fd, line, len) < 0) {
+		fprintf(stderr, "authrelay queue: write: %s\n", strerror(errno));
+		close(fd);
+		return 1;
+	}
+	FILE *in = fdopen(fd, "r");
+	if (in == NULL) {
+		close(fd);
+		return 1;
+	}
+	char *buf = NULL;
+	size_t cap = 0;
+	ssize_t got;
+	int status = 1;
+	bool first = true;
+	while ((got = getline(&buf, &cap, in)) > 0) {
+		if (first) {
+			first = false;
+			if (strncmp(buf, "ok", 2) == 0) {
+				status = 0;
+				const char *rest = buf[2] == ' ' ? buf + 3 : buf + 2;
+				if (show_first)
+					print_clean(stdout, *rest ? rest : "\n", *rest ? strlen(rest) : 1);
+			} else {
+				const char *msg = strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf;
+				fputs("authrelay queue: ", stderr);
+				print_clean(stderr, msg, strlen(msg));
+			}
+			continue;
+		}
+		print_clean(stdout, buf, (size_t)got);
+	}
+	if (first)
+		fprintf(stderr, "authrelay queue: no answer from the queue process\n");
+	free(buf);
+	fclose(in);
+	return status;
+}
+
+/* list and summary of a stopped gateway: read incoming/ and state/. */
+static int
+queue_cmd_offline(const struct config *cfg, const char *cmd, bool json)
+{
+	char dir[4200];
+	struct qmsg **all = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	const char *err;
+
+	snprintf(dir, sizeof(dir), "%s/incoming", cfg->spool_dir);
+	DIR *d = opendir(dir);
+	if (d == NULL) {
+		fprintf(stderr,
+		        "authrelay queue: cannot reach the queue process at %s/private/queue, "
+		        "nor read %s: %s\n",
+		        cfg->spool_dir, dir, strerror(errno));
+		return EX_TEMPFAIL;
+	}
+	fprintf(stderr,
+	        "authrelay queue: the queue process is not running; read from %s (read-only)\n",
+	        cfg->spool_dir);
+	while ((de = readdir(d)) != NULL) {
+		struct qmsg *m;
+		if (!queue_scan_valid_id(de->d_name))
+			continue;
+		int r = queue_scan_read(cfg->spool_dir, de->d_name, cfg->hostname, false, &m, &err);
+		if (r > 0)
+			continue;
+		if (r < 0) {
+			m = xcalloc(1, sizeof(*m));
+			memcpy(m->id, de->d_name, SPOOL_ID_LEN);
+			m->where = QM_BROKEN;
+			m->sender = xstrdup("");
+			m->broken_reason = xstrdup(err);
+		} else {
+			/* What the scheduler would make of it at start. */
+			m->where = m->hold ? QM_HOLD : m->attempts > 0 ? QM_WAITING : QM_NONE;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			all = xrealloc(all, cap * sizeof(*all));
+		}
+		all[n++] = m;
+	}
+	closedir(d);
+	struct evbuffer *out = evbuffer_new();
+	if (strcmp(cmd, "list") == 0)
+		queue_view_list(out, all, n, json);
+	else
+		queue_view_summary(out, all, n, (int64_t)time(NULL), json);
+	size_t len = evbuffer_get_length(out);
+	fwrite(evbuffer_pullup(out, -1), 1, len, stdout);
+	evbuffer_free(out);
+	for (size_t i = 0; i < n; i++)
+		queue_sched_msg_free(all[i]);
+	free(all);
+	return 0;
+}
+
+/* A value the request line can carry: no blank, no control character. */
+static bool
+queue_cmd_word_ok(const char *s)
+{
+	size_t len = strlen(s);
+	if (len == 0 || len > QUEUE_CMD_MAX_VALUE)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static bool
+queue_cmd_is_id(const char *s)
+{
+	if (queue_scan_valid_id(s))
+		return true;
+	fprintf(stderr, "authrelay queue: %s is not a queue id\n", s);
+	return false;
+}
+
+/* delete, hold, release, flush with their selection (args[0..n)). */
+static int
+queue_cmd_bulk(const char *spool, const char *cmd, char **args, int n)
+{
+	static const struct {
+		const char *opt, *word;
+	} sels[] = {{"-s", "sender"}, {"-r", "rcpt"}, {"-d", "domain"}};
+	char line[512];
+
+	if (n == 0 && strcmp(cmd, "flush") == 0) {
+		snprintf(line, sizeof(line), "flush\n");
+		return queue_cmd_ask(spool, line, true);
+	}
+	if (n == 1 && strcmp(args[0], "ALL") == 0) {
+		snprintf(line, sizeof(line), "%s ALL\n", cmd);
+		return queue_cmd_ask(spool, line, true);
+	}
+	for (size_t i = 0; i < AR_NELEM(sels); i++) {
+		if (n < 1 || strcmp(args[0], sels[i].opt) != 0)
+			continue;
+		if (n != 2) {
+			queue_cmd_usage(stderr);
+			return EX_USAGE;
+		}
+		/* The null sender: -s '' or -s '<>'. */
+		const char *v = args[1][0] == '\0' && i == 0 ? "<>" : args[1];
+		if (!queue_cmd_word_ok(v)) {
+			fprintf(stderr, "authrelay queue: %s: a value without blanks, at most %d "
+			                "bytes\n",
+			        sels[i].opt, QUEUE_CMD_MAX_VALUE);
+			return EX_USAGE;
+		}
+		snprintf(line, sizeof(line), "%s %s %s\n", cmd, sels[i].word, v);
+		return queue_cmd_ask(spool, line, true);
+	}
+	if (n == 0) {
+		queue_cmd_usage(stderr);
+		return EX_USAGE;
+	}
+	for (int i = 0; i < n; i++)
+		if (!queue_cmd_is_id(args[i]))
+			return EX_USAGE;
+	int status = 0;
+	for (int i = 0; i < n; i++) {
+		snprintf(line, sizeof(line), "%s id %s\n", cmd, args[i]);
+		int r = queue_cmd_ask(spool, line, true);
+		if (r < 0)
+			return r;
+		if (r != 0)
+			status = r;
+	}
+	return status;
 }
 
 int
 queue_cmd_main(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+	        {"config", required_argument, NULL, 'c'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
+	};
 	const char *config = AUTHRELAY_CONFIG_FILE;
-	char *errors = NULL;
-	int opt;
+	char *errors = NULL, line[512];
+	bool json = false;
+	int opt, status;
 
 	optind = 1;
-	while ((opt = getopt(argc, argv, "+c:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "+c:jh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config = optarg;
+			break;
+		case 'j':
+			json = true;
 			break;
 		case 'h':
 			queue_cmd_usage(stdout);
@@ -51,79 +287,41 @@ queue_cmd_main(int argc, char **argv)
 		return EX_USAGE;
 	}
 	const char *cmd = argv[optind];
-	const char *id = optind + 1 < argc ? argv[optind + 1] : NULL;
-	bool needs_id = strcmp(cmd, "show") == 0 || strcmp(cmd, "delete") == 0 ||
-	                strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0;
-	bool no_id = strcmp(cmd, "list") == 0 || strcmp(cmd, "flush") == 0;
-	if ((!needs_id && !no_id) || (needs_id && id == NULL) || (no_id && id != NULL) ||
-	    optind + (needs_id ? 2 : 1) != argc) {
+	char **args = argv + optind + 1;
+	int n = argc - optind - 1;
+	bool listing = strcmp(cmd, "list") == 0 || strcmp(cmd, "summary") == 0;
+	bool bulk = strcmp(cmd, "delete") == 0 || strcmp(cmd, "hold") == 0 ||
+	            strcmp(cmd, "release") == 0 || strcmp(cmd, "flush") == 0;
+	if ((listing && n != 0) || (strcmp(cmd, "show") == 0 && n != 1) ||
+	    (!listing && !bulk && strcmp(cmd, "show") != 0) || (bulk && json)) {
 		queue_cmd_usage(stderr);
 		return EX_USAGE;
 	}
-	if (id != NULL && strspn(id, "0123456789abcdef") != strlen(id)) {
-		fprintf(stderr, "authrelay queue: %s is not a queue id\n", id);
+	if (strcmp(cmd, "show") == 0 && !queue_cmd_is_id(args[0]))
 		return EX_USAGE;
-	}
+	log_init(false, LOG_LEVEL_WARN, "queue");
 	struct config *cfg = config_load(config, &errors);
 	if (cfg == NULL) {
 		fprintf(stderr, "%s", errors);
 		free(errors);
 		return EX_CONFIG;
 	}
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/private/queue", cfg->spool_dir);
-	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "authrelay queue: spool_dir is too long\n");
-		config_free(cfg);
-		return EX_CONFIG;
+	if (bulk) {
+		status = queue_cmd_bulk(cfg->spool_dir, cmd, args, n);
+	} else {
+		snprintf(line, sizeof(line), "%s%s%s%s\n", json ? "json " : "", cmd,
+		         n > 0 ? " " : "", n > 0 ? args[0] : "");
+		status = queue_cmd_ask(cfg->spool_dir, line, false);
+		if (status < 0 && listing && (errno == ENOENT || errno == ECONNREFUSED))
+			status = queue_cmd_offline(cfg, cmd, json);
 	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		fprintf(stderr, "authrelay queue: cannot reach the queue process at %s: %s\n",
-		        sun.sun_path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		config_free(cfg);
+	if (status < 0) {
+		fprintf(stderr,
+		        "authrelay queue: cannot reach the queue process at %s/private/queue: %s\n",
+		        cfg->spool_dir, strerror(errno));
 		/* Most likely the gateway is not running (yet). */
-		return EX_TEMPFAIL;
+		status = EX_TEMPFAIL;
 	}
 	config_free(cfg);
-	char line[200];
-	n = snprintf(line, sizeof(line), "%s%s%s\n", cmd, id ? " " : "", id ? id : "");
-	if (write(fd, line, (size_t)n) != n) {
-		fprintf(stderr, "authrelay queue: write: %s\n", strerror(errno));
-		close(fd);
-		return 1;
-	}
-	FILE *in = fdopen(fd, "r");
-	if (in == NULL) {
-		close(fd);
-		return 1;
-	}
-	char *buf = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	int status = 1;
-	bool first = true;
-	while ((len = getline(&buf, &cap, in)) > 0) {
-		if (first) {
-			first = false;
-			if (strncmp(buf, "ok", 2) == 0) {
-				status = 0;
-				const char *rest = buf[2] == ' ' ? buf + 3 : buf + 2;
-				if (strcmp(cmd, "list") != 0 && strcmp(cmd, "show") != 0)
-					fputs(*rest ? rest : "\n", stdout);
-			} else {
-				fprintf(stderr, "authrelay queue: %s",
-				        strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf);
-			}
-			continue;
-		}
-		fputs(buf, stdout);
-	}
-	if (first)
-		fprintf(stderr, "authrelay queue: no answer from the queue process\n");
-	free(buf);
-	fclose(in);
 	return status;
 }

@@ -3,12 +3,17 @@
  * spool_dir/private/queue, mode 0600: the other end of `authrelay queue
  * ...` (queue_cmd.c).
  *
- * Protocol: one line "COMMAND [ID]\n" per connection; the answer is "ok
- * [TEXT]" or "error TEXT" on the first line, then data lines (list, show),
- * then the queue closes. Commands: list, show ID, flush, delete ID, hold ID,
- * release ID. The work itself is the scheduler's (queue_sched.c).
+ * Protocol: one line "[json] COMMAND [ARGS]\n" per connection; the answer is
+ * "ok [TEXT]" or "error TEXT" on the first line, then data lines (list, show,
+ * summary; JSON after "json"), then the queue closes. Commands: list, show
+ * ID, summary, and flush, delete, hold, release with a selection: an ID,
+ * "ALL", "sender ADDR", "rcpt ADDR" or "domain DOMAIN" (flush alone: every
+ * deferred message). A selection by recipient or domain takes the messages
+ * with such a recipient still to go. The work itself is the scheduler's
+ * (queue_sched.c); what a message looks like is queue_view.c's.
  */
 #include "queue_internal.h"
+#include "queue_view.h"
 #include "delivery.h"
 #include "../lib/log.h"
 
@@ -28,137 +33,240 @@
 
 #define QUEUE_CTL_SOCKET "private/queue"
 #define QUEUE_CTL_MAX_LINE 512
+#define QUEUE_CTL_MAX_WORDS 4
 
-static const char *const where_names[] = {
-        [QM_NONE] = "new",          [QM_READY] = "ready",   [QM_WAITING] = "deferred",
-        [QM_ACTIVE] = "active",     [QM_HOLD] = "hold",     [QM_SETTLING] = "active",
-        [QM_REMOVING] = "removing", [QM_BROKEN] = "broken",
+/* Which messages a bulk command takes. */
+enum ctl_sel { SEL_ALL, SEL_ID, SEL_SENDER, SEL_RCPT, SEL_DOMAIN };
+
+struct ctl_select {
+	enum ctl_sel kind;
+	const char *value; /* ID, address or domain; "<>" is the null sender */
 };
 
-static const char *const status_names[] = {
-        [RCPT_PENDING] = "pending",
-        [RCPT_DEFERRED] = "deferred",
-        [RCPT_SENT] = "sent",
-        [RCPT_BOUNCED] = "bounced",
+/* The commands that change messages. */
+enum ctl_action { ACT_DELETE, ACT_HOLD, ACT_RELEASE, ACT_FLUSH };
+
+static const struct {
+	const char *name, *done;
+} actions[] = {
+        [ACT_DELETE] = {"delete", "deleted"},
+        [ACT_HOLD] = {"hold", "held"},
+        [ACT_RELEASE] = {"release", "released"},
+        [ACT_FLUSH] = {"flush", "flushed"},
 };
 
-/* RFC 3339, in UTC. */
-#define ISO_TIME "%Y-%m-%dT%H:%M:%SZ"
-
-static void
-ctl_msg_line(struct evbuffer *out, const struct qmsg *m)
+static bool
+ctl_rcpt_matches(const struct qmsg *m, const struct ctl_select *sel)
 {
-	char arrival[32], next[32];
-	size_t pending = 0;
-	utc_strftime(m->arrival, ISO_TIME, arrival, sizeof(arrival));
-	for (size_t i = 0; i < m->n_rcpts; i++)
-		if (m->rcpts[i].status == RCPT_PENDING || m->rcpts[i].status == RCPT_DEFERRED)
-			pending++;
-	if (m->where == QM_WAITING)
-		utc_strftime(m->next_attempt, ISO_TIME, next, sizeof(next));
-	else
-		snprintf(next, sizeof(next), "-");
-	evbuffer_add_printf(out,
-	                    "%s status=%s size=%llu arrival=%s from=<%s> nrcpt=%zu pending=%zu "
-	                    "attempts=%u next=%s\n",
-	                    m->id, where_names[m->where], (unsigned long long)m->size, arrival,
-	                    m->sender, m->n_rcpts, pending, m->attempts, next);
-}
-
-static int
-ctl_cmp(const void *a, const void *b)
-{
-	return strcmp((*(struct qmsg *const *)a)->id, (*(struct qmsg *const *)b)->id);
-}
-
-static void
-ctl_list(struct queue *q, struct evbuffer *out)
-{
-	size_t n;
-	struct qmsg **all = queue_sched_all(q, &n);
-	qsort(all, n, sizeof(*all), ctl_cmp);
-	evbuffer_add_printf(out, "ok messages=%zu\n", n);
-	for (size_t i = 0; i < n; i++)
-		ctl_msg_line(out, all[i]);
-	free(all);
-}
-
-static void
-ctl_show(struct evbuffer *out, const struct qmsg *m)
-{
-	char reply[700];
-	evbuffer_add_printf(out, "ok\n");
-	ctl_msg_line(out, m);
-	if (m->broken_reason != NULL)
-		evbuffer_add_printf(out, "broken reason=\"%s\"\n",
-		                    log_escape_str(m->broken_reason, reply, sizeof(reply)));
 	for (size_t i = 0; i < m->n_rcpts; i++) {
 		const struct qrcpt *r = &m->rcpts[i];
-		evbuffer_add_printf(out, "rcpt=<%s> status=%s dsn=%s relay=%s reply=\"%s\"\n",
-		                    r->addr, status_names[r->status], r->dsn[0] ? r->dsn : "-",
-		                    r->relay[0] ? r->relay : "-",
-		                    log_escape_str(r->reply ? r->reply : "", reply, sizeof(reply)));
+		/* Only recipients still to go: a delivered one is history. */
+		if (r->status != RCPT_PENDING && r->status != RCPT_DEFERRED)
+			continue;
+		if (ascii_strcasecmp(sel->kind == SEL_RCPT ? r->addr : r->domain, sel->value) == 0)
+			return true;
 	}
+	return false;
+}
+
+static bool
+ctl_matches(const struct qmsg *m, const struct ctl_select *sel)
+{
+	if (m->where == QM_REMOVING)
+		return false;
+	switch (sel->kind) {
+	case SEL_ALL:
+		return true;
+	case SEL_ID:
+		return strcmp(m->id, sel->value) == 0;
+	case SEL_SENDER:
+		return m->where != QM_BROKEN &&
+		       ascii_strcasecmp(m->sender, strcmp(sel->value, "<>") == 0 ? "" : sel->value) ==
+		               0;
+	case SEL_RCPT:
+	case SEL_DOMAIN:
+		return ctl_rcpt_matches(m, sel);
+	}
+	return false;
 }
 
 static void
-ctl_delete(struct queue *q, struct evbuffer *out, struct qmsg *m)
+ctl_delete(struct queue *q, struct qmsg *m)
 {
-	log_info("id=%s delete requested by the admin status=%s", m->id, where_names[m->where]);
+	log_info("id=%s delete requested by the admin status=%s", m->id, queue_view_where(m));
 	if (m->where == QM_ACTIVE || m->where == QM_SETTLING)
 		/* Removed once its jobs and DSNs are back. */
 		m->delete_requested = true;
 	else
 		queue_sched_remove(q, m);
-	evbuffer_add_printf(out, "ok deleted %s\n", m->id);
+}
+
+/* Apply act to m; true if it changed something. */
+static bool
+ctl_apply(struct queue *q, enum ctl_action act, struct qmsg *m)
+{
+	switch (act) {
+	case ACT_DELETE:
+		if (m->delete_requested)
+			return false;
+		ctl_delete(q, m);
+		return true;
+	case ACT_HOLD:
+		if (m->where == QM_BROKEN || m->hold)
+			return false;
+		queue_sched_hold(q, m);
+		return true;
+	case ACT_RELEASE:
+		if (!m->hold)
+			return false;
+		queue_sched_release(q, m);
+		return true;
+	case ACT_FLUSH:
+		return queue_sched_flush_msg(q, m);
+	}
+	return false;
+}
+
+/* "delete ID" answers as before ("ok deleted ID"); any other selection
+ * answers with a count ("ok deleted=3"). */
+static void
+ctl_bulk(struct queue *q, enum ctl_action act, const struct ctl_select *sel,
+         struct evbuffer *out)
+{
+	size_t n, k = 0;
+
+	if (sel->kind == SEL_ID) {
+		struct qmsg *m = queue_sched_find(q, sel->value);
+		if (m == NULL || m->where == QM_REMOVING) {
+			evbuffer_add_printf(out, "error no such message: %s\n", sel->value);
+			return;
+		}
+		if (act == ACT_HOLD && m->where == QM_BROKEN) {
+			evbuffer_add_printf(out, "error %s is unreadable\n", m->id);
+			return;
+		}
+		ctl_apply(q, act, m);
+		evbuffer_add_printf(out, "ok %s %s\n", actions[act].done, m->id);
+		return;
+	}
+	if (act == ACT_FLUSH && sel->kind == SEL_ALL) {
+		k = queue_sched_flush(q);
+	} else {
+		struct qmsg **all = queue_sched_all(q, &n);
+		for (size_t i = 0; i < n; i++)
+			if (ctl_matches(all[i], sel) && ctl_apply(q, act, all[i]))
+				k++;
+		free(all);
+	}
+	log_info("queue %s selection=%s%s%s messages=%zu", actions[act].name,
+	         sel->kind == SEL_ALL      ? "all"
+	         : sel->kind == SEL_SENDER ? "sender"
+	         : sel->kind == SEL_RCPT   ? "rcpt"
+	                                   : "domain",
+	         sel->kind == SEL_ALL ? "" : " value=", sel->kind == SEL_ALL ? "" : sel->value, k);
+	evbuffer_add_printf(out, "ok %s=%zu\n", actions[act].done, k);
+}
+
+/* The selection in words[0..n): "ALL", "id ID", "sender ADDR", "rcpt
+ * ADDR", "domain DOMAIN", or a bare ID. 0, or -1 when malformed. */
+static int
+ctl_parse_select(char **words, int n, struct ctl_select *sel)
+{
+	static const struct {
+		const char *word;
+		enum ctl_sel kind;
+	} kinds[] = {{"id", SEL_ID},
+	             {"sender", SEL_SENDER},
+	             {"rcpt", SEL_RCPT},
+	             {"domain", SEL_DOMAIN}};
+
+	if (n == 1 && strcmp(words[0], "ALL") == 0) {
+		sel->kind = SEL_ALL;
+		return 0;
+	}
+	if (n == 1) {
+		sel->kind = SEL_ID;
+		sel->value = words[0];
+		return 0;
+	}
+	if (n != 2)
+		return -1;
+	for (size_t i = 0; i < AR_NELEM(kinds); i++) {
+		if (strcmp(words[0], kinds[i].word) == 0) {
+			sel->kind = kinds[i].kind;
+			sel->value = words[1];
+			return 0;
+		}
+	}
+	return -1;
 }
 
 static void
-ctl_execute(struct queue *q, const char *line, struct evbuffer *out)
+ctl_execute(struct queue *q, char *line, struct evbuffer *out)
 {
-	char cmd[32] = "", arg[64] = "";
-	int n = sscanf(line, "%31s %63s", cmd, arg);
-	struct qmsg *m = NULL;
+	char *words[QUEUE_CTL_MAX_WORDS + 1], *save = NULL;
+	int n = 0;
+	bool json = false;
 
+	for (char *w = strtok_r(line, " \t\r", &save); w != NULL; w = strtok_r(NULL, " \t\r", &save)) {
+		if (n == QUEUE_CTL_MAX_WORDS + 1) {
+			evbuffer_add_printf(out, "error too many words\n");
+			return;
+		}
+		words[n++] = w;
+	}
+	if (n > 0 && strcmp(words[0], "json") == 0) {
+		json = true;
+		memmove(words, words + 1, (size_t)--n * sizeof(words[0]));
+	}
 	if (n < 1) {
 		evbuffer_add_printf(out, "error empty command\n");
 		return;
 	}
-	bool needs_id = strcmp(cmd, "show") == 0 || strcmp(cmd, "delete") == 0 ||
-	                strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0;
-	if (needs_id) {
-		if (n < 2 || (m = queue_sched_find(q, arg)) == NULL || m->where == QM_REMOVING) {
-			evbuffer_add_printf(out, "error no such message: %s\n", n < 2 ? "" : arg);
+	const char *cmd = words[0];
+	if (strcmp(cmd, "list") == 0 && n == 1) {
+		size_t k;
+		struct qmsg **all = queue_sched_all(q, &k);
+		evbuffer_add_printf(out, "ok messages=%zu\n", k);
+		queue_view_list(out, all, k, json);
+		free(all);
+		return;
+	}
+	if (strcmp(cmd, "summary") == 0 && n == 1) {
+		size_t k;
+		struct qmsg **all = queue_sched_all(q, &k);
+		evbuffer_add_printf(out, "ok messages=%zu\n", k);
+		queue_view_summary(out, all, k, queue_now(), json);
+		free(all);
+		return;
+	}
+	if (strcmp(cmd, "show") == 0 && n == 2) {
+		struct qmsg *m = queue_sched_find(q, words[1]);
+		if (m == NULL || m->where == QM_REMOVING) {
+			evbuffer_add_printf(out, "error no such message: %s\n", words[1]);
 			return;
 		}
+		evbuffer_add_printf(out, "ok\n");
+		queue_view_show(out, m, json);
+		return;
 	}
-	if (strcmp(cmd, "list") == 0) {
-		ctl_list(q, out);
-	} else if (strcmp(cmd, "show") == 0) {
-		ctl_show(out, m);
-	} else if (strcmp(cmd, "flush") == 0) {
-		delivery_forget_failures(q->dl);
-		size_t k = queue_sched_flush(q);
-		log_info("queue flush messages=%zu", k);
-		evbuffer_add_printf(out, "ok flushed=%zu\n", k);
-	} else if (strcmp(cmd, "delete") == 0) {
-		ctl_delete(q, out, m);
-	} else if (strcmp(cmd, "hold") == 0) {
-		if (m->where == QM_BROKEN) {
-			evbuffer_add_printf(out, "error %s is unreadable\n", m->id);
-			return;
-		}
-		queue_sched_hold(q, m);
-		evbuffer_add_printf(out, "ok held %s\n", m->id);
-	} else if (strcmp(cmd, "release") == 0) {
-		queue_sched_release(q, m);
-		evbuffer_add_printf(out, "ok released %s\n", m->id);
-	} else {
-		evbuffer_add_printf(out,
-		                    "error unknown command %s (list, show ID, flush, delete ID, "
-		                    "hold ID, release ID)\n",
-		                    cmd);
+	for (size_t a = 0; a < AR_NELEM(actions); a++) {
+		struct ctl_select sel = {.kind = SEL_ALL};
+		if (strcmp(cmd, actions[a].name) != 0)
+			continue;
+		/* flush alone is every deferred message, as it always was. */
+		if ((n > 1 || a != ACT_FLUSH) && ctl_parse_select(words + 1, n - 1, &sel) < 0)
+			break;
+		if (a == ACT_FLUSH)
+			delivery_forget_failures(q->dl);
+		ctl_bulk(q, (enum ctl_action)a, &sel, out);
+		return;
 	}
+	evbuffer_add_printf(out,
+	                    "error unknown command %s (list, show ID, summary; flush, delete, "
+	                    "hold, release with ID, ALL, sender ADDR, rcpt ADDR or domain "
+	                    "DOMAIN)\n",
+	                    cmd);
 }
 
 static void

@@ -12,6 +12,7 @@
  *                  leaves (retry, hold, removal);
  *   queue_bounce.c after an attempt: expiry, DSNs and delay warnings;
  *   queue_ctl.c    the control socket behind `authrelay queue ...`;
+ *   queue_view.c   how the list, a message and the summary look;
  *   queue.c        process set-up, signals, reload and statistics.
  */
 #ifndef AUTHRELAY_QUEUE_INTERNAL_H
@@ -169,11 +170,15 @@ void queue_sched_add(struct queue *q, struct qmsg *m);
 void queue_sched_place(struct queue *q, struct qmsg *m);
 /* Every message, in no order; malloc'd, *n_r entries. */
 struct qmsg **queue_sched_all(struct queue *q, size_t *n_r);
+/* Free a message that is in no table or list (or at the table's end). */
+void queue_sched_msg_free(struct qmsg *m);
 
 /* The admin's commands. flush: every deferred message is due now; returns
  * how many. hold: m is not QM_BROKEN; an active message is held once its
  * jobs are back. Each logs what it did. */
 size_t queue_sched_flush(struct queue *q);
+/* The same for one message: true if it was waiting and is now due. */
+bool queue_sched_flush_msg(struct queue *q, struct qmsg *m);
 void queue_sched_hold(struct queue *q, struct qmsg *m);
 void queue_sched_release(struct queue *q, struct qmsg *m);
 
@@ -187,6 +192,18 @@ void queue_sched_remove(struct queue *q, struct qmsg *m);
 void queue_sched_log_rcpt(const struct qmsg *m, const struct qrcpt *r, const char *status);
 
 /* --------------------------------------------------------- queue_scan.c */
+
+/* Read incoming/<id> and state/<id> under spool into a new message (where
+ * QM_NONE, in no table; free with queue_sched_msg_free()). Only reads:
+ * `authrelay queue list` uses it on a stopped gateway's spool. hostname is
+ * the domain of a bare recipient. fresh: no state file can exist yet.
+ * Returns 0 (*m_r set), 1 if the file is gone, -1 with *error_r if it is
+ * unreadable, -2 with *error_r if it is no plain file of ours (a link, a
+ * directory: never followed, spool_open_message()). */
+int queue_scan_read(const char *spool, const char *id, const char *hostname, bool fresh,
+                    struct qmsg **m_r, const char **error_r);
+/* A queue ID: SPOOL_ID_LEN lower-case hex digits. */
+bool queue_scan_valid_id(const char *s);
 
 /* Watch incoming/ (inotify, and a rescan every minute), then load what is
  * already there. */

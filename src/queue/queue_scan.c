@@ -60,8 +60,8 @@ msg_broken(struct queue *q, const char *id, const char *path, const char *why)
 	queue_sched_add(q, m);
 }
 
-static bool
-valid_id(const char *s)
+bool
+queue_scan_valid_id(const char *s)
 {
 	size_t i;
 	for (i = 0; s[i] != '\0'; i++)
@@ -149,7 +149,7 @@ load_rcpt(struct qrcpt *r, const char *record, const char *hostname, struct smtp
 
 /* What state/<id> says (or the empty state when fresh) into m. */
 static void
-load_state(struct queue *q, struct qmsg *m, bool fresh)
+load_state(const char *spool, struct qmsg *m, bool fresh)
 {
 	struct queue_state st;
 	const char *err;
@@ -158,7 +158,7 @@ load_state(struct queue *q, struct qmsg *m, bool fresh)
 	if (fresh)
 		queue_state_init(&st, m->n_rcpts);
 	else
-		r = queue_store_read_state(q->spool, m->id, m->n_rcpts, &st, &err);
+		r = queue_store_read_state(spool, m->id, m->n_rcpts, &st, &err);
 	if (r < 0) {
 		/* A damaged state file costs at most a repeated delivery. */
 		log_warn("id=%s state file ignored: %s", m->id, err);
@@ -178,40 +178,30 @@ load_state(struct queue *q, struct qmsg *m, bool fresh)
 	queue_state_clear(&st);
 }
 
-/* Load incoming/<id> if it is new to us. fresh: inotify has just seen it
- * arrive, so no state file can exist for it yet (one is written only after a
- * try); the start and the rescans look for one. */
-static void
-scan_load(struct queue *q, const char *id, bool at_start, bool fresh)
+int
+queue_scan_read(const char *spool, const char *id, const char *hostname, bool fresh,
+                struct qmsg **m_r, const char **error_r)
 {
 	struct spool_envelope env;
-	const char *err;
 	long off;
 	char path[4200];
 	uint64_t file_size = 0;
 	int fd, r;
 
-	if (!valid_id(id) || queue_sched_find(q, id) != NULL)
-		return;
-	snprintf(path, sizeof(path), "%s/incoming/%s", q->spool, id);
-	fd = spool_open_message(path, &err);
+	snprintf(path, sizeof(path), "%s/incoming/%s", spool, id);
+	fd = spool_open_message(path, error_r);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			return;
+			return 1;
 		if (errno == ELOOP || errno == EINVAL || errno == EPERM || errno == EMLINK)
-			scan_set_aside(q, id, err);
-		else
-			msg_broken(q, id, path, err);
-		return;
+			return -2;
+		return -1;
 	}
-	r = spool_read_envelope_fd(fd, path, &env, &off, &file_size, &err);
+	r = spool_read_envelope_fd(fd, path, &env, &off, &file_size, error_r);
 	close(fd);
-	if (r != 0) {
-		msg_broken(q, id, path, err);
-		return;
-	}
+	if (r != 0)
+		return -1;
 	struct qmsg *m = xcalloc(1, sizeof(*m));
-	m->q = q;
 	snprintf(m->id, sizeof(m->id), "%s", id);
 	m->path = xstrdup(path);
 	m->arrival = env.time;
@@ -222,11 +212,40 @@ scan_load(struct queue *q, const char *id, bool at_start, bool fresh)
 	m->n_rcpts = env.n_rcpts;
 	m->rcpts = xcalloc(env.n_rcpts ? env.n_rcpts : 1, sizeof(*m->rcpts));
 	for (size_t i = 0; i < env.n_rcpts; i++)
-		load_rcpt(&m->rcpts[i], env.rcpts[i], queue_cfg(q)->hostname, ma);
+		load_rcpt(&m->rcpts[i], env.rcpts[i], hostname, ma);
 	free(ma);
 	spool_envelope_clear(&env);
-	load_state(q, m, fresh);
+	load_state(spool, m, fresh);
+	*m_r = m;
+	return 0;
+}
 
+/* Load incoming/<id> if it is new to us. fresh: inotify has just seen it
+ * arrive, so no state file can exist for it yet (one is written only after a
+ * try); the start and the rescans look for one. */
+static void
+scan_load(struct queue *q, const char *id, bool at_start, bool fresh)
+{
+	struct qmsg *m;
+	const char *err;
+	char path[4200];
+
+	if (!queue_scan_valid_id(id) || queue_sched_find(q, id) != NULL)
+		return;
+	int r = queue_scan_read(q->spool, id, queue_cfg(q)->hostname, fresh, &m, &err);
+	if (r > 0)
+		return;
+	if (r == -2) {
+		/* Not a plain file of ours: a link or a worker's planting. */
+		scan_set_aside(q, id, err);
+		return;
+	}
+	if (r < 0) {
+		snprintf(path, sizeof(path), "%s/incoming/%s", q->spool, id);
+		msg_broken(q, id, path, err);
+		return;
+	}
+	m->q = q;
 	queue_sched_add(q, m);
 	if (!at_start) {
 		q->n_received++;

@@ -154,8 +154,8 @@ queue_sched_all(struct queue *q, size_t *n_r)
 	return all;
 }
 
-static void
-msg_free(struct qmsg *m)
+void
+queue_sched_msg_free(struct qmsg *m)
 {
 	for (size_t i = 0; i < m->n_rcpts; i++) {
 		free(m->rcpts[i].addr);
@@ -353,6 +353,17 @@ queue_sched_place(struct queue *q, struct qmsg *m)
 }
 
 /* ---------------------------------------------------------------- admin */
+
+bool
+queue_sched_flush_msg(struct queue *q, struct qmsg *m)
+{
+	if (m->where != QM_WAITING)
+		return false;
+	heap_remove(q, m);
+	m->next_attempt = 0;
+	ready_push(q, m);
+	return true;
+}
 
 size_t
 queue_sched_flush(struct queue *q)
@@ -648,7 +659,7 @@ msg_remove_done(void *arg)
 	struct queue *q = m->q;
 	log_info("id=%s removed", m->id);
 	table_del(q, m);
-	msg_free(m);
+	queue_sched_msg_free(m);
 }
 
 void
@@ -680,7 +691,7 @@ queue_sched_fini(struct queue *q)
 	for (size_t b = 0; b < q->n_buckets; b++) {
 		for (struct qmsg *m = q->buckets[b], *next; m != NULL; m = next) {
 			next = m->hnext;
-			msg_free(m);
+			queue_sched_msg_free(m);
 		}
 	}
 	free(q->buckets);
