@@ -33,8 +33,20 @@ struct throttle_fail {
 	uint64_t at_ms;  /* last time this password failed */
 };
 
+/* Who a lockout is for, kept from its start for the admin's listing and
+ * unlock (the table's keys are digests). */
+struct throttle_label {
+	enum auth_throttle_scope scope;
+	char *client; /* NULL for a login lockout */
+	char *login;  /* folded; NULL for a client lockout */
+	uint8_t client_key[16];
+	bool client_is_addr;
+	unsigned failures;
+};
+
 struct throttle_entry {
 	uint64_t locked_until_ms;
+	struct throttle_label *label; /* set when a lockout starts */
 	unsigned n;
 	struct throttle_fail fails[]; /* oldest first, cap entries */
 };
@@ -56,6 +68,24 @@ struct client_id {
 	const char *text;
 };
 
+static void
+label_free(struct throttle_label *l)
+{
+	if (l == NULL)
+		return;
+	free(l->client);
+	free(l->login);
+	free(l);
+}
+
+static void
+entry_free(void *value)
+{
+	struct throttle_entry *e = value;
+	label_free(e->label);
+	free(e);
+}
+
 struct auth_throttle *
 auth_throttle_new(const struct protection_config *pc, const struct keyhash *kh)
 {
@@ -71,7 +101,7 @@ auth_throttle_new(const struct protection_config *pc, const struct keyhash *kh)
 	t->cap = cap < THROTTLE_MAX_TRACK ? cap : THROTTLE_MAX_TRACK;
 	t->pc = pc;
 	t->kh = kh;
-	t->table = lru_new(pc->throttle_size, free);
+	t->table = lru_new(pc->throttle_size, entry_free);
 	t->window_ms = (uint64_t)pc->throttle_window * 1000;
 	return t;
 }
@@ -207,6 +237,24 @@ auth_throttle_check(struct auth_throttle *t, const char *client, const char *log
 	return THROTTLE_NONE;
 }
 
+static struct throttle_label *
+label_new(enum auth_throttle_scope scope, const struct client_id *id, const char *folded,
+          unsigned failures)
+{
+	struct throttle_label *l = xcalloc(1, sizeof(*l));
+
+	l->scope = scope;
+	l->failures = failures;
+	if (scope != THROTTLE_LOGIN) {
+		l->client = xstrdup(id->text);
+		l->client_is_addr = id->is_addr;
+		memcpy(l->client_key, id->key, sizeof(l->client_key));
+	}
+	if (scope != THROTTLE_CLIENT)
+		l->login = xstrdup(folded);
+	return l;
+}
+
 void
 auth_throttle_failure(struct auth_throttle *t, const char *client, const char *login,
                       const char *secret, size_t secret_len, uint64_t now_ms,
@@ -264,6 +312,8 @@ auth_throttle_failure(struct auth_throttle *t, const char *client, const char *l
 			r->failures = e->n;
 		if (threshold > 0 && e->n >= threshold && e->locked_until_ms <= now_ms) {
 			e->locked_until_ms = now_ms + (uint64_t)pc->lockout_time * 1000;
+			label_free(e->label);
+			e->label = label_new(scope, &id, folded, e->n);
 			if (r->locked == THROTTLE_NONE)
 				r->locked = scope;
 			log_info("auth: lockout scope=%s client=%s user=\"%s\" failures=%u "
@@ -298,6 +348,89 @@ auth_throttle_success(struct auth_throttle *t, const char *client, const char *l
 	login_fold(login, folded, sizeof(folded));
 	throttle_key(t, THROTTLE_CLIENT_LOGIN, &id, folded, key);
 	lru_del(t->table, key);
+}
+
+struct lockouts_walk {
+	uint64_t now_ms;
+	auth_throttle_lockout_cb *cb;
+	void *arg;
+};
+
+static bool
+lockouts_each(void *arg, const uint8_t key[LRU_KEY_LEN], void *value)
+{
+	struct lockouts_walk *w = arg;
+	struct throttle_entry *e = value;
+
+	if (e->label != NULL && e->locked_until_ms > w->now_ms) {
+		struct auth_throttle_lockout l = {
+		        .scope = e->label->scope,
+		        .client = e->label->client,
+		        .login = e->label->login,
+		        .failures = e->label->failures,
+		        .remaining_s = (unsigned)((e->locked_until_ms - w->now_ms + 999) / 1000),
+		};
+		w->cb(w->arg, &l);
+	}
+	return false;
+}
+
+void
+auth_throttle_lockouts(struct auth_throttle *t, uint64_t now_ms, auth_throttle_lockout_cb *cb,
+                       void *arg)
+{
+	struct lockouts_walk w = {now_ms, cb, arg};
+
+	lru_each(t->table, lockouts_each, &w);
+}
+
+struct unlock_walk {
+	uint64_t now_ms;
+	struct client_id id; /* what, as a client */
+	const char *folded;  /* what, as a login */
+	unsigned ended;
+};
+
+static bool
+unlock_each(void *arg, const uint8_t key[LRU_KEY_LEN], void *value)
+{
+	struct unlock_walk *w = arg;
+	const struct throttle_entry *e = value;
+	const struct throttle_label *l = e->label;
+	bool client, login;
+
+	if (l == NULL || e->locked_until_ms <= w->now_ms)
+		return false;
+	client = l->client != NULL &&
+	         (l->client_is_addr && w->id.is_addr
+	                  ? memcmp(l->client_key, w->id.key, sizeof(l->client_key)) == 0
+	                  : strcmp(l->client, w->id.text) == 0);
+	login = l->login != NULL && strcmp(l->login, w->folded) == 0;
+	if (!client && !login)
+		return false;
+	w->ended++;
+	return true;
+}
+
+unsigned
+auth_throttle_unlock(struct auth_throttle *t, const char *what, uint64_t now_ms)
+{
+	char folded[AUTH_MAX_LOGIN + 1], esc[AUTH_MAX_LOGIN * 4 + 8];
+	uint8_t key[KEYHASH_LEN];
+	struct unlock_walk w = {.now_ms = now_ms, .folded = folded};
+
+	login_fold(what, folded, sizeof(folded));
+	client_id_of(t, what, &w.id);
+	lru_each(t->table, unlock_each, &w);
+	/* The counts that were not a lockout yet go too: the next login
+	 * starts afresh, as after lockout_time. */
+	throttle_key(t, THROTTLE_LOGIN, &w.id, folded, key);
+	lru_del(t->table, key);
+	throttle_key(t, THROTTLE_CLIENT, &w.id, folded, key);
+	lru_del(t->table, key);
+	log_info("auth: unlock by the admin what=\"%s\" lockouts=%u",
+	         log_escape_str(what, esc, sizeof(esc)), w.ended);
+	return w.ended;
 }
 
 const char *

@@ -64,6 +64,27 @@ void auth_throttle_failure(struct auth_throttle *, const char *client, const cha
  * login's are not: others may be attacking them). */
 void auth_throttle_success(struct auth_throttle *, const char *client, const char *login);
 
+/* One lockout in force, for the admin (`authrelay lockouts`). client is
+ * NULL for a login lockout, login (lower-cased) NULL for a client one. */
+struct auth_throttle_lockout {
+	enum auth_throttle_scope scope;
+	const char *client;
+	const char *login;
+	unsigned failures;    /* distinct wrong passwords that started it */
+	unsigned remaining_s; /* until it ends */
+};
+typedef void auth_throttle_lockout_cb(void *arg, const struct auth_throttle_lockout *);
+
+/* Call cb for every lockout in force at now_ms (strings valid during the
+ * call). Walks the whole table: for the admin, not for a login's path. */
+void auth_throttle_lockouts(struct auth_throttle *, uint64_t now_ms, auth_throttle_lockout_cb *cb,
+                            void *arg);
+/* `authrelay unlock WHAT`: end every lockout naming what, a login (any
+ * case) or a client address (its IPv6 network counts), and forget the
+ * failures counted for it, so that its next login is checked at once.
+ * Returns how many lockouts ended. */
+unsigned auth_throttle_unlock(struct auth_throttle *, const char *what, uint64_t now_ms);
+
 /* "client", "client_login", "login", "none". */
 const char *auth_throttle_scope_name(enum auth_throttle_scope);
 /* Tracked keys (tests). */

@@ -153,6 +153,18 @@ lru_count(const struct lru *t)
 	return t->count;
 }
 
+void
+lru_each(struct lru *t, lru_each_cb *cb, void *arg)
+{
+	struct lru_node *n, *next;
+
+	for (n = TAILQ_FIRST(&t->recent); n != NULL; n = next) {
+		next = TAILQ_NEXT(n, recent);
+		if (cb(arg, n->key, n->value))
+			lru_remove(t, n);
+	}
+}
+
 void *
 lru_oldest(const struct lru *t, const uint8_t **key_r)
 {

@@ -36,6 +36,11 @@ bool lru_del(struct lru *, const uint8_t key[LRU_KEY_LEN]);
 /* Delete everything. */
 void lru_clear(struct lru *);
 size_t lru_count(const struct lru *);
+/* Call cb for every entry, most recently used first, without changing the
+ * order; an entry for which cb returns true is deleted (and freed) at once.
+ * O(entries): for the admin's listings, not for a request's path. */
+typedef bool lru_each_cb(void *arg, const uint8_t key[LRU_KEY_LEN], void *value);
+void lru_each(struct lru *, lru_each_cb *cb, void *arg);
 /* The least recently used value (and its key through key_r), NULL when
  * empty; for sweeps that drop expired entries from the old end. */
 void *lru_oldest(const struct lru *, const uint8_t **key_r);

@@ -11,6 +11,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -320,6 +321,111 @@ test_size_bound(void **state)
 	auth_throttle_free(t);
 }
 
+struct seen {
+	unsigned n;
+	char text[8][128];
+};
+
+static void
+collect(void *arg, const struct auth_throttle_lockout *l)
+{
+	struct seen *s = arg;
+
+	if (s->n < 8)
+		snprintf(s->text[s->n], sizeof(s->text[0]), "%s %s %s %u %u",
+		         auth_throttle_scope_name(l->scope), l->client ? l->client : "-",
+		         l->login ? l->login : "-", l->failures, l->remaining_s);
+	s->n++;
+}
+
+static bool
+seen_has(const struct seen *s, const char *text)
+{
+	for (unsigned i = 0; i < s->n && i < 8; i++)
+		if (strcmp(s->text[i], text) == 0)
+			return true;
+	return false;
+}
+
+/* The admin's view: every lockout in force with who it is for, none once
+ * expired; unlock by login ends the login's and its pairs' lockouts (any
+ * case), by address the client's and its pairs', and forgets the counts. */
+static void
+test_lockouts_and_unlock(void **state)
+{
+	struct protection_config pc;
+	struct auth_throttle *t;
+	struct auth_throttle_result r;
+	struct seen s;
+	char pw[8];
+
+	base_config(&pc);
+	t = auth_throttle_new(&pc, kh);
+	memset(&s, 0, sizeof(s));
+	auth_throttle_lockouts(t, 0, collect, &s);
+	assert_int_equal(s.n, 0);
+	/* 4 wrong passwords for Ann from 192.0.2.1: pair (3) and login (4). */
+	for (int i = 0; i < 4; i++) {
+		snprintf(pw, sizeof(pw), "w%d", i);
+		auth_throttle_failure(t, "192.0.2.1", "Ann", pw, strlen(pw), 1000, &r);
+	}
+	/* 6 from 192.0.2.9 for six logins: the client (6). */
+	for (int i = 0; i < 6; i++) {
+		char login[8];
+		snprintf(login, sizeof(login), "u%d", i);
+		auth_throttle_failure(t, "192.0.2.9", login, "x", 1, 2000, &r);
+	}
+	memset(&s, 0, sizeof(s));
+	auth_throttle_lockouts(t, 2500, collect, &s);
+	assert_int_equal(s.n, 3);
+	assert_true(seen_has(&s, "client_login 192.0.2.1 ann 3 9"));
+	assert_true(seen_has(&s, "login - ann 4 9"));
+	assert_true(seen_has(&s, "client 192.0.2.9 - 6 10"));
+	/* Expired: nothing listed. */
+	memset(&s, 0, sizeof(s));
+	auth_throttle_lockouts(t, 60000, collect, &s);
+	assert_int_equal(s.n, 0);
+
+	/* Unlock by login, in another case: both of Ann's lockouts end. */
+	assert_int_equal(auth_throttle_unlock(t, "ANN", 3000), 2);
+	assert_int_equal(auth_throttle_check(t, "192.0.2.1", "ann", 3000, NULL), THROTTLE_NONE);
+	assert_int_equal(auth_throttle_check(t, "192.0.2.9", "u1", 3000, NULL), THROTTLE_CLIENT);
+	/* Her count starts afresh: one more failure locks nothing. */
+	auth_throttle_failure(t, "192.0.2.3", "ann", "w9", 2, 3000, &r);
+	assert_int_equal(r.locked, THROTTLE_NONE);
+	/* By address. */
+	assert_int_equal(auth_throttle_unlock(t, "nobody-locked", 3000), 0);
+	assert_int_equal(auth_throttle_unlock(t, "192.0.2.9", 3000), 1);
+	assert_int_equal(auth_throttle_check(t, "192.0.2.9", "u1", 3000, NULL), THROTTLE_NONE);
+	memset(&s, 0, sizeof(s));
+	auth_throttle_lockouts(t, 3000, collect, &s);
+	assert_int_equal(s.n, 0);
+	auth_throttle_free(t);
+}
+
+/* An IPv6 client is locked as its network: unlocking any address in it
+ * ends the lockout. */
+static void
+test_unlock_ipv6_network(void **state)
+{
+	struct protection_config pc;
+	struct auth_throttle *t;
+	struct auth_throttle_result r;
+
+	base_config(&pc);
+	t = auth_throttle_new(&pc, kh);
+	for (int i = 0; i < 6; i++) {
+		char login[8];
+		snprintf(login, sizeof(login), "u%d", i);
+		auth_throttle_failure(t, "2001:db8:1:2::5", login, "x", 1, 1000, &r);
+	}
+	assert_int_equal(auth_throttle_check(t, "2001:db8:1:2::77", "v", 1000, NULL),
+	                 THROTTLE_CLIENT);
+	assert_int_equal(auth_throttle_unlock(t, "2001:db8:1:2::99", 1000), 1);
+	assert_int_equal(auth_throttle_check(t, "2001:db8:1:2::5", "v", 1000, NULL), THROTTLE_NONE);
+	auth_throttle_free(t);
+}
+
 int
 main(void)
 {
@@ -334,6 +440,8 @@ main(void)
 	        cmocka_unit_test(test_success_clears_pair),
 	        cmocka_unit_test(test_odd_clients_and_off),
 	        cmocka_unit_test(test_size_bound),
+	        cmocka_unit_test(test_lockouts_and_unlock),
+	        cmocka_unit_test(test_unlock_ipv6_network),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

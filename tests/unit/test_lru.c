@@ -7,6 +7,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -146,6 +147,42 @@ test_many(void **state)
 	lru_free(t);
 }
 
+static bool
+drop_odd(void *arg, const uint8_t k[LRU_KEY_LEN], void *value)
+{
+	int *order = arg;
+	struct val *v = value;
+
+	order[order[0] + 1] = v->id;
+	order[0]++;
+	return v->id % 2 == 1;
+}
+
+/* lru_each: newest first, order unchanged, what the callback asks deleted
+ * (and freed once). */
+static void
+test_each(void **state)
+{
+	struct lru *t = lru_new(8, val_free);
+	int order[8] = {0};
+
+	memset(freed, 0, sizeof(freed));
+	for (int i = 1; i <= 4; i++)
+		lru_put(t, key(i), val(i));
+	lru_each(t, drop_odd, order);
+	assert_int_equal(order[0], 4);
+	assert_int_equal(order[1], 4);
+	assert_int_equal(order[4], 1);
+	assert_int_equal(lru_count(t), 2);
+	assert_int_equal(freed[1], 1);
+	assert_int_equal(freed[3], 1);
+	assert_null(lru_get(t, key(1)));
+	assert_non_null(lru_get(t, key(2)));
+	lru_free(t);
+	assert_int_equal(freed[2], 1);
+	assert_int_equal(freed[4], 1);
+}
+
 int
 main(void)
 {
@@ -153,6 +190,7 @@ main(void)
 	        cmocka_unit_test(test_rows),
 	        cmocka_unit_test(test_size_zero),
 	        cmocka_unit_test(test_many),
+	        cmocka_unit_test(test_each),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
