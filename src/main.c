@@ -8,8 +8,12 @@
  *   authrelay show-config [-n] [-c FILE] the effective config (-n: only what differs
  *                                        from the defaults); --reference=mdoc|markdown
  *   authrelay passwd [-s SCHEME] [USER]  print a users-file line
- *   authrelay queue [-c FILE] list|show ID|flush|delete ID|hold ID|release ID
- *   authrelay test-auth [-c FILE] USER   try a login against the [ldap] directories
+ *   authrelay status|lockouts [-c FILE] [--json]  the running gateway (root only)
+ *   authrelay unlock [-c FILE] LOGIN|ADDRESS      end a lockout
+ *   authrelay reload|stop [-c FILE]               as SIGHUP, SIGTERM
+ *   authrelay queue [-c FILE] [--json] list|summary|show ID
+ *   authrelay queue [-c FILE] delete|hold|release|flush ID...|ALL|-s|-r|-d ARG
+ *   authrelay test-auth [-c FILE] USER   try a login against every auth source
  *   authrelay test-query [-c FILE] USER  look a login up in the [ldap] directories
  *   authrelay help [COMMAND]             the usage of all commands, or of one
  *   authrelay version                    also --version
@@ -21,6 +25,7 @@
 #include "auth/auth_test_cmd.h"
 #include "lib/build_info.h"
 #include "lib/common.h"
+#include "master/control_cmd.h"
 #include "master/master.h"
 #include "master/settings_registry.h"
 #include "master/show_config.h"
@@ -42,6 +47,9 @@ static const struct command {
         {"check-config", check_config_main}, {"passwd", auth_passwd_main},
         {"queue", queue_cmd_main},           {"show-config", show_config_main},
         {"test-auth", auth_test_cmd_main},   {"test-query", auth_test_cmd_main},
+        {"status", control_cmd_main},        {"lockouts", control_cmd_main},
+        {"unlock", control_cmd_main},        {"reload", control_cmd_main},
+        {"stop", control_cmd_main},
 };
 
 static void
@@ -56,8 +64,14 @@ usage(FILE *f)
 	        "[USER]\n"
 	        "       authrelay test-auth [-c FILE] [-m PLAIN|LOGIN|CRAM-MD5] USER\n"
 	        "       authrelay test-query [-c FILE] USER\n"
-	        "       authrelay queue [-c FILE] list|show ID|flush|delete ID|hold ID|release "
-	        "ID\n"
+	        "       authrelay status [-c FILE] [--json]\n"
+	        "       authrelay lockouts [-c FILE] [--json]\n"
+	        "       authrelay unlock [-c FILE] LOGIN|ADDRESS\n"
+	        "       authrelay reload [-c FILE]\n"
+	        "       authrelay stop [-c FILE]\n"
+	        "       authrelay queue [-c FILE] [--json] list|summary|show ID\n"
+	        "       authrelay queue [-c FILE] delete|hold|release|flush "
+	        "ID...|ALL|-s SENDER|-r RCPT|-d DOMAIN\n"
 	        "       authrelay help [COMMAND]\n"
 	        "       authrelay version\n"
 	        "FILE defaults to %s; see authrelay(8).\n",

@@ -33,6 +33,7 @@
  * running.
  */
 #include "auth_server.h"
+#include "auth_admin.h"
 #include "auth_alert.h"
 #include "auth_alert_link.h"
 #include "auth_cache.h"
@@ -76,9 +77,15 @@ static const struct auth_source_ops *const auth_sources[] = {
 /* Unsent RESULT bytes above which we stop reading that worker's requests. */
 #define AUTH_CONN_MAX_OUTPUT (1024 * 1024)
 
+/* What the last answer said of a source's reachability (for `authrelay
+ * status`): a tempfail is "down", any other answer "up". */
+enum auth_reach { REACH_UNKNOWN, REACH_UP, REACH_DOWN };
+
 struct auth_active {
 	const struct auth_source_ops *ops;
 	void *state;
+	enum auth_reach reach;
+	uint64_t reach_since_ms;
 };
 
 struct auth_conn {
@@ -123,6 +130,7 @@ struct auth_server {
 	struct auth_throttle *throttle;
 	struct auth_alert *alert;
 	struct auth_alert_link *alert_link; /* to the queue process */
+	struct auth_admin *admin;           /* the master's questions */
 	struct event *tick;
 };
 
@@ -306,6 +314,37 @@ auth_job_start(struct auth_job *job)
 	}
 }
 
+static void
+auth_source_reached(struct auth_active *a, bool up, uint64_t now)
+{
+	enum auth_reach r = up ? REACH_UP : REACH_DOWN;
+
+	if (a->reach != r) {
+		a->reach = r;
+		a->reach_since_ms = now;
+	}
+}
+
+/* auth_admin_sources_cb: the sources for `authrelay status`. */
+static size_t
+auth_admin_sources(void *arg, struct auth_admin_source *out, size_t max)
+{
+	static const char *const names[] = {[REACH_UNKNOWN] = "unknown",
+	                                    [REACH_UP] = "up",
+	                                    [REACH_DOWN] = "down"};
+	struct auth_server *srv = arg;
+	uint64_t now = now_ms();
+	size_t n = 0;
+
+	for (size_t i = 0; i < srv->n_sources && n < max; i++, n++) {
+		const struct auth_active *a = &srv->sources[i];
+		out[n].name = a->ops->name;
+		out[n].state = names[a->reach];
+		out[n].seconds = (uint32_t)((now - a->reach_since_ms) / 1000);
+	}
+	return n;
+}
+
 void
 auth_job_done(struct auth_job *job, enum auth_result result, const char *identity,
               enum auth_reason reason)
@@ -317,6 +356,7 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 	uint64_t now = now_ms();
 
 	auth_alert_source(srv->alert, name, result != AUTH_TEMPFAIL, now);
+	auth_source_reached(&srv->sources[job->source], result != AUTH_TEMPFAIL, now);
 	if (result == AUTH_FAIL && reason == AUTH_REASON_ACCOUNT_LOCKED)
 		auth_alert_directory_lockout(srv->alert, req->login, req->client, name, now);
 	if (auth_cache_cacheable(srv->cache, req->mech)) {
@@ -632,6 +672,10 @@ auth_sources_init(struct auth_server *srv)
 		}
 		srv->sources[srv->n_sources].ops = ops;
 		srv->sources[srv->n_sources].state = state;
+		/* Nothing known of a directory or upstream before it answers;
+		 * the users file is loaded, so it is up. */
+		srv->sources[srv->n_sources].reach = ops == &auth_source_file ? REACH_UP : REACH_UNKNOWN;
+		srv->sources[srv->n_sources].reach_since_ms = now_ms();
 		srv->n_sources++;
 	}
 	return 0;
@@ -658,6 +702,7 @@ auth_server_free(struct auth_server *srv)
 		auth_job_free(job);
 	if (srv->tick != NULL)
 		event_free(srv->tick);
+	auth_admin_free(srv->admin);
 	auth_alert_free(srv->alert);
 	auth_alert_link_free(srv->alert_link);
 	auth_throttle_free(srv->throttle);
@@ -674,7 +719,7 @@ auth_server_free(struct auth_server *srv)
 }
 
 int
-auth_server_main(const struct config *cfg, int listen_fd, int alert_fd)
+auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admin_fd)
 {
 	struct auth_server srv;
 	struct timeval second = {1, 0};
@@ -697,6 +742,8 @@ auth_server_main(const struct config *cfg, int listen_fd, int alert_fd)
 		evutil_closesocket(listen_fd);
 		if (alert_fd >= 0)
 			close(alert_fd);
+		if (admin_fd >= 0)
+			close(admin_fd);
 		return 1;
 	}
 	log_batch(srv.base);
@@ -729,6 +776,7 @@ auth_server_main(const struct config *cfg, int listen_fd, int alert_fd)
 	srv.cache = auth_cache_new(&srv.prot, srv.kh);
 	srv.throttle = auth_throttle_new(&srv.prot, srv.kh);
 	srv.alert = auth_alert_new(cfg, &srv.prot, srv.kh, auth_alert_link_send, srv.alert_link);
+	srv.admin = auth_admin_new(srv.base, admin_fd, srv.throttle, auth_admin_sources, &srv);
 	srv.tick = event_new(srv.base, -1, EV_PERSIST, auth_on_tick, &srv);
 	if (srv.tick == NULL || event_add(srv.tick, &second) < 0) {
 		log_err("auth: cannot install the alert timer");

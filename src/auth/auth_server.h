@@ -13,10 +13,11 @@ struct config;
  * master bound; privileges are already dropped by the caller). Sends
  * AUTH_MSG_HELLO to each worker that connects. alert_fd is the auth end of
  * the alert channel to the queue process (alert_proto.h), or -1: alerts are
- * then only logged. Both fds are the process's from here on. SIGHUP reloads
- * the sources (the users file), SIGTERM exits. Returns the process exit
- * status. */
-int auth_server_main(const struct config *cfg, int listen_fd, int alert_fd);
+ * then only logged. admin_fd is the auth end of the master's admin channel
+ * (admin_proto.h, auth_admin.h), or -1. The fds are the process's from here
+ * on. SIGHUP reloads the sources (the users file), SIGTERM exits. Returns
+ * the process exit status. */
+int auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admin_fd);
 
 /* Load the configured sources once, for check-config: 0 or -1 with the
  * reason printed to stderr. */

@@ -10,6 +10,7 @@
  *   0            success (test-auth: the login is accepted)
  *   1            the answer is no (test-auth: refused), or another failure
  *   EX_USAGE     64, the command line is wrong
+ *   EX_NOPERM    77, the admin commands (status, stop, ...) need root
  *   EX_TEMPFAIL  75, try again later: a port in use, the queue process not
  *                running, a directory that does not answer
  *   EX_CONFIG    78, the configuration, or a file it names, is invalid

@@ -26,6 +26,7 @@
  * log is syslog, so that `authrelay -f` and the journal show them.
  */
 #include "master.h"
+#include "control.h"
 #include "privdrop.h"
 #include "../auth/auth_server.h"
 #include "../auth/protection_config.h"
@@ -98,6 +99,7 @@ struct child {
 	bool up;      /* reported itself up since it started */
 	time_t started;
 	unsigned backoff_ms;
+	unsigned restarts; /* `authrelay status` */
 	struct event *restart;
 };
 
@@ -138,6 +140,11 @@ struct master {
 	struct event *ev_ready;
 	bool ready;    /* every child has been up at least once */
 	int daemon_fd; /* to the shell waiting for a daemon's start, or -1 */
+	int control_fd;       /* bound as root, served by ctl */
+	struct control *ctl;  /* `authrelay status`, `reload`, ... (control.h) */
+	time_t started;       /* for `authrelay status` */
+	unsigned generation;  /* configurations loaded: 1, then one per reload */
+	int admin_fd;         /* a starting auth child's end of the admin channel */
 };
 
 /* A start-up error: to the log and, when the log is syslog, to stderr as
@@ -377,7 +384,7 @@ child_run_auth(struct master *m)
 	prctl(PR_SET_DUMPABLE, 0);
 	close(m->alert_fds[1]);
 	child_sandbox(m, SANDBOX_AUTH);
-	exit(auth_server_main(m->cfg, m->auth_fd, m->alert_fds[0]));
+	exit(auth_server_main(m->cfg, m->auth_fd, m->alert_fds[0], m->admin_fd));
 }
 
 static AR_NORETURN void
@@ -530,13 +537,29 @@ static void
 master_start_child(struct child *c)
 {
 	struct master *m = c->m;
+	int admin[2] = {-1, -1};
+	/* The auth process gets a new admin channel at each start; its other
+	 * end is the master's alone (control.h). */
+	if (c->kind == CHILD_AUTH &&
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, admin) < 0)
+		log_err("admin channel: socketpair: %s", strerror(errno));
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_err("fork: %s", strerror(errno));
+		if (admin[0] >= 0) {
+			close(admin[0]);
+			close(admin[1]);
+		}
 		return;
 	}
 	if (pid == 0) {
 		child_setup_signals();
+		/* No child may hold the control socket, its clients or the
+		 * master's end of the admin channel. */
+		control_close_in_child(m->ctl);
+		if (admin[0] >= 0)
+			close(admin[0]);
+		m->admin_fd = admin[1];
 		close(m->ready_pipe[0]);
 		readiness_set_fd(m->ready_pipe[1]);
 		if (m->daemon_fd >= 0)
@@ -548,6 +571,10 @@ master_start_child(struct child *c)
 		if (c->kind == CHILD_KEYPROC)
 			child_run_keyproc(m);
 		child_run_smtpd(m, c->idx);
+	}
+	if (admin[0] >= 0) {
+		close(admin[1]);
+		control_set_auth(m->ctl, admin[0]);
 	}
 	c->pid = pid;
 	c->up = false;
@@ -635,6 +662,7 @@ master_reap(struct master *m)
 			c->backoff_ms = RESTART_MAX_MS;
 		struct timeval tv = {c->backoff_ms / 1000, (long)(c->backoff_ms % 1000) * 1000};
 		log_info("restarting %s in %u ms", name, c->backoff_ms);
+		c->restarts++;
 		sdnotify("STATUS=%s pid=%d %s %d, restarting in %u ms", name, (int)pid,
 		         WIFSIGNALED(status) ? "killed by signal" : "exited status",
 		         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
@@ -731,8 +759,10 @@ master_log_warnings(const struct config *cfg)
 	}
 }
 
-static void
-master_reload(struct master *m)
+/* SIGHUP and `authrelay reload`. Returns 0, or -1 with *errors_r (malloc'd)
+ * when the config has errors and the running one stays. */
+static int
+master_reload(struct master *m, char **errors_r)
 {
 	char *errors = NULL;
 	/* RELOADING=1, then READY=1 once the master's part is done: the
@@ -743,10 +773,14 @@ master_reload(struct master *m)
 	struct config *fresh = config_load(m->config_path, &errors);
 	if (fresh == NULL) {
 		log_err("reload: config has errors, keeping the running one: %s", errors);
-		free(errors);
+		if (errors_r != NULL)
+			*errors_r = errors;
+		else
+			free(errors);
 		master_notify_ready(m, "reload refused (config has errors, see the log)");
-		return;
+		return -1;
 	}
+	m->generation++;
 	master_log_warnings(fresh);
 	config_free(fresh);
 	/* The auth process re-reads its sources (users file). Listener and limit
@@ -758,6 +792,24 @@ master_reload(struct master *m)
 		kill(m->queue.pid, SIGHUP);
 	log_info("reload: auth sources reloading");
 	master_notify_ready(m, "reloaded");
+	return 0;
+}
+
+/* SIGTERM, SIGINT and `authrelay stop`. */
+static void
+master_stop(struct master *m, const char *why)
+{
+	if (m->stopping)
+		return;
+	log_info("stopping (%s)", why);
+	sdnotify("STOPPING=1\nSTATUS=stopping (%s)", why);
+	m->stopping = true;
+	master_signal_child(m, SIGTERM);
+	struct timeval grace = {STOP_GRACE_SECONDS, 0};
+	evtimer_add(m->ev_stop_deadline, &grace);
+	master_reap(m);
+	if (!master_children_alive(m))
+		event_base_loopexit(m->base, NULL);
 }
 
 static void
@@ -769,24 +821,81 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 		master_reap(m);
 		break;
 	case SIGHUP:
-		master_reload(m);
+		(void)master_reload(m, NULL);
 		break;
 	case SIGTERM:
-	case SIGINT:
-		if (m->stopping)
-			break;
-		log_info("stopping (signal %d)", (int)sig);
-		sdnotify("STOPPING=1\nSTATUS=stopping (signal %d)", (int)sig);
-		m->stopping = true;
-		master_signal_child(m, SIGTERM);
-		struct timeval grace = {STOP_GRACE_SECONDS, 0};
-		evtimer_add(m->ev_stop_deadline, &grace);
-		master_reap(m);
-		if (!master_children_alive(m))
-			event_base_loopexit(m->base, NULL);
+	case SIGINT: {
+		char why[32];
+		snprintf(why, sizeof(why), "signal %d", (int)sig);
+		master_stop(m, why);
 		break;
 	}
+	}
 }
+
+/* ------------------------------------------------ the control socket's hooks */
+
+static void
+master_ctl_status(void *arg, struct control_status *st)
+{
+	struct master *m = arg;
+	size_t k = 0;
+
+	st->pid = m->pid;
+	st->started = (int64_t)m->started;
+	st->generation = m->generation;
+	st->n_listeners = m->cfg->n_listeners;
+	st->listeners = xcalloc(m->cfg->n_listeners + 1, sizeof(*st->listeners));
+	for (size_t i = 0; i < m->cfg->n_listeners; i++) {
+		const struct listener_cfg *l = &m->cfg->listeners[i];
+		st->listeners[i] = (struct control_listener){
+		        .name = l->name,
+		        .address = l->address_text,
+		        .role = config_role_name(l->role),
+		        .tls = config_tls_name(l->tls),
+		        .sessions = conn_limit_total(m->limits, (unsigned)i),
+		};
+	}
+	st->children = xcalloc(m->n_workers + 3, sizeof(*st->children));
+	const struct child *all[] = {&m->auth, &m->queue, &m->keyproc};
+	for (size_t i = 0; i < AR_NELEM(all); i++) {
+		if (all[i]->kind == CHILD_KEYPROC && !m->need_tls)
+			continue;
+		st->children[k++] = (struct control_child){
+		        .kind = child_name(all[i]),
+		        .pid = all[i]->pid,
+		        .up = all[i]->up,
+		        .restarts = all[i]->restarts,
+		};
+	}
+	for (unsigned i = 0; i < m->n_workers; i++)
+		st->children[k++] = (struct control_child){
+		        .kind = "smtpd",
+		        .index = i,
+		        .pid = m->workers[i].pid,
+		        .up = m->workers[i].up,
+		        .restarts = m->workers[i].restarts,
+		};
+	st->n_children = k;
+}
+
+static int
+master_ctl_reload(void *arg, char **error_r)
+{
+	return master_reload(arg, error_r);
+}
+
+static void
+master_ctl_stop(void *arg)
+{
+	master_stop(arg, "authrelay stop");
+}
+
+static const struct control_ops master_ctl_ops = {
+        .status = master_ctl_status,
+        .reload = master_ctl_reload,
+        .stop = master_ctl_stop,
+};
 
 /* The shell's side of a daemon's start: wait until the daemon is ready
  * (exit 0), died first (its exit status), or is still not ready after
@@ -885,7 +994,9 @@ master_main(const char *config_path, bool foreground)
 	struct master m = {.config_path = config_path,
 	                   .foreground = foreground,
 	                   .daemon_fd = -1,
-	                   .keyproc_fd = -1};
+	                   .keyproc_fd = -1,
+	                   .admin_fd = -1,
+	                   .generation = 1};
 	char *errors = NULL;
 	const char *err;
 
@@ -974,6 +1085,9 @@ master_main(const char *config_path, bool foreground)
 	                                  m.queue_ctl_path, sizeof(m.queue_ctl_path), &err);
 	if (m.queue_ctl_fd < 0)
 		master_fail(&m, EX_TEMPFAIL, "queue control %s", err);
+	m.control_fd = control_bind(m.cfg->spool_dir, &err);
+	if (m.control_fd < 0)
+		master_fail(&m, EX_TEMPFAIL, "%s", err);
 	/* The alert channel: records, so a restarted queue process never reads
 	 * half a message; held open here, so neither end's restart loses what
 	 * waits in it (alert_proto.h). */
@@ -1001,6 +1115,7 @@ master_main(const char *config_path, bool foreground)
 	if (m.cfg->pid_file != NULL)
 		master_write_pid(m.cfg->pid_file);
 	m.pid = getpid();
+	m.started = time(NULL);
 
 	m.base = event_base_new();
 	if (m.base == NULL)
@@ -1016,6 +1131,7 @@ master_main(const char *config_path, bool foreground)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	m.ev_stop_deadline = evtimer_new(m.base, master_stop_deadline_cb, &m);
+	m.ctl = control_new(m.base, m.control_fd, m.cfg->spool_dir, &master_ctl_ops, &m);
 
 	m.auth = (struct child){.m = &m, .kind = CHILD_AUTH};
 	m.auth.restart = evtimer_new(m.base, master_restart_cb, &m.auth);
@@ -1056,6 +1172,9 @@ master_main(const char *config_path, bool foreground)
 	for (unsigned i = 0; i < m.n_workers; i++)
 		event_free(m.workers[i].restart);
 	free(m.workers);
+	/* A waiting `authrelay stop` returns when this closes: the children
+	 * are gone by now. */
+	control_free(m.ctl);
 	event_base_free(m.base);
 	for (size_t i = 0; i < m.cfg->n_listeners; i++)
 		close(m.listen_fds[i]);

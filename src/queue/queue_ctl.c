@@ -6,7 +6,7 @@
  * Protocol: one line "[json] COMMAND [ARGS]\n" per connection; the answer is
  * "ok [TEXT]" or "error TEXT" on the first line, then data lines (list, show,
  * summary; JSON after "json"), then the queue closes. Commands: list, show
- * ID, summary, and flush, delete, hold, release with a selection: an ID,
+ * ID, summary, counts (one line for the master's status), and flush, delete, hold, release with a selection: an ID,
  * "ALL", "sender ADDR", "rcpt ADDR" or "domain DOMAIN" (flush alone: every
  * deferred message). A selection by recipient or domain takes the messages
  * with such a recipient still to go. The work itself is the scheduler's
@@ -201,6 +201,29 @@ ctl_parse_select(char **words, int n, struct ctl_select *sel)
 	return -1;
 }
 
+/* For the master's `authrelay status`: one line of key=number pairs, the
+ * only form it accepts. */
+static void
+ctl_counts(struct queue *q, struct evbuffer *out)
+{
+	size_t n, by[QM_BROKEN + 1] = {0};
+	int64_t oldest = 0, now = queue_now();
+	struct qmsg **all = queue_sched_all(q, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		by[all[i]->where]++;
+		if (all[i]->where != QM_BROKEN && (oldest == 0 || all[i]->arrival < oldest))
+			oldest = all[i]->arrival;
+	}
+	free(all);
+	evbuffer_add_printf(out,
+	                    "ok messages=%zu ready=%zu active=%zu deferred=%zu hold=%zu "
+	                    "broken=%zu oldest_age=%lld\n",
+	                    n, by[QM_NONE] + by[QM_READY], by[QM_ACTIVE] + by[QM_SETTLING],
+	                    by[QM_WAITING], by[QM_HOLD], by[QM_BROKEN],
+	                    oldest > 0 && now > oldest ? (long long)(now - oldest) : 0LL);
+}
+
 static void
 ctl_execute(struct queue *q, char *line, struct evbuffer *out)
 {
@@ -238,6 +261,10 @@ ctl_execute(struct queue *q, char *line, struct evbuffer *out)
 		evbuffer_add_printf(out, "ok messages=%zu\n", k);
 		queue_view_summary(out, all, k, queue_now(), json);
 		free(all);
+		return;
+	}
+	if (strcmp(cmd, "counts") == 0 && n == 1) {
+		ctl_counts(q, out);
 		return;
 	}
 	if (strcmp(cmd, "show") == 0 && n == 2) {

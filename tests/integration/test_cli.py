@@ -17,8 +17,8 @@ from harness import (HOST, REPO, SMTPConn, free_port, proc_alive, proc_children,
 
 EX_USAGE, EX_TEMPFAIL, EX_CONFIG = 64, 75, 78
 DEFAULT_CONFIG = "/etc/authrelay/authrelay.conf"
-COMMANDS = ["check-config", "show-config", "passwd", "queue", "test-auth", "test-query", "help",
-            "version"]
+COMMANDS = ["check-config", "show-config", "passwd", "queue", "test-auth", "test-query", "status",
+            "lockouts", "unlock", "reload", "stop", "help", "version"]
 
 
 def out(r) -> str:
@@ -43,7 +43,7 @@ def test_help_prints_every_command(bin_path, args):
 
 
 @pytest.mark.parametrize("cmd", ["check-config", "show-config", "passwd", "queue", "test-auth",
-                                 "test-query"])
+                                 "test-query", "status", "lockouts", "unlock", "reload", "stop"])
 def test_help_command_prints_its_usage(bin_path, cmd):
     r = run_tool([bin_path, "help", cmd])
     assert r.returncode == 0, err(r)
