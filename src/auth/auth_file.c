@@ -34,13 +34,14 @@
  * Reasons: ok, bad_password, unknown_user, unsupported_hash,
  * mech_unavailable, internal.
  */
-#include "auth_source.h"
+#include "auth_file.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/pwhash.h"
 #include "../lib/threadpool.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
@@ -75,8 +76,10 @@ struct file_table {
  * copied here, so a reload may free the table meanwhile. */
 struct file_check {
 	LIST_ENTRY(file_check) entry;
-	struct file_source *src;
-	struct auth_job *job;
+	struct auth_file *src;
+	struct auth_job *job;     /* the daemon's, or NULL: */
+	auth_file_done_cb *cb;    /* test-auth's */
+	void *cb_arg;
 	bool cram;
 	bool known;   /* the user exists; stored is theirs, else the dummy */
 	char *secret; /* password, or the client's CRAM-MD5 digest */
@@ -90,12 +93,14 @@ struct file_check {
 	enum auth_reason reason;
 };
 
-struct file_source {
+struct auth_file {
 	const struct config *cfg;
 	struct threadpool *pool;
 	char *path;
 	struct file_table *table;
 	LIST_HEAD(, file_check) checks; /* queued on the pool */
+	auth_file_trace_cb *trace;      /* test-auth */
+	void *trace_arg;
 };
 
 /* init() and reload() errors; valid until the next call (loop thread only). */
@@ -463,7 +468,7 @@ file_configured(const struct config *cfg)
 static int
 file_init(const struct auth_env *env, void **state_r, const char **error_r)
 {
-	struct file_source *src;
+	struct auth_file *src;
 	struct file_table *t = file_load(env->cfg->users_file);
 
 	if (t == NULL) {
@@ -582,39 +587,103 @@ static void
 file_check_done(void *arg)
 {
 	struct file_check *c = arg;
+	const char *identity = c->result == AUTH_OK ? c->identity : NULL;
 
 	LIST_REMOVE(c, entry);
-	if (c->result == AUTH_OK && c->addresses != NULL)
-		auth_job_set_addresses(c->job, c->addresses);
-	auth_job_done(c->job, c->result, c->result == AUTH_OK ? c->identity : NULL, c->reason);
+	if (c->job == NULL) {
+		c->cb(c->cb_arg, c->result, c->reason, identity,
+		      c->result == AUTH_OK ? c->addresses : NULL);
+	} else {
+		if (c->result == AUTH_OK && c->addresses != NULL)
+			auth_job_set_addresses(c->job, c->addresses);
+		auth_job_done(c->job, c->result, identity, c->reason);
+	}
 	file_check_free(c);
 }
 
 static void
-file_verify(void *state, struct auth_job *job)
+file_trace(const struct auth_file *src, const char *fmt, ...) AR_PRINTF(2, 3);
+
+static void
+file_trace(const struct auth_file *src, const char *fmt, ...)
 {
-	struct file_source *src = state;
-	const struct auth_request *req = auth_job_request(job);
+	char line[1200];
+	va_list ap;
+
+	if (src->trace == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	src->trace(src->trace_arg, line);
+}
+
+/* The hash's kind for a trace line: "{SSHA512}", "$y$", "{PLAIN}" (never
+ * the hash itself). */
+static void
+file_trace_entry(const struct auth_file *src, const struct file_entry *e, bool cram)
+{
+	char kind[40], login[AUTH_MAX_LOGIN * 4 + 8];
+	size_t len = file_hash_kind_len(e->hash);
+
+	if (e->hash[0] == '$') {
+		const char *p = strchr(e->hash + 1, '$');
+		len = p != NULL ? (size_t)(p - e->hash + 1) : 1;
+	}
+	snprintf(kind, sizeof(kind), "%.*s", (int)(len < sizeof(kind) ? len : sizeof(kind) - 1),
+	         e->hash);
+	file_trace(src, "entry \"%s\" at line %u: hash %s%s%s", log_escape_str(e->login, login,
+	                                                                   sizeof(login)),
+	           e->line, kind[0] ? kind : "(unknown kind)",
+	           pwhash_supported(e->hash) ? "" : " (not supported: unsupported_hash)",
+	           e->addresses != NULL ? ", with addresses" : "");
+	if (cram)
+		file_trace(src, "CRAM-MD5: %s", pwhash_cleartext(e->hash) != NULL
+		                                        ? "the entry holds the cleartext it needs"
+		                                        : "the entry is hashed: CRAM-MD5 cannot be "
+		                                          "checked (mech_unavailable)");
+}
+
+static void
+file_start(struct auth_file *src, const struct auth_request *req, struct auth_job *job,
+           auth_file_done_cb *cb, void *cb_arg)
+{
 	const struct file_entry *e;
 	struct file_check *c;
 	bool cram = ascii_strcasecmp(req->mech, "CRAM-MD5") == 0;
+	char login[AUTH_MAX_LOGIN * 4 + 8];
 
+	c = xcalloc(1, sizeof(*c));
+	c->src = src;
+	c->job = job;
+	c->cb = cb;
+	c->cb_arg = cb_arg;
+	c->result = AUTH_TEMPFAIL;
+	c->reason = AUTH_REASON_INTERNAL;
+	LIST_INSERT_HEAD(&src->checks, c, entry);
+	file_trace(src, "users file %s: %zu users", src->path, src->table->count);
 	if (!cram && ascii_strcasecmp(req->mech, "PLAIN") != 0 &&
 	    ascii_strcasecmp(req->mech, "LOGIN") != 0) {
-		auth_job_done(job, AUTH_FAIL, NULL, AUTH_REASON_MECH_UNAVAILABLE);
+		c->result = AUTH_FAIL;
+		c->reason = AUTH_REASON_MECH_UNAVAILABLE;
+		file_check_done(c);
 		return;
 	}
 	if (req->secret_len == 0) {
 		/* The auth server refuses these first; a source never trusts
 		 * that, since "{PLAIN}" alone would match. Same for every
 		 * user, so answering at once tells nothing. */
-		auth_job_done(job, AUTH_FAIL, NULL, AUTH_REASON_BAD_PASSWORD);
+		c->result = AUTH_FAIL;
+		c->reason = AUTH_REASON_BAD_PASSWORD;
+		file_check_done(c);
 		return;
 	}
 	e = file_table_find(src->table, req->login);
-	c = xcalloc(1, sizeof(*c));
-	c->src = src;
-	c->job = job;
+	if (e != NULL)
+		file_trace_entry(src, e, cram);
+	else
+		file_trace(src, "no entry for \"%s\" (a dummy hash is checked all the same)",
+		           log_escape_str(req->login, login, sizeof(login)));
 	c->cram = cram;
 	c->known = e != NULL;
 	c->secret = xmemdup(req->secret, req->secret_len);
@@ -623,19 +692,22 @@ file_verify(void *state, struct auth_job *job)
 	c->stored = xstrdup(e != NULL ? e->hash : src->table->dummy);
 	c->identity = xstrdup(e != NULL ? e->login : req->login);
 	c->addresses = e != NULL && e->addresses != NULL ? xstrdup(e->addresses) : NULL;
-	c->result = AUTH_TEMPFAIL;
-	c->reason = AUTH_REASON_INTERNAL;
-	LIST_INSERT_HEAD(&src->checks, c, entry);
 	if (pwhash_is_cheap(c->stored)) /* no thread hand-off for microseconds */
 		threadpool_run_inline(src->pool, file_check_work, file_check_done, c);
 	else
 		threadpool_submit(src->pool, file_check_work, file_check_done, c);
 }
 
+static void
+file_verify(void *state, struct auth_job *job)
+{
+	file_start(state, auth_job_request(job), job, NULL, NULL);
+}
+
 static uint32_t
 file_caps(void *state)
 {
-	struct file_source *src = state;
+	struct auth_file *src = state;
 
 	return src->table->has_cleartext ? AUTH_CAP_CRAM_MD5 : 0;
 }
@@ -643,7 +715,7 @@ file_caps(void *state)
 static int
 file_reload(void *state, const char **error_r)
 {
-	struct file_source *src = state;
+	struct auth_file *src = state;
 	struct file_table *t = file_load(src->path);
 
 	if (t == NULL) {
@@ -661,7 +733,7 @@ file_reload(void *state, const char **error_r)
 static void
 file_free(void *state)
 {
-	struct file_source *src = state;
+	struct auth_file *src = state;
 	struct file_check *c;
 
 	if (src == NULL)
@@ -673,6 +745,36 @@ file_free(void *state)
 	file_table_free(src->table);
 	free(src->path);
 	free(src);
+}
+
+int
+auth_file_new(const struct auth_env *env, struct auth_file **r, const char **error_r)
+{
+	void *state = NULL;
+	int ret = file_init(env, &state, error_r);
+
+	*r = state;
+	return ret;
+}
+
+void
+auth_file_free(struct auth_file *src)
+{
+	file_free(src);
+}
+
+void
+auth_file_set_trace(struct auth_file *src, auth_file_trace_cb *cb, void *arg)
+{
+	src->trace = cb;
+	src->trace_arg = arg;
+}
+
+void
+auth_file_check(struct auth_file *src, const struct auth_request *req, auth_file_done_cb *cb,
+                void *arg)
+{
+	file_start(src, req, NULL, cb, arg);
 }
 
 const struct auth_source_ops auth_source_file = {

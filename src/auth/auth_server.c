@@ -239,12 +239,23 @@ auth_counted_failure(enum auth_result result, enum auth_reason reason)
 
 /* Whether the next configured source gets the job: only for a user this
  * one does not know. */
+bool
+auth_server_passes_on(enum auth_result result, enum auth_reason reason)
+{
+	return result == AUTH_FAIL && reason == AUTH_REASON_UNKNOWN_USER;
+}
+
 static bool
 auth_pass_on(const struct auth_server *srv, const struct auth_job *job, enum auth_result result,
              enum auth_reason reason)
 {
-	return result == AUTH_FAIL && reason == AUTH_REASON_UNKNOWN_USER &&
-	       job->source + 1 < srv->n_sources;
+	return auth_server_passes_on(result, reason) && job->source + 1 < srv->n_sources;
+}
+
+const struct auth_source_ops *
+auth_server_source(size_t i)
+{
+	return i < AR_NELEM(auth_sources) ? auth_sources[i] : NULL;
 }
 
 /* The final answer to a job: throttle and alerts count it, then it is logged,

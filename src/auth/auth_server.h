@@ -7,7 +7,11 @@
 #ifndef AUTHRELAY_AUTH_SERVER_H
 #define AUTHRELAY_AUTH_SERVER_H
 
+#include <stddef.h>
+#include "../authwire/auth_proto.h"
+
 struct config;
+struct auth_source_ops;
 
 /* Run the auth process on listen_fd (a listening SOCK_STREAM UNIX socket the
  * master bound; privileges are already dropped by the caller). Sends
@@ -18,6 +22,13 @@ struct config;
  * on. SIGHUP reloads the sources (the users file), SIGTERM exits. Returns
  * the process exit status. */
 int auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admin_fd);
+
+/* The registry, in the order the daemon asks the sources: the i-th, or
+ * NULL past the last (test-auth follows the same order). */
+const struct auth_source_ops *auth_server_source(size_t i);
+/* Whether an answer sends a login on to the next configured source: only
+ * a user this one does not know. */
+bool auth_server_passes_on(enum auth_result result, enum auth_reason reason);
 
 /* Load the configured sources once, for check-config: 0 or -1 with the
  * reason printed to stderr. */

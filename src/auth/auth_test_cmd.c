@@ -1,22 +1,34 @@
 /*
- * auth_test_cmd.c - the admin's view of an LDAP login (auth_test_cmd.h).
+ * auth_test_cmd.c - the admin's view of a login (auth_test_cmd.h).
  *
- * Runs the very code the auth process runs (auth_ldap.c, ldap_conn.c) on an
- * event loop of its own, with the source's trace hook printing each step to
- * stdout: which directory, which URI, which filter (with the login escaped
- * as sent), which entries matched (password values hidden), which method
- * ran, the decision and its reason; when the login fails, the step that
- * failed and why ("failed step: ..."): a certificate refused (unknown issuer,
- * expired, name mismatch), the service bind refused, the directory
- * unreachable, the group gate. Log lines (connection failures) go to
- * stderr.
+ * test-auth runs every configured source in the daemon's order (the auth
+ * server's registry: users file, LDAP, SMTP forwarding), each through the
+ * very code the auth process runs, on an event loop of its own, with the
+ * source's trace hook printing each step to stdout: the users file's entry
+ * (its line and kind of hash); for LDAP which directory, URI and filter
+ * (with the login escaped as sent), which entries matched (password values
+ * hidden), which method ran, and when it fails the step that failed and why
+ * ("failed step: ..."); the upstream dialogue of SMTP forwarding (the
+ * credentials masked). As in the daemon, a source that does not know the
+ * user passes the login on to the next; any other answer is final. Log
+ * lines (connection failures) go to stderr.
+ *
+ * test-query looks the login up in the [ldap] directories only.
+ *
+ * CRAM-MD5 (-m CRAM-MD5): like a client, the command makes a challenge of
+ * the daemon's shape (RFC 2195 2), computes HMAC-MD5 of it keyed with the
+ * password typed, and hands the sources the challenge and the digest, as a
+ * worker would.
  *
  * The password comes from the terminal with echo off, or from the first
  * line of stdin when stdin is not a terminal. It is wiped after use and
  * never printed.
  */
 #include "auth_test_cmd.h"
+#include "auth_file.h"
+#include "auth_forward.h"
 #include "auth_ldap.h"
+#include "auth_server.h"
 #include "ldap_config.h"
 #include "../lib/build_info.h"
 #include "../lib/config.h"
@@ -26,6 +38,11 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/random.h>
+#include <time.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +58,9 @@ struct test_run {
 	enum auth_reason reason;
 	char *addresses;
 };
+
+/* The CRAM-MD5 digest is 32 hex digits (RFC 2195 2). */
+#define TEST_CRAM_DIGEST_LEN 32
 
 static void
 test_usage(FILE *to)
@@ -80,11 +100,34 @@ test_done(void *arg, enum auth_result result, enum auth_reason reason, const cha
 {
 	struct test_run *run = arg;
 
+	free(run->addresses);
 	run->addresses = addresses != NULL ? xstrdup(addresses) : NULL;
 	run->done = true;
 	run->result = result;
 	run->reason = reason;
 	event_base_loopbreak(run->base);
+}
+
+static void
+test_file_done(void *arg, enum auth_result result, enum auth_reason reason, const char *identity,
+               const char *addresses)
+{
+	test_done(arg, result, reason, addresses);
+}
+
+static void
+test_forward_done(void *arg, enum auth_result result, enum auth_reason reason)
+{
+	test_done(arg, result, reason, NULL);
+}
+
+/* Run the loop until the check in progress calls back. */
+static int
+test_wait(struct test_run *run)
+{
+	while (!run->done && event_base_dispatch(run->base) == 0)
+		;
+	return run->done ? 0 : -1;
 }
 
 static void
@@ -120,19 +163,180 @@ print_dirs(const struct config *cfg)
 	ldap_config_free(dirs, n);
 }
 
+/* One source's check, printed step by step. 0 with run filled, or -1 with
+ * *error_r when the source cannot load. */
+typedef int test_step_fn(const struct auth_env *env, const struct auth_request *req,
+                         struct test_run *run, const char **error_r);
+
+static int
+test_step_file(const struct auth_env *env, const struct auth_request *req, struct test_run *run,
+               const char **error_r)
+{
+	struct auth_file *src;
+
+	if (auth_file_new(env, &src, error_r) < 0)
+		return -1;
+	auth_file_set_trace(src, test_trace, NULL);
+	auth_file_check(src, req, test_file_done, run);
+	int r = test_wait(run);
+	auth_file_free(src);
+	if (r < 0)
+		*error_r = "the event loop stopped early";
+	return r;
+}
+
+static int
+test_step_ldap(const struct auth_env *env, const struct auth_request *req, struct test_run *run,
+               const char **error_r)
+{
+	struct auth_ldap *src;
+
+	if (auth_ldap_new(env, &src, error_r) < 0)
+		return -1;
+	print_dirs(env->cfg);
+	auth_ldap_set_trace(src, test_trace, NULL);
+	auth_ldap_check(src, req, false, test_done, run);
+	int r = test_wait(run);
+	auth_ldap_free(src);
+	if (r < 0)
+		*error_r = "the event loop stopped early";
+	return r;
+}
+
+static int
+test_step_forward(const struct auth_env *env, const struct auth_request *req,
+                  struct test_run *run, const char **error_r)
+{
+	struct auth_forward *src;
+
+	if (auth_forward_new(env, &src, error_r) < 0)
+		return -1;
+	auth_forward_set_trace(src, test_trace, NULL);
+	auth_forward_check(src, req, test_forward_done, run);
+	int r = test_wait(run);
+	auth_forward_free(src);
+	if (r < 0)
+		*error_r = "the event loop stopped early";
+	return r;
+}
+
+/* By the registry's names (auth_source_ops.name). */
+static const struct {
+	const char *name, *title;
+	test_step_fn *run;
+} test_steps[] = {
+        {"file", "users file", test_step_file},
+        {"ldap", "LDAP", test_step_ldap},
+        {"forward", "SMTP forwarding", test_step_forward},
+};
+
+/* A challenge of the daemon's shape, "<random.time@hostname>" (RFC 2195 2,
+ * sasl_cram.c), and HMAC-MD5(password, challenge) in lower-case hex: what a
+ * client sends. 0, or -1 if MD5 is not available (FIPS mode). */
+static int
+test_cram(const char *hostname, const char *password, size_t len, char *challenge,
+          size_t challenge_size, char digest[TEST_CRAM_DIGEST_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	uint64_t rnd = 0;
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		rnd = (uint64_t)getpid() ^ (uint64_t)time(NULL);
+	snprintf(challenge, challenge_size, "<%" PRIu64 ".%lld@%s>", rnd, (long long)time(NULL),
+	         hostname);
+	if (HMAC(EVP_md5(), password, (int)len, (const unsigned char *)challenge,
+	         strlen(challenge), mac, &maclen) == NULL ||
+	    maclen != TEST_CRAM_DIGEST_LEN / 2)
+		return -1;
+	for (unsigned i = 0; i < maclen; i++) {
+		digest[2 * i] = hex[mac[i] >> 4];
+		digest[2 * i + 1] = hex[mac[i] & 15];
+	}
+	digest[TEST_CRAM_DIGEST_LEN] = '\0';
+	explicit_bzero(mac, sizeof(mac));
+	return 0;
+}
+
+/* test-query: the [ldap] directories only. */
+static int
+test_query(const struct config *cfg, const char *path, const char *user)
+{
+	struct auth_request req;
+	struct auth_env env;
+	struct test_run run;
+	struct auth_ldap *src = NULL;
+	const char *err = NULL;
+	int status = 1;
+
+	if (config_section_next(cfg, "ldap", NULL) == NULL) {
+		fprintf(stderr,
+		        "authrelay test-query: %s has no [ldap NAME] section; this tool looks "
+		        "logins up in LDAP directories only\n",
+		        path);
+		return EX_CONFIG;
+	}
+	memset(&run, 0, sizeof(run));
+	env.cfg = cfg;
+	env.base = run.base = event_base_new();
+	if (env.base == NULL) {
+		fprintf(stderr, "authrelay test-query: cannot create an event base\n");
+		return 1;
+	}
+	env.pool = threadpool_new(env.base, 1);
+	if (auth_ldap_new(&env, &src, &err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		status = EX_CONFIG;
+		goto out;
+	}
+	print_dirs(cfg);
+	auth_ldap_set_trace(src, test_trace, NULL);
+	memset(&req, 0, sizeof(req));
+	req.mech = "PLAIN";
+	req.login = user;
+	req.secret = "";
+	req.challenge = "";
+	req.session = "test-query";
+	req.client = "";
+	req.listener = "";
+	printf("looking up \"%s\":\n", user);
+	fflush(stdout);
+	auth_ldap_check(src, &req, true, test_done, &run);
+	if (test_wait(&run) < 0) {
+		fprintf(stderr, "authrelay test-query: the event loop stopped early\n");
+		goto out;
+	}
+	printf("result: %s (%s)\n",
+	       run.result == AUTH_OK     ? "found in exactly one directory"
+	       : run.result == AUTH_FAIL ? "not usable for a login"
+	                                 : "temporary failure",
+	       auth_reason_name(run.reason));
+	if (run.addresses != NULL)
+		printf("addresses (for the sender policy): %s\n", run.addresses);
+	status = run.result == AUTH_OK ? 0 : run.result == AUTH_FAIL ? 1 : EX_TEMPFAIL;
+out:
+	/* The hash pool first: the source frees checks it never finished. */
+	threadpool_free(env.pool);
+	auth_ldap_free(src);
+	free(run.addresses);
+	event_base_free(run.base);
+	return status;
+}
+
 int
 auth_test_cmd_main(int argc, char **argv)
 {
 	bool query = strcmp(argv[0], "test-query") == 0;
 	const char *path = AUTHRELAY_CONFIG_FILE, *mech = "PLAIN", *user;
-	char password[AUTH_MAX_SECRET + 2];
+	char password[AUTH_MAX_SECRET + 2], challenge[300], digest[TEST_CRAM_DIGEST_LEN + 1];
+	const struct auth_source_ops *order[8];
+	size_t n_order = 0;
 	struct auth_request req;
 	struct auth_env env;
 	struct test_run run;
-	struct auth_ldap *src = NULL;
 	struct config *cfg;
 	char *errors = NULL;
-	const char *err = NULL;
 	ssize_t pwlen = 0;
 	int opt, status = 1;
 
@@ -157,6 +361,11 @@ auth_test_cmd_main(int argc, char **argv)
 		test_usage(stderr);
 		return EX_USAGE;
 	}
+	bool cram = ascii_strcasecmp(mech, "CRAM-MD5") == 0;
+	if (!cram && ascii_strcasecmp(mech, "PLAIN") != 0 && ascii_strcasecmp(mech, "LOGIN") != 0) {
+		fprintf(stderr, "authrelay test-auth: -m takes PLAIN, LOGIN or CRAM-MD5\n");
+		return EX_USAGE;
+	}
 	user = argv[optind];
 	if (strlen(user) == 0 || strlen(user) > AUTH_MAX_LOGIN) {
 		fprintf(stderr, "authrelay %s: the user must be 1 to %d bytes\n", argv[0],
@@ -170,45 +379,33 @@ auth_test_cmd_main(int argc, char **argv)
 		free(errors);
 		return EX_CONFIG;
 	}
-	if (config_section_next(cfg, "ldap", NULL) == NULL) {
+	if (query) {
+		status = test_query(cfg, path, user);
+		config_free(cfg);
+		return status;
+	}
+	for (size_t i = 0; auth_server_source(i) != NULL && n_order < AR_NELEM(order); i++)
+		if (auth_server_source(i)->configured(cfg))
+			order[n_order++] = auth_server_source(i);
+	if (n_order == 0) {
 		fprintf(stderr,
-		        "authrelay %s: %s has no [ldap NAME] section; this tool checks "
-		        "LDAP directories only\n",
-		        argv[0], path);
+		        "authrelay test-auth: %s configures no auth source ([users-file], [ldap "
+		        "NAME], [smtp-forward])\n",
+		        path);
 		config_free(cfg);
 		return EX_CONFIG;
 	}
-	if (!query) {
-		pwlen = read_password(password, sizeof(password));
-		if (pwlen < 0 || (size_t)pwlen > AUTH_MAX_SECRET) {
-			fprintf(stderr,
-			        "authrelay test-auth: no password read (at most %d bytes)\n",
-			        AUTH_MAX_SECRET);
-			explicit_bzero(password, sizeof(password));
-			config_free(cfg);
-			return 1;
-		}
-	} else {
-		password[0] = '\0';
+	pwlen = read_password(password, sizeof(password));
+	if (pwlen < 0 || (size_t)pwlen > AUTH_MAX_SECRET) {
+		fprintf(stderr, "authrelay test-auth: no password read (at most %d bytes)\n",
+		        AUTH_MAX_SECRET);
+		explicit_bzero(password, sizeof(password));
+		config_free(cfg);
+		return 1;
 	}
 
-	memset(&run, 0, sizeof(run));
-	env.cfg = cfg;
-	env.base = run.base = event_base_new();
-	if (env.base == NULL) {
-		fprintf(stderr, "authrelay %s: cannot create an event base\n", argv[0]);
-		goto out;
-	}
-	env.pool = threadpool_new(env.base, 1);
-	if (auth_ldap_new(&env, &src, &err) < 0) {
-		fprintf(stderr, "%s\n", err);
-		status = EX_CONFIG;
-		goto out_pool;
-	}
-	print_dirs(cfg);
-	auth_ldap_set_trace(src, test_trace, NULL);
 	memset(&req, 0, sizeof(req));
-	req.mech = mech;
+	req.mech = cram ? "CRAM-MD5" : ascii_strcasecmp(mech, "LOGIN") == 0 ? "LOGIN" : "PLAIN";
 	req.login = user;
 	req.secret = password;
 	req.secret_len = (size_t)pwlen;
@@ -216,44 +413,81 @@ auth_test_cmd_main(int argc, char **argv)
 	req.session = argv[0];
 	req.client = "";
 	req.listener = "";
-	printf("%s \"%s\"%s:\n", query ? "looking up" : "checking", user,
-	       query ? "" : (pwlen == 0 ? " with an empty password" : " with the password given"));
-	fflush(stdout);
-	auth_ldap_check(src, &req, query, test_done, &run);
-	while (!run.done && event_base_dispatch(run.base) == 0)
-		;
-	if (!run.done) {
-		fprintf(stderr, "authrelay %s: the event loop stopped early\n", argv[0]);
-		goto out_src;
+	if (cram) {
+		if (test_cram(cfg->hostname, password, (size_t)pwlen, challenge, sizeof(challenge),
+		              digest) < 0) {
+			fprintf(stderr, "authrelay test-auth: HMAC-MD5 is not available here\n");
+			explicit_bzero(password, sizeof(password));
+			config_free(cfg);
+			return 1;
+		}
+		req.secret = digest;
+		req.secret_len = TEST_CRAM_DIGEST_LEN;
+		req.challenge = challenge;
 	}
-	if (query)
-		printf("result: %s (%s)\n",
-		       run.result == AUTH_OK     ? "found in exactly one directory"
-		       : run.result == AUTH_FAIL ? "not usable for a login"
-		                                 : "temporary failure",
-		       auth_reason_name(run.reason));
-	else
-		printf("result: %s reason=%s (SMTP %s)\n", auth_result_name(run.result),
-		       auth_reason_name(run.reason),
-		       run.result == AUTH_OK     ? "235 2.7.0"
-		       : run.result == AUTH_FAIL ? "535 5.7.8"
-		                                 : "454 4.7.0");
-	if (run.addresses != NULL)
-		printf("addresses (for the sender policy): %s\n", run.addresses);
-	free(run.addresses);
-	status = run.result == AUTH_OK ? 0 : run.result == AUTH_FAIL ? 1 : EX_TEMPFAIL;
-out_src:
-	/* The hash pool first: the source frees checks it never finished. */
-	threadpool_free(env.pool);
-	env.pool = NULL;
-	auth_ldap_free(src);
-out_pool:
-	if (env.pool != NULL)
+	printf("checking \"%s\" %s, mechanism %s; sources in the daemon's order:", user,
+	       pwlen == 0 ? "with an empty password" : "with the password given", req.mech);
+	for (size_t i = 0; i < n_order; i++)
+		printf(" %s", order[i]->name);
+	printf("\n");
+	if (cram)
+		printf("CRAM-MD5 challenge %s: the digest of the password given is checked, as a "
+		       "client would send it\n",
+		       challenge);
+	fflush(stdout);
+
+	memset(&run, 0, sizeof(run));
+	env.cfg = cfg;
+	env.base = run.base = event_base_new();
+	if (env.base == NULL) {
+		fprintf(stderr, "authrelay test-auth: cannot create an event base\n");
+		goto out;
+	}
+	for (size_t i = 0; i < n_order; i++) {
+		const char *err = NULL;
+		size_t k;
+		for (k = 0; k < AR_NELEM(test_steps); k++)
+			if (strcmp(test_steps[k].name, order[i]->name) == 0)
+				break;
+		if (k == AR_NELEM(test_steps)) {
+			printf("source %s: not known to test-auth\n", order[i]->name);
+			continue;
+		}
+		printf("source %s (%s):\n", order[i]->name, test_steps[k].title);
+		fflush(stdout);
+		run.done = false;
+		/* A pool per source: freeing it first lets the source drop
+		 * what it never finished. */
+		env.pool = threadpool_new(env.base, 1);
+		int r = test_steps[k].run(&env, &req, &run, &err);
 		threadpool_free(env.pool);
+		if (r < 0) {
+			fprintf(stderr, "authrelay test-auth: source %s: %s\n", order[i]->name,
+			        err != NULL ? err : "cannot load");
+			status = EX_CONFIG;
+			goto out;
+		}
+		printf("  -> %s reason=%s\n", auth_result_name(run.result),
+		       auth_reason_name(run.reason));
+		if (!auth_server_passes_on(run.result, run.reason))
+			break;
+		if (i + 1 < n_order)
+			printf("  unknown to %s: the daemon asks the next source\n", order[i]->name);
+	}
+	printf("result: %s reason=%s (SMTP %s)\n", auth_result_name(run.result),
+	       auth_reason_name(run.reason),
+	       run.result == AUTH_OK     ? "235 2.7.0"
+	       : run.result == AUTH_FAIL ? "535 5.7.8"
+	                                 : "454 4.7.0");
+	if (run.result == AUTH_OK && run.addresses != NULL)
+		printf("addresses (for the sender policy): %s\n", run.addresses);
+	status = run.result == AUTH_OK ? 0 : run.result == AUTH_FAIL ? 1 : EX_TEMPFAIL;
 out:
+	free(run.addresses);
 	if (run.base != NULL)
 		event_base_free(run.base);
 	explicit_bzero(password, sizeof(password));
+	explicit_bzero(digest, sizeof(digest));
 	config_free(cfg);
 	return status;
 }

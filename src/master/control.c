@@ -201,8 +201,9 @@ render_status(struct ctl_conn *conn, struct evbuffer *out)
 				evbuffer_add_printf(out, "worker index=%u pid=%d state=%s restarts=%u\n",
 				                    k->index, (int)k->pid, state, k->restarts);
 			else
-				evbuffer_add_printf(out, "%s pid=%d state=%s restarts=%u\n", k->kind,
-				                    (int)k->pid, state, k->restarts);
+				evbuffer_add_printf(out,
+				                    "process name=%s pid=%d state=%s restarts=%u\n",
+				                    k->kind, (int)k->pid, state, k->restarts);
 		}
 		if (!conn->auth_answered)
 			evbuffer_add_printf(out, "source state=not_answering\n");

@@ -3,18 +3,23 @@ daemon (status, lockouts, unlock, reload, stop, each with --json where it
 lists something, parsed here), refused to a client that is not root, and the
 queue commands on many messages at once (ALL, by sender, recipient or
 domain), the queue's summary by domain and age, and `queue list` reading the
-spool of a stopped gateway. test-auth's tests are in test_test_auth.py."""
+spool of a stopped gateway; test-auth on the users file, in every mechanism
+(its CRAM-MD5 mode against a login that works in the daemon). test-auth
+through LDAP and SMTP forwarding is in test_ldap.py and test_forward.py,
+whose module fixtures start those servers."""
 
 import json
 import os
 import re
 import socket
 import stat
+import smtplib
 import subprocess
 
 import pytest
 
-from harness import (HOST, SMTPConn, make_message, nobody_ids, run_tool, wait_until)
+from harness import (HOST, SMTPConn, make_message, nobody_ids, run_tool, smtplib_auth,
+                     smtplib_client, wait_until)
 
 EX_USAGE, EX_NOPERM, EX_TEMPFAIL, EX_CONFIG = 64, 77, 75, 78
 
@@ -101,6 +106,7 @@ def test_status_text_and_json(make_gateway):
     assert re.search(r"^queue messages=0 ready=0 active=0 deferred=0 hold=0 broken=0 "
                      r"oldest_age=0$", t, re.M), t
     assert len(re.findall(r"^worker index=\d pid=\d+ state=up restarts=0$", t, re.M)) == 2
+    assert re.search(rf"^process name=auth pid={gw.auth_pid()} state=up restarts=0$", t, re.M), t
 
 
 def test_commands_need_a_running_gateway(make_gateway):
@@ -361,3 +367,66 @@ def test_queue_usage_errors(make_gateway):
                  ["--json", "delete", "ALL"], ["summary", "x"], ["delete", "-x", "y"]):
         r = queue(gw, *args)
         assert r.returncode == EX_USAGE, (args, r.returncode, err(r))
+
+
+# ---------------------------------------------------------------- test-auth
+
+def run_test_auth(gw, user, password, *opts):
+    r = run_tool([gw.binary, "test-auth", "-c", gw.cfg_path, *opts, user], input=password + "\n")
+    text = out(r) + err(r)
+    assert len(password) < 4 or password not in text, text
+    return r.returncode, out(r)
+
+
+def test_test_auth_users_file(make_gateway, users):
+    alice = users["alice"]
+    gw = make_gateway(start=False)
+    rc, t = run_test_auth(gw, alice.name, alice.password)
+    assert rc == 0, t
+    for want in [r"^checking \"alice\" with the password given, mechanism PLAIN; sources in "
+                 r"the daemon's order: file$",
+                 r"^source file \(users file\):$",
+                 rf"^  users file \S+: {len(users)} users$",
+                 r"^  entry \"alice\" at line 1: hash \$6\$$",
+                 r"^  -> ok reason=ok$",
+                 r"^result: ok reason=ok \(SMTP 235 2\.7\.0\)$"]:
+        assert re.search(want, t, re.M), f"/{want}/ not in:\n{t}"
+    rc, t = run_test_auth(gw, alice.name, "wrong", "-m", "LOGIN")
+    assert rc == 1 and "result: fail reason=bad_password (SMTP 535 5.7.8)" in t, t
+    rc, t = run_test_auth(gw, "nobody-here", "x")
+    assert rc == 1 and "no entry for \"nobody-here\"" in t, t
+    assert "result: fail reason=unknown_user" in t, t
+    rc, t = run_test_auth(gw, alice.name, "x", "-m", "DIGEST-MD5")
+    assert rc == EX_USAGE
+
+
+def test_test_auth_cram_md5(make_gateway, users):
+    """The password typed is turned into a CRAM-MD5 response to a challenge
+    the command makes, as a client would: the right one passes, as the
+    same login does through the daemon."""
+    clara, alice = users["clara"], users["alice"]
+    gw = make_gateway({"listener sub": {"cram_md5": "yes"}})
+    s = smtplib_client(gw)
+    smtplib_auth(s, "CRAM-MD5", clara.name, clara.password)
+    s.quit()
+    rc, t = run_test_auth(gw, clara.name, clara.password, "-m", "CRAM-MD5")
+    assert rc == 0, t
+    assert re.search(r"^CRAM-MD5 challenge <\d+\.\d+@mx\.test\.example>: ", t, re.M), t
+    assert "the entry holds the cleartext it needs" in t, t
+    assert "result: ok reason=ok" in t, t
+    rc, t = run_test_auth(gw, clara.name, "not-her-password", "-m", "cram-md5")
+    assert rc == 1 and "result: fail reason=bad_password" in t, t
+    # A hashed entry cannot serve CRAM-MD5, in the daemon or here.
+    rc, t = run_test_auth(gw, alice.name, alice.password, "-m", "CRAM-MD5")
+    assert rc == 1 and "result: fail reason=mech_unavailable" in t, t
+    s = smtplib_client(gw)
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        smtplib_auth(s, "CRAM-MD5", alice.name, alice.password)
+    s.close()
+
+
+def test_test_auth_without_sources(make_gateway):
+    gw = make_gateway({"users-file": None, "listener sub": None, "listener subs": None},
+                      start=False)
+    r = run_tool([gw.binary, "test-auth", "-c", gw.cfg_path, "someone"], input="x\n")
+    assert r.returncode == EX_CONFIG and "configures no auth source" in err(r), err(r)

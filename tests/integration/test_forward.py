@@ -112,6 +112,30 @@ def fwd_line(gw, since, result, reason=None, timeout=10):
     return gw.wait_for_log(pat + r".* ms=\d+", since, timeout)
 
 
+def test_test_auth_through_forwarding(fwd_gateway, up, bin_path):
+    """test-auth asks the users file, then the upstream, as the daemon does,
+    and shows the dialogue with the credentials masked."""
+    gw = fwd_gateway(["plain"], start=False)
+    r = harness.run_tool([bin_path, "test-auth", "-c", gw.cfg_path, ALICE], input=ALICE_PW + "\n")
+    out = r.stdout.decode()
+    assert r.returncode == 0, out + r.stderr.decode()
+    for want in [r"sources in the daemon's order: file forward$",
+                 r"^  -> fail reason=unknown_user$",
+                 r"^source forward \(SMTP forwarding\):$",
+                 r"C: AUTH PLAIN \*+",
+                 r"^  -> ok reason=ok$",
+                 r"^result: ok reason=ok \(SMTP 235 2\.7\.0\)$"]:
+        assert re.search(want, out, re.M), f"/{want}/ not in:\n{out}"
+    assert ALICE_PW not in out + r.stderr.decode()
+    r = harness.run_tool([bin_path, "test-auth", "-c", gw.cfg_path, ALICE], input="wrong\n")
+    out = r.stdout.decode()
+    assert r.returncode == 1 and "result: fail reason=upstream_rejected" in out, out
+    # CRAM-MD5 cannot be forwarded: the upstream would make its own challenge.
+    r = harness.run_tool([bin_path, "test-auth", "-c", gw.cfg_path, "-m", "CRAM-MD5", ALICE],
+                         input=ALICE_PW + "\n")
+    assert r.returncode == 1 and "reason=mech_unavailable" in r.stdout.decode()
+
+
 @pytest.mark.parametrize("kind", ["postfix", "postfix-starttls", "postfix-implicit", "dovecot"])
 def test_right_and_wrong_password(fwd_gateway, up, kind):
     settings = {

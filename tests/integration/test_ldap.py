@@ -432,6 +432,38 @@ def test_test_auth_prints_each_step(make_gateway, dirs, bin_path):
     assert r.returncode == 1 and "decision: ambiguous" in r.stdout.decode(), r.stdout.decode()
 
 
+def test_test_auth_follows_the_daemons_order(make_gateway, dirs, bin_path, users):
+    """Users file first, then LDAP: a login the file does not know goes on
+    to the directory, as in the daemon; one the file knows never reaches it."""
+    gw = make_gateway(cfg({"ldap corp": corp_section(dirs)}), start=False)
+    r = run_tool([bin_path, "test-auth", "-c", gw.cfg_path, "ann"], input="ann-Secret-1\n")
+    out = r.stdout.decode()
+    assert r.returncode == 0, out + r.stderr.decode()
+    steps = [r"sources in the daemon's order: file ldap$",
+             r"^source file \(users file\):$",
+             r"^  no entry for \"ann\"",
+             r"^  -> fail reason=unknown_user$",
+             r"^  unknown to file: the daemon asks the next source$",
+             r"^source ldap \(LDAP\):$",
+             r"^directory corp: ",
+             r"password check \(method bind\): ok",
+             r"^  -> ok reason=ok$",
+             r"^result: ok reason=ok \(SMTP 235 2\.7\.0\)$"]
+    pos = 0
+    for want in steps:
+        m = re.compile(want, re.M).search(out, pos)
+        assert m, f"/{want}/ not in order in:\n{out}"
+        pos = m.end()
+    alice = users["alice"]
+    r = run_tool([bin_path, "test-auth", "-c", gw.cfg_path, alice.name],
+                 input=alice.password + "\n")
+    out = r.stdout.decode()
+    assert r.returncode == 0 and "source ldap" not in out, out
+    # A wrong password in the file is final: the directory is not asked.
+    r = run_tool([bin_path, "test-auth", "-c", gw.cfg_path, alice.name], input="wrong\n")
+    assert r.returncode == 1 and "source ldap" not in r.stdout.decode(), r.stdout.decode()
+
+
 def test_test_query_prints_entries(make_gateway, dirs, bin_path):
     gw = make_gateway(cfg({"ldap corp": corp_section(dirs)}), start=False)
     r = run_tool([bin_path, "test-query", "-c", gw.cfg_path, "ann@corp.test"])
