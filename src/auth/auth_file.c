@@ -77,8 +77,8 @@ struct file_table {
 struct file_check {
 	LIST_ENTRY(file_check) entry;
 	struct auth_file *src;
-	struct auth_job *job;     /* the daemon's, or NULL: */
-	auth_file_done_cb *cb;    /* test-auth's */
+	struct auth_job *job;  /* the daemon's, or NULL: */
+	auth_file_done_cb *cb; /* test-auth's */
 	void *cb_arg;
 	bool cram;
 	bool known;   /* the user exists; stored is theirs, else the dummy */
@@ -601,8 +601,7 @@ file_check_done(void *arg)
 	file_check_free(c);
 }
 
-static void
-file_trace(const struct auth_file *src, const char *fmt, ...) AR_PRINTF(2, 3);
+static void file_trace(const struct auth_file *src, const char *fmt, ...) AR_PRINTF(2, 3);
 
 static void
 file_trace(const struct auth_file *src, const char *fmt, ...)
@@ -632,16 +631,17 @@ file_trace_entry(const struct auth_file *src, const struct file_entry *e, bool c
 	}
 	snprintf(kind, sizeof(kind), "%.*s", (int)(len < sizeof(kind) ? len : sizeof(kind) - 1),
 	         e->hash);
-	file_trace(src, "entry \"%s\" at line %u: hash %s%s%s", log_escape_str(e->login, login,
-	                                                                   sizeof(login)),
-	           e->line, kind[0] ? kind : "(unknown kind)",
+	file_trace(src, "entry \"%s\" at line %u: hash %s%s%s",
+	           log_escape_str(e->login, login, sizeof(login)), e->line,
+	           kind[0] ? kind : "(unknown kind)",
 	           pwhash_supported(e->hash) ? "" : " (not supported: unsupported_hash)",
 	           e->addresses != NULL ? ", with addresses" : "");
 	if (cram)
-		file_trace(src, "CRAM-MD5: %s", pwhash_cleartext(e->hash) != NULL
-		                                        ? "the entry holds the cleartext it needs"
-		                                        : "the entry is hashed: CRAM-MD5 cannot be "
-		                                          "checked (mech_unavailable)");
+		file_trace(src, "CRAM-MD5: %s",
+		           pwhash_cleartext(e->hash) != NULL
+		                   ? "the entry holds the cleartext it needs"
+		                   : "the entry is hashed: CRAM-MD5 cannot be "
+		                     "checked (mech_unavailable)");
 }
 
 static void

@@ -340,9 +340,8 @@ auth_source_reached(struct auth_active *a, bool up, uint64_t now)
 static size_t
 auth_admin_sources(void *arg, struct auth_admin_source *out, size_t max)
 {
-	static const char *const names[] = {[REACH_UNKNOWN] = "unknown",
-	                                    [REACH_UP] = "up",
-	                                    [REACH_DOWN] = "down"};
+	static const char *const names[] = {
+	        [REACH_UNKNOWN] = "unknown", [REACH_UP] = "up", [REACH_DOWN] = "down"};
 	struct auth_server *srv = arg;
 	uint64_t now = now_ms();
 	size_t n = 0;
@@ -685,7 +684,8 @@ auth_sources_init(struct auth_server *srv)
 		srv->sources[srv->n_sources].state = state;
 		/* Nothing known of a directory or upstream before it answers;
 		 * the users file is loaded, so it is up. */
-		srv->sources[srv->n_sources].reach = ops == &auth_source_file ? REACH_UP : REACH_UNKNOWN;
+		srv->sources[srv->n_sources].reach =
+		        ops == &auth_source_file ? REACH_UP : REACH_UNKNOWN;
 		srv->sources[srv->n_sources].reach_since_ms = now_ms();
 		srv->n_sources++;
 	}

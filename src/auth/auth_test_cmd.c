@@ -204,8 +204,8 @@ test_step_ldap(const struct auth_env *env, const struct auth_request *req, struc
 }
 
 static int
-test_step_forward(const struct auth_env *env, const struct auth_request *req,
-                  struct test_run *run, const char **error_r)
+test_step_forward(const struct auth_env *env, const struct auth_request *req, struct test_run *run,
+                  const char **error_r)
 {
 	struct auth_forward *src;
 
@@ -246,8 +246,8 @@ test_cram(const char *hostname, const char *password, size_t len, char *challeng
 		rnd = (uint64_t)getpid() ^ (uint64_t)time(NULL);
 	snprintf(challenge, challenge_size, "<%" PRIu64 ".%lld@%s>", rnd, (long long)time(NULL),
 	         hostname);
-	if (HMAC(EVP_md5(), password, (int)len, (const unsigned char *)challenge,
-	         strlen(challenge), mac, &maclen) == NULL ||
+	if (HMAC(EVP_md5(), password, (int)len, (const unsigned char *)challenge, strlen(challenge),
+	         mac, &maclen) == NULL ||
 	    maclen != TEST_CRAM_DIGEST_LEN / 2)
 		return -1;
 	for (unsigned i = 0; i < maclen; i++) {
@@ -472,7 +472,8 @@ auth_test_cmd_main(int argc, char **argv)
 		if (!auth_server_passes_on(run.result, run.reason))
 			break;
 		if (i + 1 < n_order)
-			printf("  unknown to %s: the daemon asks the next source\n", order[i]->name);
+			printf("  unknown to %s: the daemon asks the next source\n",
+			       order[i]->name);
 	}
 	printf("result: %s reason=%s (SMTP %s)\n", auth_result_name(run.result),
 	       auth_reason_name(run.reason),

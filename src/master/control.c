@@ -189,16 +189,17 @@ render_status(struct ctl_conn *conn, struct evbuffer *out)
 		                    workers_up);
 		for (size_t i = 0; i < st.n_listeners; i++) {
 			const struct control_listener *l = &st.listeners[i];
-			evbuffer_add_printf(out,
-			                    "listener name=%s address=%s role=%s tls=%s sessions=%u\n",
-			                    esc(l->name, b1, sizeof(b1)), esc(l->address, b2, sizeof(b2)),
-			                    l->role, l->tls, l->sessions);
+			evbuffer_add_printf(
+			        out, "listener name=%s address=%s role=%s tls=%s sessions=%u\n",
+			        esc(l->name, b1, sizeof(b1)), esc(l->address, b2, sizeof(b2)),
+			        l->role, l->tls, l->sessions);
 		}
 		for (size_t i = 0; i < st.n_children; i++) {
 			const struct control_child *k = &st.children[i];
 			const char *state = k->pid == 0 ? "down" : k->up ? "up" : "starting";
 			if (strcmp(k->kind, "smtpd") == 0)
-				evbuffer_add_printf(out, "worker index=%u pid=%d state=%s restarts=%u\n",
+				evbuffer_add_printf(out,
+				                    "worker index=%u pid=%d state=%s restarts=%u\n",
 				                    k->index, (int)k->pid, state, k->restarts);
 			else
 				evbuffer_add_printf(out,
@@ -333,7 +334,8 @@ render_lockouts(struct ctl_conn *conn, struct evbuffer *out)
 			                    l->client[0] ? esc(l->client, b2, sizeof(b2)) : "-",
 			                    l->login[0] ? "\"" : "",
 			                    l->login[0] ? esc(l->login, b3, sizeof(b3)) : "-",
-			                    l->login[0] ? "\"" : "", l->failures, until, l->remaining_s);
+			                    l->login[0] ? "\"" : "", l->failures, until,
+			                    l->remaining_s);
 			continue;
 		}
 		jsonw_object_begin(&w);
@@ -397,7 +399,8 @@ conn_answer(struct ctl_conn *conn)
 			evbuffer_add_printf(out, "error %d the auth process did not answer\n",
 			                    EX_TEMPFAIL);
 		else if (conn->auth_count == 0)
-			evbuffer_add_printf(out, "error 1 nothing is locked for that login or address\n");
+			evbuffer_add_printf(
+			        out, "error 1 nothing is locked for that login or address\n");
 		else
 			evbuffer_add_printf(out, "ok unlocked=%u\n", conn->auth_count);
 		break;
@@ -523,8 +526,9 @@ auth_message(struct control *c, struct ipc_msg *msg)
 		if (conn->cmd != CMD_LOCKOUTS || conn->n_locks == ADMIN_MAX_LOCKOUTS)
 			return -1;
 		if ((conn->n_locks & (conn->n_locks - 1)) == 0)
-			conn->locks = xrealloc(conn->locks, (conn->n_locks ? conn->n_locks * 2 : 1) *
-			                                            sizeof(*conn->locks));
+			conn->locks =
+			        xrealloc(conn->locks, (conn->n_locks ? conn->n_locks * 2 : 1) *
+			                                      sizeof(*conn->locks));
 		conn->locks[conn->n_locks++] =
 		        (struct ctl_lock){xstrdup(l.scope), xstrdup(l.client), xstrdup(l.login),
 		                          l.failures, l.remaining_s};
@@ -756,8 +760,9 @@ conn_request(struct ctl_conn *conn, char *line)
 			for (char *p = errors; p != NULL && *p; p++)
 				if (*p == '\n' || (unsigned char)*p < 0x20)
 					*p = ' ';
-			evbuffer_add_printf(out, "error %d the configuration has errors, the "
-			                         "running one stays: %.400s\n",
+			evbuffer_add_printf(out,
+			                    "error %d the configuration has errors, the "
+			                    "running one stays: %.400s\n",
 			                    EX_CONFIG, errors != NULL ? errors : "");
 		}
 		free(errors);
@@ -868,8 +873,9 @@ control_new(struct event_base *base, int listen_fd, const char *spool_dir,
 	snprintf(c->path, sizeof(c->path), "%s/%s", spool_dir, CONTROL_SOCKET_NAME);
 	snprintf(c->queue_path, sizeof(c->queue_path), "%s/private/queue", spool_dir);
 	/* backlog 0: control_bind() called listen(). */
-	c->listener = evconnlistener_new(base, control_accept_cb, c,
-	                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
+	c->listener =
+	        evconnlistener_new(base, control_accept_cb, c,
+	                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
 	if (c->listener == NULL) {
 		log_err("control: cannot listen on %s", c->path);
 		close(listen_fd);

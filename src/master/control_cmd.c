@@ -136,8 +136,9 @@ control_cmd_main(int argc, char **argv)
 	if (cfg == NULL) {
 		fprintf(stderr, "%s", errors);
 		if (strcmp(name, "reload") == 0)
-			fprintf(stderr, "authrelay reload: the configuration has errors; the running "
-			                "one stays\n");
+			fprintf(stderr,
+			        "authrelay reload: the configuration has errors; the running "
+			        "one stays\n");
 		free(errors);
 		return EX_CONFIG;
 	}
@@ -147,9 +148,8 @@ control_cmd_main(int argc, char **argv)
 		return status;
 	snprintf(line, sizeof(line), "%s%s%s%s\n", json ? "json " : "", name, unlock ? " " : "",
 	         unlock ? argv[optind] : "");
-	struct timeval tv = {strcmp(name, "stop") == 0 ? CONTROL_CMD_STOP_WAIT_S
-	                                               : CONTROL_CMD_WAIT_S,
-	                     0};
+	struct timeval tv = {
+	        strcmp(name, "stop") == 0 ? CONTROL_CMD_STOP_WAIT_S : CONTROL_CMD_WAIT_S, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (write_all(fd, line, strlen(line)) < 0) {
 		fprintf(stderr, "authrelay %s: write: %s\n", name, strerror(errno));

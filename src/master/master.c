@@ -138,13 +138,13 @@ struct master {
 	struct event *ev_stop_deadline;
 	int ready_pipe[2]; /* children report "up" here (readiness.h) */
 	struct event *ev_ready;
-	bool ready;    /* every child has been up at least once */
-	int daemon_fd; /* to the shell waiting for a daemon's start, or -1 */
-	int control_fd;       /* bound as root, served by ctl */
-	struct control *ctl;  /* `authrelay status`, `reload`, ... (control.h) */
-	time_t started;       /* for `authrelay status` */
-	unsigned generation;  /* configurations loaded: 1, then one per reload */
-	int admin_fd;         /* a starting auth child's end of the admin channel */
+	bool ready;          /* every child has been up at least once */
+	int daemon_fd;       /* to the shell waiting for a daemon's start, or -1 */
+	int control_fd;      /* bound as root, served by ctl */
+	struct control *ctl; /* `authrelay status`, `reload`, ... (control.h) */
+	time_t started;      /* for `authrelay status` */
+	unsigned generation; /* configurations loaded: 1, then one per reload */
+	int admin_fd;        /* a starting auth child's end of the admin channel */
 };
 
 /* A start-up error: to the log and, when the log is syslog, to stderr as

@@ -98,7 +98,8 @@ queue_cmd_ask(const char *spool, const char *line, bool show_first)
 				status = 0;
 				const char *rest = buf[2] == ' ' ? buf + 3 : buf + 2;
 				if (show_first)
-					print_clean(stdout, *rest ? rest : "\n", *rest ? strlen(rest) : 1);
+					print_clean(stdout, *rest ? rest : "\n",
+					            *rest ? strlen(rest) : 1);
 			} else {
 				const char *msg = strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf;
 				fputs("authrelay queue: ", stderr);
@@ -224,8 +225,9 @@ queue_cmd_bulk(const char *spool, const char *cmd, char **args, int n)
 		/* The null sender: -s '' or -s '<>'. */
 		const char *v = args[1][0] == '\0' && i == 0 ? "<>" : args[1];
 		if (!queue_cmd_word_ok(v)) {
-			fprintf(stderr, "authrelay queue: %s: a value without blanks, at most %d "
-			                "bytes\n",
+			fprintf(stderr,
+			        "authrelay queue: %s: a value without blanks, at most %d "
+			        "bytes\n",
 			        sels[i].opt, QUEUE_CMD_MAX_VALUE);
 			return EX_USAGE;
 		}

@@ -6,8 +6,8 @@
  * Protocol: one line "[json] COMMAND [ARGS]\n" per connection; the answer is
  * "ok [TEXT]" or "error TEXT" on the first line, then data lines (list, show,
  * summary; JSON after "json"), then the queue closes. Commands: list, show
- * ID, summary, counts (one line for the master's status), and flush, delete, hold, release with a selection: an ID,
- * "ALL", "sender ADDR", "rcpt ADDR" or "domain DOMAIN" (flush alone: every
+ * ID, summary, counts (one line for the master's status), and flush, delete, hold, release with a
+ * selection: an ID, "ALL", "sender ADDR", "rcpt ADDR" or "domain DOMAIN" (flush alone: every
  * deferred message). A selection by recipient or domain takes the messages
  * with such a recipient still to go. The work itself is the scheduler's
  * (queue_sched.c); what a message looks like is queue_view.c's.
@@ -81,8 +81,8 @@ ctl_matches(const struct qmsg *m, const struct ctl_select *sel)
 		return strcmp(m->id, sel->value) == 0;
 	case SEL_SENDER:
 		return m->where != QM_BROKEN &&
-		       ascii_strcasecmp(m->sender, strcmp(sel->value, "<>") == 0 ? "" : sel->value) ==
-		               0;
+		       ascii_strcasecmp(m->sender,
+		                        strcmp(sel->value, "<>") == 0 ? "" : sel->value) == 0;
 	case SEL_RCPT:
 	case SEL_DOMAIN:
 		return ctl_rcpt_matches(m, sel);
@@ -130,8 +130,7 @@ ctl_apply(struct queue *q, enum ctl_action act, struct qmsg *m)
 /* "delete ID" answers as before ("ok deleted ID"); any other selection
  * answers with a count ("ok deleted=3"). */
 static void
-ctl_bulk(struct queue *q, enum ctl_action act, const struct ctl_select *sel,
-         struct evbuffer *out)
+ctl_bulk(struct queue *q, enum ctl_action act, const struct ctl_select *sel, struct evbuffer *out)
 {
 	size_t n, k = 0;
 
@@ -175,10 +174,8 @@ ctl_parse_select(char **words, int n, struct ctl_select *sel)
 	static const struct {
 		const char *word;
 		enum ctl_sel kind;
-	} kinds[] = {{"id", SEL_ID},
-	             {"sender", SEL_SENDER},
-	             {"rcpt", SEL_RCPT},
-	             {"domain", SEL_DOMAIN}};
+	} kinds[] = {
+	        {"id", SEL_ID}, {"sender", SEL_SENDER}, {"rcpt", SEL_RCPT}, {"domain", SEL_DOMAIN}};
 
 	if (n == 1 && strcmp(words[0], "ALL") == 0) {
 		sel->kind = SEL_ALL;
@@ -231,7 +228,8 @@ ctl_execute(struct queue *q, char *line, struct evbuffer *out)
 	int n = 0;
 	bool json = false;
 
-	for (char *w = strtok_r(line, " \t\r", &save); w != NULL; w = strtok_r(NULL, " \t\r", &save)) {
+	for (char *w = strtok_r(line, " \t\r", &save); w != NULL;
+	     w = strtok_r(NULL, " \t\r", &save)) {
 		if (n == QUEUE_CTL_MAX_WORDS + 1) {
 			evbuffer_add_printf(out, "error too many words\n");
 			return;

@@ -139,8 +139,9 @@ queue_view_show(struct evbuffer *out, const struct qmsg *m, bool json)
 			const struct qrcpt *r = &m->rcpts[i];
 			evbuffer_add_printf(
 			        out, "rcpt=<%s> status=%s dsn=%s relay=%s reply=\"%s\"\n",
-			        log_escape_str(r->addr, addr, sizeof(addr)), status_names[r->status],
-			        r->dsn[0] ? r->dsn : "-", r->relay[0] ? r->relay : "-",
+			        log_escape_str(r->addr, addr, sizeof(addr)),
+			        status_names[r->status], r->dsn[0] ? r->dsn : "-",
+			        r->relay[0] ? r->relay : "-",
 			        log_escape_str(r->reply ? r->reply : "", reply, sizeof(reply)));
 		}
 		return;
@@ -218,8 +219,7 @@ view_row_json(struct jsonw *w, const struct view_row *r)
 }
 
 void
-queue_view_summary(struct evbuffer *out, struct qmsg *const *all, size_t n, int64_t now,
-                   bool json)
+queue_view_summary(struct evbuffer *out, struct qmsg *const *all, size_t n, int64_t now, bool json)
 {
 	struct view_row total = {.domain = "TOTAL"}, *rows = NULL;
 	size_t n_rows = 0, cap = 0;

@@ -68,12 +68,12 @@ static const struct {
         {"q\"b\\", 4, "\"q\\\"b\\\\\""},
         {"a\nb\x01\x7f", 5, "\"a\\u000ab\\u0001\\u007f\""},
         {"x\" , \"client\":\"6.6.6.6", 22, "\"x\\\" , \\\"client\\\":\\\"6.6.6.6\""},
-        {"caf\xc3\xa9", 5, "\"caf\xc3\xa9\""},              /* valid UTF-8 kept */
+        {"caf\xc3\xa9", 5, "\"caf\xc3\xa9\""}, /* valid UTF-8 kept */
         {"\xe2\x82\xac\xf0\x9f\x98\x80", 7, "\"\xe2\x82\xac\xf0\x9f\x98\x80\""},
-        {"\xff", 1, "\"\\ufffd\""},                           /* never valid */
-        {"\xc3", 1, "\"\\ufffd\""},                           /* truncated */
-        {"\xc0\xaf", 2, "\"\\ufffd\\ufffd\""},                 /* overlong '/' */
-        {"\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\""},      /* a surrogate */
+        {"\xff", 1, "\"\\ufffd\""},                                  /* never valid */
+        {"\xc3", 1, "\"\\ufffd\""},                                  /* truncated */
+        {"\xc0\xaf", 2, "\"\\ufffd\\ufffd\""},                       /* overlong '/' */
+        {"\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\""},            /* a surrogate */
         {"\xf4\x90\x80\x80", 4, "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* past U+10FFFF */
         {"a\0b", 3, "\"a\\u0000b\""},
 };
