@@ -20,6 +20,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +118,33 @@ queue_cmd_ask(const char *spool, const char *line, bool show_first)
 	return status;
 }
 
+/* Read the spool as the queue process does: as queue_user (its state files
+ * are its own, and nothing else is believed), trusting in incoming/ only
+ * the owners the queue trusts. Root only; anyone else reads as itself. */
+static int
+queue_cmd_become_queue(const struct config *cfg)
+{
+	struct passwd *worker, *queue;
+
+	if (geteuid() != 0)
+		return 0;
+	worker = getpwnam(cfg->user);
+	uid_t worker_uid = worker != NULL ? worker->pw_uid : (uid_t)-1;
+	queue = getpwnam(cfg->queue_user);
+	if (worker == NULL || queue == NULL) {
+		fprintf(stderr, "authrelay queue: no such user: %s\n",
+		        worker == NULL ? cfg->user : cfg->queue_user);
+		return -1;
+	}
+	spool_set_owners(worker_uid, queue->pw_uid);
+	if (setgroups(0, NULL) != 0 || setgid(queue->pw_gid) != 0 || setuid(queue->pw_uid) != 0) {
+		fprintf(stderr, "authrelay queue: cannot become %s: %s\n", cfg->queue_user,
+		        strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* list and summary of a stopped gateway: read incoming/ and state/. */
 static int
 queue_cmd_offline(const struct config *cfg, const char *cmd, bool json)
@@ -126,6 +155,8 @@ queue_cmd_offline(const struct config *cfg, const char *cmd, bool json)
 	struct dirent *de;
 	const char *err;
 
+	if (queue_cmd_become_queue(cfg) < 0)
+		return EX_CONFIG;
 	snprintf(dir, sizeof(dir), "%s/incoming", cfg->spool_dir);
 	DIR *d = opendir(dir);
 	if (d == NULL) {
@@ -146,6 +177,8 @@ queue_cmd_offline(const struct config *cfg, const char *cmd, bool json)
 		if (r > 0)
 			continue;
 		if (r < 0) {
+			/* Unreadable, or no plain file of ours (left for the
+			 * queue to set aside). */
 			m = xcalloc(1, sizeof(*m));
 			memcpy(m->id, de->d_name, SPOOL_ID_LEN);
 			m->where = QM_BROKEN;
