@@ -736,8 +736,9 @@ conn_request(struct ctl_conn *conn, char *line)
 	conn->cmd = (enum ctl_cmd)k;
 	if (commands[k].takes_arg)
 		snprintf(conn->arg, sizeof(conn->arg), "%s", words[1]);
+	char arg[CONTROL_MAX_ARG * 4 + 8];
 	log_info("control: %s%s%s", commands[k].name, commands[k].takes_arg ? " " : "",
-	         commands[k].takes_arg ? esc(conn->arg, line, CONTROL_MAX_LINE) : "");
+	         commands[k].takes_arg ? esc(conn->arg, arg, sizeof(arg)) : "");
 
 	switch (conn->cmd) {
 	case CMD_STATUS:
