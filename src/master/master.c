@@ -18,7 +18,10 @@
  *
  * It restarts a child that dies (with back-off), forwards SIGHUP (reload) to
  * the auth process, and on SIGTERM stops the children and exits. The master
- * itself never reads a byte from the network.
+ * itself never reads a byte from the network. Root's admin commands
+ * (`authrelay status`, `reload`, `stop`...) reach it on its control socket
+ * (control.c), which calls master_reload() and master_stop() as the
+ * signals do.
  *
  * It is "ready" once every child has reported itself up (readiness.h):
  * only then does it tell systemd (READY=1, sdnotify.h), or let the shell

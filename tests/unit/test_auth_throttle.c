@@ -357,7 +357,7 @@ test_lockouts_and_unlock(void **state)
 	struct auth_throttle *t;
 	struct auth_throttle_result r;
 	struct seen s;
-	char pw[8];
+	char pw[16];
 
 	base_config(&pc);
 	t = auth_throttle_new(&pc, kh);
@@ -371,7 +371,7 @@ test_lockouts_and_unlock(void **state)
 	}
 	/* 6 from 192.0.2.9 for six logins: the client (6). */
 	for (int i = 0; i < 6; i++) {
-		char login[8];
+		char login[16];
 		snprintf(login, sizeof(login), "u%d", i);
 		auth_throttle_failure(t, "192.0.2.9", login, "x", 1, 2000, &r);
 	}
@@ -415,7 +415,7 @@ test_unlock_ipv6_network(void **state)
 	base_config(&pc);
 	t = auth_throttle_new(&pc, kh);
 	for (int i = 0; i < 6; i++) {
-		char login[8];
+		char login[16];
 		snprintf(login, sizeof(login), "u%d", i);
 		auth_throttle_failure(t, "2001:db8:1:2::5", login, "x", 1, 1000, &r);
 	}
