@@ -104,11 +104,14 @@ uint64_t spool_msg_size(const struct spool_msg *);
  * run it on a threadpool. Returns 0 or -1 (then the tmp file is removed). */
 int spool_msg_commit(struct spool_msg *);
 /* The same commit in steps, for group commit (spool_commit.c): one thread
- * runs _write and then _sync for a batch of messages, _link for each into the
- * open incoming/ directory, fsyncs that directory once and calls _finish for
- * each with 0 or the fsync's errno. Each returns 0 or -1 (the message has
- * failed, its tmp file is gone, later steps return -1 at once). BLOCKING. */
+ * runs _write for a batch of messages (starts their write-back), then _wait
+ * (waits for it and closes the file; no cache flush) or _sync (fsync and
+ * close), _link for each into the open incoming/ directory, makes the round
+ * durable with one call (spool_fs.h) and calls _finish for each with 0 or
+ * that call's errno. Each returns 0 or -1 (the message has failed, its tmp
+ * file is gone, later steps return -1 at once). BLOCKING. */
 int spool_msg_commit_write(struct spool_msg *);
+int spool_msg_commit_wait(struct spool_msg *);
 int spool_msg_commit_sync(struct spool_msg *);
 int spool_msg_commit_link(struct spool_msg *, int incoming_fd);
 int spool_msg_commit_finish(struct spool_msg *, int incoming_fd, int dir_errno);

@@ -2,18 +2,21 @@
  * spool_commit.h - makes finished messages durable off the event loop, either
  * one by one (each message: fsync file, rename, fsync incoming/) or as a group
  * commit: messages that finish DATA while a round is running wait for the
- * next round, and a round fsyncs each file, renames them all and fsyncs
- * incoming/ once. So many concurrent small messages share one directory
- * fsync (and, on a journaling file system, mostly one journal commit), and
- * throughput scales past the disk's sync rate for single messages.
+ * next round, and a round writes all its files out, renames them all into
+ * incoming/ and then makes the whole round durable with ONE sync call (an
+ * fsync of incoming/ on a journaled ext4, syncfs() elsewhere: spool_fs.h).
+ * So many concurrent messages share one journal commit and one cache flush,
+ * and throughput scales past the disk's rate of single fsyncs.
  *
- * In both modes the callback says 0 only after the directory fsync: that is
- * what the 250 reply promises (spool.h).
+ * In both modes the callback says 0 only after that sync: the message and
+ * its directory entry are on stable storage, which is what the 250 reply
+ * promises (spool.h).
  */
 #ifndef AUTHRELAY_SPOOL_COMMIT_H
 #define AUTHRELAY_SPOOL_COMMIT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct event_base;
 struct spool_msg;
@@ -34,6 +37,18 @@ void spool_committer_submit(struct spool_committer *, struct spool_msg *msg, spo
 /* Rounds run so far and messages they committed (for logs and the bench). */
 void spool_committer_stats(struct spool_committer *, unsigned long *rounds_r,
                            unsigned long *messages_r);
+
+/* Where the rounds' time went, summed over every round so far (microseconds):
+ * writing the files out and starting their write-back, waiting for it (or
+ * each file's fsync), the renames, the one sync call of each round, and the
+ * hand-over of finished rounds to the event loop (round done -> callbacks
+ * run). syncs counts the sync system calls (fsync, syncfs) of all rounds. */
+struct spool_commit_profile {
+	unsigned long rounds, messages, syncs;
+	uint64_t write_us, wait_us, link_us, sync_us, handover_us;
+	const char *method; /* spool_fs_sync_name(), "single", or "-" before the first round */
+};
+void spool_committer_profile(struct spool_committer *, struct spool_commit_profile *r);
 /* Finish pending rounds (callbacks are not run), stop the thread, free. */
 void spool_committer_free(struct spool_committer *);
 
