@@ -25,6 +25,7 @@
  */
 #include "delivery.h"
 #include "dns.h"
+#include "queue_journal.h"
 #include "queue_config.h"
 #include "route.h"
 #include "../lib/log.h"
@@ -111,6 +112,9 @@ struct dconn {
 	char mail_reply[512];
 	char mail_dsn[16];
 	unsigned txns;
+	/* Journal records of its last transaction: no next job before they
+	 * are durable (0: nothing to wait for). */
+	uint64_t record_seq;
 	struct event *idle_ev;
 	char relay[320];
 };
@@ -134,6 +138,7 @@ struct delivery {
 	struct smtp_client **closing;     /* clients waiting for QUIT's reply */
 	size_t n_closing;
 	struct event *kick_ev;
+	struct queue_journal *journal;
 };
 
 static void dest_kick(struct dest *d);
@@ -495,6 +500,15 @@ dest_arm_idle(struct dest *d)
 	}
 }
 
+/* The connection's last delivery is not yet durable in the journal: it
+ * takes no new job until it is (delivery_journal_synced()). */
+static bool
+conn_recording(const struct dconn *k)
+{
+	struct queue_journal *jr = k->d->dl->journal;
+	return jr != NULL && k->record_seq > queue_journal_durable(jr);
+}
+
 static void
 dest_kick(struct dest *d)
 {
@@ -520,8 +534,14 @@ dest_kick(struct dest *d)
 	d->kicking = true;
 	while (!STAILQ_EMPTY(&d->jobs)) {
 		struct dconn *idle = NULL;
+		size_t recording = 0;
 		for (struct dconn *k = LIST_FIRST(&d->conns), *next; k != NULL; k = next) {
 			next = LIST_NEXT(k, entry);
+			if ((k->st == DC_READY || k->st == DC_RSET) && k->job == NULL &&
+			    conn_recording(k)) {
+				recording++;
+				continue;
+			}
 			if (k->st != DC_READY || k->job != NULL)
 				continue;
 			if (!smtp_client_idle(k->c)) {
@@ -539,7 +559,9 @@ dest_kick(struct dest *d)
 			conn_start_txn(idle, job);
 			continue;
 		}
-		if (d->n_opening >= d->n_jobs)
+		/* A connection waiting for the journal is free in a moment:
+		 * like one being opened, it will take a job. */
+		if (d->n_opening + recording >= d->n_jobs)
 			break;
 		int r = dest_open(d);
 		if (r == 1)
@@ -969,7 +991,12 @@ conn_txn_end(struct dconn *k, bool rset)
 	k->job = NULL;
 	k->txns++;
 	k->st = rset ? DC_RSET : DC_READY;
+	uint64_t appended = d->dl->journal != NULL ? queue_journal_appended(d->dl->journal) : 0;
 	dest_finish_job(d, job);
+	/* done appended this transaction's deliveries to the journal: the
+	 * next message waits until they are durable (dest_kick). */
+	if (d->dl->journal != NULL && queue_journal_appended(d->dl->journal) > appended)
+		k->record_seq = queue_journal_appended(d->dl->journal);
 	if (k->txns >= CONN_MAX_TXNS) {
 		conn_release(k);
 	} else if (rset) {
@@ -1071,7 +1098,14 @@ delivery_new(const struct delivery_params *p, const char **error_r)
 		return NULL;
 	}
 	dl->kick_ev = event_new(dl->base, -1, 0, delivery_kick_cb, dl);
+	dl->journal = p->journal;
 	return dl;
+}
+
+void
+delivery_journal_synced(struct delivery *dl)
+{
+	event_active(dl->kick_ev, EV_TIMEOUT, 0);
 }
 
 void

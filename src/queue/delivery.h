@@ -12,6 +12,10 @@
  *
  * Connections are kept per destination and reused for the next job (RSET
  * after a failed transaction); idle ones close after connection_reuse_time.
+ * With a delivery journal, a connection whose transaction delivered takes
+ * its next job only once the records its done callback appended are
+ * durable (queue_journal.h): after a crash at most one delivery per
+ * connection, the one in flight, can be repeated.
  * Concurrency is bounded in total and per destination address, separately
  * for internal and external next hops ([queue] max_connections...).
  */
@@ -30,6 +34,7 @@ struct queue_config;
 struct route_decision;
 struct delivery;
 struct delivery_job;
+struct queue_journal;
 
 struct delivery_rcpt {
 	const char *addr; /* "user@domain", owned by the caller */
@@ -66,6 +71,8 @@ struct delivery_params {
 	const struct queue_config *qc;
 	struct dns *dns;
 	const char *helo_name;
+	/* Where done records deliveries; NULL: connections never wait. */
+	struct queue_journal *journal;
 };
 
 struct delivery *delivery_new(const struct delivery_params *p, const char **error_r);
@@ -80,6 +87,10 @@ void delivery_submit(struct delivery *, const struct route_decision *rd, struct 
 /* Connections open now, external and internal; jobs waiting. */
 void delivery_counts(const struct delivery *, unsigned *external_r, unsigned *internal_r,
                      unsigned *waiting_r);
+
+/* The journal made more records durable: connections that waited for
+ * theirs take new jobs (from the loop, not inside this call). */
+void delivery_journal_synced(struct delivery *);
 
 /* Drop what the agent remembers about unreachable addresses (flush). */
 void delivery_forget_failures(struct delivery *);

@@ -27,13 +27,16 @@
  * the HELO name stay those of the start.
  *
  * Crash safety: a kill -9 at any point leaves incoming/ID (fsynced before
- * the 250) and at worst an old state/ID; the restarted process loads both
- * and carries on, repeating at most the deliveries that were in flight.
+ * the 250), at worst an old state/ID, and the delivery journal
+ * (queue_journal.h) with every delivery whose 2xx was read and recorded;
+ * the restarted process loads all three and carries on, repeating at most
+ * one delivery per connection that was open: the one in flight.
  */
 #include "queue_internal.h"
 #include "alert_intake.h"
 #include "delivery.h"
 #include "dns.h"
+#include "queue_journal.h"
 #include "queue_config.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
@@ -92,6 +95,12 @@ queue_reload(struct queue *q)
 }
 
 static void
+journal_synced_cb(void *arg)
+{
+	queue_sched_journal_synced(arg);
+}
+
+static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct queue *q = arg;
@@ -126,11 +135,18 @@ queue_main(const struct queue_params *p)
 	q->dns = dns_new(q->base, p->qc->resolver, &err);
 	if (q->dns == NULL)
 		fatal("queue: dns: %s", err);
+	/* Before the scan: loading a message applies what the journal says. */
+	q->journal = queue_journal_open(q->base, q->spool, journal_synced_cb, q, &err);
+	if (q->journal == NULL)
+		log_err("alert=journal_write cannot open the delivery journal: %s; deliveries "
+		        "may be repeated after a crash",
+		        err);
 	struct delivery_params dp = {
 	        .base = q->base,
 	        .qc = p->qc,
 	        .dns = q->dns,
 	        .helo_name = q->helo,
+	        .journal = q->journal,
 	};
 	q->dl = delivery_new(&dp, &err);
 	if (q->dl == NULL)
@@ -160,10 +176,18 @@ queue_main(const struct queue_params *p)
 
 	unsigned orphans = queue_store_remove_orphans(q->spool);
 	queue_scan_start(q);
+	size_t journal_records = 0, journal_segments = 0;
+	if (q->journal != NULL) {
+		queue_journal_replay_counts(q->journal, &journal_records, &journal_segments);
+		queue_journal_replay_done(q->journal);
+		/* What the old segments knew is now in the table: retire them. */
+		queue_sched_checkpoint(q, false);
+	}
 	log_info("queue ready messages=%zu ready=%zu deferred=%zu hold=%zu orphan_states=%u "
+	         "journal_records=%zu journal_segments=%zu "
 	         "resolver=%s smarthost=%s routes=%zu group_commit=%s",
-	         q->n_msgs, q->n_ready, q->n_heap, q->n_hold, orphans,
-	         p->qc->resolver ? p->qc->resolver : "system",
+	         q->n_msgs, q->n_ready, q->n_heap, q->n_hold, orphans, journal_records,
+	         journal_segments, p->qc->resolver ? p->qc->resolver : "system",
 	         p->qc->smarthost.host ? p->qc->smarthost.host : "none", p->qc->n_routes,
 	         p->qc->group_commit ? "yes" : "no");
 	if (queue_ctl_listen(q) != 0) {
@@ -179,6 +203,8 @@ queue_main(const struct queue_params *p)
 	dns_free(q->dns);
 	threadpool_free(q->pool);
 	alert_intake_free(alerts);
+	/* Writes what was appended; the store's barrier callbacks never run. */
+	queue_journal_free(q->journal);
 	queue_store_free(q->store);
 	queue_bounce_fini(q);
 	queue_sched_fini(q);

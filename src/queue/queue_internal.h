@@ -38,6 +38,7 @@ struct delivery;
 struct threadpool;
 struct qjob;
 struct qdsn;
+struct queue_journal;
 
 /* Where a message is in its life. */
 enum qm_where {
@@ -81,6 +82,10 @@ struct qmsg {
 	int64_t next_attempt;
 	bool hold, warned;
 	bool has_state; /* state/<id> was read or written: remove it too */
+	/* A delivery of it is recorded only in the journal so far (not yet in
+	 * a state write or a removal asked of the store): a checkpoint must
+	 * append it again to the new segment (queue_journal.h). */
+	bool journal_only;
 	unsigned jobs;
 	bool delete_requested;
 	char *broken_reason;
@@ -94,6 +99,11 @@ struct queue {
 	struct dns *dns;
 	struct delivery *dl;
 	struct queue_store *store;
+	struct queue_journal *journal; /* NULL if it could not be opened */
+	/* A journal checkpoint under way: the segment it started, the last
+	 * record appended again, and whether the store's barrier is done. */
+	bool checkpointing, checkpoint_barrier_done;
+	uint64_t checkpoint_segment, checkpoint_seq;
 	struct threadpool *pool; /* Maildir writes and DSN commits */
 	char *spool;
 	char *helo;
@@ -190,6 +200,16 @@ void queue_sched_settle(struct queue *q, struct qmsg *m);
 void queue_sched_remove(struct queue *q, struct qmsg *m);
 /* The delivery log line for one recipient of m. */
 void queue_sched_log_rcpt(const struct qmsg *m, const struct qrcpt *r, const char *status);
+
+/* Retire the journal's segments before the current one: append again what
+ * only they know (messages with journal_only), wait for the store's barrier
+ * and for those records to be durable, then remove them. rotate: start a
+ * new segment first (at start the journal has just opened one). No-op
+ * without a journal or while a checkpoint runs. */
+void queue_sched_checkpoint(struct queue *q, bool rotate);
+/* The journal made more records durable: connections waiting for it may
+ * go on, a checkpoint may finish. */
+void queue_sched_journal_synced(struct queue *q);
 
 /* --------------------------------------------------------- queue_scan.c */
 

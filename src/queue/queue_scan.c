@@ -17,6 +17,7 @@
  * corrupt/, never opened.
  */
 #include "queue_internal.h"
+#include "queue_journal.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../smtp/smtp_parse.h"
@@ -147,6 +148,30 @@ load_rcpt(struct qrcpt *r, const char *record, const char *hostname, struct smtp
 			*p = (char)(*p + ('a' - 'A'));
 }
 
+/* Deliveries the journal recorded for m before a crash (at start only;
+ * queue_journal.h): done, whatever an older state file says. They stay
+ * journal_only until m's next state write or its removal. */
+static void
+load_journal(struct queue *q, struct qmsg *m)
+{
+	const size_t *idx;
+	size_t n = q->journal != NULL ? queue_journal_replayed(q->journal, m->id, &idx) : 0;
+
+	for (size_t k = 0; k < n; k++) {
+		if (idx[k] >= m->n_rcpts)
+			continue;
+		struct qrcpt *r = &m->rcpts[idx[k]];
+		if (r->status == RCPT_SENT)
+			continue;
+		r->status = RCPT_SENT;
+		queue_set_str(&r->reply, "delivered before a restart (delivery journal)");
+		m->journal_only = true;
+		char addr[600];
+		log_info("id=%s to=<%s> status=sent from=journal: not sent again", m->id,
+		         log_escape_str(r->addr, addr, sizeof(addr)));
+	}
+}
+
 /* What state/<id> says (or the empty state when fresh) into m. */
 static void
 load_state(const char *spool, struct qmsg *m, bool fresh)
@@ -246,6 +271,8 @@ scan_load(struct queue *q, const char *id, bool at_start, bool fresh)
 		return;
 	}
 	m->q = q;
+	/* After state/ID: what the journal adds is newer. */
+	load_journal(q, m);
 	queue_sched_add(q, m);
 	if (!at_start) {
 		q->n_received++;

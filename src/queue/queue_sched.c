@@ -16,15 +16,20 @@
  * A message stays in the table until its files are gone, so a rescan can
  * never load it twice.
  *
- * Durability: a next hop's answer reaches the queue in qjob_done() and the
- * disk only in queue_sched_settle() (state/ID rewritten, or the files
- * removed), once every job of the attempt is back; a crash before that
- * repeats the attempt. Recording each delivery sooner hooks in at
- * qjob_done().
+ * Durability: a next hop's answer reaches the queue in qjob_done(), which
+ * appends each delivered recipient to the delivery journal at once
+ * (queue_journal.h); the connection that read it carries no other message
+ * until that record is durable (delivery.h). The message reaches the rest
+ * of the disk in queue_sched_settle() (state/ID rewritten, or the files
+ * removed), once every job of the attempt is back. A crash in between
+ * repeats nothing the journal holds: the restarted queue applies it when it
+ * loads the message (queue_scan.c). queue_sched_checkpoint() retires old
+ * journal segments once their facts are durable elsewhere.
  */
 #include "queue_internal.h"
 #include "delivery.h"
 #include "maildir.h"
+#include "queue_journal.h"
 #include "queue_config.h"
 #include "route.h"
 #include "../lib/config.h"
@@ -324,6 +329,9 @@ msg_write_state(struct queue *q, struct qmsg *m)
 	char *text = queue_state_format(&st);
 	free(st.rcpts);
 	m->has_state = true;
+	/* Its deliveries are in this write, queued on the store before any
+	 * later checkpoint's barrier. */
+	m->journal_only = false;
 	queue_store_write_state(q->store, m->id, text);
 }
 
@@ -457,6 +465,12 @@ qjob_done(struct delivery_job *dj, void *arg)
 		r->remote = dr->remote;
 		switch (r->status) {
 		case RCPT_SENT:
+			/* First of all: on its way to disk before the
+			 * connection takes another message (delivery.c). */
+			if (q->journal != NULL) {
+				queue_journal_sent(q->journal, m->id, dr->index);
+				m->journal_only = true;
+			}
 			q->n_sent++;
 			queue_sched_log_rcpt(m, r, "sent");
 			break;
@@ -474,6 +488,8 @@ qjob_done(struct delivery_job *dj, void *arg)
 	qjob_free(q, j);
 	if (--m->jobs == 0)
 		msg_attempt_done(q, m);
+	if (q->journal != NULL && queue_journal_wants_rotation(q->journal))
+		queue_sched_checkpoint(q, true);
 }
 
 /* On the pool: the job's recipients into the route's Maildir. */
@@ -667,7 +683,72 @@ queue_sched_remove(struct queue *q, struct qmsg *m)
 {
 	msg_unqueue(q, m);
 	m->where = QM_REMOVING;
+	/* The removal is queued before any later checkpoint's barrier. */
+	m->journal_only = false;
 	queue_store_remove(q->store, m->id, m->has_state, msg_remove_done, m);
+}
+
+/* ---------------------------------------------------------------- journal */
+
+/* The checkpoint is over once the store's barrier made every earlier state
+ * write and removal durable and the records appended again are durable. */
+static void
+checkpoint_try_finish(struct queue *q)
+{
+	if (!q->checkpointing || !q->checkpoint_barrier_done ||
+	    queue_journal_durable(q->journal) < q->checkpoint_seq)
+		return;
+	queue_journal_retire(q->journal, q->checkpoint_segment);
+	q->checkpointing = false;
+	log_debug("journal checkpoint done: segments before %016llx retired",
+	          (unsigned long long)q->checkpoint_segment);
+}
+
+static void
+checkpoint_barrier_cb(void *arg)
+{
+	struct queue *q = arg;
+	q->checkpoint_barrier_done = true;
+	checkpoint_try_finish(q);
+}
+
+void
+queue_sched_checkpoint(struct queue *q, bool rotate)
+{
+	size_t again = 0;
+
+	if (q->journal == NULL || q->checkpointing)
+		return;
+	q->checkpointing = true;
+	q->checkpoint_barrier_done = false;
+	q->checkpoint_segment =
+	        rotate ? queue_journal_rotate(q->journal) : queue_journal_segment(q->journal);
+	/* What only the old segments know goes into the new one. Every other
+	 * delivery is in a state write or a removal already queued on the
+	 * store, which runs them in order: the barrier below comes after. */
+	for (size_t b = 0; b < q->n_buckets; b++) {
+		for (struct qmsg *m = q->buckets[b]; m != NULL; m = m->hnext) {
+			if (!m->journal_only)
+				continue;
+			for (size_t i = 0; i < m->n_rcpts; i++) {
+				if (m->rcpts[i].status == RCPT_SENT) {
+					queue_journal_sent(q->journal, m->id, i);
+					again++;
+				}
+			}
+		}
+	}
+	q->checkpoint_seq = queue_journal_appended(q->journal);
+	log_debug("journal checkpoint segment=%016llx records_again=%zu",
+	          (unsigned long long)q->checkpoint_segment, again);
+	queue_store_barrier(q->store, checkpoint_barrier_cb, q);
+}
+
+void
+queue_sched_journal_synced(struct queue *q)
+{
+	delivery_journal_synced(q->dl);
+	checkpoint_try_finish(q);
 }
 
 /* ---------------------------------------------------------------- life */

@@ -33,7 +33,7 @@ struct queue_store {
 	struct threadpool *pool;
 };
 
-enum store_op { STORE_WRITE, STORE_REMOVE };
+enum store_op { STORE_WRITE, STORE_REMOVE, STORE_BARRIER };
 
 struct store_job {
 	struct queue_store *store;
@@ -322,6 +322,21 @@ store_work(void *arg)
 		log_err("id=%s state: open %s: %s", j->id, sdir, strerror(errno));
 		return;
 	}
+	if (j->op == STORE_BARRIER) {
+		/* Everything asked before is done: make its renames and
+		 * removals durable (errors cost at most a repeated delivery
+		 * after a crash). */
+		snprintf(idir, sizeof(idir), "%s/incoming", dir);
+		idfd = open(idir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (idfd < 0 || fsync(idfd) < 0)
+			log_err("store barrier: fsync %s: %s", idir, strerror(errno));
+		if (idfd >= 0)
+			close(idfd);
+		if (fsync(sdfd) < 0)
+			log_err("store barrier: fsync %s: %s", sdir, strerror(errno));
+		close(sdfd);
+		return;
+	}
 	if (j->op == STORE_REMOVE) {
 		snprintf(idir, sizeof(idir), "%s/incoming", dir);
 		idfd = open(idir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -401,6 +416,13 @@ queue_store_remove(struct queue_store *s, const char *id, bool has_state, queue_
 	struct store_job *j = store_job_new(s, STORE_REMOVE, id, NULL, done, arg);
 	j->has_state = has_state;
 	threadpool_submit(s->pool, store_work, store_done, j);
+}
+
+void
+queue_store_barrier(struct queue_store *s, queue_store_done_cb *done, void *arg)
+{
+	threadpool_submit(s->pool, store_work, store_done,
+	                  store_job_new(s, STORE_BARRIER, "", NULL, done, arg));
 }
 
 unsigned

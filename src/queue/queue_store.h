@@ -88,6 +88,11 @@ void queue_store_write_state(struct queue_store *, const char *id, char *text);
 typedef void queue_store_done_cb(void *arg);
 void queue_store_remove(struct queue_store *, const char *id, bool has_state,
                         queue_store_done_cb *done, void *arg);
+/* After every operation asked for before it: fsync incoming/ and state/,
+ * so that the removals and renames done so far are durable too (state
+ * files themselves are fsynced as they are written). done runs on the loop
+ * afterwards. For the delivery journal's checkpoints (queue_journal.h). */
+void queue_store_barrier(struct queue_store *, queue_store_done_cb *done, void *arg);
 /* Operations not yet done. */
 unsigned queue_store_pending(const struct queue_store *);
 

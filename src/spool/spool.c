@@ -127,8 +127,9 @@ spool_init_dirs(const char *dir, const struct spool_owners *o, const char **erro
 	/* Who may do what (spool.h): the workers create in tmp/ (files get
 	 * the queue's group from the set-group-ID bit) and rename into
 	 * incoming/, where the sticky bit keeps them from removing or
-	 * renaming what they do not own; state/, corrupt/ and queue-tmp/ are
-	 * the queue's alone; private/ holds the sockets the master binds. */
+	 * renaming what they do not own; state/, journal/, corrupt/ and
+	 * queue-tmp/ are the queue's alone; private/ holds the sockets the
+	 * master binds. */
 	const struct {
 		const char *name;
 		mode_t mode;
@@ -138,6 +139,7 @@ spool_init_dirs(const char *dir, const struct spool_owners *o, const char **erro
 	        {"tmp", 02700, o->worker_uid, o->queue_gid},
 	        {"incoming", 01770, o->queue_uid, o->worker_gid},
 	        {"state", 0700, o->queue_uid, o->queue_gid},
+	        {"journal", 0700, o->queue_uid, o->queue_gid},
 	        {"corrupt", 0700, o->queue_uid, o->queue_gid},
 	        {"queue-tmp", 0700, o->queue_uid, o->queue_gid},
 	        {"private", 0710, o->root ? 0 : (uid_t)-1, o->worker_gid},

@@ -19,6 +19,9 @@
  *   state/     queue user, 0700: the delivery state of messages it has
  *              tried: which recipients are done, the next retry, hold
  *              (queue_store.h)
+ *   journal/   queue user, 0700: the delivery journal: each recipient a
+ *              next hop accepted, on disk before the connection carries
+ *              another message (queue_journal.h)
  *   queue-tmp/ queue user, 0700: the messages the queue writes (DSNs)
  *              while they are written, then renamed into incoming/
  *   corrupt/   queue user, 0700: what the queue found in incoming/ and

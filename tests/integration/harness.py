@@ -829,14 +829,16 @@ class Gateway:
 
     # --- lifecycle
     def start(self, wait: bool = True, timeout: float = 30.0,
-              env: dict[str, str] | None = None) -> "Gateway":
-        """Run `authrelay -f -c FILE`; env adds variables to its environment."""
+              env: dict[str, str] | None = None, new_group: bool = False) -> "Gateway":
+        """Run `authrelay -f -c FILE`; env adds variables to its environment.
+        new_group: in a process group of its own, for kill_group()."""
         self._start_mark = self.log_mark()
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.binary, "-f", "-c", str(self.cfg_path)],
                                      stdin=subprocess.DEVNULL, stdout=self._logf,
                                      stderr=subprocess.STDOUT, cwd=str(self.dir),
-                                     env={**os.environ, **env} if env else None)
+                                     env={**os.environ, **env} if env else None,
+                                     start_new_session=new_group)
         ACTIVE_GATEWAYS.append(self)
         if wait:
             self.wait_ready(timeout)
@@ -928,6 +930,17 @@ class Gateway:
                         pass
             self._close_log()
         return rc
+
+    def kill_group(self, timeout: float = 15.0):
+        """SIGKILL the whole process group at once (started with new_group):
+        the master and every child die in the same instant, as in a crash.
+        Returns when none of them is left."""
+        pids = set(self.children()) | {self.proc.pid}
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout)
+        wait_until(lambda: not any(proc_alive(p) for p in pids), timeout,
+                   "every process of the group to die")
+        self._close_log()
 
     def _close_log(self):
         if self in ACTIVE_GATEWAYS:

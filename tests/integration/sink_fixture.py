@@ -14,17 +14,28 @@ Behaviour is chosen by recipient local part:
 everything else is accepted. `data_reply` (e.g. "451 4.3.0 try later") makes
 the reply to the final "." fail for the whole transaction. With a TLS context
 the server offers STARTTLS.
+
+GatedSink (the crash tests of test_durability.py) also keeps, per connection,
+the order of what it saw (MAIL, each message taken, each 250 sent, RSET,
+QUIT, the close) and can hold replies until release(): every reply to a
+final "." after the first `hold_data_after` messages (the message is taken
+first, so it is in flight: received, its 250 not sent), or the reply to MAIL
+on a connection that already delivered (`hold_mail_on_reuse`: the sender has
+read the 250 of its last message, and shows it by starting the next one).
+in_flight() then says which messages a crash of the sender may repeat: on
+each connection, a message with nothing after it but its 250.
 """
 
 from __future__ import annotations
 
 import email
 import re
+import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from harness import wait_until
 
@@ -110,3 +121,163 @@ class Sink:
 
     def rcpts(self) -> list[str]:
         return [r for m in self.snapshot() for r in m.rcpt_tos]
+
+
+@dataclass
+class SinkConn:
+    """What one connection to a GatedSink did, in order: ("mail",),
+    ("data", message_id), ("250", message_id), ("rset",), ("quit",)."""
+    peer: tuple
+    session: object = None    # kept so that its id() is never reused
+    events: list = field(default_factory=list)
+    closed: bool = False
+    held: str | None = None   # "mail" or "data" while a reply is held
+
+    def last_message(self) -> str | None:
+        for ev in reversed(self.events):
+            if ev[0] == "data":
+                return ev[1]
+        return None
+
+    def in_flight(self) -> str | None:
+        """The message this connection's sender may not have seen answered:
+        the last one taken, unless a command came after it."""
+        for ev in reversed(self.events):
+            if ev[0] in ("mail", "rset", "quit"):
+                return None
+            if ev[0] == "data":
+                return ev[1]
+        return None
+
+
+class _GatedHandler(_Handler):
+    async def _hold(self, conn: SinkConn, what: str):
+        with self.sink.cond:
+            conn.held = what
+            self.sink.cond.notify_all()
+        while not self.sink.released.is_set():
+            await asyncio.sleep(0.005)
+        conn.held = None
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        sink: GatedSink = self.sink
+        conn = sink._conn(session)
+        with sink.lock:
+            reuse = conn.last_message() is not None
+            conn.events.append(("mail",))
+        if reuse and sink.hold_mail_on_reuse:
+            await self._hold(conn, "mail")
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        sink: GatedSink = self.sink
+        conn = sink._conn(session)
+        data = envelope.original_content or envelope.content
+        rec = Received(envelope.mail_from, list(envelope.rcpt_tos), data, session.peer[0],
+                       session.ssl is not None)
+        with sink.lock:
+            sink.messages.append(rec)
+            conn.events.append(("data", rec.message_id))
+            n = len(sink.messages)
+        if sink.hold_data_after is not None and n > sink.hold_data_after:
+            await self._hold(conn, "data")
+        with sink.lock:
+            conn.events.append(("250", rec.message_id))
+            sink.replied += 1
+            sink.cond.notify_all()
+        return "250 2.0.0 Ok: queued"
+
+    async def handle_RSET(self, server, session, envelope):
+        with self.sink.lock:
+            self.sink._conn(session).events.append(("rset",))
+        return "250 2.0.0 Ok"
+
+    async def handle_QUIT(self, server, session, envelope):
+        with self.sink.lock:
+            self.sink._conn(session).events.append(("quit",))
+        return "221 2.0.0 Bye"
+
+
+class _GatedSMTP(SMTP):
+    def __init__(self, handler, sink: "GatedSink", **kw):
+        super().__init__(handler, **kw)
+        self._sink = sink
+
+    def connection_lost(self, exc):
+        with self._sink.lock:
+            c = self._sink.conns.get(id(self.session)) if self.session else None
+            if c is not None:
+                c.closed = True
+        super().connection_lost(exc)
+
+
+class _GatedController(Controller):
+    def __init__(self, sink: "GatedSink", *args, **kw):
+        self._sink = sink
+        super().__init__(*args, **kw)
+
+    def factory(self):
+        return _GatedSMTP(self.handler, self._sink, **self.SMTP_kwargs)
+
+
+class GatedSink(Sink):
+    def __init__(self, host: str, port: int):
+        super().__init__(host, port)
+        # Re-entrant: the handlers look up their connection under it.
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
+        self.conns: dict[int, SinkConn] = {}
+        self.hold_data_after: int | None = None
+        self.hold_mail_on_reuse = False
+        self.released = threading.Event()
+        self.replied = 0
+
+    def _conn(self, session: Session) -> SinkConn:
+        with self.lock:
+            c = self.conns.get(id(session))
+            if c is None:
+                c = self.conns[id(session)] = SinkConn(session.peer, session)
+            return c
+
+    def start(self) -> "GatedSink":
+        self.controller = _GatedController(self, _GatedHandler(self), hostname=self.host,
+                                           port=self.port, server_hostname="sink.test",
+                                           ready_timeout=10, decode_data=False,
+                                           enable_SMTPUTF8=True)
+        self.controller.start()
+        return self
+
+    def release(self):
+        """Send every held reply and hold nothing from now on."""
+        self.hold_data_after = None
+        self.hold_mail_on_reuse = False
+        self.released.set()
+
+    def wait_replied(self, n: int, timeout: float = 30):
+        """Return as soon as the n-th 250 to a final "." is on its way."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.replied >= n, timeout):
+                raise AssertionError(f"the sink answered {self.replied} messages, not {n}")
+
+    def wait_held(self, what: str, n: int, timeout: float = 30):
+        """Return as soon as n open connections wait for a held reply to
+        `what` ("mail" or "data")."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.held(what) >= n, timeout):
+                raise AssertionError(f"{self.held(what)} connections held at {what}, "
+                                     f"not {n}")
+
+    def connections(self) -> list[SinkConn]:
+        with self.lock:
+            return list(self.conns.values())
+
+    def held(self, what: str) -> int:
+        return sum(1 for c in self.connections() if c.held == what and not c.closed)
+
+    def open_connections(self) -> list[SinkConn]:
+        return [c for c in self.connections() if not c.closed]
+
+    def in_flight(self) -> set[str]:
+        return {m for c in self.connections() if (m := c.in_flight()) is not None}

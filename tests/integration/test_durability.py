@@ -1,0 +1,219 @@
+"""Crash tests of the delivery journal (issue 17): authenticated submissions
+relayed through a smarthost to an SMTP sink that records every message it
+takes (aiosmtpd, sink_fixture.GatedSink), the whole process group killed with
+SIGKILL at one point of the delivery, a restart on the same spool, and a
+count: no accepted message lost, and a message arrives twice only if it was
+in flight at the kill.
+
+"In flight" is computed from what the sink saw, per connection: the last
+message it took, unless a command (MAIL, RSET, QUIT) came after it on the
+same connection. Such a command shows that the queue had read the message's
+250 (it sends nothing on a connection before the previous reply is read),
+and the journal must then have recorded the delivery before that command
+went out. So duplicates <= one per connection open at the kill.
+
+Kill points: during DATA (the sink has the whole message and holds its 250),
+right after a 250 (the kill follows the reply within a millisecond), between
+messages on a reused connection (the sink holds the next MAIL) while deferred
+mail keeps the queue's store thread busy, and the operator's run of the
+issue: 300 submissions, the kill right after the 100th 250 given to a
+client, deliveries flowing meanwhile."""
+
+import collections
+import threading
+import time
+
+import pytest
+
+from harness import (HOST, ConnectionClosed, free_port, make_message, msgid_of,
+                     submission_conn, wait_until)
+from sink_fixture import GatedSink, Sink
+
+# Delivery connections to the smarthost: the most that may be in flight.
+CONNS = 3
+
+
+@pytest.fixture
+def sink():
+    s = GatedSink(HOST, free_port()).start()
+    yield s
+    s.release()
+    s.stop()
+
+
+def start_gateway(make_gateway, sink, **sections):
+    gw = make_gateway({
+        **sections,
+        "queue": {"smarthost": f"[{HOST}]:{sink.port}",
+                  "max_connections_per_destination": CONNS,
+                  # Connections stay open between messages: reuse is the case.
+                  "connection_reuse_time": "60s",
+                  "retry_min": "1s", "retry_max": "2s", "connect_timeout": "5s"},
+        "protection": {"messages_per_hour": 0, "recipients_per_hour": 0},
+        "limits": {"max_messages_per_session": 0},
+    }, start=False)
+    return gw.start(new_group=True)
+
+
+class Submitter:
+    """Authenticated submissions (STARTTLS, AUTH PLAIN on the submission
+    listener) on `clients` threads, one session each; records the
+    Message-ID of every message that got its 250."""
+
+    def __init__(self, gw, user, n: int, clients: int = 1, rcpt: str = "rcpt@far.test"):
+        self.gw, self.user, self.rcpt = gw, user, rcpt
+        self.accepted: list[str] = []
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        per = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+        self.threads = [threading.Thread(target=self._run, args=(i, k), daemon=True)
+                        for i, k in enumerate(per)]
+
+    def start(self) -> "Submitter":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _run(self, idx: int, n: int):
+        c = None
+        for k in range(n):
+            msg = make_message(f"{self.user.name}@example.test", self.rcpt,
+                               subject=f"durability {idx}-{k}", body="x" * 300 + "\r\n")
+            try:
+                if c is None:
+                    c = submission_conn(self.gw, "sub")
+                    c.auth_plain(self.user.name, self.user.password).check(235, "2.7.0")
+                r = c.send_message(f"{self.user.name}@example.test", [self.rcpt], msg)
+            except (ConnectionClosed, OSError, TimeoutError, AssertionError) as e:
+                # The gateway was killed under us: this one was not accepted.
+                with self.lock:
+                    self.errors.append(repr(e))
+                return
+            if r.code == 250:
+                with self.cond:
+                    self.accepted.append(msgid_of(msg))
+                    self.cond.notify_all()
+
+    def wait_accepted(self, n: int, timeout: float = 60):
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.accepted) >= n, timeout):
+                raise AssertionError(f"{len(self.accepted)} of {n} submissions accepted; "
+                                     f"errors: {self.errors[:3]}")
+
+    def join(self):
+        for t in self.threads:
+            t.join(60)
+
+
+def crash_and_count(gw, sink, sub: Submitter, kill, after_kill=None):
+    """kill() the process group at the chosen point, work out what was in
+    flight, restart, wait for every accepted message at the sink, and check
+    the duplicates. Returns (in_flight, duplicates)."""
+    kill()
+    sub.join()
+    if after_kill:
+        after_kill()
+    # Held replies go out to the dead connections; then every connection of
+    # the killed queue is closed and nothing more can arrive on them.
+    sink.release()
+    wait_until(lambda: not sink.open_connections(), 15,
+               "the sink to see every connection of the killed queue close")
+    in_flight = sink.in_flight()
+    conns = len(sink.connections())
+    assert len(in_flight) <= CONNS, (in_flight, conns)
+    before = len(sink.snapshot())
+
+    gw.start(new_group=True)
+    want = set(sub.accepted)
+    sink.wait_for(lambda ms: want <= {m.message_id for m in ms}, timeout=120,
+                  what=f"all {len(want)} accepted messages at the sink")
+    wait_until(lambda: not gw.incoming(), 60, "the queue to drain")
+    got = collections.Counter(m.message_id for m in sink.snapshot())
+    dups = {m: n - 1 for m, n in got.items() if n > 1}
+    print(f"\n{len(want)} accepted, {before} delivered before the kill on {conns} "
+          f"connections, in flight {len(in_flight)}, duplicates {sum(dups.values())}")
+    # Nothing accepted is lost.
+    assert want <= set(got)
+    # A message is repeated only if it was in flight, and only once.
+    assert set(dups) <= in_flight, (
+        f"repeated although their 250 had been read: {sorted(set(dups) - in_flight)}; "
+        f"in flight: {sorted(in_flight)}")
+    assert all(n == 1 for n in dups.values()), dups
+    return in_flight, dups
+
+
+def test_kill_during_data(make_gateway, users, sink):
+    """Every connection has handed over a whole message and waits for its
+    250: those messages, and only they, may arrive twice."""
+    gw = start_gateway(make_gateway, sink)
+    sink.hold_data_after = 0
+    sub = Submitter(gw, users["clara"], 8).start()
+    sink.wait_held("data", CONNS)
+    in_flight, dups = crash_and_count(gw, sink, sub, gw.kill_group)
+    assert len(in_flight) == CONNS
+
+
+def test_kill_right_after_250(make_gateway, users, sink):
+    """The kill follows the sink's 4th 250 at once: the queue may or may not
+    have read it. The three messages delivered before it on the same or
+    other connections, each followed by more work, must not come again."""
+    gw = start_gateway(make_gateway, sink)
+    sink.hold_data_after = 4
+    sub = Submitter(gw, users["clara"], 10).start()
+
+    def kill():
+        sink.wait_replied(4, timeout=60)
+        gw.kill_group()
+    in_flight, dups = crash_and_count(gw, sink, sub, kill)
+    assert in_flight
+
+
+def test_kill_between_messages_on_a_reused_connection(make_gateway, users, sink):
+    """Each connection delivered a message, read its 250 and started the next
+    one (MAIL, held by the sink): nothing is in flight, nothing may repeat.
+    Meanwhile a slow destination answers 451 to everything: the state writes
+    of its deferred messages (two fsyncs each) keep the store thread busy,
+    and the removal of a delivered message waits behind them. Without the
+    journal, the delivery was on disk only once that removal was done."""
+    slow = Sink(HOST, free_port()).start()
+    slow.data_reply = "451 4.3.0 try again later"
+    try:
+        gw = start_gateway(make_gateway, sink, **{
+            "route slow": {"domains": "slow.test", "nexthop": f"[{HOST}]:{slow.port}"}})
+        deferred = Submitter(gw, users["clara"], 60, clients=2, rcpt="user@slow.test").start()
+        deferred.wait_accepted(20)
+        sink.hold_mail_on_reuse = True
+        sub = Submitter(gw, users["clara"], 9).start()
+        # The kill follows the last of those MAILs within a millisecond.
+        sink.wait_held("mail", CONNS)
+
+        def after_kill():
+            deferred.join()
+            # The slow destination takes mail again: the queue can drain.
+            slow.data_reply = None
+        in_flight, dups = crash_and_count(gw, sink, sub, gw.kill_group, after_kill)
+        # The deferred ones were not lost either.
+        want = set(deferred.accepted)
+        slow.wait_for(lambda ms: want <= {m.message_id for m in ms}, timeout=60,
+                      what=f"the {len(want)} deferred messages at the slow sink")
+    finally:
+        slow.stop()
+    assert in_flight == set()
+    assert not dups
+
+
+def test_kill_after_100th_submission_while_delivering(make_gateway, users, sink):
+    """The issue's run: 300 submissions from 6 clients, the process group
+    killed right after the 100th 250 to a client while the queue delivers.
+    Before the journal 10 to 20 messages came twice, most of them delivered
+    long before the kill."""
+    gw = start_gateway(make_gateway, sink)
+    sub = Submitter(gw, users["clara"], 300, clients=6).start()
+
+    def kill():
+        sub.wait_accepted(100)
+        gw.kill_group()
+    t0 = time.monotonic()
+    in_flight, dups = crash_and_count(gw, sink, sub, kill)
+    print(f"run took {time.monotonic() - t0:.1f}s")
