@@ -36,9 +36,20 @@ Environment:
   BENCH_SERVE=S       only bring everything up (warmed), write BENCH_OUT/serve.json with
                       the ports and pids, and keep it running for S seconds (or until
                       Ctrl-C / SIGTERM): for profiling one point by hand
-  BENCH_DIR=DIR       where the temporary directory goes (default $TMPDIR or /tmp): the
-                      spool, Postfix's queue and slapd's database live there, so this
-                      picks the file system whose fsync both systems pay
+  BENCH_DIR=DIR       where the temporary directory goes: the spool, Postfix's queue and
+                      slapd's database live there, so this picks the file system whose
+                      fsync both systems pay. Default: run as root with losetup and
+                      mkfs.ext4 at hand, a journaled ext4 made for the run on a loop
+                      device (a sparse 8 GiB file in $TMPDIR or /tmp, --direct-io=on),
+                      removed at the end, as the published runs used; else $TMPDIR or /tmp
+  BENCH_LOOP=0        no loop device: use $TMPDIR or /tmp itself
+
+For the message acceptance points the report also gives what the disk did per
+message, for both systems side by side: cache flushes (what an fsync costs a
+disk) and journal commits of the spool's file system, from the block device's
+counters (/sys/class/block/DEV/stat) and /proc/fs/jbd2, counted from the start
+of each run until its queue has drained; and messages/s as a ratio to the
+single-thread fsync rate measured on the same file system.
 """
 
 from __future__ import annotations
@@ -804,6 +815,7 @@ service anvil {{
 # ------------------------------------------------------------------ measuring
 
 ROLES: dict[int, str] = {}   # pid -> "slapd" / "sink", for breakdown()
+DISK_DEV: str | None = None  # the block device of the run's directory
 
 
 def smtp_load(port: int, tls: str, conc: int, seconds: float, extra: list[str] | None = None,
@@ -833,6 +845,10 @@ def smtp_load(port: int, tls: str, conc: int, seconds: float, extra: list[str] |
     return res
 
 
+def median_or_none(xs):
+    return median(xs) if xs else None
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -855,6 +871,12 @@ def summarize(runs: list[dict]) -> dict:
         "tls_handshakes": sum(r["tls_handshakes"] for r in runs),
         "failures": {k: sum(r["failures"][k] for r in runs) for k in runs[0]["failures"]},
         "cpu_s": median([r.get("cpu_s", 0) for r in runs]),
+        # What the disk did per message, from the run's start until the queue
+        # had drained (medians; None where the counters are not available).
+        **{f"{k}_per_msg": median_or_none([r["disk"][k] / r["messages"] for r in runs
+                                           if r.get("disk") and r["disk"].get(k) is not None
+                                           and r.get("messages")])
+           for k in ("flushes", "commits", "writes")},
         # Microseconds of the machine's CPU per session, by role (medians).
         "machine_us": {k: median([r["machine_cpu"][k] * 1e6 / max(r["sessions_ok"], 1)
                                   for r in runs if "machine_cpu" in r])
@@ -872,11 +894,14 @@ def run_point(systems, tls: str, conc: int, cache: bool, messages: int = 1) -> d
         for s in systems:   # interleaved: A P A P A P, so drift hits both alike
             pids = s.pids()
             t0 = cpu_ticks(pids)
+            d0 = disk_counters(DISK_DEV)
             r = smtp_load(s.port(tls), tls, conc, SECONDS, messages=messages, sut=s.pids)
             r["cpu_s"] = (cpu_ticks(s.pids()) - t0) / hz
             runs[s.name].append(r)
             s.after_run()
             s.wait_idle()
+            # Accepting and relaying: both systems' whole disk cost.
+            r["disk"] = disk_delta(d0, disk_counters(DISK_DEV))
             if r["sessions_failed"]:
                 log(f"  {s.name} run {i + 1}: {r['sessions_failed']} failed: {r['failures']}")
     for s in systems:
@@ -949,6 +974,90 @@ def fsync_rate(directory: Path, seconds: float = 2.0) -> float:
     return n / (time.monotonic() - t0)
 
 
+def block_dev(path: Path) -> str | None:
+    """The kernel's name of the block device holding path ("loop0", "sda2")."""
+    st = os.stat(path)
+    try:
+        link = os.readlink(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}")
+    except OSError:
+        return None
+    return os.path.basename(link)
+
+
+def disk_counters(dev: str | None) -> dict | None:
+    """Write requests and cache flushes the device completed, and journal
+    commits of its jbd2 journal (ext4), so far."""
+    if dev is None:
+        return None
+    try:
+        f = open(f"/sys/class/block/{dev}/stat").read().split()
+    except OSError:
+        return None
+    out = {"writes": int(f[4]), "flushes": int(f[15]) if len(f) > 15 else None,
+           "commits": None}
+    try:
+        out["commits"] = int(open(f"/proc/fs/jbd2/{dev}-8/info").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def disk_delta(d0: dict | None, d1: dict | None) -> dict | None:
+    if d0 is None or d1 is None:
+        return None
+    return {k: (d1[k] - d0[k]) if d0[k] is not None and d1[k] is not None else None
+            for k in d0}
+
+
+def loop_fs() -> dict | None:
+    """A journaled ext4 on a loop device for the run's directory (see
+    BENCH_DIR): {"mnt", "dev", "img"}, or None when it cannot be made."""
+    if (os.environ.get("BENCH_DIR") or os.environ.get("BENCH_LOOP") == "0" or
+            os.geteuid() != 0 or not shutil.which("losetup") or not shutil.which("mkfs.ext4")):
+        return None
+    img = Path(tempfile.gettempdir()) / f"authrelay-bench-{os.getpid()}.img"
+    # A short mount point: UNIX socket paths below it must stay under 108 bytes.
+    mnt = Path(tempfile.mkdtemp(prefix="arb-", dir="/tmp"))
+    dev = None
+    try:
+        with open(img, "wb") as f:
+            f.truncate(8 << 30)
+        dev = subprocess.run(["losetup", "--direct-io=on", "--show", "-f", str(img)],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
+        subprocess.run(["mount", dev, str(mnt)], check=True, capture_output=True)
+        os.chmod(mnt, 0o755)
+    except (OSError, subprocess.CalledProcessError) as e:
+        log(f"no loop device ({e}); using {tempfile.gettempdir()}")
+        loop_fs_remove({"mnt": mnt, "dev": dev, "img": img, "mounted": False})
+        return None
+    log(f"journaled ext4 on {dev} ({img}, --direct-io=on) mounted on {mnt}")
+    return {"mnt": mnt, "dev": dev, "img": img, "mounted": True}
+
+
+def loop_fs_remove(lf: dict):
+    if lf.get("mounted"):
+        # Processes stopped a moment ago may still hold files there.
+        try:
+            wait_until(lambda: subprocess.run(["umount", str(lf["mnt"])],
+                                              capture_output=True).returncode == 0,
+                       30, f"umount {lf['mnt']}", interval=0.2)
+        except RuntimeError as e:
+            log(f"{e}: detaching it lazily")
+            subprocess.run(["umount", "-l", str(lf["mnt"])], capture_output=True)
+    if lf.get("dev"):
+        subprocess.run(["losetup", "-d", lf["dev"]], capture_output=True)
+    for p in (lf["img"],):
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
+    try:
+        os.rmdir(lf["mnt"])
+    except OSError:
+        pass
+
+
 def ldap_load(slapd: Slapd, threads: int, seconds: float, bind_only: bool) -> dict:
     cmd = [str(LDAP_LOAD), "-H", slapd.uri, "-b", PEOPLE, "-c", str(threads), "-t", str(seconds),
            "-f", "(&(objectClass=person)(uid=user%05lu))", "-p", "pw-%05lu",
@@ -996,7 +1105,7 @@ def idle_memory(system, n: int) -> dict:
 
 # ------------------------------------------------------------------ report
 
-def machine() -> dict:
+def machine(base: Path | None = None) -> dict:
     model = "?"
     try:
         for line in open("/proc/cpuinfo"):
@@ -1014,7 +1123,8 @@ def machine() -> dict:
             return "?"
     fs = "?"
     try:
-        fs = subprocess.run(["df", "-T", os.environ.get("BENCH_DIR") or tempfile.gettempdir()],
+        fs = subprocess.run(["df", "-T", str(base or os.environ.get("BENCH_DIR") or
+                                         tempfile.gettempdir())],
                             capture_output=True, text=True, timeout=10).stdout.splitlines()[1]
         fs = " ".join(fs.split()[:2])
     except Exception:
@@ -1022,6 +1132,9 @@ def machine() -> dict:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "spool_fs": fs,
+        "disk_dev": block_dev(base) if base else None,
+        "jbd2": bool(base and block_dev(base) and
+                     os.path.exists(f"/proc/fs/jbd2/{block_dev(base)}-8")),
         "cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem / 2**30, 1),
         "kernel": platform.release(),
         "os": ver("grep PRETTY_NAME /etc/os-release | cut -d= -f2"),
@@ -1088,6 +1201,39 @@ def machine_table(results: dict) -> list[str]:
             "| TLS | point | conc | system | system us | load gen us | slapd us | sink us | "
             "kernel us | other us | idle | ceiling sess/s | best ratio |",
             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"] + rows
+
+
+FSYNC_CEILING = "disk fsyncs (4 KiB rewrite, 1 thread)"
+
+
+def fsync_table(results: dict) -> list[str]:
+    """Acceptance against the disk: messages/s over the single-thread fsync
+    rate of the same file system (the goal: >= 2x at c >= 16, every 250
+    durable), and what the disk did per message, both systems."""
+    rate = results["ceilings"].get(FSYNC_CEILING, {}).get("median")
+    rows = []
+    for pt in results["acceptance"]:
+        a, p = pt["authrelay"], pt["peer"]
+        ra = a["messages_per_s"] / rate if rate else None
+        rp = p["messages_per_s"] / rate if rate else None
+        goal = "n/a" if ra is None or pt["concurrency"] < 16 else (
+            "**yes**" if ra >= 2 else "no")
+        rows.append(f"| {pt['concurrency']} | {fmt(rate)} | {fmt(ra, 2)} / {fmt(rp, 2)} | {goal} | "
+                    f"{fmt(a.get('flushes_per_msg'), 2)} / {fmt(p.get('flushes_per_msg'), 2)} | "
+                    f"{fmt(a.get('commits_per_msg'), 2)} / {fmt(p.get('commits_per_msg'), 2)} | "
+                    f"{fmt(a.get('writes_per_msg'), 1)} / {fmt(p.get('writes_per_msg'), 1)} |")
+    if not rows:
+        return []
+    dev = results["machine"].get("disk_dev") or "?"
+    return ["", f"Acceptance against the disk ({dev}): messages/s over the single-thread fsync "
+            "rate of the same file system (the goal: at least 2x at c >= 16, with every 250 "
+            "after the message and its directory entry are durable), and per accepted message "
+            "the device's cache flushes (what an fsync costs the disk), the file system's "
+            "journal commits and its write requests, from the run's start until its queue had "
+            "relayed everything (authrelay / peer):", "",
+            "| conc | fsyncs/s (1 thread) | msg/s per fsync/s a / p | >= 2x? | "
+            "flushes/msg a / p | journal commits/msg a / p | writes/msg a / p |",
+            "|---:|---:|---:|---|---:|---:|---:|"] + rows
 
 
 def report(results: dict) -> str:
@@ -1157,6 +1303,7 @@ def report(results: dict) -> str:
                          f"{fmt(cpu_ms(a, sec, 'messages_per_s'), 2)} / "
                          f"{fmt(cpu_ms(p, sec, 'messages_per_s'), 2)} | "
                          f"{a['failed']} / {p['failed']} |")
+        lines += fsync_table(results)
     lines += machine_table(results)
     c = results["ceilings"]
     lines += ["", "Ceilings (same run, same machine):", "",
@@ -1185,11 +1332,15 @@ def main() -> int:
         if not os.access(b, os.X_OK):
             print(f"bench: {b} missing (bench/run.sh builds it)", file=sys.stderr)
             return 2
-    base = Path(tempfile.mkdtemp(prefix="authrelay-bench-", dir=os.environ.get("BENCH_DIR")))
+    global DISK_DEV
+    lf = loop_fs()
+    base = Path(tempfile.mkdtemp(prefix="authrelay-bench-", dir=lf["mnt"] if lf else
+                                 os.environ.get("BENCH_DIR")))
     os.chmod(base, 0o755)
-    log(f"work directory {base}")
+    DISK_DEV = block_dev(base)
+    log(f"work directory {base} (device {DISK_DEV})")
     t_start = time.monotonic()
-    results: dict = {"machine": machine(), "runs": RUNS, "seconds": SECONDS,
+    results: dict = {"machine": machine(base), "runs": RUNS, "seconds": SECONDS,
                      "quick": QUICK, "points": [], "auth_only": [], "acceptance": [],
                      "ceilings": {},
                      "idle": {}}
@@ -1322,8 +1473,10 @@ def main() -> int:
             print(text)
         if not KEEP:
             shutil.rmtree(base, ignore_errors=True)
+            if lf:
+                loop_fs_remove(lf)
         else:
-            log(f"kept {base}")
+            log(f"kept {base}" + (f" (on {lf['dev']}, mounted on {lf['mnt']})" if lf else ""))
     log(f"done in {results['elapsed_s']} s; {OUT / 'results.md'}, {OUT / 'results.json'}")
     return 0
 
