@@ -230,8 +230,8 @@ static const struct settings_key queue_keys[] = {
         {"helo_name", SETTINGS_STRING, Q(helo_name), .check = check_helo_name,
          .def_doc = "[server] hostname", .type_doc = "host name", .meaning = "Our name in EHLO."},
         {"group_commit", SETTINGS_BOOL, Q(group_commit), .def = "yes",
-         .meaning = "SMTP workers: messages that finish DATA together share one round of "
-                    "fsyncs."},
+         .meaning = "SMTP workers: messages that finish DATA together share one commit "
+                    "round, made durable by one sync call."},
 };
 
 static const struct settings_key route_keys[] = {

@@ -1352,8 +1352,8 @@ session_data_end(struct session *s)
 		session_set_state(s, SS_COMMAND);
 		return;
 	}
-	/* The 250 waits for the fsync, done off the event loop; messages that
-	 * finish together may share one round of fsyncs (spool_commit.h). */
+	/* The 250 waits for the commit, done off the event loop; messages that
+	 * finish together may share one round and its sync (spool_commit.h). */
 	session_set_state(s, SS_COMMIT);
 	s->commit_pending = true;
 	spool_committer_submit(s->env->committer, t->msg, session_commit_cb, s);
