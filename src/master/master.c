@@ -50,6 +50,7 @@
 #include "../smtpd/smtpd.h"
 #include "../smtpd/tls.h"
 #include "../spool/spool.h"
+#include "../spool/spool_fs.h"
 #include "../spool/spool_gauge.h"
 
 #include <errno.h>
@@ -133,6 +134,9 @@ struct master {
 	struct child keyproc;
 	struct queue_config *qc;
 	struct spool_gauge *gauge; /* queue size, shared with workers */
+	/* How a group commit round ends on the spool's file system: chosen
+	 * here, where /proc and /sys can be seen (workers are chrooted). */
+	enum spool_fs_sync spool_sync;
 	struct child *workers;
 	unsigned n_workers;
 	bool stopping;
@@ -438,6 +442,7 @@ child_run_smtpd(struct master *m, unsigned idx)
 	        .queue_gauge = m->gauge,
 	        .send_limits = m->send_limits,
 	        .group_commit = m->qc->group_commit,
+	        .spool_sync = m->spool_sync,
 	        .protection =
 	                {
 	                        .sender_allow_users = m->prot.sender_allow_users,
@@ -928,6 +933,25 @@ master_wait_daemon(pid_t pid, int fd)
 	_exit(1);
 }
 
+/* Which call ends a group commit round on the spool's file system
+ * (spool_fs.h); logged once for all workers. */
+static void
+master_spool_sync(struct master *m)
+{
+	char desc[160], path[4200];
+	snprintf(path, sizeof(path), "%s/incoming", m->cfg->spool_dir);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		/* spool_init_dirs() just made it; the workers will fail on it. */
+		m->spool_sync = SPOOL_FS_SYNC_FS;
+		return;
+	}
+	m->spool_sync = spool_fs_sync_method(fd, desc, sizeof(desc));
+	close(fd);
+	log_info("spool dir=%s fs=\"%s\" commit_sync=%s", m->cfg->spool_dir, desc,
+	         spool_fs_sync_name(m->spool_sync));
+}
+
 static void
 master_daemonize(struct master *m)
 {
@@ -1060,6 +1084,7 @@ master_main(const char *config_path, bool foreground)
 	};
 	if (spool_init_dirs(m.cfg->spool_dir, &owners, &err) != 0)
 		master_fail(&m, EX_CONFIG, "spool_dir %s: %s", m.cfg->spool_dir, err);
+	master_spool_sync(&m);
 	/* Each worker loads the certificate for itself, the key process the
 	 * key; a missing or mismatched one stops the start here, not in a
 	 * child restarting in a loop. */

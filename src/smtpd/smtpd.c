@@ -150,6 +150,8 @@ smtpd_main(const struct smtpd_params *p)
 	        .n_sessions = &d.n_sessions,
 	};
 	d.env.committer = spool_committer_new(d.base, group_commit, d.env.pool);
+	/* Chosen by the master: /proc and /sys are out of a chroot's sight. */
+	spool_committer_set_sync(d.env.committer, p->spool_sync);
 	/* What [protection] says about senders (the master read it). */
 	d.env.protection = &p->protection;
 	d.env.send_limits = p->send_limits;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <openssl/ssl.h>
+#include "../spool/spool_fs.h"
 
 struct config;
 struct conn_limit;
@@ -39,6 +40,7 @@ struct smtpd_params {
 	const struct spool_gauge *queue_gauge; /* issue 5: queue full -> 421 4.3.2 */
 	struct send_limit *send_limits;        /* issue 6: messages/recipients per hour */
 	bool group_commit;                     /* [queue] group_commit */
+	enum spool_fs_sync spool_sync;         /* how a commit round ends (spool_fs.h) */
 	struct smtpd_protection protection;    /* from [protection] */
 };
 

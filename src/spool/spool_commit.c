@@ -319,6 +319,16 @@ commit_single_done(void *arg)
 }
 
 void
+spool_committer_set_sync(struct spool_committer *c, enum spool_fs_sync sync)
+{
+	/* Before the first submit: the thread reads these only in a round. */
+	pthread_mutex_lock(&c->mu);
+	c->method = sync;
+	c->method_known = true;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void
 spool_committer_submit(struct spool_committer *c, struct spool_msg *msg, spool_commit_cb *cb,
                        void *arg)
 {

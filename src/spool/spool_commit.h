@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "spool_fs.h"
 
 struct event_base;
 struct spool_msg;
@@ -30,6 +31,10 @@ typedef void spool_commit_cb(struct spool_msg *msg, int result, void *arg);
  * pool (which the caller owns and frees after this committer). */
 struct spool_committer *spool_committer_new(struct event_base *base, bool group,
                                             struct threadpool *pool);
+/* Set how each group commit round ends (spool_fs.h), before the first
+ * submit; without it the commit thread finds out at its first round, which
+ * needs /proc and /sys (not in a chroot). */
+void spool_committer_set_sync(struct spool_committer *, enum spool_fs_sync sync);
 /* Commit msg (written with spool_msg_write). msg belongs to the committer
  * until cb, which runs exactly once on the loop, never before this returns. */
 void spool_committer_submit(struct spool_committer *, struct spool_msg *msg, spool_commit_cb *cb,

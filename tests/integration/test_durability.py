@@ -20,6 +20,8 @@ issue: 300 submissions, the kill right after the 100th 250 given to a
 client, deliveries flowing meanwhile."""
 
 import collections
+import os
+import re
 import threading
 import time
 
@@ -217,3 +219,30 @@ def test_kill_after_100th_submission_while_delivering(make_gateway, users, sink)
     t0 = time.monotonic()
     in_flight, dups = crash_and_count(gw, sink, sub, kill)
     print(f"run took {time.monotonic() - t0:.1f}s")
+
+
+def test_commit_sync_method_logged(make_gateway, users):
+    """The master says how a group commit round ends on the spool's file
+    system: one fsync of incoming/ on an ext4 whose journal orders data,
+    syncfs() anywhere else."""
+    gw = make_gateway()
+    m = gw.wait_for_log(r"master\[\d+\] info: spool dir=(\S+) fs=\"([^\"]*)\" "
+                        r"commit_sync=(\w+)")
+    st = os.stat(gw.spool / "incoming")
+    try:
+        dev = os.path.basename(os.readlink(f"/sys/dev/block/{os.major(st.st_dev)}:"
+                                           f"{os.minor(st.st_dev)}"))
+        options = open(f"/proc/fs/ext4/{dev}/options").read().split("\n")
+    except OSError:
+        options = []
+    ordered = ("data=ordered" in options or "data=journal" in options) and \
+        "fast_commit" not in options
+    assert m.group(3) == ("dir_fsync" if ordered else "syncfs"), m.group(0)
+    # The workers use it: their rounds end with that call (logged at exit).
+    c = submission_conn(gw)
+    c.auth_plain("clara", users["clara"].password).check(235, "2.7.0")
+    c.send_message("clara@example.test", ["x@far.test"], make_message()).check(250)
+    c.cmd("QUIT")
+    gw.stop()
+    assert re.search(rf"spool commits messages=\d+ rounds=\d+ syncs=\d+ method={m.group(3)} ",
+                     gw.log_text()), gw.log_tail()

@@ -195,6 +195,35 @@ test_group_one_sync_per_round(void **state)
 	spool_committer_free(c);
 }
 
+/* The method set from outside (the master's choice, spool_fs.h) is used:
+ * one call per round, or an fsync per file and one for incoming/. */
+static void
+test_group_set_sync(void **state)
+{
+	static const struct {
+		enum spool_fs_sync sync;
+		const char *name;
+		bool per_file;
+	} cases[] = {
+	        {SPOOL_FS_SYNC_FS, "syncfs", false},
+	        {SPOOL_FS_SYNC_FILES, "file_fsync", true},
+	        {SPOOL_FS_SYNC_DIR, "dir_fsync", false},
+	};
+	struct fixture *fx = *state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct spool_committer *c = spool_committer_new(fx->base, true, fx->pool);
+		struct spool_commit_profile p;
+		spool_committer_set_sync(c, cases[i].sync);
+		run_commits(fx, c, 12, 0);
+		assert_int_equal(fx->ok, 12);
+		spool_committer_profile(c, &p);
+		assert_string_equal(p.method, cases[i].name);
+		assert_int_equal(p.syncs, p.rounds + (cases[i].per_file ? 12 : 0));
+		spool_committer_free(c);
+	}
+	assert_int_equal(count_entries(fx->dir, "incoming"), 36);
+}
+
 static void
 test_group_bad_message_fails_alone(void **state)
 {
@@ -248,6 +277,7 @@ main(void)
 	log_init(false, LOG_LEVEL_ERR, "test");
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup_teardown(test_group_one_sync_per_round, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_group_set_sync, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_group_bad_message_fails_alone, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_group_without_incoming_fails_whole, setup,
