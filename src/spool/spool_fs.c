@@ -99,9 +99,10 @@ block_dev_name(dev_t dev, char *name, size_t size)
 	target[n] = '\0';
 	const char *base = strrchr(target, '/');
 	base = base != NULL ? base + 1 : target;
-	if (*base == '\0' || strlen(base) >= size)
+	size_t len = strlen(base);
+	if (len == 0 || len >= size)
 		return -1;
-	snprintf(name, size, "%s", base);
+	memcpy(name, base, len + 1);
 	return 0;
 }
 
