@@ -31,6 +31,7 @@ from __future__ import annotations
 import email
 import re
 import asyncio
+import collections
 import threading
 from dataclasses import dataclass, field
 
@@ -154,6 +155,7 @@ class _GatedHandler(_Handler):
     async def _hold(self, conn: SinkConn, what: str):
         with self.sink.cond:
             conn.held = what
+            self.sink.holds[what] += 1
             self.sink.cond.notify_all()
         while not self.sink.released.is_set():
             await asyncio.sleep(0.005)
@@ -233,6 +235,7 @@ class GatedSink(Sink):
         self.hold_mail_on_reuse = False
         self.released = threading.Event()
         self.replied = 0
+        self.holds = collections.Counter()   # replies held so far, by command
 
     def _conn(self, session: Session) -> SinkConn:
         with self.lock:
@@ -268,6 +271,13 @@ class GatedSink(Sink):
             if not self.cond.wait_for(lambda: self.held(what) >= n, timeout):
                 raise AssertionError(f"{self.held(what)} connections held at {what}, "
                                      f"not {n}")
+
+    def wait_holds(self, what: str, n: int, timeout: float = 30):
+        """Return once n replies to `what` have been held in all (whatever
+        became of their connections)."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.holds[what] >= n, timeout):
+                raise AssertionError(f"{self.holds[what]} replies to {what} held, not {n}")
 
     def connections(self) -> list[SinkConn]:
         with self.lock:

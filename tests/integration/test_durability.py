@@ -246,3 +246,58 @@ def test_commit_sync_method_logged(make_gateway, users):
     gw.stop()
     assert re.search(rf"spool commits messages=\d+ rounds=\d+ syncs=\d+ method={m.group(3)} ",
                      gw.log_text()), gw.log_tail()
+
+
+def test_journal_record_survives_the_next_crash(make_gateway, users, sink):
+    """A delivery known only to the journal (its message still has another
+    recipient in flight) is not repeated after a crash, nor after a second
+    crash once the restarted queue has retired the old journal segments: the
+    start-up checkpoint wrote the record again into the new one."""
+    slow = GatedSink(HOST, free_port()).start()
+    try:
+        gw = start_gateway(make_gateway, sink, **{
+            "route slow": {"domains": "slow.test", "nexthop": f"[{HOST}]:{slow.port}"}})
+        slow.hold_data_after = 0           # b@slow.test stays in flight
+        sink.hold_mail_on_reuse = True     # far.test's next MAIL shows the 250 was recorded
+        c = submission_conn(gw)
+        c.auth_plain("clara", users["clara"].password).check(235, "2.7.0")
+        m = make_message("clara@example.test", "a@far.test", subject="two destinations")
+        qid = c.send_message("clara@example.test", ["a@far.test", "b@slow.test"], m).queued_id()
+        # The next one only once a@far.test is delivered, so that it takes
+        # the same (idle) connection.
+        sink.wait_for(lambda ms: msgid_of(m) in {x.message_id for x in ms},
+                      what="a@far.test at its sink")
+        n = make_message("clara@example.test", "x@far.test", subject="the next one")
+        c.send_message("clara@example.test", ["x@far.test"], n).check(250)
+        c.cmd("QUIT")
+        sink.wait_held("mail", 1)
+        slow.wait_held("data", 1)
+        gw.kill_group()
+
+        for crash in (1, 2):
+            mark = gw.log_mark()
+            gw.start(new_group=True)
+            gw.wait_for_log(rf"id={qid} to=<a@far\.test> status=sent from=journal: "
+                            rf"not sent again", since=mark)
+            ready = gw.wait_for_log(r"queue ready .*journal_records=(\d+) "
+                                    r"journal_segments=(\d+)", since=mark)
+            assert int(ready.group(1)) >= 1, ready.group(0)
+            # The old segments go once the store's barrier and the record
+            # written again are durable: one segment is left.
+            gw.wait_for_log(r"journal checkpoint done", since=mark)
+            wait_until(lambda: len(os.listdir(gw.spool / "journal")) == 1, 10,
+                       "the old journal segments to be retired")
+            # b@slow.test is in flight again (held once more by its sink).
+            slow.wait_holds("data", 1 + crash)
+            if crash == 1:
+                gw.kill_group()
+        slow.release()
+        want = msgid_of(m)
+        wait_until(lambda: not gw.incoming(), 60, "the queue to drain")
+        assert want in {x.message_id for x in slow.snapshot()}
+        got = [x.message_id for x in sink.snapshot()]
+        # a@far.test: delivered once, through two crashes.
+        assert got.count(want) == 1, got
+    finally:
+        slow.release()
+        slow.stop()

@@ -214,6 +214,34 @@ test_store_never_follows(void **state)
 	event_base_free(base);
 }
 
+/* A barrier runs after everything asked before it: when its done runs,
+ * the state written and the message removed before it are on disk. */
+static void
+test_store_barrier_after_earlier_operations(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct queue_store *s = queue_store_new(base, dir);
+	const char *keep = "0123456789abcdef0000", *gone = "0123456789abcdef0001";
+	char p[400];
+
+	snprintf(p, sizeof(p), "%s/incoming/%s", dir, gone);
+	FILE *f = fopen(p, "w");
+	fputs("x", f);
+	fclose(f);
+	done_calls = 0;
+	queue_store_write_state(s, keep, strdup("AUTHRELAY-STATE 1\nattempts 1\nnext 5\n\n"));
+	queue_store_remove(s, gone, false, NULL, NULL);
+	queue_store_barrier(s, done_cb, base);
+	event_base_dispatch(base);
+	assert_int_equal(done_calls, 1);
+	assert_int_equal(access(p, F_OK), -1);
+	snprintf(p, sizeof(p), "%s/state/%s", dir, keep);
+	assert_int_equal(access(p, F_OK), 0);
+	unlink(p);
+	queue_store_free(s);
+	event_base_free(base);
+}
+
 static uint32_t lcg = 1;
 static unsigned
 rnd_lcg(unsigned n)
@@ -257,6 +285,8 @@ main(void)
 	        cmocka_unit_test(test_parse_errors),
 	        cmocka_unit_test_setup_teardown(test_store_write_read_remove, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_store_never_follows, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_store_barrier_after_earlier_operations, setup,
+	                                        teardown),
 	        cmocka_unit_test(test_mx_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
