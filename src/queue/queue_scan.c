@@ -161,7 +161,8 @@ load_journal(struct queue *q, struct qmsg *m)
 		if (idx[k] >= m->n_rcpts)
 			continue;
 		struct qrcpt *r = &m->rcpts[idx[k]];
-		if (r->status == RCPT_SENT)
+		/* Only what is still to do; a recipient done either way is. */
+		if (r->status != RCPT_PENDING && r->status != RCPT_DEFERRED)
 			continue;
 		r->status = RCPT_SENT;
 		queue_set_str(&r->reply, "delivered before a restart (delivery journal)");
