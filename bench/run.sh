@@ -7,6 +7,10 @@
 #   make bench                 the full matrix (about 15-20 minutes)
 #   BENCH_QUICK=1 make bench   a short smoke run (about 3 minutes)
 #
+# As root (losetup, mkfs.ext4) the run's directory, and so both spools, is a
+# journaled ext4 made for it on a loop device; BENCH_LOOP=0 or BENCH_DIR=DIR
+# choose otherwise (bench/bench.py says more).
+#
 # Results: build/bench/results.md and results.json; bench/RESULTS.md holds
 # the figures we publish, with the commands and the machine.
 set -eu
