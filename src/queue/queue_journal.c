@@ -10,13 +10,19 @@
  * event on it updates what queue_journal_durable() says and calls synced_cb.
  * While the thread syncs, new records gather for its next round.
  *
+ * Files: every one is opened from the journal directory's descriptor with
+ * O_NOFOLLOW (a segment read must be a regular file of ours with one link),
+ * and removed with unlinkat() from it: nothing planted there is followed.
+ *
  * Locking: the mutex guards the buffer, the pending rotation and
  * retirement, the thread's durable sequence number, the error count and the
  * stop flag. The segment's descriptor and offset are the thread's; the
- * replay and the loop's view of sequence numbers are the loop's.
+ * replay and the loop's view of sequence numbers are the loop's. The
+ * directory's descriptor does not change once open.
  */
 #include "queue_journal.h"
 #include "../lib/log.h"
+#include "../lib/safeopen.h"
 #include "../spool/spool.h"
 
 #include <dirent.h>
@@ -52,7 +58,8 @@ struct replay_rec {
 
 struct queue_journal {
 	struct event_base *base;
-	char *dir; /* spool_dir/journal */
+	char *dir; /* spool_dir/journal, for the log */
+	int dfd;   /* that directory */
 	queue_journal_synced_cb *synced_cb;
 	void *arg;
 
@@ -198,22 +205,38 @@ segment_name(const char *name, uint64_t *n_r)
 }
 
 static void
-segment_path(const struct queue_journal *j, uint64_t n, char *path, size_t size)
+segment_name_of(uint64_t n, char name[17])
 {
-	snprintf(path, size, "%s/%016" PRIx64, j->dir, n);
+	snprintf(name, 17, "%016" PRIx64, n);
+}
+
+/* The journal directory, for readdir(): a descriptor of its own, so that
+ * its offset is not the one of j->dfd. NULL if it cannot be opened. */
+static DIR *
+journal_opendir(const struct queue_journal *j)
+{
+	int fd = openat(j->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (d == NULL && fd >= 0)
+		close(fd);
+	return d;
 }
 
 /* Read one segment's records into the replay. */
 static void
 replay_segment(struct queue_journal *j, uint64_t n)
 {
-	char path[4200];
+	char name[17];
+	const char *why = NULL;
 	struct stat st;
-	segment_path(j, n, path, sizeof(path));
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Ours, regular, one link: anything planted is not read. */
+	struct safeopen_expect exp = {.uids = {geteuid()}, .n_uids = 1, .single_link = true};
+
+	segment_name_of(n, name);
+	int fd = safeopen_file(j->dfd, name, O_RDONLY, 0, &exp, &why);
 	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size > JOURNAL_READ_MAX) {
-		log_err("journal: cannot read %s: %s", path,
-		        fd < 0 ? strerror(errno) : "unreadable or too large");
+		log_err("journal: cannot read %s/%s: %s", j->dir, name,
+		        fd < 0 ? (why != NULL ? why : strerror(errno)) : "unreadable or too large");
 		if (fd >= 0)
 			close(fd);
 		return;
@@ -242,7 +265,7 @@ replay_load(struct queue_journal *j, uint64_t *last_r)
 	uint64_t *nums = NULL, last = 0;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
-	DIR *d = opendir(j->dir);
+	DIR *d = journal_opendir(j);
 
 	*last_r = 0;
 	if (d == NULL)
@@ -324,28 +347,24 @@ static int
 segment_create(struct queue_journal *j, uint64_t n)
 {
 	static const char zeros[64 * 1024];
-	char path[4200];
-	int fd, dfd;
+	char name[17];
+	int fd;
 
-	segment_path(j, n, path, sizeof(path));
-	fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	segment_name_of(n, name);
+	/* O_EXCL: a name already there, ours or planted, is never written. */
+	fd = openat(j->dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+	            0600);
 	if (fd < 0) {
-		log_err("journal: create %s: %s", path, strerror(errno));
+		log_err("journal: create %s/%s: %s", j->dir, name, strerror(errno));
 		return -1;
 	}
 	for (size_t done = 0; done < JOURNAL_SEGMENT_SIZE; done += sizeof(zeros)) {
 		if (write_all(fd, zeros, sizeof(zeros)) < 0)
 			goto fail;
 	}
-	if (fsync(fd) < 0)
+	/* The file and then its name in the directory. */
+	if (fsync(fd) < 0 || fsync(j->dfd) < 0)
 		goto fail;
-	dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0) {
-		if (dfd >= 0)
-			close(dfd);
-		goto fail;
-	}
-	close(dfd);
 	if (j->fd >= 0)
 		close(j->fd);
 	j->fd = fd;
@@ -353,9 +372,9 @@ segment_create(struct queue_journal *j, uint64_t n)
 	j->off = 0;
 	return 0;
 fail:
-	log_err("journal: prepare %s: %s", path, strerror(errno));
+	log_err("journal: prepare %s/%s: %s", j->dir, name, strerror(errno));
 	close(fd);
-	unlink(path);
+	unlinkat(j->dfd, name, 0);
 	return -1;
 }
 
@@ -392,17 +411,15 @@ static void
 segment_retire(struct queue_journal *j, uint64_t below)
 {
 	struct dirent *de;
-	DIR *d = opendir(j->dir);
+	DIR *d = journal_opendir(j);
 	if (d == NULL)
 		return;
 	while ((de = readdir(d)) != NULL) {
 		uint64_t num;
-		char path[4200];
 		if (!segment_name(de->d_name, &num) || num >= below || num == j->segment)
 			continue;
-		segment_path(j, num, path, sizeof(path));
-		if (unlink(path) < 0 && errno != ENOENT)
-			log_err("journal: unlink %s: %s", path, strerror(errno));
+		if (unlinkat(j->dfd, de->d_name, 0) < 0 && errno != ENOENT)
+			log_err("journal: unlink %s/%s: %s", j->dir, de->d_name, strerror(errno));
 	}
 	closedir(d);
 }
@@ -532,13 +549,22 @@ queue_journal_open(struct event_base *base, const char *spool_dir,
 	j->synced_cb = synced_cb;
 	j->arg = arg;
 	j->fd = -1;
+	j->dfd = -1;
 	j->notify_fd = -1;
 	j->dir = xmalloc(n);
 	snprintf(j->dir, n, "%s/journal", spool_dir);
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
-	if (mkdir(j->dir, 0700) < 0 && errno != EEXIST) {
+	/* The master makes journal/ (the spool itself is root's, 0711: we may
+	 * only pass through it); a queue started as another user makes it
+	 * here. O_NOFOLLOW: a symlink planted in its place is refused. */
+	if (mkdirat(AT_FDCWD, j->dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, sizeof(err), "mkdir %s: %s", j->dir, strerror(errno));
+		goto fail;
+	}
+	j->dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (j->dfd < 0) {
+		snprintf(err, sizeof(err), "open %s: %s", j->dir, strerror(errno));
 		goto fail;
 	}
 	replay_load(j, &last);
@@ -584,6 +610,8 @@ queue_journal_free(struct queue_journal *j)
 		close(j->notify_fd);
 	if (j->fd >= 0)
 		close(j->fd);
+	if (j->dfd >= 0)
+		close(j->dfd);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
 	queue_journal_replay_done(j);

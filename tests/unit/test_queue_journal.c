@@ -305,6 +305,34 @@ test_free_writes_pending(void **state)
 	queue_journal_free(j);
 }
 
+/* A segment that is a symlink, or has a second link, is not read. */
+static void
+test_planted_segments_not_read(void **state)
+{
+	struct fixture *fx = *state;
+	const size_t *idx;
+	char p[600], target[600], link2[600];
+
+	assert_int_equal(mkdir(fx->jdir, 0700), 0);
+	snprintf(target, sizeof(target), "%s/outside", fx->dir);
+	FILE *f = fopen(target, "w");
+	fputs("sent " ID1 " 1\n", f);
+	fclose(f);
+	snprintf(p, sizeof(p), "%s/0000000000000001", fx->jdir);
+	assert_int_equal(symlink(target, p), 0);
+	snprintf(p, sizeof(p), "%s/0000000000000002", fx->jdir);
+	assert_int_equal(link(target, p), 0);
+	snprintf(link2, sizeof(link2), "%s", p);
+	struct queue_journal *j = open_journal(fx);
+	assert_int_equal(queue_journal_replayed(j, ID1, &idx), 0);
+	assert_int_equal(queue_journal_segment(j), 3);
+	queue_journal_free(j);
+	unlink(target);
+	unlink(link2);
+	snprintf(p, sizeof(p), "%s/0000000000000001", fx->jdir);
+	unlink(p);
+}
+
 static void
 test_foreign_files_and_torn_segment(void **state)
 {
@@ -355,6 +383,16 @@ test_open_errors(void **state)
 	assert_non_null(err);
 	assert_non_null(strstr(err, "mkdir"));
 	unlink(p);
+	/* journal/ is a symlink (planted): refused, not followed. */
+	char target[600];
+	snprintf(target, sizeof(target), "%s/elsewhere", fx->dir);
+	assert_int_equal(mkdir(target, 0700), 0);
+	assert_int_equal(symlink(target, fx->jdir), 0);
+	err = NULL;
+	assert_null(queue_journal_open(fx->base, fx->dir, synced_cb, fx, &err));
+	assert_non_null(err);
+	unlink(fx->jdir);
+	rmdir(target);
 	/* A journal directory we may not write in (root may anyway). */
 	if (geteuid() != 0) {
 		assert_int_equal(mkdir(fx->jdir, 0500), 0);
@@ -376,6 +414,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_free_writes_pending, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_foreign_files_and_torn_segment, setup,
 	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_planted_segments_not_read, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
