@@ -359,6 +359,23 @@ fwd_greeting_not_ours(void *arg, const struct smtp_reply *greeting)
 	return true;
 }
 
+/* auth_forward_new()'s errors, valid until the next call (loop thread). */
+static char *fwd_errors;
+
+static int
+fwd_fail(char *errors, const char **error_r)
+{
+	size_t len = strlen(errors);
+
+	/* One "file:line: ..." per line, without the last newline. */
+	if (len > 0 && errors[len - 1] == '\n')
+		errors[len - 1] = '\0';
+	free(fwd_errors);
+	fwd_errors = errors;
+	*error_r = fwd_errors;
+	return -1;
+}
+
 int
 auth_forward_new(const struct auth_env *env, struct auth_forward **r, const char **error_r)
 {
@@ -369,18 +386,23 @@ auth_forward_new(const struct auth_env *env, struct auth_forward **r, const char
 	struct auth_forward *src;
 	struct fwd_settings set;
 	const char *err = NULL;
-	char msg[600];
+	char *errors = NULL;
 	SSL_CTX *ctx;
 
-	if (forward_config_parse(env->cfg, &set, error_r) < 0)
-		return -1;
+	/* config_load() refused a bad [smtp-forward]; this is a backstop. */
+	if (forward_config_load(env->cfg, &set, &errors) < 0)
+		return fwd_fail(errors, error_r);
+	if (forward_config_resolve(env->cfg, &set, &errors) < 0) {
+		forward_config_free(&set);
+		return fwd_fail(errors, error_r);
+	}
 	/* Built (and ca_file checked) even with tls = none or tls_verify = no,
 	 * so that check-config finds a bad ca_file whatever the rest says. */
 	if ((ctx = smtp_client_tls_ctx_new(set.ca_file, true, &err)) == NULL) {
-		snprintf(msg, sizeof(msg), "%s%s", set.ca_file != NULL ? "ca_file: " : "", err);
+		errors = forward_config_key_error(
+		        env->cfg, "ca_file", set.ca_file != NULL ? set.ca_file : "(not set)", err);
 		forward_config_free(&set);
-		*error_r = forward_config_error(env->cfg, "ca_file", msg);
-		return -1;
+		return fwd_fail(errors, error_r);
 	}
 	src = xcalloc(1, sizeof(*src));
 	src->cfg = env->cfg;
@@ -502,7 +524,7 @@ auth_forward_check(struct auth_forward *src, const struct auth_request *ar,
 static bool
 fwd_configured(const struct config *cfg)
 {
-	return config_section_next(cfg, FWD_SECTION, NULL) != NULL;
+	return forward_config_present(cfg);
 }
 
 static int
@@ -517,9 +539,6 @@ fwd_init(const struct auth_env *env, void **state_r, const char **error_r)
 		log_info("auth: forward upstream=%s addr=%s tls=%s tls_name=%s", u->name,
 		         u->addr_text, forward_config_tls_name(src->set.tls), u->tls_name);
 	}
-	if (src->set.tls == FWD_TLS_NONE)
-		log_warn("auth: [smtp-forward] tls = none: passwords go to the upstreams in "
-		         "cleartext");
 	/* Pre-connecting starts with the loop (never during check-config). */
 	forward_pool_start(src->pool);
 	*state_r = src;

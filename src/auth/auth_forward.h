@@ -21,8 +21,8 @@ typedef void auth_forward_trace_cb(void *arg, const char *line);
 
 /* Parse and check [smtp-forward] (names resolved here, once), build the TLS
  * context. No connection is opened. 0, or -1 with *error_r: one
- * "file:line: message" per problem, newline-separated (valid until the next
- * call). */
+ * "file:line: message" per problem, newline-separated, no newline at the
+ * end (valid until the next call). */
 int auth_forward_new(const struct auth_env *env, struct auth_forward **r, const char **error_r);
 /* Closes every upstream connection. Callbacks of checks still running are
  * not called. */

@@ -65,9 +65,8 @@ struct listener_cfg {
 };
 
 /* A section as written in the file. config_load() keeps every one, in
- * file order; a module parses its own with settings_parse() (or, for a
- * section not on a table yet, reads the keys itself), reporting errors as
- * "file:line: message" with the lines kept here. */
+ * file order; a module parses its own with settings_parse(), reporting
+ * errors as "file:line: message" with the lines kept here. */
 struct config_line {
 	char *text;
 	int line;
@@ -140,8 +139,9 @@ struct settings_section;
 /* A module's part of the file: its section kinds and a check that parses
  * them from cfg and reports every problem into ctx. config_load() runs the
  * checks once the core sections are read, so that one load reports every
- * problem of the file, sorted by line. check is NULL for sections whose
- * module checks them elsewhere (raw sections). */
+ * problem of the file, sorted by line. The checks touch no file and ask
+ * no DNS: every process and command loads the file (check-config looks at
+ * the files and names the file gives, as the processes that use them). */
 struct config_module {
 	const struct settings_section *const *sections;
 	size_t n_sections;

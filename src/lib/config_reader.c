@@ -139,9 +139,9 @@ begin_section(struct reader *r, const char *text)
 		settings_error(r->ctx, r->lineno, "section [%s] takes no name", def->kind);
 		return;
 	}
-	/* A table-driven section without a name may come back (its keys add
-	 * up); a named one is one thing, and a raw one its module's alone. */
-	for (size_t i = 0; i < r->n_secs && (def->named || def->raw); i++) {
+	/* A section without a name may come back (its keys add up) unless it
+	 * says once; a named one is one thing. */
+	for (size_t i = 0; i < r->n_secs && (def->named || def->once || def->raw); i++) {
 		const struct config_section *o = &r->secs[i];
 		if (strcmp(o->kind, def->kind) != 0 ||
 		    (def->named && ascii_strcasecmp(o->name, name) != 0))

@@ -123,10 +123,13 @@ struct settings_key {
 struct settings_section {
 	const char *kind; /* "queue": the name between the brackets */
 	bool named;       /* [kind NAME] */
+	/* A section without a name may appear several times, its keys adding
+	 * up ([limits]), unless once is set ([smtp-forward]: one set of
+	 * upstreams). A named one appears once per name. */
+	bool once;
 	/* Not table-driven yet: config_load() keeps the keys as written and
 	 * the owning module checks them. Such a section may appear once (or
-	 * once per name). A table-driven section without a name may appear
-	 * several times; its keys add up. */
+	 * once per name). */
 	bool raw;
 	const char *meaning; /* one line, for the reference */
 	const struct settings_key *keys;

@@ -3,12 +3,14 @@
  * whole-file operations built on it (see settings_registry.h).
  *
  * Each section kind maps to its records in a struct settings_set: the core
- * sections to struct config (or its limits, or a listener), [protection]
- * and [alerts] to struct protection_config, [queue] and [route NAME] to
- * struct queue_config. Adding a module's section is a line in modules[] and
- * a case in set_records().
+ * sections to struct config (or its limits, or a listener), [smtp-forward]
+ * to struct fwd_settings (none when the file has no such section),
+ * [protection] and [alerts] to struct protection_config, [queue] and [route
+ * NAME] to struct queue_config. Adding a module's section is a line in
+ * modules[] and a case in set_records().
  */
 #include "settings_registry.h"
+#include "../auth/forward_config.h"
 #include "../auth/protection_config.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
@@ -17,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Not on a table yet: config_load() keeps their keys as written, and
- * src/auth/ldap_config.c and src/auth/forward_config.c check them. */
+/* Not on a table yet: config_load() keeps its keys as written, and
+ * src/auth/ldap_config.c checks them. */
 static const struct settings_section ldap_section = {
         .kind = "ldap",
         .named = true,
@@ -26,13 +28,7 @@ static const struct settings_section ldap_section = {
         .meaning = "An LDAP directory, asked after the users file (keys: README.md, "
                    "\"[ldap NAME]\").",
 };
-static const struct settings_section forward_section = {
-        .kind = "smtp-forward",
-        .raw = true,
-        .meaning = "SMTP forwarding: logins checked by AUTH against upstream servers (keys: "
-                   "README.md, \"[smtp-forward]\").",
-};
-static const struct settings_section *const raw_sections[] = {&ldap_section, &forward_section};
+static const struct settings_section *const raw_sections[] = {&ldap_section};
 static const struct config_module raw_module = {
         .sections = raw_sections,
         .n_sections = AR_NELEM(raw_sections),
@@ -40,6 +36,7 @@ static const struct config_module raw_module = {
 
 static const struct config_module *const modules[] = {
         &raw_module,
+        &forward_config_module,
         &protection_config_module,
         &queue_config_module,
 };
@@ -93,6 +90,11 @@ settings_registry_load(const char *path, char **errors_r)
 		goto fail;
 	if (protection_config_load(set->cfg, &set->prot, errors_r) < 0)
 		goto fail;
+	set->has_fwd = forward_config_present(set->cfg);
+	if (set->has_fwd && forward_config_load(set->cfg, &set->fwd, errors_r) < 0) {
+		set->has_fwd = false;
+		goto fail;
+	}
 	return set;
 fail:
 	settings_registry_free(set);
@@ -104,6 +106,8 @@ settings_registry_free(struct settings_set *set)
 {
 	if (set == NULL)
 		return;
+	if (set->has_fwd)
+		forward_config_free(&set->fwd);
 	protection_config_clear(&set->prot);
 	queue_config_free(set->qc);
 	config_free(set->cfg);
@@ -155,6 +159,9 @@ set_records(const struct settings_set *set, const struct settings_section *def, 
 		records_add(r, &set->prot.alerts, NULL);
 	} else if (strcmp(def->kind, "queue") == 0) {
 		records_add(r, set->qc, NULL);
+	} else if (strcmp(def->kind, FWD_SECTION) == 0) {
+		if (set->has_fwd)
+			records_add(r, &set->fwd, NULL);
 	} else if (strcmp(def->kind, "route") == 0) {
 		for (size_t i = 0; i < set->qc->n_routes; i++)
 			records_add(r, &set->qc->routes[i], set->qc->routes[i].name);
@@ -178,6 +185,7 @@ union base_record {
 	struct alerts_config alerts;
 	struct queue_config qc;
 	struct route_cfg route;
+	struct fwd_settings fwd;
 };
 
 /* The defaults of def: what a key that is not written would hold. A
@@ -275,6 +283,23 @@ diff_named(const struct settings_section *def, const struct records *a, const st
 	return changes;
 }
 
+/* An unnamed section: one record each, or none for an optional section
+ * ([smtp-forward]) the file does not have. */
+static size_t
+diff_unnamed(const struct settings_section *def, const struct records *a, const struct records *b,
+             settings_change_cb *cb, void *arg)
+{
+	struct settings_change c = {.section = def->kind};
+
+	if (a->n > 0 && b->n > 0)
+		return settings_diff(def, def->kind, a->rec[0], b->rec[0], cb, arg);
+	if (a->n == b->n)
+		return 0;
+	c.new_value = b->n > 0 ? "added" : NULL;
+	cb(arg, &c);
+	return 1;
+}
+
 /* Sections kept as written: key by key, and whole sections added or
  * removed. */
 static size_t
@@ -346,7 +371,7 @@ settings_registry_diff(const struct settings_set *old, const struct settings_set
 		if (def->named)
 			changes += diff_named(def, &a, &b, cb, arg);
 		else
-			changes += settings_diff(def, def->kind, a.rec[0], b.rec[0], cb, arg);
+			changes += diff_unnamed(def, &a, &b, cb, arg);
 	}
 	records_clear(&a);
 	records_clear(&b);

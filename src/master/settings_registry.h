@@ -1,8 +1,8 @@
 /*
  * settings_registry.h - every section of authrelay.conf in one list: the
- * core sections (lib/config.c), [protection] and [alerts] (auth), [queue]
- * and [route NAME] (queue), and the sections not on a table yet ([ldap
- * NAME], [smtp-forward]), which their modules still read as written.
+ * core sections (lib/config.c), [smtp-forward], [protection] and [alerts]
+ * (auth), [queue] and [route NAME] (queue), and [ldap NAME], not on a table
+ * yet, which its module still reads as written.
  *
  * The master may include every module, so the list lives here:
  * settings_registry_install() hands it to config_load() (every process and
@@ -14,6 +14,7 @@
 #define AUTHRELAY_SETTINGS_REGISTRY_H
 
 #include <stdio.h>
+#include "../auth/forward_config.h"
 #include "../auth/protection_config.h"
 #include "../lib/settings.h"
 
@@ -25,6 +26,8 @@ struct settings_set {
 	struct config *cfg;
 	struct queue_config *qc;
 	struct protection_config prot;
+	struct fwd_settings fwd; /* when has_fwd: the file has [smtp-forward] */
+	bool has_fwd;
 };
 
 /* Make every module's sections known to config_load(). Call once, before

@@ -381,15 +381,22 @@ def test_check_config_errors(fwd_gateway, up, bin_path):
     r = harness.run_tool([bin_path, "check-config", "-c", gw.cfg_path])
     err = r.stderr.decode()
     assert r.returncode == 78, err
-    for key, what in (("tls", "tls: expected starttls, implicit or none"),
-                      ("mechanisms", "CRAM-MD5"),
-                      ("max_sessions", "max_sessions: 0 is out of range"),
-                      ("colour", "unknown key"),
-                      ("failure_memory", "expected a number"),
-                      ("upstreams", "is not host:port")):
+    # Each value's error in the one format of every section (settings.h),
+    # on its line; the unknown key names the section.
+    for key, what in (("tls", "tls = bogus: expected starttls, implicit or none"),
+                      ("mechanisms", "mechanisms = PLAIN CRAM-MD5: \"CRAM-MD5\" is not PLAIN "
+                                     "or LOGIN"),
+                      ("max_sessions", "max_sessions = 0: must be at least 1"),
+                      ("colour", "unknown key 'colour' in [smtp-forward]"),
+                      ("failure_memory", "failure_memory = soon: not a duration"),
+                      ("upstreams", "upstreams = 127.0.0.1:notaport: not host:port")):
         line = section_line(gw, "smtp-forward", key)
-        assert re.search(rf"^{re.escape(str(gw.cfg_path))}:{line}: \[smtp-forward\] .*"
-                         rf"{re.escape(what)}", err, re.M), (key, err)
+        assert re.search(rf"^{re.escape(str(gw.cfg_path))}:{line}: {re.escape(what)}", err,
+                         re.M), (key, err)
+    # The daemon refuses the same file at start, with the same messages.
+    gw.start(wait=False)
+    assert gw.proc.wait(15) == 78
+    assert "tls = bogus: expected starttls" in gw.log_text()
 
 
 def test_loop_at_run_time(fwd_gateway, make_gateway, up):

@@ -216,8 +216,8 @@ static const struct error_case error_cases[] = {
          {{13, "unknown key 'max_recipients' in [queue] (it belongs in [limits])"}}},
         {"key of several sections",
          BASE "[server]\ntls = none\n",
-         {{13, "unknown key 'tls' in [server] (it belongs in [listener NAME], [queue], "
-               "[route NAME])"}}},
+         {{13, "unknown key 'tls' in [server] (it belongs in [listener NAME], [smtp-forward], "
+               "[queue], [route NAME])"}}},
         {"duplicate raw section",
          BASE "[smtp-forward]\nupstreams = a:25\n[smtp-forward]\n",
          {{14, "duplicate section [smtp-forward] (first at line 12)"}}},
