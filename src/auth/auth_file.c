@@ -11,8 +11,9 @@
  * The hash is any format lib/pwhash understands; a {PLAIN} or {CLEARTEXT}
  * value cannot contain ':' (as in Dovecot's passwd-file). A line without a
  * user or a hash, an empty cleartext, a user with blanks or control characters or longer than
- * AUTH_MAX_LOGIN, and a second entry for a user are warned about (file:line)
- * and skipped. An entry with a hash we cannot check is kept and warned about:
+ * AUTH_MAX_LOGIN, and a second entry for a user are warned about
+ * ("file:line: warning: ...", the format of every config warning) and
+ * skipped. An entry with a hash we cannot check is kept and warned about:
  * its logins fail with reason=unsupported_hash, which tells the admin more
  * than unknown_user would.
  *
@@ -291,7 +292,8 @@ file_parse_addresses(const char *path, unsigned lineno, const char *field)
 		} else if (n > 0) {
 			/* Not echoed: a cleartext password holding ':' would
 			 * spill its tail into this field. */
-			log_warn("%s:%u: an item of the addresses field (the third) is not an "
+			log_warn("%s:%u: warning: an item of the addresses field (the third) is "
+			         "not an "
 			         "address; left out",
 			         path, lineno);
 		}
@@ -321,7 +323,8 @@ file_parse_line(struct file_table *t, const char *path, unsigned lineno, char *l
 		return;
 	colon = strchr(line, ':');
 	if (colon == NULL) {
-		log_warn("%s:%u: no ':' between user and hash; line skipped", path, lineno);
+		log_warn("%s:%u: warning: no ':' between user and hash; line skipped", path,
+		         lineno);
 		goto skip;
 	}
 	*colon = '\0';
@@ -334,32 +337,33 @@ file_parse_line(struct file_table *t, const char *path, unsigned lineno, char *l
 			*colon = '\0'; /* further fields: ignored */
 	}
 	if (*user == '\0' || !file_user_ok(user)) {
-		log_warn("%s:%u: empty user, or a blank or control character in it; line skipped",
+		log_warn("%s:%u: warning: empty user, or a blank or control character in it; line "
+		         "skipped",
 		         path, lineno);
 		goto skip;
 	}
 	if (strlen(user) > AUTH_MAX_LOGIN) {
-		log_warn("%s:%u: user longer than %d bytes; line skipped", path, lineno,
+		log_warn("%s:%u: warning: user longer than %d bytes; line skipped", path, lineno,
 		         AUTH_MAX_LOGIN);
 		goto skip;
 	}
 	if (*hash == '\0') {
-		log_warn("%s:%u: empty hash; line skipped", path, lineno);
+		log_warn("%s:%u: warning: empty hash; line skipped", path, lineno);
 		goto skip;
 	}
 	if ((dup = file_table_find(t, user)) != NULL) {
-		log_warn("%s:%u: user already defined at line %u; line skipped", path, lineno,
-		         dup->line);
+		log_warn("%s:%u: warning: user already defined at line %u; line skipped", path,
+		         lineno, dup->line);
 		goto skip;
 	}
 	if (pwhash_cleartext(hash) != NULL && pwhash_cleartext(hash)[0] == '\0') {
 		/* PLAIN refuses empty passwords, but CRAM-MD5 would accept
 		 * an HMAC keyed with nothing. */
-		log_warn("%s:%u: empty cleartext password; line skipped", path, lineno);
+		log_warn("%s:%u: warning: empty cleartext password; line skipped", path, lineno);
 		goto skip;
 	}
 	if (!pwhash_supported(hash))
-		log_warn("%s:%u: hash format not supported; logins of this user will fail "
+		log_warn("%s:%u: warning: hash format not supported; logins of this user will fail "
 		         "(reason=unsupported_hash)",
 		         path, lineno);
 	if (pwhash_cleartext(hash) != NULL)
@@ -419,7 +423,8 @@ file_load(const char *path)
 	}
 	setvbuf(f, iobuf, _IOFBF, sizeof(iobuf));
 	if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH))
-		log_warn("%s: readable by every user, and it holds password hashes", path);
+		log_warn("%s:0: warning: readable by every user, and it holds password hashes",
+		         path);
 
 	t = xcalloc(1, sizeof(*t));
 	t->nbuckets = 64;
@@ -430,7 +435,8 @@ file_load(const char *path)
 		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 			line[--n] = '\0';
 		if (memchr(line, '\0', (size_t)n) != NULL) {
-			log_warn("%s:%u: NUL byte in the line; line skipped", path, lineno);
+			log_warn("%s:%u: warning: NUL byte in the line; line skipped", path,
+			         lineno);
 			skipped++;
 		} else {
 			file_parse_line(t, path, lineno, line, &skipped);

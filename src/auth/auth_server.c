@@ -863,8 +863,11 @@ auth_server_check(const struct config *cfg)
 		if (!ops->configured(cfg))
 			continue;
 		if (ops->init(&env, &state, &err) < 0) {
-			fprintf(stderr, "auth: source %s: %s\n", ops->name,
-			        err != NULL ? err : "init failed");
+			/* The sources' errors say where ("file:line: ..."). */
+			if (err != NULL)
+				fprintf(stderr, "%s\n", err);
+			else
+				fprintf(stderr, "auth: source %s: init failed\n", ops->name);
 			ret = -1;
 			continue;
 		}

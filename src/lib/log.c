@@ -23,6 +23,7 @@
 #include <event2/event.h>
 
 static bool log_syslog;
+static bool log_plain;
 static enum log_level log_level = LOG_LEVEL_INFO;
 static char log_ident[32] = "authrelay";
 /* getpid() is a system call (glibc no longer caches it); kept here, reset by
@@ -116,6 +117,12 @@ log_set_level(enum log_level level)
 	log_level = level;
 }
 
+void
+log_set_plain(bool plain)
+{
+	log_plain = plain;
+}
+
 bool
 log_enabled(enum log_level level)
 {
@@ -145,8 +152,10 @@ log_vemit(enum log_level level, const char *fmt, va_list ap)
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	char out[sizeof(line) + 128];
-	int n = snprintf(out, sizeof(out), "%s.%03ldZ %s[%d] %s: %s\n", when, ts.tv_nsec / 1000000L,
-	                 log_ident, (int)(log_pid != 0 ? log_pid : getpid()), name[level], line);
+	int n = log_plain ? snprintf(out, sizeof(out), "%s\n", line)
+	                  : snprintf(out, sizeof(out), "%s.%03ldZ %s[%d] %s: %s\n", when,
+	                             ts.tv_nsec / 1000000L, log_ident,
+	                             (int)(log_pid != 0 ? log_pid : getpid()), name[level], line);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(out))

@@ -18,6 +18,10 @@ enum log_level { LOG_LEVEL_ERR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DE
  * (for example after fork) to change the role. */
 void log_init(bool use_syslog, enum log_level level, const char *ident);
 void log_set_level(enum log_level level);
+/* Lines on stderr carry the message alone, without time, role and level:
+ * for a command whose messages are read by a person, like check-config's
+ * "file:line: warning: ..." (syslog is not affected). */
+void log_set_plain(bool plain);
 
 struct event_base;
 /* Batch the lines this thread logs while base runs: they are written together

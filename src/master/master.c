@@ -284,7 +284,7 @@ master_check_tls(struct master *m, const char **error_r)
 	if (pid == 0) {
 		const char *e = NULL;
 		close(p[0]);
-		if (tls_server_check(m->cfg, &e) == 0)
+		if (tls_server_check(m->cfg, NULL, &e) == 0)
 			_exit(0);
 		(void)write_all(p[1], e, strlen(e));
 		_exit(1);
@@ -421,7 +421,7 @@ child_run_smtpd(struct master *m, unsigned idx)
 		kc = keyproc_client_new(kp_path, KEYPROC_TIMEOUT_MS);
 		tls = tls_server_ctx_new(cfg, kc, &err);
 		if (tls == NULL)
-			fatal("tls: %s", err);
+			fatal("tls: [tls] %s", err);
 	}
 	if (m->is_root)
 		privdrop_apply(&m->user, chrooted ? cfg->spool_dir : NULL);

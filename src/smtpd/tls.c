@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 static const char *
 tls_error(const char *what)
@@ -28,6 +30,42 @@ tls_error(const char *what)
 		ERR_error_string_n(e, reason, sizeof(reason));
 	snprintf(buf, sizeof(buf), "%s: %s", what, e ? reason : "unknown error");
 	ERR_clear_error();
+	return buf;
+}
+
+/* "key = value: reason" in a static buffer for a [tls] file or value that
+ * will not do, the reason made readable from OpenSSL's error queue (which is
+ * then cleared): a file that cannot be opened says why, a file without the
+ * PEM block says so, anything else names OpenSSL's reason. what:
+ * "certificate", "cipher list". */
+static const char *
+tls_key_error(const char *key, const char *value, const char *what)
+{
+	static char buf[1024];
+	unsigned long e, first = 0, sys = 0, no_pem = 0;
+	char reason[300];
+
+	/* The queue holds the cause first, then what each caller made of
+	 * it ("PEM lib"): look for the causes a person can act on. */
+	while ((e = ERR_get_error()) != 0) {
+		if (first == 0)
+			first = e;
+		if (ERR_SYSTEM_ERROR(e))
+			sys = e;
+		else if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+			no_pem = e;
+	}
+	if (sys != 0)
+		snprintf(reason, sizeof(reason), "cannot open it (%s)",
+		         strerror((int)ERR_GET_REASON(sys)));
+	else if (no_pem != 0)
+		snprintf(reason, sizeof(reason), "no PEM %s in it", what);
+	else
+		snprintf(reason, sizeof(reason), "not a usable %s (OpenSSL: %s)", what,
+		         first != 0 && ERR_reason_error_string(first) != NULL
+		                 ? ERR_reason_error_string(first)
+		                 : "unknown error");
+	snprintf(buf, sizeof(buf), "%s = %s: %s", key, value, reason);
 	return buf;
 }
 
@@ -45,10 +83,12 @@ tls_ticket_keys_init(void)
 }
 
 /* What every server context has: protocols, options, ciphers and the
- * certificate chain; no private key. */
+ * certificate chain; no private key. *key_r (when not NULL): the [tls] key
+ * an error is about. */
 static SSL_CTX *
-tls_ctx_base(const struct config *cfg, const char **error_r)
+tls_ctx_base(const struct config *cfg, const char **key_r, const char **error_r)
 {
+	const char *key = NULL;
 	char ciphers[1024];
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {
@@ -70,44 +110,63 @@ tls_ctx_base(const struct config *cfg, const char **error_r)
 	int n = snprintf(ciphers, sizeof(ciphers), "%s:!kRSA",
 	                 cfg->tls_ciphers != NULL ? cfg->tls_ciphers : "DEFAULT");
 	if (n < 0 || (size_t)n >= sizeof(ciphers) || SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
-		*error_r = tls_error("[tls] ciphers");
+		key = "ciphers";
+		*error_r =
+		        tls_key_error(key, cfg->tls_ciphers != NULL ? cfg->tls_ciphers : "DEFAULT",
+		                      "cipher list");
 		goto fail;
 	}
 	if (cfg->tls_cert_file == NULL || cfg->tls_key_file == NULL) {
-		*error_r = "[tls] cert_file and key_file are required";
+		key = cfg->tls_cert_file == NULL ? "cert_file" : "key_file";
+		*error_r = "cert_file and key_file are required";
 		goto fail;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert_file) != 1) {
-		*error_r = tls_error(cfg->tls_cert_file);
+		key = "cert_file";
+		*error_r = tls_key_error(key, cfg->tls_cert_file, "certificate");
 		goto fail;
 	}
 	return ctx;
 fail:
+	if (key_r != NULL)
+		*key_r = key;
 	SSL_CTX_free(ctx);
 	return NULL;
 }
 
 int
-tls_server_check(const struct config *cfg, const char **error_r)
+tls_server_check(const struct config *cfg, const char **key_r, const char **error_r)
 {
-	SSL_CTX *ctx = tls_ctx_base(cfg, error_r);
+	static char buf[1024];
+	SSL_CTX *ctx = tls_ctx_base(cfg, key_r, error_r);
 	struct keyproc_keys *keys;
+	const char *err;
 	int r;
 
 	if (ctx == NULL)
 		return -1;
 	SSL_CTX_free(ctx);
-	/* What the key process will do at its start. */
+	/* What the key process will do at its start. The chain loaded just
+	 * above: what fails now is about the key ("file: reason"). */
 	keys = keyproc_keys_new();
-	r = keyproc_keys_load(keys, cfg->tls_cert_file, cfg->tls_key_file, error_r);
+	r = keyproc_keys_load(keys, cfg->tls_cert_file, cfg->tls_key_file, &err);
 	keyproc_keys_free(keys);
+	if (r < 0) {
+		size_t n = strlen(cfg->tls_key_file);
+		if (strncmp(err, cfg->tls_key_file, n) == 0 && strncmp(err + n, ": ", 2) == 0)
+			err += n + 2;
+		snprintf(buf, sizeof(buf), "key_file = %s: %s", cfg->tls_key_file, err);
+		*error_r = buf;
+		if (key_r != NULL)
+			*key_r = "key_file";
+	}
 	return r;
 }
 
 SSL_CTX *
 tls_server_ctx_new(const struct config *cfg, struct keyproc_client *kc, const char **error_r)
 {
-	SSL_CTX *ctx = tls_ctx_base(cfg, error_r);
+	SSL_CTX *ctx = tls_ctx_base(cfg, NULL, error_r);
 	EVP_PKEY *pkey;
 
 	if (ctx == NULL)
@@ -129,7 +188,7 @@ tls_server_ctx_new(const struct config *cfg, struct keyproc_client *kc, const ch
 		/* Ask for a client certificate, never require one: the result is
 		 * logged, and AUTH stays the way users prove who they are. */
 		if (SSL_CTX_load_verify_locations(ctx, cfg->tls_ca_file, NULL) != 1) {
-			*error_r = tls_error(cfg->tls_ca_file);
+			*error_r = tls_key_error("ca_file", cfg->tls_ca_file, "certificate");
 			goto fail;
 		}
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);

@@ -17,15 +17,20 @@ struct keyproc_client;
  * for resumption, and as private key a stand-in whose signatures kc gets
  * from the key process (keyproc_pkey.h): key_file is not read. Runs before
  * privileges are dropped (the chain may be readable by root only). Returns
- * NULL with *error_r set (a static string or one from OpenSSL's error queue). */
+ * NULL with *error_r set (a static string; about a [tls] file or value as
+ * "key = value: reason", see tls_server_check()). */
 SSL_CTX *tls_server_ctx_new(const struct config *cfg, struct keyproc_client *kc,
                             const char **error_r);
 
 /* Check [tls] as the workers and the key process will use it: the ciphers,
  * the chain, the key (readable, unencrypted, RSA or ECDSA) and that the two
  * match. For the master's start and check-config (as root). Returns 0, or
- * -1 with *error_r set. */
-int tls_server_check(const struct config *cfg, const char **error_r);
+ * -1 with *error_r set to "key = value: reason" (a static string, the reason
+ * in words: "cannot open it (No such file or directory)", "no PEM
+ * certificate in it", "certificate and key do not match") and, when key_r
+ * is not NULL, *key_r to the [tls] key at fault ("cert_file"; NULL when no
+ * key is). */
+int tls_server_check(const struct config *cfg, const char **key_r, const char **error_r);
 
 /* Make the session ticket keys every later tls_server_ctx_new() uses. The
  * master calls it once before forking the workers, so a session resumes on

@@ -17,7 +17,9 @@ run time (an upstream greeting with our own banner). No password reaches a
 gateway log.
 """
 
+import os
 import re
+import shutil
 import threading
 import time
 
@@ -397,6 +399,26 @@ def test_check_config_errors(fwd_gateway, up, bin_path):
     gw.start(wait=False)
     assert gw.proc.wait(15) == 78
     assert "tls = bogus: expected starttls" in gw.log_text()
+
+
+def test_check_config_opens_ca_file_as_auth_user(fwd_gateway, up, bin_path):
+    """The auth process loads ca_file after its privilege drop: check-config
+    opens it as [server] auth_user, not as root."""
+    gw = fwd_gateway(["plain"], start=False, **tls_settings(up))
+    ca = gw.dir / "upstream-ca.pem"
+    shutil.copyfile(up.cert, ca)
+    os.chmod(ca, 0o600)
+    gw.sections["smtp-forward"]["ca_file"] = str(ca)
+    gw.write_config()
+    r = harness.run_tool([bin_path, "check-config", "-c", gw.cfg_path])
+    err = r.stderr.decode()
+    assert r.returncode == 78, err
+    line = section_line(gw, "smtp-forward", "ca_file")
+    assert (f"{gw.cfg_path}:{line}: ca_file = {ca}: not readable by user {harness.AUTH_AS} "
+            "(Permission denied)\n") in err, err
+    os.chmod(ca, 0o644)
+    r = harness.run_tool([bin_path, "check-config", "-c", gw.cfg_path])
+    assert r.returncode == 0, r.stderr
 
 
 def test_loop_at_run_time(fwd_gateway, make_gateway, up):

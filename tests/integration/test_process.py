@@ -330,6 +330,128 @@ def test_check_config_missing_file(bin_path, base_dir):
     assert str(path).encode() in r.stderr
 
 
+# ------------------------------------------- check-config: files, as their readers
+
+def private_users_file(gw):
+    """Readable by the auth user's group only: nothing to warn about."""
+    os.chown(gw.users_path, 0, auth_ids()[1])
+    os.chmod(gw.users_path, 0o640)
+
+
+def test_check_config_opens_users_file_as_auth_user(make_gateway):
+    """The auth process reads the users file after dropping to auth_user: a
+    file only root can read passed check-config, then the auth process
+    failed in a loop. check-config opens it as that user now."""
+    gw = make_gateway(start=False)
+    line = gw.config_line(r"^path = ")
+    os.chown(gw.users_path, 0, 0)
+    os.chmod(gw.users_path, 0o600)
+    r = check_config(gw)
+    assert r.returncode == 78, r.stderr
+    assert r.stderr.decode() == (f"{gw.cfg_path}:{line}: path = {gw.users_path}: not readable "
+                                 f"by user {harness.AUTH_AS} (Permission denied)\n")
+    # Readable by the auth user's group: fine, and nothing to say.
+    private_users_file(gw)
+    r = check_config(gw)
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+
+
+def test_check_config_users_file_directory_as_the_auth_process_enters_it(make_gateway):
+    """The auth process enters the users file's directory as root, then
+    opens the file by name: a closed parent above that directory is fine,
+    a closed directory itself is not."""
+    gw = make_gateway(start=False)
+    closed = harness.make_dir(gw.dir, "closed-")
+    inner = closed / "etc"
+    inner.mkdir(mode=0o755)
+    users = inner / "users"
+    users.write_bytes(gw.users_path.read_bytes())
+    os.chown(users, 0, auth_ids()[1])
+    os.chmod(users, 0o640)
+    os.chmod(closed, 0o700)
+    gw.sections["users-file"]["path"] = str(users)
+    gw.write_config()
+    r = check_config(gw)
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    os.chmod(inner, 0o700)
+    r = check_config(gw)
+    assert r.returncode == 78, r.stderr
+    assert (f"{gw.cfg_path}:{gw.config_line('^path = ')}: path = {users}: not readable by user "
+            f"{harness.AUTH_AS} (Permission denied)") in r.stderr.decode()
+
+
+def test_check_config_tls_files_name_their_line(make_gateway, base_dir):
+    """A missing certificate said "line 0" and a raw OpenSSL string; each TLS
+    problem is now on the line of the key at fault, in words."""
+    other_cert, other_key = harness.make_cert(harness.make_dir(base_dir, "other-cert-"))
+    missing = base_dir / "no-such-cert.pem"
+    gw = make_gateway({"tls": {"cert_file": str(missing)}}, start=False)
+    private_users_file(gw)
+    cert_line = gw.config_line(r"^cert_file = ")
+    r = check_config(gw)
+    assert r.returncode == 78
+    assert r.stderr.decode() == f"{gw.cfg_path}:{cert_line}: cert_file = {missing}: does not exist\n"
+
+    garbage = base_dir / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    gw.sections["tls"]["cert_file"] = str(garbage)
+    gw.write_config()
+    r = check_config(gw)
+    assert r.returncode == 78
+    assert r.stderr.decode() == (f"{gw.cfg_path}:{cert_line}: cert_file = {garbage}: no PEM "
+                                 "certificate in it\n")
+
+    gw.sections["tls"]["cert_file"] = str(other_cert)  # the key is another one's
+    gw.write_config()
+    r = check_config(gw)
+    assert r.returncode == 78
+    key = gw.sections["tls"]["key_file"]
+    assert r.stderr.decode() == (f"{gw.cfg_path}:{gw.config_line('^key_file = ')}: key_file = "
+                                 f"{key}: certificate and key do not match\n")
+    gw.sections["tls"]["key_file"] = str(other_key)
+    gw.write_config()
+    r = check_config(gw)
+    assert r.returncode == 0, r.stderr
+
+
+def test_check_config_spool_maildir_and_cas_as_user(make_gateway):
+    """The workers (user) and the queue (queue_user) enter the spool; a
+    Maildir route's directory and the queue's CA file are opened as the
+    queue's user."""
+    gw = make_gateway(start=False)
+    private_users_file(gw)
+    closed = harness.make_dir(gw.dir, "closed-")
+    os.chmod(closed, 0o700)
+    ca = gw.dir / "ca.pem"
+    ca.write_bytes(open(gw.sections["tls"]["cert_file"], "rb").read())
+    os.chmod(ca, 0o600)
+    gw.sections["server"]["spool_dir"] = str(closed / "spool")
+    gw.sections["route box"] = {"domains": "box.test", "type": "maildir",
+                                "maildir": f"{closed}/mail/%d/%u"}
+    gw.sections["queue"]["tls_ca_file"] = str(ca)
+    gw.write_config()
+    r = check_config(gw)
+    assert r.returncode == 78
+    err = r.stderr.decode()
+    queue = harness.QUEUE_AS
+    for key, text in [("spool_dir", f"spool_dir = {closed}/spool: {closed}: not searchable by "
+                                    "user nobody (Permission denied)"),
+                      ("spool_dir", f"spool_dir = {closed}/spool: {closed}: not searchable by "
+                                    f"user {queue} (Permission denied)"),
+                      ("maildir", f"maildir = {closed}/mail/%d/%u: {closed}: not writable by "
+                                  f"user {queue} (Permission denied)"),
+                      ("tls_ca_file", f"tls_ca_file = {ca}: not readable by user {queue} "
+                                      "(Permission denied)")]:
+        line = gw.config_line(rf"^{key} = ")
+        assert f"{gw.cfg_path}:{line}: {text}\n" in err, err
+    # Open to the users: nothing to say.
+    os.chown(closed, queue_ids()[0], queue_ids()[1])
+    os.chmod(closed, 0o711)
+    os.chmod(ca, 0o644)
+    r = check_config(gw)
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+
+
 @pytest.mark.parametrize("roles", [("inbound", "submission"), ("outbound", "submission"),
                                    ("inbound", "outbound"), ("submission", "submission")])
 def test_check_config_address_clash(make_gateway, roles):

@@ -533,14 +533,14 @@ static void
 test_warnings(void **state)
 {
 	static const char *const want[] = {
-	        "users:9: hash format not supported",
-	        "users:10: no ':' between user and hash",
-	        "users:11: empty user",
-	        "users:12: empty hash",
-	        "users:13: empty user, or a blank",
-	        "users:14: user already defined at line 5",
-	        "users:17: an item of the addresses field (the third) is not an address",
-	        "users: readable by every user",
+	        "users:9: warning: hash format not supported",
+	        "users:10: warning: no ':' between user and hash",
+	        "users:11: warning: empty user",
+	        "users:12: warning: empty hash",
+	        "users:13: warning: empty user, or a blank",
+	        "users:14: warning: user already defined at line 5",
+	        "users:17: warning: an item of the addresses field (the third) is not an address",
+	        "users:0: warning: readable by every user",
 	        "users=9 skipped=5 cram_md5=yes",
 	};
 	struct harness *h = *state;
