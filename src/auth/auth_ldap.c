@@ -76,6 +76,7 @@
 #include "../lib/pwhash.h"
 #include "../lib/threadpool.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <ldap.h>
 #include <openssl/evp.h>
@@ -86,6 +87,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <time.h>
+#include <unistd.h>
 
 #define LDAP_LOOKUP_MAX_ENTRIES 2 /* enough to tell "ambiguous" */
 #define LDAP_QUERY_MAX_ENTRIES 20 /* test-query shows this many */
@@ -1347,6 +1349,14 @@ dirs_start(struct auth_ldap *src, const char **error_r)
 		size_t n = 0;
 
 		d->cfg = c;
+		/* libldap would only fail each TLS handshake: say it now. */
+		if (c->ca_file != NULL && access(c->ca_file, R_OK) < 0) {
+			snprintf(ldap_init_error, sizeof(ldap_init_error),
+			         "[ldap %s] ca_file = %s: %s", c->name, c->ca_file,
+			         strerror(errno));
+			*error_r = ldap_init_error;
+			return -1;
+		}
 		if (c->bind_password_file != NULL &&
 		    (pw = ldap_config_read_password(c, error_r)) == NULL)
 			return -1;
@@ -1383,18 +1393,14 @@ auth_ldap_new(const struct auth_env *env, struct auth_ldap **r, const char **err
 	src->pool = env->pool;
 	LIST_INIT(&src->reqs);
 	LIST_INIT(&src->checks);
-	src->cfgs = ldap_config_parse(env->cfg, &src->n_dirs, &errors);
+	/* config_load() refused a bad [ldap NAME]; this is a backstop. */
+	src->cfgs = ldap_config_load(env->cfg, &src->n_dirs, &errors);
 	if (src->cfgs == NULL && errors != NULL) {
-		size_t lines = 0, len = strlen(errors);
-		for (size_t i = 0; i < len; i++)
-			lines += errors[i] == '\n';
+		size_t len = strlen(errors);
+		/* One "file:line: ..." per line, without the last newline. */
 		while (len > 0 && errors[len - 1] == '\n')
 			errors[--len] = '\0';
-		if (lines > 1)
-			snprintf(ldap_init_error, sizeof(ldap_init_error),
-			         "%zu problems in the [ldap] sections:\n%s", lines, errors);
-		else
-			snprintf(ldap_init_error, sizeof(ldap_init_error), "%s", errors);
+		snprintf(ldap_init_error, sizeof(ldap_init_error), "%s", errors);
 		free(errors);
 		*error_r = ldap_init_error;
 		free(src);

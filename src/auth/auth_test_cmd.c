@@ -135,7 +135,7 @@ print_dirs(const struct config *cfg)
 {
 	size_t n = 0;
 	char *errors = NULL;
-	struct ldap_dir_cfg *dirs = ldap_config_parse(cfg, &n, &errors);
+	struct ldap_dir_cfg *dirs = ldap_config_load(cfg, &n, &errors);
 
 	free(errors);
 	for (size_t i = 0; dirs != NULL && i < n; i++) {

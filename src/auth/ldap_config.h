@@ -1,6 +1,13 @@
 /*
- * ldap_config.h - the [ldap NAME] sections: one directory each, parsed and
- * checked from the raw keys config.c keeps (struct config_section).
+ * ldap_config.h - the [ldap NAME] sections: one directory each, parsed with
+ * its table (settings.h), with the defaults of the directory's type and the
+ * rules between keys.
+ *
+ * config_load() runs the check through ldap_config_module, so the daemon
+ * refuses a bad section at start and check-config reports it with the rest
+ * of the file; nothing here opens a file (check-config opens the CA and
+ * password files as the auth process's user, the source reads the password
+ * when it starts).
  *
  * Like struct config, the record is public: a plain, read-only description
  * of one directory that the connection pool and the source both read.
@@ -11,8 +18,9 @@
 
 #include <stddef.h>
 #include "../lib/common.h"
+#include "../lib/config.h"
 
-struct config;
+struct settings_ctx;
 
 enum ldap_scope_cfg { LDAP_CFG_SCOPE_BASE, LDAP_CFG_SCOPE_ONE, LDAP_CFG_SCOPE_SUB };
 enum ldap_method { LDAP_METHOD_BIND, LDAP_METHOD_FETCH };
@@ -43,7 +51,7 @@ struct ldap_dir_cfg {
 	enum ldap_method method;
 	char *password_attribute;
 	char *group_dn;     /* NULL: no group gate */
-	char *group_filter; /* tokens %s %u %d %D; evaluated on group_dn */
+	char *group_filter; /* tokens %s %u %d %D; evaluated on group_dn; set iff it is */
 	char *dn_template;  /* NULL: search for the user */
 	bool upn_bind;      /* dn_template is an AD bind name: "%u@domain" or "DOMAIN\\%u" */
 	enum ldap_dir_type type;
@@ -53,12 +61,20 @@ struct ldap_dir_cfg {
 	unsigned pool_size;
 };
 
-/* Parse every [ldap NAME] section of cfg. Returns an array (*n_r entries;
- * NULL with *n_r = 0 when there is none), or NULL with *errors_r set to
- * malloc'd "file:line: message\n" lines when any section is wrong.
- * Problems that are not errors (a password sent without TLS) are logged
- * with log_warn(). */
-struct ldap_dir_cfg *ldap_config_parse(const struct config *cfg, size_t *n_r, char **errors_r);
+/* [ldap NAME] with its check, for config_set_modules(). */
+extern const struct config_module ldap_config_module;
+
+/* Parse every [ldap NAME] section of cfg into an array (*n_r entries; NULL
+ * with *n_r = 0 when there is none). Problems, and warnings (a password
+ * sent without TLS), go to ctx; the array is filled even then, and the
+ * caller frees it. */
+struct ldap_dir_cfg *ldap_config_parse(const struct config *cfg, size_t *n_r,
+                                       struct settings_ctx *ctx);
+/* The same on its own: the array, or NULL with *n_r = 0 and, when a section
+ * is wrong, every problem as "file:line: message\n" in *errors_r (malloc'd,
+ * the caller frees; NULL when there is no section). Warnings are dropped:
+ * config_load() gave them already. */
+struct ldap_dir_cfg *ldap_config_load(const struct config *cfg, size_t *n_r, char **errors_r);
 void ldap_config_free(struct ldap_dir_cfg *dirs, size_t n);
 
 /* Read the service account's password: the first line of the file (the

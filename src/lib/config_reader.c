@@ -141,7 +141,7 @@ begin_section(struct reader *r, const char *text)
 	}
 	/* A section without a name may come back (its keys add up) unless it
 	 * says once; a named one is one thing. */
-	for (size_t i = 0; i < r->n_secs && (def->named || def->once || def->raw); i++) {
+	for (size_t i = 0; i < r->n_secs && (def->named || def->once); i++) {
 		const struct config_section *o = &r->secs[i];
 		if (strcmp(o->kind, def->kind) != 0 ||
 		    (def->named && ascii_strcasecmp(o->name, name) != 0))

@@ -127,10 +127,6 @@ struct settings_section {
 	 * up ([limits]), unless once is set ([smtp-forward]: one set of
 	 * upstreams). A named one appears once per name. */
 	bool once;
-	/* Not table-driven yet: config_load() keeps the keys as written and
-	 * the owning module checks them. Such a section may appear once (or
-	 * once per name). */
-	bool raw;
 	const char *meaning; /* one line, for the reference */
 	const struct settings_key *keys;
 	size_t n_keys;

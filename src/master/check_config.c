@@ -8,11 +8,12 @@
  *   2. the users the processes run as ([server] user, auth_user);
  *   3. every file and directory the config names, opened as the process
  *      that will use it (file_probe.h): the TLS certificate, key and CAs by
- *      the master (root); the users file and the CAs of [smtp-forward] by the
- *      auth process (auth_user); the spool by the workers (user) and the
- *      queue (queue_user), the queue's CAs and Maildirs by the queue. A file
- *      root can read but auth_user cannot would otherwise pass here and then
- *      make the auth process restart in a loop, every login getting 454;
+ *      the master (root); the users file, the CA and password files of
+ *      [ldap NAME] and the CAs of [smtp-forward] by the auth process
+ *      (auth_user); the spool by the workers (user) and the queue
+ *      (queue_user), the queue's CAs and Maildirs by the queue. A file root
+ *      can read but auth_user cannot would otherwise pass here and then make
+ *      the auth process restart in a loop, every login getting 454;
  *   4. the TLS certificate and key, checked as the master checks them;
  *   5. the auth sources, started as the auth process starts them (names
  *      resolved, files read), once the auth process's files are readable.
@@ -22,6 +23,7 @@
 #include "privdrop.h"
 #include "settings_registry.h"
 #include "../auth/auth_server.h"
+#include "../auth/ldap_config.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/settings.h"
@@ -291,6 +293,29 @@ want_maildir(struct checker *c, const struct route_cfg *r)
 	want(&c->queue, FILE_PROBE_WRITE, fixed, "maildir", r->maildir, line);
 }
 
+/* A directory's CA and password files, read by the auth process. The
+ * password file should be the auth process's alone. */
+static void
+want_ldap(struct checker *c, const struct ldap_dir_cfg *d)
+{
+	struct stat st;
+
+	if (d->ca_file != NULL)
+		want(&c->auth, FILE_PROBE_READ, d->ca_file, "ca_file", d->ca_file,
+		     key_line(c->cfg, "ldap", d->name, "ca_file"));
+	if (d->bind_password_file == NULL)
+		return;
+	int line = key_line(c->cfg, "ldap", d->name, "bind_password_file");
+	want(&c->auth, FILE_PROBE_READ, d->bind_password_file, "bind_password_file",
+	     d->bind_password_file, line);
+	if (stat(d->bind_password_file, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IROTH))
+		settings_warning(
+		        c->ctx, line,
+		        "bind_password_file = %s: readable by every user, and it holds the "
+		        "service account's password",
+		        d->bind_password_file);
+}
+
 static void
 want_files(struct checker *c)
 {
@@ -321,6 +346,8 @@ want_files(struct checker *c)
 		/* Opened by name from its directory, entered as root. */
 		c->auth.items[c->auth.n - 1].via_dir = true;
 	}
+	for (size_t i = 0; i < set->n_ldap; i++)
+		want_ldap(c, &set->ldap[i]);
 	if (set->has_fwd && set->fwd.ca_file != NULL)
 		want(&c->auth, FILE_PROBE_READ, set->fwd.ca_file, "ca_file", set->fwd.ca_file,
 		     key_line(cfg, "smtp-forward", NULL, "ca_file"));

@@ -4,13 +4,15 @@
  *
  * Each section kind maps to its records in a struct settings_set: the core
  * sections to struct config (or its limits, or a listener), [smtp-forward]
- * to struct fwd_settings (none when the file has no such section),
+ * to struct fwd_settings (none when the file has no such section), [ldap
+ * NAME] to a struct ldap_dir_cfg each,
  * [protection] and [alerts] to struct protection_config, [queue] and [route
  * NAME] to struct queue_config. Adding a module's section is a line in
  * modules[] and a case in set_records().
  */
 #include "settings_registry.h"
 #include "../auth/forward_config.h"
+#include "../auth/ldap_config.h"
 #include "../auth/protection_config.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
@@ -19,23 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Not on a table yet: config_load() keeps its keys as written, and
- * src/auth/ldap_config.c checks them. */
-static const struct settings_section ldap_section = {
-        .kind = "ldap",
-        .named = true,
-        .raw = true,
-        .meaning = "An LDAP directory, asked after the users file (keys: README.md, "
-                   "\"[ldap NAME]\").",
-};
-static const struct settings_section *const raw_sections[] = {&ldap_section};
-static const struct config_module raw_module = {
-        .sections = raw_sections,
-        .n_sections = AR_NELEM(raw_sections),
-};
-
 static const struct config_module *const modules[] = {
-        &raw_module,
+        &ldap_config_module,
         &forward_config_module,
         &protection_config_module,
         &queue_config_module,
@@ -90,6 +77,9 @@ settings_registry_load(const char *path, char **errors_r)
 		goto fail;
 	if (protection_config_load(set->cfg, &set->prot, errors_r) < 0)
 		goto fail;
+	if (config_section_next(set->cfg, "ldap", NULL) != NULL &&
+	    (set->ldap = ldap_config_load(set->cfg, &set->n_ldap, errors_r)) == NULL)
+		goto fail;
 	set->has_fwd = forward_config_present(set->cfg);
 	if (set->has_fwd && forward_config_load(set->cfg, &set->fwd, errors_r) < 0) {
 		set->has_fwd = false;
@@ -108,6 +98,7 @@ settings_registry_free(struct settings_set *set)
 		return;
 	if (set->has_fwd)
 		forward_config_free(&set->fwd);
+	ldap_config_free(set->ldap, set->n_ldap);
 	protection_config_clear(&set->prot);
 	queue_config_free(set->qc);
 	config_free(set->cfg);
@@ -139,15 +130,13 @@ records_clear(struct records *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* The records of def's kind in set (none for a raw kind). */
+/* The records of def's kind in set. */
 static void
 set_records(const struct settings_set *set, const struct settings_section *def, struct records *r)
 {
 	const struct config *cfg = set->cfg;
 
 	records_clear(r);
-	if (def->raw)
-		return;
 	if (def == &config_limits_section) {
 		records_add(r, &cfg->limits, NULL);
 	} else if (def == &config_listener_section) {
@@ -159,6 +148,9 @@ set_records(const struct settings_set *set, const struct settings_section *def, 
 		records_add(r, &set->prot.alerts, NULL);
 	} else if (strcmp(def->kind, "queue") == 0) {
 		records_add(r, set->qc, NULL);
+	} else if (strcmp(def->kind, "ldap") == 0) {
+		for (size_t i = 0; i < set->n_ldap; i++)
+			records_add(r, &set->ldap[i], set->ldap[i].name);
 	} else if (strcmp(def->kind, FWD_SECTION) == 0) {
 		if (set->has_fwd)
 			records_add(r, &set->fwd, NULL);
@@ -186,6 +178,7 @@ union base_record {
 	struct queue_config qc;
 	struct route_cfg route;
 	struct fwd_settings fwd;
+	struct ldap_dir_cfg ldap;
 };
 
 /* The defaults of def: what a key that is not written would hold. A
@@ -201,21 +194,6 @@ base_new(const struct settings_set *set, const struct settings_section *def, uni
 
 /* ---- show-config ---- */
 
-static void
-show_raw(FILE *out, const struct config *cfg, const struct settings_section *def)
-{
-	const struct config_section *sec = NULL;
-
-	while ((sec = config_section_next(cfg, def->kind, sec)) != NULL) {
-		fprintf(out, "[%s%s%s]\n", sec->kind, sec->name != NULL ? " " : "",
-		        sec->name != NULL ? sec->name : "");
-		for (size_t i = 0; i < sec->n_kv; i++)
-			fprintf(out, "%s =%s%s\n", sec->kv[i].key, *sec->kv[i].value ? " " : "",
-			        sec->kv[i].value);
-		fputc('\n', out);
-	}
-}
-
 void
 settings_registry_show(FILE *out, const struct settings_set *set, bool only_changed)
 {
@@ -225,10 +203,6 @@ settings_registry_show(FILE *out, const struct settings_set *set, bool only_chan
 	for (size_t s = 0; s < n_all; s++) {
 		const struct settings_section *def = all[s];
 		bool written[256];
-		if (def->raw) {
-			show_raw(out, set->cfg, def);
-			continue;
-		}
 		if (settings_n_keys(def) > AR_NELEM(written))
 			fatal("settings_registry: [%s] has too many keys", def->kind);
 		set_records(set, def, &r);
@@ -300,58 +274,6 @@ diff_unnamed(const struct settings_section *def, const struct records *a, const 
 	return 1;
 }
 
-/* Sections kept as written: key by key, and whole sections added or
- * removed. */
-static size_t
-diff_raw(const struct settings_section *def, const struct config *a, const struct config *b,
-         settings_change_cb *cb, void *arg)
-{
-	const struct config *sides[2] = {a, b};
-	size_t changes = 0;
-	char label[128];
-
-	for (int side = 0; side < 2; side++) {
-		const struct config_section *sec = NULL;
-		while ((sec = config_section_next(sides[side], def->kind, sec)) != NULL) {
-			const struct config_section *other = NULL;
-			while ((other = config_section_next(sides[!side], def->kind, other)) !=
-			       NULL)
-				if (sec->name == NULL ||
-				    ascii_strcasecmp(sec->name, other->name) == 0)
-					break;
-			snprintf(label, sizeof(label), "%s%s%s", def->kind, sec->name ? " " : "",
-			         sec->name ? sec->name : "");
-			if (other == NULL) {
-				struct settings_change c = {
-				        .section = label, .new_value = side == 1 ? "added" : NULL};
-				cb(arg, &c);
-				changes++;
-				continue;
-			}
-			for (size_t k = 0; k < sec->n_kv; k++) {
-				const char *mine = config_section_get(sec, sec->kv[k].key, NULL);
-				const char *theirs =
-				        config_section_get(other, sec->kv[k].key, NULL);
-				/* Each key once: from the old side, or new on the new side. */
-				if (mine != sec->kv[k].value || (side == 1 && theirs != NULL))
-					continue;
-				if (theirs != NULL && strcmp(mine, theirs) == 0)
-					continue;
-				struct settings_change c = {
-				        .section = label,
-				        .key = sec->kv[k].key,
-				        .old_value = side == 0 ? mine : "(not set)",
-				        .new_value =
-				                side == 0 ? (theirs ? theirs : "(not set)") : mine,
-				};
-				cb(arg, &c);
-				changes++;
-			}
-		}
-	}
-	return changes;
-}
-
 size_t
 settings_registry_diff(const struct settings_set *old, const struct settings_set *fresh,
                        settings_change_cb *cb, void *arg)
@@ -362,10 +284,6 @@ settings_registry_diff(const struct settings_set *old, const struct settings_set
 	settings_registry_install();
 	for (size_t s = 0; s < n_all; s++) {
 		const struct settings_section *def = all[s];
-		if (def->raw) {
-			changes += diff_raw(def, old->cfg, fresh->cfg, cb, arg);
-			continue;
-		}
 		set_records(old, def, &a);
 		set_records(fresh, def, &b);
 		if (def->named)

@@ -1,8 +1,7 @@
 /*
  * settings_registry.h - every section of authrelay.conf in one list: the
- * core sections (lib/config.c), [smtp-forward], [protection] and [alerts]
- * (auth), [queue] and [route NAME] (queue), and [ldap NAME], not on a table
- * yet, which its module still reads as written.
+ * core sections (lib/config.c), [ldap NAME], [smtp-forward], [protection]
+ * and [alerts] (auth), [queue] and [route NAME] (queue).
  *
  * The master may include every module, so the list lives here:
  * settings_registry_install() hands it to config_load() (every process and
@@ -15,6 +14,7 @@
 
 #include <stdio.h>
 #include "../auth/forward_config.h"
+#include "../auth/ldap_config.h"
 #include "../auth/protection_config.h"
 #include "../lib/settings.h"
 
@@ -28,6 +28,8 @@ struct settings_set {
 	struct protection_config prot;
 	struct fwd_settings fwd; /* when has_fwd: the file has [smtp-forward] */
 	bool has_fwd;
+	struct ldap_dir_cfg *ldap; /* one per [ldap NAME] */
+	size_t n_ldap;
 };
 
 /* Make every module's sections known to config_load(). Call once, before
@@ -43,8 +45,7 @@ void settings_registry_free(struct settings_set *);
 
 /* Print set as a config file: every section with every key's effective
  * value, defaults included (only_changed: only the keys the file sets to
- * something else than their default, like postconf -n). Sections not on a
- * table yet are printed as written. */
+ * something else than their default, like postconf -n). */
 void settings_registry_show(FILE *out, const struct settings_set *, bool only_changed);
 
 /* Call cb for each key that differs from old to fresh, and for each named

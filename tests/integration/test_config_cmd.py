@@ -67,7 +67,12 @@ def test_show_config_prints_every_section_with_defaults(make_gateway):
 def test_show_config_output_loads_back_to_itself(make_gateway):
     gw = make_gateway({"relay": {"local_domains": "example.test, .sub.example.test"},
                        "limits": {"max_message_size": "20M"},
-                       "route r": {"domains": "partner.test", "nexthop": f"[{HOST}]:2525"}},
+                       "route r": {"domains": "partner.test", "nexthop": f"[{HOST}]:2525"},
+                       "ldap corp": {"uri": f"ldap://{HOST}:1/ ldaps://{HOST}:2/",
+                                     "base": "dc=corp,dc=test", "type": "ad",
+                                     "dn_template": "%u@corp.test"},
+                       "smtp-forward": {"upstreams": f"{HOST}:1 [::1]:2",
+                                        "mechanisms": "login"}},
                       start=False)
     first = show(gw)
     assert first.returncode == 0, first.stderr.decode()
@@ -95,6 +100,37 @@ def test_show_config_n_prints_only_what_differs(make_gateway):
     assert "alerts" not in s                         # only defaults
     assert "min_protocol" not in s.get("tls", {})
     assert all(keys for keys in s.values()), s       # no empty section
+
+
+def test_show_config_ldap_and_forward(make_gateway):
+    """[ldap NAME] and [smtp-forward] are on tables like every section: their
+    defaults (by type for the LDAP filters) and, with -n, only what the file
+    changes."""
+    gw = make_gateway({"ldap corp": {"uri": f"ldap://{HOST}:1/", "base": "dc=corp,dc=test",
+                                     "scope": "one", "timeout": 3, "pool_size": 4},
+                       "ldap ad": {"uri": f"ldaps://{HOST}:2/", "base": "dc=ad,dc=test",
+                                   "type": "ad", "dn_template": "%u@ad.test",
+                                   "group_dn": "cn=mail,dc=ad,dc=test"},
+                       "smtp-forward": {"upstreams": f"{HOST}:1", "timeout": 60}},
+                      start=False)
+    r = show(gw, "-n")
+    assert r.returncode == 0, r.stderr.decode()
+    s = sections(r.stdout.decode())
+    assert s["ldap corp"] == {"uri": f"ldap://{HOST}:1/", "base": "dc=corp,dc=test",
+                              "scope": "one", "timeout": "3s"}
+    assert s["ldap ad"] == {"uri": f"ldaps://{HOST}:2/", "base": "dc=ad,dc=test",
+                            "group_dn": "cn=mail,dc=ad,dc=test", "dn_template": "%u@ad.test",
+                            "type": "ad"}
+    assert s["smtp-forward"] == {"upstreams": f"{HOST}:1", "timeout": "1m"}
+    full = sections(show(gw).stdout.decode())
+    assert full["ldap corp"]["filter"] == "(&(objectClass=person)(|(uid=%s)(mail=%s)))"
+    assert full["ldap ad"]["group_filter"] == "(member:1.2.840.113556.1.4.1941:=%D)"
+    assert full["ldap corp"]["network_timeout"] == "5s"
+    assert full["ldap corp"]["bind_dn"] is None
+    assert full["ldap corp"]["group_filter"] is None  # no group_dn, no group gate
+    assert full["smtp-forward"]["helo_name"] == "mx.test.example"
+    assert full["smtp-forward"]["mechanisms"] == "PLAIN, LOGIN"
+    assert full["smtp-forward"]["failure_memory"] == "30s"
 
 
 def test_show_config_refuses_a_bad_file_and_bad_usage(make_gateway, bin_path):
@@ -128,6 +164,10 @@ def test_reference_markdown_and_readme_agree(bin_path):
     assert r.returncode == 0, r.stderr.decode()
     ref = reference_sections(r.stdout.decode())
     assert len(ref) >= 13 and sum(len(k) for k in ref.values()) > 100, ref
+    # Every section is on a table: the LDAP and forwarding ones list their
+    # keys too, and README.md must cover them.
+    assert len(ref.get("[ldap NAME]", [])) >= 19, ref.get("[ldap NAME]")
+    assert len(ref.get("[smtp-forward]", [])) >= 13, ref.get("[smtp-forward]")
     readme = (REPO / "README.md").read_text()
     chunks = dict(re.findall(r"^### (\[[^\]]+\])\n(.*?)(?=^#{1,3} |\Z)", readme, re.M | re.S))
     for section, keys in ref.items():

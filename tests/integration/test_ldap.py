@@ -15,11 +15,13 @@ import base64
 import hmac
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -382,12 +384,20 @@ def test_check_config_errors(make_gateway, dirs, bin_path):
     r = run_tool([bin_path, "check-config", "-c", gw.cfg_path])
     err = r.stderr.decode()
     assert r.returncode != 0, err
-    for key, text in [("method", "method = fetch is not possible with type = ad"),
-                      ("colour", "unknown key 'colour'"), ("scope", "scope: expected"),
-                      ("filter", "filter: unknown %-token")]:
+    # Each in the one format of every section (settings.h), on its line;
+    # the rules between keys and the unknown key name the section.
+    for key, text in [("method", "[ldap ad] method = fetch is not possible with type = ad"),
+                      ("colour", "unknown key 'colour' in [ldap ad]"),
+                      ("scope", "scope = deep: expected sub, one or base"),
+                      ("filter", "filter = (uid=%x): unknown %-token")]:
         line = gw.config_line(rf"^{key} = ")
-        assert re.search(rf"^{re.escape(str(gw.cfg_path))}:{line}: \[ldap ad\] {re.escape(text)}",
+        assert re.search(rf"^{re.escape(str(gw.cfg_path))}:{line}: {re.escape(text)}",
                          err, re.M), err
+    # The daemon refuses the same file at start (the auth process no
+    # longer finds out in a loop).
+    gw.start(wait=False)
+    assert gw.proc.wait(15) == 78
+    assert "scope = deep: expected sub, one or base" in gw.log_text()
 
 
 def test_check_config_unreadable_password_file(make_gateway, dirs, bin_path, base_dir):
@@ -396,9 +406,43 @@ def test_check_config_unreadable_password_file(make_gateway, dirs, bin_path, bas
     r = run_tool([bin_path, "check-config", "-c", gw.cfg_path])
     line = gw.config_line(r"^bind_password_file = ")
     assert r.returncode != 0
-    assert re.search(rf":{line}: \[ldap corp\] bind_password_file: .* not readable by "
-                     rf"'{AUTH_AS}'",
-                     r.stderr.decode()), r.stderr.decode()
+    # Opened as [server] auth_user, as the auth process will.
+    assert re.search(rf":{line}: bind_password_file = {re.escape(str(pwfile))}: not readable by "
+                     rf"user {AUTH_AS} \(Permission denied\)$", r.stderr.decode(), re.M), \
+        r.stderr.decode()
+
+
+def test_check_config_ldap_files_as_auth_user(make_gateway, dirs, bin_path, base_dir):
+    """A missing password file and a CA file only root can read are
+    reported on their lines; a password file readable by everyone is a
+    warning."""
+    ca = Path(base_dir) / "ldap-ca-root-only.pem"
+    shutil.copyfile(dirs.cert, ca)
+    os.chmod(ca, 0o600)
+    missing = Path(base_dir) / "no-such-password-file"
+    section = corp_section(dirs, ca_file=str(ca))
+    section["bind_password_file"] = str(missing)
+    gw = make_gateway(cfg({"ldap corp": section}), start=False)
+    r = run_tool([bin_path, "check-config", "-c", gw.cfg_path])
+    err = r.stderr.decode()
+    assert r.returncode == 78, err
+    path = re.escape(str(gw.cfg_path))
+    assert re.search(rf"^{path}:{gw.config_line('^bind_password_file = ')}: bind_password_file = "
+                     rf"{re.escape(str(missing))}: does not exist$", err, re.M), err
+    assert re.search(rf"^{path}:{gw.config_line('^ca_file = ')}: ca_file = {re.escape(str(ca))}: "
+                     rf"not readable by user {AUTH_AS} \(Permission denied\)$", err, re.M), err
+
+    pwfile = lf.write_password_file(base_dir, owner=AUTH_AS)
+    os.chmod(pwfile, 0o644)
+    os.chmod(ca, 0o644)
+    gw.sections["ldap corp"]["bind_password_file"] = str(pwfile)
+    gw.write_config()
+    r = run_tool([bin_path, "check-config", "-c", gw.cfg_path])
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert re.search(rf"^{path}:{gw.config_line('^bind_password_file = ')}: warning: "
+                     rf"bind_password_file = {re.escape(str(pwfile))}: readable by every user",
+                     err, re.M), err
 
 
 # ---------------------------------------------------------------- tools

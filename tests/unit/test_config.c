@@ -908,6 +908,7 @@ test_long_lines(void **state)
 
 	memset(filter, 'x', sizeof(filter) - 1);
 	memcpy(filter, "(&(objectClass=user)(", 21);
+	filter[sizeof(filter) - 3] = ')';
 	filter[sizeof(filter) - 2] = ')';
 	filter[sizeof(filter) - 1] = '\0';
 	memset(banner, 'b', sizeof(banner) - 1);
@@ -915,7 +916,10 @@ test_long_lines(void **state)
 	fprintf(f, BASE "banner = %s\n[relay]\nlocal_domains =", banner);
 	for (int i = 0; i < 200; i++)
 		fprintf(f, " d%d.example.test", i);
-	fprintf(f, "\n[ldap ad]\nfilter = %s\n", filter);
+	fprintf(f,
+	        "\n[ldap ad]\nuri = ldaps://dc.example.test\nbase = dc=example,dc=test\n"
+	        "filter = %s\n",
+	        filter);
 	fclose(f);
 	struct config *cfg = load_ok(text);
 	assert_string_equal(cfg->listeners[0].banner, banner);
@@ -1140,7 +1144,7 @@ test_module_sections(void **state)
 	char text[4096];
 	snprintf(text, sizeof(text),
 	         "%s\n[ldap corp]\nURI = ldap://a\n  ldap://b\nbase = dc=x\n"
-	         "[ldap other]\nuri = ldap://c\n[smtp-forward]\nupstreams = h:25\n",
+	         "[ldap other]\nuri = ldap://c\nbase = dc=y\n[smtp-forward]\nupstreams = h:25\n",
 	         BASE);
 	struct config *cfg = load_ok(text);
 	const struct config_section *s1 = config_section_next(cfg, "ldap", NULL);

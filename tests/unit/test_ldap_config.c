@@ -1,6 +1,7 @@
 /*
  * test_ldap_config.c - the [ldap NAME] sections (src/auth/ldap_config.c):
- * defaults per directory type, every error with its file:line, the service
+ * defaults per directory type, every key, every error with its file:line as
+ * config_load() reports it, the warnings, show-config's view, the service
  * password file; and the connection pool's failure paths without a server
  * (src/auth/ldap_conn.c): an unreachable directory answers
  * LDAP_SERVER_DOWN, callbacks never run inside the call, the directory then
@@ -38,11 +39,11 @@
 
 static char dir[] = "/tmp/test_ldap_config.XXXXXX";
 
+/* config_load() of text: the config, or NULL with *errors_r. */
 static struct config *
-load(const char *text, char **path_r)
+try_load(const char *text, char **path_r, char **errors_r)
 {
-	char *path, *errors = NULL;
-	struct config *cfg;
+	char *path;
 	FILE *f;
 
 	if (asprintf(&path, "%s/authrelay.conf", dir) < 0)
@@ -51,11 +52,32 @@ load(const char *text, char **path_r)
 	assert_non_null(f);
 	fputs(text, f);
 	fclose(f);
-	cfg = config_load(path, &errors);
+	*errors_r = NULL;
+	*path_r = path;
+	return config_load(path, errors_r);
+}
+
+static struct config *
+load(const char *text, char **path_r)
+{
+	char *errors;
+	struct config *cfg = try_load(text, path_r, &errors);
+
 	if (cfg == NULL)
 		fail_msg("config_load: %s", errors);
-	*path_r = path;
 	return cfg;
+}
+
+/* Every [ldap NAME] of cfg, which must load. */
+static struct ldap_dir_cfg *
+dirs_of(const struct config *cfg, size_t *n_r)
+{
+	char *errors = NULL;
+	struct ldap_dir_cfg *d = ldap_config_load(cfg, n_r, &errors);
+
+	if (d == NULL)
+		fail_msg("ldap_config_load: %s", errors != NULL ? errors : "no section");
+	return d;
 }
 
 static void
@@ -94,7 +116,7 @@ teardown(void **state)
 static void
 test_defaults(void **state)
 {
-	char *path, *errors = NULL;
+	char *path;
 	struct config *cfg = load(BASE "[ldap corp]\n"
 	                               "uri = ldap://a.test ldaps://b.test:636\n"
 	                               "base = dc=corp,dc=test\n"
@@ -106,10 +128,8 @@ test_defaults(void **state)
 	                               "group_dn = cn=mail,dc=ad,dc=test\n",
 	                          &path);
 	size_t n = 0;
-	struct ldap_dir_cfg *d = ldap_config_parse(cfg, &n, &errors);
+	struct ldap_dir_cfg *d = dirs_of(cfg, &n);
 
-	if (d == NULL)
-		fail_msg("%s", errors);
 	assert_int_equal(n, 2);
 	assert_string_equal(d[0].name, "corp");
 	assert_int_equal(d[0].n_uris, 2);
@@ -146,76 +166,104 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-        {"[ldap a]\nbase = dc=x\n", 1, "uri is required"},
-        {"[ldap a]\nuri = ldap://h\n", 1, "base is required"},
-        {"[ldap a]\nuri = http://h\nbase = dc=x\n", 2, "is not an LDAP URL"},
-        {"[ldap a]\nuri = not a url\nbase = dc=x\n", 2, "is not an LDAP URL"},
-        {"[ldap a]\nuri = ldaps://h\nstarttls = yes\nbase = dc=x\n", 2, "starttls = yes needs"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ncolour = blue\n", 4, "unknown key 'colour'"},
-        {"[ldap a]\nuri = ldap://h\nbase = not a dn\n", 3, "is not a valid DN"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nscope = deep\n", 4, "scope: expected"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nmethod = guess\n", 4, "method: expected"},
+        {"[ldap a]\nbase = dc=x\n", 1, "[ldap a] uri is required"},
+        {"[ldap a]\nuri = ldap://h\n", 1, "[ldap a] base is required"},
+        {"[ldap a]\nuri = http://h\nbase = dc=x\n", 2, "uri = http://h: not an LDAP URL"},
+        {"[ldap a]\nuri = not a url\nbase = dc=x\n", 2, "uri = not: not an LDAP URL"},
+        {"[ldap a]\nuri = ldap://h\n  ldap://[x\nbase = dc=x\n", 3,
+         "uri = ldap://[x: not an LDAP URL"},
+        {"[ldap a]\nuri = ldaps://h\nstarttls = yes\nbase = dc=x\n", 2,
+         "[ldap a] starttls = yes needs ldap:// URIs, not 'ldaps://h'"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ncolour = blue\n", 4,
+         "unknown key 'colour' in [ldap a]"},
+        {"[ldap a]\nuri = ldap://h\nbase = not a dn\n", 3,
+         "base = not a dn: not a valid DN (RFC 4514)"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nscope = deep\n", 4,
+         "scope = deep: expected sub, one or base"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nmethod = guess\n", 4,
+         "method = guess: expected bind or fetch"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = ad\nmethod = fetch\n", 5,
-         "method = fetch is not possible with type = ad"},
+         "[ldap a] method = fetch is not possible with type = ad"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = gc\nmethod = fetch\n", 5,
-         "method = fetch is not possible with type = gc"},
+         "[ldap a] method = fetch is not possible with type = gc"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = domino\nmethod = fetch\n", 5,
-         "not possible with type = domino"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = novell\n", 4, "type: expected"},
+         "[ldap a] method = fetch is not possible with type = domino: Domino never returns"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = novell\n", 4,
+         "type = novell: expected generic, openldap, ad, gc or domino"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nfilter = (uid=%x)\n", 4,
-         "filter: unknown %-token"},
+         "filter = (uid=%x): unknown %-token"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nfilter = uid=%s\n", 4,
-         "filter: a filter must start with '('"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nfilter = (uid=%s\n", 4, "unbalanced '('"},
+         "filter = uid=%s: a filter must start with '('"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nfilter = (uid=%s\n", 4,
+         "filter = (uid=%s: unbalanced '('"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nfilter = (&(uid=%s)\n  (mail=%s))\n", 5,
+         "indented line continues 'filter', which takes one value"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_dn = cn=svc,dc=x\n", 4,
-         "bind_dn needs bind_password_file"},
+         "[ldap a] bind_dn needs bind_password_file"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_password_file = pw\n", 4,
-         "bind_password_file without bind_dn"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_dn = cn=s\nbind_password_file = nope\n", 5,
-         "bind_password_file: "},
+         "[ldap a] bind_password_file without bind_dn"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_dn = cn=s\nbind_password_file = pw\n"
          "dn_template = uid=%u,dc=x\n",
-         6, "dn_template and bind_dn exclude each other"},
+         6, "[ldap a] dn_template and bind_dn exclude each other"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nmethod = fetch\ndn_template = uid=%u,dc=x\n", 5,
-         "dn_template cannot be used with method = fetch"},
+         "[ldap a] dn_template cannot be used with method = fetch"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\ndn_template = %u@x.test\n", 4,
-         "is not a DN template"},
+         "[ldap a] dn_template = %u@x.test: not a DN template"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\ngroup_filter = (member=%D)\n", 4,
-         "group_filter needs group_dn"},
+         "[ldap a] group_filter needs group_dn"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\ngroup_dn = cn=g,dc=x\ngroup_filter = (m=%Q)\n", 5,
-         "group_filter: unknown %-token"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntimeout = 0\n", 4, "timeout: expected a whole"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nnetwork_timeout = 5s\n", 4,
-         "network_timeout: expected"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\npool_size = 1\n", 4, "pool_size: method = bind"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nstarttls = maybe\n", 4, "starttls: expected yes"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nca_file = missing.pem\n", 4, "ca_file: "},
+         "group_filter = (m=%Q): unknown %-token"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntimeout = 0\n", 4,
+         "timeout = 0: must be at least 1s"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nnetwork_timeout = 5 s\n", 4,
+         "network_timeout = 5 s: not a duration"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nnetwork_timeout = 10m\n", 4,
+         "network_timeout = 10m: must be at most 5m"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\npool_size = 1\n", 4,
+         "[ldap a] pool_size = 1: method = bind needs at least 2 connections"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\npool_size = 257\n", 4,
+         "pool_size = 257: must be at most 256"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nstarttls = maybe\n", 4,
+         "starttls = maybe: expected yes or no"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nmail_attributes = mail, bad*attr\n", 4,
-         "'bad*attr' is not an attribute name"},
-        {"[ldap a]\nuri = ldap://h\nbase = dc=x\n[ldap b]\nbase = dc=y\n", 4, "[ldap b] uri"},
+         "mail_attributes = bad*attr: not an attribute name"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\n[ldap b]\nbase = dc=y\n", 4,
+         "[ldap b] uri is required"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\n[ldap A]\n", 4, "duplicate section [ldap A]"},
         /* Active Directory refuses anonymous searches. */
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = ad\n", 1,
-         "type = ad needs bind_dn (a service account that searches) or dn_template"},
-        {"[ldap a]\nuri = ldap://h\ntype = gc\n", 1, "type = gc needs bind_dn"},
+         "[ldap a] type = ad needs bind_dn (a service account that searches) or dn_template"},
+        {"[ldap a]\nuri = ldap://h\ntype = gc\n", 1, "[ldap a] type = gc needs bind_dn"},
         /* A UPN bind name is AD's alone. */
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_dn = svc@x.test\nbind_password_file = pw\n",
-         4, "bind_dn: 'svc@x.test' is a UPN or a down-level name, which only Active Directory"},
+         4,
+         "[ldap a] bind_dn = svc@x.test: a UPN or a down-level name, which only Active "
+         "Directory"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_dn = X\\svc\nbind_password_file = pw\n", 4,
-         "set type = ad (or gc)"},
+         "[ldap a] bind_dn = X\\svc: a UPN or a down-level name, which only Active Directory "
+         "takes as a bind name: set type = ad (or gc)"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = ad\nbind_dn = just words\n"
          "bind_password_file = pw\n",
-         5, "'just words' is not a valid DN (RFC 4514), a UPN (svc@corp.example) or a down-level"},
+         5,
+         "[ldap a] bind_dn = just words: not a valid DN (RFC 4514), a UPN (svc@corp.example) "
+         "or a down-level"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbind_dn = just words\nbind_password_file = pw\n",
+         4, "[ldap a] bind_dn = just words: not a valid DN (RFC 4514)\n"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntls_name = dc1.x.test\n", 4,
-         "tls_name: there is no TLS to check a name for"},
+         "[ldap a] tls_name: there is no TLS to check a name for"},
         {"[ldap a]\nuri = ldaps://h\nbase = dc=x\ntls_name = dc1 x\n", 4,
-         "tls_name: 'dc1 x' is not a host name"},
+         "tls_name = dc1 x: not a host name or an address"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nnetbios_domain = CORP\n", 4,
-         "netbios_domain: only Active Directory has one"},
+         "[ldap a] netbios_domain: only Active Directory has one"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\ntype = ad\ndn_template = %u@x.test\n"
          "netbios_domain = MUCH-TOO-LONG-NAME\n",
-         6, "'MUCH-TOO-LONG-NAME' is not a NetBIOS domain name"},
+         6, "netbios_domain = MUCH-TOO-LONG-NAME: not a NetBIOS domain name"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nbase = dc=y\n", 4, "base is already set at line"},
 };
 
+/* Each case fails config_load() with its message on its line (the files a
+ * section names, ca_file and bind_password_file, are opened by check-config
+ * as the auth process's user: test_ldap.py). */
 static void
 test_errors(void **state)
 {
@@ -223,20 +271,15 @@ test_errors(void **state)
 		const struct bad_case *c = &bad_cases[i];
 		char text[2048], want[1200], *path, *errors = NULL;
 		struct config *cfg;
-		struct ldap_dir_cfg *d;
-		size_t n = 99;
 
 		snprintf(text, sizeof(text), "%s%s", BASE, c->section);
-		cfg = load(text, &path);
-		d = ldap_config_parse(cfg, &n, &errors);
-		if (d != NULL)
+		cfg = try_load(text, &path, &errors);
+		if (cfg != NULL)
 			fail_msg("case %zu: no error for:\n%s", i, c->section);
-		assert_int_equal(n, 0);
-		snprintf(want, sizeof(want), "%s:%d: ", path, BASE_LINES + c->line);
-		if (strstr(errors, want) == NULL || strstr(errors, c->text) == NULL)
-			fail_msg("case %zu: want \"%s...%s\" in:\n%s", i, want, c->text, errors);
+		snprintf(want, sizeof(want), "%s:%d: %s", path, BASE_LINES + c->line, c->text);
+		if (strstr(errors, want) == NULL)
+			fail_msg("case %zu: want \"%s\" in:\n%s", i, want, errors);
 		free(errors);
-		config_free(cfg);
 		free(path);
 	}
 }
@@ -246,8 +289,11 @@ test_errors(void **state)
 static void
 test_active_directory(void **state)
 {
-	char *path, *errors = NULL;
-	struct config *cfg = load(BASE "[ldap upn]\n"
+	char *path, *errors = NULL, *out = NULL;
+	size_t len = 0;
+	/* A hostname with a dot: the alerts' worked-out From: must load back. */
+	struct config *cfg = load(BASE "[server]\nhostname = mx.test.example\n"
+	                               "[ldap upn]\n"
 	                               "uri = ldaps://10.0.0.1\n"
 	                               "tls_name = dc1.corp.test\n"
 	                               "type = ad\n"
@@ -275,10 +321,10 @@ test_active_directory(void **state)
 	                               "dn_template = CORP\\%u\n",
 	                          &path);
 	size_t n = 0;
-	struct ldap_dir_cfg *d = ldap_config_parse(cfg, &n, &errors);
+	struct ldap_dir_cfg *d = dirs_of(cfg, &n);
+	struct settings_set *set;
+	FILE *f;
 
-	if (d == NULL)
-		fail_msg("%s", errors);
 	assert_int_equal(n, 4);
 	assert_string_equal(d[0].bind_dn, "svc-smtp@corp.test");
 	assert_string_equal(d[0].tls_name, "dc1.corp.test");
@@ -297,6 +343,30 @@ test_active_directory(void **state)
 	assert_true(d[3].upn_bind);
 	ldap_config_free(d, n);
 	config_free(cfg);
+
+	/* show-config: the Global Catalog's ports and base as in effect; the
+	 * output loads back to the same. */
+	set = settings_registry_load(path, &errors);
+	if (set == NULL)
+		fail_msg("%s", errors);
+	f = open_memstream(&out, &len);
+	settings_registry_show(f, set, false);
+	fclose(f);
+	settings_registry_free(set);
+	assert_non_null(strstr(out, "[ldap gc]\nuri = ldap://gc.corp.test:3268, "
+	                            "ldaps://gc.corp.test:3269, ldap://gc2.corp.test:1234, "
+	                            "ldap://[::1]:3268\n"));
+	assert_non_null(strstr(out, "\nbase =\nscope = sub\n"));
+	free(path);
+	cfg = try_load(out, &path, &errors);
+	if (cfg == NULL)
+		fail_msg("%s\nin:\n%s", errors, out);
+	d = dirs_of(cfg, &n);
+	assert_string_equal(d[2].base, "");
+	assert_string_equal(d[2].uris[3], "ldap://[::1]:3268");
+	ldap_config_free(d, n);
+	config_free(cfg);
+	free(out);
 	free(path);
 }
 
@@ -305,16 +375,149 @@ static void
 test_one_error_for_a_bad_bind_dn(void **state)
 {
 	char *path, *errors = NULL;
+	struct config *cfg = try_load(BASE "[ldap a]\nuri = ldap://h\nbase = dc=x\n"
+	                                   "bind_dn = svc@x.test\nbind_password_file = pw\n",
+	                              &path, &errors);
+
+	assert_null(cfg);
+	assert_non_null(strstr(errors, "bind_dn = svc@x.test: "));
+	assert_null(strstr(errors, "bind_password_file without bind_dn"));
+	/* One error (the warning for ldap:// aside). */
+	size_t n_errors = 0;
+	for (const char *l = errors; *l != '\0'; l = strchr(l, '\n') + 1)
+		n_errors += strstr(l, ": warning: ") == NULL ||
+		            strstr(l, ": warning: ") > strchr(l, '\n');
+	assert_int_equal(n_errors, 1);
+	free(errors);
+	free(path);
+}
+
+/* Files are not opened when the file loads: a missing one is
+ * check-config's to report, as the user who will read it. */
+static void
+test_files_not_opened(void **state)
+{
+	char *path, want[512];
+	struct config *cfg = load(BASE "[ldap a]\nuri = ldaps://h\nbase = dc=x\n"
+	                               "bind_dn = cn=s\nbind_password_file = nope\n"
+	                               "ca_file = missing.pem\n",
+	                          &path);
 	size_t n = 0;
-	struct config *cfg = load(BASE "[ldap a]\nuri = ldap://h\nbase = dc=x\n"
-	                               "bind_dn = svc@x.test\nbind_password_file = pw\n",
+	struct ldap_dir_cfg *d = dirs_of(cfg, &n);
+
+	snprintf(want, sizeof(want), "%s/nope", dir);
+	assert_string_equal(d[0].bind_password_file, want);
+	snprintf(want, sizeof(want), "%s/missing.pem", dir);
+	assert_string_equal(d[0].ca_file, want);
+	ldap_config_free(d, n);
+	config_free(cfg);
+	free(path);
+}
+
+/* Every key written, and what -n prints of it. */
+static void
+test_every_key(void **state)
+{
+	char *path, *errors = NULL, *out = NULL;
+	size_t len = 0;
+	struct config *cfg = load(BASE "[auth]\nrequest_timeout = 1m\n"
+	                               "[ldap corp]\n"
+	                               "uri = ldap://a.test\n"
+	                               "    ldap://b.test:3389\n"
+	                               "starttls = yes\n"
+	                               "ca_file = /etc/ssl/ca.pem\n"
+	                               "tls_verify = yes\n"
+	                               "bind_dn = cn=svc,dc=corp,dc=test\n"
+	                               "bind_password_file = pw\n"
+	                               "base = dc=corp,dc=test\n"
+	                               "scope = ONE\n"
+	                               "filter = (uid=%u)\n"
+	                               "mail_attributes = mail mailAlternateAddress\n"
+	                               "method = fetch\n"
+	                               "password_attribute = userPassword;binary\n"
+	                               "group_dn = cn=mail,dc=corp,dc=test\n"
+	                               "group_filter = (member=%D)\n"
+	                               "type = openldap\n"
+	                               "network_timeout = 2\n"
+	                               "timeout = 10s\n"
+	                               "pool_size = 8\n",
+	                          &path);
+	size_t n = 0;
+	struct ldap_dir_cfg *d = dirs_of(cfg, &n);
+	struct settings_set *set;
+	FILE *f;
+
+	assert_int_equal(n, 1);
+	assert_int_equal(d[0].n_uris, 2);
+	assert_string_equal(d[0].uris[1], "ldap://b.test:3389");
+	assert_true(d[0].starttls);
+	assert_string_equal(d[0].ca_file, "/etc/ssl/ca.pem");
+	assert_string_equal(d[0].bind_dn, "cn=svc,dc=corp,dc=test");
+	assert_int_equal(d[0].scope, LDAP_CFG_SCOPE_ONE);
+	assert_string_equal(d[0].filter, "(uid=%u)");
+	assert_int_equal(d[0].n_mail_attributes, 2);
+	assert_string_equal(d[0].mail_attributes[1], "mailAlternateAddress");
+	assert_int_equal(d[0].method, LDAP_METHOD_FETCH);
+	assert_string_equal(d[0].password_attribute, "userPassword;binary");
+	assert_string_equal(d[0].group_filter, "(member=%D)");
+	assert_int_equal(d[0].type, LDAP_TYPE_OPENLDAP);
+	assert_int_equal(d[0].network_timeout, 2);
+	assert_int_equal(d[0].timeout, 10);
+	assert_int_equal(d[0].pool_size, 8);
+	assert_null(cfg->warnings);
+	ldap_config_free(d, n);
+	config_free(cfg);
+
+	set = settings_registry_load(path, &errors);
+	if (set == NULL)
+		fail_msg("%s", errors);
+	f = open_memstream(&out, &len);
+	settings_registry_show(f, set, true);
+	fclose(f);
+	assert_non_null(strstr(out, "\n[ldap corp]\n"
+	                            "uri = ldap://a.test, ldap://b.test:3389\n"
+	                            "starttls = yes\n"
+	                            "ca_file = /etc/ssl/ca.pem\n"
+	                            "bind_dn = cn=svc,dc=corp,dc=test\n"));
+	assert_non_null(strstr(out, "\nscope = one\nfilter = (uid=%u)\n"
+	                            "mail_attributes = mail, mailAlternateAddress\n"
+	                            "method = fetch\n"
+	                            "password_attribute = userPassword;binary\n"
+	                            "group_dn = cn=mail,dc=corp,dc=test\n"
+	                            "group_filter = (member=%D)\n"
+	                            "type = openldap\n"
+	                            "network_timeout = 2s\n"
+	                            "timeout = 10s\n"
+	                            "pool_size = 8\n\n"));
+	assert_null(strstr(out, "tls_verify")); /* written, but the default */
+	free(out);
+	settings_registry_free(set);
+	free(path);
+}
+
+static void
+test_warnings(void **state)
+{
+	char *path, want[2048];
+	struct config *cfg = load(BASE "[auth]\nrequest_timeout = 15\n"
+	                               "[ldap a]\n"
+	                               "uri = ldap://dir.test ldap://127.0.0.1 ldaps://dir.test\n"
+	                               "base = dc=x\n"
+	                               "tls_verify = no\n"
+	                               "timeout = 5\n",
 	                          &path);
 
-	assert_null(ldap_config_parse(cfg, &n, &errors));
-	assert_non_null(strstr(errors, "bind_dn: 'svc@x.test'"));
-	assert_null(strstr(errors, "bind_password_file without bind_dn"));
-	assert_null(strchr(strchr(errors, '\n') + 1, '\n')); /* one line */
-	free(errors);
+	snprintf(want, sizeof(want),
+	         "%s:%d: warning: [ldap a] uri: 'ldap://dir.test' without starttls sends "
+	         "passwords in clear; use ldaps:// or starttls = yes\n"
+	         "%s:%d: warning: [ldap a] tls_verify = no: the directory's certificate is not "
+	         "checked, anyone on the path can read the passwords\n"
+	         "%s:%d: warning: [ldap a] timeout: a login takes up to 3 operations (search, "
+	         "bind, group check); 3 x 5 s is not below [auth] request_timeout = 15 s, so "
+	         "workers may give up first\n",
+	         path, BASE_LINES + 4, path, BASE_LINES + 6, path, BASE_LINES + 7);
+	assert_non_null(cfg->warnings);
+	assert_string_equal(cfg->warnings, want);
 	config_free(cfg);
 	free(path);
 }
@@ -322,7 +525,7 @@ test_one_error_for_a_bad_bind_dn(void **state)
 static void
 test_password_file(void **state)
 {
-	char *path, *errors = NULL, *pw;
+	char *path, *pw;
 	const char *err = NULL;
 	size_t n = 0;
 	struct config *cfg = load(BASE "[ldap a]\nuri = ldap://h\nbase = dc=x\n"
@@ -330,10 +533,8 @@ test_password_file(void **state)
 	                               "[ldap b]\nuri = ldap://h\nbase = dc=x\n"
 	                               "bind_dn = cn=svc,dc=x\nbind_password_file = empty-pw\n",
 	                          &path);
-	struct ldap_dir_cfg *d = ldap_config_parse(cfg, &n, &errors);
+	struct ldap_dir_cfg *d = dirs_of(cfg, &n);
 
-	if (d == NULL)
-		fail_msg("%s", errors);
 	pw = ldap_config_read_password(&d[0], &err);
 	assert_non_null(pw);
 	assert_string_equal(pw, "s3cret");
@@ -371,13 +572,13 @@ on_conn(void *arg, struct ldap_conn *conn, int rc, const char *error)
 static void
 test_pool_unreachable(void **state)
 {
-	char *path, *errors = NULL;
+	char *path;
 	size_t n = 0;
 	/* Port 1 on loopback: connection refused at once. */
 	struct config *cfg = load(BASE "[ldap a]\nuri = ldap://127.0.0.1:1/ ldap://127.0.0.1:2/\n"
 	                               "base = dc=x\nnetwork_timeout = 1\ntimeout = 2\n",
 	                          &path);
-	struct ldap_dir_cfg *d = ldap_config_parse(cfg, &n, &errors);
+	struct ldap_dir_cfg *d = dirs_of(cfg, &n);
 	struct event_base *base = event_base_new();
 	struct ldap_conn_pool *pool;
 	struct got g = {.base = base};
@@ -417,6 +618,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_defaults),
 	        cmocka_unit_test(test_errors),
+	        cmocka_unit_test(test_files_not_opened),
+	        cmocka_unit_test(test_every_key),
+	        cmocka_unit_test(test_warnings),
 	        cmocka_unit_test(test_active_directory),
 	        cmocka_unit_test(test_one_error_for_a_bad_bind_dn),
 	        cmocka_unit_test(test_password_file),

@@ -921,11 +921,11 @@ load_set(const char *text)
 static void
 test_registry_show(void **state)
 {
-	struct settings_set *set =
-	        load_set(GW "max_connections = 7\n[limits]\ncommand_timeout = 60\n"
-	                    "[queue]\nretry_min = 10m\n[route r]\ndomains = other.test\n"
-	                    "[protection]\ncache_size = 5\n[ldap corp]\nuri = ldap://a\n"
-	                    "[alerts]\ncooldown = 30m\n");
+	struct settings_set *set = load_set(
+	        GW "max_connections = 7\n[limits]\ncommand_timeout = 60\n"
+	           "[queue]\nretry_min = 10m\n[route r]\ndomains = other.test\n"
+	           "[protection]\ncache_size = 5\n[ldap corp]\nuri = ldap://a\nbase = dc=x\n"
+	           "[alerts]\ncooldown = 30m\n");
 	char *out = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&out, &len);
@@ -949,6 +949,7 @@ test_registry_show(void **state)
 	                         "\n"
 	                         "[ldap corp]\n"
 	                         "uri = ldap://a\n"
+	                         "base = dc=x\n"
 	                         "\n"
 	                         "[protection]\n"
 	                         "cache_size = 5\n"
@@ -990,7 +991,8 @@ test_registry_diff(void **state)
 	struct settings_set *b = load_set(GW "max_connections = 200\n[server]\nuser = other\n"
 	                                     "[route new]\ndomains = new.test\n"
 	                                     "[queue]\ngroup_commit = no\n"
-	                                     "[ldap corp]\nuri = ldap://b\nfilter = (uid=%u)\n"
+	                                     "[ldap corp]\nuri = ldap://b\nbase = dc=y\n"
+	                                     "filter = (uid=%u)\n"
 	                                     "[smtp-forward]\nupstreams = [10.0.0.1]:587\n");
 	struct changes ch = {0};
 
@@ -1002,8 +1004,8 @@ test_registry_diff(void **state)
 	        "listener mx: max_connections 2000 -> 200",
 	        "listener sub: removed",
 	        "ldap corp: uri ldap://a -> ldap://b",
-	        "ldap corp: base dc=x -> (not set)",
-	        "ldap corp: filter (not set) -> (uid=%u)",
+	        "ldap corp: base dc=x -> dc=y",
+	        "ldap corp: filter (&(objectClass=person)(|(uid=%s)(mail=%s))) -> (uid=%u)",
 	        "smtp-forward: added",
 	        "queue: group_commit yes -> no",
 	        "route old: removed",
