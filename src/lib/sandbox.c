@@ -105,6 +105,10 @@ static const char *const sandbox_keyproc[] = {
         "listen",
 };
 
+/* The metrics process: it accepts on the socket the master bound and
+ * answers over HTTP from memory; it opens no file and makes no network
+ * socket. Everything it needs is in sandbox_common. */
+
 /* ioctl() requests any process makes: libevent's FIONREAD, non-blocking
  * mode, isatty(). */
 static const unsigned long sandbox_ioctls[] = {FIONREAD, FIONBIO, TCGETS};
@@ -125,6 +129,8 @@ sandbox_kind_name(enum sandbox_kind kind)
 		return "queue";
 	case SANDBOX_KEYPROC:
 		return "keyproc";
+	case SANDBOX_METRICS:
+		return "metrics";
 	}
 	return "?";
 }
@@ -197,9 +203,10 @@ sandbox_allow_sockets(scmp_filter_ctx ctx, enum sandbox_kind kind)
 {
 	static const int unix_only[] = {AF_UNIX};
 	static const int network[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
-	/* The key process makes no socket of its own, but syslog(3) opens a
-	 * new AF_UNIX datagram socket whenever /dev/log was unreachable. */
-	bool local = kind == SANDBOX_SMTPD || kind == SANDBOX_KEYPROC;
+	/* The key process and the metrics process make no socket of their
+	 * own, but syslog(3) opens a new AF_UNIX datagram socket whenever
+	 * /dev/log was unreachable. */
+	bool local = kind == SANDBOX_SMTPD || kind == SANDBOX_KEYPROC || kind == SANDBOX_METRICS;
 	const int *domains = local ? unix_only : network;
 	size_t n = local ? AR_NELEM(unix_only) : AR_NELEM(network);
 
@@ -230,6 +237,9 @@ sandbox_install(enum sandbox_kind kind, const char **error_r)
 		break;
 	case SANDBOX_KEYPROC:
 		own = sandbox_keyproc, n_own = AR_NELEM(sandbox_keyproc);
+		break;
+	case SANDBOX_METRICS:
+		own = NULL, n_own = 0;
 		break;
 	default:
 		own = sandbox_queue, n_own = AR_NELEM(sandbox_queue);

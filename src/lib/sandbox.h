@@ -2,7 +2,7 @@
  * sandbox.h - the system-call allow-lists of the unprivileged processes.
  *
  * After its privilege drop each child of the master (SMTP worker, auth,
- * queue, TLS key process) calls sandbox_apply() with its kind: PR_SET_NO_NEW_PRIVS (no
+ * queue, TLS key process, metrics) calls sandbox_apply() with its kind: PR_SET_NO_NEW_PRIVS (no
  * setuid program can give it back what the drop took), then a seccomp
  * filter that allows the system calls that kind makes and kills the whole
  * process (SIGSYS) on any other. The master sees the signal, logs it by
@@ -24,9 +24,10 @@ enum sandbox_kind {
 	SANDBOX_AUTH,    /* auth process: sources (files, LDAP, SMTP upstreams) */
 	SANDBOX_QUEUE,   /* queue: the spool, DNS, SMTP delivery, Maildirs */
 	SANDBOX_KEYPROC, /* TLS key process: accepts workers, signs; no file, no network */
+	SANDBOX_METRICS, /* metrics endpoint: accepts HTTP clients, reads shared counters */
 };
 
-/* "smtpd", "auth", "queue" or "keyproc". */
+/* "smtpd", "auth", "queue", "keyproc" or "metrics". */
 const char *sandbox_kind_name(enum sandbox_kind kind);
 
 /* False in a sanitizer build, where sandbox_apply() does nothing. */

@@ -10,7 +10,13 @@
  *            and delivers (src/queue/);
  *   keyproc  one process when a listener uses TLS, user auth_user, chrooted
  *            into an empty directory: the only one holding the TLS private
- *            key; it signs the workers' handshakes (src/keyproc/).
+ *            key; it signs the workers' handshakes (src/keyproc/);
+ *   metrics  one process when [metrics] address is set, user `user`,
+ *            chrooted into the same empty directory: the HTTP endpoint
+ *            (src/metrics/). Every process counts in a slot of a shared
+ *            mapping made here before any fork (lib/metrics.h); the master
+ *            gives each child a slot and takes it back when it dies, so
+ *            counters survive restarts, and publishes which children run.
  *
  * Each child sets PR_SET_NO_NEW_PRIVS and its seccomp allow-list right
  * after the drop (src/lib/sandbox.h); a call outside it kills the child
@@ -43,6 +49,9 @@
 #include "../lib/sandbox.h"
 #include "../lib/sdnotify.h"
 #include "../lib/spawner.h"
+#include "../metrics/metric.h"
+#include "../metrics/metrics_config.h"
+#include "../metrics/metrics_http.h"
 #include "../queue/queue.h"
 #include "../queue/queue_config.h"
 #include "../smtpd/conn_limit.h"
@@ -93,7 +102,7 @@
 /* How long the shell that started a daemon waits for it to be ready. */
 #define DAEMON_READY_SECONDS 60
 
-enum child_kind { CHILD_AUTH, CHILD_SMTPD, CHILD_QUEUE, CHILD_KEYPROC };
+enum child_kind { CHILD_AUTH, CHILD_SMTPD, CHILD_QUEUE, CHILD_KEYPROC, CHILD_METRICS };
 
 struct child {
 	struct master *m;
@@ -105,6 +114,7 @@ struct child {
 	unsigned backoff_ms;
 	unsigned restarts; /* `authrelay status` */
 	struct event *restart;
+	unsigned metrics_slot; /* its slot in m->metrics while it runs */
 };
 
 struct master {
@@ -124,7 +134,10 @@ struct master {
 	bool need_tls;  /* a listener uses TLS: the key process runs */
 	int keyproc_fd; /* the key process's listening socket, or -1 */
 	char keyproc_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char keyproc_root[256]; /* its chroot */
+	char keyproc_root[256]; /* its chroot, and the metrics process's */
+	struct metrics_config mc;
+	struct metrics *metrics; /* NULL: [metrics] address not set */
+	int metrics_fd;          /* the endpoint's listening socket, or -1 */
 	struct conn_limit *limits;
 	struct send_limit *send_limits; /* issue 6: per-user sending limits */
 	struct protection_config prot;  /* what the workers need of it */
@@ -132,6 +145,7 @@ struct master {
 	struct child auth;
 	struct child queue; /* issue 5 */
 	struct child keyproc;
+	struct child metrics_child;
 	struct queue_config *qc;
 	struct spool_gauge *gauge; /* queue size, shared with workers */
 	/* How a group commit round ends on the spool's file system: chosen
@@ -200,6 +214,33 @@ master_bind_listener(const struct listener_cfg *l, const char **error_r)
 fail:
 	snprintf(err, sizeof(err), "listener %s (%s): %s", l->name, l->address_text,
 	         strerror(errno));
+	*error_r = err;
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* The metrics endpoint's socket, bound like a listener's ([metrics]
+ * address, numeric; "*:PORT" and "[::]:PORT" take IPv4 too). */
+static int
+master_bind_metrics(const struct metrics_config *mc, const char **error_r)
+{
+	static char err[256];
+	int on = 1, fd = socket(mc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (mc->addr.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&mc->addr;
+		int v6only = !IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+	}
+	if (bind(fd, (const struct sockaddr *)&mc->addr, mc->addrlen) != 0 || listen(fd, 64) != 0)
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, sizeof(err), "[metrics] address %s: %s", mc->address, strerror(errno));
 	*error_r = err;
 	if (fd >= 0)
 		close(fd);
@@ -306,8 +347,9 @@ master_check_tls(struct master *m, const char **error_r)
 	return -1;
 }
 
-/* The key process's chroot: <spool_dir>/empty, a directory owned by root
- * that nobody can write to. Only when started as root. */
+/* The key process's chroot (and the metrics process's): <spool_dir>/empty,
+ * a directory owned by root that nobody can write to. Only when started as
+ * root. */
 static int
 master_keyproc_root(struct master *m, const char **error_r)
 {
@@ -525,6 +567,38 @@ child_run_keyproc(struct master *m)
 	exit(keyproc_main(&p));
 }
 
+/* The metrics process: the HTTP endpoint, as `user` in the empty chroot,
+ * not dumpable, with the counters mapped read-only. It holds no secret and
+ * no mail; it reads the shared counters and answers allowed clients. */
+static AR_NORETURN void
+child_run_metrics(struct master *m)
+{
+	log_init(m->cfg->use_syslog, (enum log_level)m->cfg->log_level, "metrics");
+	for (size_t i = 0; i < m->cfg->n_listeners; i++)
+		close(m->listen_fds[i]);
+	close(m->auth_fd);
+	close(m->alert_fds[0]);
+	close(m->alert_fds[1]);
+	close(m->queue_ctl_fd);
+	if (m->keyproc_fd >= 0)
+		close(m->keyproc_fd);
+	if (m->is_root)
+		privdrop_apply(&m->user, m->keyproc_root);
+	child_after_drop(m);
+	prctl(PR_SET_DUMPABLE, 0);
+	if (metrics_readonly(m->metrics) != 0)
+		fatal("metrics: mprotect: %s", strerror(errno));
+	child_sandbox(m, SANDBOX_METRICS);
+	struct metrics_http_params p = {
+	        .metrics = m->metrics,
+	        .listen_fd = m->metrics_fd,
+	        .allow = m->mc.allow,
+	        .n_allow = m->mc.n_allow,
+	        .timeout = m->mc.timeout,
+	};
+	exit(metrics_http_main(&p));
+}
+
 static const char *
 child_name(const struct child *c)
 {
@@ -535,10 +609,46 @@ child_name(const struct child *c)
 		return "queue";
 	case CHILD_KEYPROC:
 		return "keyproc";
+	case CHILD_METRICS:
+		return "metrics";
 	case CHILD_SMTPD:
 		break;
 	}
 	return "smtpd";
+}
+
+static enum metric_process
+child_metric_process(const struct child *c)
+{
+	static const enum metric_process kinds[] = {
+	        [CHILD_AUTH] = MP_AUTH,       [CHILD_SMTPD] = MP_SMTPD,
+	        [CHILD_QUEUE] = MP_QUEUE,     [CHILD_KEYPROC] = MP_KEYPROC,
+	        [CHILD_METRICS] = MP_METRICS,
+	};
+	return kinds[c->kind];
+}
+
+/* Publish how many children of each kind run and have reported up, and how
+ * many should: what /healthz answers from. */
+static void
+master_metrics_processes(const struct master *m)
+{
+	unsigned up[MP_COUNT] = {0}, want[MP_COUNT] = {0};
+	const struct child *one[] = {&m->auth, &m->queue, &m->keyproc, &m->metrics_child};
+
+	if (m->metrics == NULL)
+		return;
+	want[MP_SMTPD] = m->n_workers;
+	want[MP_AUTH] = want[MP_QUEUE] = want[MP_METRICS] = 1;
+	want[MP_KEYPROC] = m->need_tls;
+	for (size_t i = 0; i < AR_NELEM(one); i++)
+		up[child_metric_process(one[i])] += one[i]->pid != 0 && one[i]->up;
+	for (unsigned i = 0; i < m->n_workers; i++)
+		up[MP_SMTPD] += m->workers[i].pid != 0 && m->workers[i].up;
+	for (unsigned p = 0; p < MP_COUNT; p++) {
+		metrics_set(M_PROCESSES_UP, up[p], p);
+		metrics_set(M_PROCESSES_EXPECTED, want[p], p);
+	}
 }
 
 static void
@@ -551,6 +661,8 @@ master_start_child(struct child *c)
 	if (c->kind == CHILD_AUTH &&
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, admin) < 0)
 		log_err("admin channel: socketpair: %s", strerror(errno));
+	if (m->metrics != NULL)
+		c->metrics_slot = metrics_slot_claim(m->metrics);
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_err("fork: %s", strerror(errno));
@@ -558,6 +670,8 @@ master_start_child(struct child *c)
 			close(admin[0]);
 			close(admin[1]);
 		}
+		if (m->metrics != NULL)
+			metrics_slot_release(m->metrics, c->metrics_slot);
 		return;
 	}
 	if (pid == 0) {
@@ -572,12 +686,18 @@ master_start_child(struct child *c)
 		readiness_set_fd(m->ready_pipe[1]);
 		if (m->daemon_fd >= 0)
 			close(m->daemon_fd);
+		if (m->metrics != NULL)
+			metrics_attach(m->metrics, c->metrics_slot);
+		if (m->metrics_fd >= 0 && c->kind != CHILD_METRICS)
+			close(m->metrics_fd);
 		if (c->kind == CHILD_AUTH)
 			child_run_auth(m);
 		if (c->kind == CHILD_QUEUE)
 			child_run_queue(m);
 		if (c->kind == CHILD_KEYPROC)
 			child_run_keyproc(m);
+		if (c->kind == CHILD_METRICS)
+			child_run_metrics(m);
 		child_run_smtpd(m, c->idx);
 	}
 	if (admin[0] >= 0) {
@@ -610,6 +730,8 @@ master_find_child(struct master *m, pid_t pid)
 		return &m->queue;
 	if (m->keyproc.pid == pid)
 		return &m->keyproc;
+	if (m->metrics_child.pid == pid)
+		return &m->metrics_child;
 	for (unsigned i = 0; i < m->n_workers; i++)
 		if (m->workers[i].pid == pid)
 			return &m->workers[i];
@@ -619,7 +741,8 @@ master_find_child(struct master *m, pid_t pid)
 static bool
 master_children_alive(const struct master *m)
 {
-	if (m->auth.pid != 0 || m->queue.pid != 0 || m->keyproc.pid != 0)
+	if (m->auth.pid != 0 || m->queue.pid != 0 || m->keyproc.pid != 0 ||
+	    m->metrics_child.pid != 0)
 		return true;
 	for (unsigned i = 0; i < m->n_workers; i++)
 		if (m->workers[i].pid != 0)
@@ -652,6 +775,10 @@ master_reap(struct master *m)
 		else
 			log_info("%s pid=%d exited status=%d", name, (int)pid, WEXITSTATUS(status));
 		c->pid = 0;
+		/* Its gauges go; its counters stay for the next one. */
+		if (m->metrics != NULL)
+			metrics_slot_release(m->metrics, c->metrics_slot);
+		master_metrics_processes(m);
 		/* Gives back what the worker held in the shared tables;
 		 * never waits for another worker (shmtab.h). */
 		if (c->kind == CHILD_SMTPD) {
@@ -671,6 +798,7 @@ master_reap(struct master *m)
 		struct timeval tv = {c->backoff_ms / 1000, (long)(c->backoff_ms % 1000) * 1000};
 		log_info("restarting %s in %u ms", name, c->backoff_ms);
 		c->restarts++;
+		metrics_inc(M_PROCESS_RESTARTS, child_metric_process(c));
 		sdnotify("STATUS=%s pid=%d %s %d, restarting in %u ms", name, (int)pid,
 		         WIFSIGNALED(status) ? "killed by signal" : "exited status",
 		         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
@@ -684,7 +812,8 @@ master_reap(struct master *m)
 static bool
 master_children_up(const struct master *m)
 {
-	if (!m->auth.up || !m->queue.up || (m->need_tls && !m->keyproc.up))
+	if (!m->auth.up || !m->queue.up || (m->need_tls && !m->keyproc.up) ||
+	    (m->metrics != NULL && !m->metrics_child.up))
 		return false;
 	for (unsigned i = 0; i < m->n_workers; i++)
 		if (!m->workers[i].up)
@@ -718,6 +847,7 @@ master_ready_cb(evutil_socket_t fd, short what, void *arg)
 				c->up = true;
 		}
 	}
+	master_metrics_processes(m);
 	if (m->stopping || !master_children_up(m))
 		return;
 	if (!m->ready) {
@@ -743,6 +873,8 @@ master_signal_child(struct master *m, int sig)
 		kill(m->queue.pid, sig);
 	if (m->keyproc.pid != 0)
 		kill(m->keyproc.pid, sig);
+	if (m->metrics_child.pid != 0)
+		kill(m->metrics_child.pid, sig);
 	for (unsigned i = 0; i < m->n_workers; i++)
 		if (m->workers[i].pid != 0)
 			kill(m->workers[i].pid, sig);
@@ -1023,6 +1155,7 @@ master_main(const char *config_path, bool foreground)
 	                   .daemon_fd = -1,
 	                   .keyproc_fd = -1,
 	                   .admin_fd = -1,
+	                   .metrics_fd = -1,
 	                   .generation = 1};
 	char *errors = NULL;
 	const char *err;
@@ -1038,7 +1171,8 @@ master_main(const char *config_path, bool foreground)
 	 * NAME] are the queue's, [protection] and [alerts] the auth
 	 * process's, which loads its own copy. */
 	m.qc = queue_config_load(m.cfg, &errors);
-	if (m.qc == NULL || protection_config_load(m.cfg, &m.prot, &errors) < 0) {
+	if (m.qc == NULL || protection_config_load(m.cfg, &m.prot, &errors) < 0 ||
+	    metrics_config_load(m.cfg, &m.mc, &errors) < 0) {
 		fprintf(stderr, "%s", errors);
 		free(errors);
 		queue_config_free(m.qc);
@@ -1090,12 +1224,10 @@ master_main(const char *config_path, bool foreground)
 	 * child restarting in a loop. */
 	for (size_t i = 0; i < m.cfg->n_listeners; i++)
 		m.need_tls |= m.cfg->listeners[i].tls != LTLS_NONE;
-	if (m.need_tls) {
-		if (master_check_tls(&m, &err) != 0)
-			master_fail(&m, EX_CONFIG, "[tls] %s", err);
-		if (m.is_root && master_keyproc_root(&m, &err) != 0)
-			master_fail(&m, EX_CONFIG, "%s", err);
-	}
+	if (m.need_tls && master_check_tls(&m, &err) != 0)
+		master_fail(&m, EX_CONFIG, "[tls] %s", err);
+	if ((m.need_tls || m.mc.address != NULL) && m.is_root && master_keyproc_root(&m, &err) != 0)
+		master_fail(&m, EX_CONFIG, "%s", err);
 
 	m.listen_fds = xcalloc(m.cfg->n_listeners, sizeof(int));
 	for (size_t i = 0; i < m.cfg->n_listeners; i++) {
@@ -1105,6 +1237,8 @@ master_main(const char *config_path, bool foreground)
 		if (m.listen_fds[i] < 0)
 			master_fail(&m, EX_TEMPFAIL, "%s", err);
 	}
+	if (m.mc.address != NULL && (m.metrics_fd = master_bind_metrics(&m.mc, &err)) < 0)
+		master_fail(&m, EX_TEMPFAIL, "%s", err);
 	m.auth_fd = master_bind_unix(&m, AUTH_SOCKET_NAME, m.user.uid, m.user.gid, m.auth_path,
 	                             sizeof(m.auth_path), &err);
 	if (m.auth_fd < 0)
@@ -1137,6 +1271,12 @@ master_main(const char *config_path, bool foreground)
 	m.limits = conn_limit_new(m.n_workers, (unsigned)m.cfg->n_listeners, slots);
 	m.send_limits = send_limit_new(m.prot.send_limit_size, m.n_workers);
 	m.gauge = spool_gauge_new();
+	if (m.mc.address != NULL) {
+		/* A slot for the master, the shared one, each child, and room
+		 * for the workers that replace those that die. */
+		m.metrics = metrics_new(metric_families(), M_COUNT, 8 + 3 * m.n_workers);
+		metrics_set(M_START_TIME, time(NULL));
+	}
 
 	if (!foreground)
 		master_daemonize(&m);
@@ -1172,11 +1312,16 @@ master_main(const char *config_path, bool foreground)
 	m.keyproc.restart = evtimer_new(m.base, master_restart_cb, &m.keyproc);
 	if (m.need_tls)
 		master_start_child(&m.keyproc);
+	m.metrics_child = (struct child){.m = &m, .kind = CHILD_METRICS};
+	m.metrics_child.restart = evtimer_new(m.base, master_restart_cb, &m.metrics_child);
+	if (m.metrics != NULL)
+		master_start_child(&m.metrics_child);
 	for (unsigned i = 0; i < m.n_workers; i++) {
 		m.workers[i] = (struct child){.m = &m, .kind = CHILD_SMTPD, .idx = i};
 		m.workers[i].restart = evtimer_new(m.base, master_restart_cb, &m.workers[i]);
 		master_start_child(&m.workers[i]);
 	}
+	master_metrics_processes(&m);
 	sdnotify("STATUS=starting %u workers, auth and queue", m.n_workers);
 
 	event_base_dispatch(m.base);
@@ -1197,6 +1342,7 @@ master_main(const char *config_path, bool foreground)
 	event_free(m.auth.restart);
 	event_free(m.queue.restart);
 	event_free(m.keyproc.restart);
+	event_free(m.metrics_child.restart);
 	for (unsigned i = 0; i < m.n_workers; i++)
 		event_free(m.workers[i].restart);
 	free(m.workers);
@@ -1213,6 +1359,10 @@ master_main(const char *config_path, bool foreground)
 	close(m.queue_ctl_fd);
 	if (m.keyproc_fd >= 0)
 		close(m.keyproc_fd);
+	if (m.metrics_fd >= 0)
+		close(m.metrics_fd);
+	metrics_free(m.metrics);
+	metrics_config_clear(&m.mc);
 	conn_limit_free(m.limits);
 	send_limit_free(m.send_limits);
 	spool_gauge_free(m.gauge);

@@ -7,8 +7,8 @@
  * to struct fwd_settings (none when the file has no such section), [ldap
  * NAME] to a struct ldap_dir_cfg each,
  * [protection] and [alerts] to struct protection_config, [queue] and [route
- * NAME] to struct queue_config. Adding a module's section is a line in
- * modules[] and a case in set_records().
+ * NAME] to struct queue_config, [metrics] to struct metrics_config. Adding a
+ * module's section is a line in modules[] and a case in set_records().
  */
 #include "settings_registry.h"
 #include "../auth/forward_config.h"
@@ -16,6 +16,7 @@
 #include "../auth/protection_config.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
+#include "../metrics/metrics_config.h"
 #include "../queue/queue_config.h"
 
 #include <stdlib.h>
@@ -26,6 +27,7 @@ static const struct config_module *const modules[] = {
         &forward_config_module,
         &protection_config_module,
         &queue_config_module,
+        &metrics_config_module,
 };
 
 static const struct settings_section *const core[] = {
@@ -85,6 +87,8 @@ settings_registry_load(const char *path, char **errors_r)
 		set->has_fwd = false;
 		goto fail;
 	}
+	if (metrics_config_load(set->cfg, &set->metrics, errors_r) < 0)
+		goto fail;
 	return set;
 fail:
 	settings_registry_free(set);
@@ -99,6 +103,7 @@ settings_registry_free(struct settings_set *set)
 	if (set->has_fwd)
 		forward_config_free(&set->fwd);
 	ldap_config_free(set->ldap, set->n_ldap);
+	metrics_config_clear(&set->metrics);
 	protection_config_clear(&set->prot);
 	queue_config_free(set->qc);
 	config_free(set->cfg);
@@ -154,6 +159,8 @@ set_records(const struct settings_set *set, const struct settings_section *def, 
 	} else if (strcmp(def->kind, FWD_SECTION) == 0) {
 		if (set->has_fwd)
 			records_add(r, &set->fwd, NULL);
+	} else if (strcmp(def->kind, "metrics") == 0) {
+		records_add(r, &set->metrics, NULL);
 	} else if (strcmp(def->kind, "route") == 0) {
 		for (size_t i = 0; i < set->qc->n_routes; i++)
 			records_add(r, &set->qc->routes[i], set->qc->routes[i].name);
@@ -179,6 +186,7 @@ union base_record {
 	struct route_cfg route;
 	struct fwd_settings fwd;
 	struct ldap_dir_cfg ldap;
+	struct metrics_config metrics;
 };
 
 /* The defaults of def: what a key that is not written would hold. A

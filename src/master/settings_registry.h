@@ -1,7 +1,7 @@
 /*
  * settings_registry.h - every section of authrelay.conf in one list: the
  * core sections (lib/config.c), [ldap NAME], [smtp-forward], [protection]
- * and [alerts] (auth), [queue] and [route NAME] (queue).
+ * and [alerts] (auth), [queue] and [route NAME] (queue), [metrics].
  *
  * The master may include every module, so the list lives here:
  * settings_registry_install() hands it to config_load() (every process and
@@ -17,6 +17,7 @@
 #include "../auth/ldap_config.h"
 #include "../auth/protection_config.h"
 #include "../lib/settings.h"
+#include "../metrics/metrics_config.h"
 
 struct config;
 struct queue_config;
@@ -30,6 +31,7 @@ struct settings_set {
 	bool has_fwd;
 	struct ldap_dir_cfg *ldap; /* one per [ldap NAME] */
 	size_t n_ldap;
+	struct metrics_config metrics;
 };
 
 /* Make every module's sections known to config_load(). Call once, before

@@ -215,6 +215,7 @@ test_every_kind_runs_the_ordinary(void **state)
 	assert_exit_ok(run_sandboxed(SANDBOX_AUTH, child_ordinary));
 	assert_exit_ok(run_sandboxed(SANDBOX_QUEUE, child_ordinary));
 	assert_exit_ok(run_sandboxed(SANDBOX_KEYPROC, child_ordinary));
+	assert_exit_ok(run_sandboxed(SANDBOX_METRICS, child_ordinary));
 }
 
 static void
@@ -229,7 +230,7 @@ static void
 test_no_kind_forks_or_execs(void **state)
 {
 	static const enum sandbox_kind kinds[] = {SANDBOX_SMTPD, SANDBOX_AUTH, SANDBOX_QUEUE,
-	                                          SANDBOX_KEYPROC};
+	                                          SANDBOX_KEYPROC, SANDBOX_METRICS};
 	SKIP_WITHOUT_SANDBOX();
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		assert_killed_by_sigsys(run_sandboxed(kinds[i], child_fork));
@@ -249,6 +250,9 @@ test_worker_has_no_network(void **state)
 	assert_killed_by_sigsys(run_sandboxed(SANDBOX_SMTPD, child_inet6_socket));
 	/* The key process never touches the network. */
 	assert_killed_by_sigsys(run_sandboxed(SANDBOX_KEYPROC, child_inet_socket));
+	/* Nor does the metrics process: it only accepts on its socket. */
+	assert_killed_by_sigsys(run_sandboxed(SANDBOX_METRICS, child_inet_socket));
+	assert_killed_by_sigsys(run_sandboxed(SANDBOX_METRICS, child_inet6_socket));
 	/* Auth and queue speak to directories, upstreams and next hops. */
 	assert_exit_ok(run_sandboxed(SANDBOX_AUTH, child_inet_socket));
 	assert_exit_ok(run_sandboxed(SANDBOX_QUEUE, child_inet6_socket));
@@ -261,6 +265,7 @@ test_only_the_queue_makes_directories(void **state)
 	assert_killed_by_sigsys(run_sandboxed(SANDBOX_SMTPD, child_mkdir));
 	assert_killed_by_sigsys(run_sandboxed(SANDBOX_AUTH, child_mkdir));
 	assert_killed_by_sigsys(run_sandboxed(SANDBOX_KEYPROC, child_mkdir));
+	assert_killed_by_sigsys(run_sandboxed(SANDBOX_METRICS, child_mkdir));
 	assert_exit_ok(run_sandboxed(SANDBOX_QUEUE, child_mkdir));
 }
 
@@ -271,6 +276,7 @@ test_kind_names(void **state)
 	assert_string_equal(sandbox_kind_name(SANDBOX_AUTH), "auth");
 	assert_string_equal(sandbox_kind_name(SANDBOX_QUEUE), "queue");
 	assert_string_equal(sandbox_kind_name(SANDBOX_KEYPROC), "keyproc");
+	assert_string_equal(sandbox_kind_name(SANDBOX_METRICS), "metrics");
 }
 
 /* The hook's helper: started before the filter, it runs its command for
