@@ -47,6 +47,7 @@
 #include "forward_upstream.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
+#include "../metrics/metric.h"
 #include "../smtp/smtp_client.h"
 
 #include <event2/event.h>
@@ -538,6 +539,7 @@ fwd_init(const struct auth_env *env, void **state_r, const char **error_r)
 		const struct fwd_upstream *u = &src->set.up[i];
 		log_info("auth: forward upstream=%s addr=%s tls=%s tls_name=%s", u->name,
 		         u->addr_text, forward_config_tls_name(src->set.tls), u->tls_name);
+		metrics_set(M_FORWARD_UP, 0, metric_upstream(u->name));
 	}
 	/* Pre-connecting starts with the loop (never during check-config). */
 	forward_pool_start(src->pool);

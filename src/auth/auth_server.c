@@ -48,6 +48,7 @@
 #include "../lib/readiness.h"
 #include "../lib/wbatch.h"
 #include "../lib/threadpool.h"
+#include "../metrics/metric.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -146,6 +147,16 @@ elapsed_ms(const struct timespec *start)
 }
 
 static uint64_t
+elapsed_us(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)((now.tv_sec - start->tv_sec) * 1000000 +
+	                  (now.tv_nsec - start->tv_nsec) / 1000);
+}
+
+static uint64_t
 now_ms(void)
 {
 	struct timespec now;
@@ -181,6 +192,8 @@ auth_finish(struct auth_conn *conn, const struct auth_request *req, const struct
 	         req->listener[0] != '\0' ? log_escape_str(req->listener, lst, sizeof(lst)) : "-",
 	         auth_result_name(result), auth_reason_name(reason), source, elapsed_ms(start),
 	         extra);
+	metrics_inc(M_AUTH_ATTEMPTS, metric_mech(req->mech), metric_source(source), result, reason);
+	metrics_observe(M_AUTH_DURATION, elapsed_us(start), metric_source(source));
 	if (conn == NULL)
 		return;
 
@@ -274,6 +287,11 @@ auth_job_final(struct auth_job *job, enum auth_result result, const char *identi
 		auth_throttle_failure(srv->throttle, req->client, req->login, req->secret,
 		                      req->secret_len, now, &tr);
 		delay_ms = tr.delay_ms;
+		if (tr.delay_ms > 0)
+			metrics_observe(M_AUTH_DELAYS, tr.delay_ms);
+		if (tr.locked != THROTTLE_NONE)
+			metrics_inc(M_AUTH_LOCKOUTS_STARTED,
+			            metric_scope(auth_throttle_scope_name(tr.locked)));
 		auth_alert_failure(srv->alert, req->login, req->client, now);
 	} else if (result == AUTH_OK) {
 		auth_throttle_success(srv->throttle, req->client, req->login);
@@ -301,6 +319,7 @@ auth_job_start(struct auth_job *job)
 			auth_cache_key(srv->cache, a->ops->name, req->login, req->secret,
 			               req->secret_len, key);
 			if (auth_cache_lookup(srv->cache, key, now_ms(), &hit)) {
+				metrics_inc(M_AUTH_CACHE, MC_HIT);
 				if (auth_pass_on(srv, job, hit.result, hit.reason)) {
 					job->source++;
 					continue;
@@ -311,6 +330,7 @@ auth_job_start(struct auth_job *job)
 				               a->ops->name, "cache=hit");
 				return;
 			}
+			metrics_inc(M_AUTH_CACHE, MC_MISS);
 		}
 		if (job->shielded) {
 			/* The lockout shield: this login no longer reaches a
@@ -387,6 +407,7 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 			identity = hit.identity;
 			reason = AUTH_REASON_OK;
 			note = "cache=stale";
+			metrics_inc(M_AUTH_CACHE, MC_STALE);
 		}
 	}
 	if (auth_pass_on(srv, job, result, reason)) {
@@ -576,6 +597,10 @@ auth_on_tick(evutil_socket_t fd, short what, void *arg)
 	struct auth_server *srv = arg;
 
 	auth_alert_tick(srv->alert, now_ms());
+	if (metrics_enabled()) {
+		metrics_set(M_AUTH_CACHE_ENTRIES, auth_cache_count(srv->cache));
+		metrics_set(M_AUTH_LOCKOUTS, auth_throttle_locked(srv->throttle, now_ms()));
+	}
 }
 
 static void

@@ -454,3 +454,27 @@ auth_throttle_count(const struct auth_throttle *t)
 {
 	return lru_count(t->table);
 }
+
+struct locked_walk {
+	uint64_t now_ms;
+	size_t n;
+};
+
+static bool
+locked_each(void *arg, const uint8_t key[LRU_KEY_LEN], void *value)
+{
+	struct locked_walk *w = arg;
+	const struct throttle_entry *e = value;
+
+	w->n += e->locked_until_ms > w->now_ms;
+	return false;
+}
+
+size_t
+auth_throttle_locked(struct auth_throttle *t, uint64_t now_ms)
+{
+	struct locked_walk w = {.now_ms = now_ms};
+
+	lru_each(t->table, locked_each, &w);
+	return w.n;
+}

@@ -85,6 +85,10 @@ void auth_throttle_lockouts(struct auth_throttle *, uint64_t now_ms, auth_thrott
  * Returns how many lockouts ended. */
 unsigned auth_throttle_unlock(struct auth_throttle *, const char *what, uint64_t now_ms);
 
+/* Lockouts in force at now_ms (clients, pairs and shielded logins), for
+ * the metrics. Walks the whole table: once a second at most. */
+size_t auth_throttle_locked(struct auth_throttle *, uint64_t now_ms);
+
 /* "client", "client_login", "login", "none". */
 const char *auth_throttle_scope_name(enum auth_throttle_scope);
 /* Tracked keys (tests). */

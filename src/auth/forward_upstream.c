@@ -7,6 +7,7 @@
  */
 #include "forward_upstream.h"
 #include "../lib/log.h"
+#include "../metrics/metric.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -38,6 +39,7 @@ forward_upstream_mark_down(struct fwd_upstream *u, unsigned failure_memory, cons
 		         u->addr_text, failure_memory, why);
 	u->down_until = now + (int64_t)failure_memory * 1000;
 	snprintf(u->down_why, sizeof(u->down_why), "%s", why);
+	metrics_set(M_FORWARD_UP, u->down_until, metric_upstream(u->name));
 }
 
 void
@@ -46,6 +48,7 @@ forward_upstream_mark_up(struct fwd_upstream *u)
 	if (u->down_until != 0 && u->down_until > forward_upstream_now())
 		log_info("auth: forward upstream=%s addr=%s answers again", u->name, u->addr_text);
 	u->down_until = 0;
+	metrics_set(M_FORWARD_UP, 0, metric_upstream(u->name));
 }
 
 struct fwd_upstream *
@@ -62,6 +65,8 @@ forward_upstream_first_healthy(const struct fwd_settings *set)
 void
 forward_upstream_forget(struct fwd_settings *set)
 {
-	for (size_t i = 0; i < set->n_up; i++)
+	for (size_t i = 0; i < set->n_up; i++) {
 		set->up[i].down_until = 0;
+		metrics_set(M_FORWARD_UP, 0, metric_upstream(set->up[i].name));
+	}
 }

@@ -54,6 +54,7 @@
 #include "ldap_tls.h"
 #include "../lib/log.h"
 #include "../lib/threadpool.h"
+#include "../metrics/metric.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -224,6 +225,13 @@ static bool
 before(struct timespec a, struct timespec b)
 {
 	return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+/* t in ms, the clock of the metrics' down-until times. */
+static uint64_t
+ts_ms(struct timespec t)
+{
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
 static long
@@ -662,6 +670,7 @@ setup_done(void *arg)
 		pool->down_backoff_ms = next_backoff(pool->down_backoff_ms);
 		pool->down_until = add_ms(now_mono(), pool->down_backoff_ms);
 		snprintf(pool->down_error, sizeof(pool->down_error), "%s", s->error);
+		metrics_set(M_LDAP_UP, ts_ms(pool->down_until), metric_directory(dir->name));
 		log_err("ldap dir=%s: cannot connect (%s); directory unavailable, next try in %u "
 		        "ms",
 		        dir->name, s->error, pool->down_backoff_ms);
@@ -674,6 +683,7 @@ setup_done(void *arg)
 		return;
 	}
 	pool->down_backoff_ms = 0;
+	metrics_set(M_LDAP_UP, 0, metric_directory(dir->name));
 	pool->uri_backoff_ms[s->uri_index] = 0;
 	pool->uri_down_until[s->uri_index] = (struct timespec){0, 0};
 
@@ -1291,6 +1301,7 @@ ldap_conn_pool_new(struct event_base *base, const struct ldap_dir_cfg *dir,
 	TAILQ_INIT(&pool->all_waits);
 	TAILQ_INIT(&pool->finished_ops);
 	pool->uri_down_until = xcalloc(dir->n_uris, sizeof(*pool->uri_down_until));
+	metrics_set(M_LDAP_UP, 0, metric_directory(dir->name));
 	pool->uri_backoff_ms = xcalloc(dir->n_uris, sizeof(*pool->uri_backoff_ms));
 	/* How pool_size is split (README "[ldap NAME]"): fetch only searches;
 	 * a dn_template only binds (and reads as the user); bind with a

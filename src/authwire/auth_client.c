@@ -508,3 +508,10 @@ auth_client_notify(struct auth_client *ac, const struct auth_notify *n)
 		log_warn("auth client: NOTIFY %s too big", n->event);
 	ipc_msg_free(m);
 }
+
+bool
+auth_client_local_reason(enum auth_reason reason)
+{
+	return reason == AUTH_REASON_INVALID_REQUEST || reason == AUTH_REASON_TOO_MANY_REQUESTS ||
+	       reason == AUTH_REASON_AUTH_UNAVAILABLE || reason == AUTH_REASON_TIMEOUT;
+}

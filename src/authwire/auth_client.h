@@ -47,4 +47,9 @@ void auth_client_cancel(struct auth_client *, uint32_t handle);
  * an alert. Fire and forget: dropped while not connected. */
 void auth_client_notify(struct auth_client *, const struct auth_notify *);
 
+/* True for the reasons this client answers with by itself, the auth process
+ * never having answered (timeout, not connected, too many requests, a field
+ * over its limit): the worker logs and counts those attempts itself. */
+bool auth_client_local_reason(enum auth_reason reason);
+
 #endif

@@ -183,6 +183,7 @@ queue_main(const struct queue_params *p)
 		/* What the old segments knew is now in the table: retire them. */
 		queue_sched_checkpoint(q, false);
 	}
+	queue_metrics_start(q);
 	log_info("queue ready messages=%zu ready=%zu deferred=%zu hold=%zu orphan_states=%u "
 	         "journal_records=%zu journal_segments=%zu "
 	         "resolver=%s smarthost=%s routes=%zu group_commit=%s",
@@ -210,6 +211,7 @@ queue_main(const struct queue_params *p)
 	queue_sched_fini(q);
 	queue_ctl_close(q);
 	queue_scan_stop(q);
+	queue_metrics_stop(q);
 	event_free(q->stats_ev);
 	event_free(q->ev_term);
 	event_free(q->ev_int);

@@ -13,6 +13,7 @@
  *   queue_bounce.c after an attempt: expiry, DSNs and delay warnings;
  *   queue_ctl.c    the control socket behind `authrelay queue ...`;
  *   queue_view.c   how the list, a message and the summary look;
+ *   queue_metrics.c  the queue's gauges for the metrics endpoint;
  *   queue.c        process set-up, signals, reload and statistics.
  */
 #ifndef AUTHRELAY_QUEUE_INTERNAL_H
@@ -108,6 +109,7 @@ struct queue {
 	char *spool;
 	char *helo;
 	struct event *stats_ev, *ev_term, *ev_int, *ev_hup;
+	struct event *metrics_ev; /* queue_metrics.c; NULL: metrics off */
 	unsigned long n_sent, n_deferred, n_bounced, n_dsn, n_expired, n_received;
 	unsigned long last_stats_sum;
 
@@ -244,5 +246,14 @@ void queue_bounce_fini(struct queue *q);
 /* Listen on spool_dir/private/queue. 0, or -1 (logged). */
 int queue_ctl_listen(struct queue *q);
 void queue_ctl_close(struct queue *q);
+
+/* ------------------------------------------------------ queue_metrics.c */
+
+/* With metrics on: publish the queue's gauges now and every few seconds;
+ * stop doing so. */
+void queue_metrics_start(struct queue *q);
+void queue_metrics_stop(struct queue *q);
+/* Publish the messages per state and age now. */
+void queue_metrics_update(struct queue *q);
 
 #endif

@@ -35,6 +35,7 @@
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/threadpool.h"
+#include "../metrics/metric.h"
 #include "../spool/spool_gauge.h"
 
 #include <stdio.h>
@@ -435,6 +436,9 @@ queue_sched_log_rcpt(const struct qmsg *m, const struct qrcpt *r, const char *st
 	         m->id, log_escape_str(r->addr, addr, sizeof(addr)), r->relay,
 	         now_f() - (double)m->arrival, m->attempts + 1, r->dsn[0] ? r->dsn : "-", status,
 	         log_escape_str(r->reply ? r->reply : "", reply, sizeof(reply)));
+	metrics_inc(M_DELIVERIES, metric_delivery_status(status));
+	metrics_observe(M_DELIVERY_DELAY, (now_f() - (double)m->arrival) * 1000,
+	                metric_delivery_status(status));
 }
 
 static void msg_attempt_done(struct queue *q, struct qmsg *m);

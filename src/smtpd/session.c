@@ -27,6 +27,7 @@
 #include "../lib/log.h"
 #include "../lib/net.h"
 #include "../lib/threadpool.h"
+#include "../metrics/metric.h"
 #include "../sasl/sasl.h"
 #include "../smtp/smtp_parse.h"
 #include "../spool/spool.h"
@@ -145,6 +146,9 @@ struct session {
 	/* Plaintext replies not yet handed to the kernel (session_flush()). */
 	struct evbuffer *out;
 	bool freed_slot;
+	unsigned m_listener;         /* the listener's label (metric.h) */
+	unsigned m_mech;             /* the AUTH mechanism's label */
+	enum metric_outcome outcome; /* counted when the session ends */
 };
 
 static void session_process(struct session *s);
@@ -260,6 +264,7 @@ session_error(struct session *s)
 	/* max_errors bad commands are tolerated; the next one ends it. */
 	if (s->l->limits.max_errors > 0 && s->errors > s->l->limits.max_errors) {
 		log_info("s=%s too many errors errors=%u", s->id, s->errors);
+		s->outcome = MO_ERRORS;
 		session_close(s, "421 4.7.0 Too many errors, closing connection");
 	}
 }
@@ -436,6 +441,7 @@ cmd_rset(struct session *s, const char *args)
 static void
 cmd_quit(struct session *s, const char *args)
 {
+	s->outcome = MO_QUIT;
 	session_close(s, "221 2.0.0 Bye");
 }
 
@@ -476,6 +482,9 @@ session_tls_handshake_done(enum tls_handshake_result result, const char *error, 
 	tls_handshake_free(s->hs);
 	s->hs = NULL;
 	if (result != TLS_HANDSHAKE_OK) {
+		s->outcome = result == TLS_HANDSHAKE_TIMEOUT ? MO_TIMEOUT : MO_TLS_FAILED;
+		metrics_inc(M_TLS_FAILURES, s->m_listener,
+		            result == TLS_HANDSHAKE_TIMEOUT ? MT_TIMEOUT : MT_ERROR);
 		if (result == TLS_HANDSHAKE_TIMEOUT)
 			log_info("s=%s timeout state=%s", s->id, state_names[s->state]);
 		else
@@ -486,6 +495,7 @@ session_tls_handshake_done(enum tls_handshake_result result, const char *error, 
 	        s->env->base, s->fd, s->ssl, BUFFEREVENT_SSL_OPEN, BEV_OPT_CLOSE_ON_FREE);
 	if (tls_bev == NULL) {
 		log_err("s=%s cannot start TLS", s->id);
+		s->outcome = MO_INTERNAL;
 		goto fail;
 	}
 	/* Many clients close without close_notify; that is not an attack on
@@ -556,6 +566,7 @@ session_starttls_swap_cb(evutil_socket_t fd, short what, void *arg)
 	s->bev = NULL;
 	if (session_tls_attach(s) != 0) {
 		log_err("s=%s cannot start TLS", s->id);
+		s->outcome = MO_INTERNAL;
 		s->state = SS_CLOSING;
 		session_maybe_free(s);
 	}
@@ -613,6 +624,7 @@ session_tls_ready(struct session *s)
 	s->tls_clause = xstrdup(tls_received_clause(s->ssl, buf, sizeof(buf)));
 	log_info("s=%s tls %s%s", s->id, s->tls_desc,
 	         SSL_session_reused(s->ssl) ? " resumed=yes" : "");
+	metrics_inc(M_TLS_HANDSHAKES, s->m_listener, metric_tls_version(SSL_get_version(s->ssl)));
 	session_set_state(s, SS_COMMAND);
 }
 
@@ -626,6 +638,7 @@ session_auth_finish_failure(struct session *s)
 	session_reply(s, "535 5.7.8 Authentication credentials invalid");
 	if (s->auth_failures >= s->l->limits.max_auth_failures) {
 		log_info("s=%s too many auth failures auth_failures=%u", s->id, s->auth_failures);
+		s->outcome = MO_AUTH_FAILURES;
 		session_close(s, "421 4.7.0 Too many authentication failures, closing connection");
 		return;
 	}
@@ -663,6 +676,7 @@ session_auth_verify(struct session *s)
 	        .listener = s->l->name,
 	};
 	session_set_state(s, SS_AUTH_WAIT);
+	s->m_mech = metric_mech(req.mech);
 	s->auth_pending = true;
 	s->auth_handle = auth_client_verify(s->env->auth, &req, session_auth_done, s);
 	/* The mechanism's copy of the password is no longer needed. */
@@ -701,6 +715,8 @@ session_auth_step_result(struct session *s, enum sasl_result r)
 		         sasl_mech(s->sasl),
 		         log_escape_str(sasl_login(s->sasl), user, sizeof(user)),
 		         auth_reason_name(AUTH_REASON_MALFORMED));
+		metrics_inc(M_AUTH_ATTEMPTS, metric_mech(sasl_mech(s->sasl)), metric_source("none"),
+		            AUTH_FAIL, AUTH_REASON_MALFORMED);
 		session_auth_end_sasl(s);
 		s->auth_failures++;
 		session_auth_finish_failure(s);
@@ -721,6 +737,10 @@ session_auth_done(const struct auth_reply *rep, void *arg)
 	unsigned ms;
 
 	s->auth_pending = false;
+	/* The auth process counted the answers it gave, not these. */
+	if (auth_client_local_reason(rep->reason))
+		metrics_inc(M_AUTH_ATTEMPTS, s->m_mech, metric_source("none"), rep->result,
+		            rep->reason);
 	log_escape_str(s->auth_user ? s->auth_user : "", user, sizeof(user));
 	if (s->state == SS_CLOSING) {
 		session_maybe_free(s);
@@ -750,6 +770,7 @@ session_auth_done(const struct auth_reply *rep, void *arg)
 			/* Locked out by the auth process's throttle. */
 			if (s->env->protection != NULL &&
 			    s->env->protection->lockout_reply == 421) {
+				s->outcome = MO_LOCKED;
 				session_close(s,
 				              "421 4.7.0 Too many failed authentication attempts, "
 				              "closing connection");
@@ -896,6 +917,7 @@ session_send_limit_hit(struct session *s, const char *limit, unsigned count, uns
 
 	log_info("s=%s reject reason=%s user=\"%s\" count=%u limit=%u", s->id, limit,
 	         log_escape_str(s->auth_user, user, sizeof(user)), count, max);
+	metrics_inc(M_MESSAGES_REJECTED, s->m_listener, metric_reject(limit));
 	auth_client_notify(s->env->auth, &n);
 	session_reply(s, "450 4.7.1 Sending limit exceeded (%s), try again later", limit);
 }
@@ -918,6 +940,7 @@ session_protect_mail(struct session *s, const struct smtp_path *from)
 		log_info("s=%s reject reason=sender_login_mismatch user=\"%s\" from=<%s>", s->id,
 		         log_escape_str(s->auth_user, user, sizeof(user)),
 		         log_escape_str(from->addr, addr, sizeof(addr)));
+		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_SENDER_LOGIN_MISMATCH);
 		session_reply(s, "%s", deny);
 		return -1;
 	}
@@ -982,6 +1005,7 @@ cmd_mail(struct session *s, const char *args)
 	}
 	if (lim->max_messages_per_session > 0 && s->messages >= lim->max_messages_per_session) {
 		log_info("s=%s max_messages_per_session reached messages=%u", s->id, s->messages);
+		s->outcome = MO_MAX_MESSAGES;
 		session_close(s, "421 4.7.0 Too many messages in this session, closing connection");
 		return;
 	}
@@ -1113,6 +1137,7 @@ cmd_rcpt(struct session *s, const char *args)
 		char to[300];
 		log_info("s=%s reject rcpt=<%s> reply=\"%s\"", s->id,
 		         log_escape_str(ma.path.addr, to, sizeof(to)), deny);
+		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_RELAY_DENIED);
 		session_reply(s, "%s", deny);
 		session_error(s);
 		return;
@@ -1211,6 +1236,7 @@ cmd_data(struct session *s, const char *args)
 	t->msg = spool_msg_new(s->env->spool_dir, &env, &err);
 	if (t->msg == NULL) {
 		log_err("s=%s spool error: %s", s->id, err);
+		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_SPOOL_ERROR);
 		session_reply(s, "451 4.3.0 Temporary queue file error");
 		return;
 	}
@@ -1333,6 +1359,7 @@ session_data_end(struct session *s)
 	if (t->too_big) {
 		log_info("s=%s reject reason=max_message_size size>%llu", s->id,
 		         (unsigned long long)s->l->limits.max_message_size);
+		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_MAX_MESSAGE_SIZE);
 		session_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
 		session_reset_txn(s);
 		session_set_state(s, SS_COMMAND);
@@ -1340,6 +1367,7 @@ session_data_end(struct session *s)
 	}
 	if (t->line_too_long) {
 		log_info("s=%s reject reason=line_too_long", s->id);
+		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_LINE_TOO_LONG);
 		session_reply(s, "554 5.6.0 Message contains a line longer than 1000 octets "
 		                 "(RFC 5321 4.5.3.1.6)");
 		session_reset_txn(s);
@@ -1347,6 +1375,7 @@ session_data_end(struct session *s)
 		return;
 	}
 	if (t->write_error) {
+		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_SPOOL_ERROR);
 		session_reply(s, "451 4.3.0 Temporary queue file error");
 		session_reset_txn(s);
 		session_set_state(s, SS_COMMAND);
@@ -1382,10 +1411,13 @@ session_commit_done(void *arg)
 		         spool_msg_id(t->msg), log_escape_str(t->mail, from, sizeof(from)),
 		         t->n_rcpts, (unsigned long long)t->size, s->authenticated ? " auth=" : "",
 		         s->authenticated ? "yes" : "");
+		metrics_inc(M_MESSAGES_QUEUED, s->m_listener);
+		metrics_add(M_MESSAGES_BYTES, t->size, s->m_listener);
 		if (s->state != SS_CLOSING)
 			session_reply(s, "250 2.0.0 Ok: queued as %s", spool_msg_id(t->msg));
 	} else {
 		log_err("s=%s spool commit failed id=%s", s->id, spool_msg_id(t->msg));
+		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_SPOOL_ERROR);
 		if (s->state != SS_CLOSING)
 			session_reply(s, "451 4.3.0 Temporary queue file error");
 	}
@@ -1621,6 +1653,8 @@ session_free(struct session *s)
 {
 	log_info("s=%s disconnect client=%s messages=%u auth_failures=%u errors=%u", s->id, s->addr,
 	         s->messages, s->auth_failures, s->errors);
+	metrics_dec(M_CONNECTIONS_OPEN, s->m_listener);
+	metrics_inc(M_SESSIONS, s->m_listener, s->outcome);
 	if (s->auth_pending)
 		auth_client_cancel(s->env->auth, s->auth_handle);
 	if (s->refuse == NULL)
@@ -1724,6 +1758,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info("s=%s timeout state=%s", s->id, state_names[s->state]);
+		s->outcome = MO_TIMEOUT;
 		session_close(s, "421 4.4.2 Timeout exceeded, closing connection");
 		/* Output still flows even though reading stopped. */
 		bufferevent_enable(s->bev, EV_WRITE);
@@ -1781,6 +1816,9 @@ session_start_common(const struct session_env *env, unsigned listener_idx, int f
 	net_client_key(sa, l->limits.ipv6_prefix, s->client_key);
 	session_new_id(s->id);
 	(*env->n_sessions)++;
+	s->m_listener = metric_listener(l->name);
+	s->outcome = refuse != NULL ? MO_REFUSED : MO_LOST;
+	metrics_inc(M_CONNECTIONS_OPEN, s->m_listener);
 
 	s->refuse = refuse;
 	s->out = evbuffer_new();
@@ -1796,6 +1834,7 @@ session_start_common(const struct session_env *env, unsigned listener_idx, int f
 		s->implicit_tls_greeting = true;
 		if (session_tls_attach(s) != 0) {
 			log_err("s=%s cannot start TLS", s->id);
+			s->outcome = MO_INTERNAL;
 			s->state = SS_CLOSING;
 			session_maybe_free(s);
 		}

@@ -14,6 +14,7 @@
 #include "../lib/readiness.h"
 #include "../lib/net.h"
 #include "../lib/threadpool.h"
+#include "../metrics/metric.h"
 #include "../spool/spool_commit.h"
 #include "../spool/spool_gauge.h"
 
@@ -71,12 +72,14 @@ smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr 
 	uint8_t key[16];
 	char addr[64];
 
+	metrics_inc(M_CONNECTIONS_ACCEPTED, metric_listener(l->name));
 	/* issue 5: the queue is over max_queue_size; the queue process raised
 	 * the alert, we only defer (RFC 5321 4.3.2: 421 at the greeting). */
 	if (spool_gauge_full(d->params->queue_gauge)) {
 		net_addr_str(sa, addr, sizeof(addr));
 		log_info("refuse client=%s listener=%s reason=max_queue_size queued=%lu", addr,
 		         l->name, spool_gauge_queued(d->params->queue_gauge));
+		metrics_inc(M_CONNECTIONS_REFUSED, metric_listener(l->name), MR_MAX_QUEUE_SIZE);
 		smtpd_refuse(fd, "421 4.3.2 System storage full, try again later\r\n");
 		return;
 	}
@@ -92,6 +95,8 @@ smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr 
 		log_info("refuse client=%s listener=%s reason=%s limit=%u", addr, l->name,
 		         per_ip ? "max_connections_per_ip" : "max_connections",
 		         per_ip ? l->limits.max_connections_per_ip : l->limits.max_connections);
+		metrics_inc(M_CONNECTIONS_REFUSED, metric_listener(l->name),
+		            per_ip ? MR_MAX_CONNECTIONS_PER_IP : MR_MAX_CONNECTIONS);
 		if (l->tls == LTLS_IMPLICIT)
 			session_start_refused(&d->env, sl->idx, fd, sa, (socklen_t)salen, reply);
 		else
