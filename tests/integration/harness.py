@@ -54,7 +54,7 @@ QUEUE_AS = "authrelay-it-queue"  # the queue process
 
 # One line of the daemon's log (see the brief's interface contract).
 LOG_LINE_RE = re.compile(
-    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (master|smtpd|auth|queue|keyproc)\[(\d+)\] "
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (master|smtpd|auth|queue|keyproc|metrics)\[(\d+)\] "
     r"(emerg|alert|crit|fatal|err|error|warn|warning|notice|info|debug): \S"
 )
 QUEUED_RE = re.compile(r"^2\.0\.0 Ok: queued as ([A-Za-z0-9]+)$")
@@ -1021,7 +1021,7 @@ class Gateway:
             return by_log.pop()
         non_workers = kids - _pids_holding(kids, self.listening_inodes())
         non_workers -= self.logged_pids("smtpd") | self.logged_pids("queue")
-        non_workers -= self.logged_pids("keyproc")
+        non_workers -= self.logged_pids("keyproc") | self.logged_pids("metrics")
         assert len(non_workers) == 1, (
             f"cannot tell the auth process among children {sorted(kids)} "
             f"(auth[] in log: {sorted(by_log)}, not holding listeners: {sorted(non_workers)})")
