@@ -164,7 +164,7 @@ static const struct error_case error_cases[] = {
          BASE "[bogus]\nx = 1\n",
          {{12, "unknown section [bogus] (known: server, tls, limits, listener NAME, relay, "
                "auth, users-file, ldap NAME, smtp-forward, protection, alerts, queue, route "
-               "NAME)"}}},
+               "NAME, metrics)"}}},
         {"section that takes no name",
          BASE "[server main]\nworkers = 1\n",
          {{12, "section [server] takes no name"}}},
