@@ -101,6 +101,15 @@ def val(samples: dict, name: str, **labels) -> float:
     return total if found else 0.0
 
 
+def started(gw, port: int, source: str | None = None):
+    """gw once every child is up, as /healthz says: the listeners greet as
+    soon as one worker runs, and the auth process (whose sources intern
+    their names) may still be starting then."""
+    wait_until(lambda: http_get(port, "/healthz", source=source)[0] == 200, 60,
+               "every child to be up (/healthz 200)")
+    return gw
+
+
 def login(gw, user: str, password: str, listener: str = "sub") -> int:
     return harness.auth_code(gw, user, password, listener)
 
@@ -115,7 +124,7 @@ def mport():
 @pytest.fixture(scope="module")
 def mgw(module_gateway, mport):
     """A gateway with the endpoint on, shared by the read-mostly tests."""
-    return module_gateway(metrics_config(mport))
+    return started(module_gateway(metrics_config(mport)), mport)
 
 
 # ---------------------------------------------------------------- the exposition
@@ -216,7 +225,7 @@ def test_tls_failure_and_timeout_outcomes(make_gateway):
     """A client that breaks the implicit TLS handshake, and one that says
     nothing past command_timeout."""
     port = free_port()
-    gw = make_gateway({**metrics_config(port), "limits": {"command_timeout": 1}})
+    gw = started(make_gateway({**metrics_config(port), "limits": {"command_timeout": 1}}), port)
     s = socket.create_connection((HOST, gw.port("subs")), timeout=10)
     s.sendall(b"EHLO not-tls\r\n")  # not a TLS ClientHello
     try:
@@ -244,7 +253,7 @@ def test_prometheus_scrapes_and_sees_auth(make_gateway, users, base_dir):
     a temp directory) scrapes the endpoint; through its HTTP API the AUTH
     counter is seen to move after a login."""
     port, prom_port = free_port(), free_port()
-    gw = make_gateway(metrics_config(port))
+    gw = started(make_gateway(metrics_config(port)), port)
     pdir = harness.make_dir(base_dir, "prometheus-")
     (pdir / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
@@ -321,8 +330,8 @@ def test_exact_across_workers(make_gateway, users):
     """N sessions at once, spread over 4 workers, then N with one AUTH
     each: exactly N in every counter, whatever worker counted it."""
     port = free_port()
-    gw = make_gateway({**metrics_config(port), "server": {"workers": 4},
-                       "limits": {"max_connections_per_ip": 100}})
+    gw = started(make_gateway({**metrics_config(port), "server": {"workers": 4},
+                               "limits": {"max_connections_per_ip": 100}}), port)
     alice = users["alice"]
     n = 40
     before = scrape(port)
@@ -383,7 +392,7 @@ def test_counters_survive_a_worker_death(make_gateway, users):
     """A worker killed with SIGKILL: the master restarts it, the counts it
     made stay (its slot goes to the new worker), the restart is counted."""
     port = free_port()
-    gw = make_gateway(metrics_config(port))
+    gw = started(make_gateway(metrics_config(port)), port)
     alice = users["alice"]
     for _ in range(4):
         assert login(gw, alice.name, alice.password) == 235
@@ -413,7 +422,7 @@ def test_healthz(make_gateway, users):
     """200 while every child runs; 503 naming the child while one cannot
     start (the auth process, its users file gone); 200 again after."""
     port = free_port()
-    gw = make_gateway(metrics_config(port))
+    gw = started(make_gateway(metrics_config(port)), port)
     status, hdrs, body = http_get(port, "/healthz")
     assert status == 200, body
     assert body.startswith("ok\n") and "smtpd 2/2 up" in body and "auth 1/1 up" in body
@@ -437,7 +446,8 @@ def test_allow_list(make_gateway):
     """Only the allow list's clients get an answer: 127.0.0.2 is allowed,
     127.0.0.1 gets 403 on every path, and the refusal is logged."""
     port = free_port()
-    gw = make_gateway(metrics_config(port, allow="127.0.0.2/32"))
+    gw = started(make_gateway(metrics_config(port, allow="127.0.0.2/32")), port,
+                 source="127.0.0.2")
     mark = gw.log_mark()
     for path in ("/metrics", "/healthz"):
         status, _, body = http_get(port, path, source="127.0.0.1")
@@ -451,7 +461,7 @@ def test_request_bounds_and_timeout(make_gateway):
     """Only GET and HEAD, no body, bounded headers, unknown paths 404, and a
     connection that says nothing is closed after [metrics] timeout."""
     port = free_port()
-    make_gateway(metrics_config(port, timeout=1))
+    started(make_gateway(metrics_config(port, timeout=1)), port)
     assert http_get(port, "/nothing")[0] == 404
     assert http_get(port, "/metrics", method="POST")[0] in (405, 501)
     assert http_get(port, "/metrics", headers={"X-Big": "a" * 20000})[0] in (400, 413, 431)
@@ -522,15 +532,16 @@ def test_directory_and_upstream_down(make_gateway, users):
     answers for: up (1) until a login needs them, then down (0)."""
     dead = free_port()
     port = free_port()
-    gw = make_gateway({**metrics_config(port),
-                       "ldap corp": {"uri": f"ldap://{HOST}:{dead}", "base": "dc=example,dc=test",
-                                     "filter": "(uid=%s)", "network_timeout": 1, "timeout": 1}})
-    assert val(scrape(port), "authrelay_ldap_directory_up", directory="corp") == 1
+    gw = started(make_gateway({**metrics_config(port),
+                               "ldap corp": {"uri": f"ldap://{HOST}:{dead}",
+                                             "base": "dc=example,dc=test", "filter": "(uid=%s)",
+                                             "network_timeout": 1, "timeout": 1}}), port)
+    assert scrape(port)[("authrelay_ldap_directory_up", (("directory", "corp"),))] == 1
     assert login(gw, "nobody-here", "x-Secret-1") == 454
 
     def ldap_down():
         now = scrape(port)
-        assert val(now, "authrelay_ldap_directory_up", directory="corp") == 0
+        assert now[("authrelay_ldap_directory_up", (("directory", "corp"),))] == 0
         assert val(now, "authrelay_auth_attempts_total", source="ldap", result="tempfail",
                    reason="directory_unavailable") == 1
         return True
@@ -538,12 +549,12 @@ def test_directory_and_upstream_down(make_gateway, users):
 
     port2 = free_port()
     up = f"{HOST}:{free_port()}"
-    gw2 = make_gateway({**metrics_config(port2),
-                        "smtp-forward": {"upstreams": up, "tls": "none", "connect_timeout": 1,
-                                         "timeout": 2}})
-    assert val(scrape(port2), "authrelay_forward_upstream_up", upstream=up) == 1
+    gw2 = started(make_gateway({**metrics_config(port2),
+                                "smtp-forward": {"upstreams": up, "tls": "none",
+                                                 "connect_timeout": 1, "timeout": 2}}), port2)
+    assert scrape(port2)[("authrelay_forward_upstream_up", (("upstream", up),))] == 1
     assert login(gw2, "nobody-here", "x-Secret-1") == 454
-    wait_until(lambda: val(scrape(port2), "authrelay_forward_upstream_up", upstream=up) == 0,
+    wait_until(lambda: scrape(port2)[("authrelay_forward_upstream_up", (("upstream", up),))] == 0,
                15, "the upstream to show down")
 
 
@@ -551,9 +562,11 @@ def test_throttle_lockouts_and_delays(make_gateway, users):
     """Failures past delay_after are delayed (the histogram), the pair's
     lockout starts (counted by scope) and is in force (the gauge)."""
     port = free_port()
-    gw = make_gateway({**metrics_config(port),
-                       "protection": {"delay_after": 1, "delay_ms": 100, "delay_max_ms": 200,
-                                      "lockout_client_login_failures": 3, "cache_size": 0}})
+    gw = started(make_gateway({**metrics_config(port),
+                               "protection": {"delay_after": 1, "delay_ms": 100,
+                                              "delay_max_ms": 200,
+                                              "lockout_client_login_failures": 3,
+                                              "cache_size": 0}}), port)
     alice = users["alice"]
     for i in range(3):
         assert login(gw, alice.name, f"wrong-{i}") == 535
@@ -577,7 +590,7 @@ def test_metrics_process_is_confined(make_gateway):
     no new privileges, a seccomp filter, not dumpable, and none of the
     mail listeners or private sockets; no other child holds its socket."""
     port = free_port()
-    gw = make_gateway(metrics_config(port))
+    gw = started(make_gateway(metrics_config(port)), port)
     pid = wait_until(lambda: next(iter(set(gw.children()) & gw.logged_pids("metrics")), None),
                      10, "the metrics process")
     uids, gids, _ = harness.proc_ids(pid)
