@@ -16,8 +16,8 @@
  * workers at once) a child gets the shared slot: its adds are still atomic,
  * so counters stay exact, but its gauges outlive it.
  *
- * Families are a table the caller passes (src/metrics/metrics_catalog.c is
- * the gateway's); a family has up to METRICS_MAX_LABELS labels, each with a
+ * Families are a table the caller passes (src/metrics/metric.c is the
+ * gateway's); a family has up to METRICS_MAX_LABELS labels, each with a
  * fixed set of values: either a static list (mechanisms, reasons), or names
  * that processes intern at run time (listeners, directories), kept in the
  * mapping so that every process sees them: at most `size - 1` of them, the

@@ -37,7 +37,7 @@ struct control_listener {
 };
 
 struct control_child {
-	const char *kind; /* "smtpd", "auth", "queue", "keyproc" */
+	const char *kind; /* "smtpd", "auth", "queue", "keyproc", "metrics" */
 	unsigned index;   /* smtpd: the worker's */
 	pid_t pid;        /* 0 while not running */
 	bool up;          /* reported itself up since its start */

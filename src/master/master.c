@@ -996,10 +996,11 @@ master_ctl_status(void *arg, struct control_status *st)
 		        .sessions = conn_limit_total(m->limits, (unsigned)i),
 		};
 	}
-	st->children = xcalloc(m->n_workers + 3, sizeof(*st->children));
-	const struct child *all[] = {&m->auth, &m->queue, &m->keyproc};
+	const struct child *all[] = {&m->auth, &m->queue, &m->keyproc, &m->metrics_child};
+	st->children = xcalloc(m->n_workers + AR_NELEM(all), sizeof(*st->children));
 	for (size_t i = 0; i < AR_NELEM(all); i++) {
-		if (all[i]->kind == CHILD_KEYPROC && !m->need_tls)
+		if ((all[i]->kind == CHILD_KEYPROC && !m->need_tls) ||
+		    (all[i]->kind == CHILD_METRICS && m->metrics == NULL))
 			continue;
 		st->children[k++] = (struct control_child){
 		        .kind = child_name(all[i]),

@@ -427,6 +427,14 @@ def test_healthz(make_gateway, users):
     assert status == 200, body
     assert body.startswith("ok\n") and "smtpd 2/2 up" in body and "auth 1/1 up" in body
     assert http_get(port, "/healthz", method="HEAD")[0] == 200
+    # `authrelay status` lists the metrics process with the others.
+    r = harness.run_tool([gw.binary, "status", "--json", "-c", gw.cfg_path])
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["metrics"]["up"] and st["metrics"]["pid"] in gw.children(), st
+    r = harness.run_tool([gw.binary, "status", "-c", gw.cfg_path])
+    assert re.search(rf"^process name=metrics pid={st['metrics']['pid']} state=up restarts=0$",
+                     r.stdout.decode(), re.M), r.stdout
     hidden = gw.users_path.with_name("users.hidden")
     os.rename(gw.users_path, hidden)
     os.kill(gw.auth_pid(), signal.SIGKILL)
