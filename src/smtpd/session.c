@@ -1653,8 +1653,10 @@ session_free(struct session *s)
 {
 	log_info("s=%s disconnect client=%s messages=%u auth_failures=%u errors=%u", s->id, s->addr,
 	         s->messages, s->auth_failures, s->errors);
-	metrics_dec(M_CONNECTIONS_OPEN, s->m_listener);
+	/* Ended before no longer open: a reader that sees none open has
+	 * every session counted. */
 	metrics_inc(M_SESSIONS, s->m_listener, s->outcome);
+	metrics_dec(M_CONNECTIONS_OPEN, s->m_listener);
 	if (s->auth_pending)
 		auth_client_cancel(s->env->auth, s->auth_handle);
 	if (s->refuse == NULL)
