@@ -23,11 +23,8 @@
 #include <string.h>
 
 static const struct config_module *const modules[] = {
-        &ldap_config_module,
-        &forward_config_module,
-        &protection_config_module,
-        &queue_config_module,
-        &metrics_config_module,
+        &ldap_config_module,  &forward_config_module, &protection_config_module,
+        &queue_config_module, &metrics_config_module,
 };
 
 static const struct settings_section *const core[] = {
