@@ -57,6 +57,11 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB_A    := $(BUILD)/libauthrelay.a
 UNIT_SRCS  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# Helpers every unit test may use (tests/unit/support/ut_*.h): an archive too,
+# so a test links only the helpers it calls and their OpenSSL or pthread needs.
+UT_SRCS    := $(sort $(wildcard tests/unit/support/ut_*.c))
+UT_OBJS    := $(UT_SRCS:%.c=$(BUILD)/%.o)
+UT_A       := $(BUILD)/tests/libut.a
 # Manual pages. authrelay.conf(5)'s key list is generated from the settings
 # table (`authrelay show-config --reference=mdoc`) by scripts/man-keys.sh;
 # a binary without that command gets a pointer to the README instead and a
@@ -83,9 +88,18 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_A)
+$(UT_A): $(UT_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/unit/support/%.o: tests/unit/support/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(LIB_A) $(PKG_LIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) -Isrc -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(UT_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc -Itests/unit $(LDFLAGS) -o $@ $< $(UT_A) $(LIB_A) $(PKG_LIBS) \
+		-lcmocka
 
 deps:
 	@sh scripts/install-deps.sh
@@ -115,10 +129,12 @@ fuzz:
 ci: format-check check asan fuzz
 
 format:
-	clang-format -i $(SRCS) $(wildcard src/*/*.h) $(UNIT_SRCS)
+	clang-format -i $(SRCS) $(wildcard src/*/*.h) $(UNIT_SRCS) $(UT_SRCS) \
+		$(wildcard tests/unit/support/*.h)
 
 format-check:
-	clang-format --dry-run --Werror $(SRCS) $(wildcard src/*/*.h) $(UNIT_SRCS)
+	clang-format --dry-run --Werror $(SRCS) $(wildcard src/*/*.h) $(UNIT_SRCS) $(UT_SRCS) \
+		$(wildcard tests/unit/support/*.h)
 
 bench:
 	@sh bench/run.sh
@@ -177,4 +193,4 @@ deb:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(UT_OBJS:.o=.d) $(UNIT_BINS:=.d)

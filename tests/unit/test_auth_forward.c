@@ -1,7 +1,7 @@
 /*
  * test_auth_forward.c - the smtp-forward source (auth_forward.h) against
- * scripted upstreams: threads on loopback ports with blocking sockets, each
- * following a list of steps (wait for a line starting with a prefix, send
+ * scripted upstreams (support/ut_smtpd.h): threads on loopback ports with
+ * blocking sockets, each following a list of steps (wait for a line starting with a prefix, send
  * bytes). The real servers (Postfix, Dovecot) are in the integration tests;
  * these are the answers they do not give on demand: a 334 after an initial
  * response, a 538, a 4xx to AUTH, a greeting that never comes, our own
@@ -29,7 +29,6 @@
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -40,6 +39,7 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "master/settings_registry.h"
+#include "support/ut_smtpd.h"
 
 /* Scripts list only the fields a step needs. */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -49,152 +49,29 @@
 
 /* ------------------------------------------------------------ upstreams */
 
-enum act { ACT_NONE = 0, ACT_HANG, ACT_CLOSE };
-
-struct step {
-	const char *expect; /* prefix of the next line; NULL: send at once */
-	const char *send;
-	enum act act;
-};
-
-struct upstream {
-	int lfd, port;
-	const struct step *script;
-	const struct step *script2; /* for a second connection, if any */
-	pthread_t thread;
-	bool started;
-	char got[16384]; /* lines received, '\n'-separated */
-	size_t got_len;
-	char error[256];
-};
-
-static bool
-up_line(int fd, char *buf, size_t *len, char *out, size_t outsz)
+/* A listening upstream (support/ut_smtpd.h); with a script, a thread serves
+ * one connection (two with script2). */
+static struct ut_smtpd *
+up_new2(const struct ut_smtpd_step *script, const struct ut_smtpd_step *script2)
 {
-	for (;;) {
-		char *nl = memchr(buf, '\n', *len);
-		if (nl != NULL) {
-			size_t l = (size_t)(nl - buf), cl = l > 0 && buf[l - 1] == '\r' ? l - 1 : l;
-			if (cl >= outsz)
-				cl = outsz - 1;
-			memcpy(out, buf, cl);
-			out[cl] = '\0';
-			memmove(buf, nl + 1, *len - l - 1);
-			*len -= l + 1;
-			return true;
-		}
-		ssize_t r = recv(fd, buf + *len, 8192 - *len, 0);
-		if (r <= 0)
-			return false;
-		*len += (size_t)r;
-	}
+	return ut_smtpd_new(script, script2, NULL, false);
 }
 
-/* Serve one connection with script. */
-static void
-up_serve(struct upstream *u, const struct step *script)
-{
-	char buf[8192], line[8192];
-	size_t len = 0;
-	int fd = accept(u->lfd, NULL, NULL);
-
-	if (fd < 0)
-		return;
-	for (const struct step *st = script; st->expect || st->send || st->act; st++) {
-		if (st->expect != NULL) {
-			if (!up_line(fd, buf, &len, line, sizeof(line))) {
-				snprintf(u->error, sizeof(u->error), "EOF before %s", st->expect);
-				goto done;
-			}
-			size_t l = strlen(line);
-			if (u->got_len + l + 2 < sizeof(u->got)) {
-				memcpy(u->got + u->got_len, line, l);
-				u->got_len += l;
-				u->got[u->got_len++] = '\n';
-				u->got[u->got_len] = '\0';
-			}
-			if (strncmp(line, st->expect, strlen(st->expect)) != 0) {
-				snprintf(u->error, sizeof(u->error), "expected %s, got %.200s",
-				         st->expect, line);
-				goto done;
-			}
-		}
-		if (st->send != NULL)
-			(void)send(fd, st->send, strlen(st->send), MSG_NOSIGNAL);
-		if (st->act == ACT_CLOSE)
-			goto done;
-		if (st->act == ACT_HANG)
-			break;
-	}
-	while (recv(fd, buf, sizeof(buf), 0) > 0)
-		;
-done:
-	close(fd);
-}
-
-static void *
-up_main(void *arg)
-{
-	struct upstream *u = arg;
-
-	up_serve(u, u->script);
-	if (u->script2 != NULL && u->error[0] == '\0')
-		up_serve(u, u->script2);
-	return NULL;
-}
-
-/* A listening upstream; with a script, a thread serves one connection (two
- * with script2). */
-static struct upstream *
-up_new2(const struct step *script, const struct step *script2)
-{
-	struct upstream *u = calloc(1, sizeof(*u));
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	socklen_t sl = sizeof(sin);
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	u->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(bind(u->lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(u->lfd, 8), 0);
-	getsockname(u->lfd, (struct sockaddr *)&sin, &sl);
-	u->port = ntohs(sin.sin_port);
-	u->script = script;
-	u->script2 = script2;
-	if (script != NULL) {
-		assert_int_equal(pthread_create(&u->thread, NULL, up_main, u), 0);
-		u->started = true;
-	}
-	return u;
-}
-
-static struct upstream *
-up_new(const struct step *script)
+static struct ut_smtpd *
+up_new(const struct ut_smtpd_step *script)
 {
 	return up_new2(script, NULL);
 }
 
+/* Free u; the test fails if the client strayed from u's script. */
 static void
-up_free(struct upstream *u)
+up_free(struct ut_smtpd *u)
 {
-	if (u->started) {
-		pthread_join(u->thread, NULL);
-		if (u->error[0] != '\0')
-			fail_msg("upstream %d: %s", u->port, u->error);
-	}
-	close(u->lfd);
-	free(u);
-}
+	const char *error = ut_smtpd_join(u);
 
-/* True if a connection waits in the backlog: it was never served. */
-static bool
-up_was_contacted(struct upstream *u)
-{
-	struct timeval tv = {0, 0};
-	fd_set rfds;
-
-	FD_ZERO(&rfds);
-	FD_SET(u->lfd, &rfds);
-	return select(u->lfd + 1, &rfds, NULL, NULL, &tv) > 0;
+	if (error != NULL)
+		fail_msg("upstream %d: %s", ut_smtpd_port(u), error);
+	ut_smtpd_free(u);
 }
 
 /* A free loopback port nobody listens on. */
@@ -448,13 +325,14 @@ test_self_loop(void **state)
 /* ------------------------------------------------------------ verifications */
 
 static char *
-fwd_for(char *buf, size_t sz, const char *extra, struct upstream *a, struct upstream *b)
+fwd_for(char *buf, size_t sz, const char *extra, struct ut_smtpd *a, struct ut_smtpd *b)
 {
 	if (b != NULL)
-		snprintf(buf, sz, "upstreams = 127.0.0.1:%d 127.0.0.1:%d\ntls = none\n%s", a->port,
-		         b->port, extra);
+		snprintf(buf, sz, "upstreams = 127.0.0.1:%d 127.0.0.1:%d\ntls = none\n%s",
+		         ut_smtpd_port(a), ut_smtpd_port(b), extra);
 	else
-		snprintf(buf, sz, "upstreams = 127.0.0.1:%d\ntls = none\n%s", a->port, extra);
+		snprintf(buf, sz, "upstreams = 127.0.0.1:%d\ntls = none\n%s", ut_smtpd_port(a),
+		         extra);
 	return buf;
 }
 
@@ -464,13 +342,13 @@ test_plain_initial_response(void **state)
 	static char auth_line[512];
 	char raw[256], fwd[256];
 	size_t n = 0;
-	const struct step script[] = {
+	const struct ut_smtpd_step script[] = {
 	        {NULL, "220 up ESMTP\r\n"},
 	        {"EHLO mx.test.example", "250-up\r\n250-PIPELINING\r\n250 AUTH LOGIN PLAIN\r\n"},
 	        {auth_line, "235 2.7.0 ok\r\n"},
 	        {0},
 	};
-	struct upstream *u;
+	struct ut_smtpd *u;
 	struct t t;
 	const char *err = NULL;
 
@@ -499,7 +377,7 @@ test_plain_initial_response(void **state)
 static void
 test_plain_long_password(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 up ESMTP\r\n"},
 	        {"EHLO", "250-up\r\n250 AUTH PLAIN\r\n"},
 	        {"AUTH PLAIN", "334 \r\n"},
@@ -507,7 +385,7 @@ test_plain_long_password(void **state)
 	        {0},
 	};
 	char pw[1025], fwd[256];
-	struct upstream *u = up_new(script);
+	struct ut_smtpd *u = up_new(script);
 	struct t t;
 	const char *err = NULL;
 
@@ -520,7 +398,7 @@ test_plain_long_password(void **state)
 	assert_string_equal(t.reason[0], "upstream_rejected");
 	t_done(&t);
 	/* The AUTH line went without the response, which came alone. */
-	assert_non_null(strstr(u->got, "AUTH PLAIN\n"));
+	assert_non_null(strstr(ut_smtpd_got(u), "AUTH PLAIN\n"));
 	up_free(u);
 }
 
@@ -528,7 +406,7 @@ static void
 test_login_legacy_auth_line(void **state)
 {
 	static char user_line[256], pass_line[256];
-	const struct step script[] = {
+	const struct ut_smtpd_step script[] = {
 	        {NULL, "220-up ESMTP\r\n220 second greeting line\r\n"},
 	        {"EHLO", "250-up\r\n250-AUTH=LOGIN\r\n250 SIZE 100\r\n"},
 	        {"AUTH LOGIN", "334 VXNlcm5hbWU6\r\n"},
@@ -537,7 +415,7 @@ test_login_legacy_auth_line(void **state)
 	        {0},
 	};
 	char fwd[256];
-	struct upstream *u;
+	struct ut_smtpd *u;
 	struct t t;
 	const char *err = NULL;
 
@@ -560,20 +438,20 @@ test_login_legacy_auth_line(void **state)
 static void
 test_failover_after_4xx(void **state)
 {
-	static const struct step first[] = {
+	static const struct ut_smtpd_step first[] = {
 	        {NULL, "220 up1\r\n"},
 	        {"EHLO", "250-up1\r\n250 AUTH PLAIN\r\n"},
 	        {"AUTH PLAIN", "454 4.7.0 Temporary authentication failure\r\n"},
 	        {0},
 	};
-	static const struct step second[] = {
+	static const struct ut_smtpd_step second[] = {
 	        {NULL, "220 up2\r\n"},
 	        {"EHLO", "250-up2\r\n250 AUTH PLAIN\r\n"},
 	        {"AUTH PLAIN", "235 2.7.0 ok\r\n"},
 	        {0},
 	};
 	char fwd[256];
-	struct upstream *a = up_new(first), *b = up_new(second);
+	struct ut_smtpd *a = up_new(first), *b = up_new(second);
 	struct t t;
 	const char *err = NULL;
 
@@ -591,12 +469,12 @@ test_failover_after_4xx(void **state)
 static void
 test_timeout_no_failover(void **state)
 {
-	static const struct step silent[] = {
-	        {NULL, NULL, ACT_HANG},
+	static const struct ut_smtpd_step silent[] = {
+	        {NULL, NULL, UT_SMTPD_HANG},
 	        {0},
 	};
 	char fwd[256];
-	struct upstream *a = up_new(silent), *b = up_new(NULL);
+	struct ut_smtpd *a = up_new(silent), *b = up_new(NULL);
 	struct t t;
 	const char *err = NULL;
 
@@ -605,7 +483,7 @@ test_timeout_no_failover(void **state)
 	t_wait(&t, 1);
 	assert_int_equal(t.result[0], AUTH_TEMPFAIL);
 	assert_string_equal(t.reason[0], "upstream_timeout");
-	assert_false(up_was_contacted(b));
+	assert_false(ut_smtpd_contacted(b));
 	t_done(&t);
 	up_free(a);
 	up_free(b);
@@ -642,16 +520,17 @@ test_answers(void **state)
 
 	for (size_t i = 0; i < AR_NELEM(cases); i++) {
 		const struct reply_case *c = &cases[i];
-		struct step script[] = {
+		struct ut_smtpd_step script[] = {
 		        {NULL, c->greeting},
 		        {"EHLO", "250-up\r\n250 AUTH PLAIN LOGIN\r\n"},
 		        {"AUTH PLAIN", c->auth_reply,
-		         c->auth_reply != NULL && c->auth_reply[0] == '\0' ? ACT_CLOSE : ACT_NONE},
+		         c->auth_reply != NULL && c->auth_reply[0] == '\0' ? UT_SMTPD_CLOSE
+		                                                           : UT_SMTPD_NONE},
 		        {"*", "501 5.0.0 cancelled\r\n"},
 		        {0},
 		};
 		char fwd[256];
-		struct upstream *u;
+		struct ut_smtpd *u;
 		struct t t;
 		const char *err = NULL;
 
@@ -659,13 +538,12 @@ test_answers(void **state)
 		if (c->auth_reply == NULL) {
 			script[1].expect = NULL;
 			script[1].send = NULL;
-			script[1].act = ACT_HANG;
+			script[1].act = UT_SMTPD_HANG;
 		} else if (strcmp(c->name, "334 after the initial response") != 0) {
 			script[3].expect = NULL;
 			script[3].send = NULL;
 		}
 		u = up_new(script);
-		u->error[0] = '\0';
 		assert_int_equal(t_init(&t, fwd_for(fwd, sizeof(fwd), "", u, NULL), &err), 0);
 		t_check(&t, "alice", "secret", 6, "PLAIN");
 		t_wait(&t, 1);
@@ -674,21 +552,19 @@ test_answers(void **state)
 		t_done(&t);
 		/* Scripts end early in several cases: what the upstream saw
 		 * after the answer does not matter here. */
-		pthread_join(u->thread, NULL);
-		u->started = false;
-		up_free(u);
+		ut_smtpd_free(u);
 	}
 }
 
 static void
 test_nul_in_password(void **state)
 {
-	static const struct step plain_only[] = {
+	static const struct ut_smtpd_step plain_only[] = {
 	        {NULL, "220 up\r\n"},
 	        {"EHLO", "250-up\r\n250 AUTH PLAIN\r\n"},
 	        {0},
 	};
-	static const struct step with_login[] = {
+	static const struct ut_smtpd_step with_login[] = {
 	        {NULL, "220 up\r\n"},
 	        {"EHLO", "250-up\r\n250 AUTH PLAIN LOGIN\r\n"},
 	        {"AUTH LOGIN", "334 VXNlcm5hbWU6\r\n"},
@@ -697,7 +573,7 @@ test_nul_in_password(void **state)
 	        {0},
 	};
 	char fwd[256];
-	struct upstream *u = up_new(plain_only);
+	struct ut_smtpd *u = up_new(plain_only);
 	struct t t;
 	const char *err = NULL;
 
@@ -721,12 +597,12 @@ test_nul_in_password(void **state)
 static void
 test_cram_md5_and_busy(void **state)
 {
-	static const struct step silent[] = {
-	        {NULL, NULL, ACT_HANG},
+	static const struct ut_smtpd_step silent[] = {
+	        {NULL, NULL, UT_SMTPD_HANG},
 	        {0},
 	};
 	char fwd[256];
-	struct upstream *u = up_new(silent);
+	struct ut_smtpd *u = up_new(silent);
 	struct t t;
 	const char *err = NULL;
 
@@ -779,19 +655,19 @@ test_all_down_tried(void **state)
 static void
 test_preconnect_stale(void **state)
 {
-	static const struct step dropped[] = {
+	static const struct ut_smtpd_step dropped[] = {
 	        {NULL, "220 up\r\n"},
 	        {"EHLO", "250-up\r\n250 AUTH PLAIN\r\n"},
-	        {"AUTH PLAIN", NULL, ACT_CLOSE},
+	        {"AUTH PLAIN", NULL, UT_SMTPD_CLOSE},
 	        {0},
 	};
-	static const struct step fresh[] = {
+	static const struct ut_smtpd_step fresh[] = {
 	        {NULL, "220 up\r\n"},
 	        {"EHLO", "250-up\r\n250 AUTH PLAIN\r\n"},
 	        {"AUTH PLAIN", "235 2.7.0 ok\r\n"},
 	        {0},
 	};
-	struct upstream *u = up_new2(dropped, fresh);
+	struct ut_smtpd *u = up_new2(dropped, fresh);
 	struct auth_env env;
 	struct t t;
 	char fwd[256], *errors = NULL;

@@ -1,14 +1,13 @@
 /*
  * test_smtp_client.c - the asynchronous SMTP client against a scripted server.
  *
- * The server runs in a thread on a loopback port with blocking sockets (and
- * blocking OpenSSL for STARTTLS and implicit TLS, with a certificate made here
- * for mx.test.example); the client runs on a libevent loop in the test's
- * thread. A script is a list of steps: wait for a line starting with a
- * prefix, then send bytes, then maybe start TLS, read a message, hang or
- * close. Scripted stubs are what shows the behaviours no real server shows
- * on demand: malformed and oversized replies, a reply that never comes, data
- * injected after STARTTLS's 220.
+ * The server (support/ut_smtpd.h) runs in a thread on a loopback port with
+ * blocking sockets (and blocking OpenSSL for STARTTLS and implicit TLS, with
+ * a certificate for mx.test.example from support/ut_tls.h); the client runs
+ * on a libevent loop in the test's thread. A script is a list of steps: wait for a line starting
+ * with a prefix, then send bytes, then maybe start TLS, read a message, hang or close. Scripted
+ * stubs are what shows the behaviours no real server shows on demand: malformed and oversized
+ * replies, a reply that never comes, data injected after STARTTLS's 220.
  *
  * Covers: greeting and EHLO parsing (multi-line, legacy AUTH=, enhanced
  * codes), odd but valid replies, every malformed reply, each timeout,
@@ -37,12 +36,9 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-#include <poll.h>
 #include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -51,274 +47,19 @@
 
 #include "lib/log.h"
 #include "smtp/smtp_client.h"
+#include "support/ut_smtpd.h"
+#include "support/ut_tls.h"
 
 /* Scripts list only the fields a step needs. */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 #define CERT_NAME "mx.test.example"
 
-/* ------------------------------------------------------------ TLS material */
-
+/* The server's certificate and key; the client trusts the certificate. */
 static EVP_PKEY *g_key;
 static X509 *g_cert;
 static SSL_CTX *g_server_ctx;
 static SSL_CTX *g_client_ctx;
-
-static void
-make_cert(void)
-{
-	X509_NAME *name;
-	X509_EXTENSION *ext;
-	X509V3_CTX v3;
-
-	g_key = EVP_EC_gen("P-256");
-	assert_non_null(g_key);
-	g_cert = X509_new();
-	X509_set_version(g_cert, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(g_cert), 1);
-	X509_gmtime_adj(X509_getm_notBefore(g_cert), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(g_cert), 86400);
-	X509_set_pubkey(g_cert, g_key);
-	name = X509_get_subject_name(g_cert);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)CERT_NAME, -1,
-	                           -1, 0);
-	X509_set_issuer_name(g_cert, name);
-	X509V3_set_ctx(&v3, g_cert, g_cert, NULL, NULL, 0);
-	ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "DNS:" CERT_NAME);
-	X509_add_ext(g_cert, ext, -1);
-	X509_EXTENSION_free(ext);
-	ext = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
-	X509_add_ext(g_cert, ext, -1);
-	X509_EXTENSION_free(ext);
-	assert_true(X509_sign(g_cert, g_key, EVP_sha256()) > 0);
-
-	g_server_ctx = SSL_CTX_new(TLS_server_method());
-	assert_int_equal(SSL_CTX_use_certificate(g_server_ctx, g_cert), 1);
-	assert_int_equal(SSL_CTX_use_PrivateKey(g_server_ctx, g_key), 1);
-	g_client_ctx = SSL_CTX_new(TLS_client_method());
-	assert_int_equal(X509_STORE_add_cert(SSL_CTX_get_cert_store(g_client_ctx), g_cert), 1);
-}
-
-/* ------------------------------------------------------------ the server */
-
-enum act {
-	ACT_NONE = 0,
-	ACT_TLS,     /* after sending: TLS handshake as server */
-	ACT_CLOSE,   /* after sending: close */
-	ACT_HANG,    /* send nothing more; wait for the client to go */
-	ACT_MESSAGE, /* read up to CRLF.CRLF into srv.message, then send */
-	ACT_BATCH,   /* expect names the first of n lines all read before sending */
-	ACT_ALONE,   /* check nothing else arrived with the line, then send */
-};
-
-struct step {
-	const char *expect; /* prefix of the next client line; NULL = send at once */
-	const char *send;   /* NULL = nothing */
-	enum act act;
-	int n; /* ACT_BATCH: lines to read */
-};
-
-struct server {
-	int lfd;
-	int port;
-	bool implicit_tls;
-	const struct step *script;
-	pthread_t thread;
-	/* results */
-	char got[65536]; /* client lines, each followed by '\n' */
-	size_t got_len;
-	char *message; /* ACT_MESSAGE */
-	size_t message_len;
-	bool alone_violated;
-	bool script_done;
-	char error[256];
-};
-
-struct sconn {
-	int fd;
-	SSL *ssl;
-	char buf[8192];
-	size_t len;
-};
-
-static ssize_t
-s_read(struct sconn *s, void *p, size_t n)
-{
-	if (s->ssl != NULL) {
-		int r = SSL_read(s->ssl, p, (int)n);
-		return r > 0 ? r : 0;
-	}
-	return recv(s->fd, p, n, 0);
-}
-
-static void
-s_write(struct sconn *s, const char *p)
-{
-	size_t n = strlen(p);
-	if (s->ssl != NULL)
-		SSL_write(s->ssl, p, (int)n);
-	else
-		(void)send(s->fd, p, n, MSG_NOSIGNAL);
-}
-
-/* One line without CRLF into out; false on EOF. */
-static bool
-s_line(struct sconn *s, char *out, size_t outsz)
-{
-	for (;;) {
-		char *nl = memchr(s->buf, '\n', s->len);
-		if (nl != NULL) {
-			size_t l = (size_t)(nl - s->buf);
-			size_t cl = l > 0 && s->buf[l - 1] == '\r' ? l - 1 : l;
-			if (cl >= outsz)
-				cl = outsz - 1;
-			memcpy(out, s->buf, cl);
-			out[cl] = '\0';
-			memmove(s->buf, nl + 1, s->len - l - 1);
-			s->len -= l + 1;
-			return true;
-		}
-		if (s->len == sizeof(s->buf))
-			return false;
-		ssize_t r = s_read(s, s->buf + s->len, sizeof(s->buf) - s->len);
-		if (r <= 0)
-			return false;
-		s->len += (size_t)r;
-	}
-}
-
-static void
-s_record(struct server *srv, const char *line)
-{
-	size_t l = strlen(line);
-	if (srv->got_len + l + 2 < sizeof(srv->got)) {
-		memcpy(srv->got + srv->got_len, line, l);
-		srv->got_len += l;
-		srv->got[srv->got_len++] = '\n';
-		srv->got[srv->got_len] = '\0';
-	}
-}
-
-static bool
-s_tls(struct sconn *s)
-{
-	s->ssl = SSL_new(g_server_ctx);
-	SSL_set_fd(s->ssl, s->fd);
-	return SSL_accept(s->ssl) == 1;
-}
-
-static void *
-server_main(void *arg)
-{
-	struct server *srv = arg;
-	struct sconn s = {.fd = -1};
-	char line[16384];
-
-	s.fd = accept(srv->lfd, NULL, NULL);
-	if (s.fd < 0)
-		return NULL;
-	if (srv->implicit_tls && !s_tls(&s)) {
-		snprintf(srv->error, sizeof(srv->error), "implicit TLS handshake failed");
-		goto done;
-	}
-	for (const struct step *st = srv->script;
-	     st->expect != NULL || st->send != NULL || st->act != ACT_NONE; st++) {
-		if (st->act == ACT_MESSAGE) {
-			/* Read raw bytes up to CRLF.CRLF. */
-			size_t cap = 1 << 16, len = 0;
-			char *m = malloc(cap);
-			for (;;) {
-				if (s.len > 0) {
-					if (len + s.len + 1 > cap) {
-						while (len + s.len + 1 > cap)
-							cap *= 2;
-						m = realloc(m, cap);
-					}
-					memcpy(m + len, s.buf, s.len);
-					len += s.len;
-					s.len = 0;
-				}
-				if (len >= 5 && memcmp(m + len - 5, "\r\n.\r\n", 5) == 0)
-					break;
-				if (len == 3 && memcmp(m, ".\r\n", 3) == 0)
-					break;
-				ssize_t r = s_read(&s, s.buf, sizeof(s.buf));
-				if (r <= 0)
-					break;
-				s.len = (size_t)r;
-			}
-			srv->message = m;
-			srv->message_len = len;
-		} else if (st->expect != NULL) {
-			int n = st->act == ACT_BATCH ? st->n : 1;
-			for (int i = 0; i < n; i++) {
-				if (!s_line(&s, line, sizeof(line))) {
-					snprintf(srv->error, sizeof(srv->error),
-					         "EOF waiting for %s", st->expect);
-					goto done;
-				}
-				s_record(srv, line);
-				if (i == 0 && strncmp(line, st->expect, strlen(st->expect)) != 0) {
-					snprintf(srv->error, sizeof(srv->error),
-					         "expected %s, got %.100s", st->expect, line);
-					goto done;
-				}
-			}
-			if (st->act == ACT_ALONE) {
-				struct pollfd p = {.fd = s.fd, .events = POLLIN};
-				/* Nothing may follow a command before its reply
-				 * without PIPELINING: give it a moment to show. */
-				if (s.len > 0 || poll(&p, 1, 150) > 0)
-					srv->alone_violated = true;
-			}
-		}
-		if (st->send != NULL)
-			s_write(&s, st->send);
-		if (st->act == ACT_TLS && !s_tls(&s)) {
-			/* The client refused our certificate: expected in
-			 * some tests. */
-			goto done;
-		}
-		if (st->act == ACT_CLOSE)
-			goto done;
-		if (st->act == ACT_HANG) {
-			while (s_read(&s, s.buf, sizeof(s.buf)) > 0)
-				;
-			goto done;
-		}
-	}
-	srv->script_done = true;
-	/* Drain until the client closes. */
-	while (s_read(&s, s.buf, sizeof(s.buf)) > 0)
-		;
-done:
-	if (s.ssl != NULL) {
-		SSL_shutdown(s.ssl);
-		SSL_free(s.ssl);
-	}
-	close(s.fd);
-	return NULL;
-}
-
-static struct server *
-server_start(const struct step *script, bool implicit_tls)
-{
-	struct server *srv = calloc(1, sizeof(*srv));
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	socklen_t sl = sizeof(sin);
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	srv->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(srv->lfd >= 0);
-	assert_int_equal(bind(srv->lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(srv->lfd, 4), 0);
-	getsockname(srv->lfd, (struct sockaddr *)&sin, &sl);
-	srv->port = ntohs(sin.sin_port);
-	srv->script = script;
-	srv->implicit_tls = implicit_tls;
-	assert_int_equal(pthread_create(&srv->thread, NULL, server_main, srv), 0);
-	return srv;
-}
 
 /* ------------------------------------------------------------ the client side */
 
@@ -335,7 +76,7 @@ struct rec {
 struct t {
 	struct event_base *base;
 	struct smtp_client *c;
-	struct server *srv;
+	struct ut_smtpd *srv;
 	struct rec ev[MAX_EVENTS];
 	int n_ev;
 	int want; /* stop the loop after this many callbacks */
@@ -406,13 +147,13 @@ params(unsigned timeout)
 }
 
 static void
-t_init(struct t *t, const struct step *script, bool implicit_tls, unsigned timeout)
+t_init(struct t *t, const struct ut_smtpd_step *script, bool implicit_tls, unsigned timeout)
 {
 	struct timeval tv = {20, 0};
 
 	memset(t, 0, sizeof(*t));
 	t->base = event_base_new();
-	t->srv = script != NULL ? server_start(script, implicit_tls) : NULL;
+	t->srv = script != NULL ? ut_smtpd_new(script, NULL, g_server_ctx, implicit_tls) : NULL;
 	struct smtp_client_params p = params(timeout);
 	t->c = smtp_client_new(t->base, &p);
 	t->guard = evtimer_new(t->base, guard_cb, t);
@@ -453,11 +194,9 @@ t_done(struct t *t)
 	event_free(t->guard);
 	event_base_free(t->base);
 	if (t->srv != NULL) {
-		pthread_join(t->srv->thread, NULL);
-		memcpy(g_last_got, t->srv->got, sizeof(g_last_got));
-		close(t->srv->lfd);
-		free(t->srv->message);
-		free(t->srv);
+		(void)ut_smtpd_join(t->srv);
+		snprintf(g_last_got, sizeof(g_last_got), "%s", ut_smtpd_got(t->srv));
+		ut_smtpd_free(t->srv);
 	}
 	if (t->msg_fd >= 0)
 		close(t->msg_fd);
@@ -468,20 +207,20 @@ t_done(struct t *t)
 static void
 test_greeting_ehlo_quit(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220-mx.example ESMTP first\r\n220 second line\r\n"},
 	        {"EHLO client.example",
 	         "250-mx.example hello\r\n250-PIPELINING\r\n250-size 1000\r\n"
 	         "250-AUTH=LOGIN\r\n250-auth PLAIN LOGIN\r\n250 8BITMIME\r\n"},
 	        {"MAIL FROM:<a@b>", "250 2.1.0 Ok\r\n"},
-	        {"QUIT", "221 2.0.0 Bye\r\n", ACT_CLOSE},
+	        {"QUIT", "221 2.0.0 Bye\r\n", UT_SMTPD_CLOSE},
 	        {0},
 	};
 	struct t t;
 	const char *param = NULL;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	assert_false(smtp_client_idle(t.c));
 	t_run(&t, 1);
 	assert_int_equal(t.ev[0].code, 220);
@@ -518,7 +257,7 @@ test_greeting_ehlo_quit(void **state)
 static void
 test_legacy_auth_only(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 old\r\n"},
 	        {"EHLO", "250-old\r\n250 AUTH=LOGIN PLAIN\r\n"},
 	        {0},
@@ -527,7 +266,7 @@ test_legacy_auth_only(void **state)
 	const char *param = NULL;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_ehlo(t.c, "c", record_cb, &t);
 	t_run(&t, 2);
 	assert_true(smtp_client_has_ext(t.c, "AUTH", &param));
@@ -540,7 +279,7 @@ test_legacy_auth_only(void **state)
 static void
 test_odd_replies(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220\n"},
 	        {"NOOP", "250-\n250 \r\n"},
 	        {"RSET", "250 5.1.1 not an enhanced code for a 250\r\n"},
@@ -550,7 +289,7 @@ test_odd_replies(void **state)
 	struct t t;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_command(t.c, "NOOP", record_cb, &t);
 	smtp_client_command(t.c, "RSET", record_cb, &t);
 	smtp_client_command(t.c, "VRFY x", record_cb, &t);
@@ -598,15 +337,15 @@ test_malformed_replies(void **state)
 	memset(no_eol + 4, 'y', 600);
 
 	for (size_t i = 0; i < AR_NELEM(cases); i++) {
-		struct step script[] = {
+		struct ut_smtpd_step script[] = {
 		        {NULL, "220 ok\r\n"},
-		        {"NOOP", cases[i].reply, ACT_HANG},
+		        {"NOOP", cases[i].reply, UT_SMTPD_HANG},
 		        {0},
 		};
 		struct t t;
 
 		t_init(&t, script, false, 5);
-		assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+		assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 		smtp_client_command(t.c, "NOOP", record_cb, &t);
 		smtp_client_command(t.c, "QUIT", record_cb, &t);
 		t_run(&t, 3);
@@ -663,14 +402,14 @@ test_nul_in_reply(void **state)
 static void
 test_greeting_timeout(void **state)
 {
-	static const struct step script[] = {
-	        {NULL, NULL, ACT_HANG},
+	static const struct ut_smtpd_step script[] = {
+	        {NULL, NULL, UT_SMTPD_HANG},
 	        {0},
 	};
 	struct t t;
 
 	t_init(&t, script, false, 1);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_ehlo(t.c, "c", record_cb, &t);
 	t_run(&t, 2);
 	assert_int_equal(t.ev[0].status, SMTP_CLIENT_TIMEOUT);
@@ -681,15 +420,15 @@ test_greeting_timeout(void **state)
 static void
 test_command_timeout(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
-	        {"NOOP", NULL, ACT_HANG},
+	        {"NOOP", NULL, UT_SMTPD_HANG},
 	        {0},
 	};
 	struct t t;
 
 	t_init(&t, script, false, 1);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_command(t.c, "NOOP", record_cb, &t);
 	t_run(&t, 2);
 	assert_int_equal(t.ev[0].code, 220);
@@ -726,15 +465,15 @@ test_refused(void **state)
 static void
 test_closed_mid_reply(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
-	        {"NOOP", "250-first\r\n", ACT_CLOSE},
+	        {"NOOP", "250-first\r\n", UT_SMTPD_CLOSE},
 	        {0},
 	};
 	struct t t;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_command(t.c, "NOOP", record_cb, &t);
 	t_run(&t, 2);
 	assert_int_equal(t.ev[1].status, SMTP_CLIENT_CONN_FAILED);
@@ -746,16 +485,16 @@ test_closed_mid_reply(void **state)
 static void
 test_unsolicited_421(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
 	        {"EHLO", "250 ok\r\n"},
-	        {NULL, "421 4.4.2 timeout\r\n", ACT_HANG},
+	        {NULL, "421 4.4.2 timeout\r\n", UT_SMTPD_HANG},
 	        {0},
 	};
 	struct t t;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_ehlo(t.c, "c", record_cb, &t);
 	t_run(&t, 2);
 	/* The 421 may or may not be read yet: a NOOP then sees either it
@@ -769,25 +508,26 @@ test_unsolicited_421(void **state)
 static void
 test_pipelining(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
 	        {"EHLO", "250-ok\r\n250 PIPELINING\r\n"},
 	        /* All four before any reply: a server without them would
 	         * hang here, and the test's deadline would fire. */
 	        {"MAIL FROM:<a@b>", "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no\r\n354 go\r\n",
-	         ACT_BATCH, 4},
-	        {NULL, NULL, ACT_MESSAGE},
+	         UT_SMTPD_BATCH, 4},
+	        {NULL, NULL, UT_SMTPD_MESSAGE},
 	        {NULL, "250 2.0.0 queued\r\n"},
 	        {"QUIT", "221 bye\r\n"},
 	        {0},
 	};
 	struct t t;
 	FILE *f = tmpfile();
+	size_t len;
 
 	fputs("Subject: x\n\nbody\n", f);
 	fflush(f);
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_ehlo(t.c, "c", record_cb, &t);
 	t_run(&t, 2);
 	smtp_client_command(t.c, "MAIL FROM:<a@b>", record_cb, &t);
@@ -804,9 +544,10 @@ test_pipelining(void **state)
 	t_run(&t, 8);
 	assert_int_equal(t.ev[6].code, 250);
 	assert_int_equal(t.ev[7].code, 221);
-	assert_memory_equal(t.srv->message, "Subject: x\r\n\r\nbody\r\n.\r\n", 23);
-	assert_string_equal(t.srv->got, "EHLO c\nMAIL FROM:<a@b>\nRCPT TO:<c@d>\nRCPT TO:<e@f>\n"
-	                                "DATA\nQUIT\n");
+	assert_memory_equal(ut_smtpd_message(t.srv, &len), "Subject: x\r\n\r\nbody\r\n.\r\n", 23);
+	assert_string_equal(ut_smtpd_got(t.srv),
+	                    "EHLO c\nMAIL FROM:<a@b>\nRCPT TO:<c@d>\nRCPT TO:<e@f>\n"
+	                    "DATA\nQUIT\n");
 	t_done(&t);
 	fclose(f);
 }
@@ -815,18 +556,18 @@ test_pipelining(void **state)
 static void
 test_no_pipelining(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
-	        {"EHLO", "250 ok\r\n", ACT_ALONE},
-	        {"MAIL", "250 ok\r\n", ACT_ALONE},
-	        {"RCPT", "250 ok\r\n", ACT_ALONE},
-	        {"RSET", "250 ok\r\n", ACT_ALONE},
+	        {"EHLO", "250 ok\r\n", UT_SMTPD_ALONE},
+	        {"MAIL", "250 ok\r\n", UT_SMTPD_ALONE},
+	        {"RCPT", "250 ok\r\n", UT_SMTPD_ALONE},
+	        {"RSET", "250 ok\r\n", UT_SMTPD_ALONE},
 	        {0},
 	};
 	struct t t;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	/* Queued before the greeting: nothing goes before it either. */
 	smtp_client_ehlo(t.c, "c", record_cb, &t);
 	smtp_client_command(t.c, "MAIL FROM:<a@b>", record_cb, &t);
@@ -835,17 +576,17 @@ test_no_pipelining(void **state)
 	t_run(&t, 5);
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(t.ev[i].code, i == 0 ? 220 : 250);
-	assert_false(t.srv->alone_violated);
+	assert_false(ut_smtpd_alone_violated(t.srv));
 	t_done(&t);
 }
 
 static void
 test_starttls(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
 	        {"EHLO", "250-ok\r\n250-STARTTLS\r\n250 PIPELINING\r\n"},
-	        {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	        {"STARTTLS", "220 2.0.0 go\r\n", UT_SMTPD_TLS},
 	        {"EHLO", "250-ok\r\n250 AUTH PLAIN\r\n"},
 	        {"AUTH PLAIN AGFsaWNlAHNlY3JldA==", "235 2.7.0 ok\r\n"},
 	        {"QUIT", "221 bye\r\n"},
@@ -854,7 +595,7 @@ test_starttls(void **state)
 	struct t t;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_ehlo(t.c, "c", record_cb, &t);
 	t_run(&t, 2);
 	assert_true(smtp_client_has_ext(t.c, "STARTTLS", NULL));
@@ -880,15 +621,15 @@ test_starttls(void **state)
 static void
 test_starttls_wrong_name(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
-	        {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	        {"STARTTLS", "220 2.0.0 go\r\n", UT_SMTPD_TLS},
 	        {0},
 	};
 	struct t t;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_starttls(t.c, g_client_ctx, "other.example", true, record_cb, &t);
 	smtp_client_ehlo(t.c, "c", record_cb, &t);
 	t_run(&t, 3);
@@ -901,9 +642,9 @@ test_starttls_wrong_name(void **state)
 static void
 test_starttls_no_verify(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
-	        {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	        {"STARTTLS", "220 2.0.0 go\r\n", UT_SMTPD_TLS},
 	        {"NOOP", "250 ok\r\n"},
 	        {0},
 	};
@@ -911,7 +652,7 @@ test_starttls_no_verify(void **state)
 	SSL_CTX *bare = SSL_CTX_new(TLS_client_method());
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_starttls(t.c, bare, "other.example", false, record_cb, &t);
 	smtp_client_command(t.c, "NOOP", record_cb, &t);
 	t_run(&t, 3);
@@ -924,7 +665,7 @@ test_starttls_no_verify(void **state)
 static void
 test_starttls_refused(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
 	        {"STARTTLS", "454 4.7.0 TLS not available\r\n"},
 	        {"QUIT", "221 bye\r\n"},
@@ -933,7 +674,7 @@ test_starttls_refused(void **state)
 	struct t t;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_starttls(t.c, g_client_ctx, CERT_NAME, true, record_cb, &t);
 	t_run(&t, 2);
 	assert_int_equal(t.ev[1].code, 454);
@@ -950,15 +691,15 @@ test_starttls_refused(void **state)
 static void
 test_starttls_injection(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
-	        {"STARTTLS", "220 2.0.0 go\r\n250 injected\r\n", ACT_HANG},
+	        {"STARTTLS", "220 2.0.0 go\r\n250 injected\r\n", UT_SMTPD_HANG},
 	        {0},
 	};
 	struct t t;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_starttls(t.c, g_client_ctx, CERT_NAME, true, record_cb, &t);
 	t_run(&t, 2);
 	assert_int_equal(t.ev[1].status, SMTP_CLIENT_PROTOCOL);
@@ -968,7 +709,7 @@ test_starttls_injection(void **state)
 static void
 test_implicit_tls(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 tls greeting\r\n"},
 	        {"EHLO", "250 ok\r\n"},
 	        {0},
@@ -976,7 +717,7 @@ test_implicit_tls(void **state)
 	struct t t;
 
 	t_init(&t, script, true, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, g_client_ctx, CERT_NAME, true), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), g_client_ctx, CERT_NAME, true), 0);
 	smtp_client_ehlo(t.c, "c", record_cb, &t);
 	t_run(&t, 2);
 	assert_int_equal(t.ev[0].code, 220);
@@ -989,7 +730,7 @@ test_implicit_tls(void **state)
 static void
 test_implicit_tls_bad_cert(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 tls greeting\r\n"},
 	        {0},
 	};
@@ -998,7 +739,7 @@ test_implicit_tls_bad_cert(void **state)
 
 	/* An empty trust store: the self-signed certificate cannot verify. */
 	t_init(&t, script, true, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, bare, CERT_NAME, true), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), bare, CERT_NAME, true), 0);
 	t_run(&t, 1);
 	assert_int_equal(t.ev[0].status, SMTP_CLIENT_TLS_FAILED);
 	t_done(&t);
@@ -1041,23 +782,24 @@ expected_data(const char *in, size_t n, size_t *len_r)
 static void
 run_message(const char *msg, size_t n, off_t offset)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
 	        {"DATA", "354 go\r\n"},
-	        {NULL, NULL, ACT_MESSAGE},
+	        {NULL, NULL, UT_SMTPD_MESSAGE},
 	        {NULL, "250 2.0.0 ok\r\n"},
 	        {0},
 	};
 	struct t t;
 	FILE *f = tmpfile();
-	size_t elen;
+	size_t elen, got_len;
+	const char *got;
 	char *exp;
 
 	fwrite(msg, 1, n, f);
 	fflush(f);
 	exp = expected_data(msg + offset, n - (size_t)offset, &elen);
 	t_init(&t, script, false, 10);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_command(t.c, "DATA", record_cb, &t);
 	t_run(&t, 2);
 	assert_int_equal(t.ev[1].code, 354);
@@ -1065,8 +807,9 @@ run_message(const char *msg, size_t n, off_t offset)
 	t_run(&t, 3);
 	assert_int_equal(t.ev[2].code, 250);
 	assert_true(smtp_client_idle(t.c));
-	assert_int_equal(t.srv->message_len, elen);
-	assert_memory_equal(t.srv->message, exp, elen);
+	got = ut_smtpd_message(t.srv, &got_len);
+	assert_int_equal(got_len, elen);
+	assert_memory_equal(got, exp, elen);
 	free(exp);
 	t_done(&t);
 	fclose(f);
@@ -1107,18 +850,18 @@ test_message_large(void **state)
 static void
 test_secret_and_invalid_lines(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
 	        {"AUTH LOGIN", "334 VXNlcm5hbWU6\r\n"},
 	        {"YWxpY2U=", "334 UGFzc3dvcmQ6\r\n"},
 	        {"c2VjcmV0", "535 5.7.8 no\r\n"},
-	        {NULL, NULL, ACT_HANG},
+	        {NULL, NULL, UT_SMTPD_HANG},
 	        {0},
 	};
 	struct t t;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_command(t.c, "AUTH LOGIN", record_cb, &t);
 	t_run(&t, 2);
 	assert_int_equal(t.ev[1].code, 334);
@@ -1140,7 +883,7 @@ test_secret_and_invalid_lines(void **state)
 static void
 test_free_in_callback(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
 	        {0},
 	};
@@ -1148,7 +891,7 @@ test_free_in_callback(void **state)
 
 	t_init(&t, script, false, 5);
 	t.free_in_first = true;
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_ehlo(t.c, "c", record_cb, &t);
 	smtp_client_command(t.c, "NOOP", record_cb, &t);
 	t.want = 99;
@@ -1164,15 +907,15 @@ test_free_in_callback(void **state)
 static void
 test_free_in_failure_callback(void **state)
 {
-	static const struct step script[] = {
-	        {NULL, NULL, ACT_CLOSE},
+	static const struct ut_smtpd_step script[] = {
+	        {NULL, NULL, UT_SMTPD_CLOSE},
 	        {0},
 	};
 	struct t t;
 
 	t_init(&t, script, false, 5);
 	t.free_in_first = true;
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_ehlo(t.c, "c", record_cb, &t);
 	t.want = 99;
 	event_base_dispatch(t.base);
@@ -1241,7 +984,7 @@ hs_start(struct t *t, int port, const struct smtp_client_handshake *hs)
 
 struct hs_case {
 	const char *name;
-	struct step script[6];
+	struct ut_smtpd_step script[6];
 	enum smtp_client_tls tls;
 	bool helo_fallback;
 	enum smtp_client_hs_outcome outcome;
@@ -1359,7 +1102,7 @@ test_handshake_outcomes(void **state)
 	        {.name = "STARTTLS, wrong certificate name",
 	         .script = {{NULL, "220 ok\r\n"},
 	                    {"EHLO", "250-ok\r\n250 STARTTLS\r\n"},
-	                    {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	                    {"STARTTLS", "220 2.0.0 go\r\n", UT_SMTPD_TLS},
 	                    {0}},
 	         .tls = SMTP_CLIENT_TLS_MAY,
 	         .outcome = SMTP_CLIENT_HS_FAILED,
@@ -1369,7 +1112,7 @@ test_handshake_outcomes(void **state)
 	        {.name = "EHLO after STARTTLS refused",
 	         .script = {{NULL, "220 ok\r\n"},
 	                    {"EHLO", "250-ok\r\n250 STARTTLS\r\n"},
-	                    {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	                    {"STARTTLS", "220 2.0.0 go\r\n", UT_SMTPD_TLS},
 	                    {"EHLO", "554 5.7.0 go away\r\n"},
 	                    {0}},
 	         .tls = SMTP_CLIENT_TLS_STARTTLS,
@@ -1380,13 +1123,13 @@ test_handshake_outcomes(void **state)
 	         .got = "EHLO client.example\nSTARTTLS\nEHLO client.example\n",
 	         .right_name = true},
 	        {.name = "greeting timeout",
-	         .script = {{NULL, NULL, ACT_HANG}, {0}},
+	         .script = {{NULL, NULL, UT_SMTPD_HANG}, {0}},
 	         .tls = SMTP_CLIENT_TLS_MAY,
 	         .outcome = SMTP_CLIENT_HS_FAILED,
 	         .status = SMTP_CLIENT_TIMEOUT,
 	         .got = ""},
 	        {.name = "EHLO timeout",
-	         .script = {{NULL, "220 ok\r\n"}, {"EHLO", NULL, ACT_HANG}, {0}},
+	         .script = {{NULL, "220 ok\r\n"}, {"EHLO", NULL, UT_SMTPD_HANG}, {0}},
 	         .tls = SMTP_CLIENT_TLS_MAY,
 	         .outcome = SMTP_CLIENT_HS_FAILED,
 	         .step = SMTP_CLIENT_STEP_EHLO,
@@ -1395,7 +1138,7 @@ test_handshake_outcomes(void **state)
 	        {.name = "STARTTLS timeout",
 	         .script = {{NULL, "220 ok\r\n"},
 	                    {"EHLO", "250-ok\r\n250 STARTTLS\r\n"},
-	                    {"STARTTLS", NULL, ACT_HANG},
+	                    {"STARTTLS", NULL, UT_SMTPD_HANG},
 	                    {0}},
 	         .tls = SMTP_CLIENT_TLS_MAY,
 	         .outcome = SMTP_CLIENT_HS_FAILED,
@@ -1403,7 +1146,7 @@ test_handshake_outcomes(void **state)
 	         .status = SMTP_CLIENT_TIMEOUT,
 	         .got = "EHLO client.example\nSTARTTLS\n"},
 	        {.name = "closed after the greeting",
-	         .script = {{NULL, "220 ok\r\n", ACT_CLOSE}, {0}},
+	         .script = {{NULL, "220 ok\r\n", UT_SMTPD_CLOSE}, {0}},
 	         .tls = SMTP_CLIENT_TLS_MAY,
 	         .outcome = SMTP_CLIENT_HS_FAILED,
 	         .step = SMTP_CLIENT_STEP_EHLO,
@@ -1425,7 +1168,7 @@ test_handshake_outcomes(void **state)
 
 		print_message("case: %s\n", c->name);
 		t_init(&t, c->script, false, 1);
-		assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+		assert_int_equal(hs_start(&t, ut_smtpd_port(t.srv), &hs), 0);
 		assert_int_equal(t.n_ev, 0); /* never inside the call */
 		t_run(&t, 1);
 		assert_int_equal(t.hs.outcome, c->outcome);
@@ -1452,10 +1195,10 @@ test_handshake_outcomes(void **state)
 static void
 test_handshake_starttls(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 mx ESMTP\r\n"},
 	        {"EHLO c.example", "250-mx\r\n250-PIPELINING\r\n250 STARTTLS\r\n"},
-	        {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	        {"STARTTLS", "220 2.0.0 go\r\n", UT_SMTPD_TLS},
 	        {"EHLO c.example", "250-mx\r\n250-SIZE 1000\r\n250 AUTH PLAIN LOGIN\r\n"},
 	        {"QUIT", "221 bye\r\n"},
 	        {0},
@@ -1471,7 +1214,7 @@ test_handshake_starttls(void **state)
 	struct t t;
 
 	t_init(&t, script, false, 5);
-	assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+	assert_int_equal(hs_start(&t, ut_smtpd_port(t.srv), &hs), 0);
 	t_run(&t, 1);
 	assert_int_equal(t.hs.outcome, SMTP_CLIENT_HS_READY);
 	assert_int_equal(t.hs.step, SMTP_CLIENT_STEP_EHLO_TLS);
@@ -1498,7 +1241,7 @@ test_handshake_starttls(void **state)
 static void
 test_handshake_implicit_tls(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 tls greeting\r\n"},
 	        {"EHLO", "250-ok\r\n250-STARTTLS\r\n250 AUTH LOGIN\r\n"},
 	        {0},
@@ -1513,7 +1256,7 @@ test_handshake_implicit_tls(void **state)
 	struct t t;
 
 	t_init(&t, script, true, 5);
-	assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+	assert_int_equal(hs_start(&t, ut_smtpd_port(t.srv), &hs), 0);
 	t_run(&t, 1);
 	/* Under TLS already: a STARTTLS in the EHLO reply is not taken up. */
 	assert_int_equal(t.hs.outcome, SMTP_CLIENT_HS_READY);
@@ -1531,7 +1274,7 @@ test_handshake_implicit_tls(void **state)
 static void
 test_handshake_connect_failures(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 tls greeting\r\n"},
 	        {0},
 	};
@@ -1548,7 +1291,7 @@ test_handshake_connect_failures(void **state)
 	struct t t;
 
 	t_init(&t, script, true, 5);
-	assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+	assert_int_equal(hs_start(&t, ut_smtpd_port(t.srv), &hs), 0);
 	t_run(&t, 1);
 	assert_int_equal(t.hs.outcome, SMTP_CLIENT_HS_FAILED);
 	assert_int_equal(t.hs.step, SMTP_CLIENT_STEP_GREETING);
@@ -1575,7 +1318,7 @@ test_handshake_connect_failures(void **state)
 static void
 test_handshake_free_in_callback(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
 	        {"EHLO", "550 5.7.1 no\r\n"},
 	        {0},
@@ -1585,7 +1328,7 @@ test_handshake_free_in_callback(void **state)
 
 	t_init(&t, script, false, 5);
 	t.hs_free = true;
-	assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+	assert_int_equal(hs_start(&t, ut_smtpd_port(t.srv), &hs), 0);
 	t_run(&t, 1);
 	assert_int_equal(t.hs.outcome, SMTP_CLIENT_HS_REFUSED);
 	assert_int_equal(t.hs_code, 550);
@@ -1598,7 +1341,7 @@ test_handshake_free_in_callback(void **state)
 static void
 test_trace_secret(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
 	        {"AUTH PLAIN AGFsaWNlAHNlY3JldA==", "334 \r\n"},
 	        {"c2VjcmV0", "235 2.7.0 ok\r\n"},
@@ -1608,7 +1351,7 @@ test_trace_secret(void **state)
 
 	t_init(&t, script, false, 5);
 	smtp_client_set_trace(t.c, trace_cb, &t);
-	assert_int_equal(t_connect(&t, t.srv->port, NULL, NULL, false), 0);
+	assert_int_equal(t_connect(&t, ut_smtpd_port(t.srv), NULL, NULL, false), 0);
 	smtp_client_command_secret(t.c, "AUTH PLAIN AGFsaWNlAHNlY3JldA==",
 	                           "AUTH PLAIN ******** (initial response)", record_cb, &t);
 	smtp_client_command_secret(t.c, "c2VjcmV0", NULL, record_cb, &t);
@@ -1624,10 +1367,10 @@ test_trace_secret(void **state)
 static void
 test_tls_ctx_new(void **state)
 {
-	static const struct step script[] = {
+	static const struct ut_smtpd_step script[] = {
 	        {NULL, "220 ok\r\n"},
 	        {"EHLO", "250-ok\r\n250 STARTTLS\r\n"},
-	        {"STARTTLS", "220 2.0.0 go\r\n", ACT_TLS},
+	        {"STARTTLS", "220 2.0.0 go\r\n", UT_SMTPD_TLS},
 	        {"EHLO", "250 ok\r\n"},
 	        {0},
 	};
@@ -1658,7 +1401,7 @@ test_tls_ctx_new(void **state)
 		assert_non_null(ctx);
 		hs.tls_ctx = ctx;
 		t_init(&t, script, false, 5);
-		assert_int_equal(hs_start(&t, t.srv->port, &hs), 0);
+		assert_int_equal(hs_start(&t, ut_smtpd_port(t.srv), &hs), 0);
 		t_run(&t, 1);
 		assert_int_equal(t.hs.outcome, SMTP_CLIENT_HS_READY);
 		assert_non_null(smtp_client_tls_info(t.c));
@@ -1674,7 +1417,11 @@ static int
 setup(void **state)
 {
 	log_init(false, getenv("TEST_DEBUG") != NULL ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERR, "test");
-	make_cert();
+	g_key = EVP_EC_gen("P-256");
+	assert_non_null(g_key);
+	g_cert = ut_tls_cert(g_key, CERT_NAME);
+	g_server_ctx = ut_tls_server_ctx(g_cert, g_key);
+	g_client_ctx = ut_tls_client_ctx(g_cert);
 	return 0;
 }
 
