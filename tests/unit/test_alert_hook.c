@@ -25,6 +25,8 @@
 
 #include "lib/log.h"
 #include "queue/alert_hook.h"
+#include "support/ut_loop.h"
+#include "support/ut_tmp.h"
 
 static char dir[64];
 static char logpath[96];
@@ -35,8 +37,7 @@ setup(void **state)
 {
 	int fd;
 
-	snprintf(dir, sizeof(dir), "/tmp/authrelay-hook-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	ut_tmp_dir(dir, sizeof(dir), "authrelay-hook-");
 	snprintf(logpath, sizeof(logpath), "%s/log", dir);
 	fd = open(logpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	assert_true(fd >= 0);
@@ -51,40 +52,10 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char cmd[160];
-
 	dup2(saved_stderr, 2);
 	close(saved_stderr);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	ut_tmp_remove(dir);
 	return 0;
-}
-
-static char *
-read_file(const char *path)
-{
-	static char buf[65536];
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return NULL;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
-/* Turn the loop (the reap timer) until cond holds; at most 15 s. */
-static void
-wait_for(struct event_base *base, bool (*cond)(void *), void *arg)
-{
-	for (int i = 0; i < 1500 && !cond(arg); i++) {
-		struct timeval tv = {0, 10000};
-		event_base_loopexit(base, &tv);
-		event_base_dispatch(base);
-	}
-	assert_true(cond(arg));
 }
 
 static bool
@@ -104,7 +75,7 @@ none_running(void *h)
 static bool
 log_has(void *text)
 {
-	return strstr(read_file(logpath), text) != NULL;
+	return strstr(ut_tmp_read(logpath), text) != NULL;
 }
 
 /* The text on stdin, the kind in the environment; reaped afterwards. */
@@ -126,13 +97,13 @@ test_stdin_and_kind(void **state)
 	h = alert_hook_new(base, cmd, 0);
 	assert_true(alert_hook_run(h, "send_limit", text, sizeof(text) - 1));
 	assert_int_equal(alert_hook_running(h), 1);
-	wait_for(base, exists, out);
-	got = read_file(out);
+	ut_loop_wait(base, exists, out);
+	got = ut_tmp_read(out);
 	assert_non_null(strstr(got, "kind=send_limit user=\"bob\" client=192.0.2.1 "
 	                            "limit=recipients_per_hour count=2000 max=2000\n"));
 	assert_non_null(strstr(got, "host=mx.example.test\n"));
 	assert_non_null(strstr(got, "\nsend_limit\n"));
-	wait_for(base, none_running, h);
+	ut_loop_wait(base, none_running, h);
 	alert_hook_free(h);
 	event_base_free(base);
 }
@@ -145,7 +116,7 @@ test_exit_status(void **state)
 	struct alert_hook *h = alert_hook_new(base, "cat >/dev/null; exit 3", 0);
 
 	assert_true(alert_hook_run(h, "multi_ip", "x\n", 2));
-	wait_for(base, none_running, h);
+	ut_loop_wait(base, none_running, h);
 	assert_true(log_has("exited status=3"));
 	alert_hook_free(h);
 	event_base_free(base);
@@ -170,11 +141,11 @@ test_limit_and_timeout(void **state)
 	assert_false(alert_hook_run(h, "login_failures", "x\n", 2));
 	assert_true(log_has("alert hook not run kind=login_failures: 8 hooks still running"));
 	/* None stops by itself: the timeout kills them all. */
-	wait_for(base, none_running, h);
+	ut_loop_wait(base, none_running, h);
 	assert_true(log_has("still running after 0 s; killing it"));
 	assert_true(alert_hook_run(h, "login_failures", "x\n", 2));
 	close(open(stop, O_WRONLY | O_CREAT, 0600));
-	wait_for(base, none_running, h);
+	ut_loop_wait(base, none_running, h);
 	alert_hook_free(h);
 	event_base_free(base);
 }
@@ -187,7 +158,7 @@ test_bad_command(void **state)
 	struct alert_hook *h = alert_hook_new(base, "/nonexistent/hook", 0);
 
 	assert_true(alert_hook_run(h, "source_unreachable", "x\n", 2));
-	wait_for(base, none_running, h);
+	ut_loop_wait(base, none_running, h);
 	assert_true(log_has("exited status=127"));
 	alert_hook_free(h);
 	event_base_free(base);

@@ -31,6 +31,8 @@
 #include "lib/threadpool.h"
 #include "queue/alert_intake.h"
 #include "spool/spool.h"
+#include "support/ut_loop.h"
+#include "support/ut_tmp.h"
 
 static const char message[] = "From: authrelay@example.test\r\n"
                               "To: admin@example.test,\r\n sec@example.test\r\n"
@@ -59,8 +61,7 @@ setup(void **state)
 	const char *err;
 	int fd;
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/authrelay-intake-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	ut_tmp_dir(f->dir, sizeof(f->dir), "authrelay-intake-");
 	snprintf(f->spool, sizeof(f->spool), "%s/spool", f->dir);
 	assert_int_equal(spool_init_dirs(f->spool, &(struct spool_owners){.root = false}, &err), 0);
 	snprintf(f->hook_out, sizeof(f->hook_out), "%s/hook.txt", f->dir);
@@ -103,7 +104,6 @@ static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[160];
 
 	auth_alert_link_free(f->link);
 	threadpool_free(f->pool);
@@ -111,25 +111,9 @@ teardown(void **state)
 	event_base_free(f->base);
 	dup2(f->saved_stderr, 2);
 	close(f->saved_stderr);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
+	ut_tmp_remove(f->dir);
 	free(f);
 	return 0;
-}
-
-static char *
-read_file(const char *path)
-{
-	static char buf[65536];
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return NULL;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
 }
 
 /* The names in spool/incoming, at most max; returns how many. */
@@ -157,27 +141,17 @@ incoming(struct fx *f, char names[][SPOOL_ID_LEN + 1], size_t max)
 	return n;
 }
 
-/* Turn the loop until cond(f); at most 15 s. */
-static void
-wait_for(struct fx *f, bool (*cond)(struct fx *))
+static bool
+one_queued(void *arg)
 {
-	for (int i = 0; i < 1500 && !cond(f); i++) {
-		struct timeval tv = {0, 10000};
-		event_base_loopexit(f->base, &tv);
-		event_base_dispatch(f->base);
-	}
-	assert_true(cond(f));
+	struct fx *f = arg;
+	return strstr(ut_tmp_read(f->log), "alert queued id=") != NULL;
 }
 
 static bool
-one_queued(struct fx *f)
+hook_done(void *arg)
 {
-	return strstr(read_file(f->log), "alert queued id=") != NULL;
-}
-
-static bool
-hook_done(struct fx *f)
-{
+	struct fx *f = arg;
 	struct stat st;
 
 	return stat(f->hook_out, &st) == 0;
@@ -202,11 +176,11 @@ test_mail_spooled(void **state)
 
 	start(f, false);
 	send_mail(f, "login_failures", "admin@example.test,sec@example.test");
-	wait_for(f, one_queued);
+	ut_loop_wait(f->base, one_queued, f);
 	assert_int_equal(incoming(f, names, 4), 1);
 	snprintf(want, sizeof(want), "alert queued id=%s kind=login_failures from=<> nrcpt=2",
 	         names[0]);
-	assert_non_null(strstr(read_file(f->log), want));
+	assert_non_null(strstr(ut_tmp_read(f->log), want));
 
 	snprintf(path, sizeof(path), "%s/incoming/%s", f->spool, names[0]);
 	assert_int_equal(spool_read_envelope(path, &env, &off, &err), 0);
@@ -221,7 +195,7 @@ test_mail_spooled(void **state)
 	assert_string_equal(env.tls, "none");
 	assert_null(env.auth);
 	spool_envelope_clear(&env);
-	body = read_file(path) + off;
+	body = ut_tmp_read(path) + off;
 	snprintf(want, sizeof(want), "Received: by mx.example.test (authrelay alerts) id %s;\r\n\t",
 	         names[0]);
 	assert_memory_equal(body, want, strlen(want));
@@ -239,8 +213,8 @@ test_hook_run(void **state)
 	assert_true(auth_alert_link_send(
 	        alert_proto_hook(&(struct alert_hook_msg){"multi_ip", text, sizeof(text) - 1}),
 	        f->link));
-	wait_for(f, hook_done);
-	got = read_file(f->hook_out);
+	ut_loop_wait(f->base, hook_done, f);
+	got = ut_tmp_read(f->hook_out);
 	assert_non_null(strstr(got, text));
 	assert_non_null(strstr(got, "\nmulti_ip\n"));
 }
@@ -277,16 +251,16 @@ test_bad_records(void **state)
 	        alert_proto_hook(&(struct alert_hook_msg){"multi_ip", "t\n", 2}), f->link));
 	/* And a good one after all that. */
 	send_mail(f, "send_limit", "admin@example.test");
-	wait_for(f, one_queued);
+	ut_loop_wait(f->base, one_queued, f);
 	assert_int_equal(incoming(f, names, 4), 1);
-	assert_non_null(strstr(read_file(f->log), "a record that is not one frame; dropped"));
-	assert_non_null(strstr(read_file(f->log), "malformed message type 99"));
-	assert_non_null(strstr(read_file(f->log), "malformed message type 1 "));
-	assert_non_null(strstr(read_file(f->log), "malformed message type 2 "));
-	assert_non_null(strstr(read_file(f->log), "alert kind=multi_ip from the auth process has "
-	                                          "no usable recipient; dropped"));
-	assert_non_null(strstr(read_file(f->log), "alert kind=multi_ip: a hook run asked for"));
-	assert_non_null(strstr(read_file(f->log), "kind=send_limit from=<> nrcpt=1"));
+	assert_non_null(strstr(ut_tmp_read(f->log), "a record that is not one frame; dropped"));
+	assert_non_null(strstr(ut_tmp_read(f->log), "malformed message type 99"));
+	assert_non_null(strstr(ut_tmp_read(f->log), "malformed message type 1 "));
+	assert_non_null(strstr(ut_tmp_read(f->log), "malformed message type 2 "));
+	assert_non_null(strstr(ut_tmp_read(f->log), "alert kind=multi_ip from the auth process has "
+	                                            "no usable recipient; dropped"));
+	assert_non_null(strstr(ut_tmp_read(f->log), "alert kind=multi_ip: a hook run asked for"));
+	assert_non_null(strstr(ut_tmp_read(f->log), "kind=send_limit from=<> nrcpt=1"));
 }
 
 /* Shut down with a spool write queued: the pool finishes it, the intake

@@ -27,6 +27,8 @@
 #include "authwire/auth_proto.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
+#include "support/ut_loop.h"
+#include "support/ut_tmp.h"
 
 enum fake_answer { ANSWER_OK, ANSWER_NONE, ANSWER_GARBAGE, ANSWER_FULL };
 
@@ -162,26 +164,13 @@ fake_listen(struct fake *s)
 	assert_non_null(s->l);
 }
 
-/* mkdtemp() under prefix (its template's six placeholder letters are
- * appended here). */
-static void
-tmpdir(char *buf, size_t sz, const char *prefix)
-{
-	size_t n = (size_t)snprintf(buf, sz, "%s", prefix);
-
-	assert_true(n + 7 <= sz);
-	memset(buf + n, 'X', 6);
-	buf[n + 6] = '\0';
-	assert_non_null(mkdtemp(buf));
-}
-
 static int
 setup(void **state)
 {
 	struct fake *s = calloc(1, sizeof(*s));
 
 	s->base = event_base_new();
-	tmpdir(s->dir, sizeof(s->dir), "/tmp/authrelay-cli-");
+	ut_tmp_dir(s->dir, sizeof(s->dir), "authrelay-cli-");
 	snprintf(s->path, sizeof(s->path), "%s/auth.sock", s->dir);
 	s->send_hello = true;
 	s->hello_version = AUTH_PROTO_VERSION;
@@ -207,51 +196,19 @@ teardown(void **state)
 	return 0;
 }
 
-/* Run the loop until cond(s), polling every 2 ms, at most 10 s. */
-struct waiter {
-	struct fake *s;
-	bool (*cond)(struct fake *);
-	struct event *tick;
-	bool met;
-};
-
-static void
-waiter_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct waiter *w = arg;
-	struct timeval tv = {0, 2000};
-
-	if (w->cond(w->s)) {
-		w->met = true;
-		event_base_loopbreak(w->s->base);
-		return;
-	}
-	evtimer_add(w->tick, &tv);
-}
-
-static void
-wait_for(struct fake *s, bool (*cond)(struct fake *))
-{
-	struct waiter w = {s, cond, NULL, false};
-	struct timeval zero = {0, 0}, limit = {10, 0};
-
-	w.tick = evtimer_new(s->base, waiter_tick, &w);
-	evtimer_add(w.tick, &zero);
-	event_base_loopexit(s->base, &limit);
-	event_base_dispatch(s->base);
-	event_free(w.tick);
-	assert_true(w.met);
-}
-
 static bool
-ready(struct fake *s)
+ready(void *arg)
 {
+	struct fake *s = arg;
+
 	return auth_client_caps(s->ac) != 0;
 }
 
 static bool
-accepted(struct fake *s)
+accepted(void *arg)
 {
+	struct fake *s = arg;
+
 	return s->bev != NULL;
 }
 
@@ -306,19 +263,18 @@ verify(struct fake *s, const char *login, struct answer *a)
 	return h;
 }
 
-static struct answer *g_wait;
-
 static bool
-g_called(struct fake *s)
+called(void *arg)
 {
-	return g_wait->called;
+	struct answer *a = arg;
+
+	return a->called;
 }
 
 static void
 wait_answer(struct fake *s, struct answer *a)
 {
-	g_wait = a;
-	wait_for(s, g_called);
+	ut_loop_wait(s->base, called, a);
 	assert_false(a->called_early);
 }
 
@@ -331,7 +287,7 @@ test_ok_and_caps(void **state)
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
 	assert_int_equal(auth_client_caps(s->ac), 0);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	assert_int_equal(auth_client_caps(s->ac), AUTH_CAP_CRAM_MD5);
 	verify(s, "alice", &a);
 	wait_answer(s, &a);
@@ -356,7 +312,7 @@ test_reply_fields(void **state)
 
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	s->answer = ANSWER_FULL;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		struct answer a = {0};
@@ -375,8 +331,10 @@ test_reply_fields(void **state)
 }
 
 static bool
-caps_is_2(struct fake *s)
+caps_is_2(void *arg)
 {
+	struct fake *s = arg;
+
 	return auth_client_caps(s->ac) == 0x2;
 }
 
@@ -387,10 +345,10 @@ test_rehello(void **state)
 
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	s->hello_caps = 0x2;
 	fake_send_hello(s);
-	wait_for(s, caps_is_2);
+	ut_loop_wait(s->base, caps_is_2, s);
 }
 
 /* No auth process: tempfail, after verify() has returned. */
@@ -421,12 +379,14 @@ test_disconnected(void **state)
 	assert_int_equal(auth_client_caps(s->ac), 0);
 	/* Once a server appears, the back-off brings the client to it. */
 	fake_listen(s);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 }
 
 static bool
-got_verify(struct fake *s)
+got_verify(void *arg)
 {
+	struct fake *s = arg;
+
 	return s->n_verify > 0;
 }
 
@@ -440,14 +400,14 @@ test_queued_until_hello(void **state)
 	s->send_hello = false;
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
-	wait_for(s, accepted);
+	ut_loop_wait(s->base, accepted, s);
 	verify(s, "early", &a);
 	/* Let the loop turn a few times: nothing may be sent yet. */
 	for (int i = 0; i < 20; i++)
 		event_base_loop(s->base, EVLOOP_NONBLOCK);
 	assert_int_equal(s->n_verify, 0);
 	fake_send_hello(s);
-	wait_for(s, got_verify);
+	ut_loop_wait(s->base, got_verify, s);
 	wait_answer(s, &a);
 	assert_int_equal(a.result, AUTH_OK);
 	assert_string_equal(a.identity, "early");
@@ -463,7 +423,7 @@ test_timeout(void **state)
 	s->answer = ANSWER_NONE;
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 1);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	verify(s, "slow", &a);
 	wait_answer(s, &a);
 	assert_int_equal(a.result, AUTH_TEMPFAIL);
@@ -491,9 +451,9 @@ test_cancel(void **state)
 	s->answer = ANSWER_NONE;
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	h = verify(s, "gone", &a);
-	wait_for(s, got_verify);
+	ut_loop_wait(s->base, got_verify, s);
 	auth_client_cancel(s->ac, h);
 	auth_client_cancel(s->ac, h);           /* twice: no-op */
 	auth_client_cancel(s->ac, 0xfffffff0u); /* unknown: no-op */
@@ -505,8 +465,10 @@ test_cancel(void **state)
 }
 
 static bool
-got_all(struct fake *s)
+got_all(void *arg)
 {
+	struct fake *s = arg;
+
 	return s->n_verify == 4096;
 }
 
@@ -522,14 +484,14 @@ test_inflight_cap(void **state)
 	s->answer = ANSWER_NONE;
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 30);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	for (int i = 0; i < N; i++)
 		h[i] = verify(s, "u", &a[i]);
 	verify(s, "one-too-many", &a[N]);
 	wait_answer(s, &a[N]);
 	assert_int_equal(a[N].result, AUTH_TEMPFAIL);
 	assert_string_equal(a[N].reason, "too_many_requests");
-	wait_for(s, got_all);
+	ut_loop_wait(s->base, got_all, s);
 	for (int i = 0; i < N; i++) {
 		assert_false(a[i].called);
 		auth_client_cancel(s->ac, h[i]);
@@ -552,7 +514,7 @@ test_invalid_request(void **state)
 
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	memset(longlogin, 'a', sizeof(longlogin) - 1);
 	verify(s, longlogin, &a);
 	wait_answer(s, &a);
@@ -568,8 +530,10 @@ test_invalid_request(void **state)
 }
 
 static bool
-accepted_twice(struct fake *s)
+accepted_twice(void *arg)
 {
+	struct fake *s = arg;
+
 	return s->accepts >= 2;
 }
 
@@ -582,10 +546,10 @@ version_mismatch(struct fake *s, uint32_t version)
 	s->hello_version = version;
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
-	wait_for(s, accepted_twice);
+	ut_loop_wait(s->base, accepted_twice, s);
 	assert_int_equal(auth_client_caps(s->ac), 0);
 	s->hello_version = AUTH_PROTO_VERSION;
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	verify(s, "fine", &a);
 	wait_answer(s, &a);
 	assert_int_equal(a.result, AUTH_OK);
@@ -616,14 +580,14 @@ test_malformed_result(void **state)
 	s->answer = ANSWER_GARBAGE;
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	verify(s, "x", &a);
 	wait_answer(s, &a);
 	assert_int_equal(a.result, AUTH_TEMPFAIL);
 	assert_string_equal(a.reason, "auth_unavailable");
 	s->answer = ANSWER_OK;
-	wait_for(s, accepted_twice);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, accepted_twice, s);
+	ut_loop_wait(s->base, ready, s);
 	verify(s, "y", &b);
 	wait_answer(s, &b);
 	assert_int_equal(b.result, AUTH_OK);
@@ -639,26 +603,30 @@ test_server_closes(void **state)
 	s->answer = ANSWER_NONE;
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	verify(s, "x", &a);
-	wait_for(s, got_verify);
+	ut_loop_wait(s->base, got_verify, s);
 	fake_drop(s);
 	wait_answer(s, &a);
 	assert_int_equal(a.result, AUTH_TEMPFAIL);
 	assert_string_equal(a.reason, "auth_unavailable");
-	wait_for(s, accepted);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, accepted, s);
+	ut_loop_wait(s->base, ready, s);
 }
 
 static bool
-got_all_two(struct fake *s)
+got_all_two(void *arg)
 {
+	struct fake *s = arg;
+
 	return s->n_verify == 2;
 }
 
 static bool
-client_gone(struct fake *s)
+client_gone(void *arg)
 {
+	struct fake *s = arg;
+
 	return s->ac == NULL;
 }
 
@@ -673,15 +641,15 @@ test_free_in_callback(void **state)
 	s->answer = ANSWER_NONE;
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	a.free_client = true;
 	verify(s, "a", &a);
 	verify(s, "b", &b);
-	wait_for(s, got_all_two);
+	ut_loop_wait(s->base, got_all_two, s);
 	/* Both answers in one write, so one read sees them together. */
 	fake_send_result(s, s->ids[0]);
 	fake_send_result(s, s->ids[1]);
-	wait_for(s, client_gone);
+	ut_loop_wait(s->base, client_gone, s);
 	assert_true(a.called);
 	assert_false(b.called);
 }
@@ -695,7 +663,7 @@ test_verify_from_callback(void **state)
 
 	fake_listen(s);
 	s->ac = auth_client_new(s->base, s->path, 5);
-	wait_for(s, ready);
+	ut_loop_wait(s->base, ready, s);
 	a.verify_again = true;
 	a.again = &b;
 	b.s = s;

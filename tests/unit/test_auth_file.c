@@ -27,6 +27,7 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "lib/threadpool.h"
+#include "support/ut_tmp.h"
 
 #define SSHA_CH "{SSHA}+YQAsRCIvJdvIWRvF/AslPn4IMwGH/vq" /* "correct horse" */
 #define SHA512C_CH                                                                                 \
@@ -118,44 +119,15 @@ auth_job_set_addresses(struct auth_job *job, const char *addresses)
 	snprintf(job->addresses, job->addresses_sz, "%s", addresses);
 }
 
-static void
-write_file(const char *path, const char *text)
-{
-	char tmp[128];
-	FILE *f;
-
-	/* Replace atomically, as an admin's editor or script would. */
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	f = fopen(tmp, "w");
-	assert_non_null(f);
-	assert_int_equal(fchmod(fileno(f), 0600), 0);
-	assert_int_equal(fputs(text, f) >= 0, 1);
-	assert_int_equal(fclose(f), 0);
-	assert_int_equal(rename(tmp, path), 0);
-}
-
-/* mkdtemp() under prefix (its template's six placeholder letters are
- * appended here). */
-static void
-tmpdir(char *buf, size_t sz, const char *prefix)
-{
-	size_t n = (size_t)snprintf(buf, sz, "%s", prefix);
-
-	assert_true(n + 7 <= sz);
-	memset(buf + n, 'X', 6);
-	buf[n + 6] = '\0';
-	assert_non_null(mkdtemp(buf));
-}
-
 static int
 setup(void **state)
 {
 	struct harness *h = calloc(1, sizeof(*h));
 	const char *err = NULL;
 
-	tmpdir(h->dir, sizeof(h->dir), "/tmp/authrelay-test-");
+	ut_tmp_dir(h->dir, sizeof(h->dir), "authrelay-test-");
 	snprintf(h->path, sizeof(h->path), "%s/users", h->dir);
-	write_file(h->path, users_v1);
+	ut_tmp_write(h->path, users_v1);
 	h->cfg = calloc(1, sizeof(*h->cfg));
 	h->cfg->users_file = h->path;
 	h->cfg->auth_threads = 2;
@@ -356,7 +328,7 @@ test_caps_and_reload(void **state)
 	const char *err = NULL;
 
 	assert_int_equal(auth_source_file.caps(h->state), AUTH_CAP_CRAM_MD5);
-	write_file(h->path, users_v2);
+	ut_tmp_write(h->path, users_v2);
 	assert_int_equal(auth_source_file.reload(h->state, &err), 0);
 	assert_int_equal(auth_source_file.caps(h->state), 0);
 	run_rows(h, after, sizeof(after) / sizeof(after[0]));
@@ -371,7 +343,7 @@ test_caps_and_reload(void **state)
 	assert_int_equal(auth_source_file.reload(h->state, &err), -1);
 	assert_int_equal(rmdir(h->path), 0);
 	run_rows(h, after, sizeof(after) / sizeof(after[0]));
-	write_file(h->path, users_v1);
+	ut_tmp_write(h->path, users_v1);
 	assert_int_equal(auth_source_file.reload(h->state, &err), 0);
 	assert_int_equal(auth_source_file.caps(h->state), AUTH_CAP_CRAM_MD5);
 }
@@ -393,7 +365,7 @@ test_reload_during_checks(void **state)
 		h->outstanding++;
 		auth_source_file.verify(h->state, make_job(h, &r, &ans[i]));
 	}
-	write_file(h->path, users_v2);
+	ut_tmp_write(h->path, users_v2);
 	assert_int_equal(auth_source_file.reload(h->state, &err), 0);
 	event_base_loopexit(h->base, &tv);
 	assert_int_equal(event_base_dispatch(h->base), 0);
@@ -439,7 +411,7 @@ test_empty_file(void **state)
 	struct harness *h = *state;
 	const char *err = NULL;
 
-	write_file(h->path, "# nobody yet\n");
+	ut_tmp_write(h->path, "# nobody yet\n");
 	assert_int_equal(auth_source_file.reload(h->state, &err), 0);
 	assert_int_equal(auth_source_file.caps(h->state), 0);
 	run_rows(h, rows, sizeof(rows) / sizeof(rows[0]));
@@ -461,7 +433,7 @@ test_many_users(void **state)
 		snprintf(names[i], sizeof(names[i]), "user%d@Dom%d.example", i, i % 7);
 		len += (size_t)snprintf(text + len, cap - len, "%s:{PLAIN}pw%d\n", names[i], i);
 	}
-	write_file(h->path, text);
+	ut_tmp_write(h->path, text);
 	assert_int_equal(auth_source_file.reload(h->state, &err), 0);
 	for (int i = 0; i < N; i++) {
 		static char pws[N][16];

@@ -36,6 +36,8 @@
 #include "auth/auth_server.h"
 #include "lib/config.h"
 #include "lib/log.h"
+#include "support/ut_loop.h"
+#include "support/ut_tmp.h"
 
 #define PW "correct horse"
 #define SSHA_CH "{SSHA}+YQAsRCIvJdvIWRvF/AslPn4IMwGH/vq"
@@ -62,21 +64,6 @@ struct harness {
 	struct auth_client *ac;
 	struct auth_client *other;
 };
-
-static void
-write_file(const char *path, const char *text)
-{
-	char tmp[128];
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	f = fopen(tmp, "w");
-	assert_non_null(f);
-	fchmod(fileno(f), 0600);
-	fputs(text, f);
-	assert_int_equal(fclose(f), 0);
-	assert_int_equal(rename(tmp, path), 0);
-}
 
 static int
 listen_unix(const char *path)
@@ -134,45 +121,11 @@ stop_server(struct harness *h)
 	assert_int_equal(wait_server(h), 0);
 }
 
-/* Run the loop until cond(h) holds, polling every 5 ms, for at most 10 s. */
-struct waiter {
-	struct harness *h;
-	bool (*cond)(struct harness *);
-	struct event *tick;
-	bool met;
-};
-
-static void
-waiter_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct waiter *w = arg;
-	struct timeval tv = {0, 5000};
-
-	if (w->cond(w->h)) {
-		w->met = true;
-		event_base_loopbreak(w->h->base);
-		return;
-	}
-	evtimer_add(w->tick, &tv);
-}
-
-static void
-wait_for(struct harness *h, bool (*cond)(struct harness *))
-{
-	struct waiter w = {h, cond, NULL, false};
-	struct timeval zero = {0, 0}, limit = {10, 0};
-
-	w.tick = evtimer_new(h->base, waiter_tick, &w);
-	evtimer_add(w.tick, &zero);
-	event_base_loopexit(h->base, &limit);
-	event_base_dispatch(h->base);
-	event_free(w.tick);
-	assert_true(w.met);
-}
-
 static bool
-caps_cram(struct harness *h)
+caps_cram(void *arg)
 {
+	struct harness *h = arg;
+
 	return auth_client_caps(h->ac) == AUTH_CAP_CRAM_MD5;
 }
 
@@ -256,28 +209,10 @@ run_rows(struct harness *h, const struct row *rows, size_t n)
 static char *
 read_log(struct harness *h)
 {
-	static char buf[65536];
-	int fd = open(h->log, O_RDONLY);
-	ssize_t n;
+	char *text = ut_tmp_read(h->log);
 
-	assert_true(fd >= 0);
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
-/* mkdtemp() under prefix (its template's six placeholder letters are
- * appended here). */
-static void
-tmpdir(char *buf, size_t sz, const char *prefix)
-{
-	size_t n = (size_t)snprintf(buf, sz, "%s", prefix);
-
-	assert_true(n + 7 <= sz);
-	memset(buf + n, 'X', 6);
-	buf[n + 6] = '\0';
-	assert_non_null(mkdtemp(buf));
+	assert_non_null(text);
+	return text;
 }
 
 static int
@@ -285,11 +220,11 @@ setup(void **state)
 {
 	struct harness *h = calloc(1, sizeof(*h));
 
-	tmpdir(h->dir, sizeof(h->dir), "/tmp/authrelay-srv-");
+	ut_tmp_dir(h->dir, sizeof(h->dir), "authrelay-srv-");
 	snprintf(h->users, sizeof(h->users), "%s/users", h->dir);
 	snprintf(h->sock, sizeof(h->sock), "%s/auth.sock", h->dir);
 	snprintf(h->log, sizeof(h->log), "%s/auth.log", h->dir);
-	write_file(h->users, users_v1);
+	ut_tmp_write(h->users, users_v1);
 	h->cfg.users_file = h->users;
 	h->cfg.auth_threads = 2;
 	h->cfg.auth_request_timeout = 10;
@@ -297,7 +232,7 @@ setup(void **state)
 	/* After the fork: the child has no business with our loop. */
 	h->base = event_base_new();
 	h->ac = auth_client_new(h->base, h->sock, 10);
-	wait_for(h, caps_cram);
+	ut_loop_wait(h->base, caps_cram, h);
 	*state = h;
 	return 0;
 }
@@ -406,14 +341,18 @@ test_log_line(void **state)
 }
 
 static bool
-caps_none(struct harness *h)
+caps_none(void *arg)
 {
+	struct harness *h = arg;
+
 	return auth_client_caps(h->ac) == 0;
 }
 
 static bool
-log_reload_failed(struct harness *h)
+log_reload_failed(void *arg)
 {
+	struct harness *h = arg;
+
 	return strstr(read_log(h), "reload source=file failed, keeping the old data") != NULL;
 }
 
@@ -428,23 +367,23 @@ test_sighup_reload(void **state)
 	};
 	struct harness *h = *state;
 
-	write_file(h->users, users_v2);
+	ut_tmp_write(h->users, users_v2);
 	kill(h->pid, SIGHUP);
 	/* The new HELLO (no more cleartext) tells us the reload is done. */
-	wait_for(h, caps_none);
+	ut_loop_wait(h->base, caps_none, h);
 	run_rows(h, after, 3);
 
 	/* A broken file on reload: the old data stays. */
 	unlink(h->users);
 	assert_int_equal(mkdir(h->users, 0700), 0);
 	kill(h->pid, SIGHUP);
-	wait_for(h, log_reload_failed);
+	ut_loop_wait(h->base, log_reload_failed, h);
 	rmdir(h->users);
-	write_file(h->users, users_v1);
+	ut_tmp_write(h->users, users_v1);
 	/* Back to v1 (with cleartext) on the next reload only. */
 	run_rows(h, after, 3);
 	kill(h->pid, SIGHUP);
-	wait_for(h, caps_cram);
+	ut_loop_wait(h->base, caps_cram, h);
 	assert_non_null(strstr(read_log(h), "reload source=file done"));
 }
 
@@ -521,14 +460,18 @@ test_malformed_worker(void **state)
 /* A worker that leaves while its check runs: the server logs the result,
  * drops it and goes on. */
 static bool
-other_ready(struct harness *h)
+other_ready(void *arg)
 {
+	struct harness *h = arg;
+
 	return auth_client_caps(h->other) != 0;
 }
 
 static bool
-log_has_gone(struct harness *h)
+log_has_gone(void *arg)
 {
+	struct harness *h = arg;
+
 	return strstr(read_log(h), "s=gone auth mech=PLAIN user=\"carol\"") != NULL;
 }
 
@@ -548,20 +491,22 @@ test_worker_leaves(void **state)
 	struct answer a = {.base = h->base, .outstanding = &dummy};
 
 	h->other = auth_client_new(h->base, h->sock, 10);
-	wait_for(h, other_ready);
+	ut_loop_wait(h->base, other_ready, h);
 	auth_client_verify(h->other, &r, on_result, &a);
 	/* One turn writes the VERIFY; then the worker is gone. */
 	event_base_loop(h->base, EVLOOP_NONBLOCK);
 	auth_client_free(h->other);
 	h->other = NULL;
 	assert_false(a.called);
-	wait_for(h, log_has_gone);
+	ut_loop_wait(h->base, log_has_gone, h);
 	run_rows(h, good, 1);
 }
 
 static bool
-client_down(struct harness *h)
+client_down(void *arg)
 {
+	struct harness *h = arg;
+
 	return auth_client_caps(h->ac) == 0;
 }
 
@@ -581,11 +526,11 @@ test_restart(void **state)
 	kill(h->pid, SIGTERM);
 	assert_int_equal(wait_server(h), 0);
 	assert_non_null(strstr(read_log(h), "exiting on signal"));
-	wait_for(h, client_down);
+	ut_loop_wait(h->base, client_down, h);
 	run_rows(h, down, 1);
 	run_rows(h, down, 1);
 	start_server(h);
-	wait_for(h, caps_cram);
+	ut_loop_wait(h->base, caps_cram, h);
 	run_rows(h, up, 1);
 }
 
@@ -613,7 +558,7 @@ test_dies_mid_request(void **state)
 		assert_string_equal(a.reason, "auth_unavailable");
 	}
 	start_server(h); /* for teardown */
-	wait_for(h, caps_cram);
+	ut_loop_wait(h->base, caps_cram, h);
 }
 
 static void
@@ -628,7 +573,7 @@ test_startup_failure(void **state)
 	assert_non_null(strstr(read_log(h), "/nonexistent/users"));
 	h->cfg.users_file = h->users;
 	start_server(h);
-	wait_for(h, caps_cram);
+	ut_loop_wait(h->base, caps_cram, h);
 }
 
 static void
@@ -640,7 +585,7 @@ test_check(void **state)
 
 	memset(&cfg, 0, sizeof(cfg));
 	snprintf(path, sizeof(path), "/tmp/authrelay-check-%d", (int)getpid());
-	write_file(path, users_v1);
+	ut_tmp_write(path, users_v1);
 	cfg.users_file = path;
 	assert_int_equal(auth_server_check(&cfg), 0);
 	unlink(path);
