@@ -17,27 +17,13 @@
 
 #include "authwire/admin_proto.h"
 #include "lib/ipc.h"
-
-/* Frame m into a stream, free it, and take it back as the other end. */
-static struct ipc_msg *
-wire(struct ipc_msg *m)
-{
-	struct evbuffer *b = evbuffer_new();
-	struct ipc_msg *got = NULL;
-
-	assert_int_equal(ipc_msg_send(m, b), 0);
-	ipc_msg_free(m);
-	assert_int_equal(ipc_msg_take(b, &got), PARSE_OK);
-	assert_int_equal(evbuffer_get_length(b), 0);
-	evbuffer_free(b);
-	return got;
-}
+#include "support/ut_ipc.h"
 
 static void
 test_requests(void **state)
 {
 	struct admin_request in = {ADMIN_MSG_UNLOCK, 7, "Alice@Example.org"}, out;
-	struct ipc_msg *m = wire(admin_proto_request(&in));
+	struct ipc_msg *m = ut_ipc_stream(admin_proto_request(&in));
 
 	assert_int_equal(admin_proto_parse_request(m, &out), 0);
 	assert_int_equal(out.type, ADMIN_MSG_UNLOCK);
@@ -47,7 +33,7 @@ test_requests(void **state)
 
 	for (int t = ADMIN_MSG_STATUS; t <= ADMIN_MSG_LOCKOUTS; t++) {
 		struct admin_request r = {(enum admin_msg_type)t, 9, NULL};
-		m = wire(admin_proto_request(&r));
+		m = ut_ipc_stream(admin_proto_request(&r));
 		assert_int_equal(admin_proto_parse_request(m, &out), 0);
 		assert_int_equal(out.type, t);
 		assert_string_equal(out.what, "");
@@ -55,18 +41,18 @@ test_requests(void **state)
 	}
 	/* UNLOCK of nothing. */
 	struct admin_request empty = {ADMIN_MSG_UNLOCK, 1, ""};
-	m = wire(admin_proto_request(&empty));
+	m = ut_ipc_stream(admin_proto_request(&empty));
 	assert_int_equal(admin_proto_parse_request(m, &out), -1);
 	ipc_msg_free(m);
 	/* An answer is no request. */
-	m = wire(admin_proto_done(1, 2));
+	m = ut_ipc_stream(admin_proto_done(1, 2));
 	assert_int_equal(admin_proto_parse_request(m, &out), -1);
 	ipc_msg_free(m);
 	/* A field left over. */
 	m = ipc_msg_new(ADMIN_MSG_STATUS);
 	ipc_msg_add_u32(m, 1);
 	ipc_msg_add_u32(m, 2);
-	m = wire(m);
+	m = ut_ipc_stream(m);
 	assert_int_equal(admin_proto_parse_request(m, &out), -1);
 	ipc_msg_free(m);
 }
@@ -79,7 +65,7 @@ test_answers(void **state)
 	struct ipc_msg *m;
 	uint32_t id, count;
 
-	m = wire(admin_proto_source(&s));
+	m = ut_ipc_stream(admin_proto_source(&s));
 	assert_int_equal(admin_proto_parse_source(m, &gs), 0);
 	assert_int_equal(gs.id, 3);
 	assert_string_equal(gs.name, "ldap");
@@ -88,7 +74,7 @@ test_answers(void **state)
 	assert_int_equal(admin_proto_parse_lockout(m, &gl), -1); /* wrong type */
 	ipc_msg_free(m);
 
-	m = wire(admin_proto_lockout(&l));
+	m = ut_ipc_stream(admin_proto_lockout(&l));
 	assert_int_equal(admin_proto_parse_lockout(m, &gl), 0);
 	assert_string_equal(gl.scope, "client_login");
 	assert_string_equal(gl.client, "192.0.2.7");
@@ -97,7 +83,7 @@ test_answers(void **state)
 	assert_int_equal(gl.remaining_s, 300);
 	ipc_msg_free(m);
 
-	m = wire(admin_proto_done(8, 2));
+	m = ut_ipc_stream(admin_proto_done(8, 2));
 	assert_int_equal(admin_proto_parse_done(m, &id, &count), 0);
 	assert_int_equal(id, 8);
 	assert_int_equal(count, 2);
@@ -107,7 +93,7 @@ test_answers(void **state)
 	m = ipc_msg_new(ADMIN_MSG_SOURCE);
 	ipc_msg_add_u32(m, 1);
 	ipc_msg_add_str(m, "file");
-	m = wire(m);
+	m = ut_ipc_stream(m);
 	assert_int_equal(admin_proto_parse_source(m, &gs), -1);
 	ipc_msg_free(m);
 	/* A NUL inside a text. */
@@ -118,7 +104,7 @@ test_answers(void **state)
 	ipc_msg_add_bytes(m, "ann\0x", 5);
 	ipc_msg_add_u32(m, 1);
 	ipc_msg_add_u32(m, 1);
-	m = wire(m);
+	m = ut_ipc_stream(m);
 	assert_int_equal(admin_proto_parse_lockout(m, &gl), -1);
 	ipc_msg_free(m);
 	/* Too long a text on the wire. */
@@ -130,12 +116,12 @@ test_answers(void **state)
 	ipc_msg_add_str(m, big);
 	ipc_msg_add_str(m, "up");
 	ipc_msg_add_u32(m, 0);
-	m = wire(m);
+	m = ut_ipc_stream(m);
 	assert_int_equal(admin_proto_parse_source(m, &gs), -1);
 	ipc_msg_free(m);
 	/* The encoder cuts it instead. */
 	struct admin_source longname = {1, big, "up", 0};
-	m = wire(admin_proto_source(&longname));
+	m = ut_ipc_stream(admin_proto_source(&longname));
 	assert_int_equal(admin_proto_parse_source(m, &gs), 0);
 	assert_int_equal(strlen(gs.name), ADMIN_MAX_TEXT);
 	ipc_msg_free(m);

@@ -18,22 +18,7 @@
 
 #include "authwire/alert_proto.h"
 #include "lib/ipc.h"
-
-/* Send m as a record, free it, and take it back as the queue would. */
-static struct ipc_msg *
-wire(struct ipc_msg *m)
-{
-	struct ipc_msg *got;
-	int sv[2];
-
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
-	assert_int_equal(ipc_msg_send_record(m, sv[0]), 0);
-	ipc_msg_free(m);
-	assert_int_equal(ipc_msg_recv_record(sv[1], &got), IPC_RECORD_MSG);
-	close(sv[0]);
-	close(sv[1]);
-	return got;
-}
+#include "support/ut_ipc.h"
 
 static void
 test_mail(void **state)
@@ -45,7 +30,7 @@ test_mail(void **state)
 	struct alert_hook_msg h;
 	struct ipc_msg *m;
 
-	m = wire(alert_proto_mail(&a));
+	m = ut_ipc_record(alert_proto_mail(&a));
 	assert_int_equal(ipc_msg_type(m), ALERT_MSG_MAIL);
 	assert_int_equal(alert_proto_parse_mail(m, &g), 0);
 	assert_string_equal(g.kind, "login_failures");
@@ -54,7 +39,7 @@ test_mail(void **state)
 	assert_memory_equal(g.message, text, a.message_len);
 	ipc_msg_free(m);
 
-	m = wire(alert_proto_mail(&a));
+	m = ut_ipc_record(alert_proto_mail(&a));
 	assert_int_equal(alert_proto_parse_hook(m, &h), -1); /* wrong type */
 	ipc_msg_free(m);
 }
@@ -68,7 +53,7 @@ test_hook(void **state)
 	struct alert_mail_msg ml;
 	struct ipc_msg *m;
 
-	m = wire(alert_proto_hook(&a));
+	m = ut_ipc_record(alert_proto_hook(&a));
 	assert_int_equal(ipc_msg_type(m), ALERT_MSG_HOOK);
 	assert_int_equal(alert_proto_parse_hook(m, &g), 0);
 	assert_string_equal(g.kind, "send_limit");
@@ -76,7 +61,7 @@ test_hook(void **state)
 	assert_memory_equal(g.text, text, a.text_len);
 	ipc_msg_free(m);
 
-	m = wire(alert_proto_hook(&a));
+	m = ut_ipc_record(alert_proto_hook(&a));
 	assert_int_equal(alert_proto_parse_mail(m, &ml), -1); /* wrong type */
 	ipc_msg_free(m);
 }
@@ -92,11 +77,11 @@ test_cut(void **state)
 	struct ipc_msg *m;
 
 	memset(text, 'a', big);
-	m = wire(alert_proto_mail(&(struct alert_mail_msg){"multi_ip", "a@b", text, big}));
+	m = ut_ipc_record(alert_proto_mail(&(struct alert_mail_msg){"multi_ip", "a@b", text, big}));
 	assert_int_equal(alert_proto_parse_mail(m, &g), 0);
 	assert_int_equal(g.message_len, ALERT_MAX_TEXT);
 	ipc_msg_free(m);
-	m = wire(alert_proto_hook(&(struct alert_hook_msg){"multi_ip", text, big}));
+	m = ut_ipc_record(alert_proto_hook(&(struct alert_hook_msg){"multi_ip", text, big}));
 	assert_int_equal(alert_proto_parse_hook(m, &h), 0);
 	assert_int_equal(h.text_len, ALERT_MAX_TEXT);
 	ipc_msg_free(m);
@@ -145,7 +130,7 @@ build(uint8_t type, const char *fields)
 			break;
 		}
 	}
-	return wire(m);
+	return ut_ipc_record(m);
 }
 
 static void

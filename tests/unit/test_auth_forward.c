@@ -40,6 +40,7 @@
 #include "lib/log.h"
 #include "master/settings_registry.h"
 #include "support/ut_smtpd.h"
+#include "support/ut_lines.h"
 
 /* Scripts list only the fields a step needs. */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -110,14 +111,8 @@ static void
 trace_cb(void *arg, const char *line)
 {
 	struct t *t = arg;
-	size_t l = strlen(line);
 
-	if (t->trace_len + l + 2 < sizeof(t->trace)) {
-		memcpy(t->trace + t->trace_len, line, l);
-		t->trace_len += l;
-		t->trace[t->trace_len++] = '\n';
-		t->trace[t->trace_len] = '\0';
-	}
+	ut_lines_add(t->trace, sizeof(t->trace), &t->trace_len, line);
 }
 
 static void

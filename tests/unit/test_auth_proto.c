@@ -16,21 +16,7 @@
 
 #include "authwire/auth_proto.h"
 #include "lib/ipc.h"
-
-/* Frame m, free it, and take it back as the peer would see it. */
-static struct ipc_msg *
-wire(struct ipc_msg *m)
-{
-	struct evbuffer *b = evbuffer_new();
-	struct ipc_msg *got;
-
-	assert_int_equal(ipc_msg_send(m, b), 0);
-	ipc_msg_free(m);
-	assert_int_equal(ipc_msg_take(b, &got), PARSE_OK);
-	assert_int_equal(evbuffer_get_length(b), 0);
-	evbuffer_free(b);
-	return got;
-}
+#include "support/ut_ipc.h"
 
 static void
 test_hello(void **state)
@@ -38,7 +24,7 @@ test_hello(void **state)
 	static const uint32_t caps[] = {0, AUTH_CAP_CRAM_MD5, 0xffffffffu};
 
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
-		struct ipc_msg *m = wire(auth_proto_hello(caps[i]));
+		struct ipc_msg *m = ut_ipc_stream(auth_proto_hello(caps[i]));
 		uint32_t v, c;
 		assert_int_equal(ipc_msg_type(m), AUTH_MSG_HELLO);
 		assert_int_equal(auth_proto_parse_hello(m, &v, &c), 0);
@@ -67,7 +53,7 @@ test_verify(void **state)
 	memset(longsecret, 'p', sizeof(longsecret));
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		const struct auth_request *w = &rows[i];
-		struct ipc_msg *m = wire(auth_proto_verify(w));
+		struct ipc_msg *m = ut_ipc_stream(auth_proto_verify(w));
 		struct auth_request r;
 
 		assert_int_equal(auth_proto_parse_verify(m, &r), 0);
@@ -98,10 +84,10 @@ test_verify_limits(void **state)
 
 	memset(login, 'a', AUTH_MAX_LOGIN + 1);
 	memset(secret, 'p', sizeof(secret));
-	m = wire(auth_proto_verify(&r1));
+	m = ut_ipc_stream(auth_proto_verify(&r1));
 	assert_int_equal(auth_proto_parse_verify(m, &got), -1);
 	ipc_msg_free(m);
-	m = wire(auth_proto_verify(&r2));
+	m = ut_ipc_stream(auth_proto_verify(&r2));
 	assert_int_equal(auth_proto_parse_verify(m, &got), -1);
 	ipc_msg_free(m);
 }
@@ -118,7 +104,7 @@ test_result(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		struct ipc_msg *m = wire(auth_proto_result(&rows[i]));
+		struct ipc_msg *m = ut_ipc_stream(auth_proto_result(&rows[i]));
 		struct auth_reply r;
 		assert_int_equal(auth_proto_parse_result(m, &r), 0);
 		assert_int_equal(r.id, rows[i].id);
@@ -141,7 +127,7 @@ test_result_every_reason(void **state)
 		for (size_t k = 0; k < sizeof(results) / sizeof(results[0]); k++) {
 			struct auth_reply w = {v + 1, results[k], (enum auth_reason)v,
 			                       "u",   7,          "a@b"};
-			struct ipc_msg *m = wire(auth_proto_result(&w));
+			struct ipc_msg *m = ut_ipc_stream(auth_proto_result(&w));
 			struct auth_reply r;
 
 			assert_int_equal(auth_proto_parse_result(m, &r), 0);
@@ -168,7 +154,7 @@ test_result_old_peer(void **state)
 	ipc_msg_add_u32(m, AUTH_FAIL);
 	ipc_msg_add_str(m, "");
 	ipc_msg_add_str(m, "bad_password");
-	m = wire(m);
+	m = ut_ipc_stream(m);
 	assert_int_equal(auth_proto_parse_result(m, &r), -1);
 	ipc_msg_free(m);
 }
@@ -182,7 +168,7 @@ test_notify(void **state)
 	struct auth_reply gr;
 	struct ipc_msg *m;
 
-	m = wire(auth_proto_notify(&n));
+	m = ut_ipc_stream(auth_proto_notify(&n));
 	assert_int_equal(ipc_msg_type(m), AUTH_MSG_NOTIFY);
 	assert_int_equal(auth_proto_parse_notify(m, &gn), 0);
 	assert_string_equal(gn.event, "send_limit");
@@ -224,7 +210,7 @@ build(uint8_t type, const char *fields)
 			break;
 		}
 	}
-	return wire(m);
+	return ut_ipc_stream(m);
 }
 
 static void

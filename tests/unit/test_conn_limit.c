@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "support/ut_proc.h"
 
 /* ::ffff:a.b.c.d, as net_client_key() gives for IPv4. */
 static void
@@ -373,25 +374,6 @@ test_random_against_model(void **state)
 
 /* ---- several processes ---- */
 
-static pid_t
-fork_or_die(void)
-{
-	pid_t pid = fork();
-
-	assert_true(pid >= 0);
-	return pid;
-}
-
-static int
-wait_status(pid_t pid)
-{
-	int status;
-
-	while (waitpid(pid, &status, 0) < 0)
-		assert_int_equal(errno, EINTR);
-	return status;
-}
-
 /*
  * Two workers hammer the same few clients under tight limits; the limits
  * must hold at every moment, and what each holds at exit must add up.
@@ -442,12 +424,12 @@ test_two_processes(void **state)
 	uint8_t k[16];
 
 	for (unsigned w = 1; w <= 2; w++) {
-		pids[w - 1] = fork_or_die();
+		pids[w - 1] = ut_proc_fork();
 		if (pids[w - 1] == 0)
 			concurrent_child(cl, w);
 	}
 	for (int i = 0; i < 2; i++) {
-		int status = wait_status(pids[i]);
+		int status = ut_proc_wait(pids[i]);
 		assert_true(WIFEXITED(status));
 		assert_int_equal(WEXITSTATUS(status), 0);
 	}
@@ -534,12 +516,12 @@ test_race_for_the_last_place(void **state)
 	assert_true(rc != MAP_FAILED);
 	memset(rc, 0, sizeof(*rc));
 	for (unsigned w = 0; w < RACE_WORKERS; w++) {
-		pids[w] = fork_or_die();
+		pids[w] = ut_proc_fork();
 		if (pids[w] == 0)
 			race_worker(cl, rc, w);
 	}
 	for (unsigned w = 0; w < RACE_WORKERS; w++) {
-		int status = wait_status(pids[w]);
+		int status = ut_proc_wait(pids[w]);
 		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
 	print_message("granted %u, most held at once %u of %d, from one client %u of %d\n",
@@ -619,7 +601,7 @@ test_killed_worker(void **state)
 		close(ready[0]);
 		usleep((useconds_t)(rand() % 2000));
 		kill(pid, SIGKILL);
-		status = wait_status(pid);
+		status = ut_proc_wait(pid);
 		if (!WIFSIGNALED(status))
 			snprintf(why, sizeof(why), "kill %d: child status %d", kill_no, status);
 		caught_half_done += half_done(cl, 1) > 0;
@@ -765,7 +747,7 @@ run_torn(bool release, int steps)
 	assert_int_equal(conn_limit_acquire(cl, 0, 0, e, 0, 0), CONN_LIMIT_OK);
 	assert_int_equal(conn_limit_acquire(cl, 0, 0, c, 0, 0), CONN_LIMIT_OK);
 
-	pid = fork_or_die();
+	pid = ut_proc_fork();
 	if (pid == 0) {
 		if (release)
 			torn_release(cl, a, steps);
@@ -774,7 +756,7 @@ run_torn(bool release, int steps)
 		raise(SIGKILL);
 		_exit(4);
 	}
-	status = wait_status(pid);
+	status = ut_proc_wait(pid);
 	assert_true(WIFSIGNALED(status));
 	assert_int_equal(WTERMSIG(status), SIGKILL);
 
@@ -845,7 +827,7 @@ test_stopped_worker(void **state)
 	}
 	cl_key(0, x, kk);
 	assert_int_equal(shmtab_find(cl->tab, kk, SHMTAB_LOOKUP, 1, NULL, &row), SHMTAB_OK);
-	pid = fork_or_die();
+	pid = ut_proc_fork();
 	if (pid == 0) {
 		st_cas_tag(cl->tab, row.slot, row.tag, tag_make(tag_gen(row.tag), 1, ST_DRAIN));
 		raise(SIGSTOP);
@@ -868,7 +850,7 @@ test_stopped_worker(void **state)
 	assert_int_equal(conn_limit_per_ip(cl, 0, x), 0);
 
 	kill(pid, SIGKILL);
-	status = wait_status(pid);
+	status = ut_proc_wait(pid);
 	assert_true(WIFSIGNALED(status));
 	conn_limit_reset_worker(cl, 1);
 	assert_int_equal(conn_limit_acquire(cl, 0, 0, x, 0, 1), CONN_LIMIT_OK);

@@ -11,6 +11,7 @@
  * would.
  */
 #include "lib/shmtab.c"
+#include "support/ut_proc.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -370,25 +371,6 @@ test_random_against_model(void **state)
 
 /* ---- dead, stopped and scribbling processes ---- */
 
-static pid_t
-fork_or_die(void)
-{
-	pid_t pid = fork();
-
-	assert_true(pid >= 0);
-	return pid;
-}
-
-static int
-wait_status(pid_t pid)
-{
-	int status;
-
-	while (waitpid(pid, &status, 0) < 0)
-		assert_int_equal(errno, EINTR);
-	return status;
-}
-
 /*
  * What owner 1 leaves when killed at each step of inserting key P (CLAIM,
  * key written, PENDING) and of freeing row D (DRAIN): the other workers
@@ -411,7 +393,7 @@ test_dead_owner_left_half_done(void **state)
 		assert_int_equal(shmtab_find(t, kd, SHMTAB_CREATE, 0, NULL, &d), SHMTAB_OK);
 		assert_int_equal(shmtab_reserve(t, &d, 0, 0), SHMTAB_RESERVED);
 		assert_int_equal(shmtab_find(t, ko, SHMTAB_CREATE, 0, NULL, &other), SHMTAB_OK);
-		pid = fork_or_die();
+		pid = ut_proc_fork();
 		if (pid == 0) {
 			/* The steps of st_claim() for P, then of draining D. */
 			size_t s = NONE, home = (size_t)keyhash_index(t->kh, kp, 20) & t->mask;
@@ -437,7 +419,7 @@ test_dead_owner_left_half_done(void **state)
 			raise(SIGKILL);
 			_exit(4);
 		}
-		status = wait_status(pid);
+		status = ut_proc_wait(pid);
 		assert_true(WIFSIGNALED(status));
 
 		/* Before the master notices: only P and D are affected. */
@@ -485,7 +467,7 @@ test_stopped_owner_blocks_nobody(void **state)
 
 	key_n(kd, 42);
 	assert_int_equal(shmtab_find(t, kd, SHMTAB_CREATE, 0, NULL, &d), SHMTAB_OK);
-	pid = fork_or_die();
+	pid = ut_proc_fork();
 	if (pid == 0) {
 		st_cas_tag(t, d.slot, d.tag, tag_make(tag_gen(d.tag), 1, ST_DRAIN));
 		raise(SIGSTOP);
@@ -514,7 +496,7 @@ test_stopped_owner_blocks_nobody(void **state)
 
 	/* Once it is gone the master gives the row back as it was. */
 	kill(pid, SIGCONT);
-	status = wait_status(pid);
+	status = ut_proc_wait(pid);
 	assert_true(WIFEXITED(status));
 	shmtab_recover(t, 1);
 	assert_int_equal(shmtab_find(t, kd, SHMTAB_LOOKUP, 0, NULL, &r), SHMTAB_OK);
@@ -686,14 +668,14 @@ test_race_processes(void **state)
 		pid_t pids[PROCS];
 
 		for (unsigned p = 0; p < PROCS; p++) {
-			pids[p] = fork_or_die();
+			pids[p] = ut_proc_fork();
 			if (pids[p] == 0) {
 				race_run(rc, p);
 				_exit(0);
 			}
 		}
 		for (unsigned p = 0; p < PROCS; p++) {
-			int status = wait_status(pids[p]);
+			int status = ut_proc_wait(pids[p]);
 			assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 		}
 		race_check(rc, "processes");

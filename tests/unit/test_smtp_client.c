@@ -49,6 +49,7 @@
 #include "smtp/smtp_client.h"
 #include "support/ut_smtpd.h"
 #include "support/ut_tls.h"
+#include "support/ut_lines.h"
 
 /* Scripts list only the fields a step needs. */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -954,14 +955,8 @@ static void
 trace_cb(void *arg, const char *line)
 {
 	struct t *t = arg;
-	size_t l = strlen(line);
 
-	if (t->trace_len + l + 2 < sizeof(t->trace)) {
-		memcpy(t->trace + t->trace_len, line, l);
-		t->trace_len += l;
-		t->trace[t->trace_len++] = '\n';
-		t->trace[t->trace_len] = '\0';
-	}
+	ut_lines_add(t->trace, sizeof(t->trace), &t->trace_len, line);
 }
 
 /* The greeting of the gateway itself: a loop. */

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ut_lines.h"
 #include "ut_smtpd.h"
 
 struct ut_smtpd {
@@ -109,14 +110,7 @@ ut_sconn_tls(struct ut_smtpd *s, struct ut_sconn *c)
 static void
 ut_smtpd_record(struct ut_smtpd *s, const char *line)
 {
-	size_t l = strlen(line);
-
-	if (s->got_len + l + 2 < sizeof(s->got)) {
-		memcpy(s->got + s->got_len, line, l);
-		s->got_len += l;
-		s->got[s->got_len++] = '\n';
-		s->got[s->got_len] = '\0';
-	}
+	ut_lines_add(s->got, sizeof(s->got), &s->got_len, line);
 }
 
 /* Read raw bytes up to CRLF.CRLF (or a lone ".\r\n") into s->message. */
