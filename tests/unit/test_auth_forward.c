@@ -41,6 +41,7 @@
 #include "master/settings_registry.h"
 #include "support/ut_smtpd.h"
 #include "support/ut_lines.h"
+#include "support/ut_tmp.h"
 
 /* Scripts list only the fields a step needs. */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -134,8 +135,7 @@ write_config(struct t *t, const char *fwd, int listener_port, const char *listen
 {
 	FILE *f;
 
-	snprintf(t->dir, sizeof(t->dir), "/tmp/test_auth_forward.XXXXXX");
-	assert_non_null(mkdtemp(t->dir));
+	ut_tmp_dir(t->dir, sizeof(t->dir), "test_auth_forward.");
 	snprintf(t->path, sizeof(t->path), "%s/authrelay.conf", t->dir);
 	f = fopen(t->path, "w");
 	fprintf(f,
@@ -178,13 +178,10 @@ t_init(struct t *t, const char *fwd, const char **error_r)
 static void
 t_done(struct t *t)
 {
-	char cmd[128];
-
 	auth_forward_free(t->src);
 	event_base_free(t->base);
 	config_free(t->cfg);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", t->dir);
-	(void)system(cmd);
+	ut_tmp_remove(t->dir);
 }
 
 static void

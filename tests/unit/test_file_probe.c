@@ -19,8 +19,9 @@
 
 #include "lib/log.h"
 #include "master/file_probe.h"
+#include "support/ut_tmp.h"
 
-static char dir[] = "/tmp/test_file_probe.XXXXXX";
+static char dir[64];
 
 static void
 make_file(const char *name, mode_t mode)
@@ -49,7 +50,7 @@ make_subdir(const char *name, mode_t mode)
 static int
 setup(void **state)
 {
-	assert_non_null(mkdtemp(dir));
+	ut_tmp_dir(dir, sizeof(dir), "test_file_probe.");
 	assert_int_equal(chmod(dir, 0755), 0);
 	make_file("open", 0644);
 	make_file("closed", 0600);
@@ -68,10 +69,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	ut_tmp_remove(dir);
+	return 0;
 }
 
 struct row {

@@ -26,45 +26,21 @@
 #include "keyproc/keyproc_keys.h"
 #include "keyproc/keyproc_proto.h"
 #include "lib/ipc.h"
+#include "support/ut_tls.h"
+#include "support/ut_tmp.h"
 
 static char tmpdir[] = "/tmp/test_keyproc_keys.XXXXXX";
 static EVP_PKEY *rsa_key, *ec_key, *ed_key;
-
-/* A self-signed certificate for key. */
-static X509 *
-make_cert(EVP_PKEY *key)
-{
-	X509 *x = X509_new();
-	assert_non_null(x);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), 0);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	X509_set_pubkey(x, key);
-	X509_NAME *n = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"t.test", -1, -1,
-	                           0);
-	X509_set_issuer_name(x, n);
-	assert_true(X509_sign(x, key,
-	                      EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519 ? NULL : EVP_sha256()) >
-	            0);
-	return x;
-}
 
 /* Write cert (of cert_key) and key as PEM files NAME.crt, NAME.key. */
 static void
 write_pair(const char *name, EVP_PKEY *cert_key, EVP_PKEY *key, char *crt, char *keyf)
 {
-	FILE *f;
-	X509 *x = make_cert(cert_key);
+	X509 *x = ut_tls_cert(cert_key, "t.test");
 
 	snprintf(crt, 256, "%s/%s.crt", tmpdir, name);
 	snprintf(keyf, 256, "%s/%s.key", tmpdir, name);
-	assert_non_null(f = fopen(crt, "w"));
-	assert_true(PEM_write_X509(f, x));
-	fclose(f);
-	assert_non_null(f = fopen(keyf, "w"));
-	assert_true(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL));
-	fclose(f);
+	ut_tls_write_pem(x, crt, key, keyf);
 	X509_free(x);
 }
 
@@ -84,9 +60,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	assert_int_equal(system(cmd), 0);
+	ut_tmp_remove(tmpdir);
 	EVP_PKEY_free(rsa_key);
 	EVP_PKEY_free(ec_key);
 	EVP_PKEY_free(ed_key);

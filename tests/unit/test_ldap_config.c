@@ -26,6 +26,7 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "master/settings_registry.h"
+#include "support/ut_tmp.h"
 
 #define BASE                                                                                       \
 	"[relay]\n"                                                                                \
@@ -37,7 +38,7 @@
 	"allow_plaintext_auth = yes\n"
 #define BASE_LINES 7
 
-static char dir[] = "/tmp/test_ldap_config.XXXXXX";
+static char dir[64];
 
 /* config_load() of text: the config, or NULL with *errors_r. */
 static struct config *
@@ -97,7 +98,7 @@ write_file(const char *name, const char *text, mode_t mode)
 static int
 setup(void **state)
 {
-	assert_non_null(mkdtemp(dir));
+	ut_tmp_dir(dir, sizeof(dir), "test_ldap_config.");
 	write_file("pw", "s3cret\nsecond line ignored\n", 0644); /* any auth_user */
 	write_file("empty-pw", "\n", 0644);
 	log_init(false, LOG_LEVEL_ERR, "test");
@@ -107,10 +108,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	ut_tmp_remove(dir);
+	return 0;
 }
 
 static void

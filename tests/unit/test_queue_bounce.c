@@ -25,15 +25,14 @@
 #include "queue/maildir.h"
 #include "spool/spool.h"
 #include "spool/spool_commit.h"
+#include "support/ut_tmp.h"
 
 static char dir[256];
 
 static int
 setup(void **state)
 {
-	snprintf(dir, sizeof(dir), "%s/test_queue_bounce.XXXXXX",
-	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	assert_non_null(mkdtemp(dir));
+	ut_tmp_dir(dir, sizeof(dir), "test_queue_bounce.");
 	const char *err;
 	const struct spool_owners not_root = {.root = false};
 	assert_int_equal(spool_init_dirs(dir, &not_root, &err), 0);
@@ -43,9 +42,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	ut_tmp_remove(dir);
 	return 0;
 }
 

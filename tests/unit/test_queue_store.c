@@ -20,15 +20,14 @@
 #include "lib/log.h"
 #include "queue/dns.h"
 #include "queue/queue_store.h"
+#include "support/ut_tmp.h"
 
 static char dir[256];
 
 static int
 setup(void **state)
 {
-	snprintf(dir, sizeof(dir), "%s/test_queue_store.XXXXXX",
-	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	assert_non_null(mkdtemp(dir));
+	ut_tmp_dir(dir, sizeof(dir), "test_queue_store.");
 	char p[300];
 	snprintf(p, sizeof(p), "%s/incoming", dir);
 	mkdir(p, 0700);
@@ -40,9 +39,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	ut_tmp_remove(dir);
 	return 0;
 }
 

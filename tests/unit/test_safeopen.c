@@ -21,22 +21,22 @@
 #include <unistd.h>
 
 #include "lib/safeopen.h"
+#include "support/ut_tmp.h"
 
 static char base[64];
 
 static int
 setup(void **state)
 {
-	snprintf(base, sizeof(base), "/tmp/authrelay-safeopen-XXXXXX");
-	return mkdtemp(base) == NULL ? -1 : 0;
+	ut_tmp_dir(base, sizeof(base), "authrelay-safeopen-");
+	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
-	return system(cmd) == 0 ? 0 : -1;
+	ut_tmp_remove(base);
+	return 0;
 }
 
 static void

@@ -41,6 +41,8 @@
 #include "lib/readiness.h"
 #include "smtpd/tls.h"
 #include "smtpd/tls_handshake.h"
+#include "support/ut_tls.h"
+#include "support/ut_tmp.h"
 
 static char tmpdir[] = "/tmp/test_tls_handshake.XXXXXX";
 
@@ -63,25 +65,11 @@ struct fixture {
 static void
 write_pair(const char *name, EVP_PKEY *key, struct pair *p)
 {
-	X509 *x = X509_new();
-	FILE *f;
+	X509 *x = ut_tls_cert(key, "mx.test");
 
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), 0);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	X509_set_pubkey(x, key);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-	                           (const unsigned char *)"mx.test", -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(x));
-	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
 	snprintf(p->crt, sizeof(p->crt), "%s/%s.crt", tmpdir, name);
 	snprintf(p->key, sizeof(p->key), "%s/%s.key", tmpdir, name);
-	assert_non_null(f = fopen(p->crt, "w"));
-	PEM_write_X509(f, x);
-	fclose(f);
-	assert_non_null(f = fopen(p->key, "w"));
-	PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
-	fclose(f);
+	ut_tls_write_pem(x, p->crt, key, p->key);
 	X509_free(x);
 }
 
@@ -101,9 +89,8 @@ group_setup(void **state)
 static int
 group_teardown(void **state)
 {
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	ut_tmp_remove(tmpdir);
+	return 0;
 }
 
 /* Fork the key process on the fixture's listening socket; return once it
