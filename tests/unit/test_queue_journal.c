@@ -25,6 +25,7 @@
 
 #include "lib/log.h"
 #include "queue/queue_journal.h"
+#include "support/ut_tmp.h"
 
 #define ID1 "0123456789abcdef0123"
 #define ID2 "fedcba98765432100000"
@@ -40,10 +41,7 @@ static int
 setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
-	const char *tmp = getenv("TMPDIR");
-	snprintf(fx->dir, sizeof(fx->dir), "%s/test_queue_journal.XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(fx->dir) == NULL)
-		return -1;
+	ut_tmp_dir(fx->dir, sizeof(fx->dir), "test_queue_journal.");
 	snprintf(fx->jdir, sizeof(fx->jdir), "%s/journal", fx->dir);
 	fx->base = event_base_new();
 	*state = fx;
@@ -54,19 +52,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *fx = *state;
-	DIR *d = opendir(fx->jdir);
-	struct dirent *de;
-	while (d != NULL && (de = readdir(d)) != NULL) {
-		char p[600];
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", fx->jdir, de->d_name);
-		unlink(p);
-	}
-	if (d != NULL)
-		closedir(d);
-	rmdir(fx->jdir);
-	rmdir(fx->dir);
+	ut_tmp_remove(fx->dir);
 	event_base_free(fx->base);
 	free(fx);
 	return 0;
@@ -168,20 +154,6 @@ segment_bytes(struct fixture *fx, uint64_t n, size_t *len_r)
 	return buf;
 }
 
-static int
-n_segments(struct fixture *fx)
-{
-	DIR *d = opendir(fx->jdir);
-	struct dirent *de;
-	int n = 0;
-	if (d == NULL)
-		return -1;
-	while ((de = readdir(d)) != NULL)
-		n += de->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
 static struct queue_journal *
 open_journal(struct fixture *fx)
 {
@@ -261,7 +233,7 @@ test_rotate_retire(void **state)
 	assert_int_equal(queue_journal_rotate(j), 2);
 	queue_journal_sent(j, ID1, 1);
 	wait_durable(fx, j);
-	assert_int_equal(n_segments(fx), 2);
+	assert_int_equal(ut_tmp_count(fx->jdir, NULL), 2);
 	char *b = segment_bytes(fx, 1, &len);
 	assert_memory_equal(b, "sent " ID1 " 0\n\0", 28);
 	free(b);
@@ -273,7 +245,7 @@ test_rotate_retire(void **state)
 	queue_journal_retire(j, 100);
 	queue_journal_sent(j, ID1, 2); /* a round trip through the thread */
 	wait_durable(fx, j);
-	assert_int_equal(n_segments(fx), 1);
+	assert_int_equal(ut_tmp_count(fx->jdir, NULL), 1);
 	assert_non_null(b = segment_bytes(fx, 2, &len));
 	free(b);
 
@@ -286,7 +258,7 @@ test_rotate_retire(void **state)
 	queue_journal_retire(j, 3);
 	queue_journal_sent(j, ID1, 3);
 	wait_durable(fx, j);
-	assert_int_equal(n_segments(fx), 1);
+	assert_int_equal(ut_tmp_count(fx->jdir, NULL), 1);
 	queue_journal_free(j);
 }
 

@@ -23,38 +23,11 @@
 
 #include "spool/spool.h"
 #include "lib/log.h"
+#include "support/ut_tmp.h"
 
 struct fixture {
 	char dir[256];
 };
-
-static void
-rm_tree(const char *path)
-{
-	struct stat st;
-	DIR *d;
-	struct dirent *de;
-
-	if (lstat(path, &st) < 0)
-		return;
-	if (!S_ISDIR(st.st_mode)) {
-		unlink(path);
-		return;
-	}
-	chmod(path, 0700);
-	d = opendir(path);
-	if (d != NULL) {
-		while ((de = readdir(d)) != NULL) {
-			char sub[1024];
-			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-				continue;
-			snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-			rm_tree(sub);
-		}
-		closedir(d);
-	}
-	rmdir(path);
-}
 
 static const struct spool_owners no_owners = {.root = false};
 
@@ -62,12 +35,9 @@ static int
 setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
-	const char *tmp = getenv("TMPDIR");
 	const char *error = NULL;
 
-	snprintf(fx->dir, sizeof(fx->dir), "%s/test_spool.XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(fx->dir) == NULL)
-		return -1;
+	ut_tmp_dir(fx->dir, sizeof(fx->dir), "test_spool.");
 	if (spool_init_dirs(fx->dir, &no_owners, &error) < 0) {
 		fprintf(stderr, "spool_init_dirs: %s\n", error);
 		return -1;
@@ -81,30 +51,9 @@ teardown(void **state)
 {
 	struct fixture *fx = *state;
 
-	rm_tree(fx->dir);
+	ut_tmp_remove(fx->dir);
 	free(fx);
 	return 0;
-}
-
-/* Number of entries in dir/sub, not counting . and .. */
-static int
-count_entries(const char *dir, const char *sub)
-{
-	char path[512];
-	DIR *d;
-	struct dirent *de;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, sub);
-	d = opendir(path);
-	if (d == NULL)
-		return -1;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			n++;
-	}
-	closedir(d);
-	return n;
 }
 
 static void
@@ -301,7 +250,7 @@ test_commit_read_back(void **state)
 	msg = spool_msg_new(fx->dir, &env, &error);
 	assert_non_null(msg);
 	assert_string_equal(env.id, spool_msg_id(msg));
-	assert_int_equal(count_entries(fx->dir, "tmp"), 1);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 1);
 
 	/* Every byte value, in chunks that cross and exceed the buffer. */
 	body = malloc(body_len);
@@ -318,11 +267,11 @@ test_commit_read_back(void **state)
 	}
 	assert_int_equal(spool_msg_commit(msg), 0);
 	assert_int_equal(spool_msg_size(msg), body_len);
-	assert_int_equal(count_entries(fx->dir, "tmp"), 0);
-	assert_int_equal(count_entries(fx->dir, "incoming"), 1);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "incoming"), 1);
 	spool_msg_free(msg);
 	/* Freeing a committed message leaves the file alone. */
-	assert_int_equal(count_entries(fx->dir, "incoming"), 1);
+	assert_int_equal(ut_tmp_count(fx->dir, "incoming"), 1);
 
 	snprintf(path, sizeof(path), "%s/incoming/%s", fx->dir, env.id);
 	assert_int_equal(stat(path, &st), 0);
@@ -390,10 +339,10 @@ test_free_without_commit(void **state)
 	msg = spool_msg_new(fx->dir, &env, &error);
 	assert_non_null(msg);
 	assert_int_equal(spool_msg_write(msg, "Subject: x\r\n\r\nhi\r\n", 18), 0);
-	assert_int_equal(count_entries(fx->dir, "tmp"), 1);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 1);
 	spool_msg_free(msg);
-	assert_int_equal(count_entries(fx->dir, "tmp"), 0);
-	assert_int_equal(count_entries(fx->dir, "incoming"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "incoming"), 0);
 	spool_msg_free(NULL);
 }
 
@@ -415,10 +364,10 @@ test_commit_fails_without_incoming(void **state)
 	assert_int_equal(rmdir(path), 0);
 	assert_int_equal(spool_msg_commit(msg), -1);
 	/* The tmp file is gone at once, and writing more is refused. */
-	assert_int_equal(count_entries(fx->dir, "tmp"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 0);
 	assert_int_equal(spool_msg_write(msg, "x", 1), -1);
 	spool_msg_free(msg);
-	assert_int_equal(count_entries(fx->dir, "tmp"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 0);
 }
 
 static void
@@ -442,7 +391,7 @@ test_commit_fails_rename_target_exists(void **state)
 	assert_int_equal(write(fd, "other", 5), 5);
 	close(fd);
 	assert_int_equal(spool_msg_commit(msg), -1);
-	assert_int_equal(count_entries(fx->dir, "tmp"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 0);
 	spool_msg_free(msg);
 	{
 		size_t len;
@@ -480,8 +429,8 @@ test_write_error_fails_commit(void **state)
 	/* The message stays bad even though the disk has room again. */
 	assert_int_equal(spool_msg_write(msg, "x", 1), -1);
 	assert_int_equal(spool_msg_commit(msg), -1);
-	assert_int_equal(count_entries(fx->dir, "tmp"), 0);
-	assert_int_equal(count_entries(fx->dir, "incoming"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "incoming"), 0);
 	spool_msg_free(msg);
 }
 
@@ -514,7 +463,7 @@ test_new_errors(void **state)
 	assert_null(spool_msg_new(fx->dir, &env, &error));
 	assert_non_null(error);
 	assert_non_null(strstr(error, "No such file"));
-	assert_int_equal(count_entries(fx->dir, "incoming"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "incoming"), 0);
 }
 
 static void
@@ -541,7 +490,7 @@ test_new_envelope_write_error(void **state)
 	assert_null(msg);
 	assert_non_null(error);
 	assert_non_null(strstr(error, "File too large"));
-	assert_int_equal(count_entries(fx->dir, "tmp"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 0);
 }
 
 static void
@@ -842,8 +791,8 @@ test_threads(void **state)
 		pthread_join(th[i], NULL);
 		assert_int_equal(args[i].failures, 0);
 	}
-	assert_int_equal(count_entries(fx->dir, "incoming"), THREADS * EACH);
-	assert_int_equal(count_entries(fx->dir, "tmp"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "incoming"), THREADS * EACH);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 0);
 }
 
 int

@@ -26,6 +26,7 @@
 #include "lib/threadpool.h"
 #include "spool/spool.h"
 #include "spool/spool_commit.h"
+#include "support/ut_tmp.h"
 
 #define N_MSGS 40
 
@@ -42,12 +43,9 @@ static int
 setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
-	const char *tmp = getenv("TMPDIR");
 	const char *error = NULL;
 
-	snprintf(fx->dir, sizeof(fx->dir), "%s/test_spool_commit.XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(fx->dir) == NULL)
-		return -1;
+	ut_tmp_dir(fx->dir, sizeof(fx->dir), "test_spool_commit.");
 	static const struct spool_owners no_owners = {.root = false};
 	if (spool_init_dirs(fx->dir, &no_owners, &error) < 0)
 		return -1;
@@ -55,22 +53,6 @@ setup(void **state)
 	fx->pool = threadpool_new(fx->base, 2);
 	*state = fx;
 	return 0;
-}
-
-static int
-count_entries(const char *dir, const char *sub)
-{
-	char path[512];
-	struct dirent *de;
-	int n = 0;
-	snprintf(path, sizeof(path), "%s/%s", dir, sub);
-	DIR *d = opendir(path);
-	if (d == NULL)
-		return -1;
-	while ((de = readdir(d)) != NULL)
-		n += de->d_name[0] != '.';
-	closedir(d);
-	return n;
 }
 
 static void
@@ -96,11 +78,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *fx = *state;
-	static const char *const subs[] = {"tmp",     "incoming",  "state",  "journal",
-	                                   "corrupt", "queue-tmp", "private"};
-	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
-		rm_dir(fx->dir, subs[i]);
-	rmdir(fx->dir);
+	ut_tmp_remove(fx->dir);
 	threadpool_free(fx->pool);
 	event_base_free(fx->base);
 	free(fx);
@@ -176,8 +154,8 @@ test_group_one_sync_per_round(void **state)
 
 	run_commits(fx, c, N_MSGS, 0);
 	assert_int_equal(fx->ok, N_MSGS);
-	assert_int_equal(count_entries(fx->dir, "incoming"), N_MSGS);
-	assert_int_equal(count_entries(fx->dir, "tmp"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "incoming"), N_MSGS);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 0);
 	spool_committer_profile(c, &p);
 	assert_int_equal(p.messages, N_MSGS);
 	assert_true(p.rounds >= 1 && p.rounds <= N_MSGS);
@@ -221,7 +199,7 @@ test_group_set_sync(void **state)
 		assert_int_equal(p.syncs, p.rounds + (cases[i].per_file ? 12 : 0));
 		spool_committer_free(c);
 	}
-	assert_int_equal(count_entries(fx->dir, "incoming"), 36);
+	assert_int_equal(ut_tmp_count(fx->dir, "incoming"), 36);
 }
 
 static void
@@ -232,8 +210,8 @@ test_group_bad_message_fails_alone(void **state)
 
 	run_commits(fx, c, 10, 3);
 	assert_int_equal(fx->ok, 7);
-	assert_int_equal(count_entries(fx->dir, "incoming"), 7);
-	assert_int_equal(count_entries(fx->dir, "tmp"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "incoming"), 7);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 0);
 	spool_committer_free(c);
 }
 
@@ -247,7 +225,7 @@ test_group_without_incoming_fails_whole(void **state)
 	run_commits(fx, c, 5, 0);
 	assert_int_equal(fx->ok, 0);
 	/* spool_msg_free() took the tmp files back. */
-	assert_int_equal(count_entries(fx->dir, "tmp"), 0);
+	assert_int_equal(ut_tmp_count(fx->dir, "tmp"), 0);
 	struct spool_commit_profile p;
 	spool_committer_profile(c, &p);
 	assert_int_equal(p.syncs, 0);
@@ -263,7 +241,7 @@ test_single_mode(void **state)
 
 	run_commits(fx, c, 6, 1);
 	assert_int_equal(fx->ok, 5);
-	assert_int_equal(count_entries(fx->dir, "incoming"), 5);
+	assert_int_equal(ut_tmp_count(fx->dir, "incoming"), 5);
 	spool_committer_profile(c, &p);
 	assert_string_equal(p.method, "single");
 	assert_int_equal(p.messages, 6);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,13 +31,33 @@ ut_tmp_dir(char *buf, size_t sz, const char *prefix)
 void
 ut_tmp_remove(const char *dir)
 {
-	char cmd[512];
-	int n = snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	char cmd[1100];
+	/* chmod -R opens each directory up before it goes in. */
+	int n = snprintf(cmd, sizeof(cmd), "chmod -R u+rwx '%s' 2>/dev/null; rm -rf '%s'", dir,
+	                 dir);
 
 	/* Our own mkdtemp() names: no quote to escape. */
 	assert_null(strchr(dir, '\''));
 	assert_true(n > 0 && (size_t)n < sizeof(cmd));
 	assert_int_equal(system(cmd), 0);
+}
+
+int
+ut_tmp_count(const char *dir, const char *sub)
+{
+	char path[1024];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s%s%s", dir, sub != NULL ? "/" : "", sub != NULL ? sub : "");
+	d = opendir(path);
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+	closedir(d);
+	return n;
 }
 
 void

@@ -13,8 +13,13 @@
  * $TMPDIR (or /tmp), mode 0700; its path goes into buf (sz bytes). */
 void ut_tmp_dir(char *buf, size_t sz, const char *prefix);
 
-/* Remove dir and everything below it. */
+/* Remove dir and everything below it, directories a test made unreadable
+ * included. */
 void ut_tmp_remove(const char *dir);
+
+/* How many entries dir/sub (dir itself when sub is NULL) holds, "." and ".."
+ * aside; -1 when it cannot be opened. */
+int ut_tmp_count(const char *dir, const char *sub);
 
 /* Replace path with text, mode 0600, atomically through path.tmp (as an
  * admin's editor or script would, so a reader sees the old or the new). */
