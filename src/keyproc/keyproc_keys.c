@@ -15,6 +15,7 @@
  * PKCS #1 v1.5 signatures are padded here, over a DigestInfo only.
  */
 #include "keyproc_keys.h"
+#include "../lib/common.h"
 #include "../lib/log.h"
 
 #include <errno.h>
@@ -103,10 +104,15 @@ keyproc_read_key(const char *path, const char **error_r)
 		*error_r = keyproc_error(path, strerror(errno));
 		return NULL;
 	}
-	while (len < sizeof(buf) &&
-	       ((n = read(fd, buf + len, sizeof(buf) - len)) > 0 || (n < 0 && errno == EINTR)))
-		len += n > 0 ? (size_t)n : 0;
+	n = read_all(fd, buf, sizeof(buf));
 	close(fd);
+	if (n < 0) {
+		/* The failed read may have left part of the key. */
+		len = sizeof(buf);
+		*error_r = keyproc_error(path, strerror(errno));
+		goto out;
+	}
+	len = (size_t)n;
 	if (len == sizeof(buf)) {
 		*error_r = keyproc_error(path, "too large for a private key");
 		goto out;

@@ -133,6 +133,26 @@ write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
+ssize_t
+read_all(int fd, void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, p + got, n - got);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
 /* fmt is checked at every call through the format(strftime) attribute in
  * common.h; GCC still warns about passing it on here. */
 #pragma GCC diagnostic push

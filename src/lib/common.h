@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #define AR_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #define AR_NORETURN __attribute__((noreturn))
@@ -46,6 +47,12 @@ int ascii_strncasecmp(const char *a, const char *b, size_t n);
  * or -1 with errno (EIO when a write wrote nothing, so a full disk or a
  * closed pipe never makes it spin). */
 int write_all(int fd, const void *buf, size_t n);
+
+/* Read into buf until n bytes, end of file or an error, across EINTR and
+ * short reads. Returns how many bytes were read (fewer than n only at end of
+ * file), or -1 with errno on an error; what the failed call's earlier reads
+ * left in buf is the caller's to wipe. */
+ssize_t read_all(int fd, void *buf, size_t n);
 
 /* t (unix seconds) as UTC through strftime(3)'s fmt into buf[size]. */
 void utc_strftime(int64_t t, const char *fmt, char *buf, size_t size)

@@ -10,6 +10,7 @@
  * queue's alone, but nothing found there is followed, whoever put it.
  */
 #include "queue_store.h"
+#include "../lib/common.h"
 #include "../lib/log.h"
 #include "../lib/safeopen.h"
 #include "../lib/threadpool.h"
@@ -259,16 +260,14 @@ queue_store_read_state(const char *spool_dir, const char *id, size_t n_rcpts, st
 		return -1;
 	}
 	char *buf = xmalloc((size_t)st.st_size + 1);
-	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	ssize_t got = read_all(fd, buf, (size_t)st.st_size);
 	close(fd);
+	if (got < 0) {
+		snprintf(err, sizeof(err), "read %s: %s", path, strerror(errno));
+		free(buf);
+		*error_r = err;
+		return -1;
+	}
 	buf[got] = '\0';
 	int ret = queue_state_parse(buf, n_rcpts, r, error_r);
 	free(buf);

@@ -8,6 +8,7 @@
  * read or recognised gets syncfs(), which is correct everywhere.
  */
 #include "spool_fs.h"
+#include "../lib/common.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -111,19 +112,12 @@ static int
 read_text(const char *path, char *buf, size_t size)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t got = 0;
+	ssize_t got;
 	if (fd < 0)
 		return -1;
-	while (got + 1 < size) {
-		ssize_t n = read(fd, buf + got, size - 1 - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	got = read_all(fd, buf, size - 1);
 	close(fd);
-	buf[got] = '\0';
+	buf[got > 0 ? got : 0] = '\0';
 	return got > 0 ? 0 : -1;
 }
 

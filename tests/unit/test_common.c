@@ -1,6 +1,7 @@
 /*
- * test_common.c - lib/common's whole writes and UTC dates: a write larger
- * than a pipe holds arrives whole, a bad descriptor fails with its errno,
+ * test_common.c - lib/common's whole writes and reads and UTC dates: a write
+ * larger than a pipe holds arrives whole, a read stops at its size or the
+ * end of file, a bad descriptor fails with its errno,
  * and dates come out in UTC whatever TZ says, empty when they do not fit.
  */
 #include <setjmp.h>
@@ -27,7 +28,7 @@ struct reader {
 };
 
 static void *
-read_all(void *arg)
+reader_main(void *arg)
 {
 	struct reader *r = arg;
 	unsigned char buf[4096];
@@ -56,7 +57,7 @@ test_write_all_whole(void **state)
 		data[i] = (unsigned char)(i % 251);
 	assert_int_equal(pipe(fds), 0);
 	r.fd = fds[0];
-	assert_int_equal(pthread_create(&t, NULL, read_all, &r), 0);
+	assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
 	assert_int_equal(write_all(fds[1], data, BIG), 0);
 	close(fds[1]);
 	pthread_join(t, NULL);
@@ -86,6 +87,29 @@ test_write_all_errors(void **state)
 
 #define ISO "%Y-%m-%dT%H:%M:%SZ"
 #define RFC5322 "%a, %d %b %Y %H:%M:%S +0000"
+
+/* read_all() reads up to its size, stops at the end of file with what
+ * there was, and fails with the errno. */
+static void
+test_read_all(void **state)
+{
+	char buf[16];
+	int fds[2];
+
+	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(write(fds[1], "abcd", 4), 4);
+	assert_int_equal(write(fds[1], "efghij", 6), 6);
+	assert_int_equal(read_all(fds[0], buf, 8), 8);
+	assert_memory_equal(buf, "abcdefgh", 8);
+	close(fds[1]);
+	assert_int_equal(read_all(fds[0], buf, sizeof(buf)), 2);
+	assert_memory_equal(buf, "ij", 2);
+	assert_int_equal(read_all(fds[0], buf, sizeof(buf)), 0);
+	close(fds[0]);
+	errno = 0;
+	assert_int_equal(read_all(-1, buf, sizeof(buf)), -1);
+	assert_int_equal(errno, EBADF);
+}
 
 static void
 test_utc_strftime(void **state)
@@ -124,6 +148,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_write_all_whole),
 	        cmocka_unit_test(test_write_all_errors),
+	        cmocka_unit_test(test_read_all),
 	        cmocka_unit_test(test_utc_strftime),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
