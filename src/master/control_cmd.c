@@ -10,6 +10,7 @@
 #include "control.h"
 #include "../lib/build_info.h"
 #include "../lib/config.h"
+#include "../lib/ctlsock.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -18,7 +19,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 /* A stop waits for the children: shutdown and the kill after the grace. */
@@ -36,44 +36,39 @@ control_cmd_usage(FILE *f, const char *name)
 		fprintf(f, "usage: authrelay %s [-c FILE]\n", name);
 }
 
+/* Text from the gateway, without the control characters. */
 static void
 print_clean(FILE *to, const char *s)
 {
-	for (; *s; s++)
-		if ((unsigned char)*s >= 0x20 || *s == '\n' || *s == '\t')
-			fputc(*s, to);
+	ctlsock_print(to, s, strlen(s));
 }
 
 /* Connect to the control socket and check who serves it. */
 static int
 control_cmd_connect(const char *spool, int *status_r)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/%s", spool, CONTROL_SOCKET_NAME);
+	int fd = ctlsock_connect(spool, CONTROL_SOCKET_NAME);
 
-	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
+	if (fd < 0 && errno == ENAMETOOLONG) {
 		fprintf(stderr, "authrelay: spool_dir is too long\n");
 		*status_r = EX_CONFIG;
 		return -1;
 	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+	if (fd < 0) {
 		int e = errno;
-		fprintf(stderr, "authrelay: cannot reach the gateway at %s: %s\n", sun.sun_path,
-		        strerror(e));
+		fprintf(stderr, "authrelay: cannot reach the gateway at %s/%s: %s\n", spool,
+		        CONTROL_SOCKET_NAME, strerror(e));
 		if (e == EACCES || e == EPERM)
 			fprintf(stderr, "authrelay: the control socket is root's\n");
-		if (fd >= 0)
-			close(fd);
 		*status_r = e == EACCES || e == EPERM ? EX_NOPERM : EX_TEMPFAIL;
 		return -1;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof(cred) ||
 	    (cred.uid != 0 && cred.uid != geteuid())) {
-		fprintf(stderr, "authrelay: %s is not served by root: not asking it\n",
-		        sun.sun_path);
+		fprintf(stderr, "authrelay: %s/%s is not served by root: not asking it\n", spool,
+		        CONTROL_SOCKET_NAME);
 		close(fd);
 		*status_r = EX_NOPERM;
 		return -1;

@@ -15,6 +15,7 @@
 #include "queue_view.h"
 #include "../lib/build_info.h"
 #include "../lib/config.h"
+#include "../lib/ctlsock.h"
 #include "../lib/log.h"
 
 #include <dirent.h>
@@ -44,18 +45,6 @@ queue_cmd_usage(FILE *f)
 	           "       authrelay queue [-c FILE] flush\n");
 }
 
-/* Print text from a daemon, dropping control characters but the newline:
- * nothing the queue sends can drive the admin's terminal. */
-static void
-print_clean(FILE *to, const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 || c == '\n' || c == '\t')
-			fputc(c, to);
-	}
-}
-
 /* One request on a new connection. The first answer line goes to stderr
  * when it is an error, to stdout (without "ok") when show_first; the data
  * lines to stdout. Returns the exit status, or -1 if the queue process
@@ -63,20 +52,13 @@ print_clean(FILE *to, const char *s, size_t len)
 static int
 queue_cmd_ask(const char *spool, const char *line, bool show_first)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/private/queue", spool);
-	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
+	int fd = ctlsock_connect(spool, "private/queue");
+	if (fd < 0 && errno == ENAMETOOLONG) {
 		fprintf(stderr, "authrelay queue: spool_dir is too long\n");
 		return EX_CONFIG;
 	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		errno = e;
+	if (fd < 0)
 		return -1;
-	}
 	size_t len = strlen(line);
 	if (write_all(fd, line, len) < 0) {
 		fprintf(stderr, "authrelay queue: write: %s\n", strerror(errno));
@@ -100,16 +82,16 @@ queue_cmd_ask(const char *spool, const char *line, bool show_first)
 				status = 0;
 				const char *rest = buf[2] == ' ' ? buf + 3 : buf + 2;
 				if (show_first)
-					print_clean(stdout, *rest ? rest : "\n",
-					            *rest ? strlen(rest) : 1);
+					ctlsock_print(stdout, *rest ? rest : "\n",
+					              *rest ? strlen(rest) : 1);
 			} else {
 				const char *msg = strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf;
 				fputs("authrelay queue: ", stderr);
-				print_clean(stderr, msg, strlen(msg));
+				ctlsock_print(stderr, msg, strlen(msg));
 			}
 			continue;
 		}
-		print_clean(stdout, buf, (size_t)got);
+		ctlsock_print(stdout, buf, (size_t)got);
 	}
 	if (first)
 		fprintf(stderr, "authrelay queue: no answer from the queue process\n");
