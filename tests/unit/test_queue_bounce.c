@@ -26,6 +26,7 @@
 #include "spool/spool.h"
 #include "spool/spool_commit.h"
 #include "support/ut_tmp.h"
+#include "support/ut_spool.h"
 
 static char dir[256];
 
@@ -244,25 +245,9 @@ test_group_commit(void **state)
 		struct event_base *base = event_base_new();
 		struct threadpool *pool = threadpool_new(base, 2);
 		struct spool_committer *c = spool_committer_new(base, group, pool);
-		char *rc[] = {"<r@x.test>"};
 		commits_done = commits_ok = 0;
-		for (int i = 0; i < 20; i++) {
-			struct spool_envelope env = {
-			        .client = "127.0.0.1",
-			        .helo = "h",
-			        .listener = "l",
-			        .protocol = "ESMTP",
-			        .tls = "none",
-			        .mail = "<s@x.test>",
-			        .rcpts = rc,
-			        .n_rcpts = 1,
-			};
-			const char *err;
-			struct spool_msg *m = spool_msg_new(dir, &env, &err);
-			assert_non_null(m);
-			assert_int_equal(spool_msg_write(m, "Subject: x\r\n\r\nhi\r\n", 19), 0);
-			spool_committer_submit(c, m, commit_cb, base);
-		}
+		for (int i = 0; i < 20; i++)
+			spool_committer_submit(c, ut_spool_msg(dir), commit_cb, base);
 		event_base_dispatch(base);
 		assert_int_equal(commits_ok, 20);
 		unsigned long rounds, msgs;
@@ -274,15 +259,7 @@ test_group_commit(void **state)
 		threadpool_free(pool);
 		event_base_free(base);
 	}
-	char p[300];
-	snprintf(p, sizeof(p), "%s/incoming", dir);
-	DIR *d = opendir(p);
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL)
-		n += de->d_name[0] != '.';
-	closedir(d);
-	assert_int_equal(n, 40);
+	assert_int_equal(ut_tmp_count(dir, "incoming"), 40);
 }
 
 int

@@ -27,6 +27,7 @@
 #include "spool/spool.h"
 #include "spool/spool_commit.h"
 #include "support/ut_tmp.h"
+#include "support/ut_spool.h"
 
 #define N_MSGS 40
 
@@ -99,22 +100,7 @@ commit_cb(struct spool_msg *msg, int result, void *arg)
 static struct spool_msg *
 new_msg(struct fixture *fx)
 {
-	char *rc[] = {"<r@x.test>"};
-	struct spool_envelope env = {
-	        .client = "127.0.0.1",
-	        .helo = "h",
-	        .listener = "l",
-	        .protocol = "ESMTP",
-	        .tls = "none",
-	        .mail = "<s@x.test>",
-	        .rcpts = rc,
-	        .n_rcpts = 1,
-	};
-	const char *err;
-	struct spool_msg *m = spool_msg_new(fx->dir, &env, &err);
-	assert_non_null(m);
-	assert_int_equal(spool_msg_write(m, "Subject: x\r\n\r\nhi\r\n", 19), 0);
-	return m;
+	return ut_spool_msg(fx->dir);
 }
 
 /* Submit n messages (the first `bad` of them broken by a write error) and
