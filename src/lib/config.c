@@ -191,6 +191,18 @@ static const struct settings_key listener_keys[] = {
          .meaning = "Printable ASCII shown after \"220 hostname ESMTP\"."},
         {"sender_login_match", SETTINGS_BOOL, LST(sender_login_match), .def = "no",
          .meaning = "Submission only: MAIL FROM must be one of the user's own addresses."},
+        {"proxy_protocol", SETTINGS_BOOL, LST(proxy_protocol), .def = "no",
+         .meaning = "Every connection starts with a PROXY protocol header (v1 or v2, as "
+                    "HAProxy's send-proxy or send-proxy-v2 sends it) whose client address "
+                    "is used for everything; connections without one are closed."},
+        {"proxy_trusted_networks", SETTINGS_CIDRS, LST(proxy_trusted_networks),
+         .flags = SETTINGS_COUNTED,
+         .count_offset = offsetof(struct listener_cfg, n_proxy_trusted_networks),
+         .meaning = "With proxy_protocol: the load balancers allowed to send the header; "
+                    "other peers are closed without a greeting."},
+        {"proxy_timeout", SETTINGS_DURATION_MS, LST(proxy_timeout_ms), .def = "5000", .min = 1,
+         .max = 600000,
+         .meaning = "With proxy_protocol: the wait for the whole header before closing."},
 };
 
 static const struct settings_key relay_keys[] = {
@@ -508,6 +520,20 @@ check_listener(struct load_state *st, size_t li)
 				               l->name, auth_only[i], config_role_name(l->role));
 		}
 	}
+
+	int proxy_line = listener_key_line(st, li, "proxy_protocol");
+	int trusted_line = listener_key_line(st, li, "proxy_trusted_networks");
+	if (l->proxy_protocol && l->n_proxy_trusted_networks == 0)
+		settings_error(st->ctx, proxy_line,
+		               "listener '%s': proxy_protocol = yes needs proxy_trusted_networks "
+		               "(the load balancers' addresses): anybody else could claim any "
+		               "client address",
+		               l->name);
+	if (!l->proxy_protocol && trusted_line > 0)
+		settings_warning(st->ctx, trusted_line,
+		                 "listener '%s': proxy_trusted_networks has no effect without "
+		                 "proxy_protocol = yes",
+		                 l->name);
 
 	switch (l->role) {
 	case ROLE_INBOUND:

@@ -60,6 +60,12 @@ struct listener_cfg {
 	char *default_domain;       /* for bare sender addresses; NULL = none */
 	char *banner;               /* text after "220 hostname ESMTP" */
 	bool sender_login_match;    /* submission: MAIL FROM must be the user's own */
+	/* A load balancer in front: each connection starts with a PROXY
+	 * protocol header (v1 or v2) naming the real client. */
+	bool proxy_protocol;
+	struct cidr *proxy_trusted_networks; /* who may send it; required with it */
+	size_t n_proxy_trusted_networks;
+	unsigned proxy_timeout_ms; /* wait for the whole header, default 5000 */
 	struct limits_cfg limits;
 	int line; /* where the section starts, for messages */
 };

@@ -157,7 +157,8 @@ static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_start_common(const struct session_env *env, unsigned listener_idx, int fd,
-                                 const struct sockaddr *sa, socklen_t salen, const char *refuse);
+                                 const struct sockaddr *sa, socklen_t salen, const char *proxy,
+                                 const char *refuse);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -1790,21 +1791,23 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 
 void
 session_start_refused(const struct session_env *env, unsigned listener_idx, int fd,
-                      const struct sockaddr *sa, socklen_t salen, const char *reply)
+                      const struct sockaddr *sa, socklen_t salen, const char *proxy,
+                      const char *reply)
 {
-	session_start_common(env, listener_idx, fd, sa, salen, reply);
+	session_start_common(env, listener_idx, fd, sa, salen, proxy, reply);
 }
 
 void
 session_start(const struct session_env *env, unsigned listener_idx, int fd,
-              const struct sockaddr *sa, socklen_t salen)
+              const struct sockaddr *sa, socklen_t salen, const char *proxy)
 {
-	session_start_common(env, listener_idx, fd, sa, salen, NULL);
+	session_start_common(env, listener_idx, fd, sa, salen, proxy, NULL);
 }
 
 static void
 session_start_common(const struct session_env *env, unsigned listener_idx, int fd,
-                     const struct sockaddr *sa, socklen_t salen, const char *refuse)
+                     const struct sockaddr *sa, socklen_t salen, const char *proxy,
+                     const char *refuse)
 {
 	const struct listener_cfg *l = &env->cfg->listeners[listener_idx];
 	struct session *s = xcalloc(1, sizeof(*s));
@@ -1828,7 +1831,11 @@ session_start_common(const struct session_env *env, unsigned listener_idx, int f
 		fatal("evbuffer_new failed");
 	s->delay_timer = evtimer_new(env->base, session_delay_cb, s);
 	s->tls_swap = evtimer_new(env->base, session_starttls_swap_cb, s);
-	log_info("s=%s connect client=%s listener=%s", s->id, s->addr, l->name);
+	if (proxy != NULL)
+		log_info("s=%s connect client=%s listener=%s proxy=%s", s->id, s->addr, l->name,
+		         proxy);
+	else
+		log_info("s=%s connect client=%s listener=%s", s->id, s->addr, l->name);
 
 	if (l->tls == LTLS_IMPLICIT) {
 		/* RFC 8314 3.3: the handshake starts at once; the greeting

@@ -39,15 +39,18 @@ struct session_env {
 };
 
 /* Take over fd (a just-accepted connection on listener number listener_idx).
- * The connection-limit slot for the client is already held; the session gives
- * it back when it ends. */
+ * sa is the client: the peer, or the address a PROXY header carried, in
+ * which case proxy is the load balancer's address as text (logged), else
+ * NULL. The connection-limit slot for the client is already held; the
+ * session gives it back when it ends. */
 void session_start(const struct session_env *env, unsigned listener_idx, int fd,
-                   const struct sockaddr *sa, socklen_t salen);
+                   const struct sockaddr *sa, socklen_t salen, const char *proxy);
 
 /* For an implicit-TLS listener, a client over a connection limit: do the TLS
  * handshake (RFC 8314 3.3: all SMTP runs inside TLS), send reply, close. No
  * connection-limit slot is held. */
 void session_start_refused(const struct session_env *env, unsigned listener_idx, int fd,
-                           const struct sockaddr *sa, socklen_t salen, const char *reply);
+                           const struct sockaddr *sa, socklen_t salen, const char *proxy,
+                           const char *reply);
 
 #endif

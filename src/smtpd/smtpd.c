@@ -6,6 +6,7 @@
  */
 #include "smtpd.h"
 #include "conn_limit.h"
+#include "proxy_accept.h"
 #include "session.h"
 #include "../authwire/auth_client.h"
 #include "../keyproc/keyproc_client.h"
@@ -37,6 +38,13 @@ struct smtpd_listener {
 	struct smtpd *smtpd;
 	unsigned idx;
 	struct evconnlistener *evl;
+	unsigned n_proxy_waits; /* connections whose PROXY header is awaited */
+};
+
+/* A connection from a trusted proxy, until its PROXY header is read. */
+struct smtpd_proxy_wait {
+	struct smtpd_listener *sl;
+	struct sockaddr_storage peer; /* the load balancer */
 };
 
 struct smtpd {
@@ -62,11 +70,12 @@ smtpd_refuse(int fd, const char *reply)
 	close(fd);
 }
 
+/* The client (sa: the peer, or the address of its PROXY header, proxy
+ * then naming the load balancer) gets a session unless a limit says no. */
 static void
-smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                void *arg)
+smtpd_admit(struct smtpd_listener *sl, int fd, const struct sockaddr *sa, socklen_t salen,
+            const char *proxy)
 {
-	struct smtpd_listener *sl = arg;
 	struct smtpd *d = sl->smtpd;
 	const struct listener_cfg *l = &d->params->cfg->listeners[sl->idx];
 	uint8_t key[16];
@@ -98,12 +107,84 @@ smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr 
 		metrics_inc(M_CONNECTIONS_REFUSED, metric_listener(l->name),
 		            per_ip ? MR_MAX_CONNECTIONS_PER_IP : MR_MAX_CONNECTIONS);
 		if (l->tls == LTLS_IMPLICIT)
-			session_start_refused(&d->env, sl->idx, fd, sa, (socklen_t)salen, reply);
+			session_start_refused(&d->env, sl->idx, fd, sa, salen, proxy, reply);
 		else
 			smtpd_refuse(fd, reply);
 		return;
 	}
-	session_start(&d->env, sl->idx, fd, sa, (socklen_t)salen);
+	session_start(&d->env, sl->idx, fd, sa, salen, proxy);
+}
+
+static bool
+smtpd_proxy_trusted(const struct listener_cfg *l, const struct sockaddr *sa)
+{
+	for (size_t i = 0; i < l->n_proxy_trusted_networks; i++)
+		if (net_cidr_match(&l->proxy_trusted_networks[i], sa))
+			return true;
+	return false;
+}
+
+/* The PROXY header of a trusted peer has arrived, or not: nothing was sent
+ * to the peer yet, so a bad one is simply closed. */
+static void
+smtpd_proxy_cb(int fd, const struct proxy_header *h, const char *error, void *arg)
+{
+	struct smtpd_proxy_wait *w = arg;
+	struct smtpd_listener *sl = w->sl;
+	const struct listener_cfg *l = &sl->smtpd->params->cfg->listeners[sl->idx];
+	char proxy[64];
+
+	sl->n_proxy_waits--;
+	net_addr_str((struct sockaddr *)&w->peer, proxy, sizeof(proxy));
+	if (h == NULL) {
+		log_info("refuse proxy=%s listener=%s reason=proxy_protocol error=\"%s\"", proxy,
+		         l->name, error);
+		close(fd);
+	} else if (h->has_addr) {
+		smtpd_admit(sl, fd, (const struct sockaddr *)&h->src, h->srclen, proxy);
+	} else {
+		/* LOCAL (v2) or UNKNOWN (v1): the proxy's own health check,
+		 * served as a connection from the proxy. */
+		smtpd_admit(sl, fd, (const struct sockaddr *)&w->peer, sizeof(w->peer), proxy);
+	}
+	free(w);
+}
+
+static void
+smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                void *arg)
+{
+	struct smtpd_listener *sl = arg;
+	const struct listener_cfg *l = &sl->smtpd->params->cfg->listeners[sl->idx];
+	char addr[64];
+
+	if (!l->proxy_protocol) {
+		smtpd_admit(sl, fd, sa, (socklen_t)salen, NULL);
+		return;
+	}
+	/* Only a trusted load balancer may name the client: anybody else
+	 * could claim any address, so is closed without a greeting. */
+	if (!smtpd_proxy_trusted(l, sa)) {
+		net_addr_str(sa, addr, sizeof(addr));
+		log_info("refuse client=%s listener=%s reason=proxy_trusted_networks", addr,
+		         l->name);
+		close(fd);
+		return;
+	}
+	/* Headers not read yet hold no connection slot (the real client is
+	 * not known): bound them by the listener's max_connections. */
+	if (sl->n_proxy_waits >= l->limits.max_connections) {
+		net_addr_str(sa, addr, sizeof(addr));
+		log_info("refuse proxy=%s listener=%s reason=max_connections limit=%u", addr,
+		         l->name, l->limits.max_connections);
+		close(fd);
+		return;
+	}
+	struct smtpd_proxy_wait *w = xcalloc(1, sizeof(*w));
+	w->sl = sl;
+	memcpy(&w->peer, sa, (size_t)salen < sizeof(w->peer) ? (size_t)salen : sizeof(w->peer));
+	sl->n_proxy_waits++;
+	proxy_accept_start(sl->smtpd->base, fd, l->proxy_timeout_ms, smtpd_proxy_cb, w);
 }
 
 static void

@@ -305,6 +305,31 @@ class Reply:
 
 _open_conns: list["SMTPConn"] = []
 
+PROXY_V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v1(src: str, sport: int, dst: str = HOST, dport: int = 25) -> bytes:
+    """A PROXY protocol v1 line for a TCP client src:sport (IPv4 or IPv6)."""
+    fam = "TCP6" if ":" in src else "TCP4"
+    return f"PROXY {fam} {src} {dst} {sport} {dport}\r\n".encode()
+
+
+def proxy_v2(src: str | None, sport: int = 0, dst: str = HOST, dport: int = 25,
+             tlvs: bytes = b"") -> bytes:
+    """A PROXY protocol v2 header: PROXY for a TCP client src:sport, or LOCAL
+    (a load balancer's own health check) when src is None. tlvs are appended
+    raw after the addresses."""
+    if src is None:
+        body = tlvs
+        return PROXY_V2_SIG + bytes([0x20, 0x00]) + len(body).to_bytes(2, "big") + body
+    if ":" in src:
+        fam, af = 0x21, socket.AF_INET6
+    else:
+        fam, af = 0x11, socket.AF_INET
+    body = (socket.inet_pton(af, src) + socket.inet_pton(af, dst)
+            + sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + tlvs)
+    return PROXY_V2_SIG + bytes([0x21, fam]) + len(body).to_bytes(2, "big") + body
+
 
 def close_all_connections():
     while _open_conns:
@@ -316,23 +341,29 @@ class SMTPConn:
     whole reply; cmd() does both. Closed automatically at the end of each test."""
 
     def __init__(self, host: str, port: int, *, implicit_tls: bool = False,
-                 source: str | None = None, timeout: float = 10.0):
+                 source: str | None = None, timeout: float = 10.0,
+                 proxy: bytes | None = None):
+        """proxy: a PROXY protocol header (proxy_v1(), proxy_v2()) sent first,
+        before any TLS, as a load balancer does."""
         self.timeout = timeout
         self.sock = socket.create_connection(
             (host, port), timeout=timeout, source_address=(source, 0) if source else None)
         self.tls = False
         self.buf = b""
         _open_conns.append(self)
+        if proxy is not None:
+            self.sock.sendall(proxy)
         if implicit_tls:
             self._wrap_tls()
 
     @classmethod
     def open(cls, gw: "Gateway", listener: str, *, source: str | None = None,
-             timeout: float = 10.0, expect_greeting: bool = True) -> "SMTPConn":
+             timeout: float = 10.0, expect_greeting: bool = True,
+             proxy: bytes | None = None) -> "SMTPConn":
         """Connect to a gateway listener (TLS first when it is implicit) and read
         the greeting, which must be a 220 unless expect_greeting is False."""
         c = cls(gw.host(listener), gw.port(listener), implicit_tls=gw.is_implicit(listener),
-                source=source, timeout=timeout)
+                source=source, timeout=timeout, proxy=proxy)
         c.greeting = c.read_reply()
         if expect_greeting:
             assert c.greeting.code == 220, f"greeting from {listener}:\n{c.greeting}"
@@ -827,6 +858,17 @@ class Gateway:
     def is_implicit(self, listener: str) -> bool:
         return self.sections[f"listener {listener}"].get("tls") == "implicit"
 
+    def proxy_source(self, listener: str) -> str:
+        """A loopback address inside the listener's proxy_trusted_networks
+        (its first network's first host)."""
+        net = _fmt(self.sections[f"listener {listener}"]["proxy_trusted_networks"])
+        addr = net.split(",")[0].split()[0].split("/")[0]
+        return addr[:-2] + ".1" if addr.endswith(".0") else addr
+
+    def is_proxied(self, listener: str) -> bool:
+        """The listener expects a PROXY protocol header first."""
+        return _fmt(self.sections[f"listener {listener}"].get("proxy_protocol", "no")) == "yes"
+
     # --- lifecycle
     def start(self, wait: bool = True, timeout: float = 30.0,
               env: dict[str, str] | None = None, new_group: bool = False) -> "Gateway":
@@ -859,9 +901,14 @@ class Gateway:
     def probe(self, listener: str, timeout: float) -> bool:
         """One connection that must get a 220 greeting; then QUIT and wait for
         the close, so the connection is no longer counted when this returns."""
+        # Behind a load balancer: a health check's header (v2 LOCAL), from
+        # an address the listener trusts.
+        proxy = proxy_v2(None) if self.is_proxied(listener) else None
+        source = self.proxy_source(listener) if proxy else None
         try:
             c = SMTPConn(self.host(listener), self.port(listener),
-                         implicit_tls=self.is_implicit(listener), timeout=timeout)
+                         implicit_tls=self.is_implicit(listener), timeout=timeout,
+                         proxy=proxy, source=source)
         except (ConnectionRefusedError, ssl.SSLError, ConnectionResetError, socket.timeout):
             return False
         try:
