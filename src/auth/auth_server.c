@@ -40,6 +40,9 @@
 #include "auth_source.h"
 #include "auth_throttle.h"
 #include "protection_config.h"
+#include "shared_config.h"
+#include "shared_redis.h"
+#include "shared_send.h"
 #include "../authwire/auth_proto.h"
 #include "../lib/config.h"
 #include "../lib/ipc.h"
@@ -133,6 +136,17 @@ struct auth_server {
 	struct auth_alert_link *alert_link; /* to the queue process */
 	struct auth_admin *admin;           /* the master's questions */
 	struct event *tick;
+	/* [shared]: Redis, and the sending counts kept there (NULL: off) */
+	struct shared_config shared_cfg;
+	struct shared_redis *redis;
+	struct shared_send *shared_send;
+};
+
+/* A worker's COUNT while Redis answers; the worker may go meanwhile. */
+struct auth_count_job {
+	struct auth_server *srv;
+	unsigned long conn_id;
+	uint32_t id;
 };
 
 static void auth_conn_close(struct auth_conn *conn);
@@ -502,8 +516,63 @@ auth_conn_notify(struct auth_conn *conn, struct ipc_msg *msg)
 	if (r == 0 && strcmp(n.event, "send_limit") == 0)
 		auth_alert_send_limit(conn->srv->alert, n.user, n.client, n.limit, n.count, n.max,
 		                      now_ms());
+	/* A queued message: counted for the other gateways too. */
+	if (r == 0 && strcmp(n.event, "sent") == 0 && conn->srv->shared_send != NULL)
+		shared_send_record(conn->srv->shared_send, n.user, n.count, (uint64_t)time(NULL));
 	ipc_msg_free(msg);
 	return r;
+}
+
+static struct auth_conn *
+auth_conn_by_id(struct auth_server *srv, unsigned long id)
+{
+	for (struct auth_conn *c = LIST_FIRST(&srv->conns); c != NULL; c = LIST_NEXT(c, entry))
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+static void
+auth_count_done(bool shared, unsigned msgs, unsigned rcpts, void *arg)
+{
+	struct auth_count_job *cj = arg;
+	struct auth_conn *conn = auth_conn_by_id(cj->srv, cj->conn_id);
+	struct auth_counts c = {.id = cj->id, .shared = shared, .msgs = msgs, .rcpts = rcpts};
+
+	if (conn != NULL) {
+		struct ipc_msg *m = auth_proto_counts(&c);
+		if (ipc_msg_send(m, bufferevent_get_output(conn->bev)) < 0)
+			fatal("auth: COUNTS frame too big");
+		ipc_msg_free(m);
+	}
+	free(cj);
+}
+
+/* COUNT: the user's sending counts across the gateways, from Redis; "none"
+ * at once without it (the worker's own counts stand). */
+static int
+auth_conn_count(struct auth_conn *conn, struct ipc_msg *msg)
+{
+	struct auth_server *srv = conn->srv;
+	struct auth_count_job *cj;
+	const char *user;
+	uint32_t id;
+
+	if (auth_proto_parse_count(msg, &id, &user) < 0) {
+		ipc_msg_free(msg);
+		return -1;
+	}
+	cj = xcalloc(1, sizeof(*cj));
+	cj->srv = srv;
+	cj->conn_id = conn->id;
+	cj->id = id;
+	if (srv->shared_send == NULL)
+		auth_count_done(false, 0, 0, cj);
+	else
+		shared_send_counts(srv->shared_send, user, (uint64_t)time(NULL), auth_count_done,
+		                   cj);
+	ipc_msg_free(msg);
+	return 0;
 }
 
 static int
@@ -511,6 +580,8 @@ auth_conn_message(struct auth_conn *conn, struct ipc_msg *msg)
 {
 	if (ipc_msg_type(msg) == AUTH_MSG_NOTIFY)
 		return auth_conn_notify(conn, msg);
+	if (ipc_msg_type(msg) == AUTH_MSG_COUNT)
+		return auth_conn_count(conn, msg);
 	return auth_conn_verify(conn, msg);
 }
 
@@ -637,6 +708,16 @@ auth_on_accept_error(struct evconnlistener *l, void *arg)
 	log_err("auth: accept: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
+/* Redis answers (again): send what was counted while it was away. */
+static void
+auth_shared_up(void *arg)
+{
+	struct auth_server *srv = arg;
+
+	if (srv->shared_send != NULL)
+		shared_send_resync(srv->shared_send);
+}
+
 static uint32_t
 auth_caps(const struct auth_server *srv)
 {
@@ -644,6 +725,8 @@ auth_caps(const struct auth_server *srv)
 
 	for (size_t i = 0; i < srv->n_sources; i++)
 		caps |= srv->sources[i].ops->caps(srv->sources[i].state);
+	if (srv->shared_send != NULL)
+		caps |= AUTH_CAP_SHARED_SEND;
 	return caps;
 }
 
@@ -739,6 +822,9 @@ auth_server_free(struct auth_server *srv)
 	if (srv->tick != NULL)
 		event_free(srv->tick);
 	auth_admin_free(srv->admin);
+	shared_send_free(srv->shared_send);
+	shared_redis_free(srv->redis);
+	shared_config_clear(&srv->shared_cfg);
 	auth_alert_free(srv->alert);
 	auth_alert_link_free(srv->alert_link);
 	auth_throttle_free(srv->throttle);
@@ -807,6 +893,23 @@ auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admi
 		free(perr);
 		evutil_closesocket(listen_fd);
 		goto fail;
+	}
+	if (shared_config_load(cfg, &srv.shared_cfg, &perr) < 0) {
+		log_err("auth: %s", perr);
+		free(perr);
+		evutil_closesocket(listen_fd);
+		goto fail;
+	}
+	if (srv.shared_cfg.redis != NULL) {
+		/* The workers may not open network sockets (sandbox.c): this
+		 * process talks to Redis for them. */
+		srv.redis = shared_redis_new(srv.base, &srv.shared_cfg, auth_shared_up, &srv);
+		if (srv.redis == NULL) {
+			evutil_closesocket(listen_fd);
+			goto fail;
+		}
+		if (srv.shared_cfg.send_limits)
+			srv.shared_send = shared_send_new(srv.redis, srv.shared_cfg.key_prefix);
 	}
 	srv.kh = keyhash_new();
 	srv.cache = auth_cache_new(&srv.prot, srv.kh);

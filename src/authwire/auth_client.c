@@ -59,6 +59,7 @@ struct ac_req {
 	struct auth_client *ac;
 	uint32_t id;
 	auth_result_cb *cb;
+	auth_counts_cb *counts_cb; /* instead of cb for a COUNT */
 	void *arg;
 	struct event *timer;
 	struct ipc_msg *msg; /* VERIFY not yet written */
@@ -144,10 +145,27 @@ ac_complete(struct auth_client *ac, struct ac_req *req, const struct auth_reply 
 	cb(rep, arg);
 }
 
+/* Finish a COUNT with c. */
+static void
+ac_complete_counts(struct auth_client *ac, struct ac_req *req, const struct auth_counts *c)
+{
+	auth_counts_cb *cb = req->counts_cb;
+	void *arg = req->arg;
+
+	ac_unlink(ac, req);
+	ac_req_free(req);
+	cb(c, arg);
+}
+
 static void
 ac_req_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct ac_req *req = arg;
+	if (req->counts_cb != NULL) {
+		struct auth_counts none = {.id = req->id, .shared = false};
+		ac_complete_counts(req->ac, req, &none);
+		return;
+	}
 	struct auth_reply rep = {
 	        .id = req->id,
 	        .result = req->failing ? req->fail_result : AUTH_TEMPFAIL,
@@ -270,13 +288,31 @@ ac_on_result(struct auth_client *ac, struct ipc_msg *m)
 		return;
 	}
 	req = ac_find(ac, rep.id);
-	if (req == NULL || req->failing) {
+	if (req == NULL || req->failing || req->counts_cb != NULL) {
 		/* Timed out or cancelled meanwhile. */
 		log_debug("auth client: RESULT for unknown request %u ignored", rep.id);
 		return;
 	}
 	/* rep's strings point into m, which outlives the callback. */
 	ac_complete(ac, req, &rep);
+}
+
+static void
+ac_on_counts(struct auth_client *ac, struct ipc_msg *m)
+{
+	struct auth_counts c;
+	struct ac_req *req;
+
+	if (auth_proto_parse_counts(m, &c) < 0) {
+		ac_disconnect(ac, "malformed COUNTS");
+		return;
+	}
+	req = ac_find(ac, c.id);
+	if (req == NULL || req->failing || req->counts_cb == NULL) {
+		log_debug("auth client: COUNTS for unknown request %u ignored", c.id);
+		return;
+	}
+	ac_complete_counts(ac, req, &c);
 }
 
 static void
@@ -303,6 +339,12 @@ ac_on_read(struct bufferevent *bev, void *arg)
 				ac_disconnect(ac, "RESULT before HELLO");
 			else
 				ac_on_result(ac, m);
+			break;
+		case AUTH_MSG_COUNTS:
+			if (ac->state != AC_READY)
+				ac_disconnect(ac, "COUNTS before HELLO");
+			else
+				ac_on_counts(ac, m);
 			break;
 		default:
 			ac_disconnect(ac, "unknown message type");
@@ -474,6 +516,37 @@ auth_client_verify(struct auth_client *ac, const struct auth_request *r, auth_re
 		TAILQ_INSERT_TAIL(&ac->unsent, req, unsent);
 		req->queued = true;
 	}
+	return req->id;
+}
+
+uint32_t
+auth_client_count(struct auth_client *ac, const char *user, auth_counts_cb *cb, void *arg)
+{
+	struct ac_req *req = xcalloc(1, sizeof(*req));
+	struct timeval tv = {AUTH_CLIENT_COUNT_TIMEOUT_MS / 1000,
+	                     (AUTH_CLIENT_COUNT_TIMEOUT_MS % 1000) * 1000};
+
+	do {
+		req->id = ac->next_id++;
+	} while (req->id == 0 || ac_find(ac, req->id) != NULL);
+	req->ac = ac;
+	req->counts_cb = cb;
+	req->arg = arg;
+	req->timer = evtimer_new(ac->base, ac_req_on_timer, req);
+	if (req->timer == NULL)
+		fatal("auth client: cannot create a timer");
+	req->hnext = *ac_slot(ac, req->id);
+	*ac_slot(ac, req->id) = req;
+	ac->n_reqs++;
+	/* Not connected, or too many in flight: the local counts stand. */
+	if (ac->state != AC_READY || !ac_field_ok(user, AUTH_MAX_LOGIN) ||
+	    ac->n_reqs > AUTH_CLIENT_MAX_INFLIGHT) {
+		ac_fail_soon(req, AUTH_TEMPFAIL, AUTH_REASON_AUTH_UNAVAILABLE);
+		return req->id;
+	}
+	req->msg = auth_proto_count(req->id, user);
+	evtimer_add(req->timer, &tv);
+	ac_write(ac, req);
 	return req->id;
 }
 

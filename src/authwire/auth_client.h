@@ -43,6 +43,20 @@ uint32_t auth_client_verify(struct auth_client *, const struct auth_request *req
 /* Forget a pending request (the session is going away): its cb never runs. */
 void auth_client_cancel(struct auth_client *, uint32_t handle);
 
+/* The cluster's sending counts of a user (COUNTS), or c->shared false when
+ * there are none: the auth process has no Redis, Redis is away, or no
+ * answer came within AUTH_CLIENT_COUNT_TIMEOUT_MS. */
+typedef void auth_counts_cb(const struct auth_counts *c, void *arg);
+
+/* The longest a session waits at MAIL for the shared counts: the auth
+ * process answers within [shared] timeout; this only bounds a stuck one. */
+#define AUTH_CLIENT_COUNT_TIMEOUT_MS 1000
+
+/* Ask for user's shared sending counts (only useful with
+ * AUTH_CAP_SHARED_SEND). cb runs exactly once, never before this returns,
+ * unless cancelled with auth_client_cancel(). Returns the handle. */
+uint32_t auth_client_count(struct auth_client *, const char *user, auth_counts_cb *cb, void *arg);
+
 /* Tell the auth process about an event (a sending limit hit) that may raise
  * an alert. Fire and forget: dropped while not connected. */
 void auth_client_notify(struct auth_client *, const struct auth_notify *);

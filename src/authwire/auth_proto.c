@@ -68,6 +68,53 @@ auth_proto_notify(const struct auth_notify *n)
 	return m;
 }
 
+struct ipc_msg *
+auth_proto_count(uint32_t id, const char *user)
+{
+	struct ipc_msg *m = ipc_msg_new(AUTH_MSG_COUNT);
+
+	ipc_msg_add_u32(m, id);
+	ipc_msg_add_str(m, user);
+	return m;
+}
+
+struct ipc_msg *
+auth_proto_counts(const struct auth_counts *c)
+{
+	struct ipc_msg *m = ipc_msg_new(AUTH_MSG_COUNTS);
+
+	ipc_msg_add_u32(m, c->id);
+	ipc_msg_add_u32(m, c->shared ? 1 : 0);
+	ipc_msg_add_u32(m, c->msgs);
+	ipc_msg_add_u32(m, c->rcpts);
+	return m;
+}
+
+int
+auth_proto_parse_count(struct ipc_msg *m, uint32_t *id_r, const char **user_r)
+{
+	if (ipc_msg_type(m) != AUTH_MSG_COUNT)
+		return -1;
+	if (ipc_msg_get_u32(m, id_r) < 0 || ipc_msg_get_str(m, user_r) < 0 ||
+	    strlen(*user_r) > AUTH_MAX_LOGIN)
+		return -1;
+	return 0;
+}
+
+int
+auth_proto_parse_counts(struct ipc_msg *m, struct auth_counts *c)
+{
+	uint32_t shared;
+
+	if (ipc_msg_type(m) != AUTH_MSG_COUNTS)
+		return -1;
+	if (ipc_msg_get_u32(m, &c->id) < 0 || ipc_msg_get_u32(m, &shared) < 0 ||
+	    ipc_msg_get_u32(m, &c->msgs) < 0 || ipc_msg_get_u32(m, &c->rcpts) < 0 || shared > 1)
+		return -1;
+	c->shared = shared == 1;
+	return 0;
+}
+
 int
 auth_proto_parse_hello(struct ipc_msg *m, uint32_t *version_r, uint32_t *caps_r)
 {

@@ -10,6 +10,12 @@
  *                                        u32 delay_ms, addresses
  *   NOTIFY worker -> auth, no answer:    event, user, client, session, limit,
  *                                        u32 count, u32 max
+ *   COUNT  worker -> auth:               u32 id, user (AUTH_CAP_SHARED_SEND only)
+ *   COUNTS auth -> worker:               u32 id, u32 shared (0/1), u32 messages,
+ *                                        u32 recipients
+ *
+ * NOTIFY "sent" (count = recipients) reports a queued message of user, for
+ * the counts shared between gateways (shared_send.h).
  *
  * Fields after the last one a receiver knows are ignored; an incompatible
  * change bumps AUTH_PROTO_VERSION, and a worker drops an auth process that
@@ -36,6 +42,8 @@ enum auth_msg_type {
 	AUTH_MSG_VERIFY = 2,
 	AUTH_MSG_RESULT = 3,
 	AUTH_MSG_NOTIFY = 4, /* worker -> auth: an event for the alerts */
+	AUTH_MSG_COUNT = 6,  /* worker -> auth: a user's shared sending counts? */
+	AUTH_MSG_COUNTS = 7, /* auth -> worker: the answer */
 	                     /* 5 was ALERT (version 1): alert mails now go to the queue process
 	                      * (alert_proto.h). */
 };
@@ -44,6 +52,8 @@ enum auth_msg_type {
 enum auth_result { AUTH_OK = 0, AUTH_FAIL = 1, AUTH_TEMPFAIL = 2 };
 
 #define AUTH_CAP_CRAM_MD5 0x1u
+/* Sending counts are shared with other gateways: ask (COUNT) at MAIL. */
+#define AUTH_CAP_SHARED_SEND 0x2u
 
 /* Upper bounds a worker enforces before it sends (RFC 4616 asks for 255). */
 #define AUTH_MAX_LOGIN 512
@@ -84,12 +94,22 @@ struct auth_notify {
 	uint32_t max;
 };
 
+/* COUNTS: a user's sending counts across the gateways, or none. */
+struct auth_counts {
+	uint32_t id;
+	bool shared; /* false: Redis away, the worker's own counts stand */
+	uint32_t msgs;
+	uint32_t rcpts;
+};
+
 /* Encoders: a new message for ipc_msg_send(), the caller frees it. Strings
  * are copied; NULL is sent as "". */
 struct ipc_msg *auth_proto_hello(uint32_t caps);
 struct ipc_msg *auth_proto_verify(const struct auth_request *);
 struct ipc_msg *auth_proto_result(const struct auth_reply *);
 struct ipc_msg *auth_proto_notify(const struct auth_notify *);
+struct ipc_msg *auth_proto_count(uint32_t id, const char *user);
+struct ipc_msg *auth_proto_counts(const struct auth_counts *);
 
 /* Decoders: fields point into msg (valid until ipc_msg_free()). Return 0, or
  * -1 if malformed: a wrong type, a field missing, a NUL in a text field, a
@@ -99,6 +119,8 @@ int auth_proto_parse_hello(struct ipc_msg *, uint32_t *version_r, uint32_t *caps
 int auth_proto_parse_verify(struct ipc_msg *, struct auth_request *r);
 int auth_proto_parse_result(struct ipc_msg *, struct auth_reply *r);
 int auth_proto_parse_notify(struct ipc_msg *, struct auth_notify *n);
+int auth_proto_parse_count(struct ipc_msg *, uint32_t *id_r, const char **user_r);
+int auth_proto_parse_counts(struct ipc_msg *, struct auth_counts *c);
 
 /* The log word: "ok", "fail", "tempfail" ("unknown" out of range). */
 const char *auth_result_name(enum auth_result);

@@ -14,6 +14,7 @@
 #include "../auth/forward_config.h"
 #include "../auth/ldap_config.h"
 #include "../auth/protection_config.h"
+#include "../auth/shared_config.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../metrics/metrics_config.h"
@@ -24,7 +25,7 @@
 
 static const struct config_module *const modules[] = {
         &ldap_config_module,  &forward_config_module, &protection_config_module,
-        &queue_config_module, &metrics_config_module,
+        &queue_config_module, &metrics_config_module, &shared_config_module,
 };
 
 static const struct settings_section *const core[] = {
@@ -86,6 +87,8 @@ settings_registry_load(const char *path, char **errors_r)
 	}
 	if (metrics_config_load(set->cfg, &set->metrics, errors_r) < 0)
 		goto fail;
+	if (shared_config_load(set->cfg, &set->shared, errors_r) < 0)
+		goto fail;
 	return set;
 fail:
 	settings_registry_free(set);
@@ -102,6 +105,7 @@ settings_registry_free(struct settings_set *set)
 	ldap_config_free(set->ldap, set->n_ldap);
 	metrics_config_clear(&set->metrics);
 	protection_config_clear(&set->prot);
+	shared_config_clear(&set->shared);
 	queue_config_free(set->qc);
 	config_free(set->cfg);
 	free(set);
@@ -148,6 +152,8 @@ set_records(const struct settings_set *set, const struct settings_section *def, 
 		records_add(r, &set->prot, NULL);
 	} else if (strcmp(def->kind, "alerts") == 0) {
 		records_add(r, &set->prot.alerts, NULL);
+	} else if (strcmp(def->kind, "shared") == 0) {
+		records_add(r, &set->shared, NULL);
 	} else if (strcmp(def->kind, "queue") == 0) {
 		records_add(r, set->qc, NULL);
 	} else if (strcmp(def->kind, "ldap") == 0) {
@@ -179,6 +185,7 @@ union base_record {
 	struct listener_cfg listener;
 	struct protection_config prot;
 	struct alerts_config alerts;
+	struct shared_config shared;
 	struct queue_config qc;
 	struct route_cfg route;
 	struct fwd_settings fwd;

@@ -16,6 +16,7 @@
 #include "../auth/forward_config.h"
 #include "../auth/ldap_config.h"
 #include "../auth/protection_config.h"
+#include "../auth/shared_config.h"
 #include "../lib/settings.h"
 #include "../metrics/metrics_config.h"
 
@@ -32,6 +33,7 @@ struct settings_set {
 	struct ldap_dir_cfg *ldap; /* one per [ldap NAME] */
 	size_t n_ldap;
 	struct metrics_config metrics;
+	struct shared_config shared;
 };
 
 /* Make every module's sections known to config_load(). Call once, before

@@ -71,11 +71,12 @@ enum session_state {
 	SS_COMMIT,        /* the message is being fsynced */
 	SS_TLS_HANDSHAKE, /* implicit TLS or after STARTTLS's 220 */
 	SS_CLOSING,       /* last reply queued; free once it is flushed */
+	SS_COUNT_WAIT,    /* MAIL waits for the user's sending counts across gateways */
 };
 
 static const char *const state_names[] = {
-        "command", "auth_line", "auth_wait",     "auth_delay",
-        "data",    "commit",    "tls_handshake", "closing",
+        "command", "auth_line",     "auth_wait", "auth_delay", "data",
+        "commit",  "tls_handshake", "closing",   "count_wait",
 };
 
 struct txn {
@@ -135,8 +136,13 @@ struct session {
 	char *tls_clause; /* Received clause */
 
 	struct sasl *sasl;
-	bool auth_pending;
+	bool auth_pending; /* a VERIFY, or a COUNT (SS_COUNT_WAIT) */
 	uint32_t auth_handle;
+	/* MAIL's arguments while the shared counts are asked for, and the
+	 * answer: the user's counts across the gateways (shared_send.h). */
+	char *count_args;
+	bool counts_shared;
+	unsigned shared_msgs, shared_rcpts;
 	enum auth_result auth_result;
 	struct event *delay_timer;
 
@@ -923,6 +929,8 @@ session_send_limit_hit(struct session *s, const char *limit, unsigned count, uns
 	session_reply(s, "450 4.7.1 Sending limit exceeded (%s), try again later", limit);
 }
 
+static void session_send_counts(struct session *s, unsigned *msgs_r, unsigned *rcpts_r);
+
 /* MAIL of an authenticated user: sender_login_match, then messages_per_hour.
  * 0 to go on, -1 when a reply was sent. */
 static int
@@ -930,7 +938,7 @@ session_protect_mail(struct session *s, const struct smtp_path *from)
 {
 	const struct smtpd_protection *pc = s->env->protection;
 	const char *deny;
-	unsigned count = 0;
+	unsigned count = 0, rcpts = 0;
 
 	if (!s->authenticated || s->auth_user == NULL)
 		return 0;
@@ -945,11 +953,13 @@ session_protect_mail(struct session *s, const struct smtp_path *from)
 		session_reply(s, "%s", deny);
 		return -1;
 	}
-	if (pc != NULL &&
-	    !send_limit_allow_message(s->env->send_limits, s->auth_user, pc->messages_per_hour,
-	                              send_limit_now(), &count)) {
-		session_send_limit_hit(s, "messages_per_hour", count, pc->messages_per_hour);
-		return -1;
+	if (pc != NULL && pc->messages_per_hour > 0) {
+		session_send_counts(s, &count, &rcpts);
+		if (count >= pc->messages_per_hour) {
+			session_send_limit_hit(s, "messages_per_hour", count,
+			                       pc->messages_per_hour);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -959,13 +969,13 @@ static int
 session_protect_rcpt(struct session *s)
 {
 	const struct smtpd_protection *pc = s->env->protection;
-	unsigned count = 0;
+	unsigned count = 0, msgs = 0;
 
-	if (!s->authenticated || s->auth_user == NULL || pc == NULL)
+	if (!s->authenticated || s->auth_user == NULL || pc == NULL || pc->recipients_per_hour == 0)
 		return 0;
-	if (!send_limit_allow_recipient(s->env->send_limits, s->auth_user,
-	                                (unsigned)s->txn->n_rcpts, pc->recipients_per_hour,
-	                                send_limit_now(), &count)) {
+	session_send_counts(s, &msgs, &count);
+	count += (unsigned)s->txn->n_rcpts;
+	if (count >= pc->recipients_per_hour) {
 		session_send_limit_hit(s, "recipients_per_hour", count, pc->recipients_per_hour);
 		return -1;
 	}
@@ -979,6 +989,70 @@ session_protect_record(struct session *s, const struct txn *t)
 	if (s->authenticated && s->auth_user != NULL && s->env->send_limits != NULL)
 		send_limit_record(s->env->send_limits, s->env->worker, s->auth_user,
 		                  (unsigned)t->n_rcpts, send_limit_now());
+	/* And for the other gateways, through the auth process. */
+	if (s->authenticated && s->auth_user != NULL &&
+	    (auth_client_caps(s->env->auth) & AUTH_CAP_SHARED_SEND)) {
+		struct auth_notify n = {
+		        .event = "sent",
+		        .user = s->auth_user,
+		        .client = s->addr,
+		        .session = s->id,
+		        .limit = "",
+		        .count = (uint32_t)t->n_rcpts,
+		};
+		auth_client_notify(s->env->auth, &n);
+	}
+}
+
+/* The user's messages and recipients of the last hour: this gateway's
+ * (shared memory), or all gateways' when Redis gave them for this MAIL and
+ * they are more. The larger count stands: Redis away never lowers it. */
+static void
+session_send_counts(struct session *s, unsigned *msgs_r, unsigned *rcpts_r)
+{
+	*msgs_r = *rcpts_r = 0;
+	if (s->env->send_limits != NULL)
+		send_limit_counts(s->env->send_limits, s->auth_user, send_limit_now(), msgs_r,
+		                  rcpts_r);
+	if (s->counts_shared) {
+		if (s->shared_msgs > *msgs_r)
+			*msgs_r = s->shared_msgs;
+		if (s->shared_rcpts > *rcpts_r)
+			*rcpts_r = s->shared_rcpts;
+	}
+}
+
+static void cmd_mail(struct session *s, const char *args);
+
+/* The counts across gateways came (or not: then this gateway's stand);
+ * MAIL goes on where it stopped, then the pipelined commands after it. */
+static void
+session_counts_done(const struct auth_counts *c, void *arg)
+{
+	struct session *s = arg;
+	char *args = s->count_args;
+
+	s->auth_pending = false;
+	s->counts_shared = c->shared;
+	s->shared_msgs = c->msgs;
+	s->shared_rcpts = c->rcpts;
+	session_set_state(s, SS_COMMAND);
+	cmd_mail(s, args);
+	free(args);
+	s->count_args = NULL;
+	session_process(s);
+}
+
+/* Does this MAIL need the user's counts from the other gateways first? */
+static bool
+session_wants_counts(const struct session *s)
+{
+	const struct smtpd_protection *pc = s->env->protection;
+
+	return s->count_args == NULL && s->authenticated && s->auth_user != NULL &&
+	       s->txn == NULL && pc != NULL &&
+	       (pc->messages_per_hour > 0 || pc->recipients_per_hour > 0) &&
+	       (auth_client_caps(s->env->auth) & AUTH_CAP_SHARED_SEND);
 }
 
 static void
@@ -1002,6 +1076,17 @@ cmd_mail(struct session *s, const char *args)
 	if (s->l->role == ROLE_SUBMISSION && !s->authenticated) {
 		session_reply(s, "530 5.7.0 Authentication required");
 		session_error(s);
+		return;
+	}
+	if (session_wants_counts(s)) {
+		/* Asked once per MAIL; the answer comes within the auth
+		 * client's bound, Redis or not. */
+		s->counts_shared = false;
+		s->count_args = xstrdup(args);
+		session_set_state(s, SS_COUNT_WAIT);
+		s->auth_pending = true;
+		s->auth_handle =
+		        auth_client_count(s->env->auth, s->auth_user, session_counts_done, s);
 		return;
 	}
 	if (lim->max_messages_per_session > 0 && s->messages >= lim->max_messages_per_session) {
@@ -1692,6 +1777,7 @@ session_free(struct session *s)
 	free(s->helo);
 	free(s->auth_user);
 	free(s->auth_addrs);
+	free(s->count_args);
 	free(s->tls_desc);
 	free(s->tls_clause);
 	free(s);

@@ -6,11 +6,15 @@ LOCAL) must keep both nodes up; a direct client that is not a trusted proxy
 is refused, and so is the trusted proxy's address without a header."""
 
 import re
+import time
 
 import pytest
 
-from harness import HOST, SMTPConn, make_dir, proxy_v1, wait_until
+from harness import HOST, SMTPConn, make_dir, make_message, plain_ir, proxy_v1, wait_until
 from haproxy_fixture import HAProxy
+from redis_fixture import Redis
+
+PREFIX = "it:"
 
 LB_LISTENER = {"role": "submission", "tls": "none", "allow_plaintext_auth": True,
                "default_domain": "example.test", "max_auth_failures": 20,
@@ -19,14 +23,22 @@ LB_LISTENER = {"role": "submission", "tls": "none", "allow_plaintext_auth": True
 
 @pytest.fixture(scope="module")
 def cluster(module_gateway, base_dir):
-    nodes = [module_gateway({"listener lb": dict(LB_LISTENER)}) for _ in range(2)]
-    lb = HAProxy(make_dir(base_dir, "haproxy-"),
-                 [(n.host("lb"), n.port("lb")) for n in nodes]).start()
+    redis = Redis(make_dir(base_dir, "redis-")).start()
+    lb = None
     try:
+        nodes = [module_gateway({
+            "listener lb": dict(LB_LISTENER),
+            "shared": {"redis": redis.address, "key_prefix": PREFIX, "timeout": 300},
+            "protection": {"messages_per_hour": 3},
+        }) for _ in range(2)]
+        lb = HAProxy(make_dir(base_dir, "haproxy-"),
+                     [(n.host("lb"), n.port("lb")) for n in nodes]).start()
         lb.wait_servers_up()
-        yield lb, nodes
+        yield lb, nodes, redis
     finally:
-        lb.stop()
+        if lb is not None:
+            lb.stop()
+        redis.stop()
 
 
 def through_lb(lb, source):
@@ -37,7 +49,7 @@ def through_lb(lb, source):
 
 
 def test_health_checks_keep_both_nodes_up(cluster):
-    lb, nodes = cluster
+    lb, nodes, _ = cluster
     assert set(lb.server_states().values()) == {"UP"}
     for n in nodes:
         # option smtpchk: the LOCAL header, then HELO, served as the proxy.
@@ -45,7 +57,7 @@ def test_health_checks_keep_both_nodes_up(cluster):
 
 
 def test_real_client_addresses_on_both_nodes(cluster):
-    lb, nodes = cluster
+    lb, nodes, _ = cluster
     marks = [n.log_mark() for n in nodes]
     sources = [f"127.0.0.{i}" for i in range(21, 29)]
     for src in sources:
@@ -64,7 +76,7 @@ def test_real_client_addresses_on_both_nodes(cluster):
 
 
 def test_direct_clients_refused(cluster):
-    lb, nodes = cluster
+    lb, nodes, _ = cluster
     n = nodes[0]
     # Not a trusted proxy, with a header: closed without a greeting.
     mark = n.log_mark()
@@ -78,3 +90,77 @@ def test_direct_clients_refused(cluster):
     c.send("EHLO client.test.example\r\n")
     assert c.wait_closed() == b""
     n.wait_for_log(r"refuse proxy=127\.0\.0\.1 listener=lb reason=proxy_protocol", since=mark)
+
+
+# ---------------------------------------------------------------- shared in Redis
+
+def send_through_lb(lb, user, source="127.0.0.40", rcpts=("user@example.test",)):
+    """One session through HAProxy: AUTH, one message; returns the final
+    reply to MAIL (a 450 when a limit stops it) or the reply to DATA."""
+    c = through_lb(lb, source)
+    c.ehlo()
+    c.cmd(f"AUTH PLAIN {plain_ir(user.name, user.password)}").check(235)
+    start = time.monotonic()
+    r = c.cmd(f"MAIL FROM:<{user.name}@example.test>")
+    mail_s = time.monotonic() - start
+    if r.code == 250:
+        for rc in rcpts:
+            c.cmd(f"RCPT TO:<{rc}>").check(250)
+        c.cmd("DATA").check(354)
+        c.send(make_message(f"{user.name}@example.test", rcpts[0]) + ".\r\n")
+        r = c.read_reply(timeout=30)
+    c.cmd("QUIT")
+    c.close()
+    return r, mail_s
+
+
+def test_send_limit_counts_across_nodes(cluster, users):
+    """messages_per_hour = 3: three messages spread by round robin over both
+    nodes, then the fourth is refused, whichever node takes it."""
+    lb, nodes, redis = cluster
+    alice = users["alice"]
+    marks = [n.log_mark() for n in nodes]
+    for i in range(1, 4):
+        r, _ = send_through_lb(lb, alice)
+        r.check(250)
+        # The report travels worker -> auth -> Redis after the 250.
+        wait_until(lambda: redis.send_counts(PREFIX, "alice")[0] >= i, 10,
+                   f"{i} messages of alice counted in Redis")
+    for _ in range(2):  # both nodes refuse
+        r, _ = send_through_lb(lb, alice)
+        r.check(450, "4.7.1")
+    assert redis.send_counts(PREFIX, "alice") == (3, 3)
+    for n, mark in zip(nodes, marks):
+        text = n.log_text()[mark:]
+        assert re.search(r"auth mech=PLAIN user=\"alice\" client=127\.0\.0\.40 ", text), (
+            "round robin should have sent alice to both nodes")
+    assert any(re.search(r"messages_per_hour", n.log_text()[m:]) for n, m in zip(nodes, marks))
+
+
+def test_redis_killed_then_back(cluster, users):
+    """Redis dies: sessions are served at once on local counts, each node
+    says so once; Redis back: both nodes say so, and what was sent meanwhile
+    is counted in Redis."""
+    lb, nodes, redis = cluster
+    bob = users["bob"]
+    marks = [n.log_mark() for n in nodes]
+    redis.kill()
+    for n, mark in zip(nodes, marks):
+        n.wait_for_log(r"shared: redis=\S+ unreachable", since=mark)
+    for _ in range(4):
+        r, mail_s = send_through_lb(lb, bob)
+        r.check(250)
+        assert mail_s < 1.5, f"MAIL took {mail_s:.2f}s with Redis down"
+    for n, mark in zip(nodes, marks):
+        assert len(re.findall(r"shared: redis=\S+ unreachable", n.log_text()[mark:])) == 1
+    # messages_per_hour = 3 still holds per node on local counts (two each).
+    redis.start()
+    for n, mark in zip(nodes, marks):
+        n.wait_for_log(r"shared: redis=\S+ connected: counting is shared again", since=mark,
+                       timeout=15)
+    # The restarted Redis kept nothing (no persistence): the four messages
+    # counted locally meanwhile are sent to it.
+    wait_until(lambda: redis.send_counts(PREFIX, "bob") == (4, 4), 15,
+               "bob's four messages resynced to Redis")
+    r, _ = send_through_lb(lb, bob)
+    r.check(450, "4.7.1")

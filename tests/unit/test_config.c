@@ -164,7 +164,7 @@ static const struct error_case error_cases[] = {
          BASE "[bogus]\nx = 1\n",
          {{12, "unknown section [bogus] (known: server, tls, limits, listener NAME, relay, "
                "auth, users-file, ldap NAME, smtp-forward, protection, alerts, queue, route "
-               "NAME, metrics)"}}},
+               "NAME, metrics, shared)"}}},
         {"section that takes no name",
          BASE "[server main]\nworkers = 1\n",
          {{12, "section [server] takes no name"}}},
@@ -231,6 +231,12 @@ static const struct error_case error_cases[] = {
          {{12, "write [listener NAME]"}}},
         {"listener with two names", BASE "[listener a b]\n", {{12, "write [listener NAME]"}}},
         {"listener name with a slash", BASE "[listener a/b]\n", {{12, "write [listener NAME]"}}},
+        {"PROXY protocol without trusted networks",
+         BASE "proxy_protocol = yes\n",
+         {{12, "listener 'mx': proxy_protocol = yes needs proxy_trusted_networks"}}},
+        {"shared redis that is not an address",
+         BASE "[shared]\nredis = redis.example:6379\n",
+         {{13, "redis = redis.example:6379: expected address:port"}}},
         {"duplicate listener name (its keys are skipped)",
          BASE "[listener MX]\naddress = 127.0.0.1:2525\nrole = submission\n",
          {{12, "duplicate section [listener MX] (first at line 9)"}}},
