@@ -386,6 +386,13 @@ auth_admin_sources(void *arg, struct auth_admin_source *out, size_t max)
 		out[n].state = names[a->reach];
 		out[n].seconds = (uint32_t)((now - a->reach_since_ms) / 1000);
 	}
+	/* [shared]: the Redis link, down while the gateway counts alone. */
+	if (srv->redis != NULL && n < max) {
+		out[n].name = "shared-redis";
+		out[n].state = shared_redis_up(srv->redis) ? "up" : "down";
+		out[n].seconds = shared_redis_state_seconds(srv->redis);
+		n++;
+	}
 	return n;
 }
 

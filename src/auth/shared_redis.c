@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <arpa/inet.h>
 #include <event2/event.h>
@@ -56,6 +57,7 @@ struct shared_redis {
 	bool warned; /* the current outage was logged */
 	bool ever_up;
 	unsigned long outages;
+	struct timespec since; /* the last change between up and down */
 	shared_redis_up_cb *up_cb;
 	void *up_arg;
 };
@@ -78,6 +80,7 @@ sr_down(struct shared_redis *sr, const char *why)
 		         sr->sc->redis, why);
 		sr->outages++;
 		sr->warned = true;
+		clock_gettime(CLOCK_MONOTONIC, &sr->since);
 	} else {
 		log_debug("shared: redis=%s still unreachable (%s)", sr->sc->redis, why);
 	}
@@ -194,6 +197,7 @@ sr_on_ping(const redisReply *reply, void *arg)
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
 		return; /* sr_on_reply() dropped the link */
 	sr->state = SR_UP;
+	clock_gettime(CLOCK_MONOTONIC, &sr->since);
 	if (sr->warned || !sr->ever_up)
 		log_info("shared: redis=%s connected: counting is shared%s", sr->sc->redis,
 		         sr->ever_up ? " again" : "");
@@ -335,6 +339,7 @@ shared_redis_new(struct event_base *base, const struct shared_config *sc, shared
 		sr->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
 		                                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	}
+	clock_gettime(CLOCK_MONOTONIC, &sr->since);
 	sr->retry = evtimer_new(base, sr_retry_cb, sr);
 	sr->drop_later = evtimer_new(base, sr_drop_later_cb, sr);
 	if (sr->retry == NULL || sr->drop_later == NULL)
@@ -370,6 +375,15 @@ unsigned long
 shared_redis_outages(const struct shared_redis *sr)
 {
 	return sr != NULL ? sr->outages : 0;
+}
+
+unsigned
+shared_redis_state_seconds(const struct shared_redis *sr)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (unsigned)(now.tv_sec - sr->since.tv_sec);
 }
 
 void

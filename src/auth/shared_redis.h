@@ -39,6 +39,8 @@ void shared_redis_free(struct shared_redis *);
 bool shared_redis_up(const struct shared_redis *);
 /* Outages since start (for status). */
 unsigned long shared_redis_outages(const struct shared_redis *);
+/* Seconds since the link last went up or down (or since start). */
+unsigned shared_redis_state_seconds(const struct shared_redis *);
 
 /* Send one command (argv form, binary-safe). cb runs exactly once, never
  * before this returns: with the reply, or NULL when down or too slow. */

@@ -34,7 +34,7 @@ static const struct settings_section *const core[] = {
         &config_users_file_section,
 };
 
-static const struct settings_section *all[AR_NELEM(core) + 8];
+static const struct settings_section *all[AR_NELEM(core) + 12];
 static size_t n_all;
 
 void

@@ -9,6 +9,7 @@ outage) by pid, and started again on the same port.
     r.cli("HGETALL", key)      redis-cli's answer as text lines
     r.send_counts(prefix)      (messages, recipients) summed over every user
     r.kill(); r.start()        an outage and the way back
+    r.pause(); r.resume()      a Redis that answers nothing, then again
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ class Redis:
                     msgs += int(fields.get(f"m{i}", "0"))
                     rcpts += int(fields.get(f"r{i}", "0"))
         return msgs, rcpts
+
+    def pause(self):
+        """SIGSTOP: Redis still accepts connections (the kernel does) but
+        answers nothing, as a hung or overloaded server."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
 
     def kill(self):
         """SIGKILL: an outage as abrupt as a crash."""

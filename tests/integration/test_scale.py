@@ -5,7 +5,9 @@ serve and log the real client addresses; HAProxy's health checks (PROXY v2
 LOCAL) must keep both nodes up; a direct client that is not a trusted proxy
 is refused, and so is the trusted proxy's address without a header."""
 
+import json
 import re
+import subprocess
 import time
 
 import pytest
@@ -94,6 +96,16 @@ def test_direct_clients_refused(cluster):
 
 # ---------------------------------------------------------------- shared in Redis
 
+def redis_state(gw) -> str:
+    """The Redis link as `authrelay status --json` shows it (a row of the
+    auth process's sources)."""
+    r = subprocess.run([gw.binary, "status", "-c", str(gw.cfg_path), "--json"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    rows = {x["name"]: x["state"] for x in json.loads(r.stdout)["auth"]["sources"]}
+    return rows.get("shared-redis", "absent")
+
+
 def send_through_lb(lb, user, source="127.0.0.40", rcpts=("user@example.test",)):
     """One session through HAProxy: AUTH, one message; returns the final
     reply to MAIL (a 450 when a limit stops it) or the reply to DATA."""
@@ -144,9 +156,11 @@ def test_redis_killed_then_back(cluster, users):
     lb, nodes, redis = cluster
     bob = users["bob"]
     marks = [n.log_mark() for n in nodes]
+    assert [redis_state(n) for n in nodes] == ["up", "up"]
     redis.kill()
     for n, mark in zip(nodes, marks):
         n.wait_for_log(r"shared: redis=\S+ unreachable", since=mark)
+    assert [redis_state(n) for n in nodes] == ["down", "down"]
     for _ in range(4):
         r, mail_s = send_through_lb(lb, bob)
         r.check(250)
@@ -158,9 +172,34 @@ def test_redis_killed_then_back(cluster, users):
     for n, mark in zip(nodes, marks):
         n.wait_for_log(r"shared: redis=\S+ connected: counting is shared again", since=mark,
                        timeout=15)
+    assert [redis_state(n) for n in nodes] == ["up", "up"]
     # The restarted Redis kept nothing (no persistence): the four messages
     # counted locally meanwhile are sent to it.
     wait_until(lambda: redis.send_counts(PREFIX, "bob") == (4, 4), 15,
                "bob's four messages resynced to Redis")
     r, _ = send_through_lb(lb, bob)
     r.check(450, "4.7.1")
+
+
+def test_slow_redis_never_stalls_a_session(cluster, users):
+    """Redis stopped (SIGSTOP: connections hang, nothing answers): MAIL is
+    answered after [shared] timeout (300 ms) on local counts, not after the
+    client's patience; Redis answering again: shared again."""
+    lb, nodes, redis = cluster
+    carol = users["carol"]
+    marks = [n.log_mark() for n in nodes]
+    redis.pause()
+    try:
+        for _ in range(2):
+            r, mail_s = send_through_lb(lb, carol)
+            r.check(250)
+            assert mail_s < 1.5, f"MAIL took {mail_s:.2f}s with Redis hung"
+        # At least the node that asked first gave up on it and said so.
+        assert any(re.search(r"shared: redis=\S+ unreachable \(no answer within the timeout\)",
+                             n.log_text()[m:]) for n, m in zip(nodes, marks))
+    finally:
+        redis.resume()
+    for n, mark in zip(nodes, marks):
+        wait_until(lambda: redis_state(n) == "up", 15, "the Redis link up again")
+    wait_until(lambda: redis.send_counts(PREFIX, "carol") == (2, 2), 15,
+               "carol's two messages counted in Redis")
