@@ -1,5 +1,5 @@
 /*
- * test_auth_proto.c - HELLO / VERIFY / RESULT / NOTIFY encode and decode
+ * test_auth_proto.c - HELLO / VERIFY / RESULT / NOTIFY / COUNT / COUNTS encode and decode
  * through real ipc frames, every reason across the wire, and the decoders'
  * refusals: wrong type, missing fields, bad result and reason values, a
  * version 1 RESULT, limits, NUL in text fields.
@@ -182,6 +182,58 @@ test_notify(void **state)
 	ipc_msg_free(m);
 }
 
+static void
+test_count_and_counts(void **state)
+{
+	static char longlogin[AUTH_MAX_LOGIN + 2];
+	struct auth_counts c = {.id = 42, .shared = true, .msgs = 7, .rcpts = 19}, gc;
+	struct auth_notify gn;
+	const char *user;
+	uint32_t id;
+	struct ipc_msg *m;
+
+	m = ut_ipc_stream(auth_proto_count(9, "Alice"));
+	assert_int_equal(ipc_msg_type(m), AUTH_MSG_COUNT);
+	assert_int_equal(auth_proto_parse_count(m, &id, &user), 0);
+	assert_int_equal(id, 9);
+	assert_string_equal(user, "Alice");
+	assert_int_equal(auth_proto_parse_notify(m, &gn), -1); /* wrong type */
+	ipc_msg_free(m);
+
+	memset(longlogin, 'a', sizeof(longlogin) - 1);
+	m = ut_ipc_stream(auth_proto_count(1, longlogin));
+	assert_int_equal(auth_proto_parse_count(m, &id, &user), -1);
+	ipc_msg_free(m);
+
+	for (int shared = 0; shared < 2; shared++) {
+		c.shared = shared == 1;
+		m = ut_ipc_stream(auth_proto_counts(&c));
+		assert_int_equal(ipc_msg_type(m), AUTH_MSG_COUNTS);
+		assert_int_equal(auth_proto_parse_counts(m, &gc), 0);
+		assert_int_equal(gc.id, 42);
+		assert_int_equal(gc.shared, c.shared);
+		assert_int_equal(gc.msgs, 7);
+		assert_int_equal(gc.rcpts, 19);
+		ipc_msg_free(m);
+	}
+	/* shared is 0 or 1; a field missing is malformed */
+	m = ipc_msg_new(AUTH_MSG_COUNTS);
+	ipc_msg_add_u32(m, 1);
+	ipc_msg_add_u32(m, 2);
+	ipc_msg_add_u32(m, 0);
+	ipc_msg_add_u32(m, 0);
+	m = ut_ipc_stream(m);
+	assert_int_equal(auth_proto_parse_counts(m, &gc), -1);
+	ipc_msg_free(m);
+	m = ipc_msg_new(AUTH_MSG_COUNTS);
+	ipc_msg_add_u32(m, 1);
+	ipc_msg_add_u32(m, 1);
+	ipc_msg_add_u32(m, 0);
+	m = ut_ipc_stream(m);
+	assert_int_equal(auth_proto_parse_counts(m, &gc), -1);
+	ipc_msg_free(m);
+}
+
 /* Hand-built messages each decoder must refuse. */
 static struct ipc_msg *
 build(uint8_t type, const char *fields)
@@ -315,6 +367,7 @@ main(void)
 	        cmocka_unit_test(test_result_names),
 	        cmocka_unit_test(test_result_old_peer),
 	        cmocka_unit_test(test_notify),
+	        cmocka_unit_test(test_count_and_counts),
 	        cmocka_unit_test(test_result_every_reason),
 	        cmocka_unit_test(test_no_alert_type),
 	};
