@@ -163,8 +163,10 @@ make_v2(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *addr, size_t 
 	out[13] = fam;
 	out[14] = (uint8_t)(body >> 8);
 	out[15] = (uint8_t)body;
-	memcpy(out + 16, addr, addrlen);
-	memcpy(out + 16 + addrlen, tlv, tlvlen);
+	if (addrlen > 0)
+		memcpy(out + 16, addr, addrlen);
+	if (tlvlen > 0)
+		memcpy(out + 16 + addrlen, tlv, tlvlen);
 	return 16 + body;
 }
 
