@@ -56,6 +56,7 @@ struct shared_redis {
 	bool unix_path;
 	bool warned; /* the current outage was logged */
 	bool ever_up;
+	bool freeing; /* shared_redis_free(): callbacks are dropped */
 	unsigned long outages;
 	struct timespec since; /* the last change between up and down */
 	shared_redis_up_cb *up_cb;
@@ -145,6 +146,8 @@ sr_on_reply(redisAsyncContext *ac, void *r, void *privdata)
 	struct sr_req *req = privdata;
 	const redisReply *reply = r;
 
+	if (req->sr->freeing)
+		req->done = true; /* going away: nobody is called back */
 	if (!req->done) {
 		req->done = true;
 		evtimer_del(req->timer);
@@ -353,6 +356,7 @@ shared_redis_free(struct shared_redis *sr)
 {
 	if (sr == NULL)
 		return;
+	sr->freeing = true;
 	if (sr->ac != NULL) {
 		redisAsyncContext *ac = sr->ac;
 		sr->ac = NULL;
