@@ -1,4 +1,4 @@
-"""PROXY protocol listeners (issue 14, first part), driven by a client that
+"""PROXY protocol listeners, driven by a client that
 speaks as a load balancer would: the v1 line or the v2 header first, then
 SMTP (or TLS on an implicit-TLS listener). The carried address must be the
 client for the log, the Received header, per-IP limits, relay policy and

@@ -1,4 +1,4 @@
-"""Several gateways behind a real HAProxy (issue 14): two authrelay nodes
+"""Several gateways behind a real HAProxy: two authrelay nodes
 with their own spools, HAProxy in front with `send-proxy-v2` and `option
 smtpchk`, clients from several loopback source addresses. Both nodes must
 serve and log the real client addresses; HAProxy's health checks (PROXY v2
