@@ -3,7 +3,12 @@ with their own spools, HAProxy in front with `send-proxy-v2` and `option
 smtpchk`, clients from several loopback source addresses. Both nodes must
 serve and log the real client addresses; HAProxy's health checks (PROXY v2
 LOCAL) must keep both nodes up; a direct client that is not a trusted proxy
-is refused, and so is the trusted proxy's address without a header."""
+is refused, and so is the trusted proxy's address without a header.
+
+Both nodes share a real redis-server ([shared]): messages_per_hour counts
+across them; Redis killed, or stopped so that it answers nothing, never
+stalls a session (local counts meanwhile, the outage logged once, shown by
+`authrelay status`); Redis back, the messages counted meanwhile reach it."""
 
 import json
 import re
