@@ -16,8 +16,10 @@
 #include "shared_redis.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "../metrics/metric.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,8 @@ sr_down(struct shared_redis *sr, const char *why)
 		sr->outages++;
 		sr->warned = true;
 		clock_gettime(CLOCK_MONOTONIC, &sr->since);
+		/* Down until it answers again: no known end. */
+		metrics_set(M_SHARED_REDIS_UP, INT64_MAX);
 	} else {
 		log_debug("shared: redis=%s still unreachable (%s)", sr->sc->redis, why);
 	}
@@ -201,6 +205,7 @@ sr_on_ping(const redisReply *reply, void *arg)
 		return; /* sr_on_reply() dropped the link */
 	sr->state = SR_UP;
 	clock_gettime(CLOCK_MONOTONIC, &sr->since);
+	metrics_set(M_SHARED_REDIS_UP, 0);
 	if (sr->warned || !sr->ever_up)
 		log_info("shared: redis=%s connected: counting is shared%s", sr->sc->redis,
 		         sr->ever_up ? " again" : "");

@@ -24,7 +24,8 @@
 
 VALUES(version_value, AUTHRELAY_VERSION)
 VALUES(process_value, "smtpd", "auth", "queue", "keyproc", "metrics")
-VALUES(refuse_value, "max_connections", "max_connections_per_ip", "max_queue_size")
+VALUES(refuse_value, "max_connections", "max_connections_per_ip", "max_queue_size",
+       "proxy_trusted_networks", "proxy_protocol")
 VALUES(outcome_value, "quit", "lost", "timeout", "max_errors", "max_auth_failures",
        "max_messages_per_session", "locked", "refused", "tls_failed", "internal")
 VALUES(tls_version_value, "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", "other")
@@ -167,6 +168,10 @@ static const struct metrics_family families[M_COUNT] = {
                           "1 while an [smtp-forward] upstream is usable, 0 while it is marked "
                           "down.",
                           METRICS_UP, DIMS(&dim_upstream)},
+        [M_SHARED_REDIS_UP] = {"authrelay_shared_redis_up",
+                               "1 while the [shared] Redis answers, 0 while the gateway "
+                               "counts alone.",
+                               METRICS_UP},
         [M_QUEUE_MESSAGES] = {"authrelay_queue_messages",
                               "Messages in the queue, by state (held: by the admin; broken: "
                               "unreadable).",

@@ -48,6 +48,7 @@ enum metric {
 	M_AUTH_DELAYS,           /* histogram, milliseconds */
 	M_LDAP_UP,               /* up{directory} */
 	M_FORWARD_UP,            /* up{upstream} */
+	M_SHARED_REDIS_UP,       /* up: the [shared] Redis link */
 	/* queue */
 	M_QUEUE_MESSAGES,   /* gauge{state} */
 	M_QUEUE_OLDER_THAN, /* gauge{state, age} */
@@ -60,7 +61,13 @@ enum metric {
 enum metric_process { MP_SMTPD, MP_AUTH, MP_QUEUE, MP_KEYPROC, MP_METRICS, MP_COUNT };
 
 /* reason of a refused connection (log: refuse reason=). */
-enum metric_refuse { MR_MAX_CONNECTIONS, MR_MAX_CONNECTIONS_PER_IP, MR_MAX_QUEUE_SIZE };
+enum metric_refuse {
+	MR_MAX_CONNECTIONS,
+	MR_MAX_CONNECTIONS_PER_IP,
+	MR_MAX_QUEUE_SIZE,
+	MR_PROXY_TRUSTED_NETWORKS, /* a PROXY header from an untrusted peer */
+	MR_PROXY_PROTOCOL,         /* no valid PROXY header in time */
+};
 
 /* How a session ended. */
 enum metric_outcome {

@@ -139,6 +139,7 @@ smtpd_proxy_cb(int fd, const struct proxy_header *h, const char *error, void *ar
 	if (h == NULL) {
 		log_info("refuse proxy=%s listener=%s reason=proxy_protocol error=\"%s\"", proxy,
 		         l->name, error);
+		metrics_inc(M_CONNECTIONS_REFUSED, metric_listener(l->name), MR_PROXY_PROTOCOL);
 		close(fd);
 	} else if (h->has_addr) {
 		smtpd_admit(sl, fd, (const struct sockaddr *)&h->src, h->srclen, proxy);
@@ -168,6 +169,8 @@ smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr 
 		net_addr_str(sa, addr, sizeof(addr));
 		log_info("refuse client=%s listener=%s reason=proxy_trusted_networks", addr,
 		         l->name);
+		metrics_inc(M_CONNECTIONS_REFUSED, metric_listener(l->name),
+		            MR_PROXY_TRUSTED_NETWORKS);
 		close(fd);
 		return;
 	}
@@ -177,6 +180,7 @@ smtpd_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr 
 		net_addr_str(sa, addr, sizeof(addr));
 		log_info("refuse proxy=%s listener=%s reason=max_connections limit=%u", addr,
 		         l->name, l->limits.max_connections);
+		metrics_inc(M_CONNECTIONS_REFUSED, metric_listener(l->name), MR_MAX_CONNECTIONS);
 		close(fd);
 		return;
 	}

@@ -14,10 +14,12 @@ import json
 import re
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
-from harness import HOST, SMTPConn, make_dir, make_message, plain_ir, proxy_v1, wait_until
+from harness import (HOST, SMTPConn, free_port, make_dir, make_message, plain_ir, proxy_v1,
+                     wait_until)
 from haproxy_fixture import HAProxy
 from redis_fixture import Redis
 
@@ -35,6 +37,7 @@ def cluster(module_gateway, base_dir):
     try:
         nodes = [module_gateway({
             "listener lb": dict(LB_LISTENER),
+            "metrics": {"address": f"{HOST}:{free_port()}"},
             "shared": {"redis": redis.address, "key_prefix": PREFIX, "timeout": 300},
             "protection": {"messages_per_hour": 3},
         }) for _ in range(2)]
@@ -92,6 +95,11 @@ def test_direct_clients_refused(cluster):
     assert c.wait_closed() == b""
     n.wait_for_log(r"refuse client=127\.0\.0\.3 listener=lb reason=proxy_trusted_networks",
                    since=mark)
+    wait_until(lambda: re.search(
+        r'^authrelay_connections_refused_total\{listener="lb",reason="proxy_trusted_networks"\} '
+        r'[1-9]', urllib.request.urlopen(
+            f"http://{n.sections['metrics']['address']}/metrics", timeout=10).read().decode(),
+        re.M), 10, "the refusal counted in /metrics")
     # The trusted proxy's address without a header: closed as well.
     c = SMTPConn(n.host("lb"), n.port("lb"), source="127.0.0.1")
     c.send("EHLO client.test.example\r\n")
@@ -100,6 +108,15 @@ def test_direct_clients_refused(cluster):
 
 
 # ---------------------------------------------------------------- shared in Redis
+
+def metric(gw, name: str) -> float | None:
+    """One unlabelled sample of gw's /metrics (Prometheus text), or None."""
+    port = int(gw.sections["metrics"]["address"].rsplit(":", 1)[1])
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as r:
+        body = r.read().decode()
+    m = re.search(rf"^{re.escape(name)} (\S+)$", body, re.M)
+    return float(m.group(1)) if m else None
+
 
 def redis_state(gw) -> str:
     """The Redis link as `authrelay status --json` shows it (a row of the
@@ -166,6 +183,7 @@ def test_redis_killed_then_back(cluster, users):
     for n, mark in zip(nodes, marks):
         n.wait_for_log(r"shared: redis=\S+ unreachable", since=mark)
     assert [redis_state(n) for n in nodes] == ["down", "down"]
+    assert [metric(n, "authrelay_shared_redis_up") for n in nodes] == [0, 0]
     for _ in range(4):
         r, mail_s = send_through_lb(lb, bob)
         r.check(250)
@@ -178,6 +196,7 @@ def test_redis_killed_then_back(cluster, users):
         n.wait_for_log(r"shared: redis=\S+ connected: counting is shared again", since=mark,
                        timeout=15)
     assert [redis_state(n) for n in nodes] == ["up", "up"]
+    assert [metric(n, "authrelay_shared_redis_up") for n in nodes] == [1, 1]
     # The restarted Redis kept nothing (no persistence): the four messages
     # counted locally meanwhile are sent to it.
     wait_until(lambda: redis.send_counts(PREFIX, "bob") == (4, 4), 15,
