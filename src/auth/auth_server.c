@@ -153,6 +153,7 @@ struct auth_job {
 	/* auth_job_identified() waiting for the throttle */
 	auth_job_resume_cb *resume;
 	void *resume_arg;
+	bool gate_refused;     /* the throttle stopped it after the lookup */
 	const char *lock_note; /* "lock=..." of an identity's lockout */
 	/* The final answer, while the throttle settles it. */
 	enum auth_result result;
@@ -662,6 +663,7 @@ auth_job_on_identity(void *arg, enum auth_throttle_admission a, enum auth_thrott
 	auth_job_resume_cb *resume = job->resume;
 
 	job->resume = NULL;
+	job->gate_refused = a != THROTTLE_GO;
 	switch (a) {
 	case THROTTLE_GO:
 		resume(job->resume_arg, AUTH_REASON_OK);
@@ -698,7 +700,7 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 	uint64_t now = now_ms();
 	bool reachable;
 
-	if (reason == AUTH_REASON_LOCKED || reason == AUTH_REASON_BUSY) {
+	if (job->gate_refused) {
 		/* Our own throttle stopped the source (auth_job_identified()):
 		 * nothing about the source, nothing to cache, and no stale
 		 * answer may stand in for a lockout. */
