@@ -1,5 +1,5 @@
-"""The brute-force shield under attack (issue 11, points 1, 2, 3, 4 and 8),
-driven through the real daemon against real slapd servers:
+"""The brute-force shield under attack, driven through the real daemon
+against real slapd servers:
 
   - 200 wrong passwords for one login sent at once from four addresses:
     slapd's own log (loglevel stats) shows at most lockout_login_failures
@@ -42,7 +42,7 @@ PLAIN = {"role": "submission", "tls": "none", "allow_plaintext_auth": True,
          "max_auth_failures": 20, "default_domain": "example.test",
          "max_connections_per_ip": 200}
 
-# The issue's lockout settings; no growing delay and no rate cap unless a
+# The attack report's lockout settings; no growing delay and no rate cap unless a
 # test turns them on (they would only slow these tests down).
 SHIELD = {"cache_size": 10000, "cache_positive_ttl": 300, "cache_negative_ttl": 300,
           "cache_stale_ttl": 0, "delay_ms": 0, "delay_after": 100,
