@@ -509,6 +509,64 @@ test_parallel_guesses(void **state)
 	auth_throttle_free(t);
 }
 
+/* One client, 40 logins at once, client limit 6: six go, the rest wait;
+ * the six fail, the client is locked out and everyone waiting is refused
+ * without reaching a source. The same from an allow-listed client: it has
+ * no per-client limit, so every login goes. */
+static void
+test_parallel_guesses_one_client(void **state)
+{
+	struct auth_throttle_ticket *tk[40];
+	struct admit ad[40];
+	struct protection_config pc;
+	struct auth_throttle *t;
+	struct auth_throttle_result r;
+	unsigned go = 0;
+	char login[24];
+
+	base_config(&pc);
+	t = auth_throttle_new(&pc, kh);
+	memset(ad, 0, sizeof(ad));
+	for (int i = 0; i < 40; i++) {
+		snprintf(login, sizeof(login), "user%d", i);
+		tk[i] = auth_throttle_ticket_new(t, "192.0.2.20", login, "guess", 5);
+		auth_throttle_admit(tk[i], 100, on_admit, &ad[i]);
+	}
+	for (int i = 0; i < 40; i++)
+		go += ad[i].called && ad[i].a == THROTTLE_GO;
+	assert_int_equal(go, 6);
+	assert_int_equal(auth_throttle_waiting(t), 34);
+	for (int i = 0; i < 40; i++) {
+		if (ad[i].called && ad[i].a == THROTTLE_GO) {
+			settle(tk[i], THROTTLE_FAILURE, 200, &r);
+			tk[i] = NULL;
+		}
+	}
+	assert_int_equal(r.locked, THROTTLE_CLIENT);
+	assert_int_equal(auth_throttle_waiting(t), 0);
+	for (int i = 0; i < 40; i++) {
+		assert_true(ad[i].called);
+		if (tk[i] == NULL)
+			continue;
+		assert_int_equal(ad[i].a, THROTTLE_REFUSED);
+		assert_int_equal(ad[i].scope, THROTTLE_CLIENT);
+		auth_throttle_ticket_free(tk[i]);
+	}
+
+	memset(ad, 0, sizeof(ad));
+	go = 0;
+	for (int i = 0; i < 40; i++) {
+		snprintf(login, sizeof(login), "other%d", i);
+		tk[i] = auth_throttle_ticket_new(t, "10.9.1.1", login, "guess", 5);
+		auth_throttle_admit(tk[i], 300, on_admit, &ad[i]);
+		go += ad[i].called && ad[i].a == THROTTLE_GO;
+	}
+	assert_int_equal(go, 40);
+	for (int i = 0; i < 40; i++)
+		settle(tk[i], THROTTLE_RELEASE, 400, NULL);
+	auth_throttle_free(t);
+}
+
 /* One client, one login, pair limit 3: a success gives its room back at
  * once; an attempt dropped half way (freed unsettled) too, on the next
  * tick; the same password twice in flight waits for the first. */
@@ -770,6 +828,7 @@ main(void)
 	        cmocka_unit_test(test_normalized_login),
 	        cmocka_unit_test(test_idle_keys_dropped),
 	        cmocka_unit_test(test_parallel_guesses),
+	        cmocka_unit_test(test_parallel_guesses_one_client),
 	        cmocka_unit_test(test_room_given_back),
 	        cmocka_unit_test(test_identity),
 	        cmocka_unit_test(test_lockouts_and_unlock),
