@@ -22,7 +22,7 @@ BUILD    ?= build
 CC       ?= cc
 PKGS     := libevent libevent_openssl libevent_pthreads openssl ldap libcares libseccomp hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -largon2 -lpthread
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -largon2 -lunistring -lpthread
 WARN     := -Wall -Wextra -Wformat=2 -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
             -Wno-unused-parameter
 WERROR   ?=

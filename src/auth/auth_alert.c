@@ -617,6 +617,25 @@ auth_alert_source(struct auth_alert *a, const char *source, bool reachable, uint
 }
 
 void
+auth_alert_source_config(struct auth_alert *a, const char *source, const char *detail,
+                         uint64_t now_ms)
+{
+	char subject[600], fields[700], title[160], body[1200], esc[560];
+
+	log_escape_str(detail, esc, sizeof(esc));
+	snprintf(subject, sizeof(subject), "source_config %s %s", source, detail);
+	snprintf(fields, sizeof(fields), "source=%s detail=\"%s\"", source, esc);
+	snprintf(title, sizeof(title), "auth source %s misconfigured", source);
+	snprintf(body, sizeof(body),
+	         "The auth source %s cannot check passwords as configured:\n\n  %s\n\n"
+	         "Logins it would check get a temporary failure (454 4.7.0), which\n"
+	         "is not counted towards lockouts, until this is fixed. \"authrelay\n"
+	         "test-query\" and \"authrelay check-config\" show the problem too.\n",
+	         source, esc);
+	alert_fire(a, "source_config", subject, fields, title, body, now_ms);
+}
+
+void
 auth_alert_tick(struct auth_alert *a, uint64_t now_ms)
 {
 	unsigned after = a->ac->unreachable_after;

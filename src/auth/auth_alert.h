@@ -13,6 +13,10 @@
  *   directory_lockout   a directory refused a login because its own lockout
  *                       locked the account (Active Directory's 775), which
  *                       the lockout shield ([protection]) is there to prevent
+ *   source_config       a source found its own configuration at fault while
+ *                       answering (LDAP method = fetch with a password
+ *                       attribute the service account may not read): every
+ *                       login gets 454 until an administrator fixes it
  *
  * An alert fires at most once per cooldown per subject (the kind and its
  * key: "login_failures login alice"). Each one is a log line
@@ -59,6 +63,10 @@ void auth_alert_send_limit(struct auth_alert *, const char *user, const char *cl
 /* A source reported the account locked out by the directory itself. */
 void auth_alert_directory_lockout(struct auth_alert *, const char *login, const char *client,
                                   const char *source, uint64_t now_ms);
+/* A source reported a configuration fault (auth_source.h auth_env fault);
+ * detail says what, in a sentence for the administrator. */
+void auth_alert_source_config(struct auth_alert *, const char *source, const char *detail,
+                              uint64_t now_ms);
 /* Once a second: the unreachable check. */
 void auth_alert_tick(struct auth_alert *, uint64_t now_ms);
 

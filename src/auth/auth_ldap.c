@@ -18,29 +18,48 @@
  *        - two entries in one directory, or entries in two directories:
  *          fail, reason=ambiguous, and a log line names the directories
  *          (a directory that did not answer could only add matches);
- *        - exactly one entry among the directories that answered: that
- *          directory checks the password; directories that were down are
- *          named in a warning (uniqueness could not be checked there);
+ *        - exactly one entry, and every directory answered: that
+ *          directory checks the password;
+ *        - exactly one entry among the directories that answered while
+ *          another is down (or in its back-off after an outage): the rule
+ *          cannot be checked, so tempfail, reason=directory_unavailable
+ *          (fail closed: the user may be in the other one too, where the
+ *          rule would refuse it). The auth server may still answer from a
+ *          recent success in the cache's stale window. A directory with
+ *          when_unavailable = trust_others is left out of this (weaker: the
+ *          answering directory decides, and a warning says so);
  *        - no entry, and a directory down or too slow: tempfail,
  *          reason=directory_unavailable. The user may exist there, so
  *          "unknown" (535, or the next source) would be wrong;
  *        - no entry anywhere: fail, reason=unknown_user (the auth server
  *          then asks the next source).
+ *      The entry found gives the canonical identity: its DN in LDAPv3
+ *      string form, normalized (login_norm.h). In the daemon the auth
+ *      server counts the attempt under it (auth_job_identified()) before
+ *      the password is checked: logins that find one entry ("ann",
+ *      "ann@example.org") share one brute-force budget, and a locked-out
+ *      entry is not bound to at all.
  *   4. Check the password with the directory's method:
  *        - bind: a simple bind as the entry's DN on a connection kept for
  *          user binds (49 invalidCredentials: bad_password);
  *        - fetch: the password attribute's values, compared on the thread
  *          pool by lib/pwhash (constant time). A value without a {SCHEME}
  *          is cleartext, as in OpenLDAP, unless it looks like a crypt(3)
- *          string. CRAM-MD5 needs a cleartext value.
+ *          string. CRAM-MD5 needs a cleartext value. An entry without the
+ *          attribute is a user without a password (fail, no_password) once
+ *          the directory has shown the attribute on some entry; while no
+ *          entry has (since the start, or on the last few lookups in a
+ *          row), the service account cannot read it: a configuration
+ *          fault, tempfail reason=password_unreadable, logged and alerted
+ *          (auth_env fault), never a failure counted against the user.
  *        - dn_template: the bind of step 2 was the check.
  *   5. Optional group gate: a base search of group_dn with group_filter
  *      (%D the user's DN) must return the group: else reason=not_in_group.
  *
- * The identity returned on success is the login as typed (what the client
- * will be known as); the entry's mail_attributes values go to the sender
- * policy as the user's own addresses (auth_job_set_addresses()). The DN is
- * logged at debug level; "authrelay test-auth" shows both.
+ * The identity returned on success is the canonical identity (the entry's
+ * normalized DN): what sending limits and logs know the user by. The
+ * entry's mail_attributes values go to the sender policy as the user's own
+ * addresses (auth_job_set_addresses()). "authrelay test-auth" shows both.
  *
  * Active Directory (type = ad or gc):
  *   - a down-level login "CORP\ann" is looked up as the account name "ann"
@@ -60,10 +79,12 @@
  * unreachable, the group gate).
  *
  * Reasons: ok, bad_password, unknown_user, ambiguous, directory_unavailable,
- * not_in_group, no_password, unsupported_hash, mech_unavailable,
- * bind_refused, empty_password, internal; from AD's sub-codes logon_hours,
- * workstation_refused, password_expired, account_disabled, account_expired,
- * password_must_change, account_locked.
+ * not_in_group, no_password, password_unreadable, unsupported_hash,
+ * mech_unavailable, bind_refused, empty_password, internal; from AD's
+ * sub-codes logon_hours, workstation_refused, password_expired,
+ * account_disabled, account_expired, password_must_change, account_locked;
+ * locked and busy when the auth server's throttle stops a check after the
+ * lookup.
  */
 #include "auth_ldap.h"
 #include "auth_source.h"
@@ -71,6 +92,7 @@
 #include "ldap_config.h"
 #include "ldap_conn.h"
 #include "ldap_filter.h"
+#include "login_norm.h"
 #include "../lib/config.h"
 #include "../lib/log.h"
 #include "../lib/pwhash.h"
@@ -92,11 +114,19 @@
 #define LDAP_LOOKUP_MAX_ENTRIES 2 /* enough to tell "ambiguous" */
 #define LDAP_QUERY_MAX_ENTRIES 20 /* test-query shows this many */
 #define LDAP_CRAM_DIGEST_LEN 32
+/* method = fetch: entries in a row without a readable password attribute
+ * before the directory is taken for one whose service account cannot read
+ * it (a configuration fault) even though it showed it before. */
+#define LDAP_PW_MISSING_FAULT 3
 
 struct ldap_dir {
 	struct ldap_dir_cfg *cfg;
 	struct ldap_conn_pool *pool;
 	char **attrs; /* what a lookup asks for */
+	/* method = fetch: has an entry shown the password attribute (and how
+	 * many lookups in a row have not since)? */
+	bool pw_seen;
+	unsigned pw_missing_streak;
 };
 
 enum dir_state {
@@ -131,6 +161,7 @@ struct req_dir {
 	struct berval *passwords;     /* fetch: the password attribute's values */
 	size_t n_passwords;
 	char *addresses; /* mail_attributes values, "a@x,b@y", or NULL */
+	bool pw_missing; /* fetch: the entry came without the password attribute */
 	unsigned n_entries;
 	char *error;
 };
@@ -151,6 +182,8 @@ struct ldap_req {
 	struct req_dir *dirs;
 	size_t n_dirs, pending;
 	struct req_dir *chosen;
+	char *identity;       /* the chosen entry's canonical identity */
+	struct auth_job *job; /* the daemon's job (auth_job_identified()), or NULL */
 	struct timespec start;
 	struct event *ev; /* deferred finish */
 	enum auth_result result;
@@ -186,6 +219,8 @@ struct auth_ldap {
 	LIST_HEAD(, fetch_check) checks;
 	auth_ldap_trace_cb *trace;
 	void *trace_arg;
+	auth_env_fault_cb *fault;
+	void *fault_arg;
 };
 
 static char ldap_init_error[8192];
@@ -318,6 +353,7 @@ req_free(struct ldap_req *req)
 	free(req->challenge);
 	free(req->session);
 	free(req->fail_note);
+	free(req->identity);
 	if (req->ev != NULL)
 		event_free(req->ev);
 	free(req);
@@ -331,13 +367,16 @@ req_on_event(evutil_socket_t fd, short what, void *arg)
 	void *cbarg = req->arg;
 	enum auth_result result = req->result;
 	enum auth_reason reason = req->reason;
-	char *addresses = NULL;
+	char *addresses = NULL, *identity = NULL;
 
 	if (result == AUTH_OK && req->chosen != NULL && req->chosen->addresses != NULL)
 		addresses = xstrdup(req->chosen->addresses);
+	if (result == AUTH_OK && req->identity != NULL)
+		identity = xstrdup(req->identity);
 	req_free(req);
-	cb(cbarg, result, reason, addresses);
+	cb(cbarg, result, reason, identity, addresses);
 	free(addresses);
+	free(identity);
 }
 
 /* Every answer goes through here: the callback runs on the next loop turn,
@@ -395,6 +434,37 @@ first_error(const struct ldap_req *req)
 			return req->dirs[i].error;
 	}
 	return "unknown error";
+}
+
+/* The canonical identity of an entry: its DN in LDAPv3 string form
+ * (RFC 4514), folded like logins (login_norm.h), so that the spellings a
+ * server may use for one DN give one identity. */
+static char *
+dn_identity(const char *dn)
+{
+	char *v3 = NULL, *out;
+
+	if (ldap_dn_normalize(dn, LDAP_DN_FORMAT_LDAP, &v3, LDAP_DN_FORMAT_LDAPV3) !=
+	            LDAP_SUCCESS ||
+	    v3 == NULL)
+		return login_norm_fold(dn, strlen(dn));
+	out = login_norm_fold(v3, strlen(v3));
+	ldap_memfree(v3);
+	return out;
+}
+
+/* The auth server's word after auth_job_identified(). */
+static void
+req_on_identified(void *arg, enum auth_reason refused)
+{
+	struct ldap_req *req = arg;
+
+	if (refused != AUTH_REASON_OK) {
+		trace(req->src, "the entry is locked out by the brute-force throttle: no bind");
+		req_finish(req, AUTH_TEMPFAIL, refused);
+		return;
+	}
+	verify_start(req->chosen);
 }
 
 static void
@@ -457,20 +527,60 @@ req_decide(struct ldap_req *req)
 		return;
 	}
 	if (n_down > 0) {
-		/* Found unambiguously among those that answered: that
-		 * directory decides (the issue's rule), but say that the
-		 * others could not be asked. */
+		/* Found in one directory, but another cannot be asked: the
+		 * uniqueness rule cannot be checked, so fail closed, unless
+		 * every directory that is down lets the others decide
+		 * (when_unavailable = trust_others). */
+		bool strict = false;
+		for (size_t i = 0; i < req->n_dirs; i++)
+			strict |= req->dirs[i].state == DS_UNAVAILABLE &&
+			          req->dirs[i].dir->cfg->when_unavailable ==
+			                  LDAP_WHEN_UNAVAILABLE_TEMPFAIL;
+		if (strict) {
+			log_warn("s=%s ldap user=\"%s\" found in directory=%s, but directories=%s "
+			         "unavailable (%s): uniqueness cannot be checked, tempfail",
+			         sess, user, found, down, first_error(req));
+			trace(req->src,
+			      "decision: found in %s, but directory %s is unavailable and the user "
+			      "may be there too (the uniqueness rule): temporary failure (454)",
+			      found, down);
+			req_fail_note(
+			        req,
+			        "[%s] the directory could not be asked, so the uniqueness rule "
+			        "cannot be checked: %s",
+			        down, first_error(req));
+			req_finish(req, AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE);
+			return;
+		}
 		log_warn("s=%s ldap user=\"%s\" found in directory=%s; directories=%s "
-		         "unavailable (%s), uniqueness not checked there",
+		         "unavailable (%s), uniqueness not checked there (when_unavailable = "
+		         "trust_others)",
 		         sess, user, found, down, first_error(req));
 	}
 	req->chosen = one;
-	trace(req->src, "decision: found in exactly one directory: %s", one->dir->cfg->name);
+	req->identity = dn_identity(one->dn);
+	trace(req->src, "decision: found in exactly one directory: %s (identity %s)",
+	      one->dir->cfg->name, req->identity);
 	if (req->lookup_only) {
+		if (one->pw_missing)
+			trace(req->src,
+			      "problem: [%s] method = fetch, but the entry came without %s: the "
+			      "service account (bind_dn) may not read it, or this user has no "
+			      "password. If no entry shows it, logins get 454 "
+			      "reason=password_unreadable until an ACL lets the service account "
+			      "read %s",
+			      one->dir->cfg->name, one->dir->cfg->password_attribute,
+			      one->dir->cfg->password_attribute);
 		req_finish(req, AUTH_OK, AUTH_REASON_FOUND);
 		return;
 	}
 	req->phase = PH_VERIFY;
+	if (req->job != NULL) {
+		/* The auth server counts the attempt under the entry too,
+		 * and may stop it before the password is checked. */
+		auth_job_identified(req->job, req->identity, req_on_identified, req);
+		return;
+	}
 	verify_start(one);
 }
 
@@ -620,13 +730,22 @@ lookup_on_search(void *arg, const struct ldap_conn_result *res)
 	e = &res->entries[0];
 	rd->dn = xstrdup(e->dn);
 	rd->addresses = entry_addresses(c, e);
-	if (c->method == LDAP_METHOD_FETCH && (pw = entry_attr(e, c->password_attribute)) != NULL) {
-		rd->passwords = xcalloc(pw->n_vals > 0 ? pw->n_vals : 1, sizeof(*rd->passwords));
+	if (c->method == LDAP_METHOD_FETCH && (pw = entry_attr(e, c->password_attribute)) != NULL &&
+	    pw->n_vals > 0) {
+		rd->passwords = xcalloc(pw->n_vals, sizeof(*rd->passwords));
 		for (size_t i = 0; i < pw->n_vals; i++) {
 			rd->passwords[i].bv_len = pw->vals[i].bv_len;
 			rd->passwords[i].bv_val = xmemdup(pw->vals[i].bv_val, pw->vals[i].bv_len);
 		}
 		rd->n_passwords = pw->n_vals;
+		rd->dir->pw_seen = true;
+		rd->dir->pw_missing_streak = 0;
+	} else if (c->method == LDAP_METHOD_FETCH) {
+		/* A user without a password, or an attribute the service
+		 * account may not read: several in a row say the latter. */
+		rd->pw_missing = true;
+		if (++rd->dir->pw_missing_streak >= LDAP_PW_MISSING_FAULT)
+			rd->dir->pw_seen = false;
 	}
 	rd_done(rd, DS_FOUND);
 }
@@ -1119,10 +1238,30 @@ fetch_start(struct req_dir *rd)
 	struct fetch_check *c;
 	char user[AUTH_MAX_LOGIN * 4 + 8];
 
+	if (rd->n_passwords == 0 && !rd->dir->pw_seen) {
+		/* No entry shows the attribute: the service account may not
+		 * read it. Not the user's doing: 454, never counted. */
+		const struct ldap_dir_cfg *dc = rd->dir->cfg;
+		char detail[512];
+		snprintf(detail, sizeof(detail),
+		         "ldap dir=%s: method = fetch, but no entry shows %s to the service "
+		         "account %s: it may not read it (a directory ACL); every login gets 454",
+		         dc->name, dc->password_attribute,
+		         dc->bind_dn != NULL ? dc->bind_dn : "(anonymous)");
+		log_err("%s", detail);
+		rd_set_error(rd, "the service account may not read the password attribute");
+		req_fail_note(req,
+		              "[%s] %s may not be read by the service account (method = fetch)",
+		              dc->name, dc->password_attribute);
+		if (req->src->fault != NULL)
+			req->src->fault(req->src->fault_arg, "ldap", detail);
+		verify_done(rd, AUTH_TEMPFAIL, AUTH_REASON_PASSWORD_UNREADABLE);
+		return;
+	}
 	if (rd->n_passwords == 0) {
-		/* No value, or the service account may not read it. */
-		log_warn("ldap dir=%s user=\"%s\": the entry has no readable %s (method = fetch "
-		         "needs the service account to read it)",
+		/* Other entries show it: this user has none. */
+		log_warn("ldap dir=%s user=\"%s\": the entry has no %s (method = fetch): the user "
+		         "has no password",
 		         rd->dir->cfg->name, esc(req->login, user, sizeof(user)),
 		         rd->dir->cfg->password_attribute);
 		verify_done(rd, AUTH_FAIL, AUTH_REASON_NO_PASSWORD);
@@ -1263,15 +1402,18 @@ group_start(struct req_dir *rd)
 
 /* ------------------------------------------------------------ entry points */
 
-void
-auth_ldap_check(struct auth_ldap *src, const struct auth_request *r, bool lookup_only,
-                auth_ldap_done_cb *cb, void *arg)
+/* auth_ldap_check(), and for the daemon's jobs (job != NULL) the attempt
+ * is named to the auth server once the entry is found. */
+static void
+ldap_check(struct auth_ldap *src, const struct auth_request *r, bool lookup_only,
+           struct auth_job *job, auth_ldap_done_cb *cb, void *arg)
 {
 	struct ldap_req *req = xcalloc(1, sizeof(*req));
 	bool cram = ascii_strcasecmp(r->mech, "CRAM-MD5") == 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &req->start);
 	req->src = src;
+	req->job = job;
 	req->cb = cb;
 	req->arg = arg;
 	req->lookup_only = lookup_only;
@@ -1326,6 +1468,13 @@ auth_ldap_check(struct auth_ldap *src, const struct auth_request *r, bool lookup
 		}
 		lookup_start(rd);
 	}
+}
+
+void
+auth_ldap_check(struct auth_ldap *src, const struct auth_request *r, bool lookup_only,
+                auth_ldap_done_cb *cb, void *arg)
+{
+	ldap_check(src, r, lookup_only, NULL, cb, arg);
 }
 
 void
@@ -1391,6 +1540,8 @@ auth_ldap_new(const struct auth_env *env, struct auth_ldap **r, const char **err
 	src->cfg = env->cfg;
 	src->base = env->base;
 	src->pool = env->pool;
+	src->fault = env->fault;
+	src->fault_arg = env->fault_arg;
 	LIST_INIT(&src->reqs);
 	LIST_INIT(&src->checks);
 	/* config_load() refused a bad [ldap NAME]; this is a backstop. */
@@ -1465,17 +1616,18 @@ ldap_init(const struct auth_env *env, void **state_r, const char **error_r)
 }
 
 static void
-ldap_job_done(void *arg, enum auth_result result, enum auth_reason reason, const char *addresses)
+ldap_job_done(void *arg, enum auth_result result, enum auth_reason reason, const char *identity,
+              const char *addresses)
 {
 	if (result == AUTH_OK && addresses != NULL)
 		auth_job_set_addresses(arg, addresses);
-	auth_job_done(arg, result, NULL, reason);
+	auth_job_done(arg, result, result == AUTH_OK ? identity : NULL, reason);
 }
 
 static void
 ldap_verify(void *state, struct auth_job *job)
 {
-	auth_ldap_check(state, auth_job_request(job), false, ldap_job_done, job);
+	ldap_check(state, auth_job_request(job), false, job, ldap_job_done, job);
 }
 
 static uint32_t
@@ -1508,6 +1660,129 @@ ldap_reload(void *state, const char **error_r)
 	return 0;
 }
 
+/* ------------------------------------------------------------ check-config */
+
+/* One directory's probe: is the password attribute readable at all? */
+struct probe {
+	struct ldap_dir *dir;
+	struct ldap_conn *conn;
+	unsigned *pending;
+	int *status;
+	struct event_base *base;
+};
+
+static void
+probe_done(struct probe *p)
+{
+	if (p->conn != NULL)
+		ldap_conn_release(p->conn);
+	if (--*p->pending == 0)
+		event_base_loopbreak(p->base);
+	free(p);
+}
+
+/* The first entry found that is not the service account's own: an ACL
+ * commonly lets an account read its own password ("by self read"). */
+static const struct ldap_conn_entry *
+probe_entry(const struct ldap_conn_result *res, const struct ldap_dir_cfg *c)
+{
+	char *own = c->bind_dn != NULL ? dn_identity(c->bind_dn) : NULL;
+	const struct ldap_conn_entry *found = NULL;
+
+	for (size_t i = 0; i < res->n_entries && found == NULL; i++) {
+		char *dn = dn_identity(res->entries[i].dn);
+		if (own == NULL || strcmp(dn, own) != 0)
+			found = &res->entries[i];
+		free(dn);
+	}
+	free(own);
+	return found;
+}
+
+static void
+probe_on_search(void *arg, const struct ldap_conn_result *res)
+{
+	struct probe *p = arg;
+	const struct ldap_dir_cfg *c = p->dir->cfg;
+	const char *who = c->bind_dn != NULL ? c->bind_dn : "anonymous";
+	const struct ldap_conn_entry *e;
+
+	if (res->rc != LDAP_SUCCESS && rc_unavailable(res->rc)) {
+		fprintf(stderr, "[ldap %s] warning: could not check %s: %s\n", c->name,
+		        c->password_attribute, res->error);
+	} else if (res->rc != LDAP_SUCCESS && res->rc != LDAP_NO_SUCH_OBJECT) {
+		fprintf(stderr, "[ldap %s] warning: could not check %s: %s\n", c->name,
+		        c->password_attribute, res->error);
+	} else if ((e = probe_entry(res, c)) == NULL) {
+		fprintf(stderr,
+		        "[ldap %s] method = fetch: no entry under base \"%s\" shows %s to the "
+		        "service account (%s): it may not read it; every login would get 454 "
+		        "reason=password_unreadable (give it read access to %s, or use method = "
+		        "bind)\n",
+		        c->name, c->base, c->password_attribute, who, c->password_attribute);
+		*p->status = -1;
+	} else {
+		const struct ldap_conn_attr *at = entry_attr(e, c->password_attribute);
+		if (at == NULL || at->n_vals == 0) {
+			fprintf(stderr,
+			        "[ldap %s] method = fetch: the service account (%s) may search "
+			        "but not read %s (\"%s\" came without it); every login would get "
+			        "454 reason=password_unreadable\n",
+			        c->name, who, c->password_attribute, e->dn);
+			*p->status = -1;
+		}
+	}
+	probe_done(p);
+}
+
+static void
+probe_on_conn(void *arg, struct ldap_conn *conn, int rc, const char *error)
+{
+	struct probe *p = arg;
+	const struct ldap_dir_cfg *c = p->dir->cfg;
+	char filter[300];
+	char *attrs[] = {c->password_attribute, NULL};
+
+	if (conn == NULL) {
+		fprintf(stderr, "[ldap %s] warning: could not check %s: %s\n", c->name,
+		        c->password_attribute, error);
+		probe_done(p);
+		return;
+	}
+	p->conn = conn;
+	/* Presence: an attribute the account may not read is not matched
+	 * either (it cannot "search" it), so no entry comes back but maybe
+	 * its own. Two entries: one may be that. */
+	snprintf(filter, sizeof(filter), "(%s=*)", c->password_attribute);
+	ldap_conn_search(conn, c->base, scope_of(c), filter, attrs, 2, probe_on_search, p);
+}
+
+/* check-config: for each method = fetch directory, one search for an entry
+ * that shows the password attribute to the service account. */
+static int
+ldap_probe(void *state, struct event_base *base)
+{
+	struct auth_ldap *src = state;
+	unsigned pending = 1;
+	int status = 0;
+
+	for (size_t i = 0; i < src->n_dirs; i++) {
+		struct probe *p;
+		if (src->dirs[i].cfg->method != LDAP_METHOD_FETCH)
+			continue;
+		p = xcalloc(1, sizeof(*p));
+		p->dir = &src->dirs[i];
+		p->pending = &pending;
+		p->status = &status;
+		p->base = base;
+		pending++;
+		ldap_conn_acquire(p->dir->pool, LDAP_CONN_SEARCH, probe_on_conn, p);
+	}
+	if (--pending > 0)
+		event_base_dispatch(base);
+	return status;
+}
+
 static void
 ldap_free(void *state)
 {
@@ -1522,4 +1797,5 @@ const struct auth_source_ops auth_source_ldap = {
         .caps = ldap_caps,
         .reload = ldap_reload,
         .free = ldap_free,
+        .probe = ldap_probe,
 };

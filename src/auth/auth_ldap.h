@@ -11,10 +11,11 @@
 
 struct auth_ldap;
 
-/* addresses: on AUTH_OK, the entry's mail_attributes values "a@x,b@y" (or
- * NULL); valid during the call. */
+/* On AUTH_OK (and AUTH_REASON_FOUND), identity is the entry's canonical
+ * identity (its normalized DN) and addresses its mail_attributes values
+ * "a@x,b@y" (or NULL); both valid during the call. */
 typedef void auth_ldap_done_cb(void *arg, enum auth_result result, enum auth_reason reason,
-                               const char *addresses);
+                               const char *identity, const char *addresses);
 typedef void auth_ldap_trace_cb(void *arg, const char *line);
 
 /* Load the [ldap NAME] sections (no connection is opened yet). 0, or -1

@@ -15,16 +15,30 @@
  * policy arrives: auth_job_done().)
  *
  * Protection ([protection], see auth_cache.h, auth_throttle.h, auth_alert.h)
- * sits in this dispatch path, so every source gets it: a VERIFY from a
- * locked-out client gets tempfail reason=locked before any source is asked;
- * before each source the cache is looked up (PLAIN and LOGIN only); each
- * source's answer is stored in the cache, or, if it is a tempfail, a stale
- * positive entry may answer instead; the final answer is counted by the
- * throttle (failures, and the delay the worker is told to wait) and the
- * alerts. A login under the lockout shield is answered from the cache or
- * gets tempfail reason=locked, never a source. Alert mails and hook runs go
- * to the queue process over the alert channel (auth_alert_link.h): this
- * process writes no spool file and starts no shell.
+ * sits in this dispatch path, so every source gets it, and the auth process
+ * checks it itself: nothing a worker says but the request is believed.
+ *   1. Rate: each worker connection may cause worker_failure_rate failed
+ *      checks per second (a token bucket; a check takes a token before any
+ *      source is asked and gives it back unless it fails). Past that, its
+ *      requests wait: a compromised worker guesses no faster.
+ *   2. Throttle: the attempt takes room under its client, pair and login
+ *      (normalized) before any source is asked; a locked-out client or
+ *      pair gets tempfail reason=locked at once; a login under the lockout
+ *      shield may only be answered from the cache; no room yet: the
+ *      attempt waits until the ones in flight are answered.
+ *   3. Before each source the cache is looked up (PLAIN and LOGIN only);
+ *      each source's answer is stored in the cache, or, if it is a
+ *      tempfail, a stale positive entry may answer instead.
+ *   4. A source that has found the user names its canonical identity
+ *      (auth_job_identified()) before it checks the password: the attempt
+ *      then takes room under that identity too.
+ *   5. The answer settles the attempt with the throttle (a failure is
+ *      counted, and may start a lockout) and feeds the alerts; a failure the
+ *      throttle wants delayed is held here for that long before its RESULT
+ *      leaves, so a worker cannot skip the delay.
+ * Alert mails and hook runs go to the queue process over the alert channel
+ * (auth_alert_link.h): this process writes no spool file and starts no
+ * shell.
  *
  * Signals arrive as libevent signal events: SIGHUP reloads every source
  * (a source keeps its old data when the reload fails), empties the auth
@@ -39,6 +53,7 @@
 #include "auth_cache.h"
 #include "auth_source.h"
 #include "auth_throttle.h"
+#include "login_norm.h"
 #include "protection_config.h"
 #include "shared_config.h"
 #include "shared_redis.h"
@@ -80,6 +95,10 @@ static const struct auth_source_ops *const auth_sources[] = {
 #define AUTH_CONN_MAX_JOBS 8192
 /* Unsent RESULT bytes above which we stop reading that worker's requests. */
 #define AUTH_CONN_MAX_OUTPUT (1024 * 1024)
+/* A held failure leaves at least this long before the worker gives up on
+ * it ([auth] request_timeout); the rest of the delay is the worker's. */
+#define AUTH_HOLD_MARGIN_MS 1000
+#define AUTH_DEFAULT_REQUEST_TIMEOUT 30
 
 /* What the last answer said of a source's reachability (for `authrelay
  * status`): a tempfail is "down", any other answer "up". */
@@ -92,6 +111,8 @@ struct auth_active {
 	uint64_t reach_since_ms;
 };
 
+struct auth_held;
+
 struct auth_conn {
 	LIST_ENTRY(auth_conn) entry;
 	struct auth_server *srv;
@@ -100,10 +121,26 @@ struct auth_conn {
 	unsigned long id;  /* for log lines */
 	unsigned n_jobs;
 	bool read_paused; /* output over AUTH_CONN_MAX_OUTPUT */
+	/* worker_failure_rate: a token bucket of failed checks */
+	double tokens;
+	uint64_t tokens_at_ms;
+	TAILQ_HEAD(, auth_job) rate_wait; /* jobs waiting for a token */
+	struct event *rate_ev;
+	LIST_HEAD(, auth_held) held; /* failures held for their delay */
+	unsigned n_held;
+};
+
+/* A RESULT held back for the throttle's delay. */
+struct auth_held {
+	LIST_ENTRY(auth_held) entry;
+	struct auth_conn *conn;
+	struct ipc_msg *msg;
+	struct event *ev;
 };
 
 struct auth_job {
 	LIST_ENTRY(auth_job) entry;
+	TAILQ_ENTRY(auth_job) rate_entry; /* in conn->rate_wait */
 	struct auth_server *srv;
 	struct auth_conn *conn; /* NULL once the worker has gone */
 	struct ipc_msg *msg;    /* owns the strings in req; wiped on free */
@@ -111,7 +148,22 @@ struct auth_job {
 	struct timespec start;
 	size_t source;   /* index in srv->sources being consulted */
 	char *addresses; /* the user's addresses (auth_job_set_addresses) */
-	bool shielded;   /* the login is under the lockout shield */
+	char *norm;      /* the login normalized (login_norm.h) */
+	struct auth_throttle_ticket *ticket;
+	bool rate_waiting; /* in conn->rate_wait */
+	bool has_token;    /* took a token of conn's bucket */
+	bool shielded;     /* the login is under the lockout shield */
+	/* auth_job_identified() waiting for the throttle */
+	auth_job_resume_cb *resume;
+	void *resume_arg;
+	bool gate_refused;     /* the throttle stopped it after the lookup */
+	const char *lock_note; /* "lock=..." of an identity's lockout */
+	/* The final answer, while the throttle settles it. */
+	enum auth_result result;
+	enum auth_reason reason;
+	char *identity;
+	const char *source_name;
+	const char *note;
 };
 
 struct auth_server {
@@ -179,14 +231,64 @@ now_ms(void)
 	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
 }
 
+static void
+auth_conn_check_output(struct auth_conn *conn)
+{
+	if (!conn->read_paused &&
+	    evbuffer_get_length(bufferevent_get_output(conn->bev)) > AUTH_CONN_MAX_OUTPUT) {
+		/* The worker does not read its results: stop taking requests
+		 * until it has (auth_conn_on_write resumes). */
+		conn->read_paused = true;
+		bufferevent_disable(conn->bev, EV_READ);
+	}
+}
+
+static void
+auth_held_free(struct auth_held *h)
+{
+	LIST_REMOVE(h, entry);
+	h->conn->n_held--;
+	event_free(h->ev);
+	ipc_msg_free(h->msg);
+	free(h);
+}
+
+static void
+auth_held_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct auth_held *h = arg;
+	struct auth_conn *conn = h->conn;
+
+	if (ipc_msg_send(h->msg, bufferevent_get_output(conn->bev)) < 0)
+		fatal("auth: RESULT frame too big");
+	auth_held_free(h);
+	auth_conn_check_output(conn);
+}
+
+/* How long a failure may be held here: the worker waits request_timeout
+ * for its RESULT, so what it has waited already and a margin come off. */
+static uint32_t
+auth_hold_cap(const struct auth_server *srv, const struct timespec *start)
+{
+	unsigned timeout = srv->cfg->auth_request_timeout > 0 ? srv->cfg->auth_request_timeout
+	                                                      : AUTH_DEFAULT_REQUEST_TIMEOUT;
+	long left = (long)timeout * 1000 - elapsed_ms(start) - AUTH_HOLD_MARGIN_MS;
+
+	return left > 0 ? (uint32_t)left : 0;
+}
+
 /* The log line and the RESULT frame for one finished verification. note is
- * NULL or log fields of the protection ("cache=hit", "lock=client"). */
+ * NULL or log fields of the protection ("cache=hit", "lock=client"). A
+ * failure with a delay_ms is held that long before its RESULT leaves (as
+ * long as the worker waits for it; the RESULT's delay_ms is what is left). */
 static void
 auth_finish(struct auth_conn *conn, const struct auth_request *req, const struct timespec *start,
             enum auth_result result, const char *identity, enum auth_reason reason,
             const char *source, const char *addresses, uint32_t delay_ms, const char *note)
 {
-	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64], mech[32], client[128], lst[128], extra[96];
+	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64], mech[32], client[128], lst[128], extra[96],
+	        id[AUTH_MAX_LOGIN * 4 + 24];
+	uint32_t hold = 0;
 	struct auth_reply rep;
 	struct ipc_msg *m;
 	int n;
@@ -195,39 +297,61 @@ auth_finish(struct auth_conn *conn, const struct auth_request *req, const struct
 	             note != NULL ? note : "");
 	if (delay_ms > 0 && n >= 0 && (size_t)n < sizeof(extra))
 		snprintf(extra + n, sizeof(extra) - (size_t)n, " delay_ms=%u", delay_ms);
+	id[0] = '\0';
+	if (result == AUTH_OK && identity != NULL && strcmp(identity, req->login) != 0) {
+		/* The canonical identity the session goes on as (an LDAP
+		 * entry's DN): from a directory, so escaped too. */
+		memcpy(id, " identity=\"", sizeof(" identity=\""));
+		log_escape_str(identity, id + strlen(id), sizeof(id) - strlen(id) - 1);
+		strcat(id, "\"");
+	}
 
 	/* Everything but reason and source came from a worker: escape it. */
 	log_info("s=%s auth mech=%s user=\"%s\" client=%s listener=%s result=%s reason=%s "
-	         "source=%s ms=%ld%s",
+	         "source=%s ms=%ld%s%s",
 	         req->session[0] != '\0' ? log_escape_str(req->session, sess, sizeof(sess)) : "-",
 	         log_escape_str(req->mech, mech, sizeof(mech)),
 	         log_escape_str(req->login, user, sizeof(user)),
 	         req->client[0] != '\0' ? log_escape_str(req->client, client, sizeof(client)) : "-",
 	         req->listener[0] != '\0' ? log_escape_str(req->listener, lst, sizeof(lst)) : "-",
 	         auth_result_name(result), auth_reason_name(reason), source, elapsed_ms(start),
-	         extra);
+	         extra, id);
 	metrics_inc(M_AUTH_ATTEMPTS, metric_mech(req->mech), metric_source(source), result, reason);
 	metrics_observe(M_AUTH_DURATION, elapsed_us(start), metric_source(source));
 	if (conn == NULL)
 		return;
 
+	if (result == AUTH_FAIL && delay_ms > 0) {
+		hold = auth_hold_cap(conn->srv, start);
+		if (hold > delay_ms)
+			hold = delay_ms;
+	}
 	rep.id = req->id;
 	rep.result = result;
 	rep.identity = result == AUTH_OK ? (identity != NULL ? identity : req->login) : "";
 	rep.reason = reason;
-	rep.delay_ms = result == AUTH_FAIL ? delay_ms : 0;
+	rep.delay_ms = result == AUTH_FAIL ? delay_ms - hold : 0;
 	rep.addresses = result == AUTH_OK && addresses != NULL ? addresses : "";
 	m = auth_proto_result(&rep);
+	if (hold > 0) {
+		struct auth_held *h = xcalloc(1, sizeof(*h));
+		struct timeval tv = {hold / 1000, (long)(hold % 1000) * 1000};
+		h->conn = conn;
+		h->msg = m;
+		h->ev = evtimer_new(conn->srv->base, auth_held_on_timer, h);
+		/* From now, not from the loop's cached time: the hold is a
+		 * floor, never a little short. */
+		event_base_update_cache_time(conn->srv->base);
+		if (h->ev == NULL || evtimer_add(h->ev, &tv) < 0)
+			fatal("auth: cannot hold a RESULT");
+		LIST_INSERT_HEAD(&conn->held, h, entry);
+		conn->n_held++;
+		return;
+	}
 	if (ipc_msg_send(m, bufferevent_get_output(conn->bev)) < 0)
 		fatal("auth: RESULT frame too big"); /* bounded strings: cannot happen */
 	ipc_msg_free(m);
-	if (!conn->read_paused &&
-	    evbuffer_get_length(bufferevent_get_output(conn->bev)) > AUTH_CONN_MAX_OUTPUT) {
-		/* The worker does not read its results: stop taking requests
-		 * until it has (auth_conn_on_write resumes). */
-		conn->read_paused = true;
-		bufferevent_disable(conn->bev, EV_READ);
-	}
+	auth_conn_check_output(conn);
 }
 
 const struct auth_request *
@@ -240,10 +364,15 @@ static void
 auth_job_free(struct auth_job *job)
 {
 	LIST_REMOVE(job, entry);
+	if (job->rate_waiting)
+		TAILQ_REMOVE(&job->conn->rate_wait, job, rate_entry);
 	if (job->conn != NULL)
 		job->conn->n_jobs--;
+	auth_throttle_ticket_free(job->ticket);
 	ipc_msg_free(job->msg);
 	free(job->addresses);
+	free(job->norm);
+	free(job->identity);
 	free(job);
 }
 
@@ -285,37 +414,143 @@ auth_server_source(size_t i)
 	return i < AR_NELEM(auth_sources) ? auth_sources[i] : NULL;
 }
 
-/* The final answer to a job: throttle and alerts count it, then it is logged,
- * sent and the job freed. */
+/* ------------------------------------------------ worker_failure_rate */
+
+static void auth_job_admit(struct auth_job *job);
+
+/* Refill conn's bucket: worker_failure_rate tokens a second, at most one
+ * second's worth. */
+static void
+rate_refill(struct auth_conn *conn, uint64_t now)
+{
+	double rate = conn->srv->prot.worker_failure_rate;
+
+	if (now > conn->tokens_at_ms)
+		conn->tokens += rate * (double)(now - conn->tokens_at_ms) / 1000.0;
+	if (conn->tokens > rate)
+		conn->tokens = rate;
+	conn->tokens_at_ms = now;
+}
+
+/* Arm the timer for the first waiting job's token. */
+static void
+rate_arm(struct auth_conn *conn)
+{
+	double rate = conn->srv->prot.worker_failure_rate;
+	double missing = conn->tokens < 1.0 ? 1.0 - conn->tokens : 0.0;
+	long ms = (long)(missing * 1000.0 / rate) + 1;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	if (!TAILQ_EMPTY(&conn->rate_wait))
+		evtimer_add(conn->rate_ev, &tv);
+}
+
+/* Give waiting jobs the tokens there are, oldest first. */
+static void
+rate_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct auth_conn *conn = arg;
+	struct auth_job *job;
+
+	rate_refill(conn, now_ms());
+	while ((job = TAILQ_FIRST(&conn->rate_wait)) != NULL && conn->tokens >= 1.0) {
+		TAILQ_REMOVE(&conn->rate_wait, job, rate_entry);
+		job->rate_waiting = false;
+		conn->tokens -= 1.0;
+		job->has_token = true;
+		auth_job_admit(job); /* may finish other jobs: the loop re-reads */
+	}
+	rate_arm(conn);
+}
+
+/* A token for job, or a place in the line (false). */
+static bool
+rate_take(struct auth_job *job)
+{
+	struct auth_conn *conn = job->conn;
+
+	rate_refill(conn, now_ms());
+	if (TAILQ_EMPTY(&conn->rate_wait) && conn->tokens >= 1.0) {
+		conn->tokens -= 1.0;
+		job->has_token = true;
+		return true;
+	}
+	TAILQ_INSERT_TAIL(&conn->rate_wait, job, rate_entry);
+	job->rate_waiting = true;
+	if (!evtimer_pending(conn->rate_ev, NULL))
+		rate_arm(conn);
+	return false;
+}
+
+/* The check did not fail: its token goes back. */
+static void
+rate_give_back(struct auth_job *job)
+{
+	struct auth_conn *conn = job->conn;
+
+	if (!job->has_token)
+		return;
+	job->has_token = false;
+	if (conn == NULL)
+		return;
+	conn->tokens += 1.0;
+	if (!TAILQ_EMPTY(&conn->rate_wait))
+		event_active(conn->rate_ev, EV_TIMEOUT, 1); /* not from inside a job */
+}
+
+/* ------------------------------------------------------------ a job's life */
+
+static void
+auth_job_on_settled(void *arg, const struct auth_throttle_result *tr)
+{
+	struct auth_job *job = arg;
+	struct auth_server *srv = job->srv;
+	const struct auth_request *req = &job->req;
+	uint64_t now = now_ms();
+
+	if (auth_counted_failure(job->result, job->reason)) {
+		if (tr->delay_ms > 0)
+			metrics_observe(M_AUTH_DELAYS, tr->delay_ms);
+		if (tr->locked != THROTTLE_NONE)
+			metrics_inc(M_AUTH_LOCKOUTS_STARTED,
+			            metric_scope(auth_throttle_scope_name(tr->locked)));
+		auth_alert_failure(srv->alert, job->norm, req->client, now);
+	} else {
+		rate_give_back(job);
+		if (job->result == AUTH_OK)
+			auth_alert_success(srv->alert, job->identity, req->client, now);
+	}
+	auth_finish(job->conn, req, &job->start, job->result, job->identity, job->reason,
+	            job->source_name, job->addresses,
+	            auth_counted_failure(job->result, job->reason) ? tr->delay_ms : 0, job->note);
+	auth_job_free(job);
+}
+
+/* The final answer to a job: the throttle settles it (counts a failure,
+ * gives the room back otherwise), then it is logged, sent (a failure maybe
+ * held for the throttle's delay) and the job freed. */
 static void
 auth_job_final(struct auth_job *job, enum auth_result result, const char *identity,
                enum auth_reason reason, const char *source, const char *note)
 {
-	struct auth_server *srv = job->srv;
-	const struct auth_request *req = &job->req;
-	uint64_t now = now_ms();
-	uint32_t delay_ms = 0;
+	enum throttle_outcome outcome = THROTTLE_RELEASE;
 
-	if (auth_counted_failure(result, reason)) {
-		struct auth_throttle_result tr;
-		auth_throttle_failure(srv->throttle, req->client, req->login, req->secret,
-		                      req->secret_len, now, &tr);
-		delay_ms = tr.delay_ms;
-		if (tr.delay_ms > 0)
-			metrics_observe(M_AUTH_DELAYS, tr.delay_ms);
-		if (tr.locked != THROTTLE_NONE)
-			metrics_inc(M_AUTH_LOCKOUTS_STARTED,
-			            metric_scope(auth_throttle_scope_name(tr.locked)));
-		auth_alert_failure(srv->alert, req->login, req->client, now);
-	} else if (result == AUTH_OK) {
-		auth_throttle_success(srv->throttle, req->client, req->login);
-		auth_alert_success(srv->alert,
-		                   identity != NULL && identity[0] != '\0' ? identity : req->login,
-		                   req->client, now);
-	}
-	auth_finish(job->conn, req, &job->start, result, identity, reason, source, job->addresses,
-	            delay_ms, note);
-	auth_job_free(job);
+	job->result = result;
+	job->reason = reason;
+	free(job->identity);
+	/* The canonical identity: the source's, else the login normalized
+	 * (SMTP forwarding: what the upstream took). */
+	job->identity =
+	        result == AUTH_OK
+	                ? xstrdup(identity != NULL && identity[0] != '\0' ? identity : job->norm)
+	                : NULL;
+	job->source_name = source;
+	job->note = note;
+	if (auth_counted_failure(result, reason))
+		outcome = THROTTLE_FAILURE;
+	else if (result == AUTH_OK)
+		outcome = THROTTLE_SUCCESS;
+	auth_throttle_settle(job->ticket, outcome, now_ms(), auth_job_on_settled, job);
 }
 
 static void
@@ -396,6 +631,85 @@ auth_admin_sources(void *arg, struct auth_admin_source *out, size_t max)
 	return n;
 }
 
+static const char *
+lock_note(enum auth_throttle_scope scope)
+{
+	switch (scope) {
+	case THROTTLE_CLIENT:
+		return "lock=client";
+	case THROTTLE_CLIENT_LOGIN:
+		return "lock=client_login";
+	default:
+		return "lock=login";
+	}
+}
+
+/* The throttle's word on a new attempt. */
+static void
+auth_job_on_admit(void *arg, enum auth_throttle_admission a, enum auth_throttle_scope scope)
+{
+	struct auth_job *job = arg;
+
+	switch (a) {
+	case THROTTLE_GO:
+		auth_job_start(job);
+		return;
+	case THROTTLE_SHIELDED:
+		/* The cache may still answer: a correct password gets in. */
+		job->shielded = true;
+		auth_job_start(job);
+		return;
+	case THROTTLE_REFUSED:
+		/* A locked-out client asks no source and no cache. */
+		auth_job_final(job, AUTH_TEMPFAIL, NULL, AUTH_REASON_LOCKED, "none",
+		               lock_note(scope));
+		return;
+	case THROTTLE_BUSY:
+		auth_job_final(job, AUTH_TEMPFAIL, NULL, AUTH_REASON_BUSY, "none", NULL);
+		return;
+	}
+}
+
+/* A job with its token goes to the throttle. */
+static void
+auth_job_admit(struct auth_job *job)
+{
+	auth_throttle_admit(job->ticket, now_ms(), auth_job_on_admit, job);
+}
+
+static void
+auth_job_on_identity(void *arg, enum auth_throttle_admission a, enum auth_throttle_scope scope)
+{
+	struct auth_job *job = arg;
+	auth_job_resume_cb *resume = job->resume;
+
+	job->resume = NULL;
+	job->gate_refused = a != THROTTLE_GO;
+	switch (a) {
+	case THROTTLE_GO:
+		resume(job->resume_arg, AUTH_REASON_OK);
+		return;
+	case THROTTLE_SHIELDED:
+	case THROTTLE_REFUSED:
+		job->lock_note = lock_note(scope);
+		resume(job->resume_arg, AUTH_REASON_LOCKED);
+		return;
+	case THROTTLE_BUSY:
+		resume(job->resume_arg, AUTH_REASON_BUSY);
+		return;
+	}
+}
+
+void
+auth_job_identified(struct auth_job *job, const char *identity, auth_job_resume_cb *resume,
+                    void *arg)
+{
+	job->resume = resume;
+	job->resume_arg = arg;
+	auth_throttle_admit_identity(job->ticket, identity, job->req.secret, job->req.secret_len,
+	                             now_ms(), auth_job_on_identity, job);
+}
+
 void
 auth_job_done(struct auth_job *job, enum auth_result result, const char *identity,
               enum auth_reason reason)
@@ -405,9 +719,20 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 	const char *name = srv->sources[job->source].ops->name;
 	const char *note = NULL;
 	uint64_t now = now_ms();
+	bool reachable;
 
-	auth_alert_source(srv->alert, name, result != AUTH_TEMPFAIL, now);
-	auth_source_reached(&srv->sources[job->source], result != AUTH_TEMPFAIL, now);
+	if (job->gate_refused) {
+		/* Our own throttle stopped the source (auth_job_identified()):
+		 * nothing about the source, nothing to cache, and no stale
+		 * answer may stand in for a lockout. */
+		auth_job_final(job, result, NULL, reason, name,
+		               reason == AUTH_REASON_LOCKED ? job->lock_note : NULL);
+		return;
+	}
+	/* A source that answers with a configuration fault is reachable. */
+	reachable = result != AUTH_TEMPFAIL || reason == AUTH_REASON_PASSWORD_UNREADABLE;
+	auth_alert_source(srv->alert, name, reachable, now);
+	auth_source_reached(&srv->sources[job->source], reachable, now);
 	if (result == AUTH_FAIL && reason == AUTH_REASON_ACCOUNT_LOCKED)
 		auth_alert_directory_lockout(srv->alert, req->login, req->client, name, now);
 	if (auth_cache_cacheable(srv->cache, req->mech)) {
@@ -417,12 +742,14 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 		auth_cache_key(srv->cache, name, req->login, req->secret, req->secret_len, key);
 		if (result != AUTH_TEMPFAIL) {
 			auth_cache_store(srv->cache, key, now, result,
-			                 identity != NULL ? identity : req->login, reason,
+			                 identity != NULL ? identity : job->norm, reason,
 			                 job->addresses);
 		} else if (auth_cache_lookup_stale(srv->cache, key, now, &hit)) {
 			/* The source cannot answer (directory or upstream
-			 * down): a recent success with this very password
-			 * stands in, for at most cache_stale_ttl. */
+			 * down, or a directory that could not be asked for
+			 * the uniqueness rule): a recent success with this
+			 * very password stands in, for at most
+			 * cache_stale_ttl. */
 			auth_job_set_addresses(job, hit.addresses);
 			result = AUTH_OK;
 			identity = hit.identity;
@@ -455,9 +782,6 @@ auth_conn_verify(struct auth_conn *conn, struct ipc_msg *msg)
 	struct auth_job *job = xcalloc(1, sizeof(*job));
 	enum auth_reason reason = AUTH_REASON_OK;
 	enum auth_result result = AUTH_FAIL;
-	bool answered = true; /* without asking a source */
-	const char *note = NULL;
-	enum auth_throttle_scope lock;
 
 	clock_gettime(CLOCK_MONOTONIC, &job->start);
 	job->srv = srv;
@@ -481,33 +805,23 @@ auth_conn_verify(struct auth_conn *conn, struct ipc_msg *msg)
 	} else if (srv->n_sources == 0) {
 		result = AUTH_TEMPFAIL;
 		reason = AUTH_REASON_NO_SOURCE;
-	} else if (conn->n_jobs >= AUTH_CONN_MAX_JOBS) {
+	} else if (conn->n_jobs + conn->n_held >= AUTH_CONN_MAX_JOBS) {
 		result = AUTH_TEMPFAIL;
 		reason = AUTH_REASON_BUSY;
 	} else {
-		/* A locked-out client asks no source and no cache; a login
-		 * under the shield may still be answered from the cache. */
-		lock = auth_throttle_check(srv->throttle, job->req.client, job->req.login, now_ms(),
-		                           NULL);
-		if (lock == THROTTLE_CLIENT || lock == THROTTLE_CLIENT_LOGIN) {
-			result = AUTH_TEMPFAIL;
-			reason = AUTH_REASON_LOCKED;
-			note = lock == THROTTLE_CLIENT ? "lock=client" : "lock=client_login";
-		} else {
-			job->shielded = lock == THROTTLE_LOGIN;
-			answered = false;
-		}
-	}
-	if (answered) {
-		auth_finish(conn, &job->req, &job->start, result, NULL, reason, "none", NULL, 0,
-		            note);
-		ipc_msg_free(msg);
-		free(job);
+		job->norm = login_norm_fold(job->req.login, strlen(job->req.login));
+		job->ticket =
+		        auth_throttle_ticket_new(srv->throttle, job->req.client, job->req.login,
+		                                 job->req.secret, job->req.secret_len);
+		LIST_INSERT_HEAD(&srv->jobs, job, entry);
+		conn->n_jobs++;
+		if (rate_take(job))
+			auth_job_admit(job);
 		return 0;
 	}
-	LIST_INSERT_HEAD(&srv->jobs, job, entry);
-	conn->n_jobs++;
-	auth_job_start(job);
+	auth_finish(conn, &job->req, &job->start, result, NULL, reason, "none", NULL, 0, NULL);
+	ipc_msg_free(msg);
+	free(job);
 	return 0;
 }
 
@@ -648,12 +962,18 @@ auth_conn_close(struct auth_conn *conn)
 {
 	struct auth_job *job;
 
-	/* Running jobs finish, log, and drop their answer. */
+	/* Jobs still waiting for a token never started: they go with their
+	 * worker. Running jobs finish, log, and drop their answer. */
+	while ((job = TAILQ_FIRST(&conn->rate_wait)) != NULL)
+		auth_job_free(job);
 	for (job = LIST_FIRST(&conn->srv->jobs); job != NULL; job = LIST_NEXT(job, entry)) {
 		if (job->conn == conn)
 			job->conn = NULL;
 	}
+	while (!LIST_EMPTY(&conn->held))
+		auth_held_free(LIST_FIRST(&conn->held));
 	LIST_REMOVE(conn, entry);
+	event_free(conn->rate_ev);
 	wbatch_free(conn->wb);
 	bufferevent_free(conn->bev);
 	free(conn);
@@ -673,12 +993,23 @@ static void
 auth_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct auth_server *srv = arg;
+	uint64_t now = now_ms();
 
-	auth_alert_tick(srv->alert, now_ms());
+	auth_alert_tick(srv->alert, now);
+	auth_throttle_tick(srv->throttle, now);
 	if (metrics_enabled()) {
 		metrics_set(M_AUTH_CACHE_ENTRIES, auth_cache_count(srv->cache));
-		metrics_set(M_AUTH_LOCKOUTS, auth_throttle_locked(srv->throttle, now_ms()));
+		metrics_set(M_AUTH_LOCKOUTS, auth_throttle_locked(srv->throttle, now));
 	}
+}
+
+/* A source's configuration fault (auth_source.h): an alert. */
+static void
+auth_on_fault(void *arg, const char *source, const char *detail)
+{
+	struct auth_server *srv = arg;
+
+	auth_alert_source_config(srv->alert, source, detail, now_ms());
 }
 
 static void
@@ -697,6 +1028,13 @@ auth_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa
 		free(conn);
 		return;
 	}
+	conn->rate_ev = evtimer_new(srv->base, rate_on_timer, conn);
+	if (conn->rate_ev == NULL)
+		fatal("auth: cannot create a timer");
+	TAILQ_INIT(&conn->rate_wait);
+	LIST_INIT(&conn->held);
+	conn->tokens = srv->prot.worker_failure_rate; /* a full second's worth */
+	conn->tokens_at_ms = now_ms();
 	LIST_INSERT_HEAD(&srv->conns, conn, entry);
 	bufferevent_setcb(conn->bev, auth_conn_on_read, auth_conn_on_write, auth_conn_on_event,
 	                  conn);
@@ -882,6 +1220,8 @@ auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admi
 	srv.env.cfg = cfg;
 	srv.env.base = srv.base;
 	srv.env.pool = srv.pool;
+	srv.env.fault = auth_on_fault;
+	srv.env.fault_arg = &srv;
 
 	srv.sig_hup = evsignal_new(srv.base, SIGHUP, auth_on_signal, &srv);
 	srv.sig_term = evsignal_new(srv.base, SIGTERM, auth_on_signal, &srv);
@@ -981,6 +1321,7 @@ auth_server_check(const struct config *cfg)
 	struct auth_env env;
 	int ret = 0;
 
+	memset(&env, 0, sizeof(env));
 	env.cfg = cfg;
 	/* Sources get the same environment as in the daemon, even if they
 	 * only read a file here. */
@@ -1006,6 +1347,8 @@ auth_server_check(const struct config *cfg)
 			ret = -1;
 			continue;
 		}
+		if (ops->probe != NULL && ops->probe(state, env.base) < 0)
+			ret = -1;
 		ops->free(state);
 	}
 	threadpool_free(env.pool);

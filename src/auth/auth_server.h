@@ -30,8 +30,9 @@ const struct auth_source_ops *auth_server_source(size_t i);
  * a user this one does not know. */
 bool auth_server_passes_on(enum auth_result result, enum auth_reason reason);
 
-/* Load the configured sources once, for check-config: 0 or -1 with the
- * reason printed to stderr. */
+/* Load the configured sources once, for check-config, and let each probe
+ * its servers for what only they can tell (auth_source.h probe): 0 or -1
+ * with the reasons printed to stderr. */
 int auth_server_check(const struct config *cfg);
 
 #endif

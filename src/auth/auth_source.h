@@ -16,11 +16,18 @@ struct event_base;
 struct threadpool;
 struct auth_job;
 
+/* A source found its configuration at fault while answering (say, a
+ * password attribute its service account may not read): detail is a
+ * sentence for the administrator. The auth process raises an alert. */
+typedef void auth_env_fault_cb(void *arg, const char *source, const char *detail);
+
 /* What a source gets to work with. */
 struct auth_env {
 	const struct config *cfg;
 	struct event_base *base;
-	struct threadpool *pool; /* for slow hash checks */
+	struct threadpool *pool;  /* for slow hash checks */
+	auth_env_fault_cb *fault; /* NULL outside the daemon */
+	void *fault_arg;
 };
 
 struct auth_source_ops {
@@ -36,6 +43,12 @@ struct auth_source_ops {
 	/* SIGHUP: re-read what can change (a users file). 0 or -1 (old data kept). */
 	int (*reload)(void *state, const char **error_r);
 	void (*free)(void *state);
+	/* check-config, after init: ask the servers what only they can tell
+	 * (an LDAP password attribute the service account may not read),
+	 * running env's event loop until done. Problems go to stderr as
+	 * "[section] ..." lines; returns -1 if one is an error. An
+	 * unreachable server is only a warning. NULL: nothing to ask. */
+	int (*probe)(void *state, struct event_base *base);
 };
 
 /* The request a job carries (strings valid until auth_job_done()). */
@@ -44,9 +57,24 @@ const struct auth_request *auth_job_request(const struct auth_job *);
  * "a@x,b@y" (copied), for the sender policy ([listener] sender_login_match).
  * A source that knows none sets nothing: the login itself then counts. */
 void auth_job_set_addresses(struct auth_job *, const char *addresses);
-/* Finish a job: identity is the canonical login on AUTH_OK (NULL = as typed),
- * reason why (auth_reason.h: AUTH_REASON_UNKNOWN_USER passes the job on to
- * the next source). The job is freed; do not touch it after. */
+/* After auth_job_identified(): AUTH_REASON_OK to go on and check the
+ * password; anything else (AUTH_REASON_LOCKED: the identity is locked out;
+ * AUTH_REASON_BUSY) ends the job: the source finishes it with
+ * auth_job_done(job, AUTH_TEMPFAIL, NULL, reason) and asks nothing more. */
+typedef void auth_job_resume_cb(void *arg, enum auth_reason reason);
+/* A source that has found the user names its canonical identity before it
+ * checks the password (an LDAP entry's DN), so that the brute-force
+ * throttle counts the attempt under that identity too: logins spelled
+ * differently that find one entry share one budget. resume runs once,
+ * possibly before this returns. A source whose identity is the login
+ * itself (normalized) need not call it. */
+void auth_job_identified(struct auth_job *, const char *identity, auth_job_resume_cb *resume,
+                         void *arg);
+/* Finish a job: identity is the canonical identity on AUTH_OK, what
+ * throttling, sending limits, the cache and the logs know the user as (NULL:
+ * the login normalized, login_norm.h); reason says why (auth_reason.h:
+ * AUTH_REASON_UNKNOWN_USER passes the job on to the next source). The job is
+ * freed; do not touch it after. */
 void auth_job_done(struct auth_job *, enum auth_result result, const char *identity,
                    enum auth_reason reason);
 

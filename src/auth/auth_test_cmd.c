@@ -57,6 +57,7 @@ struct test_run {
 	enum auth_result result;
 	enum auth_reason reason;
 	char *addresses;
+	char *identity; /* the canonical identity on AUTH_OK */
 };
 
 /* The CRAM-MD5 digest is 32 hex digits (RFC 2195 2). */
@@ -96,12 +97,15 @@ test_trace(void *arg, const char *line)
 }
 
 static void
-test_done(void *arg, enum auth_result result, enum auth_reason reason, const char *addresses)
+test_done(void *arg, enum auth_result result, enum auth_reason reason, const char *identity,
+          const char *addresses)
 {
 	struct test_run *run = arg;
 
 	free(run->addresses);
 	run->addresses = addresses != NULL ? xstrdup(addresses) : NULL;
+	free(run->identity);
+	run->identity = identity != NULL ? xstrdup(identity) : NULL;
 	run->done = true;
 	run->result = result;
 	run->reason = reason;
@@ -112,13 +116,13 @@ static void
 test_file_done(void *arg, enum auth_result result, enum auth_reason reason, const char *identity,
                const char *addresses)
 {
-	test_done(arg, result, reason, addresses);
+	test_done(arg, result, reason, identity, addresses);
 }
 
 static void
 test_forward_done(void *arg, enum auth_result result, enum auth_reason reason)
 {
-	test_done(arg, result, reason, NULL);
+	test_done(arg, result, reason, NULL, NULL);
 }
 
 /* Run the loop until the check in progress calls back. */
@@ -278,6 +282,7 @@ test_query(const struct config *cfg, const char *path, const char *user)
 		return EX_CONFIG;
 	}
 	memset(&run, 0, sizeof(run));
+	memset(&env, 0, sizeof(env));
 	env.cfg = cfg;
 	env.base = run.base = event_base_new();
 	if (env.base == NULL) {
@@ -312,6 +317,8 @@ test_query(const struct config *cfg, const char *path, const char *user)
 	       : run.result == AUTH_FAIL ? "not usable for a login"
 	                                 : "temporary failure",
 	       auth_reason_name(run.reason));
+	if (run.identity != NULL)
+		printf("identity (for throttling, sending limits and logs): %s\n", run.identity);
 	if (run.addresses != NULL)
 		printf("addresses (for the sender policy): %s\n", run.addresses);
 	status = run.result == AUTH_OK ? 0 : run.result == AUTH_FAIL ? 1 : EX_TEMPFAIL;
@@ -320,6 +327,7 @@ out:
 	threadpool_free(env.pool);
 	auth_ldap_free(src);
 	free(run.addresses);
+	free(run.identity);
 	event_base_free(run.base);
 	return status;
 }
@@ -437,6 +445,7 @@ auth_test_cmd_main(int argc, char **argv)
 	fflush(stdout);
 
 	memset(&run, 0, sizeof(run));
+	memset(&env, 0, sizeof(env));
 	env.cfg = cfg;
 	env.base = run.base = event_base_new();
 	if (env.base == NULL) {
@@ -480,11 +489,14 @@ auth_test_cmd_main(int argc, char **argv)
 	       run.result == AUTH_OK     ? "235 2.7.0"
 	       : run.result == AUTH_FAIL ? "535 5.7.8"
 	                                 : "454 4.7.0");
+	if (run.result == AUTH_OK && run.identity != NULL)
+		printf("identity (for throttling, sending limits and logs): %s\n", run.identity);
 	if (run.result == AUTH_OK && run.addresses != NULL)
 		printf("addresses (for the sender policy): %s\n", run.addresses);
 	status = run.result == AUTH_OK ? 0 : run.result == AUTH_FAIL ? 1 : EX_TEMPFAIL;
 out:
 	free(run.addresses);
+	free(run.identity);
 	if (run.base != NULL)
 		event_base_free(run.base);
 	explicit_bzero(password, sizeof(password));

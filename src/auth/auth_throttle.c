@@ -1,23 +1,25 @@
 /*
  * auth_throttle.c - failure counting, delays and lockouts (see
- * auth_throttle.h).
+ * auth_throttle.h): the policy. The counters live behind throttle_store.h.
  *
- * One LRU table (lib/lru.c, throttle_size entries) holds an entry per key;
- * keys are keyed digests of ("c", client), ("l", login) and ("p", client,
- * login), the login folded to lower case so that case games do not get an
- * attacker fresh counters. An entry keeps the distinct failures of the
- * window as (digest of login and password, last seen) pairs, at most one
- * more than the highest threshold, and the time its lockout ends.
+ * A ticket is one attempt. Its slots are the keys it counts under, keyed
+ * digests of ("c", client), ("p", login, client) and ("l", login), the login
+ * normalized (login_norm.h); a canonical identity adds ("p", identity,
+ * client) and ("l", identity). Each slot carries its limit and the digest of
+ * (login, password) that tells distinct passwords apart. An allow-listed
+ * client has no client and no pair slot.
  *
- * Memory is bounded by throttle_size; under a flood of new keys the least
- * recently touched are evicted first, and a locked client that keeps trying
- * keeps its entry fresh.
+ * Waiting: a ticket the store has no room for joins a FIFO line. Whenever an
+ * attempt settles (and on every tick) the line is tried again in order:
+ * reservations are made first for the whole line, then the answers are
+ * delivered one by one, because a callback may settle or free other tickets
+ * (and settle again, which only asks for another round).
  */
 #include "auth_throttle.h"
+#include "login_norm.h"
 #include "protection_config.h"
 #include "../lib/common.h"
 #include "../lib/log.h"
-#include "../lib/lru.h"
 #include "../lib/net.h"
 #include "../authwire/auth_proto.h"
 
@@ -25,104 +27,127 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #define THROTTLE_MAX_TRACK 256
+/* Attempts waiting for room at once, all workers together; more get BUSY. */
+#define THROTTLE_MAX_WAITING 10000
 
-struct throttle_fail {
-	uint64_t digest; /* first bytes of the keyed digest of (login, password) */
-	uint64_t at_ms;  /* last time this password failed */
-};
-
-/* Who a lockout is for, kept from its start for the admin's listing and
- * unlock (the table's keys are digests). */
-struct throttle_label {
-	enum auth_throttle_scope scope;
-	char *client; /* NULL for a login lockout */
-	char *login;  /* folded; NULL for a client lockout */
-	uint8_t client_key[16];
-	bool client_is_addr;
-	unsigned failures;
-};
-
-struct throttle_entry {
-	uint64_t locked_until_ms;
-	struct throttle_label *label; /* set when a lockout starts */
-	unsigned n;
-	struct throttle_fail fails[]; /* oldest first, cap entries */
-};
+TAILQ_HEAD(ticket_list, auth_throttle_ticket);
 
 struct auth_throttle {
 	const struct protection_config *pc;
 	const struct keyhash *kh;
-	struct lru *table;
-	unsigned cap;
-	uint64_t window_ms;
+	struct throttle_store store;
+	uint64_t window_ms, lockout_ms;
+	struct ticket_list waiting; /* no room yet, oldest first */
+	struct ticket_list ready;   /* answered during a retry round, to deliver */
+	size_t n_waiting;
+	bool retrying, retry_again;
 };
 
-/* The per-client part of the keys: a 16-byte key masked like the connection
- * limits do (net_client_key), or the text itself when it is no address. */
-struct client_id {
-	uint8_t key[16];
-	bool is_addr;
-	bool allowed; /* inside allow_networks */
-	const char *text;
+struct auth_throttle_ticket {
+	TAILQ_ENTRY(auth_throttle_ticket) entry;
+	struct ticket_list *list; /* waiting, ready, or NULL */
+	struct auth_throttle *t;
+	struct throttle_op op;
+	enum auth_throttle_scope scope[THROTTLE_MAX_SLOTS];
+	bool of_identity[THROTTLE_MAX_SLOTS];            /* the slot counts the identity */
+	struct throttle_label label[THROTTLE_MAX_SLOTS]; /* who, should it lock */
+	size_t from;         /* the admission in progress reserves from here */
+	char *client;        /* as the worker sent it, for log lines */
+	char *norm;          /* the normalized login */
+	char *identity;      /* the canonical identity, NULL before */
+	char *identity_norm; /* ...normalized */
+	struct client_key {
+		uint8_t key[16];
+		bool is_addr;
+		bool allowed;
+	} ck;
+	auth_throttle_admit_cb *admit_cb;
+	void *admit_arg;
+	enum auth_throttle_admission answer; /* in the ready line: to deliver */
+	enum auth_throttle_scope answer_scope;
+	auth_throttle_settle_cb *settle_cb;
+	void *settle_arg;
+	bool store_busy; /* a store call has not answered yet */
+	bool dead;       /* freed while the store was busy: free on its answer */
+	bool settled;
 };
 
-static void
-label_free(struct throttle_label *l)
-{
-	if (l == NULL)
-		return;
-	free(l->client);
-	free(l->login);
-	free(l);
-}
-
-static void
-entry_free(void *value)
-{
-	struct throttle_entry *e = value;
-	label_free(e->label);
-	free(e);
-}
+static void throttle_retry(struct auth_throttle *t, uint64_t now_ms);
 
 struct auth_throttle *
 auth_throttle_new(const struct protection_config *pc, const struct keyhash *kh)
 {
 	struct auth_throttle *t = xcalloc(1, sizeof(*t));
-	unsigned cap = pc->delay_after + 8;
+	unsigned track = pc->delay_after + 8;
 
-	if (pc->lockout_client_failures + 1 > cap)
-		cap = pc->lockout_client_failures + 1;
-	if (pc->lockout_login_failures + 1 > cap)
-		cap = pc->lockout_login_failures + 1;
-	if (pc->lockout_client_login_failures + 1 > cap)
-		cap = pc->lockout_client_login_failures + 1;
-	t->cap = cap < THROTTLE_MAX_TRACK ? cap : THROTTLE_MAX_TRACK;
+	if (pc->lockout_client_failures + 1 > track)
+		track = pc->lockout_client_failures + 1;
+	if (pc->lockout_login_failures + 1 > track)
+		track = pc->lockout_login_failures + 1;
+	if (pc->lockout_client_login_failures + 1 > track)
+		track = pc->lockout_client_login_failures + 1;
 	t->pc = pc;
 	t->kh = kh;
-	t->table = lru_new(pc->throttle_size, entry_free);
+	t->store = throttle_store_local_new(
+	        pc->throttle_size, track < THROTTLE_MAX_TRACK ? track : THROTTLE_MAX_TRACK);
 	t->window_ms = (uint64_t)pc->throttle_window * 1000;
+	t->lockout_ms = (uint64_t)pc->lockout_time * 1000;
+	TAILQ_INIT(&t->waiting);
+	TAILQ_INIT(&t->ready);
 	return t;
+}
+
+static void
+ticket_unlist(struct auth_throttle_ticket *tk)
+{
+	if (tk->list == NULL)
+		return;
+	TAILQ_REMOVE(tk->list, tk, entry);
+	if (tk->list == &tk->t->waiting)
+		tk->t->n_waiting--;
+	tk->list = NULL;
+}
+
+static void
+ticket_destroy(struct auth_throttle_ticket *tk)
+{
+	ticket_unlist(tk);
+	explicit_bzero(&tk->op, sizeof(tk->op));
+	free(tk->client);
+	free(tk->norm);
+	free(tk->identity);
+	free(tk->identity_norm);
+	free(tk);
 }
 
 void
 auth_throttle_free(struct auth_throttle *t)
 {
+	struct auth_throttle_ticket *tk;
+
 	if (t == NULL)
 		return;
-	lru_free(t->table);
+	/* Tickets stay their owners'; they only leave the lines here. */
+	while ((tk = TAILQ_FIRST(&t->waiting)) != NULL)
+		ticket_unlist(tk);
+	while ((tk = TAILQ_FIRST(&t->ready)) != NULL)
+		ticket_unlist(tk);
+	t->store.ops->free(t->store.state);
 	free(t);
 }
 
+/* The per-client part of the keys: a 16-byte key masked like the connection
+ * limits do (net_client_key), or the text itself when it is no address. */
 static void
-client_id_of(const struct auth_throttle *t, const char *client, struct client_id *id)
+client_key_of(const struct auth_throttle *t, const char *client, struct client_key *ck)
 {
 	struct sockaddr_storage ss;
 
-	memset(id, 0, sizeof(*id));
+	memset(ck, 0, sizeof(*ck));
 	memset(&ss, 0, sizeof(ss));
-	id->text = client;
 	if (inet_pton(AF_INET, client, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
 		ss.ss_family = AF_INET;
 	} else if (inet_pton(AF_INET6, client, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
@@ -130,70 +155,13 @@ client_id_of(const struct auth_throttle *t, const char *client, struct client_id
 	} else {
 		return;
 	}
-	id->is_addr = true;
-	net_client_key((struct sockaddr *)&ss, t->pc->ipv6_prefix, id->key);
-	id->allowed = protection_allowed(t->pc, (struct sockaddr *)&ss);
-}
-
-/* Lower-cased copy of login into buf (truncated to fit; logins are bounded
- * by AUTH_MAX_LOGIN anyway). */
-static const char *
-login_fold(const char *login, char *buf, size_t bufsz)
-{
-	size_t i;
-
-	for (i = 0; login[i] != '\0' && i + 1 < bufsz; i++) {
-		char c = login[i];
-		buf[i] = c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
-	}
-	buf[i] = '\0';
-	return buf;
-}
-
-static void
-throttle_key(const struct auth_throttle *t, enum auth_throttle_scope scope,
-             const struct client_id *id, const char *login, uint8_t key[KEYHASH_LEN])
-{
-	struct keyhash_part parts[3];
-	size_t n = 0;
-
-	switch (scope) {
-	case THROTTLE_CLIENT:
-		parts[n++] = (struct keyhash_part){"c", 1};
-		break;
-	case THROTTLE_CLIENT_LOGIN:
-		parts[n++] = (struct keyhash_part){"p", 1};
-		break;
-	default:
-		parts[n++] = (struct keyhash_part){"l", 1};
-		break;
-	}
-	if (scope == THROTTLE_CLIENT_LOGIN)
-		parts[n++] = (struct keyhash_part){login, strlen(login)};
-	if (scope == THROTTLE_LOGIN)
-		parts[n++] = (struct keyhash_part){login, strlen(login)};
-	else if (id->is_addr)
-		parts[n++] = (struct keyhash_part){id->key, sizeof(id->key)};
-	else
-		parts[n++] = (struct keyhash_part){id->text, strlen(id->text)};
-	keyhash_digest(t->kh, key, parts, n);
-}
-
-/* Forget failures older than the window. */
-static void
-entry_prune(const struct auth_throttle *t, struct throttle_entry *e, uint64_t now_ms)
-{
-	unsigned keep = 0;
-
-	for (unsigned i = 0; i < e->n; i++) {
-		if (e->fails[i].at_ms + t->window_ms > now_ms)
-			e->fails[keep++] = e->fails[i];
-	}
-	e->n = keep;
+	ck->is_addr = true;
+	net_client_key((struct sockaddr *)&ss, t->pc->ipv6_prefix, ck->key);
+	ck->allowed = protection_allowed(t->pc, (struct sockaddr *)&ss);
 }
 
 static unsigned
-scope_threshold(const struct protection_config *pc, enum auth_throttle_scope scope)
+scope_limit(const struct protection_config *pc, enum auth_throttle_scope scope)
 {
 	switch (scope) {
 	case THROTTLE_CLIENT:
@@ -207,147 +175,334 @@ scope_threshold(const struct protection_config *pc, enum auth_throttle_scope sco
 	}
 }
 
-enum auth_throttle_scope
-auth_throttle_check(struct auth_throttle *t, const char *client, const char *login, uint64_t now_ms,
-                    unsigned *remaining_s_r)
+/* Add a slot for scope, login being the normalized login or identity and
+ * digest the password's digest under it. */
+static void
+ticket_add_slot(struct auth_throttle_ticket *tk, enum auth_throttle_scope scope, const char *login,
+                uint64_t digest, bool of_identity)
 {
-	static const enum auth_throttle_scope order[] = {THROTTLE_CLIENT, THROTTLE_CLIENT_LOGIN,
-	                                                 THROTTLE_LOGIN};
-	char folded[AUTH_MAX_LOGIN + 1];
-	struct client_id id;
-	uint8_t key[KEYHASH_LEN];
+	const struct auth_throttle *t = tk->t;
+	struct throttle_slot *s = &tk->op.slots[tk->op.n_slots];
+	struct keyhash_part parts[3];
+	size_t n = 0;
 
-	if (lru_count(t->table) == 0)
-		return THROTTLE_NONE; /* no failure on record: spare three digests */
-	client_id_of(t, client, &id);
-	if (id.allowed)
-		return THROTTLE_NONE;
-	login_fold(login, folded, sizeof(folded));
-	for (size_t i = 0; i < AR_NELEM(order); i++) {
-		struct throttle_entry *e;
-		throttle_key(t, order[i], &id, folded, key);
-		e = lru_get(t->table, key);
-		if (e != NULL && e->locked_until_ms > now_ms) {
-			if (remaining_s_r != NULL)
-				*remaining_s_r =
-				        (unsigned)((e->locked_until_ms - now_ms + 999) / 1000);
-			return order[i];
-		}
-	}
-	return THROTTLE_NONE;
-}
-
-static struct throttle_label *
-label_new(enum auth_throttle_scope scope, const struct client_id *id, const char *folded,
-          unsigned failures)
-{
-	struct throttle_label *l = xcalloc(1, sizeof(*l));
-
-	l->scope = scope;
-	l->failures = failures;
-	if (scope != THROTTLE_LOGIN) {
-		l->client = xstrdup(id->text);
-		l->client_is_addr = id->is_addr;
-		memcpy(l->client_key, id->key, sizeof(l->client_key));
-	}
+	if (tk->op.n_slots == THROTTLE_MAX_SLOTS)
+		fatal("auth_throttle: too many slots"); /* five at most, by construction */
+	memset(s, 0, sizeof(*s));
+	parts[n++] = (struct keyhash_part){scope == THROTTLE_CLIENT         ? "c"
+	                                   : scope == THROTTLE_CLIENT_LOGIN ? "p"
+	                                                                    : "l",
+	                                   1};
 	if (scope != THROTTLE_CLIENT)
-		l->login = xstrdup(folded);
-	return l;
+		parts[n++] = (struct keyhash_part){login, strlen(login)};
+	if (scope != THROTTLE_LOGIN)
+		parts[n++] = tk->ck.is_addr ? (struct keyhash_part){tk->ck.key, sizeof(tk->ck.key)}
+		                            : (struct keyhash_part){tk->client, strlen(tk->client)};
+	keyhash_digest(t->kh, s->key, parts, n);
+	s->digest = digest;
+	/* login points into the ticket (norm or identity_norm): it lives as
+	 * long as the slot. */
+	tk->label[tk->op.n_slots] = (struct throttle_label){
+	        .scope = scope,
+	        .client = scope != THROTTLE_LOGIN ? tk->client : NULL,
+	        .login = scope != THROTTLE_CLIENT ? login : NULL,
+	        .alias = of_identity ? tk->norm : NULL,
+	        .client_is_addr = tk->ck.is_addr,
+	};
+	memcpy(tk->label[tk->op.n_slots].client_key, tk->ck.key, sizeof(tk->ck.key));
+	s->label = &tk->label[tk->op.n_slots];
+	s->limit = scope_limit(t->pc, scope);
+	s->forget_on_success = scope == THROTTLE_CLIENT_LOGIN;
+	tk->scope[tk->op.n_slots] = scope;
+	tk->of_identity[tk->op.n_slots] = of_identity;
+	tk->op.n_slots++;
 }
 
-void
-auth_throttle_failure(struct auth_throttle *t, const char *client, const char *login,
-                      const char *secret, size_t secret_len, uint64_t now_ms,
-                      struct auth_throttle_result *r)
+/* First bytes of the keyed digest of (login, password). */
+static uint64_t
+password_digest(const struct auth_throttle *t, const char *login, const char *secret,
+                size_t secret_len)
 {
-	static const enum auth_throttle_scope order[] = {THROTTLE_CLIENT, THROTTLE_CLIENT_LOGIN,
-	                                                 THROTTLE_LOGIN};
-	char folded[AUTH_MAX_LOGIN + 1], user[AUTH_MAX_LOGIN * 4 + 8], addr[160];
-	uint8_t key[KEYHASH_LEN], pw[KEYHASH_LEN];
-	const struct protection_config *pc = t->pc;
-	struct client_id id;
+	const struct keyhash_part parts[] = {
+	        {"w", 1}, {login, strlen(login)}, {secret, secret_len}};
+	uint8_t pw[KEYHASH_LEN];
+	uint64_t d;
+
+	keyhash_digest(t->kh, pw, parts, AR_NELEM(parts));
+	memcpy(&d, pw, sizeof(d));
+	explicit_bzero(pw, sizeof(pw));
+	return d;
+}
+
+struct auth_throttle_ticket *
+auth_throttle_ticket_new(struct auth_throttle *t, const char *client, const char *login,
+                         const char *secret, size_t secret_len)
+{
+	struct auth_throttle_ticket *tk = xcalloc(1, sizeof(*tk));
 	uint64_t digest;
 
-	memset(r, 0, sizeof(*r));
-	client_id_of(t, client, &id);
-	if (id.allowed)
+	tk->t = t;
+	tk->client = xstrdup(client);
+	tk->norm = login_norm_fold(login, strlen(login));
+	client_key_of(t, client, &tk->ck);
+	digest = password_digest(t, tk->norm, secret, secret_len);
+	if (!tk->ck.allowed) {
+		ticket_add_slot(tk, THROTTLE_CLIENT, tk->norm, digest, false);
+		ticket_add_slot(tk, THROTTLE_CLIENT_LOGIN, tk->norm, digest, false);
+	}
+	ticket_add_slot(tk, THROTTLE_LOGIN, tk->norm, digest, false);
+	return tk;
+}
+
+/* Hand the admission's answer to its owner (once). */
+static void
+ticket_deliver(struct auth_throttle_ticket *tk, enum auth_throttle_admission a,
+               enum auth_throttle_scope scope)
+{
+	auth_throttle_admit_cb *cb = tk->admit_cb;
+
+	tk->admit_cb = NULL;
+	if (cb != NULL)
+		cb(tk->admit_arg, a, scope);
+}
+
+/* The store answered a reservation. */
+static void
+ticket_on_reserved(void *arg, struct throttle_op *op)
+{
+	struct auth_throttle_ticket *tk = arg;
+	struct auth_throttle *t = tk->t;
+	enum auth_throttle_admission a = THROTTLE_GO;
+	enum auth_throttle_scope scope = THROTTLE_NONE;
+
+	tk->store_busy = false;
+	if (tk->dead) {
+		ticket_destroy(tk);
 		return;
-	login_fold(login, folded, sizeof(folded));
-	{
-		const struct keyhash_part parts[] = {
-		        {"w", 1}, {folded, strlen(folded)}, {secret, secret_len}};
-		keyhash_digest(t->kh, pw, parts, AR_NELEM(parts));
 	}
-	memcpy(&digest, pw, sizeof(digest));
+	switch (op->verdict) {
+	case THROTTLE_WAIT:
+		if (tk->list == &t->waiting)
+			return; /* a retry round: stays in line */
+		if (t->n_waiting >= THROTTLE_MAX_WAITING) {
+			a = THROTTLE_BUSY;
+			break;
+		}
+		TAILQ_INSERT_TAIL(&t->waiting, tk, entry);
+		tk->list = &t->waiting;
+		t->n_waiting++;
+		return;
+	case THROTTLE_LOCKED:
+		scope = tk->scope[op->locked_slot];
+		a = scope == THROTTLE_LOGIN ? THROTTLE_SHIELDED : THROTTLE_REFUSED;
+		break;
+	case THROTTLE_ADMIT:
+		break;
+	}
+	if (t->retrying) {
+		/* Delivered by the retry round, after every reservation. */
+		ticket_unlist(tk);
+		tk->answer = a;
+		tk->answer_scope = scope;
+		TAILQ_INSERT_TAIL(&t->ready, tk, entry);
+		tk->list = &t->ready;
+		return;
+	}
+	ticket_unlist(tk);
+	ticket_deliver(tk, a, scope);
+}
 
-	for (size_t i = 0; i < AR_NELEM(order); i++) {
-		enum auth_throttle_scope scope = order[i];
-		unsigned threshold = scope_threshold(pc, scope), j;
-		struct throttle_entry *e;
+static void
+ticket_reserve(struct auth_throttle_ticket *tk, uint64_t now_ms)
+{
+	struct auth_throttle *t = tk->t;
 
-		throttle_key(t, scope, &id, folded, key);
-		e = lru_get(t->table, key);
-		if (e == NULL) {
-			e = xcalloc(1, sizeof(*e) + t->cap * sizeof(e->fails[0]));
-			lru_put(t->table, key, e);
-		}
-		entry_prune(t, e, now_ms);
-		for (j = 0; j < e->n && e->fails[j].digest != digest; j++)
-			;
-		if (j < e->n) {
-			/* The same wrong password again: not a new failure. */
-			struct throttle_fail f = e->fails[j];
-			memmove(&e->fails[j], &e->fails[j + 1], (e->n - j - 1) * sizeof(f));
-			f.at_ms = now_ms;
-			e->fails[e->n - 1] = f;
-		} else {
-			if (e->n == t->cap) {
-				memmove(&e->fails[0], &e->fails[1],
-				        (e->n - 1) * sizeof(e->fails[0]));
-				e->n--;
-			}
-			e->fails[e->n++] = (struct throttle_fail){digest, now_ms};
-		}
-		if (e->n > r->failures)
-			r->failures = e->n;
-		if (threshold > 0 && e->n >= threshold && e->locked_until_ms <= now_ms) {
-			e->locked_until_ms = now_ms + (uint64_t)pc->lockout_time * 1000;
-			label_free(e->label);
-			e->label = label_new(scope, &id, folded, e->n);
-			if (r->locked == THROTTLE_NONE)
-				r->locked = scope;
-			log_info("auth: lockout scope=%s client=%s user=\"%s\" failures=%u "
-			         "lockout_time=%u",
-			         auth_throttle_scope_name(scope),
-			         log_escape_str(client[0] != '\0' ? client : "-", addr,
-			                        sizeof(addr)),
-			         scope == THROTTLE_CLIENT
-			                 ? "*"
-			                 : log_escape_str(login, user, sizeof(user)),
-			         e->n, pc->lockout_time);
-		}
-	}
-	explicit_bzero(pw, sizeof(pw));
-	if (r->failures > pc->delay_after && pc->delay_ms > 0) {
-		unsigned steps = r->failures - pc->delay_after - 1;
-		uint64_t d = steps >= 20 ? pc->delay_max_ms : (uint64_t)pc->delay_ms << steps;
-		r->delay_ms = d > pc->delay_max_ms ? pc->delay_max_ms : (unsigned)d;
-	}
+	tk->op.now_ms = now_ms;
+	tk->op.window_ms = t->window_ms;
+	tk->op.lockout_ms = t->lockout_ms;
+	tk->store_busy = true;
+	t->store.ops->reserve(t->store.state, &tk->op, tk->from, ticket_on_reserved, tk);
 }
 
 void
-auth_throttle_success(struct auth_throttle *t, const char *client, const char *login)
+auth_throttle_admit(struct auth_throttle_ticket *tk, uint64_t now_ms, auth_throttle_admit_cb *cb,
+                    void *arg)
 {
-	char folded[AUTH_MAX_LOGIN + 1];
-	uint8_t key[KEYHASH_LEN];
-	struct client_id id;
+	tk->admit_cb = cb;
+	tk->admit_arg = arg;
+	tk->from = 0;
+	ticket_reserve(tk, now_ms);
+}
 
-	if (lru_count(t->table) == 0)
+void
+auth_throttle_admit_identity(struct auth_throttle_ticket *tk, const char *identity,
+                             const char *secret, size_t secret_len, uint64_t now_ms,
+                             auth_throttle_admit_cb *cb, void *arg)
+{
+	char *norm = login_norm_fold(identity, strlen(identity));
+	uint64_t digest;
+
+	if (tk->identity != NULL || strcmp(norm, tk->norm) == 0) {
+		/* Counted under this name already. */
+		free(norm);
+		cb(arg, THROTTLE_GO, THROTTLE_NONE);
 		return;
-	client_id_of(t, client, &id);
-	login_fold(login, folded, sizeof(folded));
-	throttle_key(t, THROTTLE_CLIENT_LOGIN, &id, folded, key);
-	lru_del(t->table, key);
+	}
+	tk->identity = xstrdup(identity);
+	tk->identity_norm = norm;
+	digest = password_digest(tk->t, norm, secret, secret_len);
+	tk->from = tk->op.n_slots;
+	if (!tk->ck.allowed)
+		ticket_add_slot(tk, THROTTLE_CLIENT_LOGIN, norm, digest, true);
+	ticket_add_slot(tk, THROTTLE_LOGIN, norm, digest, true);
+	tk->admit_cb = cb;
+	tk->admit_arg = arg;
+	ticket_reserve(tk, now_ms);
+}
+
+/* The lockout line, once per slot that started one. */
+static void
+log_lockout(const struct auth_throttle_ticket *tk, size_t i)
+{
+	char user[AUTH_MAX_LOGIN * 4 + 8], addr[160];
+	const char *who = tk->of_identity[i] ? tk->identity : tk->norm;
+
+	log_info("auth: lockout scope=%s client=%s user=\"%s\" failures=%u lockout_time=%u",
+	         auth_throttle_scope_name(tk->scope[i]),
+	         log_escape_str(tk->client[0] != '\0' ? tk->client : "-", addr, sizeof(addr)),
+	         tk->scope[i] == THROTTLE_CLIENT ? "*" : log_escape_str(who, user, sizeof(user)),
+	         tk->op.slots[i].failures, tk->t->pc->lockout_time);
+}
+
+static void
+ticket_on_settled(void *arg, struct throttle_op *op)
+{
+	struct auth_throttle_ticket *tk = arg;
+	struct auth_throttle *t = tk->t;
+	const struct protection_config *pc = t->pc;
+	auth_throttle_settle_cb *cb = tk->settle_cb;
+	void *cbarg = tk->settle_arg;
+	uint64_t now = op->now_ms;
+	struct auth_throttle_result r;
+
+	tk->store_busy = false;
+	memset(&r, 0, sizeof(r));
+	for (size_t i = 0; i < op->n_slots; i++) {
+		const struct throttle_slot *s = &op->slots[i];
+		if (s->failures > r.failures)
+			r.failures = s->failures;
+		if (s->lock_started) {
+			if (r.locked == THROTTLE_NONE)
+				r.locked = tk->scope[i];
+			log_lockout(tk, i);
+		}
+	}
+	if (op->outcome == THROTTLE_FAILURE && r.failures > pc->delay_after && pc->delay_ms > 0) {
+		unsigned steps = r.failures - pc->delay_after - 1;
+		uint64_t d = steps >= 20 ? pc->delay_max_ms : (uint64_t)pc->delay_ms << steps;
+		r.delay_ms = d > pc->delay_max_ms ? pc->delay_max_ms : (unsigned)d;
+	}
+	if (tk->dead)
+		ticket_destroy(tk);
+	else if (cb != NULL)
+		cb(cbarg, &r); /* may free the ticket: not touched after */
+	throttle_retry(t, now);
+}
+
+static void
+ticket_settle(struct auth_throttle_ticket *tk, enum throttle_outcome outcome, uint64_t now_ms)
+{
+	struct auth_throttle *t = tk->t;
+
+	ticket_unlist(tk);
+	tk->settled = true;
+	tk->op.outcome = outcome;
+	tk->op.now_ms = now_ms;
+	tk->op.window_ms = t->window_ms;
+	tk->op.lockout_ms = t->lockout_ms;
+	tk->store_busy = true;
+	t->store.ops->settle(t->store.state, &tk->op, ticket_on_settled, tk);
+}
+
+void
+auth_throttle_settle(struct auth_throttle_ticket *tk, enum throttle_outcome outcome,
+                     uint64_t now_ms, auth_throttle_settle_cb *cb, void *arg)
+{
+	if (tk->settled)
+		fatal("auth_throttle: a ticket settled twice");
+	tk->admit_cb = NULL;
+	tk->settle_cb = cb;
+	tk->settle_arg = arg;
+	ticket_settle(tk, outcome, now_ms);
+}
+
+static bool
+ticket_holds_room(const struct auth_throttle_ticket *tk)
+{
+	for (size_t i = 0; i < tk->op.n_slots; i++) {
+		if (tk->op.slots[i].state != THROTTLE_SLOT_NONE)
+			return true;
+	}
+	return false;
+}
+
+void
+auth_throttle_ticket_free(struct auth_throttle_ticket *tk)
+{
+	if (tk == NULL)
+		return;
+	ticket_unlist(tk);
+	tk->admit_cb = NULL;
+	tk->settle_cb = NULL;
+	if (tk->store_busy) {
+		tk->dead = true; /* the store's answer frees it */
+		return;
+	}
+	if (!tk->settled && ticket_holds_room(tk)) {
+		/* An attempt dropped half way (the auth process stopping):
+		 * give its room back. Waiting ones are retried on the next
+		 * settle or tick, not from inside the owner's free. */
+		struct auth_throttle *t = tk->t;
+		bool retrying = t->retrying;
+		tk->dead = true;
+		t->retrying = true; /* no retry round from here */
+		ticket_settle(tk, THROTTLE_RELEASE, tk->op.now_ms);
+		t->retrying = retrying;
+		return;
+	}
+	ticket_destroy(tk);
+}
+
+static void
+throttle_retry(struct auth_throttle *t, uint64_t now_ms)
+{
+	struct auth_throttle_ticket *tk, *next;
+
+	if (t->retrying) {
+		t->retry_again = true;
+		return;
+	}
+	t->retrying = true;
+	do {
+		t->retry_again = false;
+		/* Oldest first: they get the room before later ones. */
+		for (tk = TAILQ_FIRST(&t->waiting); tk != NULL; tk = next) {
+			next = TAILQ_NEXT(tk, entry);
+			if (!tk->store_busy)
+				ticket_reserve(tk, now_ms);
+		}
+		while ((tk = TAILQ_FIRST(&t->ready)) != NULL) {
+			ticket_unlist(tk);
+			ticket_deliver(tk, tk->answer, tk->answer_scope);
+		}
+	} while (t->retry_again);
+	t->retrying = false;
+}
+
+void
+auth_throttle_tick(struct auth_throttle *t, uint64_t now_ms)
+{
+	throttle_retry(t, now_ms);
 }
 
 struct lockouts_walk {
@@ -356,23 +511,19 @@ struct lockouts_walk {
 	void *arg;
 };
 
-static bool
-lockouts_each(void *arg, const uint8_t key[LRU_KEY_LEN], void *value)
+static void
+lockouts_each(void *arg, const struct throttle_label *l, uint64_t locked_until_ms)
 {
 	struct lockouts_walk *w = arg;
-	struct throttle_entry *e = value;
+	struct auth_throttle_lockout out = {
+	        .scope = (enum auth_throttle_scope)l->scope,
+	        .client = l->client,
+	        .login = l->login,
+	        .failures = l->failures,
+	        .remaining_s = (unsigned)((locked_until_ms - w->now_ms + 999) / 1000),
+	};
 
-	if (e->label != NULL && e->locked_until_ms > w->now_ms) {
-		struct auth_throttle_lockout l = {
-		        .scope = e->label->scope,
-		        .client = e->label->client,
-		        .login = e->label->login,
-		        .failures = e->label->failures,
-		        .remaining_s = (unsigned)((e->locked_until_ms - w->now_ms + 999) / 1000),
-		};
-		w->cb(w->arg, &l);
-	}
-	return false;
+	w->cb(w->arg, &out);
 }
 
 void
@@ -381,56 +532,55 @@ auth_throttle_lockouts(struct auth_throttle *t, uint64_t now_ms, auth_throttle_l
 {
 	struct lockouts_walk w = {now_ms, cb, arg};
 
-	lru_each(t->table, lockouts_each, &w);
+	t->store.ops->lockouts(t->store.state, now_ms, lockouts_each, &w);
 }
 
-struct unlock_walk {
-	uint64_t now_ms;
-	struct client_id id; /* what, as a client */
-	const char *folded;  /* what, as a login */
-	unsigned ended;
+/* What `unlock` names, as a client and as a login. */
+struct unlock_what {
+	const char *text;
+	struct client_key ck;
+	const char *norm;
 };
 
 static bool
-unlock_each(void *arg, const uint8_t key[LRU_KEY_LEN], void *value)
+unlock_match(void *arg, const struct throttle_label *l)
 {
-	struct unlock_walk *w = arg;
-	const struct throttle_entry *e = value;
-	const struct throttle_label *l = e->label;
-	bool client, login;
+	const struct unlock_what *w = arg;
+	bool client = l->client != NULL &&
+	              (l->client_is_addr && w->ck.is_addr
+	                       ? memcmp(l->client_key, w->ck.key, sizeof(l->client_key)) == 0
+	                       : strcmp(l->client, w->text) == 0);
 
-	if (l == NULL || e->locked_until_ms <= w->now_ms)
-		return false;
-	client = l->client != NULL &&
-	         (l->client_is_addr && w->id.is_addr
-	                  ? memcmp(l->client_key, w->id.key, sizeof(l->client_key)) == 0
-	                  : strcmp(l->client, w->id.text) == 0);
-	login = l->login != NULL && strcmp(l->login, w->folded) == 0;
-	if (!client && !login)
-		return false;
-	w->ended++;
-	return true;
+	return client || (l->login != NULL && strcmp(l->login, w->norm) == 0) ||
+	       (l->alias != NULL && strcmp(l->alias, w->norm) == 0);
 }
 
 unsigned
 auth_throttle_unlock(struct auth_throttle *t, const char *what, uint64_t now_ms)
 {
-	char folded[AUTH_MAX_LOGIN + 1], esc[AUTH_MAX_LOGIN * 4 + 8];
-	uint8_t key[KEYHASH_LEN];
-	struct unlock_walk w = {.now_ms = now_ms, .folded = folded};
+	struct auth_throttle_ticket tk; /* only to name the keys */
+	uint8_t forget[2][KEYHASH_LEN];
+	char esc[AUTH_MAX_LOGIN * 4 + 8];
+	struct unlock_what w;
+	unsigned ended;
 
-	login_fold(what, folded, sizeof(folded));
-	client_id_of(t, what, &w.id);
-	lru_each(t->table, unlock_each, &w);
-	/* The counts that were not a lockout yet go too: the next login
-	 * starts afresh, as after lockout_time. */
-	throttle_key(t, THROTTLE_LOGIN, &w.id, folded, key);
-	lru_del(t->table, key);
-	throttle_key(t, THROTTLE_CLIENT, &w.id, folded, key);
-	lru_del(t->table, key);
+	memset(&tk, 0, sizeof(tk));
+	tk.t = t;
+	tk.client = (char *)what;
+	tk.norm = login_norm_fold(what, strlen(what));
+	client_key_of(t, what, &tk.ck);
+	w = (struct unlock_what){what, tk.ck, tk.norm};
+	/* The counts that were no lockout yet go too (the login's, the
+	 * client's): the next login starts afresh, as after lockout_time. */
+	ticket_add_slot(&tk, THROTTLE_LOGIN, tk.norm, 0, false);
+	ticket_add_slot(&tk, THROTTLE_CLIENT, tk.norm, 0, false);
+	memcpy(forget[0], tk.op.slots[0].key, KEYHASH_LEN);
+	memcpy(forget[1], tk.op.slots[1].key, KEYHASH_LEN);
+	ended = t->store.ops->unlock(t->store.state, now_ms, unlock_match, &w, forget, 2);
 	log_info("auth: unlock by the admin what=\"%s\" lockouts=%u",
-	         log_escape_str(what, esc, sizeof(esc)), w.ended);
-	return w.ended;
+	         log_escape_str(what, esc, sizeof(esc)), ended);
+	free(tk.norm);
+	return ended;
 }
 
 const char *
@@ -452,29 +602,29 @@ auth_throttle_scope_name(enum auth_throttle_scope s)
 size_t
 auth_throttle_count(const struct auth_throttle *t)
 {
-	return lru_count(t->table);
+	return t->store.ops->count(t->store.state);
 }
 
-struct locked_walk {
-	uint64_t now_ms;
-	size_t n;
-};
-
-static bool
-locked_each(void *arg, const uint8_t key[LRU_KEY_LEN], void *value)
+size_t
+auth_throttle_waiting(const struct auth_throttle *t)
 {
-	struct locked_walk *w = arg;
-	const struct throttle_entry *e = value;
+	return t->n_waiting;
+}
 
-	w->n += e->locked_until_ms > w->now_ms;
-	return false;
+static void
+locked_each(void *arg, const struct throttle_label *label, uint64_t locked_until_ms)
+{
+	size_t *n = arg;
+
+	(*n)++;
 }
 
 size_t
 auth_throttle_locked(struct auth_throttle *t, uint64_t now_ms)
 {
-	struct locked_walk w = {.now_ms = now_ms};
+	size_t n = 0;
 
-	lru_each(t->table, locked_each, &w);
-	return w.n;
+	/* The store's walk of the lockouts in force, as the admin's listing. */
+	t->store.ops->lockouts(t->store.state, now_ms, locked_each, &n);
+	return n;
 }

@@ -9,26 +9,46 @@
  * a phone retrying one stale password counts once, so it is not mistaken for
  * an attack and cannot lock its owner out.
  *
- * Past delay_after failures the worker is told to wait before answering
- * (delay_ms, doubling per failure, at most delay_max_ms). At
- * lockout_client_failures / lockout_client_login_failures a client / pair is
- * locked out for lockout_time: its logins get AUTH_TEMPFAIL reason=locked
- * without any source being asked. At lockout_login_failures the login itself
- * is shielded: no source is asked for it any more (so attackers cannot trip
- * the directory's own account lockout, e.g. Active Directory's), yet a
- * correct password still found in the auth cache gets in. Clients inside
- * allow_networks are never counted nor locked. A tempfail (directory down)
- * is never a failure: callers only report AUTH_FAIL answers.
+ * Logins are counted in their normalized spelling (login_norm.h), so "ann",
+ * " ANN" and "ann " share one budget. Once a source has found the user, the
+ * attempt is also counted under the canonical identity it names
+ * (auth_throttle_admit_identity(): an LDAP entry's DN), so that the logins
+ * "ann", "ann@example.org" and "CORP\ann" that find one entry share one
+ * budget too.
+ *
+ * Attempts are counted while in flight (throttle_store.h): an attempt takes
+ * room under each key before any source is asked and gives it back, or turns
+ * it into a failure, when it is answered. So however many attempts arrive at
+ * once, no more than the configured number of distinct wrong passwords per
+ * client, per login and per pair reach a source within the window. An
+ * attempt that finds no room waits (admission callbacks come later) until
+ * the attempts in flight are answered; waiting ones are retried whenever an
+ * attempt settles, and on auth_throttle_tick().
+ *
+ * Past delay_after failures the answer to a failure is delayed (delay_ms,
+ * doubling per failure, at most delay_max_ms). At lockout_client_failures /
+ * lockout_client_login_failures a client / pair is locked out for
+ * lockout_time: its logins get AUTH_TEMPFAIL reason=locked without any
+ * source being asked. At lockout_login_failures the login itself is
+ * shielded: no source is asked for it any more (so attackers cannot trip the
+ * directory's own account lockout, e.g. Active Directory's), yet a correct
+ * password still found in the auth cache gets in. Clients inside
+ * allow_networks are exempt from the per-client and per-pair counting only:
+ * the per-login shield and its delays hold for them too, since the client
+ * address is only what the worker says. A tempfail (directory down) is never
+ * a failure: callers settle it with THROTTLE_RELEASE.
  */
 #ifndef AUTHRELAY_AUTH_THROTTLE_H
 #define AUTHRELAY_AUTH_THROTTLE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include "throttle_store.h"
 #include "../lib/keyhash.h"
 
 struct protection_config;
 struct auth_throttle;
+struct auth_throttle_ticket;
 
 enum auth_throttle_scope {
 	THROTTLE_NONE = 0,
@@ -37,35 +57,72 @@ enum auth_throttle_scope {
 	THROTTLE_LOGIN,        /* the lockout shield: this login from anywhere */
 };
 
-/* What one failure did. */
+enum auth_throttle_admission {
+	THROTTLE_GO,       /* ask the cache, then the source */
+	THROTTLE_SHIELDED, /* the login is shielded: the cache may answer, no source */
+	THROTTLE_REFUSED,  /* the client or the pair is locked out */
+	THROTTLE_BUSY,     /* too many attempts waiting already */
+};
+
+/* What one settled attempt did. */
 struct auth_throttle_result {
-	unsigned delay_ms;               /* for the worker; 0 = none */
-	unsigned failures;               /* the highest distinct count of the three keys */
+	unsigned delay_ms;               /* hold the failure this long; 0 = none */
+	unsigned failures;               /* the highest distinct count of its keys */
 	enum auth_throttle_scope locked; /* a lockout this failure started, or NONE */
 };
 
-/* pc and kh are borrowed and must outlive the throttle. */
+/* An admission's answer: scope is the lockout that refused or shielded it
+ * (THROTTLE_NONE for GO and BUSY). Runs exactly once, possibly before the
+ * call returns; not at all if the ticket is freed first. */
+typedef void auth_throttle_admit_cb(void *arg, enum auth_throttle_admission,
+                                    enum auth_throttle_scope scope);
+
+/* pc and kh are borrowed and must outlive the throttle. The counters live
+ * in this process (throttle_store_local_new()). */
 struct auth_throttle *auth_throttle_new(const struct protection_config *pc,
                                         const struct keyhash *kh);
+/* Waiting tickets are dropped without their callbacks. */
 void auth_throttle_free(struct auth_throttle *);
 
-/* The lockout in force for client (address text, as the worker sent it) and
- * login: THROTTLE_CLIENT, then THROTTLE_CLIENT_LOGIN, then THROTTLE_LOGIN,
- * or THROTTLE_NONE. *remaining_s_r (if not NULL) gets the seconds left. */
-enum auth_throttle_scope auth_throttle_check(struct auth_throttle *, const char *client,
-                                             const char *login, uint64_t now_ms,
-                                             unsigned *remaining_s_r);
-/* Count an AUTH_FAIL for (client, login) with this secret. Logs a line when
- * a lockout starts. */
-void auth_throttle_failure(struct auth_throttle *, const char *client, const char *login,
-                           const char *secret, size_t secret_len, uint64_t now_ms,
-                           struct auth_throttle_result *r);
-/* An AUTH_OK: the pair's failures are forgotten (the client's and the
- * login's are not: others may be attacking them). */
-void auth_throttle_success(struct auth_throttle *, const char *client, const char *login);
+/* One attempt of login (as typed) from client (address text, as the worker
+ * sent it) with secret. The secret is kept only as keyed digests; the
+ * strings may go once this returns. Free it with auth_throttle_ticket_free(). */
+struct auth_throttle_ticket *auth_throttle_ticket_new(struct auth_throttle *, const char *client,
+                                                      const char *login, const char *secret,
+                                                      size_t secret_len);
+/* Settles what the ticket still holds as THROTTLE_RELEASE, leaves the
+ * waiting line, and frees it. NULL is fine. */
+void auth_throttle_ticket_free(struct auth_throttle_ticket *);
+
+/* Take room under the client, the pair and the login. cb says what to do. */
+void auth_throttle_admit(struct auth_throttle_ticket *, uint64_t now_ms, auth_throttle_admit_cb *cb,
+                         void *arg);
+/* A source found the user: identity is its canonical name. Take room under
+ * the identity's login and pair as well, unless it normalizes to the login
+ * already counted (then cb gets THROTTLE_GO at once). secret is the
+ * attempt's again (digests only are kept). */
+void auth_throttle_admit_identity(struct auth_throttle_ticket *, const char *identity,
+                                  const char *secret, size_t secret_len, uint64_t now_ms,
+                                  auth_throttle_admit_cb *cb, void *arg);
+/* The answer to a settle; r is valid during the call. Runs exactly once,
+ * possibly before auth_throttle_settle() returns, and may free the ticket. */
+typedef void auth_throttle_settle_cb(void *arg, const struct auth_throttle_result *r);
+
+/* The attempt's answer: THROTTLE_FAILURE counts it (and may start a
+ * lockout, logged), THROTTLE_SUCCESS forgets the pairs' failures (the
+ * client's and the login's are kept: others may be attacking them),
+ * THROTTLE_RELEASE gives the room back. Waiting attempts are retried after
+ * cb has run. A ticket is settled at most once. */
+void auth_throttle_settle(struct auth_throttle_ticket *, enum throttle_outcome, uint64_t now_ms,
+                          auth_throttle_settle_cb *cb, void *arg);
+
+/* Once a second or so: retry waiting attempts (lockouts end, failures
+ * leave the window). */
+void auth_throttle_tick(struct auth_throttle *, uint64_t now_ms);
 
 /* One lockout in force, for the admin (`authrelay lockouts`). client is
- * NULL for a login lockout, login (lower-cased) NULL for a client one. */
+ * NULL for a login lockout, login (normalized, login_norm.h; a canonical
+ * identity for a lockout of one) NULL for a client one. */
 struct auth_throttle_lockout {
 	enum auth_throttle_scope scope;
 	const char *client;
@@ -80,18 +137,22 @@ typedef void auth_throttle_lockout_cb(void *arg, const struct auth_throttle_lock
 void auth_throttle_lockouts(struct auth_throttle *, uint64_t now_ms, auth_throttle_lockout_cb *cb,
                             void *arg);
 /* `authrelay unlock WHAT`: end every lockout naming what, a login (any
- * case) or a client address (its IPv6 network counts), and forget the
- * failures counted for it, so that its next login is checked at once.
- * Returns how many lockouts ended. */
+ * spelling that normalizes alike; an identity's lockout started by that
+ * login too), a canonical identity, or a client address (its IPv6 network
+ * counts), and forget the failures counted for it, so that its next login
+ * is checked at once. Returns how many lockouts ended. Waiting attempts are
+ * retried on the next tick. */
 unsigned auth_throttle_unlock(struct auth_throttle *, const char *what, uint64_t now_ms);
 
 /* Lockouts in force at now_ms (clients, pairs and shielded logins), for
- * the metrics. Walks the whole table: once a second at most. */
+ * the metrics. A walk of the store (the local one: its whole table): once
+ * a second at most. */
 size_t auth_throttle_locked(struct auth_throttle *, uint64_t now_ms);
 
 /* "client", "client_login", "login", "none". */
 const char *auth_throttle_scope_name(enum auth_throttle_scope);
-/* Tracked keys (tests). */
+/* Tracked keys and waiting attempts (tests). */
 size_t auth_throttle_count(const struct auth_throttle *);
+size_t auth_throttle_waiting(const struct auth_throttle *);
 
 #endif

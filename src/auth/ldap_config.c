@@ -80,6 +80,12 @@ static const struct settings_name method_names[] = {
         {0},
 };
 
+static const struct settings_name when_unavailable_names[] = {
+        {"tempfail", LDAP_WHEN_UNAVAILABLE_TEMPFAIL, false},
+        {"trust_others", LDAP_WHEN_UNAVAILABLE_TRUST_OTHERS, false},
+        {0},
+};
+
 static char password_error[512];
 
 /* ---- value checks ---- */
@@ -249,6 +255,11 @@ static const struct settings_key ldap_keys[] = {
         {"pool_size", SETTINGS_UINT, D(pool_size), .def = "4", .min = 1, .max = LDAP_MAX_POOL_SIZE,
          .meaning = "Most connections to this directory; method = bind with a search needs "
                     "2."},
+        {"when_unavailable", SETTINGS_ENUM, D(when_unavailable), .def = "tempfail",
+         .names = when_unavailable_names,
+         .meaning = "While this directory cannot answer, a user found only elsewhere gets "
+                    "tempfail (454: the uniqueness rule cannot be checked) or, weaker, "
+                    "trust_others (that directory's verdict)."},
 };
 
 static const struct settings_section ldap_section = {

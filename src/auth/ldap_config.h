@@ -32,6 +32,13 @@ enum ldap_dir_type {
 	LDAP_TYPE_DOMINO, /* HCL/IBM Domino */
 };
 
+/* What the other directories do while this one cannot answer (the
+ * uniqueness rule: a user found in two directories is refused). */
+enum ldap_when_unavailable {
+	LDAP_WHEN_UNAVAILABLE_TEMPFAIL,     /* 454: the rule cannot be checked */
+	LDAP_WHEN_UNAVAILABLE_TRUST_OTHERS, /* weaker: an entry found elsewhere decides */
+};
+
 struct ldap_dir_cfg {
 	char *name;  /* NAME of [ldap NAME] */
 	int line;    /* the section header, for messages */
@@ -59,6 +66,7 @@ struct ldap_dir_cfg {
 	unsigned network_timeout; /* s */
 	unsigned timeout;         /* s, per operation */
 	unsigned pool_size;
+	enum ldap_when_unavailable when_unavailable;
 };
 
 /* [ldap NAME] with its check, for config_set_modules(). */

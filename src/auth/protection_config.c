@@ -135,9 +135,14 @@ static const struct settings_key protection_keys[] = {
         {"lockout_reply", SETTINGS_ENUM, P(lockout_reply), .def = "454", .names = reply_names,
          .why = "454: temporary failure, the session goes on; 421: the connection is closed",
          .meaning = "Answer to an AUTH while locked out."},
+        {"worker_failure_rate", SETTINGS_UINT, P(worker_failure_rate), .def = "20", .min = 1,
+         .max = 100000,
+         .meaning = "Failed credential checks per second one SMTP worker may cause, all its "
+                    "sessions together; further checks wait."},
         {"allow_networks", SETTINGS_CIDRS, P(allow_networks), .flags = SETTINGS_COUNTED,
          .count_offset = offsetof(struct protection_config, n_allow_networks),
-         .meaning = "Clients never counted, delayed or locked out."},
+         .meaning = "Clients exempt from the per-client and per-pair counting (never from the "
+                    "per-login shield)."},
         {"sender_allow_users", SETTINGS_LIST, P(sender_allow_users), .flags = SETTINGS_COUNTED,
          .count_offset = offsetof(struct protection_config, n_sender_allow_users),
          .type_doc = "list of logins",

@@ -60,6 +60,7 @@ struct protection_config {
 	unsigned lockout_client_login_failures; /* 0 = off */
 	unsigned lockout_time;                  /* s */
 	unsigned lockout_reply;                 /* 454, or 421 (and close) */
+	unsigned worker_failure_rate;           /* failed checks/s per worker connection */
 	struct cidr *allow_networks;
 	size_t n_allow_networks;
 	/* sender policy and sending limits (SMTP workers) */
@@ -86,7 +87,7 @@ void protection_config_parse(const struct config *cfg, struct protection_config 
                              struct settings_ctx *ctx);
 void protection_config_clear(struct protection_config *);
 
-/* True if sa is in allow_networks (never throttled, never locked). */
+/* True if sa is in allow_networks (exempt from per-client counting). */
 bool protection_allowed(const struct protection_config *, const struct sockaddr *sa);
 
 #endif

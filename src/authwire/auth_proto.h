@@ -77,9 +77,13 @@ struct auth_reply {
 	uint32_t id;
 	enum auth_result result;
 	enum auth_reason reason;
-	const char *identity;  /* canonical login on AUTH_OK, else "" */
-	uint32_t delay_ms;     /* AUTH_FAIL: wait this long before 535, if longer
-	                        * than the listener's auth_failure_delay_ms; else 0 */
+	const char *identity;  /* canonical identity on AUTH_OK (maybe no address:
+	                        * an LDAP DN), else "" */
+	uint32_t delay_ms;     /* AUTH_FAIL: what is left of the throttle's delay
+	                        * after the auth process held the RESULT (0 unless
+	                        * longer than the worker waits); wait this long
+	                        * before 535 if longer than the listener's
+	                        * auth_failure_delay_ms; else 0 */
 	const char *addresses; /* AUTH_OK: the user's own addresses, "a@x,b@y"; may be "" */
 };
 

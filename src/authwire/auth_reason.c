@@ -47,6 +47,7 @@ static const char *const auth_reason_names[AUTH_REASON_COUNT] = {
         [AUTH_REASON_PASSWORD_MUST_CHANGE] = "password_must_change",
         [AUTH_REASON_LOGON_HOURS] = "logon_hours",
         [AUTH_REASON_WORKSTATION_REFUSED] = "workstation_refused",
+        [AUTH_REASON_PASSWORD_UNREADABLE] = "password_unreadable",
 };
 
 const char *

@@ -58,7 +58,10 @@ enum auth_reason {
 	AUTH_REASON_PASSWORD_MUST_CHANGE = 35, /* data 773 */
 	AUTH_REASON_LOGON_HOURS = 36,          /* data 530 */
 	AUTH_REASON_WORKSTATION_REFUSED = 37,  /* data 531 */
-	AUTH_REASON_COUNT                      /* not a reason: the number of them */
+	/* ldap fetch: no entry shows the password attribute to the service
+	 * account, a configuration fault (tempfail, never counted) */
+	AUTH_REASON_PASSWORD_UNREADABLE = 38,
+	AUTH_REASON_COUNT /* not a reason: the number of them */
 };
 
 /* The log word ("bad_password"); "unknown" for a value out of range. */

@@ -43,29 +43,52 @@ allowed_user(const struct smtpd_protection *pc, const char *login)
 	return false;
 }
 
+/* login without the blanks around it, into buf; NULL if it does not fit. */
+static const char *
+login_trim(const char *login, char *buf, size_t size)
+{
+	size_t len;
+
+	while (*login == ' ' || *login == '\t')
+		login++;
+	len = strlen(login);
+	while (len > 0 && (login[len - 1] == ' ' || login[len - 1] == '\t'))
+		len--;
+	if (len >= size)
+		return NULL;
+	memcpy(buf, login, len);
+	buf[len] = '\0';
+	return buf;
+}
+
 const char *
 sender_policy_check(const struct listener_cfg *l, const struct smtpd_protection *pc,
-                    const char *user, const char *addresses, const char *mail_from)
+                    const char *user, const char *login, const char *addresses,
+                    const char *mail_from)
 {
+	char buf[1024];
 	const char *at;
 
 	if (!l->sender_login_match || mail_from[0] == '\0')
 		return NULL;
 	if (user == NULL || user[0] == '\0')
 		return SENDER_MISMATCH;
-	if (allowed_user(pc, user))
+	login = login_trim(login != NULL ? login : user, buf, sizeof(buf));
+	if (login == NULL || login[0] == '\0')
+		login = user;
+	if (allowed_user(pc, user) || allowed_user(pc, login))
 		return NULL;
 	if (in_list(addresses, mail_from))
 		return NULL;
-	at = strrchr(user, '@');
+	at = strrchr(login, '@');
 	if (at != NULL)
-		return ascii_strcasecmp(user, mail_from) == 0 ? NULL : SENDER_MISMATCH;
+		return ascii_strcasecmp(login, mail_from) == 0 ? NULL : SENDER_MISMATCH;
 	if (l->default_domain != NULL) {
 		/* "alice" on a listener whose default_domain is example.org. */
 		const char *mat = strrchr(mail_from, '@');
-		size_t ulen = strlen(user);
+		size_t ulen = strlen(login);
 		if (mat != NULL && (size_t)(mat - mail_from) == ulen &&
-		    ascii_strncasecmp(mail_from, user, ulen) == 0 &&
+		    ascii_strncasecmp(mail_from, login, ulen) == 0 &&
 		    ascii_strcasecmp(mat + 1, l->default_domain) == 0)
 			return NULL;
 	}

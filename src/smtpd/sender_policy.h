@@ -6,11 +6,14 @@
  *   - an address the auth source gave for the user (the users file's third
  *     field, the directory's mail attributes);
  *   - the login itself when it is an address ("alice@example.org"), or the
- *     login at the listener's default_domain when it has no '@';
+ *     login at the listener's default_domain when it has no '@': the login
+ *     as the client typed it (blanks around it dropped), since the
+ *     canonical identity may be no address at all (an LDAP entry's DN);
  *
  * compared without regard to case. The null reverse-path <> is allowed
- * (bounces and notifications have no owner). Logins in [protection]
- * sender_allow_users may use any address.
+ * (bounces and notifications have no owner). Users in [protection]
+ * sender_allow_users (matched against the identity and the login) may use
+ * any address.
  */
 #ifndef AUTHRELAY_SENDER_POLICY_H
 #define AUTHRELAY_SENDER_POLICY_H
@@ -20,10 +23,12 @@
 struct listener_cfg;
 struct smtpd_protection;
 
-/* NULL if user (the canonical login) may send as mail_from ("" for <>, else
- * "local@domain"), given addresses ("a@x,b@y", may be NULL); else the reply
- * line: "553 5.7.1 ...". */
+/* NULL if user (the canonical identity the auth process returned), who
+ * logged in as login (as typed; NULL: user), may send as mail_from ("" for
+ * <>, else "local@domain"), given addresses ("a@x,b@y", may be NULL); else
+ * the reply line: "553 5.7.1 ...". */
 const char *sender_policy_check(const struct listener_cfg *, const struct smtpd_protection *,
-                                const char *user, const char *addresses, const char *mail_from);
+                                const char *user, const char *login, const char *addresses,
+                                const char *mail_from);
 
 #endif

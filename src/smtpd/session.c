@@ -122,7 +122,8 @@ struct session {
 	bool esmtp;
 	char *helo; /* sanitized, NULL before HELO/EHLO */
 	bool authenticated;
-	char *auth_user;
+	char *auth_user;  /* the canonical identity once authenticated */
+	char *auth_login; /* the login as typed (sender_login_match) */
 	char *auth_addrs; /* the user's own addresses, "a@x,b@y" (sender policy) */
 	unsigned auth_failures;
 	unsigned errors;
@@ -689,6 +690,8 @@ session_auth_verify(struct session *s)
 	/* The mechanism's copy of the password is no longer needed. */
 	free(s->auth_user);
 	s->auth_user = xstrdup(req.login);
+	free(s->auth_login);
+	s->auth_login = xstrdup(req.login);
 	session_auth_end_sasl(s);
 }
 
@@ -942,7 +945,7 @@ session_protect_mail(struct session *s, const struct smtp_path *from)
 
 	if (!s->authenticated || s->auth_user == NULL)
 		return 0;
-	deny = sender_policy_check(s->l, pc, s->auth_user, s->auth_addrs,
+	deny = sender_policy_check(s->l, pc, s->auth_user, s->auth_login, s->auth_addrs,
 	                           from->null ? "" : from->addr);
 	if (deny != NULL) {
 		char user[128], addr[300];
@@ -1776,6 +1779,7 @@ session_free(struct session *s)
 	evbuffer_free(s->out);
 	free(s->helo);
 	free(s->auth_user);
+	free(s->auth_login);
 	free(s->auth_addrs);
 	free(s->count_args);
 	free(s->tls_desc);

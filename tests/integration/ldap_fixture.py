@@ -12,7 +12,11 @@ What is here:
   Slapd                         writes the config, loads the LDIF with slapadd,
                                 starts `slapd -d 0` in the foreground (so its
                                 pid is ours), waits until a search answers;
-                                stop(), freeze() (SIGSTOP), thaw(), restart()
+                                stop(), freeze() (SIGSTOP), thaw(), restart();
+                                stats=True logs every operation ("-d 256")
+                                and binds(dn) counts the binds slapd saw;
+                                service_reads_password=False hides
+                                userPassword from the service account
   write_password_file()         the service account's password file, readable
                                 by the user the auth process runs as only
 
@@ -25,6 +29,7 @@ import base64
 import hashlib
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -190,8 +195,11 @@ class Slapd:
 
     def __init__(self, base: Path, name: str, suffix: str,
                  tls: tuple[Path, Path] | None = None, port: int | None = None,
-                 ldaps_port: int | None = None):
+                 ldaps_port: int | None = None, stats: bool = False,
+                 service_reads_password: bool = True):
         self.dir = harness.make_dir(base, f"slapd-{name}-")
+        self.stats = stats
+        self.service_reads_password = service_reads_password
         self.name, self.suffix, self.tls = name, suffix, tls
         self.port = port or harness.free_port()
         self.ldaps_port = ldaps_port if ldaps_port is not None else (
@@ -235,7 +243,8 @@ class Slapd:
             "index uid,mail,cn eq",
             "index member eq",
             "access to attrs=userPassword",
-            f'  by dn.exact="{self.service_dn}" read',
+            *([f'  by dn.exact="{self.service_dn}" read'] if self.service_reads_password
+              else []),
             "  by anonymous auth",
             "  by self read",
             "  by * none",
@@ -275,7 +284,8 @@ class Slapd:
     def start(self, timeout: float = 30) -> "Slapd":
         self._log = open(self.dir / "slapd.log", "ab")
         self.proc = subprocess.Popen([SLAPD, "-h", self.listen_urls(), "-f", str(self.conf),
-                                      "-d", "0"], stdin=subprocess.DEVNULL, stdout=self._log,
+                                      "-d", "256" if self.stats else "0"],
+                                     stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         _running.append(self)
         harness.wait_until(self._answers, timeout, f"slapd {self.name} to answer on {self.uri}")
@@ -289,6 +299,12 @@ class Slapd:
                             "-b", "", "-s", "base", "namingContexts"],
                            capture_output=True, timeout=10)
         return r.returncode == 0
+
+    def binds(self, dn: str) -> int:
+        """Simple binds as dn that slapd logged (stats=True only)."""
+        assert self.stats, "binds() needs Slapd(..., stats=True)"
+        text = (self.dir / "slapd.log").read_text(errors="replace")
+        return len(re.findall(rf'BIND dn="{re.escape(dn)}" method=128', text, re.I))
 
     @property
     def pid(self) -> int:

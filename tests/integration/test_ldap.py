@@ -328,18 +328,30 @@ def test_directory_stopped_then_back(make_gateway, dirs, own_dirs):
 
 
 def test_one_of_two_directories_down(make_gateway, dirs, own_dirs):
-    """Found in exactly one of the directories that answered: it decides.
-    Not found, with a directory down: 454, the user may exist there."""
+    """A directory down: the uniqueness rule cannot be checked, so a user
+    found in the other one gets 454 too (fail closed), unless the directory
+    that is down says when_unavailable = trust_others (weaker: the one that
+    answered decides, with a warning). Not found, with a directory down:
+    454 either way, the user may exist there."""
     a, b = own_dirs
     gw = make_gateway(cfg({"ldap a": lf.ldap_section(a, dirs.pwfile),
-                       "ldap b": lf.ldap_section(b, dirs.pwfile)}))
+                           "ldap b": lf.ldap_section(b, dirs.pwfile)}))
+    trusting = make_gateway(cfg({"ldap a": lf.ldap_section(a, dirs.pwfile),
+                                 "ldap b": lf.ldap_section(b, dirs.pwfile,
+                                                           when_unavailable="trust_others")}))
     assert auth_reason(gw, "pat", "pat-Secret-1") == (235, "ok", "ldap")
     b.stop()
     mark = gw.log_mark()
-    assert auth_reason(gw, "ann", "ann-Secret-1") == (235, "ok", "ldap")
-    gw.wait_for_log(r"found in directory=a; directories=b unavailable", since=mark)
+    assert auth_reason(gw, "ann", "ann-Secret-1")[:2] == (454, "directory_unavailable")
+    gw.wait_for_log(r"found in directory=a, but directories=b unavailable .*uniqueness cannot "
+                    r"be checked", since=mark)
     assert auth_reason(gw, "pat", "pat-Secret-1")[:2] == (454, "directory_unavailable")
     assert auth_reason(gw, "nobody-here", "x-pass")[:2] == (454, "directory_unavailable")
+    mark = trusting.log_mark()
+    assert auth_reason(trusting, "ann", "ann-Secret-1") == (235, "ok", "ldap")
+    trusting.wait_for_log(r"found in directory=a; directories=b unavailable", since=mark)
+    assert auth_reason(trusting, "pat", "pat-Secret-1")[:2] == (454, "directory_unavailable")
+    assert auth_reason(trusting, "nobody-here", "x-pass")[:2] == (454, "directory_unavailable")
 
 
 def test_directory_frozen(make_gateway, dirs, own_dirs, users):

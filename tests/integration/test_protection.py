@@ -3,7 +3,8 @@ expiry, SIGHUP; against slapd: binds counted in slapd's own log, a password
 change taking effect after the positive TTL, stale answers while slapd is
 stopped), the brute-force throttle (distinct wrong passwords, lockout per
 (client, login), per client with 421, the lockout shield per login, expiry,
-the growing delay, allow_networks, a tempfail never counted), the sender
+the growing delay, allow_networks exempt per client only, a tempfail never
+counted), the sender
 policy (553 5.7.1), per-user sending limits shared by the workers (450
 4.7.1), and alerts: log lines, a hook run by the queue process, and alert
 mails spooled and delivered by the queue to an aiosmtpd sink, also across a
@@ -53,7 +54,9 @@ def prot(**kw):
 
 def login(gw, user, password, source=HOST, listener="plain"):
     """One AUTH PLAIN in a fresh connection from source. Returns (reply,
-    the auth process's log fields for it: result, reason, source, extra)."""
+    the auth process's log fields for it: result, reason, source, extra,
+    identity). extra holds the protection's notes; the canonical identity
+    (logged when it is not the login as typed) is split off into identity."""
     mark = gw.log_mark()
     c = SMTPConn.open(gw, listener, source=source)
     c.ehlo()
@@ -65,7 +68,11 @@ def login(gw, user, password, source=HOST, listener="plain"):
     except (ConnectionClosed, OSError, TimeoutError):
         pass
     c.close()
-    return r, m.groupdict()
+    fields = m.groupdict()
+    ident = re.search(r' identity="((?:[^"\\]|\\.)*)"', fields["extra"])
+    fields["identity"] = ident.group(1) if ident else None
+    fields["extra"] = re.sub(r' identity="(?:[^"\\]|\\.)*"', "", fields["extra"])
+    return r, fields
 
 
 def code_and(gw, user, password, source=HOST):
@@ -112,22 +119,10 @@ def test_cache_emptied_by_sighup(make_gateway, users):
 
 # ---------------------------------------------------------------- cache (slapd)
 
-class CountingSlapd(lf.Slapd):
+def CountingSlapd(*args, **kw):
     """The fixture's slapd, run with "-d 256" (stats) so that its own log
-    says which binds reached it."""
-
-    def start(self, timeout: float = 30):
-        self._log = open(self.dir / "slapd.log", "ab")
-        self.proc = subprocess.Popen([lf.SLAPD, "-h", self.listen_urls(), "-f", str(self.conf),
-                                      "-d", "256"], stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
-        lf._running.append(self)
-        wait_until(self._answers, timeout, f"slapd {self.name} to answer")
-        return self
-
-    def binds(self, dn: str) -> int:
-        text = (self.dir / "slapd.log").read_text(errors="replace")
-        return len(re.findall(rf'BIND dn="{re.escape(dn)}" method=128', text, re.I))
+    says which binds reached it (Slapd.binds())."""
+    return lf.Slapd(*args, stats=True, **kw)
 
 
 def ldappasswd(slapd, dn, new):
@@ -153,7 +148,11 @@ def test_ldap_cache_binds_password_change_and_stale(make_gateway, base_dir):
             "alerts": {"unreachable_after": "1s"},
         }, users={})
         dn = ann.dn(slapd.suffix)
-        assert code_and(gw, "ann", "ann-Secret-1") == (235, "ok", "ldap", "")
+        r, f = login(gw, "ann", "ann-Secret-1")
+        r.check(235)
+        # The session goes on as the entry's DN (normalized), logged.
+        assert (f["reason"], f["source"], f["extra"], f["identity"]) == \
+            ("ok", "ldap", "", dn.lower())
         wait_until(lambda: slapd.binds(dn) == 1, 10, "slapd to log ann's bind")
         # Cache hits: no bind reaches slapd.
         for _ in range(4):
@@ -267,10 +266,26 @@ def test_client_lockout(throttlegw, users):
     c.auth_plain(users["erin"].name, users["erin"].password).check(454, "4.7.0")
 
 
-def test_allow_networks_never_locked(throttlegw, users):
+def test_allow_networks_exempt_per_client_only(throttlegw, users):
+    """127.0.0.12 is allow-listed: never locked out per client (6) nor per
+    pair (3); but the address is only what a worker says, so the login's
+    shield (4) holds for it too."""
     frank = users["frank"]
-    assert fail_n(throttlegw, frank.name, [f"w{i}" for i in range(8)], "127.0.0.12") == [535] * 8
+    assert fail_n(throttlegw, frank.name, ["w0", "w1", "w2"], "127.0.0.12") == [535] * 3
     assert code_and(throttlegw, frank.name, frank.password, "127.0.0.12")[0] == 235
+    c = SMTPConn.open(throttlegw, "plain", source="127.0.0.12")
+    c.ehlo()
+    assert [c.auth_plain(f"stranger{i}", "x").code for i in range(7)] == [535] * 7
+    c.close()
+    assert code_and(throttlegw, frank.name, frank.password, "127.0.0.12")[0] == 235
+    # A fourth distinct wrong password shields the login, allow-listed or
+    # not; frank's own password still gets in from the cache.
+    assert fail_n(throttlegw, frank.name, ["w3", "w4"], "127.0.0.12") == [535, 454]
+    throttlegw.wait_for_log(r"auth: lockout scope=login client=127\.0\.0\.12 user=\"frank\"")
+    assert code_and(throttlegw, frank.name, "w5", "127.0.0.12") == \
+        (454, "locked", "none", "lock=login")
+    assert code_and(throttlegw, frank.name, frank.password, "127.0.0.12") == \
+        (235, "ok", "file", "cache=hit")
 
 
 def test_client_lockout_421_and_growing_delay(make_gateway, users):

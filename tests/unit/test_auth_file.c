@@ -133,7 +133,7 @@ setup(void **state)
 	h->cfg->auth_threads = 2;
 	h->base = event_base_new();
 	h->pool = threadpool_new(h->base, 2);
-	h->env = (struct auth_env){h->cfg, h->base, h->pool};
+	h->env = (struct auth_env){.cfg = h->cfg, .base = h->base, .pool = h->pool};
 	assert_true(auth_source_file.configured(h->cfg));
 	assert_int_equal(auth_source_file.init(&h->env, &h->state, &err), 0);
 	*state = h;
@@ -381,7 +381,7 @@ test_init_errors(void **state)
 	struct config cfg;
 	struct event_base *base = event_base_new();
 	struct threadpool *pool = threadpool_new(base, 1);
-	struct auth_env env = {&cfg, base, pool};
+	struct auth_env env = {.cfg = &cfg, .base = base, .pool = pool};
 	const char *err = NULL;
 	void *st = NULL;
 

@@ -56,6 +56,7 @@ static const struct {
         {AUTH_REASON_PASSWORD_MUST_CHANGE, 35, "password_must_change"},
         {AUTH_REASON_LOGON_HOURS, 36, "logon_hours"},
         {AUTH_REASON_WORKSTATION_REFUSED, 37, "workstation_refused"},
+        {AUTH_REASON_PASSWORD_UNREADABLE, 38, "password_unreadable"},
 };
 
 /* The wire values are fixed, and each maps to its word. */

@@ -4,7 +4,9 @@
  * it, and this process talks to it through auth_client as a worker would.
  *
  * Covers: every answer the file source gives over the wire, the log line
- * (fields, escaping, no password), SIGHUP reload with a new HELLO, a worker
+ * (fields, escaping, no password), a failure held by the auth process for
+ * the throttle's delay (the RESULT comes late and asks the worker for no
+ * more), SIGHUP reload with a new HELLO, a worker
  * sending garbage (dropped, others served), a worker leaving mid-check,
  * SIGTERM exiting 0, the client's tempfail while the auth process is down and
  * its reconnect once a new one listens, and auth_server_check().
@@ -316,6 +318,47 @@ test_reply_fields(void **state)
 	}
 }
 
+/* [protection] defaults: past delay_after (3) distinct failures, the
+ * throttle wants delay_ms (1 s) more. The auth process holds the RESULT that
+ * long itself; the worker is asked to wait for nothing more. */
+static void
+test_failure_held(void **state)
+{
+	static const char *const pws[] = {"w1", "w2", "w3", "w4"};
+	struct harness *h = *state;
+
+	for (size_t i = 0; i < sizeof(pws) / sizeof(pws[0]); i++) {
+		int outstanding = 1;
+		struct answer a = {.base = h->base, .outstanding = &outstanding};
+		struct auth_request r = {.mech = "PLAIN",
+		                         .login = "carol",
+		                         .secret = pws[i],
+		                         .secret_len = strlen(pws[i]),
+		                         .session = "held",
+		                         .client = "192.0.2.77"};
+		struct timeval limit = {20, 0};
+		struct timespec t0, t1;
+		long ms;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		auth_client_verify(h->ac, &r, on_result, &a);
+		a.returned = true;
+		event_base_loopexit(h->base, &limit);
+		event_base_dispatch(h->base);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		print_message("  failure %zu after %ld ms\n", i + 1, ms);
+		assert_true(a.called);
+		assert_int_equal(a.result, AUTH_FAIL);
+		assert_int_equal(a.delay_ms, 0);
+		if (i == 3)
+			assert_true(ms >= 990);
+	}
+	assert_non_null(strstr(read_log(h), "user=\"carol\" client=192.0.2.77 listener=- "
+	                                    "result=fail reason=bad_password source=file"));
+	assert_non_null(strstr(read_log(h), "delay_ms=1000"));
+}
+
 /* One line per verification, user strings escaped, never the password. */
 static void
 test_log_line(void **state)
@@ -606,6 +649,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_answers, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_log_line, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_reply_fields, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_failure_held, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_sighup_reload, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_malformed_worker, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_worker_leaves, setup, teardown),

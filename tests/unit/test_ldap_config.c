@@ -119,6 +119,7 @@ test_defaults(void **state)
 	                               "type = ad\n"
 	                               "base = dc=ad,dc=test\n"
 	                               "dn_template = %u@ad.test\n"
+	                               "when_unavailable = trust_others\n"
 	                               "group_dn = cn=mail,dc=ad,dc=test\n",
 	                          &path);
 	size_t n = 0;
@@ -141,6 +142,8 @@ test_defaults(void **state)
 	assert_int_equal(d[0].network_timeout, 5);
 	assert_int_equal(d[0].timeout, 5);
 	assert_int_equal(d[0].pool_size, 4);
+	/* A directory that cannot answer fails closed by default. */
+	assert_int_equal(d[0].when_unavailable, LDAP_WHEN_UNAVAILABLE_TEMPFAIL);
 	/* AD: its own filter (disabled accounts excluded), nested groups,
 	 * a UPN bind name. */
 	assert_int_equal(d[1].type, LDAP_TYPE_AD);
@@ -148,6 +151,7 @@ test_defaults(void **state)
 	assert_non_null(strstr(d[1].filter, "userAccountControl:1.2.840.113556.1.4.803:=2"));
 	assert_string_equal(d[1].group_filter, "(member:1.2.840.113556.1.4.1941:=%D)");
 	assert_true(d[1].upn_bind);
+	assert_int_equal(d[1].when_unavailable, LDAP_WHEN_UNAVAILABLE_TRUST_OTHERS);
 	ldap_config_free(d, n);
 	config_free(cfg);
 	free(path);
@@ -219,6 +223,8 @@ static const struct bad_case bad_cases[] = {
          "pool_size = 257: must be at most 256"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nstarttls = maybe\n", 4,
          "starttls = maybe: expected yes or no"},
+        {"[ldap a]\nuri = ldap://h\nbase = dc=x\nwhen_unavailable = ignore\n", 4,
+         "when_unavailable = ignore: expected tempfail or trust_others"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\nmail_attributes = mail, bad*attr\n", 4,
          "mail_attributes = bad*attr: not an attribute name"},
         {"[ldap a]\nuri = ldap://h\nbase = dc=x\n[ldap b]\nbase = dc=y\n", 4,
