@@ -149,6 +149,11 @@ struct session {
 	unsigned m_listener;         /* the listener's label (metric.h) */
 	unsigned m_mech;             /* the AUTH mechanism's label */
 	enum metric_outcome outcome; /* counted when the session ends */
+	/* Nothing can be written any more (the peer is gone): free without
+	 * waiting for the output to drain. Draining it is not the way: a
+	 * socket bufferevent freezes the start of its output buffer, so
+	 * evbuffer_drain() there does nothing. */
+	bool gone;
 };
 
 static void session_process(struct session *s);
@@ -1707,9 +1712,11 @@ session_maybe_free(struct session *s)
 		auth_client_cancel(s->env->auth, s->auth_handle);
 		s->auth_pending = false;
 	}
-	session_flush(s);
-	if (s->bev != NULL && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
-		return; /* session_write_cb calls again */
+	if (!s->gone) {
+		session_flush(s);
+		if (s->bev != NULL && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+			return; /* session_write_cb calls again */
+	}
 	session_free(s);
 }
 
@@ -1779,9 +1786,8 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		if (s->state == SS_DATA)
 			log_info("s=%s lost connection in DATA", s->id);
 		/* Nothing more can be written: drop what is queued and go. */
-		evbuffer_drain(bufferevent_get_output(s->bev),
-		               evbuffer_get_length(bufferevent_get_output(s->bev)));
 		evbuffer_drain(s->out, evbuffer_get_length(s->out));
+		s->gone = true;
 		s->state = SS_CLOSING;
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 		session_maybe_free(s);
