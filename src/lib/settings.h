@@ -191,6 +191,14 @@ void settings_parse_all(struct settings_ctx *, const struct settings_section *de
 /* Free what parsing allocated in rec (strings, lists), not rec itself. */
 void settings_free(const struct settings_section *def, void *rec);
 
+/* A reload keeps what cannot change without a restart: copy the value of
+ * every SETTINGS_RESTART key of def (inherited ones too) from old_rec into
+ * new_rec, freeing what new_rec held there. Returns how many were copied;
+ * a key of a type that cannot be copied (SETTINGS_CUSTOM) is skipped and
+ * named in *failed_r (if not NULL; else NULL). */
+size_t settings_keep_restart(const struct settings_section *def, void *new_rec, const void *old_rec,
+                             const char **failed_r);
+
 /* The value syntaxes, for hooks and tests. Each returns 0, or -1 when text
  * is malformed or does not fit in 64 bits. */
 int settings_parse_uint(const char *text, uint64_t *r);
