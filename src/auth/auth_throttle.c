@@ -55,6 +55,7 @@ struct auth_throttle {
 	const struct protection_config *pc;
 	const struct keyhash *kh;
 	struct lru *table;
+	size_t size; /* throttle_size the table was made with */
 	unsigned cap;
 	uint64_t window_ms;
 };
@@ -86,10 +87,10 @@ entry_free(void *value)
 	free(e);
 }
 
-struct auth_throttle *
-auth_throttle_new(const struct protection_config *pc, const struct keyhash *kh)
+/* Distinct failures an entry keeps: one more than the highest threshold. */
+static unsigned
+throttle_cap(const struct protection_config *pc)
 {
-	struct auth_throttle *t = xcalloc(1, sizeof(*t));
 	unsigned cap = pc->delay_after + 8;
 
 	if (pc->lockout_client_failures + 1 > cap)
@@ -98,12 +99,57 @@ auth_throttle_new(const struct protection_config *pc, const struct keyhash *kh)
 		cap = pc->lockout_login_failures + 1;
 	if (pc->lockout_client_login_failures + 1 > cap)
 		cap = pc->lockout_client_login_failures + 1;
-	t->cap = cap < THROTTLE_MAX_TRACK ? cap : THROTTLE_MAX_TRACK;
+	return cap < THROTTLE_MAX_TRACK ? cap : THROTTLE_MAX_TRACK;
+}
+
+struct auth_throttle *
+auth_throttle_new(const struct protection_config *pc, const struct keyhash *kh)
+{
+	struct auth_throttle *t = xcalloc(1, sizeof(*t));
+
+	t->cap = throttle_cap(pc);
 	t->pc = pc;
 	t->kh = kh;
-	t->table = lru_new(pc->throttle_size, entry_free);
+	t->size = pc->throttle_size;
+	t->table = lru_new(t->size, entry_free);
 	t->window_ms = (uint64_t)pc->throttle_window * 1000;
 	return t;
+}
+
+void
+auth_throttle_reconfigure(struct auth_throttle *t, const struct protection_config *pc)
+{
+	unsigned cap = throttle_cap(pc);
+	struct throttle_entry *e;
+	const uint8_t *key;
+	struct lru *table;
+
+	t->pc = pc;
+	t->window_ms = (uint64_t)pc->throttle_window * 1000;
+	if (cap == t->cap && pc->throttle_size == t->size)
+		return;
+	/* Entries are sized by cap and the table by throttle_size: move every
+	 * entry into a new table, oldest first so that the order of use
+	 * stays, each with its lockout, its label and its newest failures. */
+	table = lru_new(pc->throttle_size, entry_free);
+	while ((e = lru_oldest(t->table, &key)) != NULL) {
+		unsigned keep = e->n < cap ? e->n : cap;
+		struct throttle_entry *ne = xcalloc(1, sizeof(*ne) + cap * sizeof(ne->fails[0]));
+		uint8_t k[LRU_KEY_LEN];
+
+		ne->locked_until_ms = e->locked_until_ms;
+		ne->label = e->label;
+		e->label = NULL;
+		ne->n = keep;
+		memcpy(ne->fails, e->fails + (e->n - keep), keep * sizeof(ne->fails[0]));
+		memcpy(k, key, sizeof(k));
+		lru_del(t->table, k);
+		lru_put(table, k, ne);
+	}
+	lru_free(t->table);
+	t->table = table;
+	t->cap = cap;
+	t->size = pc->throttle_size;
 }
 
 void

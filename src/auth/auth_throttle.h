@@ -48,6 +48,10 @@ struct auth_throttle_result {
 struct auth_throttle *auth_throttle_new(const struct protection_config *pc,
                                         const struct keyhash *kh);
 void auth_throttle_free(struct auth_throttle *);
+/* A reload: go on with pc (borrowed, as by new), keeping every counter and
+ * lockout; entries beyond a smaller throttle_size go, least recently used
+ * first. */
+void auth_throttle_reconfigure(struct auth_throttle *, const struct protection_config *pc);
 
 /* The lockout in force for client (address text, as the worker sent it) and
  * login: THROTTLE_CLIENT, then THROTTLE_CLIENT_LOGIN, then THROTTLE_LOGIN,

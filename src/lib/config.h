@@ -103,8 +103,8 @@ struct config {
 	bool use_syslog;
 	int log_level; /* enum log_level */
 	char *pid_file;
-	bool sandbox;    /* seccomp allow-lists for the children (sandbox.h) */
-	bool core_dumps; /* false: RLIMIT_CORE 0 */
+	bool sandbox;              /* seccomp allow-lists for the children (sandbox.h) */
+	bool core_dumps;           /* false: RLIMIT_CORE 0 */
 	unsigned shutdown_timeout; /* s: sessions in DATA and deliveries finish within */
 	/* [tls] */
 	char *tls_cert_file;

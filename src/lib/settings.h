@@ -60,7 +60,9 @@ enum {
 	/* A duration that takes "off" for 0. */
 	SETTINGS_OFF = 1 << 1,
 	/* Can never change without a restart (the reload names it in a
-	 * warning and keeps the running value). */
+	 * warning and keeps the running value). Only the master pins it
+	 * (settings_registry_keep_restart()): a process that reloads in place
+	 * from the text reads such a key at its start only. */
 	SETTINGS_RESTART = 1 << 2,
 	/* A [limits] key that a listener may set for itself. */
 	SETTINGS_PER_LISTENER = 1 << 3,

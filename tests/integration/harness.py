@@ -1033,6 +1033,17 @@ class Gateway:
         assert len(pids) == 1, f"key process among children: {sorted(pids)}"
         return pids.pop()
 
+    def queue_pid(self) -> int:
+        """The queue process: the one child that logged as queue[PID]."""
+        found = set(self.children()) & self.logged_pids("queue")
+        assert len(found) == 1, f"cannot tell the queue process: {sorted(found)}"
+        return found.pop()
+
+    def worker_pids(self) -> set[int]:
+        """The workers accepting connections now: the children holding the
+        listening sockets (a worker that stops accepting closes them)."""
+        return _pids_holding(set(self.children()), self.listening_inodes())
+
     # --- spool
     def spool_path(self, qid: str) -> Path:
         return self.spool / "incoming" / qid

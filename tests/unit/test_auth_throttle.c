@@ -426,6 +426,67 @@ test_unlock_ipv6_network(void **state)
 	auth_throttle_free(t);
 }
 
+/* A reload: the same throttle goes on with new settings. Lockouts and the
+ * failures counted stay; a larger cap (higher thresholds) makes room for
+ * more failures; a smaller throttle_size keeps the most recently used. */
+static void
+test_reconfigure_keeps_counts(void **state)
+{
+	struct protection_config pc, pc2;
+	struct auth_throttle *t;
+	struct auth_throttle_result r;
+	char login[32];
+
+	base_config(&pc);
+	t = auth_throttle_new(&pc, kh);
+	/* alice: the pair locked at its 3rd failure. */
+	auth_throttle_failure(t, "192.0.2.1", "alice", "a", 1, 0, &r);
+	auth_throttle_failure(t, "192.0.2.1", "alice", "b", 1, 1, &r);
+	auth_throttle_failure(t, "192.0.2.1", "alice", "c", 1, 2, &r);
+	assert_int_equal(r.locked, PAIR);
+	/* bob: two failures from elsewhere. */
+	auth_throttle_failure(t, "192.0.2.9", "bob", "a", 1, 3, &r);
+	auth_throttle_failure(t, "192.0.2.9", "bob", "b", 1, 4, &r);
+
+	/* Same sizes, other thresholds and a longer lockout: in place. */
+	pc2 = pc;
+	pc2.lockout_login_failures = 3;
+	pc2.lockout_time = 100;
+	pc = pc2;
+	auth_throttle_reconfigure(t, &pc);
+	assert_int_equal(auth_throttle_check(t, "192.0.2.1", "alice", 5, NULL), PAIR);
+	/* bob's third failure locks the pair and now also shields his login
+	 * (new threshold 3): from anywhere else too. */
+	auth_throttle_failure(t, "192.0.2.9", "bob", "c", 1, 6, &r);
+	assert_int_equal(r.locked, PAIR);
+	assert_int_equal(r.failures, 3);
+	assert_int_equal(auth_throttle_check(t, "198.51.100.1", "bob", 7, NULL), LOGIN);
+
+	/* A larger cap and a smaller table: entries move, newest kept. */
+	pc2.lockout_client_failures = 200;
+	pc2.throttle_size = 5;
+	pc = pc2;
+	auth_throttle_reconfigure(t, &pc);
+	assert_true(auth_throttle_count(t) <= 5);
+	assert_int_equal(auth_throttle_check(t, "198.51.100.1", "bob", 8, NULL), LOGIN);
+	/* The moved entries kept who they lock out, for the admin's listing. */
+	struct seen sn;
+	memset(&sn, 0, sizeof(sn));
+	auth_throttle_lockouts(t, 8, collect, &sn);
+	bool login_listed = false;
+	for (unsigned i = 0; i < sn.n && i < 8; i++)
+		login_listed |= strncmp(sn.text[i], "login - bob ", 12) == 0;
+	assert_true(login_listed);
+	/* The client entry kept its failures and takes more than the old cap. */
+	for (int i = 0; i < 30; i++) {
+		snprintf(login, sizeof(login), "%d", i);
+		auth_throttle_failure(t, "192.0.2.9", "bob", login, strlen(login), 10 + i, &r);
+	}
+	assert_int_equal(r.failures, 33);
+	assert_true(auth_throttle_count(t) <= 5);
+	auth_throttle_free(t);
+}
+
 int
 main(void)
 {
@@ -442,6 +503,7 @@ main(void)
 	        cmocka_unit_test(test_size_bound),
 	        cmocka_unit_test(test_lockouts_and_unlock),
 	        cmocka_unit_test(test_unlock_ipv6_network),
+	        cmocka_unit_test(test_reconfigure_keeps_counts),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
