@@ -890,7 +890,7 @@ class Gateway:
         # itself up and dropped its privileges, which is what tests about
         # children expect.
         since = getattr(self, "_start_mark", 0)
-        rx = re.compile(r"\bready listeners=")
+        rx = re.compile(r"\bmaster\[\d+\] \w+: ready listeners=")
         def master_ready():
             self._check_running()
             return rx.search(self.log_text(), since)
