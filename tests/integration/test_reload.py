@@ -24,7 +24,7 @@ import pytest
 
 import ldap_fixture as lf
 from harness import (HOST, LOCAL_DOMAIN, ConnectionClosed, SMTPConn, auth_code, free_port,
-                     hash_password, make_cert, make_dir, make_message, msgid_of,
+                     hash_password, make_cert, make_dir, make_message, msgid_of, run_tool,
                      submission_conn, wait_until)
 from sink_fixture import Sink
 from test_systemd import NotifySocket
@@ -137,6 +137,37 @@ def test_pair_replaced_in_place_old_session_starts_tls_with_the_old_one(make_gat
     before.auth_plain(alice.name, alice.password).check(235)
     before.cmd("QUIT").check(221)
     old_workers_gone(gw)
+
+
+def test_authrelay_reload_replaces_the_pair_as_sighup_does(make_gateway, base_dir, users):
+    """The admin's `authrelay reload` (the control socket) is the same
+    reload: a new generation with its own key process holding the new pair
+    for new handshakes, while a session opened before keeps its own TLS
+    session, worker and key process."""
+    gw = make_gateway()
+    old_cert = cert_der(gw.sections["tls"]["cert_file"])
+    before = submission_conn(gw)
+    assert before.peer_cert_der() == old_cert
+    old_keyprocs = set(gw.children()) & gw.logged_pids("keyproc")
+    assert len(old_keyprocs) == 1, old_keyprocs
+    new_cert, new_key = make_cert(make_dir(base_dir, "tls-cmd-"))
+    gw.sections["tls"] = {"cert_file": str(new_cert), "key_file": str(new_key)}
+    gw.write_config()
+    mark = gw.log_mark()
+    r = run_tool([gw.binary, "reload", "-c", gw.cfg_path])
+    assert r.returncode == 0 and r.stdout.decode().strip() == "reloaded", r
+    gw.wait_for_log(r"reload: generation=2 active", since=mark, timeout=30)
+    log = gw.log_text()[mark:]
+    assert re.search(r"reload: \[tls\] cert_file \S+ -> \S+", log), log
+    assert re.search(r"started keyproc pid=\d+ generation=2", log), log
+    assert peer_cert(HOST, gw.port("sub"), False) == cert_der(new_cert)
+    assert peer_cert(HOST, gw.port("subs"), True) == cert_der(new_cert)
+    alice = users["alice"]
+    before.auth_plain(alice.name, alice.password).check(235)
+    assert before.peer_cert_der() == old_cert
+    before.cmd("QUIT").check(221)
+    old_workers_gone(gw)
+    assert not set(gw.children()) & old_keyprocs, "the old key process outlived its workers"
 
 
 def test_reload_with_a_certificate_that_does_not_load_is_refused(make_gateway, base_dir):

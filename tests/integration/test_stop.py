@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 
 from harness import (HOST, SMTPConn, free_port, make_message, msgid_of, submission_conn,
@@ -58,6 +59,37 @@ def test_idle_sessions_get_421_and_data_finishes(make_gateway):
     assert time.monotonic() - t0 < 20, "the stop waited for the whole shutdown_timeout"
     assert msgid.encode() in gw.spool_path(qid).read_bytes()
     assert re.search(r"master\[\d+\] info: stopped", gw.log_text())
+
+
+def test_authrelay_stop_drains_as_sigterm_does(make_gateway):
+    """The admin's `authrelay stop` (the control socket) is the same stop:
+    an idle session gets 421 4.3.2, a session in DATA finishes with its 250,
+    and the command returns once the master has exited."""
+    gw = make_gateway({"server": {"shutdown_timeout": 20}})
+    idle = SMTPConn.open(gw, "in")
+    idle.ehlo()
+    data, tail, msgid = start_data(gw)
+    cmd = subprocess.Popen([gw.binary, "stop", "-c", str(gw.cfg_path)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stopping(gw)
+        idle.read_reply(timeout=10).check(421, "4.3.2")
+        idle.wait_closed()
+        assert cmd.poll() is None, "stop returned while a session was in DATA"
+        data.send(tail + ".\r\n")
+        qid = data.read_reply(timeout=10).queued_id()
+        data.read_reply(timeout=10).check(421, "4.3.2")
+        data.wait_closed()
+        out, err = cmd.communicate(timeout=30)
+    finally:
+        if cmd.poll() is None:
+            cmd.kill()
+            cmd.wait()
+    assert cmd.returncode == 0, (out, err)
+    assert out.decode().split() == ["stopping", "stopped"], (out, err)
+    assert gw.proc.wait(5) == 0
+    assert msgid.encode() in gw.spool_path(qid).read_bytes()
+    assert re.search(r"master\[\d+\] info: stopping \(authrelay stop\)", gw.log_text())
 
 
 def _refused(port):
