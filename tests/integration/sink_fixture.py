@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import email
 import re
-import asyncio
 import collections
 import threading
 from dataclasses import dataclass, field
