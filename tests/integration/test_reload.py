@@ -34,10 +34,22 @@ def reload(gw, timeout: float = 30) -> str:
     """SIGHUP, then wait until the new generation is the active one (or the
     reload was refused). Returns what the gateway logged meanwhile."""
     mark = gw.log_mark()
+    before = gw.worker_pids()
     gw.hup()
     m = gw.wait_for_log(r"reload: generation=\d+ active|reload refused.*", since=mark,
                         timeout=timeout)
+    if "active" in m.group(0):
+        old_stopped_accepting(gw, before, timeout)
     return gw.log_text()[mark:m.end()]
+
+
+def old_stopped_accepting(gw, before: set[int], timeout: float = 30):
+    """The master has told the old workers to retire (SIGHUP) when it logs
+    the new generation active; each stops accepting when it takes the
+    signal. Until then a new connection may still be served by an old
+    worker, with the old configuration: wait until none holds a port."""
+    wait_until(lambda: not gw.worker_pids() & before, timeout,
+               "the old workers to stop accepting")
 
 
 def only_the_active_generation(gw) -> bool:
@@ -154,9 +166,11 @@ def test_authrelay_reload_replaces_the_pair_as_sighup_does(make_gateway, base_di
     gw.sections["tls"] = {"cert_file": str(new_cert), "key_file": str(new_key)}
     gw.write_config()
     mark = gw.log_mark()
+    workers = gw.worker_pids()
     r = run_tool([gw.binary, "reload", "-c", gw.cfg_path])
     assert r.returncode == 0 and r.stdout.decode().strip() == "reloaded", r
     gw.wait_for_log(r"reload: generation=2 active", since=mark, timeout=30)
+    old_stopped_accepting(gw, workers)
     log = gw.log_text()[mark:]
     assert re.search(r"reload: \[tls\] cert_file \S+ -> \S+", log), log
     assert re.search(r"started keyproc pid=\d+ generation=2", log), log

@@ -94,8 +94,14 @@ def test_ready_after_ports_and_children_then_reload_and_stop(make_gateway, notif
     # generation, up before READY=1, and the old one goes once idle.
     auth, queue = gw.auth_pid(), gw.queue_pid()
     assert {auth, queue} <= set(kids), "a reload restarted the auth process or the queue"
-    new_workers = gw.worker_pids()
-    assert len(new_workers) == 2 and not new_workers & set(kids), (kids, new_workers)
+    # Up at READY=1: the new generation's two workers and key process.
+    started = set(gw.children()) - set(kids)
+    assert len(started) == 3, (kids, started)
+    # The old workers stop accepting as each takes the master's word.
+    new_workers = wait_until(
+        lambda: w if len(w := gw.worker_pids()) == 2 and not w & set(kids) else None, 15,
+        "only the new workers to accept")
+    assert new_workers <= started, (started, new_workers)
     # The new generation has its own key process; the old one goes with
     # the old workers.
     old_keyproc = set(kids) & gw.logged_pids("keyproc")
