@@ -1140,9 +1140,9 @@ test_registry_keep_restart(void **state)
 	assert_int_equal(settings_registry_diff(a, b, collect, &ch), 5);
 	free_changes(&ch);
 	/* user, auth_user, queue_user, spool_dir, chroot, pid_file, sandbox,
-	 * core_dumps, resolver, send_limit_size, hook: every restart-only key
-	 * is copied. */
-	assert_int_equal(settings_registry_keep_restart(a, b), 11);
+	 * core_dumps, resolver, send_limit_size, hook, [metrics] address,
+	 * allow and timeout: every restart-only key is copied. */
+	assert_int_equal(settings_registry_keep_restart(a, b), 14);
 	assert_string_equal(b->cfg->spool_dir, "/var/a");
 	assert_string_equal(b->cfg->user, "authrelay");
 	assert_null(b->qc->resolver);
