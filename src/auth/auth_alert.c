@@ -84,6 +84,7 @@ struct auth_alert {
 	struct bucket_counter global;
 	struct lru *counters;  /* per login, per client: struct bucket_counter */
 	struct lru *multi;     /* per login: struct multi_ip */
+	unsigned multi_cap;    /* addresses a struct multi_ip holds */
 	struct lru *cooldowns; /* per subject: uint64_t time of the last alert */
 	struct alert_source sources[ALERT_MAX_SOURCES];
 	size_t n_sources;
@@ -176,8 +177,23 @@ auth_alert_new(const struct config *cfg, const struct protection_config *pc,
 	a->arg = arg;
 	a->counters = lru_new(ALERT_TABLE_SIZE, free);
 	a->multi = lru_new(ALERT_MULTI_IP_SIZE, free);
+	a->multi_cap = pc->alerts.multi_ip_threshold + 1;
 	a->cooldowns = lru_new(ALERT_COOLDOWN_SIZE, free);
 	return a;
+}
+
+void
+auth_alert_reconfigure(struct auth_alert *a, const struct config *cfg,
+                       const struct protection_config *pc)
+{
+	a->cfg = cfg;
+	a->pc = pc;
+	a->ac = &pc->alerts;
+	/* Its entries are sized by the threshold. */
+	if (pc->alerts.multi_ip_threshold + 1 != a->multi_cap) {
+		lru_clear(a->multi);
+		a->multi_cap = pc->alerts.multi_ip_threshold + 1;
+	}
 }
 
 void

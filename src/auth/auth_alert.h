@@ -49,6 +49,10 @@ typedef bool auth_alert_send_cb(struct ipc_msg *msg, void *arg);
 struct auth_alert *auth_alert_new(const struct config *cfg, const struct protection_config *pc,
                                   const struct keyhash *kh, auth_alert_send_cb *send, void *arg);
 void auth_alert_free(struct auth_alert *);
+/* A reload: go on with cfg and pc (borrowed, as by new), keeping the counts
+ * and cooldowns (the multi_ip ones go when multi_ip_threshold changed). */
+void auth_alert_reconfigure(struct auth_alert *, const struct config *cfg,
+                            const struct protection_config *pc);
 
 /* A login failed (AUTH_FAIL) / succeeded (AUTH_OK). */
 void auth_alert_failure(struct auth_alert *, const char *login, const char *client,

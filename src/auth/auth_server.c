@@ -40,11 +40,21 @@
  * (auth_alert_link.h): this process writes no spool file and starts no
  * shell.
  *
- * Signals arrive as libevent signal events: SIGHUP reloads every source
- * (a source keeps its old data when the reload fails), empties the auth
- * cache, and re-sends HELLO when the capabilities changed; SIGTERM and
- * SIGINT stop the loop and free everything, waiting for hash checks already
- * running.
+ * Reload: the master hands over the configuration text it has validated
+ * (lib/ctlchan.h). The sources of the new configuration are set up as a new
+ * generation (struct auth_gen) next to the old one, which lives on until
+ * the last job started under it has its answer: a login in flight during a
+ * reload is answered by the sources it started with, and none is failed.
+ * If a new source cannot be set up, nothing changes and the master is told
+ * why. [protection] and [alerts] change in place: the throttle keeps its
+ * counters and lockouts (auth_throttle_reconfigure()), the alerts their
+ * windows; the cache is emptied, as on any reload. HELLO is sent again when
+ * the capabilities changed.
+ *
+ * Signals arrive as libevent signal events: SIGHUP re-reads every source's
+ * files under the running configuration (a source keeps its old data when
+ * that fails) and empties the auth cache; SIGTERM and SIGINT stop the loop
+ * and free everything, waiting for hash checks already running.
  */
 #include "auth_server.h"
 #include "auth_admin.h"
@@ -60,6 +70,7 @@
 #include "shared_send.h"
 #include "../authwire/auth_proto.h"
 #include "../lib/config.h"
+#include "../lib/ctlchan.h"
 #include "../lib/ipc.h"
 #include "../lib/keyhash.h"
 #include "../lib/log.h"
@@ -113,6 +124,20 @@ struct auth_active {
 
 struct auth_held;
 
+/* The sources of one configuration, with the config they read and the
+ * thread pool they hash on; shared by every job started under it. */
+struct auth_gen {
+	LIST_ENTRY(auth_gen) entry;
+	unsigned refs;
+	uint32_t number; /* the master's generation; 0 for the one of the start */
+	const struct config *cfg;
+	struct config *owned_cfg; /* cfg when this generation owns it */
+	struct auth_env env;
+	struct threadpool *pool;
+	struct auth_active *sources;
+	size_t n_sources;
+};
+
 struct auth_conn {
 	LIST_ENTRY(auth_conn) entry;
 	struct auth_server *srv;
@@ -146,9 +171,10 @@ struct auth_job {
 	struct ipc_msg *msg;    /* owns the strings in req; wiped on free */
 	struct auth_request req;
 	struct timespec start;
-	size_t source;   /* index in srv->sources being consulted */
-	char *addresses; /* the user's addresses (auth_job_set_addresses) */
-	char *norm;      /* the login normalized (login_norm.h) */
+	struct auth_gen *gen; /* the sources it started with (a reference) */
+	size_t source;        /* index in gen->sources being consulted */
+	char *addresses;      /* the user's addresses (auth_job_set_addresses) */
+	char *norm;           /* the login normalized (login_norm.h) */
 	struct auth_throttle_ticket *ticket;
 	bool rate_waiting; /* in conn->rate_wait */
 	bool has_token;    /* took a token of conn's bucket */
@@ -169,12 +195,12 @@ struct auth_job {
 struct auth_server {
 	const struct config *cfg;
 	struct event_base *base;
-	struct threadpool *pool;
-	struct auth_env env;
 	struct evconnlistener *listener;
 	struct event *sig_hup, *sig_term, *sig_int;
-	struct auth_active *sources;
-	size_t n_sources;
+	struct auth_gen *gen;       /* the current sources (a reference) */
+	LIST_HEAD(, auth_gen) gens; /* every generation not freed yet */
+	struct ctlchan *ctl;        /* from the master: reloads */
+	const char *workdir;        /* the users file's directory, or NULL */
 	uint32_t caps;
 	LIST_HEAD(, auth_conn) conns;
 	LIST_HEAD(, auth_job) jobs;
@@ -360,12 +386,15 @@ auth_job_request(const struct auth_job *job)
 	return &job->req;
 }
 
+static void auth_gen_unref(struct auth_gen *g);
+
 static void
 auth_job_free(struct auth_job *job)
 {
 	LIST_REMOVE(job, entry);
 	if (job->rate_waiting)
 		TAILQ_REMOVE(&job->conn->rate_wait, job, rate_entry);
+	auth_gen_unref(job->gen);
 	if (job->conn != NULL)
 		job->conn->n_jobs--;
 	auth_throttle_ticket_free(job->ticket);
@@ -402,10 +431,9 @@ auth_server_passes_on(enum auth_result result, enum auth_reason reason)
 }
 
 static bool
-auth_pass_on(const struct auth_server *srv, const struct auth_job *job, enum auth_result result,
-             enum auth_reason reason)
+auth_pass_on(const struct auth_job *job, enum auth_result result, enum auth_reason reason)
 {
-	return auth_server_passes_on(result, reason) && job->source + 1 < srv->n_sources;
+	return auth_server_passes_on(result, reason) && job->source + 1 < job->gen->n_sources;
 }
 
 const struct auth_source_ops *
@@ -560,7 +588,7 @@ auth_job_start(struct auth_job *job)
 	const struct auth_request *req = &job->req;
 
 	for (;;) {
-		struct auth_active *a = &srv->sources[job->source];
+		struct auth_active *a = &job->gen->sources[job->source];
 		uint8_t key[KEYHASH_LEN];
 		struct auth_cache_hit hit;
 
@@ -569,7 +597,7 @@ auth_job_start(struct auth_job *job)
 			               req->secret_len, key);
 			if (auth_cache_lookup(srv->cache, key, now_ms(), &hit)) {
 				metrics_inc(M_AUTH_CACHE, MC_HIT);
-				if (auth_pass_on(srv, job, hit.result, hit.reason)) {
+				if (auth_pass_on(job, hit.result, hit.reason)) {
 					job->source++;
 					continue;
 				}
@@ -615,8 +643,8 @@ auth_admin_sources(void *arg, struct auth_admin_source *out, size_t max)
 	uint64_t now = now_ms();
 	size_t n = 0;
 
-	for (size_t i = 0; i < srv->n_sources && n < max; i++, n++) {
-		const struct auth_active *a = &srv->sources[i];
+	for (size_t i = 0; i < srv->gen->n_sources && n < max; i++, n++) {
+		const struct auth_active *a = &srv->gen->sources[i];
 		out[n].name = a->ops->name;
 		out[n].state = names[a->reach];
 		out[n].seconds = (uint32_t)((now - a->reach_since_ms) / 1000);
@@ -716,7 +744,7 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 {
 	struct auth_server *srv = job->srv;
 	const struct auth_request *req = &job->req;
-	const char *name = srv->sources[job->source].ops->name;
+	const char *name = job->gen->sources[job->source].ops->name;
 	const char *note = NULL;
 	uint64_t now = now_ms();
 	bool reachable;
@@ -732,7 +760,7 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 	/* A source that answers with a configuration fault is reachable. */
 	reachable = result != AUTH_TEMPFAIL || reason == AUTH_REASON_PASSWORD_UNREADABLE;
 	auth_alert_source(srv->alert, name, reachable, now);
-	auth_source_reached(&srv->sources[job->source], reachable, now);
+	auth_source_reached(&job->gen->sources[job->source], reachable, now);
 	if (result == AUTH_FAIL && reason == AUTH_REASON_ACCOUNT_LOCKED)
 		auth_alert_directory_lockout(srv->alert, req->login, req->client, name, now);
 	if (auth_cache_cacheable(srv->cache, req->mech)) {
@@ -758,7 +786,7 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 			metrics_inc(M_AUTH_CACHE, MC_STALE);
 		}
 	}
-	if (auth_pass_on(srv, job, result, reason)) {
+	if (auth_pass_on(job, result, reason)) {
 		job->source++;
 		auth_job_start(job);
 		return;
@@ -802,7 +830,7 @@ auth_conn_verify(struct auth_conn *conn, struct ipc_msg *msg)
 		/* RFC 4616 2 forbids it, and an empty password is an
 		 * unauthenticated bind to LDAP (RFC 4513 5.1.2). */
 		reason = AUTH_REASON_EMPTY_PASSWORD;
-	} else if (srv->n_sources == 0) {
+	} else if (srv->gen->n_sources == 0) {
 		result = AUTH_TEMPFAIL;
 		reason = AUTH_REASON_NO_SOURCE;
 	} else if (conn->n_jobs + conn->n_held >= AUTH_CONN_MAX_JOBS) {
@@ -813,6 +841,10 @@ auth_conn_verify(struct auth_conn *conn, struct ipc_msg *msg)
 		job->ticket =
 		        auth_throttle_ticket_new(srv->throttle, job->req.client, job->req.login,
 		                                 job->req.secret, job->req.secret_len);
+		/* It finishes with the sources it starts with, whatever a
+		 * reload brings meanwhile. */
+		job->gen = srv->gen;
+		job->gen->refs++;
 		LIST_INSERT_HEAD(&srv->jobs, job, entry);
 		conn->n_jobs++;
 		if (rate_take(job))
@@ -1068,8 +1100,8 @@ auth_caps(const struct auth_server *srv)
 {
 	uint32_t caps = 0;
 
-	for (size_t i = 0; i < srv->n_sources; i++)
-		caps |= srv->sources[i].ops->caps(srv->sources[i].state);
+	for (size_t i = 0; i < srv->gen->n_sources; i++)
+		caps |= srv->gen->sources[i].ops->caps(srv->gen->sources[i].state);
 	if (srv->shared_send != NULL)
 		caps |= AUTH_CAP_SHARED_SEND;
 	return caps;
@@ -1081,8 +1113,8 @@ auth_reload(struct auth_server *srv)
 	struct auth_conn *conn;
 	uint32_t caps;
 
-	for (size_t i = 0; i < srv->n_sources; i++) {
-		struct auth_active *a = &srv->sources[i];
+	for (size_t i = 0; i < srv->gen->n_sources; i++) {
+		struct auth_active *a = &srv->gen->sources[i];
 		const char *err = NULL;
 		if (a->ops->reload(a->state, &err) < 0)
 			log_err("auth: reload source=%s failed, keeping the old data: %s",
@@ -1116,54 +1148,191 @@ auth_on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(srv->base);
 }
 
-/* Init every configured source. 0, or -1 with the reason logged. */
-static int
-auth_sources_init(struct auth_server *srv)
+/* Stop a generation's work: its pool first (waits for running hash checks,
+ * runs no done callback), then its sources (which free what they had
+ * queued on the pool). */
+static void
+auth_gen_shutdown(struct auth_gen *g)
 {
-	srv->sources = xcalloc(AR_NELEM(auth_sources), sizeof(*srv->sources));
+	threadpool_free(g->pool);
+	g->pool = NULL;
+	for (size_t i = 0; i < g->n_sources; i++)
+		g->sources[i].ops->free(g->sources[i].state);
+	g->n_sources = 0;
+}
+
+static void
+auth_gen_unref(struct auth_gen *g)
+{
+	if (g == NULL || --g->refs > 0)
+		return;
+	if (g->number != 0)
+		log_debug("auth: generation=%u released", g->number);
+	auth_gen_shutdown(g);
+	LIST_REMOVE(g, entry);
+	free(g->sources);
+	config_free(g->owned_cfg);
+	free(g);
+}
+
+/* The sources cfg configures, each set up; one reference, the caller's.
+ * NULL with the reason in err when one cannot be. owned: the generation
+ * frees cfg with itself (not when NULL is returned). A source that was in
+ * the generation before (prev) keeps what it was known of its reach. */
+static struct auth_gen *
+auth_gen_new(struct auth_server *srv, const struct config *cfg, bool owned, uint32_t number,
+             const struct auth_gen *prev, char *err, size_t errsz)
+{
+	struct auth_gen *g = xcalloc(1, sizeof(*g));
+
+	g->refs = 1;
+	g->number = number;
+	g->cfg = cfg;
+	g->pool = threadpool_new(srv->base,
+	                         cfg->auth_threads > 0 ? cfg->auth_threads : AUTH_DEFAULT_THREADS);
+	g->env = (struct auth_env){.cfg = cfg,
+	                           .base = srv->base,
+	                           .pool = g->pool,
+	                           .fault = auth_on_fault,
+	                           .fault_arg = srv};
+	g->sources = xcalloc(AR_NELEM(auth_sources), sizeof(*g->sources));
 	for (size_t i = 0; i < AR_NELEM(auth_sources); i++) {
 		const struct auth_source_ops *ops = auth_sources[i];
-		const char *err = NULL;
+		struct auth_active *a = &g->sources[g->n_sources];
+		const char *e = NULL;
 		void *state = NULL;
 
-		if (!ops->configured(srv->cfg))
+		if (!ops->configured(cfg))
 			continue;
-		if (ops->init(&srv->env, &state, &err) < 0) {
-			log_err("auth: source=%s: %s", ops->name,
-			        err != NULL ? err : "init failed");
-			return -1;
+		if (ops->init(&g->env, &state, &e) < 0) {
+			snprintf(err, errsz, "source=%s: %s", ops->name,
+			         e != NULL ? e : "init failed");
+			auth_gen_shutdown(g);
+			free(g->sources);
+			free(g);
+			return NULL;
 		}
-		srv->sources[srv->n_sources].ops = ops;
-		srv->sources[srv->n_sources].state = state;
+		a->ops = ops;
+		a->state = state;
 		/* Nothing known of a directory or upstream before it answers;
 		 * the users file is loaded, so it is up. */
-		srv->sources[srv->n_sources].reach =
-		        ops == &auth_source_file ? REACH_UP : REACH_UNKNOWN;
-		srv->sources[srv->n_sources].reach_since_ms = now_ms();
-		srv->n_sources++;
+		a->reach = ops == &auth_source_file ? REACH_UP : REACH_UNKNOWN;
+		a->reach_since_ms = now_ms();
+		for (size_t k = 0; prev != NULL && k < prev->n_sources; k++) {
+			if (prev->sources[k].ops == ops && ops != &auth_source_file) {
+				a->reach = prev->sources[k].reach;
+				a->reach_since_ms = prev->sources[k].reach_since_ms;
+			}
+		}
+		g->n_sources++;
 	}
+	g->owned_cfg = owned ? (struct config *)cfg : NULL;
+	LIST_INSERT_HEAD(&srv->gens, g, entry);
+	return g;
+}
+
+/* The auth process was started in the users file's directory (master.c),
+ * with the file's name relative to it: keep it so when it did not move (a
+ * parent directory may be closed to auth_user). */
+static void
+auth_users_file_relative(const struct auth_server *srv, struct config *cfg)
+{
+	char *slash;
+
+	if (srv->workdir == NULL || cfg->users_file == NULL ||
+	    (slash = strrchr(cfg->users_file, '/')) == NULL)
+		return;
+	*slash = '\0';
+	bool here = strcmp(*cfg->users_file ? cfg->users_file : "/", srv->workdir) == 0;
+	*slash = '/';
+	if (here)
+		memmove(cfg->users_file, slash + 1, strlen(slash + 1) + 1);
+}
+
+/* The master's new configuration (ctlchan.h): all of it, or none. */
+static int
+auth_apply_config(void *arg, const struct ctlchan_config *c, char *err, size_t errsz)
+{
+	struct auth_server *srv = arg;
+	struct protection_config prot, old_prot;
+	char *errors = NULL;
+	struct config *cfg;
+	struct auth_gen *g, *old;
+	uint32_t caps;
+
+	cfg = config_load_text(c->path, c->text, c->len, &errors);
+	memset(&prot, 0, sizeof(prot));
+	if (cfg == NULL || protection_config_load(cfg, &prot, &errors) < 0) {
+		/* The first problem is the answer; the log has them all. */
+		log_err("auth: reload generation=%u refused: %s", c->generation,
+		        errors != NULL ? errors : "?");
+		snprintf(err, errsz, "%.*s", (int)strcspn(errors != NULL ? errors : "?", "\n"),
+		         errors != NULL ? errors : "?");
+		free(errors);
+		config_free(cfg);
+		return -1;
+	}
+	if (c->flags & CTLCHAN_FORCE_SYSLOG)
+		cfg->use_syslog = true;
+	auth_users_file_relative(srv, cfg);
+	g = auth_gen_new(srv, cfg, true, c->generation, srv->gen, err, errsz);
+	if (g == NULL) {
+		log_err("auth: reload generation=%u refused, keeping the running sources: %s",
+		        c->generation, err);
+		protection_config_clear(&prot);
+		config_free(cfg);
+		return -1;
+	}
+	log_init(cfg->use_syslog, (enum log_level)cfg->log_level, "auth");
+	/* As after SIGHUP: each source loaded its data afresh. */
+	for (size_t i = 0; i < g->n_sources; i++)
+		log_info("auth: reload source=%s done", g->sources[i].ops->name);
+	old = srv->gen;
+	srv->gen = g;
+	srv->cfg = cfg;
+	auth_gen_unref(old);
+	/* [protection] and [alerts] in place: the throttle, the alerts and the
+	 * cache all read srv->prot. */
+	old_prot = srv->prot;
+	srv->prot = prot;
+	auth_throttle_reconfigure(srv->throttle, &srv->prot);
+	auth_alert_reconfigure(srv->alert, cfg, &srv->prot);
+	log_info("auth: cache cleared entries=%zu", auth_cache_count(srv->cache));
+	auth_cache_free(srv->cache);
+	srv->cache = auth_cache_new(&srv->prot, srv->kh);
+	protection_config_clear(&old_prot);
+	caps = auth_caps(srv);
+	if (caps != srv->caps) {
+		srv->caps = caps;
+		for (struct auth_conn *conn = LIST_FIRST(&srv->conns); conn != NULL;
+		     conn = LIST_NEXT(conn, entry))
+			auth_send_hello(conn);
+	}
+	log_info("auth: reloaded generation=%u sources=%zu caps=0x%x", c->generation, g->n_sources,
+	         srv->caps);
 	return 0;
 }
 
-/* Teardown order matters: connections first (no new jobs), then the pool
- * (waits for running hash checks, runs no done callback), then the sources
- * (which free what they had queued on the pool), then the jobs left. */
+/* Teardown order matters: connections first (no new jobs), then each
+ * generation's pool and sources (auth_gen_shutdown()), then the jobs left,
+ * which release the generations. */
 static void
 auth_server_free(struct auth_server *srv)
 {
 	struct auth_conn *conn;
 	struct auth_job *job;
+	struct auth_gen *g;
 
 	if (srv->listener != NULL)
 		evconnlistener_free(srv->listener);
+	ctlchan_free(srv->ctl);
 	while ((conn = LIST_FIRST(&srv->conns)) != NULL)
 		auth_conn_close(conn);
-	threadpool_free(srv->pool);
-	for (size_t i = 0; i < srv->n_sources; i++)
-		srv->sources[i].ops->free(srv->sources[i].state);
-	free(srv->sources);
+	LIST_FOREACH(g, &srv->gens, entry)
+	auth_gen_shutdown(g);
 	while ((job = LIST_FIRST(&srv->jobs)) != NULL)
 		auth_job_free(job);
+	auth_gen_unref(srv->gen);
 	if (srv->tick != NULL)
 		event_free(srv->tick);
 	auth_admin_free(srv->admin);
@@ -1186,7 +1355,8 @@ auth_server_free(struct auth_server *srv)
 }
 
 int
-auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admin_fd)
+auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admin_fd, int ctl_fd,
+                 const char *workdir)
 {
 	struct auth_server srv;
 	struct timeval second = {1, 0};
@@ -1196,6 +1366,7 @@ auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admi
 	memset(&srv, 0, sizeof(srv));
 	LIST_INIT(&srv.conns);
 	LIST_INIT(&srv.jobs);
+	LIST_INIT(&srv.gens);
 	/* Secrets live here: no core file, no ptrace by the same uid. */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		log_warn("auth: prctl(PR_SET_DUMPABLE): %s", strerror(errno));
@@ -1203,6 +1374,7 @@ auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admi
 	signal(SIGPIPE, SIG_IGN);
 
 	srv.cfg = cfg;
+	srv.workdir = workdir;
 	srv.base = event_base_new();
 	if (srv.base == NULL) {
 		log_err("auth: cannot create an event base");
@@ -1211,17 +1383,18 @@ auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admi
 			close(alert_fd);
 		if (admin_fd >= 0)
 			close(admin_fd);
+		if (ctl_fd >= 0)
+			close(ctl_fd);
 		return 1;
 	}
 	log_batch(srv.base);
 	srv.alert_link = auth_alert_link_new(srv.base, alert_fd);
-	srv.pool = threadpool_new(srv.base,
-	                          cfg->auth_threads > 0 ? cfg->auth_threads : AUTH_DEFAULT_THREADS);
-	srv.env.cfg = cfg;
-	srv.env.base = srv.base;
-	srv.env.pool = srv.pool;
-	srv.env.fault = auth_on_fault;
-	srv.env.fault_arg = &srv;
+	if (ctl_fd >= 0 &&
+	    (srv.ctl = ctlchan_child_new(srv.base, ctl_fd, auth_apply_config, &srv)) == NULL) {
+		log_err("auth: cannot watch the master's control channel");
+		evutil_closesocket(listen_fd);
+		goto fail;
+	}
 
 	srv.sig_hup = evsignal_new(srv.base, SIGHUP, auth_on_signal, &srv);
 	srv.sig_term = evsignal_new(srv.base, SIGTERM, auth_on_signal, &srv);
@@ -1270,11 +1443,16 @@ auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admi
 		goto fail;
 	}
 
-	if (auth_sources_init(&srv) < 0) {
-		evutil_closesocket(listen_fd);
-		goto fail;
+	{
+		char err[512];
+		srv.gen = auth_gen_new(&srv, cfg, false, 0, NULL, err, sizeof(err));
+		if (srv.gen == NULL) {
+			log_err("auth: %s", err);
+			evutil_closesocket(listen_fd);
+			goto fail;
+		}
 	}
-	if (srv.n_sources == 0)
+	if (srv.gen->n_sources == 0)
 		log_warn("auth: no auth source configured; every login gets tempfail");
 	srv.caps = auth_caps(&srv);
 
@@ -1300,9 +1478,10 @@ auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admi
 
 	log_info("auth: ready sources=%zu threads=%u caps=0x%x cache_size=%u "
 	         "cache_positive_ttl=%u cache_negative_ttl=%u cache_stale_ttl=%u",
-	         srv.n_sources, cfg->auth_threads > 0 ? cfg->auth_threads : AUTH_DEFAULT_THREADS,
-	         srv.caps, srv.prot.cache_size, srv.prot.cache_positive_ttl,
-	         srv.prot.cache_negative_ttl, srv.prot.cache_stale_ttl);
+	         srv.gen->n_sources,
+	         cfg->auth_threads > 0 ? cfg->auth_threads : AUTH_DEFAULT_THREADS, srv.caps,
+	         srv.prot.cache_size, srv.prot.cache_positive_ttl, srv.prot.cache_negative_ttl,
+	         srv.prot.cache_stale_ttl);
 	readiness_report();
 	if (event_base_dispatch(srv.base) < 0) {
 		log_err("auth: event loop failed");

@@ -18,10 +18,14 @@ struct auth_source_ops;
  * AUTH_MSG_HELLO to each worker that connects. alert_fd is the auth end of
  * the alert channel to the queue process (alert_proto.h), or -1: alerts are
  * then only logged. admin_fd is the auth end of the master's admin channel
- * (admin_proto.h, auth_admin.h), or -1. The fds are the process's from here
- * on. SIGHUP reloads the sources (the users file), SIGTERM exits. Returns
- * the process exit status. */
-int auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admin_fd);
+ * (admin_proto.h, auth_admin.h), or -1. ctl_fd is the master's control
+ * channel (ctlchan.h): a reload arrives there as the new configuration's
+ * text, or -1. The fds are the process's from here on. workdir is the
+ * directory the process works from (the users file's, its name relative to
+ * it in cfg), or NULL. SIGHUP re-reads the sources' files (the users file),
+ * SIGTERM exits. Returns the process exit status. */
+int auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admin_fd,
+                     int ctl_fd, const char *workdir);
 
 /* The registry, in the order the daemon asks the sources: the i-th, or
  * NULL past the last (test-auth follows the same order). */

@@ -39,6 +39,8 @@ struct auth_throttle {
 	const struct protection_config *pc;
 	const struct keyhash *kh;
 	struct throttle_store store;
+	size_t size;  /* throttle_size the store was made with */
+	unsigned cap; /* distinct failures it keeps per key */
 	uint64_t window_ms, lockout_ms;
 	struct ticket_list waiting; /* no room yet, oldest first */
 	struct ticket_list ready;   /* answered during a retry round, to deliver */
@@ -77,22 +79,31 @@ struct auth_throttle_ticket {
 
 static void throttle_retry(struct auth_throttle *t, uint64_t now_ms);
 
+/* Distinct failures an entry keeps: one more than the highest threshold. */
+static unsigned
+throttle_cap(const struct protection_config *pc)
+{
+	unsigned cap = pc->delay_after + 8;
+
+	if (pc->lockout_client_failures + 1 > cap)
+		cap = pc->lockout_client_failures + 1;
+	if (pc->lockout_login_failures + 1 > cap)
+		cap = pc->lockout_login_failures + 1;
+	if (pc->lockout_client_login_failures + 1 > cap)
+		cap = pc->lockout_client_login_failures + 1;
+	return cap < THROTTLE_MAX_TRACK ? cap : THROTTLE_MAX_TRACK;
+}
+
 struct auth_throttle *
 auth_throttle_new(const struct protection_config *pc, const struct keyhash *kh)
 {
 	struct auth_throttle *t = xcalloc(1, sizeof(*t));
-	unsigned track = pc->delay_after + 8;
 
-	if (pc->lockout_client_failures + 1 > track)
-		track = pc->lockout_client_failures + 1;
-	if (pc->lockout_login_failures + 1 > track)
-		track = pc->lockout_login_failures + 1;
-	if (pc->lockout_client_login_failures + 1 > track)
-		track = pc->lockout_client_login_failures + 1;
 	t->pc = pc;
 	t->kh = kh;
-	t->store = throttle_store_local_new(
-	        pc->throttle_size, track < THROTTLE_MAX_TRACK ? track : THROTTLE_MAX_TRACK);
+	t->cap = throttle_cap(pc);
+	t->size = pc->throttle_size;
+	t->store = throttle_store_local_new(t->size, t->cap);
 	t->window_ms = (uint64_t)pc->throttle_window * 1000;
 	t->lockout_ms = (uint64_t)pc->lockout_time * 1000;
 	TAILQ_INIT(&t->waiting);
@@ -121,6 +132,25 @@ ticket_destroy(struct auth_throttle_ticket *tk)
 	free(tk->identity);
 	free(tk->identity_norm);
 	free(tk);
+}
+
+void
+auth_throttle_reconfigure(struct auth_throttle *t, const struct protection_config *pc)
+{
+	unsigned cap = throttle_cap(pc);
+
+	t->pc = pc;
+	t->window_ms = (uint64_t)pc->throttle_window * 1000;
+	t->lockout_ms = (uint64_t)pc->lockout_time * 1000;
+	if (cap == t->cap && pc->throttle_size == t->size)
+		return;
+	/* A higher threshold needs more failures kept per key, or the count
+	 * would stop below it and never lock: the store resizes in place,
+	 * keeping every lockout, label, attempt in flight and the newest
+	 * failures. */
+	t->store.ops->resize(t->store.state, pc->throttle_size, cap);
+	t->cap = cap;
+	t->size = pc->throttle_size;
 }
 
 void

@@ -83,6 +83,10 @@ struct auth_throttle *auth_throttle_new(const struct protection_config *pc,
                                         const struct keyhash *kh);
 /* Waiting tickets are dropped without their callbacks. */
 void auth_throttle_free(struct auth_throttle *);
+/* A reload: go on with pc (borrowed, as by new), keeping every counter and
+ * lockout; entries beyond a smaller throttle_size go, least recently used
+ * first. */
+void auth_throttle_reconfigure(struct auth_throttle *, const struct protection_config *pc);
 
 /* One attempt of login (as typed) from client (address text, as the worker
  * sent it) with secret. The secret is kept only as keyed digests; the

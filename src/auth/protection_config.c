@@ -180,7 +180,8 @@ static const struct settings_key alerts_keys[] = {
         {"unreachable_after", SETTINGS_DURATION, A(unreachable_after), .def = "60", .max = 30 * DAY,
          .flags = SETTINGS_OFF,
          .meaning = "Alert when a source has answered only tempfail for this long."},
-        {"hook", SETTINGS_STRING, A(hook), .flags = SETTINGS_OPTIONAL, .type_doc = "command",
+        {"hook", SETTINGS_STRING, A(hook), .flags = SETTINGS_OPTIONAL | SETTINGS_RESTART,
+         .type_doc = "command",
          .meaning = "Run with /bin/sh -c for every alert by the queue process, as [server] "
                     "queue_user, the alert text on stdin."},
 };

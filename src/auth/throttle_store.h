@@ -123,6 +123,10 @@ struct throttle_store_ops {
 	 * the n_forget keys (their counts); returns the lockouts ended. */
 	unsigned (*unlock)(void *state, uint64_t now_ms, throttle_store_match_cb *match, void *arg,
 	                   const uint8_t (*forget)[KEYHASH_LEN], size_t n_forget);
+	/* A reload: at most max_keys keys (least recently used go first) and
+	 * track distinct failures per key, keeping every lockout, label and
+	 * attempt in flight and the newest failures. */
+	void (*resize)(void *state, size_t max_keys, unsigned track);
 	/* Keys tracked (tests, status). */
 	size_t (*count)(void *state);
 	void (*free)(void *state);

@@ -330,6 +330,41 @@ local_unlock(void *state, uint64_t now_ms, throttle_store_match_cb *match, void 
 	return w.ended;
 }
 
+static void
+local_resize(void *state, size_t max_keys, unsigned track)
+{
+	struct local_store *st = state;
+	struct lru *table;
+	struct local_entry *e;
+	const uint8_t *key;
+
+	track = track > 0 ? track : 1;
+	table = lru_new(max_keys, entry_free);
+	/* Oldest first, so that the new table keeps the order of use (and
+	 * drops the least recently used when it is smaller). */
+	while ((e = lru_oldest(st->table, &key)) != NULL) {
+		unsigned keep = e->n_fails < track ? e->n_fails : track;
+		struct local_entry *ne = xcalloc(1, sizeof(*ne) + track * sizeof(ne->fails[0]));
+		uint8_t k[LRU_KEY_LEN];
+
+		ne->locked_until_ms = e->locked_until_ms;
+		ne->label = e->label;
+		e->label = NULL;
+		ne->n_flight = e->n_flight;
+		ne->cap_flight = e->cap_flight;
+		ne->flight = e->flight;
+		e->flight = NULL;
+		ne->n_fails = keep;
+		memcpy(ne->fails, e->fails + (e->n_fails - keep), keep * sizeof(ne->fails[0]));
+		memcpy(k, key, sizeof(k));
+		lru_del(st->table, k);
+		lru_put(table, k, ne);
+	}
+	lru_free(st->table);
+	st->table = table;
+	st->track = track;
+}
+
 static size_t
 local_count(void *state)
 {
@@ -355,6 +390,7 @@ static const struct throttle_store_ops local_ops = {
         .settle = local_settle,
         .lockouts = local_lockouts,
         .unlock = local_unlock,
+        .resize = local_resize,
         .count = local_count,
         .free = local_free,
 };

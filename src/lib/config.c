@@ -102,6 +102,10 @@ static const struct settings_key server_keys[] = {
         {"core_dumps", SETTINGS_BOOL, CFG(core_dumps), .def = "no", .flags = SETTINGS_RESTART,
          .meaning = "Allow core dumps (the master keeps RLIMIT_CORE); no sets it to 0 for "
                     "every process."},
+        {"shutdown_timeout", SETTINGS_DURATION, CFG(shutdown_timeout), .def = "30", .min = 1,
+         .max = 3600,
+         .meaning = "How long sessions in DATA and deliveries in flight may take to finish "
+                    "after SIGTERM, and old workers' sessions after a reload."},
 };
 
 static const struct settings_key tls_keys[] = {
@@ -712,25 +716,17 @@ all_sections(size_t *n_r)
 	return all;
 }
 
-struct config *
-config_load(const char *path, char **errors_r)
+/* Read fp (the text of the file abs_path, shown as path in messages) into
+ * a config; takes abs_path (malloc'd) and closes fp. */
+static struct config *
+config_load_fp(const char *path, char *abs, FILE *fp, char **errors_r)
 {
 	struct load_state st = {0};
 	const struct settings_section **all = NULL;
 	struct config *cfg = NULL;
-	char *abs = NULL, *dir = NULL, *report;
+	char *dir, *report;
 	size_t n_all;
-	FILE *fp;
 
-	if (errors_r != NULL)
-		*errors_r = NULL;
-	fp = fopen(path, "re");
-	if (fp == NULL || (abs = realpath(path, NULL)) == NULL) {
-		if (errors_r != NULL &&
-		    asprintf(errors_r, "%s:0: cannot open: %s\n", path, strerror(errno)) < 0)
-			*errors_r = NULL;
-		goto fail;
-	}
 	dir = absolute_dir(abs);
 	st.ctx = settings_ctx_new(path, dir);
 	all = all_sections(&n_all);
@@ -762,13 +758,99 @@ config_load(const char *path, char **errors_r)
 	} else {
 		cfg->warnings = report;
 	}
-fail:
-	if (fp != NULL)
-		fclose(fp);
+	fclose(fp);
 	settings_ctx_free(st.ctx);
 	free(all);
 	free(dir);
 	return cfg;
+}
+
+static void
+config_open_error(const char *path, const char *what, char **errors_r)
+{
+	if (errors_r != NULL &&
+	    asprintf(errors_r, "%s:0: %s: %s\n", path, what, strerror(errno)) < 0)
+		*errors_r = NULL;
+}
+
+struct config *
+config_load(const char *path, char **errors_r)
+{
+	FILE *fp;
+	char *abs;
+
+	if (errors_r != NULL)
+		*errors_r = NULL;
+	fp = fopen(path, "re");
+	if (fp == NULL || (abs = realpath(path, NULL)) == NULL) {
+		config_open_error(path, "cannot open", errors_r);
+		if (fp != NULL)
+			fclose(fp);
+		return NULL;
+	}
+	return config_load_fp(path, abs, fp, errors_r);
+}
+
+int
+config_read_text(const char *path, char **text_r, size_t *len_r, char **errors_r)
+{
+	FILE *fp;
+	char *text = NULL;
+	size_t len = 0, cap = 0, n;
+
+	if (errors_r != NULL)
+		*errors_r = NULL;
+	fp = fopen(path, "re");
+	if (fp == NULL) {
+		config_open_error(path, "cannot open", errors_r);
+		return -1;
+	}
+	do {
+		if (cap - len < 8192) {
+			cap = cap ? cap * 2 : 16384;
+			text = xrealloc(text, cap + 1);
+		}
+		n = fread(text + len, 1, cap - len, fp);
+		len += n;
+	} while (n > 0 && len <= CONFIG_TEXT_MAX);
+	if (ferror(fp) || len > CONFIG_TEXT_MAX) {
+		if (len > CONFIG_TEXT_MAX)
+			errno = EFBIG;
+		config_open_error(path, "cannot read", errors_r);
+		fclose(fp);
+		free(text);
+		return -1;
+	}
+	fclose(fp);
+	text[len] = '\0';
+	*text_r = text;
+	*len_r = len;
+	return 0;
+}
+
+struct config *
+config_load_text(const char *path, const char *text, size_t len, char **errors_r)
+{
+	FILE *fp;
+	char *abs;
+
+	if (errors_r != NULL)
+		*errors_r = NULL;
+	/* An absolute path is taken as it is: the caller may no longer be
+	 * able to reach the file (a chdir, a privilege drop). */
+	abs = path[0] == '/' ? xstrdup(path) : realpath(path, NULL);
+	if (abs == NULL) {
+		config_open_error(path, "cannot resolve", errors_r);
+		return NULL;
+	}
+	/* fmemopen() refuses an empty buffer on older C libraries. */
+	fp = len > 0 ? fmemopen((void *)text, len, "r") : fopen("/dev/null", "re");
+	if (fp == NULL) {
+		config_open_error(path, "cannot read", errors_r);
+		free(abs);
+		return NULL;
+	}
+	return config_load_fp(path, abs, fp, errors_r);
 }
 
 void

@@ -109,8 +109,9 @@ struct config {
 	bool use_syslog;
 	int log_level; /* enum log_level */
 	char *pid_file;
-	bool sandbox;    /* seccomp allow-lists for the children (sandbox.h) */
-	bool core_dumps; /* false: RLIMIT_CORE 0 */
+	bool sandbox;              /* seccomp allow-lists for the children (sandbox.h) */
+	bool core_dumps;           /* false: RLIMIT_CORE 0 */
+	unsigned shutdown_timeout; /* s: sessions in DATA and deliveries finish within */
 	/* [tls] */
 	char *tls_cert_file;
 	char *tls_key_file;
@@ -169,12 +170,25 @@ extern const struct settings_section config_relay_section;
 extern const struct settings_section config_auth_section;
 extern const struct settings_section config_users_file_section;
 
+/* The largest config file read whole (config_read_text()). */
+#define CONFIG_TEXT_MAX (4 * 1024 * 1024)
+
 /* Read and validate path, with every registered module's sections. On
  * success returns a config (warnings in cfg->warnings); on failure returns
  * NULL and writes each problem, warnings included, as "file:line: message\n"
  * to errors_r (a malloc'd string the caller frees). */
 struct config *config_load(const char *path, char **errors_r);
 void config_free(struct config *);
+/* Read the whole file at path (at most CONFIG_TEXT_MAX bytes) into *text_r
+ * (malloc'd, NUL-terminated; *len_r bytes before the NUL). 0, or -1 with
+ * "path:0: message\n" in *errors_r (malloc'd). */
+int config_read_text(const char *path, char **text_r, size_t *len_r, char **errors_r);
+/* config_load() on text as read from path: the master validates a file
+ * once and hands the very same bytes to the processes that reload in place,
+ * which may not be able to open the file (or would see a later version of
+ * it). path names the file in messages and is the base of relative paths;
+ * an absolute path is never looked up. */
+struct config *config_load_text(const char *path, const char *text, size_t len, char **errors_r);
 
 /* The listener named name, or NULL. */
 const struct listener_cfg *config_listener(const struct config *, const char *name);

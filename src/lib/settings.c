@@ -918,6 +918,69 @@ settings_free(const struct settings_section *def, void *rec)
 	}
 }
 
+/* Copy one key's value from src to dst (records of the key's own section),
+ * freeing what dst held. 0, or -1 for a type this cannot copy (dst
+ * unchanged). */
+static int
+copy_key(const struct settings_key *k, void *dst, const void *src)
+{
+	const void *from = cfield_of(k, src);
+	void *to = field_of(k, dst);
+
+	switch (k->type) {
+	case SETTINGS_STRING:
+	case SETTINGS_PATH:
+	case SETTINGS_HOSTPORT:
+	case SETTINGS_KEYWORD: {
+		const char *v = *(char *const *)from;
+		replace_string(to, v != NULL ? xstrdup(v) : NULL);
+		return 0;
+	}
+	case SETTINGS_LIST: {
+		char *const *v = *(char **const *)from;
+		list_clear(k, dst);
+		for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+			list_append(k, dst, xstrdup(v[i]));
+		return 0;
+	}
+	case SETTINGS_CIDRS: {
+		const struct cidr *v = *(struct cidr *const *)from;
+		size_t n = *(const size_t *)((const char *)src + k->count_offset);
+		list_clear(k, dst);
+		for (size_t i = 0; i < n; i++)
+			cidrs_append(k, dst, &v[i]);
+		return 0;
+	}
+	case SETTINGS_CUSTOM:
+		return -1;
+	default:
+		memcpy(to, from, k->size);
+		return 0;
+	}
+}
+
+size_t
+settings_keep_restart(const struct settings_section *def, void *new_rec, const void *old_rec,
+                      const char **failed_r)
+{
+	size_t n = settings_n_keys(def), off, kept = 0;
+
+	if (failed_r != NULL)
+		*failed_r = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct settings_key *k = settings_key_at(def, i, &off);
+		if (!(k->flags & SETTINGS_RESTART))
+			continue;
+		if (copy_key(k, (char *)new_rec + off, (const char *)old_rec + off) < 0) {
+			if (failed_r != NULL)
+				*failed_r = k->name;
+			continue;
+		}
+		kept++;
+	}
+	return kept;
+}
+
 /* ---- checks ---- */
 
 /* Locale-independent: config text is ASCII whatever LC_CTYPE says. */

@@ -60,7 +60,9 @@ enum {
 	/* A duration that takes "off" for 0. */
 	SETTINGS_OFF = 1 << 1,
 	/* Can never change without a restart (the reload names it in a
-	 * warning and keeps the running value). */
+	 * warning and keeps the running value). Only the master pins it
+	 * (settings_registry_keep_restart()): a process that reloads in place
+	 * from the text reads such a key at its start only. */
 	SETTINGS_RESTART = 1 << 2,
 	/* A [limits] key that a listener may set for itself. */
 	SETTINGS_PER_LISTENER = 1 << 3,
@@ -190,6 +192,14 @@ void settings_parse_all(struct settings_ctx *, const struct settings_section *de
                         const struct config *cfg, void *rec, int *lines);
 /* Free what parsing allocated in rec (strings, lists), not rec itself. */
 void settings_free(const struct settings_section *def, void *rec);
+
+/* A reload keeps what cannot change without a restart: copy the value of
+ * every SETTINGS_RESTART key of def (inherited ones too) from old_rec into
+ * new_rec, freeing what new_rec held there. Returns how many were copied;
+ * a key of a type that cannot be copied (SETTINGS_CUSTOM) is skipped and
+ * named in *failed_r (if not NULL; else NULL). */
+size_t settings_keep_restart(const struct settings_section *def, void *new_rec, const void *old_rec,
+                             const char **failed_r);
 
 /* The value syntaxes, for hooks and tests. Each returns 0, or -1 when text
  * is malformed or does not fit in 64 bits. */

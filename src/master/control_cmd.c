@@ -21,8 +21,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-/* A stop waits for the children: shutdown and the kill after the grace. */
+/* A stop waits for the children: their shutdown_timeout, then the
+ * master's grace before it kills them (master.c), then some slack for a
+ * loaded machine; never less than CONTROL_CMD_STOP_WAIT_S. */
 #define CONTROL_CMD_STOP_WAIT_S 180
+#define CONTROL_CMD_STOP_SLACK_S 60
 #define CONTROL_CMD_WAIT_S 30
 
 static void
@@ -138,13 +141,17 @@ control_cmd_main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	int fd = control_cmd_connect(cfg->spool_dir, &status);
+	/* The file's bound; a running one larger than it (the file lowered it
+	 * since the last reload) is covered by the floor and the slack. */
+	unsigned stop_wait = cfg->shutdown_timeout + CONTROL_CMD_STOP_SLACK_S;
+	if (stop_wait < CONTROL_CMD_STOP_WAIT_S)
+		stop_wait = CONTROL_CMD_STOP_WAIT_S;
 	config_free(cfg);
 	if (fd < 0)
 		return status;
 	snprintf(line, sizeof(line), "%s%s%s%s\n", json ? "json " : "", name, unlock ? " " : "",
 	         unlock ? argv[optind] : "");
-	struct timeval tv = {
-	        strcmp(name, "stop") == 0 ? CONTROL_CMD_STOP_WAIT_S : CONTROL_CMD_WAIT_S, 0};
+	struct timeval tv = {strcmp(name, "stop") == 0 ? (time_t)stop_wait : CONTROL_CMD_WAIT_S, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (write_all(fd, line, strlen(line)) < 0) {
 		fprintf(stderr, "authrelay %s: write: %s\n", name, strerror(errno));
@@ -180,11 +187,19 @@ control_cmd_main(int argc, char **argv)
 			print_clean(stderr, text != NULL && *text == ' ' ? text + 1 : buf);
 		}
 	}
+	bool timed_out = ferror(in) && (errno == EAGAIN || errno == EWOULDBLOCK);
 	if (first)
 		fprintf(stderr, "authrelay %s: no answer from the gateway%s\n", name,
-		        errno == EAGAIN || errno == EWOULDBLOCK ? " in time" : "");
-	else if (status == 0 && strcmp(name, "stop") == 0)
-		printf("stopped\n");
+		        timed_out ? " in time" : "");
+	else if (status == 0 && strcmp(name, "stop") == 0) {
+		/* The master closes the socket as it exits: only then is it
+		 * stopped, not when the wait ran out. */
+		if (timed_out) {
+			fprintf(stderr, "authrelay stop: still stopping after %u s\n", stop_wait);
+			status = EX_TEMPFAIL;
+		} else
+			printf("stopped\n");
+	}
 	free(buf);
 	fclose(in);
 	return status;

@@ -5,44 +5,55 @@
  *
  *   auth     one process, user auth_user, holds the credential stores;
  *   smtpd    `workers` processes, user `user`, chrooted into the spool,
- *            each accepting on all listeners;
+ *            each accepting on all listeners: one generation per
+ *            configuration (master_gen.c);
  *   queue    one process, user queue_user, owns the spool after the 250
  *            and delivers (src/queue/);
- *   keyproc  one process when a listener uses TLS, user auth_user, chrooted
- *            into an empty directory: the only one holding the TLS private
- *            key; it signs the workers' handshakes (src/keyproc/);
+ *   keyproc  one per generation of workers when a listener uses TLS, user
+ *            auth_user, chrooted into an empty directory: the only one
+ *            holding the TLS private key; it signs the workers' handshakes
+ *            (src/keyproc/);
  *   metrics  one process when [metrics] address is set, user `user`,
  *            chrooted into the same empty directory: the HTTP endpoint
  *            (src/metrics/). Every process counts in a slot of a shared
  *            mapping made here before any fork (lib/metrics.h); the master
  *            gives each child a slot and takes it back when it dies, so
- *            counters survive restarts, and publishes which children run.
+ *            counters survive restarts and reloads, and publishes which
+ *            children run.
  *
  * Each child sets PR_SET_NO_NEW_PRIVS and its seccomp allow-list right
  * after the drop (src/lib/sandbox.h); a call outside it kills the child
  * with SIGSYS, which is logged by name like any other death.
  *
- * It restarts a child that dies (with back-off), forwards SIGHUP (reload) to
- * the auth process, and on SIGTERM stops the children and exits. The master
- * itself never reads a byte from the network. Root's admin commands
- * (`authrelay status`, `reload`, `stop`...) reach it on its control socket
- * (control.c), which calls master_reload() and master_stop() as the
- * signals do.
+ * It restarts a child that dies (with back-off). SIGHUP reloads
+ * (master_reload.c): a new generation of workers, the auth process and the
+ * queue in place. SIGTERM stops: the workers stop accepting, answer idle
+ * sessions 421 4.3.2 and let a message in DATA finish within
+ * shutdown_timeout, the queue lets its deliveries finish, then the auth
+ * process goes (it may still be needed by a session finishing its AUTH); a
+ * second SIGTERM, or SIGQUIT, stops everything at once. Nothing that got a
+ * 250 is lost either way: it is in the spool. The master itself never reads
+ * a byte from the network. Root's admin commands (`authrelay status`,
+ * `reload`, `stop`...) reach it on its control socket (control.c), which
+ * calls master_reload() and master_stop() as the signals do.
  *
  * It is "ready" once every child has reported itself up (readiness.h):
  * only then does it tell systemd (READY=1, sdnotify.h), or let the shell
  * that started a daemon return. Start-up errors also go to stderr when the
  * log is syslog, so that `authrelay -f` and the journal show them.
  */
-#include "master.h"
+#include "master_internal.h"
 #include "control.h"
+#include "listen_set.h"
 #include "privdrop.h"
+#include "settings_registry.h"
 #include "../auth/auth_server.h"
 #include "../auth/protection_config.h"
 #include "../keyproc/keyproc.h"
 #include "../keyproc/keyproc_client.h"
 #include "../keyproc/keyproc_keys.h"
 #include "../lib/config.h"
+#include "../lib/ctlchan.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
 #include "../lib/readiness.h"
@@ -55,7 +66,6 @@
 #include "../queue/queue.h"
 #include "../queue/queue_config.h"
 #include "../smtpd/conn_limit.h"
-#include "../smtpd/send_limit.h"
 #include "../smtpd/smtpd.h"
 #include "../smtpd/tls.h"
 #include "../spool/spool.h"
@@ -85,88 +95,22 @@
 
 #define AUTH_SOCKET_NAME "private/auth"
 #define QUEUE_SOCKET_NAME "private/queue"
-#define KEYPROC_SOCKET_NAME "private/keyproc"
-/* The key process's chroot, in the spool: empty, owned by root. */
+/* The key processes' chroot, in the spool: empty, owned by root. */
 #define KEYPROC_ROOT_NAME "empty"
 /* How long a worker's handshake waits for its signature. A restart of the
  * key process takes RESTART_MIN_MS; one that keeps failing is not waited for. */
 #define KEYPROC_TIMEOUT_MS 5000
-/* Pool threads of the key process for RSA signatures, at most. */
+/* Pool threads of a key process for RSA signatures, at most. */
 #define KEYPROC_MAX_THREADS 8
 /* Back-off between restarts of a child that keeps dying. */
 #define RESTART_MIN_MS 100
 #define RESTART_MAX_MS 30000
 /* A child that ran this long is considered healthy again. */
 #define STABLE_SECONDS 30
+/* Past shutdown_timeout, what the children get before SIGKILL. */
 #define STOP_GRACE_SECONDS 10
 /* How long the shell that started a daemon waits for it to be ready. */
 #define DAEMON_READY_SECONDS 60
-
-enum child_kind { CHILD_AUTH, CHILD_SMTPD, CHILD_QUEUE, CHILD_KEYPROC, CHILD_METRICS };
-
-struct child {
-	struct master *m;
-	enum child_kind kind;
-	unsigned idx; /* worker index */
-	pid_t pid;    /* 0 while not running */
-	bool up;      /* reported itself up since it started */
-	time_t started;
-	unsigned backoff_ms;
-	unsigned restarts; /* `authrelay status` */
-	struct event *restart;
-	unsigned metrics_slot; /* its slot in m->metrics while it runs */
-};
-
-struct master {
-	struct config *cfg;
-	const char *config_path;
-	bool foreground;
-	bool is_root;
-	struct privdrop_user user;
-	struct privdrop_user auth_user;
-	struct privdrop_user queue_user;
-	int *listen_fds;
-	int auth_fd;
-	int alert_fds[2]; /* the alert channel: [0] auth's end, [1] the queue's */
-	char auth_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int queue_ctl_fd; /* `authrelay queue` commands, for the queue process */
-	char queue_ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	bool need_tls;  /* a listener uses TLS: the key process runs */
-	int keyproc_fd; /* the key process's listening socket, or -1 */
-	char keyproc_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char keyproc_root[256]; /* its chroot, and the metrics process's */
-	struct metrics_config mc;
-	struct metrics *metrics; /* NULL: [metrics] address not set */
-	int metrics_fd;          /* the endpoint's listening socket, or -1 */
-	struct conn_limit *limits;
-	struct send_limit *send_limits; /* issue 6: per-user sending limits */
-	struct protection_config prot;  /* what the workers need of it */
-	struct event_base *base;
-	struct child auth;
-	struct child queue; /* issue 5 */
-	struct child keyproc;
-	struct child metrics_child;
-	struct queue_config *qc;
-	struct spool_gauge *gauge; /* queue size, shared with workers */
-	/* How a group commit round ends on the spool's file system: chosen
-	 * here, where /proc and /sys can be seen (workers are chrooted). */
-	enum spool_fs_sync spool_sync;
-	struct child *workers;
-	unsigned n_workers;
-	bool stopping;
-	pid_t pid; /* the master's own, after daemonizing */
-	struct event *ev_sig[4];
-	struct event *ev_stop_deadline;
-	int ready_pipe[2]; /* children report "up" here (readiness.h) */
-	struct event *ev_ready;
-	bool ready;          /* every child has been up at least once */
-	int daemon_fd;       /* to the shell waiting for a daemon's start, or -1 */
-	int control_fd;      /* bound as root, served by ctl */
-	struct control *ctl; /* `authrelay status`, `reload`, ... (control.h) */
-	time_t started;      /* for `authrelay status` */
-	unsigned generation; /* configurations loaded: 1, then one per reload */
-	int admin_fd;        /* a starting auth child's end of the admin channel */
-};
 
 /* A start-up error: to the log and, when the log is syslog, to stderr as
  * well, where the admin who ran the command (or the journal) sees it at
@@ -182,42 +126,13 @@ master_fail(const struct master *m, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (m->cfg == NULL || m->cfg->use_syslog)
+	const struct config *cfg = m->set != NULL ? m->set->cfg : NULL;
+	if (cfg == NULL || cfg->use_syslog)
 		fprintf(stderr, "authrelay: %s\n", msg);
-	if (m->cfg != NULL)
+	if (cfg != NULL)
 		log_err("%s", msg);
 	sdnotify("STATUS=failed to start: %s", msg);
 	exit(status);
-}
-
-static int
-master_bind_listener(const struct listener_cfg *l, const char **error_r)
-{
-	static char err[256];
-	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int on = 1;
-	if (fd < 0)
-		goto fail;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-	if (l->addr.ss_family == AF_INET6) {
-		/* "*:25" and "[::]:25" take IPv4 too (as v4-mapped addresses);
-		 * a specific IPv6 address takes only IPv6. */
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&l->addr;
-		int v6only = !IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
-	}
-	if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) != 0)
-		goto fail;
-	if (listen(fd, 1024) != 0)
-		goto fail;
-	return fd;
-fail:
-	snprintf(err, sizeof(err), "listener %s (%s): %s", l->name, l->address_text,
-	         strerror(errno));
-	*error_r = err;
-	if (fd >= 0)
-		close(fd);
-	return -1;
 }
 
 /* The metrics endpoint's socket, bound like a listener's ([metrics]
@@ -252,13 +167,13 @@ fail:
  * which is root's (spool.h): no child can put another socket in their
  * place. It keeps them open, so a restarted child takes over without its
  * clients noticing more than a reconnect. */
-static int
+int
 master_bind_unix(struct master *m, const char *name, uid_t uid, gid_t gid, char *path_r,
                  size_t path_size, const char **error_r)
 {
 	static char err[256];
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	int n = snprintf(path_r, path_size, "%s/%s", m->cfg->spool_dir, name);
+	int n = snprintf(path_r, path_size, "%s/%s", m->set->cfg->spool_dir, name);
 	if (n < 0 || (size_t)n >= sizeof(sun.sun_path) || (size_t)n >= path_size) {
 		*error_r = "spool_dir is too long for a UNIX socket path";
 		return -1;
@@ -285,28 +200,11 @@ fail:
 	return -1;
 }
 
-/* Install the child's system-call allow-list (sandbox.h), unless the
- * config turned it off. */
-static void
-child_sandbox(const struct master *m, enum sandbox_kind kind)
-{
-	const char *err;
-
-	if (!m->cfg->sandbox)
-		return;
-	if (sandbox_apply(kind, &err) != 0)
-		fatal("sandbox: %s", err);
-}
-
-/* tls_server_check() in a child that exits at once: the master refuses a
- * bad certificate or key before anything starts, yet never has the private
- * key in its own memory, which every child it forks would inherit (the PEM
- * text in freed buffers, for one). Returns 0, or -1 with *error_r. */
-static int
-master_check_tls(struct master *m, const char **error_r)
+int
+master_check_tls(struct master *m, const struct config *cfg, const char **error_r)
 {
 	static char err[1024];
-	int p[2], status;
+	int p[2], status = 1 << 8;
 	ssize_t n;
 
 	if (pipe2(p, O_CLOEXEC) != 0) {
@@ -325,7 +223,7 @@ master_check_tls(struct master *m, const char **error_r)
 	if (pid == 0) {
 		const char *e = NULL;
 		close(p[0]);
-		if (tls_server_check(m->cfg, NULL, &e) == 0)
+		if (tls_server_check(cfg, NULL, &e) == 0)
 			_exit(0);
 		(void)write_all(p[1], e, strlen(e));
 		_exit(1);
@@ -337,6 +235,8 @@ master_check_tls(struct master *m, const char **error_r)
 		len += n > 0 ? (size_t)n : 0;
 	err[len] = '\0';
 	close(p[0]);
+	/* The master's SIGCHLD handler may not reap it: this pid is waited
+	 * for here, and only here. */
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
@@ -347,19 +247,19 @@ master_check_tls(struct master *m, const char **error_r)
 	return -1;
 }
 
-/* The key process's chroot (and the metrics process's): <spool_dir>/empty,
- * a directory owned by root that nobody can write to. Only when started as
- * root. */
-static int
+int
 master_keyproc_root(struct master *m, const char **error_r)
 {
 	static char err[512];
 	struct stat st;
-	int n = snprintf(m->keyproc_root, sizeof(m->keyproc_root), "%s/%s", m->cfg->spool_dir,
+
+	if (m->keyproc_root[0] != '\0')
+		return 0;
+	int n = snprintf(m->keyproc_root, sizeof(m->keyproc_root), "%s/%s", m->set->cfg->spool_dir,
 	                 KEYPROC_ROOT_NAME);
 	if (n < 0 || (size_t)n >= sizeof(m->keyproc_root)) {
 		*error_r = "spool_dir is too long";
-		return -1;
+		goto fail_quiet;
 	}
 	if (mkdir(m->keyproc_root, 0555) != 0 && errno != EEXIST)
 		goto fail;
@@ -377,17 +277,36 @@ master_keyproc_root(struct master *m, const char **error_r)
 fail:
 	snprintf(err, sizeof(err), "%s: %s", m->keyproc_root, strerror(errno));
 	*error_r = err;
+fail_quiet:
+	m->keyproc_root[0] = '\0';
 	return -1;
 }
 
+/* Install the child's system-call allow-list (sandbox.h), unless the
+ * config turned it off. */
+static void
+child_sandbox(const struct master *m, enum sandbox_kind kind)
+{
+	const char *err;
+
+	if (!m->set->cfg->sandbox)
+		return;
+	if (sandbox_apply(kind, &err) != 0)
+		fatal("sandbox: %s", err);
+}
+
+/* The signals the master handles; blocked around fork() (see
+ * master_start_child()). */
+static const int master_sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT};
+
 /* In a new child: forget the master's signal handling (libevent's handlers
- * would write into the master's signal pipe) and die with the master. */
+ * would write into the master's signal pipe), take the signals that waited
+ * for it, and die with the master. */
 static void
 child_setup_signals(void)
 {
-	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
-	for (size_t i = 0; i < AR_NELEM(sigs); i++)
-		signal(sigs[i], SIG_DFL);
+	for (size_t i = 0; i < AR_NELEM(master_sigs); i++)
+		signal(master_sigs[i], SIG_DFL);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -405,61 +324,89 @@ child_after_drop(const struct master *m)
 		_exit(0);
 }
 
-static AR_NORETURN void
-child_run_auth(struct master *m)
+static void
+close_ctl(const struct child *c)
 {
-	log_init(m->cfg->use_syslog, (enum log_level)m->cfg->log_level, "auth");
-	for (size_t i = 0; i < m->cfg->n_listeners; i++)
-		close(m->listen_fds[i]);
-	if (m->keyproc_fd >= 0)
-		close(m->keyproc_fd);
+	if (c->ctl != NULL)
+		close(ctlchan_fd(c->ctl));
+}
+
+void
+master_child_close_fds(const struct master *m, const struct child *c)
+{
+	/* Only a worker keeps listening sockets, and only its generation's. */
+	if (c->kind == CHILD_SMTPD)
+		listen_set_close_in_child(m->listeners, c->gen->listen_fds, c->gen->n_listeners);
+	else
+		listen_set_close_in_child(m->listeners, NULL, 0);
+	/* The control channels' master ends: a child writing there would be
+	 * taken for the master. */
+	close_ctl(&m->auth);
+	close_ctl(&m->queue);
+	if (c->kind != CHILD_AUTH) {
+		close(m->auth_fd);
+		close(m->alert_fds[0]);
+	}
+	if (c->kind != CHILD_QUEUE) {
+		close(m->alert_fds[1]);
+		close(m->queue_ctl_fd);
+	}
+	/* No child may hold the control socket, its clients or the master's
+	 * end of the admin channel, nor another key process's socket. */
+	control_close_in_child(m->control);
+	master_gen_close_in_child(m, c);
+}
+
+static AR_NORETURN void
+child_run_auth(struct master *m, int ctl_fd)
+{
+	struct config *cfg = m->set->cfg;
+	char *workdir = NULL;
+
+	log_init(cfg->use_syslog, (enum log_level)cfg->log_level, "auth");
 	/* Work from the users file's directory: after the privilege drop the
 	 * file (readable by auth_user) is still reachable for a reload even
 	 * when a parent directory is closed to auth_user. */
-	if (m->cfg->users_file != NULL) {
-		char *slash = strrchr(m->cfg->users_file, '/');
+	if (cfg->users_file != NULL) {
+		char *slash = strrchr(cfg->users_file, '/');
 		if (slash != NULL) {
 			*slash = '\0';
-			if (chdir(*m->cfg->users_file ? m->cfg->users_file : "/") != 0)
-				fatal("chdir %s: %s", m->cfg->users_file, strerror(errno));
-			memmove(m->cfg->users_file, slash + 1, strlen(slash + 1) + 1);
+			workdir = xstrdup(*cfg->users_file ? cfg->users_file : "/");
+			if (chdir(workdir) != 0)
+				fatal("chdir %s: %s", workdir, strerror(errno));
+			memmove(cfg->users_file, slash + 1, strlen(slash + 1) + 1);
 		}
 	}
 	if (m->is_root)
 		privdrop_apply(&m->auth_user, NULL);
 	child_after_drop(m);
-	close(m->queue_ctl_fd);
 	/* It holds secrets: no core dumps, no ptrace by the same uid. */
 	prctl(PR_SET_DUMPABLE, 0);
-	close(m->alert_fds[1]);
 	child_sandbox(m, SANDBOX_AUTH);
-	exit(auth_server_main(m->cfg, m->auth_fd, m->alert_fds[0], m->admin_fd));
+	exit(auth_server_main(cfg, m->auth_fd, m->alert_fds[0], m->admin_fd, ctl_fd, workdir));
 }
 
 static AR_NORETURN void
-child_run_smtpd(struct master *m, unsigned idx)
+child_run_smtpd(struct master *m, const struct child *c)
 {
-	const struct config *cfg = m->cfg;
+	const struct worker_gen *gen = c->gen;
+	const struct settings_set *set = gen->set;
+	const struct config *cfg = set->cfg;
 	SSL_CTX *tls = NULL;
 	const char *err;
-	char role[16];
 
-	snprintf(role, sizeof(role), "smtpd");
-	log_init(cfg->use_syslog, (enum log_level)cfg->log_level, role);
-	close(m->auth_fd);
-	close(m->alert_fds[0]);
-	close(m->alert_fds[1]);
-	close(m->queue_ctl_fd);
-	if (m->keyproc_fd >= 0)
-		close(m->keyproc_fd);
+	log_init(cfg->use_syslog, (enum log_level)cfg->log_level, "smtpd");
 	bool chrooted = m->is_root && cfg->chroot;
 	struct keyproc_client *kc = NULL;
-	if (m->need_tls) {
-		/* The certificate chain while still root; the private key
-		 * stays with the key process. */
-		char kp_path[sizeof(m->keyproc_path)];
-		snprintf(kp_path, sizeof(kp_path), "%s",
-		         chrooted ? "/" KEYPROC_SOCKET_NAME : m->keyproc_path);
+	if (gen->need_tls) {
+		/* This generation's certificate chain, read while still root,
+		 * for every session it serves; the private key stays with
+		 * this generation's key process. */
+		char kp_path[sizeof(gen->keyproc_path)];
+		if (chrooted)
+			snprintf(kp_path, sizeof(kp_path), "/%s", gen->keyproc_name);
+		else
+			snprintf(kp_path, sizeof(kp_path), "%s", gen->keyproc_path);
 		kc = keyproc_client_new(kp_path, KEYPROC_TIMEOUT_MS);
 		tls = tls_server_ctx_new(cfg, kc, &err);
 		if (tls == NULL)
@@ -474,24 +421,25 @@ child_run_smtpd(struct master *m, unsigned idx)
 	         chrooted ? "/" AUTH_SOCKET_NAME : m->auth_path);
 	struct smtpd_params p = {
 	        .cfg = cfg,
-	        .worker = idx,
-	        .listen_fds = m->listen_fds,
+	        .worker = c->idx,
+	        .listen_fds = gen->listen_fds,
 	        .limits = m->limits,
+	        .limit_ids = gen->limit_ids,
 	        .tls = tls,
 	        .keyproc = kc,
 	        .spool_dir = chrooted ? "/" : cfg->spool_dir,
 	        .auth_socket = auth_path,
 	        .queue_gauge = m->gauge,
 	        .send_limits = m->send_limits,
-	        .group_commit = m->qc->group_commit,
+	        .group_commit = set->qc->group_commit,
 	        .spool_sync = m->spool_sync,
 	        .protection =
 	                {
-	                        .sender_allow_users = m->prot.sender_allow_users,
-	                        .n_sender_allow_users = m->prot.n_sender_allow_users,
-	                        .messages_per_hour = m->prot.messages_per_hour,
-	                        .recipients_per_hour = m->prot.recipients_per_hour,
-	                        .lockout_reply = m->prot.lockout_reply,
+	                        .sender_allow_users = set->prot.sender_allow_users,
+	                        .n_sender_allow_users = set->prot.n_sender_allow_users,
+	                        .messages_per_hour = set->prot.messages_per_hour,
+	                        .recipients_per_hour = set->prot.recipients_per_hour,
+	                        .lockout_reply = set->prot.lockout_reply,
 	                },
 	};
 	exit(smtpd_main(&p));
@@ -501,67 +449,62 @@ child_run_smtpd(struct master *m, unsigned idx)
  * outside the spool. It holds no secret and reads nothing from untrusted
  * peers but SMTP replies, DNS answers and the files the workers made. */
 static AR_NORETURN void
-child_run_queue(struct master *m)
+child_run_queue(struct master *m, int ctl_fd)
 {
-	log_init(m->cfg->use_syslog, (enum log_level)m->cfg->log_level, "queue");
-	for (size_t i = 0; i < m->cfg->n_listeners; i++)
-		close(m->listen_fds[i]);
-	close(m->auth_fd);
-	close(m->alert_fds[0]);
-	if (m->keyproc_fd >= 0)
-		close(m->keyproc_fd);
+	const struct settings_set *set = m->set;
+	const char *err;
+
+	log_init(set->cfg->use_syslog, (enum log_level)set->cfg->log_level, "queue");
 	if (m->is_root)
 		privdrop_apply(&m->queue_user, NULL);
 	child_after_drop(m);
 	/* The alert hook's shell cannot run under the allow-list: a helper
 	 * forked now runs it (spawner.h). */
-	const char *err;
-	if (m->cfg->sandbox && m->prot.alerts.hook != NULL &&
-	    spawner_start(m->prot.alerts.hook, &err) != 0)
+	if (set->cfg->sandbox && set->prot.alerts.hook != NULL &&
+	    spawner_start(set->prot.alerts.hook, &err) != 0)
 		fatal("alert hook helper: %s", err);
 	child_sandbox(m, SANDBOX_QUEUE);
 	struct queue_params p = {
-	        .cfg = m->cfg,
-	        .qc = m->qc,
-	        .spool_dir = m->cfg->spool_dir,
+	        .cfg = set->cfg,
+	        .qc = set->qc,
+	        .spool_dir = set->cfg->spool_dir,
 	        .gauge = m->gauge,
 	        .alert_fd = m->alert_fds[1],
-	        .alert_hook = m->prot.alerts.hook,
+	        .alert_hook = set->prot.alerts.hook,
 	        .worker_uid = m->is_root ? m->user.uid : geteuid(),
 	        .ctl_fd = m->queue_ctl_fd,
+	        .ctlchan_fd = ctl_fd,
 	};
 	exit(queue_main(&p));
 }
 
-/* The key process: loads the TLS key as root, then holds it as auth_user in
- * an empty chroot, not dumpable, with no socket but its listening one. Like
- * the auth process it holds a secret the workers must never read; unlike
- * it, it talks to nothing but the workers. */
+/* The key process of a generation: loads that configuration's TLS key as
+ * root, then holds it as auth_user in an empty chroot, not dumpable, with
+ * no socket but its listening one. Like the auth process it holds a secret
+ * the workers must never read; unlike it, it talks to nothing but the
+ * workers of its generation. */
 static AR_NORETURN void
-child_run_keyproc(struct master *m)
+child_run_keyproc(struct master *m, const struct child *c)
 {
+	const struct worker_gen *gen = c->gen;
+	const struct config *cfg = gen->set->cfg;
 	const char *err;
 
-	log_init(m->cfg->use_syslog, (enum log_level)m->cfg->log_level, "keyproc");
-	for (size_t i = 0; i < m->cfg->n_listeners; i++)
-		close(m->listen_fds[i]);
-	close(m->auth_fd);
-	close(m->alert_fds[0]);
-	close(m->alert_fds[1]);
-	close(m->queue_ctl_fd);
+	log_init(cfg->use_syslog, (enum log_level)cfg->log_level, "keyproc");
 	prctl(PR_SET_DUMPABLE, 0);
 	struct keyproc_keys *keys = keyproc_keys_new();
-	if (keyproc_keys_load(keys, m->cfg->tls_cert_file, m->cfg->tls_key_file, &err) != 0)
+	if (keyproc_keys_load(keys, cfg->tls_cert_file, cfg->tls_key_file, &err) != 0)
 		fatal("keyproc: %s", err);
 	if (m->is_root)
 		privdrop_apply(&m->auth_user, m->keyproc_root);
 	child_after_drop(m);
 	prctl(PR_SET_DUMPABLE, 0);
 	child_sandbox(m, SANDBOX_KEYPROC);
-	unsigned threads = m->n_workers < KEYPROC_MAX_THREADS ? m->n_workers : KEYPROC_MAX_THREADS;
+	unsigned threads =
+	        gen->n_workers < KEYPROC_MAX_THREADS ? gen->n_workers : KEYPROC_MAX_THREADS;
 	struct keyproc_params p = {
 	        .keys = keys,
-	        .listen_fd = m->keyproc_fd,
+	        .listen_fd = gen->keyproc_fd,
 	        .threads = threads > 0 ? threads : 1,
 	};
 	exit(keyproc_main(&p));
@@ -573,15 +516,9 @@ child_run_keyproc(struct master *m)
 static AR_NORETURN void
 child_run_metrics(struct master *m)
 {
-	log_init(m->cfg->use_syslog, (enum log_level)m->cfg->log_level, "metrics");
-	for (size_t i = 0; i < m->cfg->n_listeners; i++)
-		close(m->listen_fds[i]);
-	close(m->auth_fd);
-	close(m->alert_fds[0]);
-	close(m->alert_fds[1]);
-	close(m->queue_ctl_fd);
-	if (m->keyproc_fd >= 0)
-		close(m->keyproc_fd);
+	const struct config *cfg = m->set->cfg;
+
+	log_init(cfg->use_syslog, (enum log_level)cfg->log_level, "metrics");
 	if (m->is_root)
 		privdrop_apply(&m->user, m->keyproc_root);
 	child_after_drop(m);
@@ -628,34 +565,43 @@ child_metric_process(const struct child *c)
 	return kinds[c->kind];
 }
 
-/* Publish how many children of each kind run and have reported up, and how
- * many should: what /healthz answers from. */
-static void
+void
 master_metrics_processes(const struct master *m)
 {
 	unsigned up[MP_COUNT] = {0}, want[MP_COUNT] = {0};
-	const struct child *one[] = {&m->auth, &m->queue, &m->keyproc, &m->metrics_child};
+	const struct child *one[] = {&m->auth, &m->queue, &m->metrics_child};
+	/* The generation that serves: the active one (the first while it
+	 * starts); retiring ones are on their way out. */
+	const struct worker_gen *gen = m->active != NULL ? m->active : m->starting;
 
 	if (m->metrics == NULL)
 		return;
-	want[MP_SMTPD] = m->n_workers;
 	want[MP_AUTH] = want[MP_QUEUE] = want[MP_METRICS] = 1;
-	want[MP_KEYPROC] = m->need_tls;
 	for (size_t i = 0; i < AR_NELEM(one); i++)
 		up[child_metric_process(one[i])] += one[i]->pid != 0 && one[i]->up;
-	for (unsigned i = 0; i < m->n_workers; i++)
-		up[MP_SMTPD] += m->workers[i].pid != 0 && m->workers[i].up;
+	if (gen != NULL) {
+		want[MP_SMTPD] = gen->n_workers;
+		want[MP_KEYPROC] = gen->need_tls;
+		for (unsigned i = 0; i < gen->n_workers; i++)
+			up[MP_SMTPD] += gen->workers[i].pid != 0 && gen->workers[i].up;
+		up[MP_KEYPROC] += gen->need_tls && gen->keyproc.pid != 0 && gen->keyproc.up;
+	}
 	for (unsigned p = 0; p < MP_COUNT; p++) {
 		metrics_set(M_PROCESSES_UP, up[p], p);
 		metrics_set(M_PROCESSES_EXPECTED, want[p], p);
 	}
 }
 
-static void
+void
 master_start_child(struct child *c)
 {
 	struct master *m = c->m;
-	int admin[2] = {-1, -1};
+	int ctl_fd = -1, admin[2] = {-1, -1};
+	sigset_t all, old;
+
+	if ((c->kind == CHILD_AUTH || c->kind == CHILD_QUEUE) &&
+	    master_reload_channel(c, &ctl_fd) < 0)
+		return;
 	/* The auth process gets a new admin channel at each start; its other
 	 * end is the master's alone (control.h). */
 	if (c->kind == CHILD_AUTH &&
@@ -663,7 +609,38 @@ master_start_child(struct child *c)
 		log_err("admin channel: socketpair: %s", strerror(errno));
 	if (m->metrics != NULL)
 		c->metrics_slot = metrics_slot_claim(m->metrics);
+	/* Signals wait until the child has let go of the master's handlers:
+	 * a SIGHUP meant for it must not reach the master's signal pipe. */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
 	pid_t pid = fork();
+	if (pid == 0) {
+		child_setup_signals();
+		close(m->ready_pipe[0]);
+		readiness_set_fd(m->ready_pipe[1]);
+		if (m->daemon_fd >= 0)
+			close(m->daemon_fd);
+		master_child_close_fds(m, c);
+		if (m->metrics != NULL)
+			metrics_attach(m->metrics, c->metrics_slot);
+		if (m->metrics_fd >= 0 && c->kind != CHILD_METRICS)
+			close(m->metrics_fd);
+		if (admin[0] >= 0)
+			close(admin[0]);
+		m->admin_fd = admin[1];
+		if (c->kind == CHILD_AUTH)
+			child_run_auth(m, ctl_fd);
+		if (c->kind == CHILD_QUEUE)
+			child_run_queue(m, ctl_fd);
+		if (c->kind == CHILD_KEYPROC)
+			child_run_keyproc(m, c);
+		if (c->kind == CHILD_METRICS)
+			child_run_metrics(m);
+		child_run_smtpd(m, c);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (ctl_fd >= 0)
+		close(ctl_fd);
 	if (pid < 0) {
 		log_err("fork: %s", strerror(errno));
 		if (admin[0] >= 0) {
@@ -674,50 +651,43 @@ master_start_child(struct child *c)
 			metrics_slot_release(m->metrics, c->metrics_slot);
 		return;
 	}
-	if (pid == 0) {
-		child_setup_signals();
-		/* No child may hold the control socket, its clients or the
-		 * master's end of the admin channel. */
-		control_close_in_child(m->ctl);
-		if (admin[0] >= 0)
-			close(admin[0]);
-		m->admin_fd = admin[1];
-		close(m->ready_pipe[0]);
-		readiness_set_fd(m->ready_pipe[1]);
-		if (m->daemon_fd >= 0)
-			close(m->daemon_fd);
-		if (m->metrics != NULL)
-			metrics_attach(m->metrics, c->metrics_slot);
-		if (m->metrics_fd >= 0 && c->kind != CHILD_METRICS)
-			close(m->metrics_fd);
-		if (c->kind == CHILD_AUTH)
-			child_run_auth(m);
-		if (c->kind == CHILD_QUEUE)
-			child_run_queue(m);
-		if (c->kind == CHILD_KEYPROC)
-			child_run_keyproc(m);
-		if (c->kind == CHILD_METRICS)
-			child_run_metrics(m);
-		child_run_smtpd(m, c->idx);
-	}
 	if (admin[0] >= 0) {
 		close(admin[1]);
-		control_set_auth(m->ctl, admin[0]);
+		control_set_auth(m->control, admin[0]);
 	}
 	c->pid = pid;
 	c->up = false;
 	c->started = time(NULL);
-	if (c->kind == CHILD_SMTPD)
-		log_info("started smtpd worker=%u pid=%d", c->idx, (int)pid);
-	else
-		log_info("started %s pid=%d", child_name(c), (int)pid);
+	if (c->kind == CHILD_SMTPD) {
+		log_info("started smtpd worker=%u generation=%u pid=%d", c->idx, c->gen->number,
+		         (int)pid);
+		return;
+	}
+	if (c->kind == CHILD_KEYPROC) {
+		log_info("started keyproc pid=%d generation=%u", (int)pid, c->gen->number);
+		return;
+	}
+	if (c->kind == CHILD_METRICS) {
+		log_info("started metrics pid=%d", (int)pid);
+		return;
+	}
+	/* It runs the newest config from its start. */
+	c->config_gen = m->config_gen;
+	free(c->config_error);
+	c->config_error = NULL;
+	log_info("started %s pid=%d", child_name(c), (int)pid);
 }
 
-static void
+void
 master_restart_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct child *c = arg;
-	if (!c->m->stopping && c->pid == 0)
+
+	if (c->m->stopping || c->pid != 0)
+		return;
+	if (c->kind == CHILD_SMTPD || c->kind == CHILD_KEYPROC)
+		master_gen_start(c->gen);
+	else
 		master_start_child(c);
 }
 
@@ -728,26 +698,31 @@ master_find_child(struct master *m, pid_t pid)
 		return &m->auth;
 	if (m->queue.pid == pid)
 		return &m->queue;
-	if (m->keyproc.pid == pid)
-		return &m->keyproc;
 	if (m->metrics_child.pid == pid)
 		return &m->metrics_child;
-	for (unsigned i = 0; i < m->n_workers; i++)
-		if (m->workers[i].pid == pid)
-			return &m->workers[i];
-	return NULL;
+	return master_gen_find(m, pid);
 }
 
 static bool
 master_children_alive(const struct master *m)
 {
-	if (m->auth.pid != 0 || m->queue.pid != 0 || m->keyproc.pid != 0 ||
-	    m->metrics_child.pid != 0)
-		return true;
-	for (unsigned i = 0; i < m->n_workers; i++)
-		if (m->workers[i].pid != 0)
-			return true;
-	return false;
+	return m->auth.pid != 0 || m->queue.pid != 0 || m->metrics_child.pid != 0 ||
+	       master_gen_any_alive(m, true);
+}
+
+/* Stopping: once no worker is left, no session needs the auth process nor
+ * a key process. */
+static void
+master_stop_helpers(struct master *m)
+{
+	if (!m->stopping)
+		return;
+	master_gen_reap_idle(m);
+	if (m->auth.pid != 0 && !master_gen_any_alive(m, false) && !m->auth_told) {
+		log_info("stopping auth: every worker has exited");
+		m->auth_told = true;
+		kill(m->auth.pid, SIGTERM);
+	}
 }
 
 static void
@@ -763,8 +738,7 @@ master_reap(struct master *m)
 		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
 			/* The kernel killed it for a call outside its sandbox
 			 * (sandbox.h): a bug, or an attack on it. */
-			log_err("%s pid=%d killed by signal %d (SIGSYS): a system call "
-			        "outside "
+			log_err("%s pid=%d killed by signal %d (SIGSYS): a system call outside "
 			        "its sandbox",
 			        name, (int)pid, SIGSYS);
 		else if (WIFSIGNALED(status))
@@ -775,18 +749,24 @@ master_reap(struct master *m)
 		else
 			log_info("%s pid=%d exited status=%d", name, (int)pid, WEXITSTATUS(status));
 		c->pid = 0;
+		c->up = false;
 		/* Its gauges go; its counters stay for the next one. */
 		if (m->metrics != NULL)
 			metrics_slot_release(m->metrics, c->metrics_slot);
-		master_metrics_processes(m);
-		/* Gives back what the worker held in the shared tables;
-		 * never waits for another worker (shmtab.h). */
-		if (c->kind == CHILD_SMTPD) {
-			conn_limit_reset_worker(m->limits, c->idx);
-			send_limit_reset_worker(m->send_limits, c->idx);
-		}
-		if (m->stopping)
+		if (c->kind == CHILD_AUTH || c->kind == CHILD_QUEUE || c->kind == CHILD_METRICS) {
+			ctlchan_free(c->ctl);
+			c->ctl = NULL;
+		} else if (!master_gen_child_exited(c)) {
+			/* A retiring generation's process: done (c may be gone). */
+			master_metrics_processes(m);
+			master_stop_helpers(m);
 			continue;
+		}
+		master_metrics_processes(m);
+		if (m->stopping) {
+			master_stop_helpers(m);
+			continue;
+		}
 		/* Back-off: a child that dies right after its start waits longer
 		 * each time; one that ran for a while restarts at once. */
 		if (time(NULL) - c->started >= STABLE_SECONDS)
@@ -809,31 +789,17 @@ master_reap(struct master *m)
 		event_base_loopexit(m->base, NULL);
 }
 
-static bool
-master_children_up(const struct master *m)
-{
-	if (!m->auth.up || !m->queue.up || (m->need_tls && !m->keyproc.up) ||
-	    (m->metrics != NULL && !m->metrics_child.up))
-		return false;
-	for (unsigned i = 0; i < m->n_workers; i++)
-		if (!m->workers[i].up)
-			return false;
-	return true;
-}
-
-/* The one-line summary systemctl status shows. */
-static void
+void
 master_notify_ready(const struct master *m, const char *what)
 {
 	if (!m->ready)
 		return;
 	sdnotify("READY=1\nSTATUS=%s: %zu listeners, %u workers, auth and queue up", what,
-	         m->cfg->n_listeners, m->n_workers);
+	         m->set->cfg->n_listeners, m->active != NULL ? m->active->n_workers : 0);
 }
 
-/* Children report themselves up on the readiness pipe. The first time all
- * are up, the gateway is ready: tell systemd, and the shell that started a
- * daemon (master_daemonize()), which then exits 0. */
+/* Children report themselves up on the readiness pipe; each report may
+ * finish the start or a reload (master_reload_check()). */
 static void
 master_ready_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -847,49 +813,25 @@ master_ready_cb(evutil_socket_t fd, short what, void *arg)
 				c->up = true;
 		}
 	}
+	master_reload_check(m);
 	master_metrics_processes(m);
-	if (m->stopping || !master_children_up(m))
-		return;
-	if (!m->ready) {
-		m->ready = true;
-		log_info("ready listeners=%zu workers=%u", m->cfg->n_listeners, m->n_workers);
-		if (m->daemon_fd >= 0) {
-			char ok = 0;
-			if (write(m->daemon_fd, &ok, 1) != 1)
-				log_warn("cannot tell the starting shell: %s", strerror(errno));
-			close(m->daemon_fd);
-			m->daemon_fd = -1;
-		}
-	}
-	master_notify_ready(m, "ready");
-}
-
-static void
-master_signal_child(struct master *m, int sig)
-{
-	if (m->auth.pid != 0)
-		kill(m->auth.pid, sig);
-	if (m->queue.pid != 0)
-		kill(m->queue.pid, sig);
-	if (m->keyproc.pid != 0)
-		kill(m->keyproc.pid, sig);
-	if (m->metrics_child.pid != 0)
-		kill(m->metrics_child.pid, sig);
-	for (unsigned i = 0; i < m->n_workers; i++)
-		if (m->workers[i].pid != 0)
-			kill(m->workers[i].pid, sig);
 }
 
 static void
 master_stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct master *m = arg;
-	log_warn("children did not stop in %d s: killing them", STOP_GRACE_SECONDS);
-	master_signal_child(m, SIGKILL);
+	log_warn("children did not stop in time: killing them");
+	master_gen_signal_all(m, SIGKILL, true);
+	if (m->auth.pid != 0)
+		kill(m->auth.pid, SIGKILL);
+	if (m->queue.pid != 0)
+		kill(m->queue.pid, SIGKILL);
+	if (m->metrics_child.pid != 0)
+		kill(m->metrics_child.pid, SIGKILL);
 }
 
-/* What the config loaded with a warning, one log line each. */
-static void
+void
 master_log_warnings(const struct config *cfg)
 {
 	for (const char *p = cfg->warnings; p != NULL && *p != '\0';) {
@@ -899,55 +841,46 @@ master_log_warnings(const struct config *cfg)
 	}
 }
 
-/* SIGHUP and `authrelay reload`. Returns 0, or -1 with *errors_r (malloc'd)
- * when the config has errors and the running one stays. */
-static int
-master_reload(struct master *m, char **errors_r)
+void
+master_stop(struct master *m, const char *why, bool now)
 {
-	char *errors = NULL;
-	/* RELOADING=1, then READY=1 once the master's part is done: the
-	 * children re-read their sources on their own after the signal. */
-	if (m->ready)
-		sdnotify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
-		         sdnotify_monotonic_usec());
-	struct config *fresh = config_load(m->config_path, &errors);
-	if (fresh == NULL) {
-		log_err("reload: config has errors, keeping the running one: %s", errors);
-		if (errors_r != NULL)
-			*errors_r = errors;
-		else
-			free(errors);
-		master_notify_ready(m, "reload refused (config has errors, see the log)");
-		return -1;
+	now |= m->stopping;
+	if (!m->stopping) {
+		struct worker_gen *gen;
+		unsigned timeout = m->set->cfg->shutdown_timeout;
+		TAILQ_FOREACH(gen, &m->gens, entry)
+		{
+			if (gen->shutdown_timeout > timeout)
+				timeout = gen->shutdown_timeout;
+		}
+		log_info("stopping (%s) shutdown_timeout=%u", why, timeout);
+		sdnotify("STOPPING=1\nSTATUS=stopping (%s)", why);
+		m->stopping = true;
+		/* The ports close as soon as the workers let go of them: a
+		 * connection is refused rather than left waiting in a backlog
+		 * nobody accepts from any more. */
+		listen_set_close(m->listeners);
+		struct timeval grace = {(time_t)timeout + STOP_GRACE_SECONDS, 0};
+		evtimer_add(m->ev_stop_deadline, &grace);
 	}
-	m->generation++;
-	master_log_warnings(fresh);
-	config_free(fresh);
-	/* The auth process re-reads its sources (users file). Listener and limit
-	 * changes need a restart: the sockets are bound once, as root. */
-	if (m->auth.pid != 0)
-		kill(m->auth.pid, SIGHUP);
-	/* issue 5: the queue re-reads [queue] and [route] and retries now. */
-	if (m->queue.pid != 0)
-		kill(m->queue.pid, SIGHUP);
-	log_info("reload: auth sources reloading");
-	master_notify_ready(m, "reloaded");
-	return 0;
-}
-
-/* SIGTERM, SIGINT and `authrelay stop`. */
-static void
-master_stop(struct master *m, const char *why)
-{
-	if (m->stopping)
-		return;
-	log_info("stopping (%s)", why);
-	sdnotify("STOPPING=1\nSTATUS=stopping (%s)", why);
-	m->stopping = true;
-	master_signal_child(m, SIGTERM);
-	struct timeval grace = {STOP_GRACE_SECONDS, 0};
-	evtimer_add(m->ev_stop_deadline, &grace);
+	/* Nothing to finish there: the endpoint goes at once. */
+	if (m->metrics_child.pid != 0)
+		kill(m->metrics_child.pid, SIGTERM);
+	if (now) {
+		if (m->stopping_now)
+			return;
+		m->stopping_now = true;
+		log_info("stopping at once (%s)", why);
+		master_gen_signal_all(m, SIGQUIT, false);
+		if (m->queue.pid != 0)
+			kill(m->queue.pid, SIGQUIT);
+	} else {
+		master_gen_signal_all(m, SIGTERM, false);
+		if (m->queue.pid != 0)
+			kill(m->queue.pid, SIGTERM);
+	}
 	master_reap(m);
+	master_stop_helpers(m);
 	if (!master_children_alive(m))
 		event_base_loopexit(m->base, NULL);
 }
@@ -956,6 +889,8 @@ static void
 master_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct master *m = arg;
+	char why[32];
+
 	switch (sig) {
 	case SIGCHLD:
 		master_reap(m);
@@ -964,60 +899,75 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 		(void)master_reload(m, NULL);
 		break;
 	case SIGTERM:
-	case SIGINT: {
-		char why[32];
+	case SIGINT:
+	case SIGQUIT:
 		snprintf(why, sizeof(why), "signal %d", (int)sig);
-		master_stop(m, why);
+		master_stop(m, why, sig == SIGQUIT);
 		break;
-	}
 	}
 }
 
 /* ------------------------------------------------ the control socket's hooks */
 
+struct status_walk {
+	struct control_status *st;
+	size_t cap;
+};
+
+static void
+status_child(void *arg, const struct child *c)
+{
+	struct status_walk *w = arg;
+
+	if (w->st->n_children == w->cap) {
+		w->cap *= 2;
+		w->st->children = xrealloc(w->st->children, w->cap * sizeof(*w->st->children));
+	}
+	w->st->children[w->st->n_children++] = (struct control_child){
+	        .kind = child_name(c),
+	        .index = c->kind == CHILD_SMTPD ? c->idx : 0,
+	        .pid = c->pid,
+	        .up = c->up,
+	        .restarts = c->restarts,
+	};
+}
+
 static void
 master_ctl_status(void *arg, struct control_status *st)
 {
 	struct master *m = arg;
-	size_t k = 0;
+	const struct config *cfg = m->set->cfg;
+	/* The listeners the gateway answers on now: the active generation's
+	 * (the newest while it starts). */
+	const struct worker_gen *gen = m->active != NULL ? m->active : m->starting;
 
 	st->pid = m->pid;
 	st->started = (int64_t)m->started;
-	st->generation = m->generation;
-	st->n_listeners = m->cfg->n_listeners;
-	st->listeners = xcalloc(m->cfg->n_listeners + 1, sizeof(*st->listeners));
-	for (size_t i = 0; i < m->cfg->n_listeners; i++) {
-		const struct listener_cfg *l = &m->cfg->listeners[i];
+	st->generation = m->config_gen;
+	st->n_listeners = cfg->n_listeners;
+	st->listeners = xcalloc(cfg->n_listeners + 1, sizeof(*st->listeners));
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct listener_cfg *l = &cfg->listeners[i];
+		unsigned sessions = 0;
+		for (size_t j = 0; gen != NULL && j < gen->n_listeners; j++)
+			if (ascii_strcasecmp(gen->listener_names[j], l->name) == 0)
+				sessions = conn_limit_total(m->limits, gen->limit_ids[j]);
 		st->listeners[i] = (struct control_listener){
 		        .name = l->name,
 		        .address = l->address_text,
 		        .role = config_role_name(l->role),
 		        .tls = config_tls_name(l->tls),
-		        .sessions = conn_limit_total(m->limits, (unsigned)i),
+		        .sessions = sessions,
 		};
 	}
-	const struct child *all[] = {&m->auth, &m->queue, &m->keyproc, &m->metrics_child};
-	st->children = xcalloc(m->n_workers + AR_NELEM(all), sizeof(*st->children));
-	for (size_t i = 0; i < AR_NELEM(all); i++) {
-		if ((all[i]->kind == CHILD_KEYPROC && !m->need_tls) ||
-		    (all[i]->kind == CHILD_METRICS && m->metrics == NULL))
-			continue;
-		st->children[k++] = (struct control_child){
-		        .kind = child_name(all[i]),
-		        .pid = all[i]->pid,
-		        .up = all[i]->up,
-		        .restarts = all[i]->restarts,
-		};
-	}
-	for (unsigned i = 0; i < m->n_workers; i++)
-		st->children[k++] = (struct control_child){
-		        .kind = "smtpd",
-		        .index = i,
-		        .pid = m->workers[i].pid,
-		        .up = m->workers[i].up,
-		        .restarts = m->workers[i].restarts,
-		};
-	st->n_children = k;
+	struct status_walk w = {.st = st, .cap = 8};
+	st->children = xcalloc(w.cap, sizeof(*st->children));
+	st->n_children = 0;
+	status_child(&w, &m->auth);
+	status_child(&w, &m->queue);
+	if (m->metrics != NULL)
+		status_child(&w, &m->metrics_child);
+	master_gen_each(m, status_child, &w);
 }
 
 static int
@@ -1029,7 +979,7 @@ master_ctl_reload(void *arg, char **error_r)
 static void
 master_ctl_stop(void *arg)
 {
-	master_stop(arg, "authrelay stop");
+	master_stop(arg, "authrelay stop", false);
 }
 
 static const struct control_ops master_ctl_ops = {
@@ -1055,8 +1005,7 @@ master_wait_daemon(pid_t pid, int fd)
 		_exit(0);
 	if (r == 0) {
 		fprintf(stderr,
-		        "authrelay: not ready after %d s; pid %d goes on trying (see the "
-		        "log)\n",
+		        "authrelay: not ready after %d s; pid %d goes on trying (see the log)\n",
 		        DAEMON_READY_SECONDS, (int)pid);
 		_exit(EX_TEMPFAIL);
 	}
@@ -1072,7 +1021,7 @@ static void
 master_spool_sync(struct master *m)
 {
 	char desc[160], path[4200];
-	snprintf(path, sizeof(path), "%s/incoming", m->cfg->spool_dir);
+	snprintf(path, sizeof(path), "%s/incoming", m->set->cfg->spool_dir);
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		/* spool_init_dirs() just made it; the workers will fail on it. */
@@ -1081,7 +1030,7 @@ master_spool_sync(struct master *m)
 	}
 	m->spool_sync = spool_fs_sync_method(fd, desc, sizeof(desc));
 	close(fd);
-	log_info("spool dir=%s fs=\"%s\" commit_sync=%s", m->cfg->spool_dir, desc,
+	log_info("spool dir=%s fs=\"%s\" commit_sync=%s", m->set->cfg->spool_dir, desc,
 	         spool_fs_sync_name(m->spool_sync));
 }
 
@@ -1139,7 +1088,7 @@ master_libevent_log(int severity, const char *msg)
 		log_debug("libevent: %s", msg);
 }
 
-static unsigned
+unsigned
 master_worker_count(const struct config *cfg)
 {
 	if (cfg->workers > 0)
@@ -1148,67 +1097,83 @@ master_worker_count(const struct config *cfg)
 	return n > 0 ? (unsigned)n : 1;
 }
 
+static void
+master_child_init(struct master *m, struct child *c, enum child_kind kind)
+{
+	*c = (struct child){.m = m, .kind = kind, .idx = MASTER_NO_SLOT};
+	c->restart = evtimer_new(m->base, master_restart_cb, c);
+}
+
+static void
+master_child_free(struct child *c)
+{
+	event_free(c->restart);
+	ctlchan_free(c->ctl);
+	free(c->config_error);
+}
+
 int
 master_main(const char *config_path, bool foreground)
 {
 	struct master m = {.config_path = config_path,
 	                   .foreground = foreground,
 	                   .daemon_fd = -1,
-	                   .keyproc_fd = -1,
 	                   .admin_fd = -1,
-	                   .metrics_fd = -1,
-	                   .generation = 1};
+	                   .control_fd = -1,
+	                   .metrics_fd = -1};
 	char *errors = NULL;
 	const char *err;
+	size_t len;
 
-	m.cfg = config_load(config_path, &errors);
-	if (m.cfg == NULL) {
+	TAILQ_INIT(&m.gens);
+	/* The text is read once and loaded as a reload would load it. */
+	if (config_read_text(config_path, &m.config_text, &len, &errors) < 0 ||
+	    (m.set = settings_registry_load_text(config_path, m.config_text, len, &errors)) ==
+	            NULL) {
 		fprintf(stderr, "%s", errors);
 		free(errors);
+		free(m.config_text);
 		return EX_CONFIG;
 	}
-	/* config_load() checked every module's sections (settings_registry.c):
-	 * these only fill the records the master hands on. [queue] and [route
-	 * NAME] are the queue's, [protection] and [alerts] the auth
-	 * process's, which loads its own copy. */
-	m.qc = queue_config_load(m.cfg, &errors);
-	if (m.qc == NULL || protection_config_load(m.cfg, &m.prot, &errors) < 0 ||
-	    metrics_config_load(m.cfg, &m.mc, &errors) < 0) {
+	m.config_len = len;
+	struct config *cfg = m.set->cfg;
+	/* The master's own copy: a reload's sets come and go, [metrics] stays
+	 * as it started. */
+	if (metrics_config_load(cfg, &m.mc, &errors) < 0) {
 		fprintf(stderr, "%s", errors);
 		free(errors);
-		queue_config_free(m.qc);
-		config_free(m.cfg);
+		settings_registry_free(m.set);
+		free(m.config_text);
 		return EX_CONFIG;
 	}
 	/* Without a terminal, stderr goes nowhere: log to syslog instead. */
 	if (!foreground)
-		m.cfg->use_syslog = true;
-	log_init(m.cfg->use_syslog, (enum log_level)m.cfg->log_level, "master");
-	master_log_warnings(m.cfg);
+		cfg->use_syslog = true;
+	log_init(cfg->use_syslog, (enum log_level)cfg->log_level, "master");
+	master_log_warnings(cfg);
 
 	event_set_log_callback(master_libevent_log);
 	m.is_root = geteuid() == 0;
 	/* No process leaves a core file with what it held (message text,
 	 * a password being checked) unless the admin asked for them. */
-	if (!m.cfg->core_dumps && setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0}) != 0)
+	if (!cfg->core_dumps && setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0}) != 0)
 		log_warn("setrlimit RLIMIT_CORE 0: %s", strerror(errno));
 	if (m.is_root) {
-		if (privdrop_lookup(m.cfg->user, &m.user, &err) != 0)
+		if (privdrop_lookup(cfg->user, &m.user, &err) != 0)
 			master_fail(&m, EX_CONFIG, "[server] user: %s", err);
-		if (privdrop_lookup(m.cfg->auth_user, &m.auth_user, &err) != 0)
+		if (privdrop_lookup(cfg->auth_user, &m.auth_user, &err) != 0)
 			master_fail(&m, EX_CONFIG, "[server] auth_user: %s", err);
-		if (privdrop_lookup(m.cfg->queue_user, &m.queue_user, &err) != 0)
+		if (privdrop_lookup(cfg->queue_user, &m.queue_user, &err) != 0)
 			master_fail(&m, EX_CONFIG, "[server] queue_user: %s", err);
 	} else {
 		log_info("not started as root: every process runs as uid %u, without chroot",
 		         (unsigned)geteuid());
 	}
-	if (!m.cfg->sandbox)
+	if (!cfg->sandbox)
 		log_warn("[server] sandbox = no: the children run without their system-call "
 		         "allow-lists");
 	else if (!sandbox_available())
-		log_warn("sandbox off: a sanitizer build (the allow-lists are for "
-		         "production "
+		log_warn("sandbox off: a sanitizer build (the allow-lists are for production "
 		         "builds)");
 	struct spool_owners owners = {
 	        .root = m.is_root,
@@ -1217,27 +1182,28 @@ master_main(const char *config_path, bool foreground)
 	        .queue_uid = m.queue_user.uid,
 	        .queue_gid = m.queue_user.gid,
 	};
-	if (spool_init_dirs(m.cfg->spool_dir, &owners, &err) != 0)
-		master_fail(&m, EX_CONFIG, "spool_dir %s: %s", m.cfg->spool_dir, err);
+	if (spool_init_dirs(cfg->spool_dir, &owners, &err) != 0)
+		master_fail(&m, EX_CONFIG, "spool_dir %s: %s", cfg->spool_dir, err);
 	master_spool_sync(&m);
 	/* Each worker loads the certificate for itself, the key process the
 	 * key; a missing or mismatched one stops the start here, not in a
 	 * child restarting in a loop. */
-	for (size_t i = 0; i < m.cfg->n_listeners; i++)
-		m.need_tls |= m.cfg->listeners[i].tls != LTLS_NONE;
-	if (m.need_tls && master_check_tls(&m, &err) != 0)
+	bool need_tls = false;
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		need_tls |= cfg->listeners[i].tls != LTLS_NONE;
+	if (need_tls && master_check_tls(&m, cfg, &err) != 0)
 		master_fail(&m, EX_CONFIG, "[tls] %s", err);
-	if ((m.need_tls || m.mc.address != NULL) && m.is_root && master_keyproc_root(&m, &err) != 0)
+	if ((need_tls || m.mc.address != NULL) && m.is_root && master_keyproc_root(&m, &err) != 0)
 		master_fail(&m, EX_CONFIG, "%s", err);
 
-	m.listen_fds = xcalloc(m.cfg->n_listeners, sizeof(int));
-	for (size_t i = 0; i < m.cfg->n_listeners; i++) {
-		m.listen_fds[i] = master_bind_listener(&m.cfg->listeners[i], &err);
-		/* A port in use is often a previous instance still stopping:
-		 * worth a retry (Restart=on-failure), unlike a config error. */
-		if (m.listen_fds[i] < 0)
-			master_fail(&m, EX_TEMPFAIL, "%s", err);
-	}
+	/* Bound now, while the shell that started us can still see a busy
+	 * port; the first generation takes them over (listen_set.h). */
+	m.listeners = listen_set_new();
+	int *first_fds = xcalloc(cfg->n_listeners, sizeof(int));
+	/* A port in use is often a previous instance still stopping: worth a
+	 * retry (Restart=on-failure), unlike a config error. */
+	if (listen_set_acquire(m.listeners, cfg, first_fds, &err) < 0)
+		master_fail(&m, EX_TEMPFAIL, "%s", err);
 	if (m.mc.address != NULL && (m.metrics_fd = master_bind_metrics(&m.mc, &err)) < 0)
 		master_fail(&m, EX_TEMPFAIL, "%s", err);
 	m.auth_fd = master_bind_unix(&m, AUTH_SOCKET_NAME, m.user.uid, m.user.gid, m.auth_path,
@@ -1248,7 +1214,7 @@ master_main(const char *config_path, bool foreground)
 	                                  m.queue_ctl_path, sizeof(m.queue_ctl_path), &err);
 	if (m.queue_ctl_fd < 0)
 		master_fail(&m, EX_TEMPFAIL, "queue control %s", err);
-	m.control_fd = control_bind(m.cfg->spool_dir, &err);
+	m.control_fd = control_bind(cfg->spool_dir, &err);
 	if (m.control_fd < 0)
 		master_fail(&m, EX_TEMPFAIL, "%s", err);
 	/* The alert channel: records, so a restarted queue process never reads
@@ -1256,33 +1222,24 @@ master_main(const char *config_path, bool foreground)
 	 * waits in it (alert_proto.h). */
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, m.alert_fds) < 0)
 		master_fail(&m, EX_TEMPFAIL, "alert channel: socketpair: %s", strerror(errno));
-	if (m.need_tls) {
-		m.keyproc_fd = master_bind_unix(&m, KEYPROC_SOCKET_NAME, m.user.uid, m.user.gid,
-		                                m.keyproc_path, sizeof(m.keyproc_path), &err);
-		if (m.keyproc_fd < 0)
-			master_fail(&m, EX_TEMPFAIL, "%s", err);
-	}
-	/* Before any fork: one ticket key for all workers (tls.c). */
+	/* Before any fork: one ticket key for all workers (tls.c), of every
+	 * generation. */
 	tls_ticket_keys_init();
-
-	m.n_workers = master_worker_count(m.cfg);
-	unsigned slots = 64;
-	for (size_t i = 0; i < m.cfg->n_listeners; i++)
-		slots += m.cfg->listeners[i].limits.max_connections;
-	m.limits = conn_limit_new(m.n_workers, (unsigned)m.cfg->n_listeners, slots);
-	m.send_limits = send_limit_new(m.prot.send_limit_size, m.n_workers);
+	master_gen_tables_init(&m, cfg);
 	m.gauge = spool_gauge_new();
 	if (m.mc.address != NULL) {
-		/* A slot for the master, the shared one, each child, and room
-		 * for the workers that replace those that die. */
-		m.metrics = metrics_new(metric_families(), M_COUNT, 8 + 3 * m.n_workers);
+		/* A slot for the master, the shared one, the auth process, the
+		 * queue, the metrics process, every worker slot of every
+		 * generation at once, their key processes, and room for those
+		 * that replace the ones that die. */
+		m.metrics = metrics_new(metric_families(), M_COUNT, 8 + 2 * m.n_slots);
 		metrics_set(M_START_TIME, time(NULL));
 	}
 
 	if (!foreground)
 		master_daemonize(&m);
-	if (m.cfg->pid_file != NULL)
-		master_write_pid(m.cfg->pid_file);
+	if (cfg->pid_file != NULL)
+		master_write_pid(cfg->pid_file);
 	m.pid = getpid();
 	m.started = time(NULL);
 
@@ -1293,82 +1250,63 @@ master_main(const char *config_path, bool foreground)
 		master_fail(&m, EX_TEMPFAIL, "pipe: %s", strerror(errno));
 	m.ev_ready = event_new(m.base, m.ready_pipe[0], EV_READ | EV_PERSIST, master_ready_cb, &m);
 	event_add(m.ev_ready, NULL);
-	static const int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT};
-	for (size_t i = 0; i < AR_NELEM(sigs); i++) {
-		m.ev_sig[i] = evsignal_new(m.base, sigs[i], master_signal_cb, &m);
+	for (size_t i = 0; i < AR_NELEM(master_sigs); i++) {
+		m.ev_sig[i] = evsignal_new(m.base, master_sigs[i], master_signal_cb, &m);
 		event_add(m.ev_sig[i], NULL);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	m.ev_stop_deadline = evtimer_new(m.base, master_stop_deadline_cb, &m);
-	m.ctl = control_new(m.base, m.control_fd, m.cfg->spool_dir, &master_ctl_ops, &m);
+	m.control = control_new(m.base, m.control_fd, cfg->spool_dir, &master_ctl_ops, &m);
 
-	m.auth = (struct child){.m = &m, .kind = CHILD_AUTH};
-	m.auth.restart = evtimer_new(m.base, master_restart_cb, &m.auth);
-	m.workers = xcalloc(m.n_workers, sizeof(*m.workers));
+	m.config_gen = 1;
+	master_child_init(&m, &m.auth, CHILD_AUTH);
+	master_child_init(&m, &m.queue, CHILD_QUEUE);
+	master_child_init(&m, &m.metrics_child, CHILD_METRICS);
+	unsigned workers = master_worker_count(cfg);
+	m.starting = master_gen_new(&m, m.set, workers, &err);
+	if (m.starting == NULL)
+		master_fail(&m, EX_TEMPFAIL, "%s", err);
+	listen_set_release(m.listeners, first_fds, cfg->n_listeners);
+	free(first_fds);
 	master_start_child(&m.auth);
-	m.queue = (struct child){.m = &m, .kind = CHILD_QUEUE};
-	m.queue.restart = evtimer_new(m.base, master_restart_cb, &m.queue);
 	master_start_child(&m.queue);
-	m.keyproc = (struct child){.m = &m, .kind = CHILD_KEYPROC};
-	m.keyproc.restart = evtimer_new(m.base, master_restart_cb, &m.keyproc);
-	if (m.need_tls)
-		master_start_child(&m.keyproc);
-	m.metrics_child = (struct child){.m = &m, .kind = CHILD_METRICS};
-	m.metrics_child.restart = evtimer_new(m.base, master_restart_cb, &m.metrics_child);
 	if (m.metrics != NULL)
 		master_start_child(&m.metrics_child);
-	for (unsigned i = 0; i < m.n_workers; i++) {
-		m.workers[i] = (struct child){.m = &m, .kind = CHILD_SMTPD, .idx = i};
-		m.workers[i].restart = evtimer_new(m.base, master_restart_cb, &m.workers[i]);
-		master_start_child(&m.workers[i]);
-	}
+	master_gen_start(m.starting);
 	master_metrics_processes(&m);
-	sdnotify("STATUS=starting %u workers, auth and queue", m.n_workers);
+	sdnotify("STATUS=starting %u workers, auth and queue", workers);
 
 	event_base_dispatch(m.base);
 
 	unlink(m.auth_path);
 	unlink(m.queue_ctl_path);
-	if (m.keyproc_fd >= 0)
-		unlink(m.keyproc_path);
-	if (m.cfg->pid_file != NULL)
-		unlink(m.cfg->pid_file);
+	if (m.set->cfg->pid_file != NULL)
+		unlink(m.set->cfg->pid_file);
 	log_info("stopped");
+	control_free(m.control);
 	for (size_t i = 0; i < AR_NELEM(m.ev_sig); i++)
 		event_free(m.ev_sig[i]);
 	event_free(m.ev_stop_deadline);
 	event_free(m.ev_ready);
 	close(m.ready_pipe[0]);
 	close(m.ready_pipe[1]);
-	event_free(m.auth.restart);
-	event_free(m.queue.restart);
-	event_free(m.keyproc.restart);
-	event_free(m.metrics_child.restart);
-	for (unsigned i = 0; i < m.n_workers; i++)
-		event_free(m.workers[i].restart);
-	free(m.workers);
-	/* A waiting `authrelay stop` returns when this closes: the children
-	 * are gone by now. */
-	control_free(m.ctl);
-	event_base_free(m.base);
-	for (size_t i = 0; i < m.cfg->n_listeners; i++)
-		close(m.listen_fds[i]);
-	free(m.listen_fds);
+	master_child_free(&m.auth);
+	master_child_free(&m.queue);
+	master_child_free(&m.metrics_child);
+	master_gen_free_all(&m);
+	listen_set_free(m.listeners);
 	close(m.auth_fd);
 	close(m.alert_fds[0]);
 	close(m.alert_fds[1]);
 	close(m.queue_ctl_fd);
-	if (m.keyproc_fd >= 0)
-		close(m.keyproc_fd);
 	if (m.metrics_fd >= 0)
 		close(m.metrics_fd);
 	metrics_free(m.metrics);
 	metrics_config_clear(&m.mc);
-	conn_limit_free(m.limits);
-	send_limit_free(m.send_limits);
+	master_gen_tables_free(&m);
 	spool_gauge_free(m.gauge);
-	queue_config_free(m.qc);
-	protection_config_clear(&m.prot);
-	config_free(m.cfg);
+	settings_registry_free(m.set);
+	free(m.config_text);
+	event_base_free(m.base);
 	return 0;
 }

@@ -62,13 +62,10 @@ settings_registry_sections(size_t *n_r)
 	return all;
 }
 
-struct settings_set *
-settings_registry_load(const char *path, char **errors_r)
+/* Fill set's module records from its config (loaded already). */
+static struct settings_set *
+registry_fill(struct settings_set *set, char **errors_r)
 {
-	struct settings_set *set = xcalloc(1, sizeof(*set));
-
-	settings_registry_install();
-	set->cfg = config_load(path, errors_r);
 	if (set->cfg == NULL)
 		goto fail;
 	/* config_load() ran the modules' checks: these only fill records. */
@@ -93,6 +90,26 @@ settings_registry_load(const char *path, char **errors_r)
 fail:
 	settings_registry_free(set);
 	return NULL;
+}
+
+struct settings_set *
+settings_registry_load(const char *path, char **errors_r)
+{
+	struct settings_set *set = xcalloc(1, sizeof(*set));
+
+	settings_registry_install();
+	set->cfg = config_load(path, errors_r);
+	return registry_fill(set, errors_r);
+}
+
+struct settings_set *
+settings_registry_load_text(const char *path, const char *text, size_t len, char **errors_r)
+{
+	struct settings_set *set = xcalloc(1, sizeof(*set));
+
+	settings_registry_install();
+	set->cfg = config_load_text(path, text, len, errors_r);
+	return registry_fill(set, errors_r);
 }
 
 void
@@ -306,6 +323,39 @@ settings_registry_diff(const struct settings_set *old, const struct settings_set
 	records_clear(&a);
 	records_clear(&b);
 	return changes;
+}
+
+size_t
+settings_registry_keep_restart(const struct settings_set *old, struct settings_set *fresh)
+{
+	struct records a = {0}, b = {0};
+	size_t kept = 0;
+
+	settings_registry_install();
+	for (size_t s = 0; s < n_all; s++) {
+		const struct settings_section *def = all[s];
+		set_records(old, def, &a);
+		set_records(fresh, def, &b);
+		for (size_t j = 0; j < b.n; j++) {
+			size_t i = 0;
+			const char *failed;
+			while (i < a.n && b.name[j] != NULL &&
+			       ascii_strcasecmp(a.name[i], b.name[j]) != 0)
+				i++;
+			if (i == a.n)
+				continue; /* a new named section: nothing to keep */
+			/* Records are only read through the set; the copy is
+			 * the one place a loaded set changes. */
+			kept += settings_keep_restart(def, (void *)b.rec[j], a.rec[i], &failed);
+			if (failed != NULL)
+				fatal("settings_registry: [%s] %s needs a restart but cannot be "
+				      "kept over a reload",
+				      def->kind, failed);
+		}
+	}
+	records_clear(&a);
+	records_clear(&b);
+	return kept;
 }
 
 void

@@ -45,6 +45,9 @@ const struct settings_section *const *settings_registry_sections(size_t *n_r);
 /* Load path and every module's records. NULL on failure, with each problem
  * as "file:line: message\n" in *errors_r (malloc'd, the caller frees). */
 struct settings_set *settings_registry_load(const char *path, char **errors_r);
+/* The same on text as read from path (config_load_text()). */
+struct settings_set *settings_registry_load_text(const char *path, const char *text, size_t len,
+                                                 char **errors_r);
 void settings_registry_free(struct settings_set *);
 
 /* Print set as a config file: every section with every key's effective
@@ -57,6 +60,12 @@ void settings_registry_show(FILE *out, const struct settings_set *, bool only_ch
  * only. Returns the number of changes. */
 size_t settings_registry_diff(const struct settings_set *old, const struct settings_set *fresh,
                               settings_change_cb *cb, void *arg);
+
+/* A reload: fresh keeps old's value of every key that can only change
+ * with a restart (SETTINGS_RESTART), so that every process goes on with
+ * what it started with. Call after settings_registry_diff(), which names
+ * those keys. Returns the number of values copied. */
+size_t settings_registry_keep_restart(const struct settings_set *old, struct settings_set *fresh);
 
 /* The key reference of every section (settings_reference()). */
 void settings_registry_reference(FILE *out, enum settings_ref_format);

@@ -44,6 +44,7 @@ struct intake_mail {
 	size_t n_rcpts;
 	char *message;
 	size_t message_len;
+	char *hostname; /* the intake's when it came: a reload may change that */
 	/* Set on the pool thread. */
 	char id[SPOOL_ID_LEN + 1];
 	const char *error; /* static text, or NULL on success */
@@ -66,6 +67,7 @@ intake_mail_free(struct intake_mail *m)
 	for (size_t i = 0; i < m->n_rcpts; i++)
 		free(m->rcpts[i]);
 	free(m->message);
+	free(m->hostname);
 	free(m);
 }
 
@@ -85,7 +87,7 @@ intake_mail_work(void *arg)
 	memset(&env, 0, sizeof(env));
 	env.time = (int64_t)now;
 	env.client = "local";
-	env.helo = in->hostname;
+	env.helo = m->hostname;
 	env.listener = "alerts";
 	env.protocol = "LOCAL";
 	env.tls = "none";
@@ -102,7 +104,7 @@ intake_mail_work(void *arg)
 	utc_strftime((int64_t)now, "%a, %d %b %Y %H:%M:%S +0000", date, sizeof(date));
 	/* RFC 5321 4.4: every message starts its trace here. */
 	hl = snprintf(hdr, sizeof(hdr), "Received: by %s (authrelay alerts) id %s;\r\n\t%s\r\n",
-	              in->hostname, m->id, date);
+	              m->hostname, m->id, date);
 	if (hl < 0 || (size_t)hl >= sizeof(hdr) || spool_msg_write(msg, hdr, (size_t)hl) != 0 ||
 	    spool_msg_write(msg, m->message, m->message_len) != 0)
 		m->error = "write failed";
@@ -153,6 +155,7 @@ intake_on_mail(struct alert_intake *in, const struct alert_mail_msg *a)
 	}
 	m->message = xmemdup(a->message, a->message_len);
 	m->message_len = a->message_len;
+	m->hostname = xstrdup(in->hostname);
 	LIST_INSERT_HEAD(&in->mails, m, entry);
 	threadpool_submit(in->pool, intake_mail_work, intake_mail_done, m);
 }
@@ -234,6 +237,13 @@ alert_intake_new(const struct alert_intake_params *p)
 			fatal("queue: cannot watch the alert channel");
 	}
 	return in;
+}
+
+void
+alert_intake_set_hostname(struct alert_intake *in, const char *hostname)
+{
+	free(in->hostname);
+	in->hostname = xstrdup(hostname);
 }
 
 void

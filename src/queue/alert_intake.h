@@ -31,6 +31,11 @@ struct alert_intake_params {
  * _free). Strings in p are copied. */
 struct alert_intake *alert_intake_new(const struct alert_intake_params *p);
 
+/* A reload: the Received: line's hostname from now on (copied). The hook
+ * stays that of the start ([alerts] hook needs a restart: under the
+ * sandbox its helper was started with it, spawner.h). */
+void alert_intake_set_hostname(struct alert_intake *, const char *hostname);
+
 /* Call after threadpool_free() of p->pool: spool writes still queued have
  * then run, and their records are freed here. Running hooks are left to
  * finish. NULL is fine. */

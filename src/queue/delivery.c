@@ -1115,6 +1115,14 @@ delivery_set_config(struct delivery *dl, const struct queue_config *qc)
 }
 
 void
+delivery_set_helo(struct delivery *dl, const char *helo_name)
+{
+	/* Each connection copied the name it was made with. */
+	free(dl->helo);
+	dl->helo = xstrdup(helo_name);
+}
+
+void
 delivery_free(struct delivery *dl)
 {
 	if (dl == NULL)

@@ -80,6 +80,8 @@ struct delivery *delivery_new(const struct delivery_params *p, const char **erro
 void delivery_free(struct delivery *);
 /* Swap the config (SIGHUP): used for connections opened from now on. */
 void delivery_set_config(struct delivery *, const struct queue_config *qc);
+/* A reload: connections made from now on say helo_name (copied). */
+void delivery_set_helo(struct delivery *, const char *helo_name);
 
 /* Queue job for the destination rd (copied). */
 void delivery_submit(struct delivery *, const struct route_decision *rd, struct delivery_job *job);

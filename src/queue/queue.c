@@ -21,10 +21,18 @@
  * Nothing here blocks: fsyncs and Maildir writes run on thread pools, DNS
  * and SMTP on the loop.
  *
- * Reload (SIGHUP): the config file is read again into a new generation
- * (queue_gen.h) that serves every activation from then on; the old one is
- * freed when the last job or DSN made from it is back. The resolver and
- * the HELO name stay those of the start.
+ * Reload: the master hands over the text of the config it validated
+ * (lib/ctlchan.h); it becomes a new generation (queue_gen.h) that serves
+ * every activation from then on; the old one is freed when the last job or
+ * DSN made from it is back. The HELO name and the hostname follow; the
+ * resolver and the [alerts] hook stay those of the start (they need a
+ * restart).
+ *
+ * Stop: SIGTERM stops activating messages and lets the deliveries in
+ * flight finish, for at most shutdown_timeout; what is still out then is
+ * simply left: its files are unchanged, so it is tried again after the
+ * restart (at worst a delivery is repeated, never lost). A second SIGTERM,
+ * or SIGQUIT, stops at once the same way.
  *
  * Crash safety: a kill -9 at any point leaves incoming/ID (fsynced before
  * the 250), at worst an old state/ID, and the delivery journal
@@ -39,6 +47,7 @@
 #include "queue_journal.h"
 #include "queue_config.h"
 #include "../lib/config.h"
+#include "../lib/ctlchan.h"
 #include "../lib/log.h"
 #include "../lib/readiness.h"
 #include "../lib/threadpool.h"
@@ -53,6 +62,8 @@
 #define QUEUE_STATS_SECONDS 60
 /* Threads for Maildir writes and DSN commits (disk waits, not CPU). */
 #define QUEUE_POOL_THREADS 2
+/* While stopping: how often to look whether the deliveries are back. */
+#define QUEUE_STOP_POLL_MS 100
 
 static void
 stats_cb(evutil_socket_t fd, short what, void *arg)
@@ -72,26 +83,62 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 	         q->n_sent, q->n_deferred, q->n_bounced, q->n_expired, q->n_dsn);
 }
 
-/* SIGHUP: a new generation for what is activated from now on. A file that
- * does not load leaves the running config in place. */
-static void
-queue_reload(struct queue *q)
+/* The master's new configuration (ctlchan.h): a new generation for what is
+ * activated from now on. A text that does not load leaves the running
+ * config in place. */
+static int
+queue_apply_config(void *arg, const struct ctlchan_config *c, char *err, size_t errsz)
 {
+	struct queue *q = arg;
 	char *errors = NULL;
-	struct queue_gen *g = queue_gen_load(queue_cfg(q)->path, &errors);
+	struct queue_gen *g = queue_gen_load_text(c->path, c->text, c->len, &errors);
+
 	if (g == NULL) {
-		log_err("reload: keeping the running queue config: %s", errors);
+		log_err("reload: keeping the running queue config: %s", errors ? errors : "?");
+		snprintf(err, errsz, "%.*s", (int)strcspn(errors ? errors : "?", "\n"),
+		         errors ? errors : "?");
 		free(errors);
-		return;
+		return -1;
 	}
+	struct config *cfg = queue_gen_config_rw(g);
+	if (c->flags & CTLCHAN_FORCE_SYSLOG)
+		cfg->use_syslog = true;
+	log_init(cfg->use_syslog, (enum log_level)cfg->log_level, "queue");
 	struct queue_gen *old = q->gen;
 	q->gen = g;
 	/* The agent reads its limits and timeouts from the current config, so
 	 * it moves over before the old one may go. */
 	delivery_set_config(q->dl, queue_gen_qc(g));
+	queue_set_str(&q->helo,
+	              queue_gen_qc(g)->helo_name ? queue_gen_qc(g)->helo_name : cfg->hostname);
+	delivery_set_helo(q->dl, q->helo);
+	alert_intake_set_hostname(q->alerts, cfg->hostname);
 	queue_gen_unref(old);
 	log_info("reload: queue config reloaded routes=%zu generation=%lu generations_in_use=%u",
 	         queue_gen_qc(g)->n_routes, queue_gen_number(g), queue_gen_live());
+	return 0;
+}
+
+static void
+stop_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+
+	if (q->n_active == 0 && LIST_EMPTY(&q->dsns)) {
+		log_info("queue stopping: no delivery in flight");
+		event_base_loopexit(q->base, NULL);
+	}
+}
+
+static void
+stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+
+	log_info("queue stopping: shutdown_timeout=%u reached active=%zu; they are tried again "
+	         "after the restart",
+	         queue_cfg(q)->shutdown_timeout, q->n_active);
+	event_base_loopexit(q->base, NULL);
 }
 
 static void
@@ -105,10 +152,22 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct queue *q = arg;
 	if (sig == SIGHUP) {
-		queue_reload(q);
+		/* The master reloads us through the control channel. */
+		log_info("queue: SIGHUP ignored; reload the gateway with SIGHUP to the master");
 		return;
 	}
-	log_info("queue stopping (signal %d) messages=%zu active=%zu", (int)sig, q->n_msgs,
+	if ((sig == SIGTERM || sig == SIGINT) && !q->stopping) {
+		log_info("queue stopping (signal %d) messages=%zu active=%zu shutdown_timeout=%u",
+		         (int)sig, q->n_msgs, q->n_active, queue_cfg(q)->shutdown_timeout);
+		stats_cb(-1, 0, q);
+		/* No new activation (queue_sched.c); what is out may finish. */
+		q->stopping = true;
+		event_add(q->stop_poll, &(struct timeval){0, QUEUE_STOP_POLL_MS * 1000});
+		event_add(q->stop_deadline, &(struct timeval){queue_cfg(q)->shutdown_timeout, 0});
+		stop_poll_cb(-1, 0, q);
+		return;
+	}
+	log_info("queue stopping at once (signal %d) messages=%zu active=%zu", (int)sig, q->n_msgs,
 	         q->n_active);
 	stats_cb(-1, 0, q);
 	event_base_loopexit(q->base, NULL);
@@ -164,15 +223,22 @@ queue_main(const struct queue_params *p)
 	        .hook = p->alert_hook,
 	        .fd = p->alert_fd,
 	};
-	struct alert_intake *alerts = alert_intake_new(&ap);
+	q->alerts = alert_intake_new(&ap);
+	if (p->ctlchan_fd >= 0 && (q->ctl_chan = ctlchan_child_new(q->base, p->ctlchan_fd,
+	                                                           queue_apply_config, q)) == NULL)
+		fatal("queue: cannot watch the master's control channel");
+	q->stop_poll = event_new(q->base, -1, EV_PERSIST, stop_poll_cb, q);
+	q->stop_deadline = evtimer_new(q->base, stop_deadline_cb, q);
 	q->stats_ev = event_new(q->base, -1, EV_PERSIST, stats_cb, q);
 	event_add(q->stats_ev, &(struct timeval){QUEUE_STATS_SECONDS, 0});
 	q->ev_term = evsignal_new(q->base, SIGTERM, signal_cb, q);
 	q->ev_int = evsignal_new(q->base, SIGINT, signal_cb, q);
 	q->ev_hup = evsignal_new(q->base, SIGHUP, signal_cb, q);
+	q->ev_quit = evsignal_new(q->base, SIGQUIT, signal_cb, q);
 	event_add(q->ev_term, NULL);
 	event_add(q->ev_int, NULL);
 	event_add(q->ev_hup, NULL);
+	event_add(q->ev_quit, NULL);
 
 	unsigned orphans = queue_store_remove_orphans(q->spool);
 	queue_scan_start(q);
@@ -203,7 +269,8 @@ queue_main(const struct queue_params *p)
 	delivery_free(q->dl);
 	dns_free(q->dns);
 	threadpool_free(q->pool);
-	alert_intake_free(alerts);
+	alert_intake_free(q->alerts);
+	ctlchan_free(q->ctl_chan);
 	/* Writes what was appended; the store's barrier callbacks never run. */
 	queue_journal_free(q->journal);
 	queue_store_free(q->store);
@@ -216,6 +283,9 @@ queue_main(const struct queue_params *p)
 	event_free(q->ev_term);
 	event_free(q->ev_int);
 	event_free(q->ev_hup);
+	event_free(q->ev_quit);
+	event_free(q->stop_poll);
+	event_free(q->stop_deadline);
 	event_base_free(q->base);
 	queue_gen_unref(q->gen);
 	free(q->spool);

@@ -27,9 +27,11 @@ struct queue_params {
 	const char *alert_hook;    /* [alerts] hook, run here (alert_intake.h), or NULL */
 	uid_t worker_uid;          /* who else may own a file in incoming/ */
 	int ctl_fd;                /* listening on private/queue (bound by the master), or -1 */
+	int ctlchan_fd; /* the master's control channel (lib/ctlchan.h): reloads, or -1 */
 };
 
-/* Run until SIGTERM. Returns the exit status. */
+/* Run until SIGTERM (deliveries in flight may finish within
+ * shutdown_timeout) or SIGQUIT (at once). Returns the exit status. */
 int queue_main(const struct queue_params *);
 
 #endif

@@ -183,7 +183,8 @@ static const struct settings_name type_names[] = {
 
 static const struct settings_key queue_keys[] = {
         {"resolver", SETTINGS_STRING, Q(resolver), .check = check_resolver,
-         .def_doc = "/etc/resolv.conf", .type_doc = "IP[:PORT], comma-separated",
+         .flags = SETTINGS_RESTART, .def_doc = "/etc/resolv.conf",
+         .type_doc = "IP[:PORT], comma-separated",
          .meaning = "DNS servers for MX and address lookups."},
         {"smarthost", NEXTHOP(Q(smarthost)),
          .meaning = "Where mail goes that no route names: [host]:port that host, host:port "

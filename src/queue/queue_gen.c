@@ -39,10 +39,9 @@ queue_gen_borrow(const struct config *cfg, const struct queue_config *qc)
 	return queue_gen_new(cfg, qc);
 }
 
-struct queue_gen *
-queue_gen_load(const char *path, char **errors_r)
+static struct queue_gen *
+queue_gen_own(struct config *cfg, char **errors_r)
 {
-	struct config *cfg = config_load(path, errors_r);
 	if (cfg == NULL)
 		return NULL;
 	struct queue_config *qc = queue_config_load(cfg, errors_r);
@@ -54,6 +53,24 @@ queue_gen_load(const char *path, char **errors_r)
 	g->owned_cfg = cfg;
 	g->owned_qc = qc;
 	return g;
+}
+
+struct queue_gen *
+queue_gen_load(const char *path, char **errors_r)
+{
+	return queue_gen_own(config_load(path, errors_r), errors_r);
+}
+
+struct queue_gen *
+queue_gen_load_text(const char *path, const char *text, size_t len, char **errors_r)
+{
+	return queue_gen_own(config_load_text(path, text, len, errors_r), errors_r);
+}
+
+struct config *
+queue_gen_config_rw(struct queue_gen *g)
+{
+	return g->owned_cfg;
 }
 
 struct queue_gen *

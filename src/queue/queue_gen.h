@@ -16,6 +16,7 @@
 #ifndef AUTHRELAY_QUEUE_GEN_H
 #define AUTHRELAY_QUEUE_GEN_H
 
+#include <stddef.h>
 #include "../lib/common.h"
 
 struct config;
@@ -32,6 +33,14 @@ struct queue_gen *queue_gen_borrow(const struct config *cfg, const struct queue_
  * reference, the caller's. NULL on failure, with *errors_r (malloc'd, one
  * "file:line: message\n" per problem). */
 struct queue_gen *queue_gen_load(const char *path, char **errors_r);
+
+/* The same on text as read from path (config_load_text()): the master's
+ * reload hands the queue the text it validated. */
+struct queue_gen *queue_gen_load_text(const char *path, const char *text, size_t len,
+                                      char **errors_r);
+/* A loaded generation's own config, to adjust before anyone uses it (the
+ * master's overrides); NULL for a borrowed one. */
+struct config *queue_gen_config_rw(struct queue_gen *g);
 
 /* Take one more reference on g. Returns g. */
 struct queue_gen *queue_gen_ref(struct queue_gen *g);

@@ -40,6 +40,8 @@ struct threadpool;
 struct qjob;
 struct qdsn;
 struct queue_journal;
+struct alert_intake;
+struct ctlchan;
 
 /* Where a message is in its life. */
 enum qm_where {
@@ -108,8 +110,12 @@ struct queue {
 	struct threadpool *pool; /* Maildir writes and DSN commits */
 	char *spool;
 	char *helo;
-	struct event *stats_ev, *ev_term, *ev_int, *ev_hup;
+	struct event *stats_ev, *ev_term, *ev_int, *ev_hup, *ev_quit;
 	struct event *metrics_ev; /* queue_metrics.c; NULL: metrics off */
+	struct alert_intake *alerts;
+	struct ctlchan *ctl_chan; /* the master's: reloads */
+	bool stopping;            /* SIGTERM: no new activation */
+	struct event *stop_poll, *stop_deadline;
 	unsigned long n_sent, n_deferred, n_bounced, n_dsn, n_expired, n_received;
 	unsigned long last_stats_sum;
 

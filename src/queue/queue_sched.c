@@ -619,6 +619,9 @@ run_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct queue *q = arg;
 	struct qmsg *m;
+	/* Stopping (queue.c): what is READY stays for the next start. */
+	if (q->stopping)
+		return;
 	while ((m = TAILQ_FIRST(&q->ready)) != NULL && q->n_active < QUEUE_ACTIVE_LIMIT) {
 		ready_remove(q, m);
 		msg_activate(q, m);

@@ -156,7 +156,15 @@ struct session {
 	unsigned m_listener;         /* the listener's label (metric.h) */
 	unsigned m_mech;             /* the AUTH mechanism's label */
 	enum metric_outcome outcome; /* counted when the session ends */
+	/* Nothing can be written any more (the peer is gone): free without
+	 * waiting for the output to drain. Draining it is not the way: a
+	 * socket bufferevent freezes the start of its output buffer, so
+	 * evbuffer_drain() there does nothing. */
+	bool gone;
+	LIST_ENTRY(session) entry; /* on env->sessions */
 };
+
+#define REPLY_SHUTDOWN "421 4.3.2 Service shutting down, closing connection"
 
 static void session_process(struct session *s);
 static void session_maybe_free(struct session *s);
@@ -521,8 +529,8 @@ session_tls_handshake_done(enum tls_handshake_result result, const char *error, 
 	bool implicit = s->implicit_tls_greeting;
 	s->implicit_tls_greeting = false;
 	session_tls_ready(s);
-	if (s->refuse != NULL) {
-		session_close(s, s->refuse);
+	if (s->refuse != NULL || s->env->sessions->stopping) {
+		session_close(s, s->refuse != NULL ? s->refuse : REPLY_SHUTDOWN);
 		session_maybe_free(s);
 		return;
 	}
@@ -1692,6 +1700,12 @@ session_process(struct session *s)
 		char *line;
 		size_t len;
 		enum session_state before = s->state;
+		if (s->env->sessions->stopping && s->state != SS_DATA) {
+			/* RFC 5321 3.8: the worker stops; a session between
+			 * commands is told so (what it pipelined is not run). */
+			session_close(s, REPLY_SHUTDOWN);
+			break;
+		}
 		if (evbuffer_get_length(s->out) +
 		            evbuffer_get_length(bufferevent_get_output(s->bev)) >
 		    SESSION_OUTPUT_HIGH) {
@@ -1749,8 +1763,10 @@ session_free(struct session *s)
 	if (s->auth_pending)
 		auth_client_cancel(s->env->auth, s->auth_handle);
 	if (s->refuse == NULL)
-		conn_limit_release(s->env->limits, s->env->worker, s->listener_idx, s->client_key);
-	(*s->env->n_sessions)--;
+		conn_limit_release(s->env->limits, s->env->worker,
+		                   s->env->limit_ids[s->listener_idx], s->client_key);
+	LIST_REMOVE(s, entry);
+	s->env->sessions->n--;
 	session_auth_end_sasl(s);
 	txn_free(s->txn);
 	if (s->delay_timer != NULL)
@@ -1784,7 +1800,10 @@ session_free(struct session *s)
 	free(s->count_args);
 	free(s->tls_desc);
 	free(s->tls_clause);
+	struct session_list *list = s->env->sessions;
 	free(s);
+	if (list->n == 0 && list->empty_cb != NULL)
+		list->empty_cb(list->empty_arg);
 }
 
 /* Free the session if it is closing, its output is flushed and nothing it
@@ -1798,9 +1817,11 @@ session_maybe_free(struct session *s)
 		auth_client_cancel(s->env->auth, s->auth_handle);
 		s->auth_pending = false;
 	}
-	session_flush(s);
-	if (s->bev != NULL && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
-		return; /* session_write_cb calls again */
+	if (!s->gone) {
+		session_flush(s);
+		if (s->bev != NULL && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+			return; /* session_write_cb calls again */
+	}
 	session_free(s);
 }
 
@@ -1870,9 +1891,8 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		if (s->state == SS_DATA)
 			log_info("s=%s lost connection in DATA", s->id);
 		/* Nothing more can be written: drop what is queued and go. */
-		evbuffer_drain(bufferevent_get_output(s->bev),
-		               evbuffer_get_length(bufferevent_get_output(s->bev)));
 		evbuffer_drain(s->out, evbuffer_get_length(s->out));
+		s->gone = true;
 		s->state = SS_CLOSING;
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 		session_maybe_free(s);
@@ -1910,7 +1930,8 @@ session_start_common(const struct session_env *env, unsigned listener_idx, int f
 	net_addr_str(sa, s->addr, sizeof(s->addr));
 	net_client_key(sa, l->limits.ipv6_prefix, s->client_key);
 	session_new_id(s->id);
-	(*env->n_sessions)++;
+	LIST_INSERT_HEAD(&env->sessions->head, s, entry);
+	env->sessions->n++;
 	s->m_listener = metric_listener(l->name);
 	s->outcome = refuse != NULL ? MO_REFUSED : MO_LOST;
 	metrics_inc(M_CONNECTIONS_OPEN, s->m_listener);
@@ -1951,4 +1972,39 @@ session_start_common(const struct session_env *env, unsigned listener_idx, int f
 	/* Read only: EV_WRITE stays enabled (libevent's default) but is
 	 * registered only when session_flush() leaves a backlog. */
 	bufferevent_enable(s->bev, EV_READ);
+}
+
+void
+session_stop_all(struct session_list *sessions, bool now)
+{
+	struct session *s, *next;
+
+	sessions->stopping = true;
+	/* Each step may free the session (and, past the last one, run
+	 * empty_cb): take the next one first. */
+	for (s = LIST_FIRST(&sessions->head); s != NULL; s = next) {
+		next = LIST_NEXT(s, entry);
+		/* A message being fsynced gets its 250 (then the 421) as
+		 * soon as the fsync is back: it may be in incoming/ already. */
+		if (s->state == SS_CLOSING || s->state == SS_COMMIT || s->busy)
+			continue;
+		if (now) {
+			/* What waits on the auth process or the failure delay
+			 * is dropped with the session; a reply still makes
+			 * sense on a plain or established TLS connection, not
+			 * in the middle of a handshake. */
+			if (s->state == SS_TLS_HANDSHAKE) {
+				s->state = SS_CLOSING;
+				s->gone = true;
+			} else {
+				if (s->state == SS_DATA)
+					log_info("s=%s stopping in DATA", s->id);
+				session_close(s, REPLY_SHUTDOWN);
+				bufferevent_enable(s->bev, EV_WRITE);
+			}
+			session_maybe_free(s);
+		} else if (s->state == SS_COMMAND || s->state == SS_AUTH_LINE) {
+			session_process(s);
+		}
+	}
 }

@@ -7,6 +7,8 @@
 #ifndef AUTHRELAY_SESSION_H
 #define AUTHRELAY_SESSION_H
 
+#include <stdbool.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <openssl/ssl.h>
 
@@ -20,6 +22,19 @@ struct spool_committer;
 struct smtpd_protection;
 struct send_limit;
 struct keyproc_client;
+struct session;
+
+/* Every live session of a worker, so that a stop reaches them all. */
+struct session_list {
+	LIST_HEAD(, session) head;
+	unsigned n; /* live sessions */
+	/* Set by session_stop_all(): each session is answered 421 4.3.2 and
+	 * closed when it next waits for a command. */
+	bool stopping;
+	/* Runs when n drops to zero (the worker may then exit), or NULL. */
+	void (*empty_cb)(void *arg);
+	void *empty_arg;
+};
 
 /* Shared by every session of a worker; outlives them all. */
 struct session_env {
@@ -31,9 +46,12 @@ struct session_env {
 	struct threadpool *pool;           /* fsync of committed messages */
 	struct spool_committer *committer; /* issue 5: single or group commit */
 	struct conn_limit *limits;
+	/* The conn_limit row of each listener (cfg->listeners[i]): a
+	 * listener keeps its row across reloads, while its index may change. */
+	const unsigned *limit_ids;
 	unsigned worker;
 	const char *spool_dir;
-	unsigned *n_sessions;                      /* live sessions of this worker */
+	struct session_list *sessions;             /* live sessions of this worker */
 	const struct smtpd_protection *protection; /* from [protection] */
 	struct send_limit *send_limits;            /* shared per-user counts */
 };
@@ -52,5 +70,12 @@ void session_start(const struct session_env *env, unsigned listener_idx, int fd,
 void session_start_refused(const struct session_env *env, unsigned listener_idx, int fd,
                            const struct sockaddr *sa, socklen_t salen, const char *proxy,
                            const char *reply);
+
+/* The worker stops (RFC 5321 3.8). Every session waiting for a command now
+ * is answered "421 4.3.2" and closed; the others when they next wait for
+ * one: a session in DATA finishes its message and gets its 250 first. With
+ * now, every session is answered 421 and closed at once, whatever it is
+ * doing (a message not yet answered was never promised). */
+void session_stop_all(struct session_list *sessions, bool now);
 
 #endif

@@ -3,6 +3,19 @@
  * inherited from the master, a session per accepted connection. The shared
  * connection-limit table decides at accept time whether a client may have one
  * more connection; everything after that is session.c's.
+ *
+ * How a worker ends (signals from the master, see smtpd.h):
+ *   SIGHUP   retire: a reload started a new generation of workers. Stop
+ *            accepting (close the listening sockets) and serve the open
+ *            sessions to their end with the configuration they started
+ *            with; exit when the last one ends, or stop at once after
+ *            shutdown_timeout.
+ *   SIGTERM  stop: stop accepting; sessions between commands get 421 4.3.2
+ *            now, the others at their next command (a message in DATA gets
+ *            its 250 first); exit when none is left, or stop at once after
+ *            shutdown_timeout. A second SIGTERM stops at once.
+ *   SIGQUIT  stop at once: 421 4.3.2 to every session and exit. Only a
+ *            message whose fsync is running still gets its 250.
  */
 #include "smtpd.h"
 #include "conn_limit.h"
@@ -47,16 +60,24 @@ struct smtpd_proxy_wait {
 	struct sockaddr_storage peer; /* the load balancer */
 };
 
+/* How far the worker is in ending (see the top of the file). */
+enum smtpd_end { SMTPD_SERVING, SMTPD_RETIRING, SMTPD_STOPPING, SMTPD_NOW };
+
 struct smtpd {
 	const struct smtpd_params *params;
 	struct event_base *base;
 	struct session_env env;
+	struct session_list sessions;
 	struct smtpd_listener *listeners;
 	size_t n_listeners;
-	unsigned n_sessions;
-	struct event *ev_term;
-	struct event *ev_int;
+	enum smtpd_end end;
+	struct event *ev_sig[4];
+	struct event *deadline; /* shutdown_timeout after the first signal */
 };
+
+/* Once the last session is gone, a worker that stops may go. Also the
+ * bound on how long the 421s of a stop at once may take to leave. */
+#define SMTPD_NOW_FLUSH_MS 1000
 
 /* Refuse a connection over a limit without spending a session on it. */
 static void
@@ -93,9 +114,9 @@ smtpd_admit(struct smtpd_listener *sl, int fd, const struct sockaddr *sa, sockle
 		return;
 	}
 	net_client_key(sa, l->limits.ipv6_prefix, key);
-	enum conn_limit_result r =
-	        conn_limit_acquire(d->params->limits, d->params->worker, sl->idx, key,
-	                           l->limits.max_connections, l->limits.max_connections_per_ip);
+	enum conn_limit_result r = conn_limit_acquire(
+	        d->params->limits, d->params->worker, d->params->limit_ids[sl->idx], key,
+	        l->limits.max_connections, l->limits.max_connections_per_ip);
 	if (r != CONN_LIMIT_OK) {
 		bool per_ip = r == CONN_LIMIT_PER_IP;
 		const char *reply = per_ip ? "421 4.7.0 Too many connections from your address"
@@ -198,19 +219,83 @@ smtpd_accept_error_cb(struct evconnlistener *evl, void *arg)
 	log_warn("accept failed: %s", strerror(errno));
 }
 
+/* Stop accepting: the master still holds the sockets (a listener kept by a
+ * reload goes on in the new workers); ours are closed so that a listener
+ * the reload removed really closes once every worker is done with it. */
 static void
-smtpd_signal_cb(evutil_socket_t sig, short what, void *arg)
+smtpd_close_listeners(struct smtpd *d)
 {
-	struct smtpd *d = arg;
-	log_info("worker=%u stopping (signal %d) sessions=%u", d->params->worker, (int)sig,
-	         d->n_sessions);
 	for (size_t i = 0; i < d->n_listeners; i++) {
 		if (d->listeners[i].evl != NULL) {
 			evconnlistener_free(d->listeners[i].evl);
 			d->listeners[i].evl = NULL;
+			close(d->params->listen_fds[i]);
 		}
 	}
-	event_base_loopexit(d->base, NULL);
+}
+
+static void
+smtpd_sessions_empty_cb(void *arg)
+{
+	struct smtpd *d = arg;
+
+	if (d->end != SMTPD_SERVING)
+		event_base_loopexit(d->base, NULL);
+}
+
+static void
+smtpd_end(struct smtpd *d, enum smtpd_end how)
+{
+	static const char *const names[] = {"serving", "retiring", "stopping", "stopping now"};
+
+	if (how <= d->end)
+		return;
+	log_info("worker=%u %s sessions=%u", d->params->worker, names[how], d->sessions.n);
+	if (d->end == SMTPD_SERVING) {
+		smtpd_close_listeners(d);
+		struct timeval tv = {d->params->cfg->shutdown_timeout, 0};
+		evtimer_add(d->deadline, &tv);
+	}
+	d->end = how;
+	if (how == SMTPD_STOPPING)
+		session_stop_all(&d->sessions, false);
+	if (how == SMTPD_NOW) {
+		session_stop_all(&d->sessions, true);
+		/* The 421s leave as the sockets take them; not longer. */
+		struct timeval tv = {0, SMTPD_NOW_FLUSH_MS * 1000};
+		event_base_loopexit(d->base, &tv);
+	}
+	if (d->sessions.n == 0)
+		event_base_loopexit(d->base, NULL);
+}
+
+static void
+smtpd_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd *d = arg;
+
+	log_info("worker=%u shutdown_timeout=%u reached sessions=%u", d->params->worker,
+	         d->params->cfg->shutdown_timeout, d->sessions.n);
+	smtpd_end(d, SMTPD_NOW);
+}
+
+static void
+smtpd_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct smtpd *d = arg;
+
+	switch (sig) {
+	case SIGHUP:
+		smtpd_end(d, SMTPD_RETIRING);
+		break;
+	case SIGTERM:
+	case SIGINT:
+		smtpd_end(d, d->end == SMTPD_STOPPING ? SMTPD_NOW : SMTPD_STOPPING);
+		break;
+	default:
+		smtpd_end(d, SMTPD_NOW);
+		break;
+	}
 }
 
 int
@@ -235,10 +320,14 @@ smtpd_main(const struct smtpd_params *p)
 	        .pool = threadpool_new(d.base, SMTPD_SYNC_THREADS),
 	        .auth = auth_client_new(d.base, p->auth_socket, cfg->auth_request_timeout),
 	        .limits = p->limits,
+	        .limit_ids = p->limit_ids,
 	        .worker = p->worker,
 	        .spool_dir = p->spool_dir,
-	        .n_sessions = &d.n_sessions,
+	        .sessions = &d.sessions,
 	};
+	LIST_INIT(&d.sessions.head);
+	d.sessions.empty_cb = smtpd_sessions_empty_cb;
+	d.sessions.empty_arg = &d;
 	d.env.committer = spool_committer_new(d.base, group_commit, d.env.pool);
 	/* Chosen by the master: /proc and /sys are out of a chroot's sight. */
 	spool_committer_set_sync(d.env.committer, p->spool_sync);
@@ -264,19 +353,23 @@ smtpd_main(const struct smtpd_params *p)
 			fatal("listener %s: evconnlistener_new failed", cfg->listeners[i].name);
 		evconnlistener_set_error_cb(sl->evl, smtpd_accept_error_cb);
 	}
-	d.ev_term = evsignal_new(d.base, SIGTERM, smtpd_signal_cb, &d);
-	d.ev_int = evsignal_new(d.base, SIGINT, smtpd_signal_cb, &d);
-	event_add(d.ev_term, NULL);
-	event_add(d.ev_int, NULL);
+	static const int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT};
+	for (size_t i = 0; i < AR_NELEM(sigs); i++) {
+		d.ev_sig[i] = evsignal_new(d.base, sigs[i], smtpd_signal_cb, &d);
+		event_add(d.ev_sig[i], NULL);
+	}
+	d.deadline = evtimer_new(d.base, smtpd_deadline_cb, &d);
 
 	log_info("worker=%u ready listeners=%zu", p->worker, d.n_listeners);
 	readiness_report();
 	event_base_dispatch(d.base);
 
-	/* Sessions still open are simply dropped with the process; a message
-	 * being committed either reached incoming/ or was never promised. */
-	event_free(d.ev_term);
-	event_free(d.ev_int);
+	/* Sessions still open (a stop at once) are dropped with the process; a
+	 * message being committed either reached incoming/ or was never
+	 * promised. */
+	for (size_t i = 0; i < AR_NELEM(d.ev_sig); i++)
+		event_free(d.ev_sig[i]);
+	event_free(d.deadline);
 	free(d.listeners);
 	/* Where the commit rounds' time went (spool_commit.h), for the bench. */
 	struct spool_commit_profile cp;

@@ -33,6 +33,7 @@ struct smtpd_params {
 	unsigned worker;       /* index, for the connection-limit table */
 	const int *listen_fds; /* one per cfg->listeners[i] */
 	struct conn_limit *limits;
+	const unsigned *limit_ids;             /* the conn_limit row of each listener */
 	SSL_CTX *tls;                          /* NULL when no listener uses TLS */
 	struct keyproc_client *keyproc;        /* tls's signer; NULL without tls */
 	const char *spool_dir;                 /* as seen by this process (after chroot) */
@@ -44,7 +45,9 @@ struct smtpd_params {
 	struct smtpd_protection protection;    /* from [protection] */
 };
 
-/* Run the worker until SIGTERM. Returns the process exit status. */
+/* Run the worker until it has ended as the master asked: SIGHUP retires it
+ * (a reload), SIGTERM stops it, SIGQUIT at once (see smtpd.c). Returns the
+ * process exit status. */
 int smtpd_main(const struct smtpd_params *);
 
 #endif

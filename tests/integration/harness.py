@@ -937,7 +937,7 @@ class Gateway:
         # itself up and dropped its privileges, which is what tests about
         # children expect.
         since = getattr(self, "_start_mark", 0)
-        rx = re.compile(r"\bready listeners=")
+        rx = re.compile(r"\bmaster\[\d+\] \w+: ready listeners=")
         def master_ready():
             self._check_running()
             return rx.search(self.log_text(), since)
@@ -1079,6 +1079,17 @@ class Gateway:
         pids = set(self.children()) & self.logged_pids("keyproc")
         assert len(pids) == 1, f"key process among children: {sorted(pids)}"
         return pids.pop()
+
+    def queue_pid(self) -> int:
+        """The queue process: the one child that logged as queue[PID]."""
+        found = set(self.children()) & self.logged_pids("queue")
+        assert len(found) == 1, f"cannot tell the queue process: {sorted(found)}"
+        return found.pop()
+
+    def worker_pids(self) -> set[int]:
+        """The workers accepting connections now: the children holding the
+        listening sockets (a worker that stops accepting closes them)."""
+        return _pids_holding(set(self.children()), self.listening_inodes())
 
     # --- spool
     def spool_path(self, qid: str) -> Path:

@@ -12,7 +12,8 @@ Behaviour is chosen by recipient local part:
     reject-*   RCPT gets 550 5.1.1 (permanent)
     defer-*    RCPT gets 450 4.2.1 (temporary)
 everything else is accepted. `data_reply` (e.g. "451 4.3.0 try later") makes
-the reply to the final "." fail for the whole transaction. With a TLS context
+the reply to the final "." fail for the whole transaction; `data_delay` holds
+that reply back (a slow next hop). With a TLS context
 the server offers STARTTLS.
 
 GatedSink (the crash tests of test_durability.py) also keeps, per connection,
@@ -28,9 +29,9 @@ each connection, a message with nothing after it but its 250.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import re
-import asyncio
 import collections
 import threading
 from dataclasses import dataclass, field
@@ -72,6 +73,10 @@ class _Handler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
+        with self.sink.lock:
+            self.sink.data_started += 1
+        if self.sink.data_delay:
+            await asyncio.sleep(self.sink.data_delay)
         if self.sink.data_reply:
             return self.sink.data_reply
         tls = session.ssl is not None
@@ -88,6 +93,8 @@ class Sink:
         self.messages: list[Received] = []
         self.lock = threading.Lock()
         self.data_reply: str | None = None
+        self.data_delay: float = 0          # seconds before the reply to "."
+        self.data_started = 0               # transactions that reached the "."
         self.tls_context = tls_context
         self.require_tls = require_tls
         self.controller: Controller | None = None

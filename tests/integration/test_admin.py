@@ -237,7 +237,7 @@ def test_reload_and_stop(make_gateway):
     gw = make_gateway()
     r = admin(gw, "reload")
     assert r.returncode == 0 and out(r).strip() == "reloaded", (out(r), err(r))
-    gw.wait_for_log(r"master\[\d+\] info: reload: auth sources reloading")
+    gw.wait_for_log(r"master\[\d+\] info: reload: generation=2 active")
     gw.wait_for_log(r"auth: reload source=file done")
     assert status_json(gw)["generation"] == 2
     # A broken file: refused with EX_CONFIG, the running configuration stays.
@@ -255,7 +255,7 @@ def test_reload_and_stop(make_gateway):
     s.close()
     assert re.fullmatch(r"error 78 the configuration has errors, the running one stays: "
                         r".*workers is already set.*\n", answer), answer
-    gw.wait_for_log(r"reload: config has errors, keeping the running one")
+    gw.wait_for_log(r"reload refused: the running configuration stays")
     gw.cfg_path.write_text(good)
     assert status_json(gw)["generation"] == 2
     # stop returns once the gateway has gone.

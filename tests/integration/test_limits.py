@@ -443,7 +443,11 @@ def test_client_that_does_not_read_cannot_grow_worker_memory(make_gateway, case)
     # while the AUTH failure delay ran. RSS has slack for ASan's quarantine.
     assert sent < 16 << 20, f"the worker took {sent} bytes without reading a reply"
     assert grown < 48 << 10, f"workers grew by {grown} KiB after {sent} bytes"
+    mark = gw.log_mark()
     c.close()
+    # The reset connection ends the session at once, though the worker had
+    # stopped reading it and its replies wait: its slot is given back.
+    gw.wait_for_log(r"s=\w+ disconnect client=", since=mark)
     # The worker goes on serving others.
     d = SMTPConn.open(gw, "in")
     d.cmd("NOOP").check(250)

@@ -420,6 +420,45 @@ def test_counters_survive_a_worker_death(make_gateway, users):
     assert val(now, "authrelay_connections_open") == 0
 
 
+def test_counters_go_on_across_reloads(make_gateway, users):
+    """A reload replaces every worker and key process (a new generation):
+    the counts the old ones made stay, the gauges follow the generation that
+    serves, /healthz stays 200, nothing counts as a restart, and a
+    [metrics] key changed is named as needing a restart."""
+    port = free_port()
+    gw = started(make_gateway(metrics_config(port)), port)
+    alice = users["alice"]
+    for _ in range(3):
+        assert login(gw, alice.name, alice.password) == 235
+    before = scrape(port)
+    assert val(before, "authrelay_sessions_total", listener="sub") >= 3
+    for n in (2, 3):
+        if n == 3:
+            gw.sections["metrics"]["timeout"] = "20"
+            gw.write_config()
+        mark = gw.log_mark()
+        gw.hup()
+        gw.wait_for_log(rf"reload: generation={n} active", since=mark, timeout=30)
+        gw.wait_for_log(rf"generation={n - 1}: every worker has exited", since=mark, timeout=30)
+    assert re.search(r"reload: \[metrics\] timeout 10s -> 20s needs a restart; still using 10s",
+                     gw.log_text()), "\n".join(re.findall(r"reload: .*", gw.log_text()))
+    assert login(gw, alice.name, alice.password) == 235
+
+    def settled():
+        now = scrape(port)
+        assert val(now, "authrelay_sessions_total", listener="sub") >= \
+            val(before, "authrelay_sessions_total", listener="sub") + 1
+        for proc, n in (("smtpd", 2), ("keyproc", 1), ("auth", 1), ("queue", 1)):
+            assert val(now, "authrelay_processes_up", process=proc) == n, proc
+            assert val(now, "authrelay_processes_expected", process=proc) == n, proc
+        return now
+    now = wait_until(settled, 30, "the counts after the reloads")
+    assert val(now, "authrelay_process_restarts_total") == 0
+    for name in ("authrelay_connections_accepted_total", "authrelay_tls_handshakes_total"):
+        assert val(now, name) >= val(before, name), name
+    assert http_get(port, "/healthz")[0] == 200
+
+
 # ---------------------------------------------------------------- /healthz
 
 def test_healthz(make_gateway, users):

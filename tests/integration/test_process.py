@@ -15,7 +15,9 @@ from harness import (HOST, SMTPConn, auth_code, auth_ids, free_port, make_messag
                      plain_ir, proc_alive, proc_ids, proc_status, queue_ids, run_tool,
                      submission_conn, verify_hash, wait_until)
 
-STOP_GRACE_SECONDS = 10  # src/master/master.c: children get this long after SIGTERM
+# src/master/master.c: after SIGTERM, children get shutdown_timeout and then
+# this long before they are killed.
+STOP_GRACE_SECONDS = 10
 
 
 # ---------------------------------------------------------------- privileges
@@ -136,7 +138,7 @@ def test_stopped_worker_holding_the_shared_tables_cannot_freeze_the_master(make_
     keep the master from replacing another worker that dies, nor from
     stopping on SIGTERM. Before, the connection table had a lock the master
     took to give back a dead worker's connections: it waited forever."""
-    gw = make_gateway({"server": {"workers": 2}})
+    gw = make_gateway({"server": {"workers": 2, "shutdown_timeout": 5}})
     c = SMTPConn.open(gw, "in")            # a counted connection in the tables
     stopped = gw.pid_serving(c)
     workers = harness._pids_holding(set(gw.children()), gw.listening_inodes())
@@ -155,8 +157,8 @@ def test_stopped_worker_holding_the_shared_tables_cannot_freeze_the_master(make_
     gw.wait_for_log(rf"smtpd pid={other} killed by signal 9")
 
     # SIGTERM: the stopped worker cannot act on it; the master kills it after
-    # its grace period and exits.
-    rc = gw.stop(timeout=STOP_GRACE_SECONDS + 20)
+    # shutdown_timeout and its grace period, and exits.
+    rc = gw.stop(timeout=5 + STOP_GRACE_SECONDS + 20)
     assert rc == 0, f"exit status {rc} after SIGTERM"
     assert not proc_alive(stopped)
 

@@ -90,7 +90,28 @@ def test_ready_after_ports_and_children_then_reload_and_stop(make_gateway, notif
     assert int(notify.messages[reloading]["MONOTONIC_USEC"]) > 0, notify.messages[reloading]
     done = notify.wait_for("READY", "1", after=reloading + 1)
     assert notify.messages[done]["STATUS"].startswith("reloaded"), notify.messages[done]
-    assert set(gw.children()) == set(kids), "a reload restarted processes"
+    # The auth process and the queue reload in place; the workers are a new
+    # generation, up before READY=1, and the old one goes once idle.
+    auth, queue = gw.auth_pid(), gw.queue_pid()
+    assert {auth, queue} <= set(kids), "a reload restarted the auth process or the queue"
+    # Up at READY=1: the new generation's two workers and key process.
+    started = set(gw.children()) - set(kids)
+    assert len(started) == 3, (kids, started)
+    # The old workers stop accepting as each takes the master's word.
+    new_workers = wait_until(
+        lambda: w if len(w := gw.worker_pids()) == 2 and not w & set(kids) else None, 15,
+        "only the new workers to accept")
+    assert new_workers <= started, (started, new_workers)
+    # The new generation has its own key process; the old one goes with
+    # the old workers.
+    old_keyproc = set(kids) & gw.logged_pids("keyproc")
+
+    def settled():
+        now = set(gw.children())
+        keyprocs = now & gw.logged_pids("keyproc")
+        return (len(keyprocs) == 1 and not keyprocs & old_keyproc
+                and now == new_workers | {auth, queue} | keyprocs)
+    wait_until(settled, 15, "the old workers and key process to exit")
 
     mark = len(notify.messages)
     os.kill(gw.pid, signal.SIGTERM)

@@ -258,6 +258,34 @@ test_multi_ip(void **state)
 	auth_alert_free(a);
 }
 
+/* A reload raises multi_ip_threshold: the per-login tables sized for the
+ * old one go (no entry may hold more addresses than it was made for), and
+ * counting goes on with the new threshold; other counts stay. */
+static void
+test_reconfigure(void **state)
+{
+	struct protection_config pc;
+	struct mails m = {0};
+	struct auth_alert *a;
+
+	base_config(&pc);
+	pc.alerts.multi_ip_threshold = 1;
+	a = auth_alert_new(&cfg, &pc, kh, on_send, &m);
+	auth_alert_success(a, "carol", "192.0.2.1", 0);
+	pc.alerts.multi_ip_threshold = 3;
+	auth_alert_reconfigure(a, &cfg, &pc);
+	for (int i = 2; i <= 4; i++) {
+		char ip[32];
+		snprintf(ip, sizeof(ip), "192.0.2.%d", i);
+		auth_alert_success(a, "carol", ip, (uint64_t)i * 1000);
+	}
+	assert_int_equal(m.n, 0); /* 3 addresses since the reload: not more than 3 */
+	auth_alert_success(a, "carol", "192.0.2.5", 5000);
+	assert_int_equal(m.n, 1);
+	assert_non_null(strstr(m.last, "login carol used from 4 client addresses in 60 s"));
+	auth_alert_free(a);
+}
+
 static void
 test_send_limit(void **state)
 {
@@ -406,7 +434,7 @@ main(void)
 	        cmocka_unit_test(test_escaping),          cmocka_unit_test(test_multi_ip),
 	        cmocka_unit_test(test_send_limit),        cmocka_unit_test(test_unreachable),
 	        cmocka_unit_test(test_log_only_and_hook), cmocka_unit_test(test_channel_refuses),
-	        cmocka_unit_test(test_directory_lockout),
+	        cmocka_unit_test(test_directory_lockout), cmocka_unit_test(test_reconfigure),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

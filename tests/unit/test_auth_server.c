@@ -96,7 +96,7 @@ start_server(struct harness *h)
 		dup2(lfd, 2);
 		close(lfd);
 		log_init(false, LOG_LEVEL_INFO, "auth");
-		exit(auth_server_main(&h->cfg, fd, -1, -1));
+		exit(auth_server_main(&h->cfg, fd, -1, -1, -1, NULL));
 	}
 	close(fd);
 	h->pid = pid;

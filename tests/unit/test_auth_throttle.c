@@ -811,6 +811,73 @@ test_unlock_identity(void **state)
 	auth_throttle_free(t);
 }
 
+/* A reload: the same throttle goes on with new settings. Lockouts and the
+ * failures counted stay; a larger cap (higher thresholds) makes room for
+ * more failures; a smaller throttle_size keeps the most recently used. */
+/* A reload (auth_throttle_reconfigure()): new thresholds and lockout time
+ * apply to the counts so far; a larger cap and a smaller table move the
+ * entries, the newest kept, each with its lockout and its label. */
+static void
+test_reconfigure_keeps_counts(void **state)
+{
+	struct protection_config pc, pc2;
+	struct auth_throttle *t;
+	struct auth_throttle_result r;
+	char pw[32];
+
+	base_config(&pc);
+	t = auth_throttle_new(&pc, kh);
+	/* alice: the pair locked at its 3rd failure. */
+	settle(admitted(t, "192.0.2.1", "alice", "a", 0), THROTTLE_FAILURE, 0, &r);
+	settle(admitted(t, "192.0.2.1", "alice", "b", 1), THROTTLE_FAILURE, 1, &r);
+	settle(admitted(t, "192.0.2.1", "alice", "c", 2), THROTTLE_FAILURE, 2, &r);
+	assert_int_equal(r.locked, PAIR);
+	/* bob: two failures from elsewhere. */
+	settle(admitted(t, "192.0.2.9", "bob", "a", 3), THROTTLE_FAILURE, 3, &r);
+	settle(admitted(t, "192.0.2.9", "bob", "b", 4), THROTTLE_FAILURE, 4, &r);
+
+	/* Same sizes, other thresholds and a longer lockout: in place. */
+	pc2 = pc;
+	pc2.lockout_login_failures = 3;
+	pc2.lockout_time = 100;
+	pc = pc2;
+	auth_throttle_reconfigure(t, &pc);
+	assert_int_equal(check(t, "192.0.2.1", "alice", 5), PAIR);
+	/* bob's third failure locks the pair and now also shields his login
+	 * (new threshold 3): from anywhere else too. */
+	settle(admitted(t, "192.0.2.9", "bob", "c", 6), THROTTLE_FAILURE, 6, &r);
+	assert_int_equal(r.locked, PAIR);
+	assert_int_equal(r.failures, 3);
+	assert_int_equal(check(t, "198.51.100.1", "bob", 7), LOGIN);
+
+	/* A larger cap and a smaller table: entries move, newest kept. */
+	pc2.lockout_client_failures = 200;
+	pc2.lockout_client_login_failures = 0;
+	pc2.lockout_login_failures = 0;
+	pc2.throttle_size = 5;
+	pc = pc2;
+	auth_throttle_reconfigure(t, &pc);
+	assert_true(auth_throttle_count(t) <= 5);
+	/* The moved entries kept who they lock out, for the admin's listing. */
+	struct seen sn;
+	memset(&sn, 0, sizeof(sn));
+	auth_throttle_lockouts(t, 8, collect, &sn);
+	bool login_listed = false;
+	for (unsigned i = 0; i < sn.n && i < 8; i++)
+		login_listed |= strncmp(sn.text[i], "login - bob ", 12) == 0;
+	assert_true(login_listed);
+	/* The client's entry keeps its failures and now counts beyond the old
+	 * cap (12 here): a threshold raised by a reload can still be reached. */
+	for (int i = 0; i < 30; i++) {
+		snprintf(pw, sizeof(pw), "p%d", i);
+		settle(admitted(t, "192.0.2.9", "carl", pw, 10 + (uint64_t)i), THROTTLE_FAILURE,
+		       10 + (uint64_t)i, &r);
+	}
+	assert_int_equal(r.failures, 33);
+	assert_true(auth_throttle_count(t) <= 5);
+	auth_throttle_free(t);
+}
+
 int
 main(void)
 {
@@ -834,6 +901,7 @@ main(void)
 	        cmocka_unit_test(test_lockouts_and_unlock),
 	        cmocka_unit_test(test_unlock_ipv6_network),
 	        cmocka_unit_test(test_unlock_identity),
+	        cmocka_unit_test(test_reconfigure_keeps_counts),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

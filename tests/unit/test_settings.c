@@ -832,6 +832,107 @@ test_diff(void **state)
 	settings_free(&test_section, &b);
 }
 
+/* ---- keeping what needs a restart ---- */
+
+struct keep {
+	char *name;
+	char **list;
+	struct cidr *nets;
+	size_t n_nets;
+	unsigned number;
+	unsigned pair_a, pair_b;
+	unsigned free_to_change;
+};
+
+#define K(f) SETTINGS_FIELD(struct keep, f)
+
+static const struct settings_key keep_keys[] = {
+        {"name", SETTINGS_STRING, K(name), .flags = SETTINGS_RESTART, .meaning = "A name."},
+        {"list", SETTINGS_LIST, K(list), .flags = SETTINGS_RESTART, .meaning = "Words."},
+        {"nets", SETTINGS_CIDRS, K(nets), .flags = SETTINGS_COUNTED | SETTINGS_RESTART,
+         .count_offset = offsetof(struct keep, n_nets), .meaning = "Networks."},
+        {"number", SETTINGS_UINT, K(number), .flags = SETTINGS_RESTART, .def = "1",
+         .meaning = "A number."},
+        {"free", SETTINGS_UINT, K(free_to_change), .def = "1", .meaning = "Reloads."},
+};
+
+static const struct settings_section keep_section = {
+        .kind = "keep",
+        .keys = keep_keys,
+        .n_keys = AR_NELEM(keep_keys),
+};
+
+static const struct settings_key keep_custom_keys[] = {
+        {"pair", SETTINGS_CUSTOM, SETTINGS_FIELD(struct keep, pair_a), .parse = parse_pair,
+         .format = format_pair, .flags = SETTINGS_RESTART, .meaning = "Cannot be kept."},
+};
+
+static const struct settings_section keep_custom_section = {
+        .kind = "keep",
+        .keys = keep_custom_keys,
+        .n_keys = AR_NELEM(keep_custom_keys),
+};
+
+static void
+keep_parse(struct keep *r, const char *name, const char *list, const char *nets, const char *number,
+           const char *free_to_change)
+{
+	struct settings_ctx *ctx = settings_ctx_new("t.conf", "/etc");
+
+	sec_reset();
+	sec.kind = "keep";
+	sec.name = NULL;
+	add_kv("name", name, 2);
+	add_kv("list", list, 3);
+	add_kv("nets", nets, 4);
+	add_kv("number", number, 5);
+	add_kv("free", free_to_change, 6);
+	memset(r, 0, sizeof(*r));
+	settings_defaults(&keep_section, r);
+	int lines[8] = {0};
+	settings_parse(ctx, &keep_section, &sec, r, lines);
+	assert_int_equal(settings_ctx_errors(ctx), 0);
+	settings_ctx_free(ctx);
+}
+
+static void
+test_keep_restart(void **state)
+{
+	struct keep a, b;
+	const char *failed = "x";
+	struct changes ch = {0};
+
+	keep_parse(&a, "old", "a b", "10.0.0.0/8 192.168.0.0/16", "5", "1");
+	keep_parse(&b, "new", "c", "172.16.0.0/12", "6", "2");
+	assert_int_equal(settings_keep_restart(&keep_section, &b, &a, &failed), 4);
+	assert_null(failed);
+	assert_string_equal(b.name, "old");
+	assert_string_equal(b.list[0], "a");
+	assert_string_equal(b.list[1], "b");
+	assert_null(b.list[2]);
+	assert_int_equal(b.n_nets, 2);
+	assert_memory_equal(b.nets, a.nets, 2 * sizeof(*a.nets));
+	assert_int_equal(b.number, 5);
+	/* What may change did. */
+	assert_int_equal(b.free_to_change, 2);
+	assert_int_equal(settings_diff(&keep_section, "keep", &a, &b, collect, &ch), 1);
+	assert_string_equal(ch.text[0], "keep: free 1 -> 2");
+	free_changes(&ch);
+	/* Copies, not shared: each record frees its own. */
+	assert_ptr_not_equal(b.name, a.name);
+	settings_free(&keep_section, &a);
+	settings_free(&keep_section, &b);
+
+	/* A custom type cannot be copied: named, and left alone. */
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	a.pair_a = 1;
+	b.pair_a = 2;
+	assert_int_equal(settings_keep_restart(&keep_custom_section, &b, &a, &failed), 0);
+	assert_string_equal(failed, "pair");
+	assert_int_equal(b.pair_a, 2);
+}
+
 static char *
 reference(enum settings_ref_format fmt)
 {
@@ -1027,6 +1128,81 @@ test_registry_diff(void **state)
 }
 
 static void
+test_registry_keep_restart(void **state)
+{
+	struct settings_set *a = load_set(GW "[server]\nspool_dir = /var/a\n"
+	                                     "[protection]\nsend_limit_size = 100\n");
+	struct settings_set *b = load_set(GW "max_connections = 9\n[server]\nspool_dir = /var/b\n"
+	                                     "user = other\n[queue]\nresolver = 127.0.0.1:53\n"
+	                                     "[protection]\nsend_limit_size = 200\n");
+	struct changes ch = {0};
+
+	assert_int_equal(settings_registry_diff(a, b, collect, &ch), 5);
+	free_changes(&ch);
+	/* user, auth_user, queue_user, spool_dir, chroot, pid_file, sandbox,
+	 * core_dumps, resolver, send_limit_size, hook, [metrics] address,
+	 * allow and timeout, [shared] redis, password_file, database and
+	 * key_prefix: every restart-only key is copied. */
+	assert_int_equal(settings_registry_keep_restart(a, b), 18);
+	assert_string_equal(b->cfg->spool_dir, "/var/a");
+	assert_string_equal(b->cfg->user, "authrelay");
+	assert_null(b->qc->resolver);
+	assert_int_equal(b->prot.send_limit_size, 100);
+	/* Only what may change is left to change. */
+	assert_int_equal(settings_registry_diff(a, b, collect, &ch), 1);
+	assert_string_equal(ch.text[0], "listener mx: max_connections 2000 -> 9");
+	free_changes(&ch);
+	settings_registry_free(a);
+	settings_registry_free(b);
+}
+
+/* A reload would fatal() on a restart-only key it cannot copy: none of the
+ * registry's is of such a type. */
+static void
+test_registry_restart_keys_copyable(void **state)
+{
+	size_t n, off;
+	const struct settings_section *const *all = settings_registry_sections(&n);
+
+	for (size_t s = 0; s < n; s++) {
+		for (size_t k = 0; k < settings_n_keys(all[s]); k++) {
+			const struct settings_key *key = settings_key_at(all[s], k, &off);
+			if ((key->flags & SETTINGS_RESTART) && key->type == SETTINGS_CUSTOM)
+				fail_msg("[%s] %s: a restart-only key of a custom type",
+				         all[s]->kind, key->name);
+		}
+	}
+}
+
+/* The master hands the text it validated; the file need not be readable
+ * (nor exist) where it is loaded, and relative paths are the file's. */
+static void
+test_registry_load_text(void **state)
+{
+	static const char text[] = GW "[server]\npid_file = run/a.pid\n";
+	char *errors = NULL;
+	struct settings_set *set =
+	        settings_registry_load_text("/nonexistent/etc/a.conf", text, strlen(text), &errors);
+
+	if (set == NULL)
+		fail_msg("%s", errors);
+	assert_string_equal(set->cfg->pid_file, "/nonexistent/etc/run/a.pid");
+	assert_string_equal(set->cfg->path, "/nonexistent/etc/a.conf");
+	settings_registry_free(set);
+
+	static const char bad[] = GW "[server]\nworkers = many\n";
+	set = settings_registry_load_text("/nonexistent/etc/a.conf", bad, strlen(bad), &errors);
+	assert_null(set);
+	assert_non_null(strstr(errors, "/nonexistent/etc/a.conf:9: "));
+	free(errors);
+
+	set = settings_registry_load_text("/nonexistent/etc/a.conf", "", 0, &errors);
+	assert_null(set);
+	assert_non_null(strstr(errors, "nothing to listen on"));
+	free(errors);
+}
+
+static void
 test_registry_reference(void **state)
 {
 	char *out = NULL;
@@ -1076,6 +1252,10 @@ main(void)
 	        cmocka_unit_test(test_reference),
 	        cmocka_unit_test(test_registry_show),
 	        cmocka_unit_test(test_registry_diff),
+	        cmocka_unit_test(test_keep_restart),
+	        cmocka_unit_test(test_registry_keep_restart),
+	        cmocka_unit_test(test_registry_restart_keys_copyable),
+	        cmocka_unit_test(test_registry_load_text),
 	        cmocka_unit_test(test_registry_reference),
 	};
 
