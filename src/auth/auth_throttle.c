@@ -39,6 +39,7 @@ struct auth_throttle {
 	const struct protection_config *pc;
 	const struct keyhash *kh;
 	struct throttle_store store;
+	unsigned track; /* failures kept per key */
 	uint64_t window_ms, lockout_ms;
 	struct ticket_list waiting; /* no room yet, oldest first */
 	struct ticket_list ready;   /* answered during a retry round, to deliver */
@@ -91,13 +92,19 @@ auth_throttle_new(const struct protection_config *pc, const struct keyhash *kh)
 		track = pc->lockout_client_login_failures + 1;
 	t->pc = pc;
 	t->kh = kh;
-	t->store = throttle_store_local_new(
-	        pc->throttle_size, track < THROTTLE_MAX_TRACK ? track : THROTTLE_MAX_TRACK);
+	t->track = track < THROTTLE_MAX_TRACK ? track : THROTTLE_MAX_TRACK;
+	t->store = throttle_store_local_new(pc->throttle_size, t->track);
 	t->window_ms = (uint64_t)pc->throttle_window * 1000;
 	t->lockout_ms = (uint64_t)pc->lockout_time * 1000;
 	TAILQ_INIT(&t->waiting);
 	TAILQ_INIT(&t->ready);
 	return t;
+}
+
+void
+auth_throttle_share(struct auth_throttle *t, struct shared_redis *sr, const char *key_prefix)
+{
+	t->store = throttle_store_redis_new(sr, key_prefix, t->store, t->track);
 }
 
 static void
@@ -576,7 +583,7 @@ auth_throttle_unlock(struct auth_throttle *t, const char *what, uint64_t now_ms)
 	ticket_add_slot(&tk, THROTTLE_CLIENT, tk.norm, 0, false);
 	memcpy(forget[0], tk.op.slots[0].key, KEYHASH_LEN);
 	memcpy(forget[1], tk.op.slots[1].key, KEYHASH_LEN);
-	ended = t->store.ops->unlock(t->store.state, now_ms, unlock_match, &w, forget, 2);
+	ended = t->store.ops->unlock(t->store.state, now_ms, unlock_match, &w, forget, tk.label, 2);
 	log_info("auth: unlock by the admin what=\"%s\" lockouts=%u",
 	         log_escape_str(what, esc, sizeof(esc)), ended);
 	free(tk.norm);
