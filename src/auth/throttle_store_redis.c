@@ -43,6 +43,7 @@
 
 #define TR_NAME_MAX 256
 #define TR_IN_FLIGHT_MS 120000
+#define TR_SEEN_MAX 256
 /* EVAL script n + per slot: key, limit, digest, state, forget, login, client */
 #define TR_ARGS_MAX (8 + THROTTLE_MAX_SLOTS * 7)
 
@@ -135,11 +136,21 @@ static const char unlock_script[] =
         "end\n"
         "return ended\n";
 
+/* A shared lockout this node has seen (it started it, or Redis refused an
+ * attempt with it): for the admin's listing and unlock here. */
+struct tr_seen {
+	char name[TR_NAME_MAX];
+	struct throttle_label label; /* strings owned */
+	uint64_t until_ms;
+};
+
 struct redis_store {
 	struct shared_redis *sr;
 	char *prefix;
 	struct throttle_store local;
 	unsigned track;
+	struct tr_seen seen[TR_SEEN_MAX];
+	size_t n_seen;
 };
 
 /* One call waiting for Redis. */
@@ -201,6 +212,53 @@ tr_name(const struct redis_store *st, const struct throttle_label *l, char scope
 }
 
 static void
+tr_seen_drop(struct tr_seen *e)
+{
+	free((char *)e->label.client);
+	free((char *)e->label.login);
+	free((char *)e->label.alias);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Remember the shared lockout of name; the one ending first makes room. */
+static void
+tr_seen_add(struct redis_store *st, const char *name, const struct throttle_label *l,
+            unsigned failures, uint64_t until_ms)
+{
+	struct tr_seen *e = NULL;
+
+	for (size_t i = 0; i < st->n_seen && e == NULL; i++) {
+		if (strcmp(st->seen[i].name, name) == 0)
+			e = &st->seen[i];
+	}
+	if (e == NULL && st->n_seen < TR_SEEN_MAX)
+		e = &st->seen[st->n_seen++];
+	if (e == NULL) {
+		e = &st->seen[0];
+		for (size_t i = 1; i < st->n_seen; i++) {
+			if (st->seen[i].until_ms < e->until_ms)
+				e = &st->seen[i];
+		}
+	}
+	tr_seen_drop(e);
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	e->label = *l;
+	e->label.client = l->client != NULL ? xstrdup(l->client) : NULL;
+	e->label.login = l->login != NULL ? xstrdup(l->login) : NULL;
+	e->label.alias = l->alias != NULL ? xstrdup(l->alias) : NULL;
+	e->label.failures = failures;
+	e->until_ms = until_ms;
+}
+
+static void
+tr_seen_del(struct redis_store *st, size_t i)
+{
+	tr_seen_drop(&st->seen[i]);
+	st->seen[i] = st->seen[--st->n_seen];
+	memset(&st->seen[st->n_seen], 0, sizeof(st->seen[0]));
+}
+
+static void
 tr_args_len(int argc, const char **argv, size_t *len)
 {
 	for (int i = 0; i < argc; i++)
@@ -226,8 +284,13 @@ tr_on_reserve(const redisReply *r, void *arg)
 		} else if (v == 1 && r->elements == 3 && r->element[1]->integer >= 1 &&
 		           (size_t)r->element[1]->integer <= c->n) {
 			op->verdict = THROTTLE_LOCKED;
+			struct throttle_slot *s;
+			char name[TR_NAME_MAX];
 			op->locked_slot = c->idx[r->element[1]->integer - 1];
-			op->slots[op->locked_slot].locked_until_ms = (uint64_t)r->element[2]->integer;
+			s = &op->slots[op->locked_slot];
+			s->locked_until_ms = (uint64_t)r->element[2]->integer;
+			tr_name(c->st, s->label, tr_scope_char(s->label), name);
+			tr_seen_add(c->st, name, s->label, s->limit, s->locked_until_ms);
 		} else if (v == 2) {
 			op->verdict = THROTTLE_WAIT;
 		} else {
@@ -317,7 +380,13 @@ tr_on_settle(const redisReply *r, void *arg)
 			 * started (counted while Redis was away) still shows. */
 			if ((unsigned)r->element[2 * i]->integer > s->failures)
 				s->failures = (unsigned)r->element[2 * i]->integer;
-			s->lock_started = s->lock_started || r->element[2 * i + 1]->integer == 1;
+			if (r->element[2 * i + 1]->integer == 1) {
+				char name[TR_NAME_MAX];
+				tr_name(c->st, s->label, tr_scope_char(s->label), name);
+				tr_seen_add(c->st, name, s->label, s->failures,
+				            op->now_ms + op->lockout_ms);
+				s->lock_started = true;
+			}
 		}
 	} else if (r != NULL) {
 		log_warn("shared: unexpected answer to the settle script (type %d)", r->type);
@@ -392,12 +461,39 @@ tr_settle(void *state, struct throttle_op *op, throttle_store_cb *cb, void *arg)
 	shared_redis_command(st->sr, argc, argv, len, tr_on_settle, c);
 }
 
+struct tr_listing {
+	struct redis_store *st;
+	uint64_t now_ms;
+	throttle_store_lockout_cb *cb;
+	void *arg;
+	bool shown[TR_SEEN_MAX]; /* listed by the local store already */
+};
+
+static void
+tr_lockouts_local(void *arg, const struct throttle_label *l, uint64_t until_ms)
+{
+	struct tr_listing *w = arg;
+	char name[TR_NAME_MAX];
+
+	tr_name(w->st, l, tr_scope_char(l), name);
+	for (size_t i = 0; i < w->st->n_seen; i++) {
+		if (strcmp(w->st->seen[i].name, name) == 0)
+			w->shown[i] = true;
+	}
+	w->cb(w->arg, l, until_ms);
+}
+
 static void
 tr_lockouts(void *state, uint64_t now_ms, throttle_store_lockout_cb *cb, void *arg)
 {
 	struct redis_store *st = state;
+	struct tr_listing w = {.st = st, .now_ms = now_ms, .cb = cb, .arg = arg};
 
-	st->local.ops->lockouts(st->local.state, now_ms, cb, arg);
+	st->local.ops->lockouts(st->local.state, now_ms, tr_lockouts_local, &w);
+	for (size_t i = 0; i < st->n_seen; i++) {
+		if (st->seen[i].until_ms > now_ms && !w.shown[i])
+			cb(arg, &st->seen[i].label, st->seen[i].until_ms);
+	}
 }
 
 static void
@@ -427,6 +523,17 @@ tr_unlock(void *state, uint64_t now_ms, throttle_store_match_cb *match, void *ar
 	unsigned ended = st->local.ops->unlock(st->local.state, now_ms, match, arg, forget,
 	                                       forget_labels, n_forget);
 
+	/* The shared lockouts seen here end too (in Redis by the script). */
+	for (size_t i = 0; i < st->n_seen;) {
+		if (st->seen[i].until_ms > now_ms && match(arg, &st->seen[i].label)) {
+			ended++;
+			tr_seen_del(st, i);
+		} else if (st->seen[i].until_ms <= now_ms) {
+			tr_seen_del(st, i);
+		} else {
+			i++;
+		}
+	}
 	for (size_t i = 0; i < n_forget && n < THROTTLE_MAX_SLOTS; i++) {
 		if (forget_labels == NULL)
 			break;
@@ -462,6 +569,8 @@ tr_free(void *state)
 	if (st == NULL)
 		return;
 	st->local.ops->free(st->local.state);
+	for (size_t i = 0; i < st->n_seen; i++)
+		tr_seen_drop(&st->seen[i]);
 	free(st->prefix);
 	free(st);
 }
