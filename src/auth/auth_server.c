@@ -1434,6 +1434,8 @@ auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admi
 	srv.kh = keyhash_new();
 	srv.cache = auth_cache_new(&srv.prot, srv.kh);
 	srv.throttle = auth_throttle_new(&srv.prot, srv.kh);
+	if (srv.redis != NULL && srv.shared_cfg.lockouts)
+		auth_throttle_share(srv.throttle, srv.redis, srv.shared_cfg.key_prefix);
 	srv.alert = auth_alert_new(cfg, &srv.prot, srv.kh, auth_alert_link_send, srv.alert_link);
 	srv.admin = auth_admin_new(srv.base, admin_fd, srv.throttle, auth_admin_sources, &srv);
 	srv.tick = event_new(srv.base, -1, EV_PERSIST, auth_on_tick, &srv);

@@ -111,6 +111,12 @@ auth_throttle_new(const struct protection_config *pc, const struct keyhash *kh)
 	return t;
 }
 
+void
+auth_throttle_share(struct auth_throttle *t, struct shared_redis *sr, const char *key_prefix)
+{
+	t->store = throttle_store_redis_new(sr, key_prefix, t->store, t->cap);
+}
+
 static void
 ticket_unlist(struct auth_throttle_ticket *tk)
 {
@@ -606,7 +612,7 @@ auth_throttle_unlock(struct auth_throttle *t, const char *what, uint64_t now_ms)
 	ticket_add_slot(&tk, THROTTLE_CLIENT, tk.norm, 0, false);
 	memcpy(forget[0], tk.op.slots[0].key, KEYHASH_LEN);
 	memcpy(forget[1], tk.op.slots[1].key, KEYHASH_LEN);
-	ended = t->store.ops->unlock(t->store.state, now_ms, unlock_match, &w, forget, 2);
+	ended = t->store.ops->unlock(t->store.state, now_ms, unlock_match, &w, forget, tk.label, 2);
 	log_info("auth: unlock by the admin what=\"%s\" lockouts=%u",
 	         log_escape_str(what, esc, sizeof(esc)), ended);
 	free(tk.norm);

@@ -81,6 +81,11 @@ typedef void auth_throttle_admit_cb(void *arg, enum auth_throttle_admission,
  * in this process (throttle_store_local_new()). */
 struct auth_throttle *auth_throttle_new(const struct protection_config *pc,
                                         const struct keyhash *kh);
+/* Share the counters and lockouts with the other gateways through sr
+ * (throttle_store_redis.c), this process's counts answering while Redis is
+ * down or slow. Call before the first ticket; sr must outlive the throttle. */
+struct shared_redis;
+void auth_throttle_share(struct auth_throttle *, struct shared_redis *sr, const char *key_prefix);
 /* Waiting tickets are dropped without their callbacks. */
 void auth_throttle_free(struct auth_throttle *);
 /* A reload: go on with pc (borrowed, as by new), keeping every counter and

@@ -44,6 +44,9 @@ static const struct settings_key shared_keys[] = {
                     "counts locally until Redis answers again."},
         {"send_limits", SETTINGS_BOOL, SC(send_limits), .def = "yes",
          .meaning = "Share [protection] messages_per_hour and recipients_per_hour counts."},
+        {"lockouts", SETTINGS_BOOL, SC(lockouts), .def = "yes",
+         .meaning = "Share the brute-force failure counts and lockouts ([protection] "
+                    "lockout_*), so guesses spread over the gateways meet one budget."},
 };
 
 static const struct settings_section shared_section = {

@@ -22,6 +22,7 @@ struct shared_config {
 	char *key_prefix;    /* before every key, "authrelay:" */
 	unsigned timeout_ms; /* connect and each command; then local counting */
 	bool send_limits;    /* share messages_per_hour / recipients_per_hour */
+	bool lockouts;       /* share the brute-force counters and lockouts */
 };
 
 /* [shared] with its check, for config_set_modules(). */

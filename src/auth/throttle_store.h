@@ -120,9 +120,12 @@ struct throttle_store_ops {
 	/* Every lockout in force at now_ms, with its label. */
 	void (*lockouts)(void *state, uint64_t now_ms, throttle_store_lockout_cb *cb, void *arg);
 	/* End every lockout in force whose label match() accepts, and forget
-	 * the n_forget keys (their counts); returns the lockouts ended. */
+	 * the n_forget keys (their counts), named by their digests and their
+	 * labels (a shared store names keys by label: the digests are this
+	 * process's); returns the lockouts ended here. */
 	unsigned (*unlock)(void *state, uint64_t now_ms, throttle_store_match_cb *match, void *arg,
-	                   const uint8_t (*forget)[KEYHASH_LEN], size_t n_forget);
+	                   const uint8_t (*forget)[KEYHASH_LEN],
+	                   const struct throttle_label *forget_labels, size_t n_forget);
 	/* A reload: at most max_keys keys (least recently used go first) and
 	 * track distinct failures per key, keeping every lockout, label and
 	 * attempt in flight and the newest failures. */
@@ -140,5 +143,13 @@ struct throttle_store {
 /* The auth process's own memory: at most max_keys keys, the least recently
  * touched evicted first; each keeps at most track failures. */
 struct throttle_store throttle_store_local_new(size_t max_keys, unsigned track);
+
+struct shared_redis;
+/* Shared by the gateways through Redis (throttle_store_redis.c): the keys
+ * under key_prefix, each keeping at most track failures; local (which the
+ * new store owns) answers while Redis is down or slow, and counts every
+ * settled attempt meanwhile. */
+struct throttle_store throttle_store_redis_new(struct shared_redis *sr, const char *key_prefix,
+                                               struct throttle_store local, unsigned track);
 
 #endif

@@ -319,11 +319,13 @@ unlock_each(void *arg, const uint8_t key[LRU_KEY_LEN], void *value)
 
 static unsigned
 local_unlock(void *state, uint64_t now_ms, throttle_store_match_cb *match, void *arg,
-             const uint8_t (*forget)[KEYHASH_LEN], size_t n_forget)
+             const uint8_t (*forget)[KEYHASH_LEN], const struct throttle_label *forget_labels,
+             size_t n_forget)
 {
 	struct local_store *st = state;
 	struct local_walk w = {.now_ms = now_ms, .match = match, .arg = arg};
 
+	(void)forget_labels; /* the digests name this process's keys */
 	lru_each(st->table, unlock_each, &w);
 	for (size_t i = 0; i < n_forget; i++)
 		lru_del(st->table, forget[i]);

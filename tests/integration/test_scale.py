@@ -6,7 +6,9 @@ LOCAL) must keep both nodes up; a direct client that is not a trusted proxy
 is refused, and so is the trusted proxy's address without a header.
 
 Both nodes share a real redis-server ([shared]): messages_per_hour counts
-across them; Redis killed, or stopped so that it answers nothing, never
+across them; wrong passwords spread over both nodes meet one
+lockout_login_failures budget, and `authrelay unlock` on one node frees the
+login on both; Redis killed, or stopped so that it answers nothing, never
 stalls a session (local counts meanwhile, the outage logged once, shown by
 `authrelay status`); Redis back, the messages counted meanwhile reach it."""
 
@@ -39,7 +41,10 @@ def cluster(module_gateway, base_dir):
             "listener lb": dict(LB_LISTENER),
             "metrics": {"address": f"{HOST}:{free_port()}"},
             "shared": {"redis": redis.address, "key_prefix": PREFIX, "timeout": 300},
-            "protection": {"messages_per_hour": 3},
+            # Each guess from its own source, so only the login's
+            # budget (4) is spent; no growing delay to wait through.
+            "protection": {"messages_per_hour": 3, "lockout_login_failures": 4,
+                           "delay_after": 100},
         }) for _ in range(2)]
         lb = HAProxy(make_dir(base_dir, "haproxy-"),
                      [(n.host("lb"), n.port("lb")) for n in nodes]).start()
@@ -171,6 +176,60 @@ def test_send_limit_counts_across_nodes(cluster, users):
     assert any(re.search(r"messages_per_hour", n.log_text()[m:]) for n, m in zip(nodes, marks))
 
 
+AUTH_LINE = (r"auth\[\d+\] info: s=\S+ auth mech=PLAIN user=\"{user}\" client={client} "
+             r"listener=lb result=(\w+) reason=(\w+)")
+
+
+def lock_keys(redis):
+    """The logins' lockouts in Redis (PREFIX bf:l:HEX:l)."""
+    return [k for k in redis.cli("KEYS", f"{PREFIX}bf:l:*:l") if k]
+
+
+def auth_through_lb(lb, user, password, source):
+    """One AUTH PLAIN in a fresh session through HAProxy; the reply code."""
+    c = through_lb(lb, source)
+    c.ehlo()
+    code = c.auth_plain(user, password).code
+    c.close()
+    return code
+
+
+def test_lockout_counts_across_nodes(cluster, users):
+    """lockout_login_failures = 4: four wrong passwords for dave, spread by
+    round robin over both nodes (each from its own source: neither the
+    client's nor the pair's budget is touched), lock dave out on both nodes
+    at the fourth, not the eighth; `authrelay unlock` on one node frees him
+    on both."""
+    lb, nodes, redis = cluster
+    dave = users["dave"]
+    marks = [n.log_mark() for n in nodes]
+    codes = [auth_through_lb(lb, dave.name, f"guess-{i}", f"127.0.0.{50 + i}")
+             for i in range(4)]
+    assert codes == [535] * 4
+    for n, mark in zip(nodes, marks):
+        # Round robin: both nodes checked some of the guesses.
+        assert re.search(AUTH_LINE.format(user="dave", client=r"127\.0\.0\.5\d") +
+                         " source=file", n.log_text()[mark:]), "a node got no guess"
+    # Locked on both nodes, the right password too (never cached).
+    marks = [n.log_mark() for n in nodes]
+    codes = [auth_through_lb(lb, dave.name, dave.password, f"127.0.0.{60 + i}")
+             for i in range(2)]
+    assert codes == [454, 454]
+    for n, mark in zip(nodes, marks):
+        m = n.wait_for_log(AUTH_LINE.format(user="dave", client=r"127\.0\.0\.6\d"),
+                           since=mark)
+        assert m.group(1, 2) == ("tempfail", "locked"), m.group(0)
+    # One login's lockout in Redis, under the documented layout.
+    assert len(lock_keys(redis)) == 1
+    # Unlock on the first node: both serve dave again.
+    r = subprocess.run([nodes[0].binary, "unlock", "-c", str(nodes[0].cfg_path), dave.name],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: [auth_through_lb(lb, dave.name, dave.password, f"127.0.0.{70 + i}")
+                        for i in range(2)] == [235, 235], 10, "dave unlocked on both nodes")
+    assert lock_keys(redis) == []
+
+
 def test_redis_killed_then_back(cluster, users):
     """Redis dies: sessions are served at once on local counts, each node
     says so once; Redis back: both nodes say so, and what was sent meanwhile
@@ -188,6 +247,11 @@ def test_redis_killed_then_back(cluster, users):
         r, mail_s = send_through_lb(lb, bob)
         r.check(250)
         assert mail_s < 1.5, f"MAIL took {mail_s:.2f}s with Redis down"
+    # The brute-force check too: answered at once on the node's own counts.
+    for i in range(2):
+        start = time.monotonic()
+        assert auth_through_lb(lb, "erin", f"down-{i}", f"127.0.0.{80 + i}") == 535
+        assert time.monotonic() - start < 1.5, "AUTH stalled with Redis down"
     for n, mark in zip(nodes, marks):
         assert len(re.findall(r"shared: redis=\S+ unreachable", n.log_text()[mark:])) == 1
     # messages_per_hour = 3 still holds per node on local counts (two each).
