@@ -17,7 +17,7 @@ bench's clients resume, as real ones do); --rsa: an RSA-2048 certificate
 instead of ECDSA P-256.
 
 Run two builds in turn, several times (A B A B ...), and compare the medians:
-the machine's speed drifts. bench/RESULTS.md has the figures of issue 11.
+the machine's speed drifts. bench/RESULTS.md has the figures of the key process.
 """
 
 import argparse

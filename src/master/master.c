@@ -315,7 +315,7 @@ child_setup_signals(void)
 
 /* After privdrop_apply(): changing uid or gid clears PR_SET_PDEATHSIG
  * (prctl(2)), so set it again, and leave now if the master died meanwhile.
- * Without this a child outlives a master killed with SIGKILL (issue 5). */
+ * Without this a child outlives a master killed with SIGKILL. */
 static void
 child_after_drop(const struct master *m)
 {

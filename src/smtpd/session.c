@@ -915,7 +915,7 @@ session_qualify(struct session *s, struct smtp_path *p)
 	return true;
 }
 
-/* ---- issue 6: sender policy and per-user sending limits */
+/* ---- sender policy and per-user sending limits */
 
 /* Over messages_per_hour or recipients_per_hour: log, tell the auth process
  * (which raises the send_limit alert), answer 450 4.7.1. */

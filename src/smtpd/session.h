@@ -44,7 +44,7 @@ struct session_env {
 	struct keyproc_client *keyproc; /* signs for tls (keyproc_client.h) */
 	struct auth_client *auth;
 	struct threadpool *pool;           /* fsync of committed messages */
-	struct spool_committer *committer; /* issue 5: single or group commit */
+	struct spool_committer *committer; /* single or group commit */
 	struct conn_limit *limits;
 	/* The conn_limit row of each listener (cfg->listeners[i]): a
 	 * listener keeps its row across reloads, while its index may change. */

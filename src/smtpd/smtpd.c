@@ -103,7 +103,7 @@ smtpd_admit(struct smtpd_listener *sl, int fd, const struct sockaddr *sa, sockle
 	char addr[64];
 
 	metrics_inc(M_CONNECTIONS_ACCEPTED, metric_listener(l->name));
-	/* issue 5: the queue is over max_queue_size; the queue process raised
+	/* The queue is over max_queue_size; the queue process raised
 	 * the alert, we only defer (RFC 5321 4.3.2: 421 at the greeting). */
 	if (spool_gauge_full(d->params->queue_gauge)) {
 		net_addr_str(sa, addr, sizeof(addr));

@@ -38,8 +38,8 @@ struct smtpd_params {
 	struct keyproc_client *keyproc;        /* tls's signer; NULL without tls */
 	const char *spool_dir;                 /* as seen by this process (after chroot) */
 	const char *auth_socket;               /* as seen by this process (after chroot) */
-	const struct spool_gauge *queue_gauge; /* issue 5: queue full -> 421 4.3.2 */
-	struct send_limit *send_limits;        /* issue 6: messages/recipients per hour */
+	const struct spool_gauge *queue_gauge; /* queue full -> 421 4.3.2 */
+	struct send_limit *send_limits;        /* messages/recipients per hour */
 	bool group_commit;                     /* [queue] group_commit */
 	enum spool_fs_sync spool_sync;         /* how a commit round ends (spool_fs.h) */
 	struct smtpd_protection protection;    /* from [protection] */

@@ -796,11 +796,11 @@ class Gateway:
             "listener sub": {"role": "submission", "tls": "required"},
             "listener subs": {"role": "submission", "tls": "implicit"},
             "listener out": {"role": "outbound", "tls": "none"},
-            # issue 5: the queue process delivers what was accepted. Tests that
+            # The queue process delivers what was accepted. Tests that
             # do not test delivery get a resolver that answers nothing (a
             # closed port), so their messages stay deferred in incoming/.
             "queue": {"resolver": f"{HOST}:{free_port()}"},
-            # issue 6: the brute-force throttle delays and locks out after
+            # The brute-force throttle delays and locks out after
             # repeated failures, which many tests make on purpose against
             # one shared gateway; test_protection.py turns it on. (The auth
             # cache stays on: it answers as the source did.)

@@ -48,7 +48,7 @@ MODULE_DIR = Path("/usr/lib/ldap")
 ROOT_PW = "root-" + secrets.token_hex(8)
 SERVICE_PW = "svc-" + secrets.token_hex(8)
 
-# Every stored format the fetch method must read (issue 3), by a short name.
+# Every stored format the fetch method must read, by a short name.
 HASH_SCHEMES = [
     "plain", "cleartext", "sha", "ssha", "sha256", "ssha256", "sha512", "ssha512",
     "md5", "smd5", "crypt-md5", "crypt-sha256", "crypt-sha512", "crypt-bcrypt",

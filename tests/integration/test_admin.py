@@ -1,4 +1,4 @@
-"""Issue 13, "Admin commands": the root-only control socket of the running
+"""Admin commands: the root-only control socket of the running
 daemon (status, lockouts, unlock, reload, stop, each with --json where it
 lists something, parsed here), refused to a client that is not root, and the
 queue commands on many messages at once (ALL, by sender, recipient or

@@ -1,4 +1,4 @@
-"""Crash tests of the delivery journal (issue 17): authenticated submissions
+"""Crash tests of the delivery journal: authenticated submissions
 relayed through a smarthost to an SMTP sink that records every message it
 takes (aiosmtpd, sink_fixture.GatedSink), the whole process group killed with
 SIGKILL at one point of the delivery, a restart on the same spool, and a

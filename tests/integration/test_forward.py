@@ -1,5 +1,5 @@
 """
-test_forward.py - the smtp-forward auth source ([smtp-forward], issue 4)
+test_forward.py - the smtp-forward auth source ([smtp-forward])
 against real upstream servers the fixture starts on loopback ports:
 Postfix with Dovecot SASL (plain, AUTH only after STARTTLS, implicit TLS,
 LOGIN only, a 421 greeting) and Dovecot's own submission server. The one

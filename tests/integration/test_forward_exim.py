@@ -1,7 +1,7 @@
 """
 test_forward_exim.py - the smtp-forward auth source against a second real
 MTA: Exim with plaintext authenticators (PLAIN and LOGIN), next to the
-Postfix + Dovecot upstreams of test_forward.py (issue 4).
+Postfix + Dovecot upstreams of test_forward.py.
 
 Debian lets only one mail-transport-agent be installed, and Postfix is the
 one the other tests and the benchmark need. So Exim's binary is taken from

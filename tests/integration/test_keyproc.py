@@ -1,4 +1,4 @@
-"""The TLS private key lives in the key process only (issue 11 point 11).
+"""The TLS private key lives in the key process only.
 
 The SMTP workers hold the certificate chain and the public key; every
 signature their handshakes need comes from the key process, a child of the

@@ -1,4 +1,4 @@
-"""A compromised process gains nothing (issue 11, points 7 and 10).
+"""A compromised process gains nothing.
 
 The test plays a compromised SMTP worker: a child of the test that drops to
 the workers' uid (as a worker does) and plants what it can in the spool:

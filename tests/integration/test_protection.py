@@ -1,4 +1,4 @@
-"""Issue 6, driven by real clients through the daemon: the auth cache (hits,
+"""Protection, driven by real clients through the daemon: the auth cache (hits,
 expiry, SIGHUP; against slapd: binds counted in slapd's own log, a password
 change taking effect after the positive TTL, stale answers while slapd is
 stopped), the brute-force throttle (distinct wrong passwords, lockout per

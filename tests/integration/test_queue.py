@@ -1,4 +1,4 @@
-"""The queue process (issue 5): delivery to a smarthost, per-domain routes, MX
+"""The queue process: delivery to a smarthost, per-domain routes, MX
 hosts found through a real DNS server (dnsmasq) with fallback and null MX,
 retries with back-off, bounces (RFC 3464 DSN), partial acceptance, splitting
 by max_recipients_per_transaction, Maildir delivery, the queue commands, the
