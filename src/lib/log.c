@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <syslog.h>
 #include <time.h>
@@ -204,6 +205,54 @@ fatal(const char *fmt, ...)
 	exit(1);
 }
 
+/* The length of the well-formed UTF-8 sequence at p (2 to 4 bytes, at most
+ * len), or 0 if there is none (RFC 3629 4: no overlong forms, no surrogates,
+ * nothing above U+10FFFF). *cp_r is its code point. */
+static size_t
+log_utf8_len(const unsigned char *p, size_t len, uint32_t *cp_r)
+{
+	size_t n;
+	uint32_t cp, min;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		cp = p[0] & 0x1fu;
+		min = 0x80;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		cp = p[0] & 0x0fu;
+		min = 0x800;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		cp = p[0] & 0x07u;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n > len)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	*cp_r = cp;
+	return n;
+}
+
+/* Characters kept out of a log line even when well-formed: C1 controls, the
+ * Unicode line and paragraph separators (a line break to some readers), and
+ * the bidirectional controls that make a terminal show text in another order
+ * than it is written (CVE-2021-42574). */
+static bool
+log_unicode_hidden(uint32_t cp)
+{
+	return cp <= 0x9f || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
+	       (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;
+}
+
 char *
 log_escape(const void *in, size_t len, char *out, size_t outsz)
 {
@@ -213,34 +262,45 @@ log_escape(const void *in, size_t len, char *out, size_t outsz)
 
 	if (outsz == 0)
 		return out;
-	for (size_t i = 0; i < len; i++) {
-		char tmp[4];
-		size_t n;
+	for (size_t i = 0; i < len;) {
+		char tmp[16];
+		size_t n = 0, used = 1;
 		unsigned char c = p[i];
+		uint32_t cp;
 		if (c == '"' || c == '\\') {
-			tmp[0] = '\\';
-			tmp[1] = (char)c;
-			n = 2;
-		} else if (c >= 0x20 && c < 0x7f) {
-			tmp[0] = (char)c;
-			n = 1;
+			tmp[n++] = '\\';
+			tmp[n++] = (char)c;
+		} else if (c >= 0x20 && c < 0x7f && c != '=') {
+			tmp[n++] = (char)c;
+		} else if (c >= 0x80 && (used = log_utf8_len(p + i, len - i, &cp)) > 0 &&
+		           !log_unicode_hidden(cp)) {
+			memcpy(tmp, p + i, used);
+			n = used;
 		} else {
-			tmp[0] = '\\';
-			tmp[1] = 'x';
-			tmp[2] = hex[c >> 4];
-			tmp[3] = hex[c & 15];
-			n = 4;
+			/* Controls, DEL, '=' (so that no value can hold a
+			 * "key=" a log reader would take for a field), and
+			 * bytes that are not UTF-8, one by one. */
+			used = c >= 0x80 && used > 0 ? used : 1;
+			for (size_t k = 0; k < used; k++) {
+				tmp[n++] = '\\';
+				tmp[n++] = 'x';
+				tmp[n++] = hex[p[i + k] >> 4];
+				tmp[n++] = hex[p[i + k] & 15];
+			}
 		}
-		/* Keep room for "..." and the NUL. */
+		/* Keep room for "..." and the NUL; never cut a sequence. */
 		if (o + n + 4 > outsz) {
 			if (outsz >= 4) {
-				memcpy(out + (o < outsz - 4 ? o : outsz - 4), "...", 3);
-				o = (o < outsz - 4 ? o : outsz - 4) + 3;
+				if (o > outsz - 4)
+					o = outsz - 4;
+				memcpy(out + o, "...", 3);
+				o += 3;
 			}
 			break;
 		}
 		memcpy(out + o, tmp, n);
 		o += n;
+		i += used;
 	}
 	out[o < outsz ? o : outsz - 1] = '\0';
 	return out;

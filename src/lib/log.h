@@ -1,9 +1,13 @@
 /*
  * log.h - one line per event, key=value fields, to stderr or syslog.
  *
- * Callers put the session id first ("s=4f2a1c auth mech=PLAIN ...") and pass
- * every client-supplied string through log_escape(). Nothing here ever sees a
- * password: callers must not pass one.
+ * A line is "s=ID event", then the fields the gateway knows (client address,
+ * listener, result, reason...), then the fields a client controls, each
+ * through log_escape() and quoted: "s=4f2a1c auth client=192.0.2.7
+ * listener=submission result=fail reason=bad_password ... user=\"alice\"".
+ * Tools that read the log (fail2ban) rely on that order: a field they match
+ * is never preceded by client text. Nothing here ever sees a password:
+ * callers must not pass one.
  */
 #ifndef AUTHRELAY_LOG_H
 #define AUTHRELAY_LOG_H
@@ -40,10 +44,20 @@ void log_debug(const char *fmt, ...) AR_PRINTF(1, 2);
 /* Log at error level and exit(1): for broken invariants and start-up failures. */
 void fatal(const char *fmt, ...) AR_PRINTF(1, 2) AR_NORETURN;
 
-/* Escape len bytes of untrusted input for a log field: printable ASCII is kept,
- * '"' and '\\' are backslashed, anything else becomes \xNN. The result is
- * truncated (with "...") to fit outsz, always NUL-terminated. Returns out. */
+/* The one escaper for every value a client or a remote server controls (a
+ * login, an address, a HELO name, a reply text), written between double
+ * quotes at the end of a line: user="...". Kept as they are: printable ASCII
+ * but '=', and well-formed UTF-8 other than C1 controls, line separators and
+ * bidirectional controls. '"' and '\\' are backslashed; '=', controls, DEL,
+ * those characters and bytes that are not UTF-8 become \xNN, so that no value
+ * can close its quotes, start a line or hold a "key=" that a reader would take
+ * for one of the gateway's own fields. The result is cut (never inside an
+ * escape or a character, marked "...") to fit outsz, which is the length cap,
+ * and always NUL-terminated. Returns out. */
 char *log_escape(const void *in, size_t len, char *out, size_t outsz);
+/* The usual buffer for one escaped value, so its cap: a login or an address
+ * of up to 127 bytes of anything (4 bytes per escaped byte) fits whole. */
+#define LOG_VALUE_MAX 512
 /* Same for a NUL-terminated string. */
 char *log_escape_str(const char *in, char *out, size_t outsz);
 

@@ -376,7 +376,7 @@ test_log_line(void **state)
 	assert_non_null(strstr(log, "s=s00 auth mech=PLAIN user=\"alice@example.org\" "
 	                            "client=192.0.2.1 listener=submission result=ok reason=ok "
 	                            "source=file ms="));
-	assert_non_null(strstr(log, "s=s01 auth mech=PLAIN user=\"evil\\\"\\x0a x=1\" "
+	assert_non_null(strstr(log, "s=s01 auth mech=PLAIN user=\"evil\\\"\\x0a x\\x3d1\" "
 	                            "client=192.0.2.1 listener=submission result=fail "
 	                            "reason=unknown_user source=file ms="));
 	assert_null(strstr(log, PW));
