@@ -246,7 +246,8 @@ alert_mail_budget(struct auth_alert *a, uint64_t now_ms)
 	return true;
 }
 
-/* Raise an alert: fields is the log line's "key=value ..." part, title the
+/* Raise an alert: fields is the log line's "key=value ..." part (the fields
+ * a client controls at its end), title the
  * mail's subject (after "[authrelay] "), body the mail's text. */
 static void
 alert_fire(struct auth_alert *a, const char *kind, const char *subject, const char *fields,
@@ -260,7 +261,7 @@ alert_fire(struct auth_alert *a, const char *kind, const char *subject, const ch
 	struct tm tm;
 
 	if (!alert_cooldown_pass(a, subject, now_ms)) {
-		log_debug("alert kind=%s %s suppressed=cooldown", kind, fields);
+		log_debug("alert kind=%s suppressed=cooldown %s", kind, fields);
 		return;
 	}
 	a->seq++;
@@ -317,8 +318,9 @@ alert_fire(struct auth_alert *a, const char *kind, const char *subject, const ch
 		hooked = a->send(alert_proto_hook(&(struct alert_hook_msg){kind, h.p, h.len}),
 		                 a->arg);
 	}
-	log_info("alert kind=%s %s mailed=%s hook=%s", kind, fields, mailed ? "yes" : "no",
-	         hooked ? "yes" : "no");
+	/* fields last: they may end with a client's login. */
+	log_info("alert kind=%s mailed=%s hook=%s %s", kind, mailed ? "yes" : "no",
+	         hooked ? "yes" : "no", fields);
 	free(m.p);
 	free(h.p);
 	free(to.p);
@@ -409,8 +411,8 @@ failures_alert(struct auth_alert *a, const char *scope, const struct alert_thres
 	log_escape_str(key, esc, sizeof(esc));
 	snprintf(subject, sizeof(subject), "login_failures %s %s", scope, key);
 	if (login != NULL)
-		snprintf(fields, sizeof(fields), "scope=login user=\"%s\" failures=%u window=%u",
-		         esc, count, t->window);
+		snprintf(fields, sizeof(fields), "scope=login failures=%u window=%u user=\"%s\"",
+		         count, t->window, esc);
 	else if (client != NULL)
 		snprintf(fields, sizeof(fields), "scope=client client=%s failures=%u window=%u",
 		         esc, count, t->window);
@@ -529,8 +531,8 @@ auth_alert_success(struct auth_alert *a, const char *login, const char *client, 
 
 		log_escape_str(login, esc, sizeof(esc));
 		snprintf(subject, sizeof(subject), "multi_ip %s", login);
-		snprintf(fields, sizeof(fields), "user=\"%s\" clients=%u window=%u", esc, m->n,
-		         ac->multi_ip_window);
+		snprintf(fields, sizeof(fields), "clients=%u window=%u user=\"%s\"", m->n,
+		         ac->multi_ip_window, esc);
 		snprintf(title, sizeof(title), "login %s used from %u client addresses in %u s",
 		         esc, m->n, ac->multi_ip_window);
 		sbuf_printf(&body,
@@ -562,8 +564,8 @@ auth_alert_send_limit(struct auth_alert *a, const char *user, const char *client
 	log_escape_str(client[0] != '\0' ? client : "-", cesc, sizeof(cesc));
 	log_escape_str(limit, lesc, sizeof(lesc));
 	snprintf(subject, sizeof(subject), "send_limit %s", user);
-	snprintf(fields, sizeof(fields), "user=\"%s\" client=%s limit=%s count=%u max=%u", esc,
-	         cesc, lesc, count, max);
+	snprintf(fields, sizeof(fields), "client=%s limit=%s count=%u max=%u user=\"%s\"", cesc,
+	         lesc, count, max, esc);
 	snprintf(title, sizeof(title), "sending limit hit by %s (%s %u)", esc, lesc, max);
 	snprintf(body, sizeof(body),
 	         "The authenticated user %s reached %s = %u (count %u) and gets 450 4.7.1\n"
@@ -587,7 +589,7 @@ auth_alert_directory_lockout(struct auth_alert *a, const char *login, const char
 	log_escape_str(login, esc, sizeof(esc));
 	log_escape_str(client[0] != '\0' ? client : "-", cesc, sizeof(cesc));
 	snprintf(subject, sizeof(subject), "directory_lockout %s", login);
-	snprintf(fields, sizeof(fields), "user=\"%s\" client=%s source=%s", esc, cesc, source);
+	snprintf(fields, sizeof(fields), "client=%s source=%s user=\"%s\"", cesc, source, esc);
 	snprintf(title, sizeof(title), "%s locked out by the directory", esc);
 	snprintf(body, sizeof(body),
 	         "The directory behind the %s source refused the login %s because the account\n"

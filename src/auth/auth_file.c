@@ -604,11 +604,11 @@ file_check_done(void *arg)
 		char user[AUTH_MAX_LOGIN * 4 + 8], sess[64];
 		/* One line per check that ran (a dummy one for an unknown
 		 * user): what the brute-force throttle's limits are about. */
-		log_debug("s=%s file user=\"%s\" check=%s result=%s",
+		log_debug("s=%s file check=%s result=%s user=\"%s\"",
 		          req->session[0] != '\0' ? log_escape_str(req->session, sess, sizeof(sess))
 		                                  : "-",
-		          log_escape_str(req->login, user, sizeof(user)),
-		          c->cram ? "cram_md5" : "hash", auth_reason_name(c->reason));
+		          c->cram ? "cram_md5" : "hash", auth_reason_name(c->reason),
+		          log_escape_str(req->login, user, sizeof(user)));
 		if (c->result == AUTH_OK && c->addresses != NULL)
 			auth_job_set_addresses(c->job, c->addresses);
 		auth_job_done(c->job, c->result, identity, c->reason);

@@ -470,7 +470,8 @@ req_on_identified(void *arg, enum auth_reason refused)
 static void
 req_decide(struct ldap_req *req)
 {
-	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64], found[512], amb[512], down[512];
+	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64], found[512], amb[512], down[512],
+	        error[LOG_VALUE_MAX];
 	size_t n_found = 0, n_amb = 0, n_down = 0;
 	struct req_dir *one = NULL;
 
@@ -490,13 +491,14 @@ req_decide(struct ldap_req *req)
 	dir_list(req, DS_UNAVAILABLE, down, sizeof(down));
 	esc(req->login, user, sizeof(user));
 	esc(req->session, sess, sizeof(sess));
+	esc(first_error(req), error, sizeof(error));
 
 	if (n_amb > 0 || n_found > 1) {
 		/* Uniqueness rule: more unavailable directories could only add
 		 * matches, so this is final. */
-		log_warn("s=%s ldap user=\"%s\" ambiguous: matched in directories=%s%s%s%s", sess,
-		         user, found, n_found > 0 && n_amb > 0 ? "," : "", amb,
-		         n_amb > 0 ? " (several entries in one directory)" : "");
+		log_warn("s=%s ldap ambiguous: matched in directories=%s%s%s%s user=\"%s\"", sess,
+		         found, n_found > 0 && n_amb > 0 ? "," : "", amb,
+		         n_amb > 0 ? " (several entries in one directory)" : "", user);
 		trace(req->src, "decision: ambiguous: the login matches in %s%s%s; refused", found,
 		      n_found > 0 && n_amb > 0 ? "," : "", amb);
 		req_fail_note(req, "lookup: the login matches more than one entry (%s%s%s)", found,
@@ -506,9 +508,9 @@ req_decide(struct ldap_req *req)
 	}
 	if (n_found == 0 && n_down > 0) {
 		/* The user may exist there: neither 535 nor the next source. */
-		log_warn("s=%s ldap user=\"%s\" no match elsewhere, but directories=%s "
-		         "unavailable (%s): tempfail",
-		         sess, user, down, first_error(req));
+		log_warn("s=%s ldap no match elsewhere, but directories=%s unavailable: tempfail "
+		         "error=\"%s\" user=\"%s\"",
+		         sess, down, error, user);
 		trace(req->src,
 		      "decision: not found, but directory %s is unavailable and the user "
 		      "may exist there: temporary failure (454)",
@@ -519,7 +521,7 @@ req_decide(struct ldap_req *req)
 		return;
 	}
 	if (n_found == 0) {
-		log_debug("s=%s ldap user=\"%s\" not found in any directory", sess, user);
+		log_debug("s=%s ldap not found in any directory user=\"%s\"", sess, user);
 		trace(req->src, "decision: not found in any directory");
 		req_fail_note(req, "lookup: no entry matches the login in any directory (check "
 		                   "filter and base; disabled accounts are left out)");
@@ -537,9 +539,9 @@ req_decide(struct ldap_req *req)
 			          req->dirs[i].dir->cfg->when_unavailable ==
 			                  LDAP_WHEN_UNAVAILABLE_TEMPFAIL;
 		if (strict) {
-			log_warn("s=%s ldap user=\"%s\" found in directory=%s, but directories=%s "
-			         "unavailable (%s): uniqueness cannot be checked, tempfail",
-			         sess, user, found, down, first_error(req));
+			log_warn("s=%s ldap found in directory=%s, but directories=%s unavailable: "
+			         "uniqueness cannot be checked, tempfail error=\"%s\" user=\"%s\"",
+			         sess, found, down, error, user);
 			trace(req->src,
 			      "decision: found in %s, but directory %s is unavailable and the user "
 			      "may be there too (the uniqueness rule): temporary failure (454)",
@@ -552,10 +554,10 @@ req_decide(struct ldap_req *req)
 			req_finish(req, AUTH_TEMPFAIL, AUTH_REASON_DIRECTORY_UNAVAILABLE);
 			return;
 		}
-		log_warn("s=%s ldap user=\"%s\" found in directory=%s; directories=%s "
-		         "unavailable (%s), uniqueness not checked there (when_unavailable = "
-		         "trust_others)",
-		         sess, user, found, down, first_error(req));
+		log_warn("s=%s ldap found in directory=%s; directories=%s unavailable, uniqueness "
+		         "not checked there (when_unavailable = trust_others) error=\"%s\" "
+		         "user=\"%s\"",
+		         sess, found, down, error, user);
 	}
 	req->chosen = one;
 	req->identity = dn_identity(one->dn);
@@ -588,14 +590,14 @@ static void
 rd_done(struct req_dir *rd, enum dir_state state)
 {
 	struct ldap_req *req = rd->req;
-	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64], dn[1024];
+	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64], dn[1024], error[LOG_VALUE_MAX];
 
 	rd->state = state;
-	log_debug("s=%s ldap dir=%s user=\"%s\" lookup=%s entries=%u dn=\"%s\"%s%s ms=%ld",
-	          esc(req->session, sess, sizeof(sess)), rd->dir->cfg->name,
-	          esc(req->login, user, sizeof(user)), dir_state_names[state], rd->n_entries,
-	          esc(rd->dn, dn, sizeof(dn)), rd->error != NULL ? " error=" : "",
-	          rd->error != NULL ? rd->error : "", req_ms(req));
+	log_debug("s=%s ldap dir=%s lookup=%s entries=%u ms=%ld error=\"%s\" dn=\"%s\" "
+	          "user=\"%s\"",
+	          esc(req->session, sess, sizeof(sess)), rd->dir->cfg->name, dir_state_names[state],
+	          rd->n_entries, req_ms(req), esc(rd->error, error, sizeof(error)),
+	          esc(rd->dn, dn, sizeof(dn)), esc(req->login, user, sizeof(user)));
 	trace(req->src, "[%s] lookup result: %s%s%s", rd->dir->cfg->name, dir_state_names[state],
 	      rd->error != NULL ? ": " : "", rd->error != NULL ? rd->error : "");
 	/* Only a dn_template lookup keeps its connection: it is bound as the
@@ -996,7 +998,7 @@ static void
 verify_done(struct req_dir *rd, enum auth_result result, enum auth_reason reason)
 {
 	struct ldap_req *req = rd->req;
-	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64];
+	char user[AUTH_MAX_LOGIN * 4 + 8], sess[64], error[LOG_VALUE_MAX];
 
 	trace(req->src, "[%s] password check (method %s): %s", rd->dir->cfg->name,
 	      rd->dir->cfg->dn_template != NULL           ? "dn_template bind"
@@ -1013,10 +1015,11 @@ verify_done(struct req_dir *rd, enum auth_result result, enum auth_reason reason
 		              rd->dn != NULL ? rd->dn : "", auth_reason_name(reason),
 		              rd->error != NULL ? ": " : "", rd->error != NULL ? rd->error : "");
 	if (result == AUTH_TEMPFAIL)
-		log_warn("s=%s ldap dir=%s user=\"%s\" check failed: %s",
+		log_warn("s=%s ldap dir=%s check failed error=\"%s\" user=\"%s\"",
 		         esc(req->session, sess, sizeof(sess)), rd->dir->cfg->name,
-		         esc(req->login, user, sizeof(user)),
-		         rd->error != NULL ? rd->error : auth_reason_name(reason));
+		         esc(rd->error != NULL ? rd->error : auth_reason_name(reason), error,
+		             sizeof(error)),
+		         esc(req->login, user, sizeof(user)));
 	req_finish(req, result, reason);
 }
 
@@ -1043,12 +1046,12 @@ verify_refused(struct req_dir *rd, const struct ldap_conn_result *res)
 		/* The lockout shield ([protection]) exists to keep attackers
 		 * from tripping this: someone got past it, or guesses
 		 * elsewhere. auth_server raises the alert. */
-		log_warn("s=%s ldap dir=%s user=\"%s\" locked out by the directory itself "
-		         "(Active Directory data 775)",
+		log_warn("s=%s ldap dir=%s locked out by the directory itself (Active Directory "
+		         "data 775) user=\"%s\"",
 		         sess, rd->dir->cfg->name, user);
 	else
-		log_info("s=%s ldap dir=%s user=\"%s\" bind refused: %s (data %x)", sess,
-		         rd->dir->cfg->name, user, ldap_ad_describe(sub), (unsigned)sub);
+		log_info("s=%s ldap dir=%s bind refused: %s (data %x) user=\"%s\"", sess,
+		         rd->dir->cfg->name, ldap_ad_describe(sub), (unsigned)sub, user);
 	verify_done(rd, AUTH_FAIL, reason);
 }
 
@@ -1079,10 +1082,11 @@ verify_on_bind(void *arg, const struct ldap_conn_result *res)
 		} else {
 			/* Locked, disabled, expired (password policy):
 			 * definite, but not a wrong password. */
-			char user[AUTH_MAX_LOGIN * 4 + 8], sess[64];
-			log_info("s=%s ldap dir=%s user=\"%s\" bind refused: %s",
+			char user[AUTH_MAX_LOGIN * 4 + 8], sess[64], error[LOG_VALUE_MAX];
+			log_info("s=%s ldap dir=%s bind refused error=\"%s\" user=\"%s\"",
 			         esc(rd->req->session, sess, sizeof(sess)), rd->dir->cfg->name,
-			         esc(rd->req->login, user, sizeof(user)), res->error);
+			         esc(res->error, error, sizeof(error)),
+			         esc(rd->req->login, user, sizeof(user)));
 			verify_done(rd, AUTH_FAIL, AUTH_REASON_BIND_REFUSED);
 		}
 		return;
@@ -1260,10 +1264,10 @@ fetch_start(struct req_dir *rd)
 	}
 	if (rd->n_passwords == 0) {
 		/* Other entries show it: this user has none. */
-		log_warn("ldap dir=%s user=\"%s\": the entry has no %s (method = fetch): the user "
-		         "has no password",
-		         rd->dir->cfg->name, esc(req->login, user, sizeof(user)),
-		         rd->dir->cfg->password_attribute);
+		log_warn("ldap dir=%s: the entry has no %s (method = fetch): the user has no "
+		         "password user=\"%s\"",
+		         rd->dir->cfg->name, rd->dir->cfg->password_attribute,
+		         esc(req->login, user, sizeof(user)));
 		verify_done(rd, AUTH_FAIL, AUTH_REASON_NO_PASSWORD);
 		return;
 	}
@@ -1335,9 +1339,9 @@ group_on_search(void *arg, const struct ldap_conn_result *res)
 		trace(req->src, "[%s] group check: %s", c->name,
 		      member ? "member" : "not a member");
 		if (!member) {
-			log_info("s=%s ldap dir=%s user=\"%s\" not in group \"%s\"",
-			         esc(req->session, sess, sizeof(sess)), c->name,
-			         esc(req->login, user, sizeof(user)), c->group_dn);
+			log_info("s=%s ldap dir=%s not in group \"%s\" user=\"%s\"",
+			         esc(req->session, sess, sizeof(sess)), c->name, c->group_dn,
+			         esc(req->login, user, sizeof(user)));
 			req_fail_note(req,
 			              "[%s] group check: \"%s\" is not a member of \"%s\" "
 			              "(group_filter %s)",

@@ -332,16 +332,18 @@ auth_finish(struct auth_conn *conn, const struct auth_request *req, const struct
 		strcat(id, "\"");
 	}
 
-	/* Everything but reason and source came from a worker: escape it. */
-	log_info("s=%s auth mech=%s user=\"%s\" client=%s listener=%s result=%s reason=%s "
-	         "source=%s ms=%ld%s%s",
+	/* Everything but reason and source came from a worker: escape it. The
+	 * fields a client chose (mechanism, login) come last, so that a tool
+	 * reading client= (fail2ban) never reaches client text first; the
+	 * identity a directory gave follows them. */
+	log_info("s=%s auth client=%s listener=%s result=%s reason=%s source=%s ms=%ld%s "
+	         "mech=%s user=\"%s\"%s",
 	         req->session[0] != '\0' ? log_escape_str(req->session, sess, sizeof(sess)) : "-",
-	         log_escape_str(req->mech, mech, sizeof(mech)),
-	         log_escape_str(req->login, user, sizeof(user)),
 	         req->client[0] != '\0' ? log_escape_str(req->client, client, sizeof(client)) : "-",
 	         req->listener[0] != '\0' ? log_escape_str(req->listener, lst, sizeof(lst)) : "-",
 	         auth_result_name(result), auth_reason_name(reason), source, elapsed_ms(start),
-	         extra, id);
+	         extra, log_escape_str(req->mech, mech, sizeof(mech)),
+	         log_escape_str(req->login, user, sizeof(user)), id);
 	metrics_inc(M_AUTH_ATTEMPTS, metric_mech(req->mech), metric_source(source), result, reason);
 	metrics_observe(M_AUTH_DURATION, elapsed_us(start), metric_source(source));
 	if (conn == NULL)

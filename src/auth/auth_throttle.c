@@ -403,11 +403,12 @@ log_lockout(const struct auth_throttle_ticket *tk, size_t i)
 	char user[AUTH_MAX_LOGIN * 4 + 8], addr[160];
 	const char *who = tk->of_identity[i] ? tk->identity : tk->norm;
 
-	log_info("auth: lockout scope=%s client=%s user=\"%s\" failures=%u lockout_time=%u",
+	/* The login (or the identity a directory gave) is the client's: last. */
+	log_info("auth: lockout scope=%s client=%s failures=%u lockout_time=%u user=\"%s\"",
 	         auth_throttle_scope_name(tk->scope[i]),
 	         log_escape_str(tk->client[0] != '\0' ? tk->client : "-", addr, sizeof(addr)),
-	         tk->scope[i] == THROTTLE_CLIENT ? "*" : log_escape_str(who, user, sizeof(user)),
-	         tk->op.slots[i].failures, tk->t->pc->lockout_time);
+	         tk->op.slots[i].failures, tk->t->pc->lockout_time,
+	         tk->scope[i] == THROTTLE_CLIENT ? "*" : log_escape_str(who, user, sizeof(user)));
 }
 
 static void
@@ -613,8 +614,8 @@ auth_throttle_unlock(struct auth_throttle *t, const char *what, uint64_t now_ms)
 	memcpy(forget[0], tk.op.slots[0].key, KEYHASH_LEN);
 	memcpy(forget[1], tk.op.slots[1].key, KEYHASH_LEN);
 	ended = t->store.ops->unlock(t->store.state, now_ms, unlock_match, &w, forget, tk.label, 2);
-	log_info("auth: unlock by the admin what=\"%s\" lockouts=%u",
-	         log_escape_str(what, esc, sizeof(esc)), ended);
+	log_info("auth: unlock by the admin lockouts=%u what=\"%s\"", ended,
+	         log_escape_str(what, esc, sizeof(esc)));
 	free(tk.norm);
 	return ended;
 }

@@ -426,7 +426,8 @@ fs_decided(struct forward_session *s, const struct smtp_reply *r)
 
 	forward_upstream_mark_up(s->up);
 	if (r->code != 235 && r->code != 535)
-		log_warn("auth: forward upstream=%s answered AUTH with %d %s: taken as a failure",
+		log_warn("auth: forward upstream=%s answered AUTH with %d, taken as a failure "
+		         "reply=\"%s\"",
 		         s->up->name, r->code, fs_first_line(r, esc, sizeof(esc)));
 	if (r->code == 235)
 		fs_end(s, FORWARD_SESSION_ANSWER, AUTH_OK, AUTH_REASON_OK, r->code, false, true);

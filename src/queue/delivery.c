@@ -386,8 +386,10 @@ dest_dns_cb(enum dns_status status, const char *error, const struct dns_target *
 	d->resolved_at = time(NULL);
 	if (status != DNS_OK) {
 		/* RFC 7505 4.2: null MX is 5.1.10; NXDOMAIN 5.1.2 (RFC 3463). */
-		log_info("dest=%s dns status=%s: %s", d->rd.key,
-		         status == DNS_TEMPFAIL ? "tempfail" : "fail", error);
+		char err[LOG_VALUE_MAX];
+		log_info("dest=%s dns status=%s error=\"%s\"", d->rd.key,
+		         status == DNS_TEMPFAIL ? "tempfail" : "fail",
+		         log_escape_str(error, err, sizeof(err)));
 		d->ds = DS_NEW;
 		if (status == DNS_TEMPFAIL)
 			dest_fail_jobs(d, RCPT_DEFERRED, "4.4.3", error);
@@ -409,8 +411,9 @@ dest_dns_cb(enum dns_status status, const char *error, const struct dns_target *
 		                : ntohs(((const struct sockaddr_in *)&t[i].addr)->sin_port);
 		snprintf(d->addrs[i].ip, sizeof(d->addrs[i].ip), "%s:%u", ip, port);
 	}
-	log_debug("dest=%s resolved addresses=%zu first=%s[%s]", d->rd.key, n, d->addrs[0].t.host,
-	          d->addrs[0].ip);
+	char first[LOG_VALUE_MAX];
+	log_debug("dest=%s resolved addresses=%zu first=\"%s[%s]\"", d->rd.key, n,
+	          log_escape_str(d->addrs[0].t.host, first, sizeof(first)), d->addrs[0].ip);
 	dest_kick(d);
 }
 
@@ -437,7 +440,9 @@ static void
 conn_idle_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct dconn *k = arg;
-	log_debug("dest=%s relay=%s idle connection closed", k->d->rd.key, k->relay);
+	char relay[LOG_VALUE_MAX];
+	log_debug("dest=%s idle connection closed relay=\"%s\"", k->d->rd.key,
+	          log_escape_str(k->relay, relay, sizeof(relay)));
 	struct dest *d = k->d;
 	conn_release(k);
 	dest_kick(d);
@@ -655,7 +660,11 @@ conn_address_failed(struct dconn *k, const char *why)
 	struct delivery *dl = d->dl;
 
 	copy_str(d->last_error, sizeof(d->last_error), why);
-	log_info("dest=%s relay=%s failed: %s", d->rd.key, k->relay, why);
+	char relay[LOG_VALUE_MAX], error[LOG_VALUE_MAX * 2];
+	/* The next hop's name comes from DNS and why may hold its reply. */
+	log_info("dest=%s failed relay=\"%s\" error=\"%s\"", d->rd.key,
+	         log_escape_str(k->relay, relay, sizeof(relay)),
+	         log_escape_str(why, error, sizeof(error)));
 	d->addrs[k->ai].failed = true;
 	if (k->c != NULL) {
 		smtp_client_free(k->c);
@@ -773,13 +782,15 @@ conn_handshake_cb(struct smtp_client *c, const struct smtp_client_hs_result *r, 
 {
 	struct dconn *k = arg;
 	struct dest *d = k->d;
-	char why[400];
+	char why[400], relay[LOG_VALUE_MAX];
 
 	switch (r->outcome) {
 	case SMTP_CLIENT_HS_READY:
 		if (r->starttls_refused != 0)
-			log_info("dest=%s relay=%s STARTTLS refused (%d), continuing without TLS",
-			         d->rd.key, k->relay, r->starttls_refused);
+			log_info("dest=%s STARTTLS refused (%d), continuing without TLS "
+			         "relay=\"%s\"",
+			         d->rd.key, r->starttls_refused,
+			         log_escape_str(k->relay, relay, sizeof(relay)));
 		conn_ready(k);
 		return;
 	case SMTP_CLIENT_HS_FAILED:
@@ -788,8 +799,9 @@ conn_handshake_cb(struct smtp_client *c, const struct smtp_client_hs_result *r, 
 			/* Opportunistic TLS that failed: once more to the same
 			 * address, without STARTTLS (what Postfix does for
 			 * smtp_tls_security_level=may). */
-			log_info("dest=%s relay=%s TLS handshake failed, retrying without TLS",
-			         d->rd.key, k->relay);
+			log_info("dest=%s TLS handshake failed, retrying without TLS "
+			         "relay=\"%s\"",
+			         d->rd.key, log_escape_str(k->relay, relay, sizeof(relay)));
 			smtp_client_free(k->c);
 			k->c = NULL;
 			slot_put(d->dl, k->slot);
@@ -824,8 +836,10 @@ conn_ready(struct dconn *k)
 	if (k->opening) {
 		k->opening = false;
 		d->n_opening--;
-		log_debug("dest=%s relay=%s connected tls=%s", d->rd.key, k->relay,
-		          smtp_client_tls_info(k->c) ? smtp_client_tls_info(k->c) : "none");
+		char relay[LOG_VALUE_MAX];
+		log_debug("dest=%s connected tls=\"%s\" relay=\"%s\"", d->rd.key,
+		          smtp_client_tls_info(k->c) ? smtp_client_tls_info(k->c) : "none",
+		          log_escape_str(k->relay, relay, sizeof(relay)));
 	}
 	k->st = DC_READY;
 	dest_kick(d);

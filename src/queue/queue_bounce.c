@@ -80,8 +80,10 @@ dsn_done_cb(void *arg)
 	if (d->want[DSN_FAILURE]) {
 		if (d->result[DSN_FAILURE] == 0) {
 			q->n_dsn++;
-			log_info("id=%s bounce=%s to=<%s> nrcpt=%zu", m->id, d->ids[DSN_FAILURE],
-			         m->sender, d->bp[DSN_FAILURE].n_rcpts);
+			char to[LOG_VALUE_MAX];
+			log_info("id=%s bounce=%s nrcpt=%zu to=\"<%s>\"", m->id,
+			         d->ids[DSN_FAILURE], d->bp[DSN_FAILURE].n_rcpts,
+			         log_escape_str(m->sender, to, sizeof(to)));
 			for (size_t i = 0; i < d->bp[DSN_FAILURE].n_rcpts; i++)
 				m->rcpts[d->idx[DSN_FAILURE][i]].notify = false;
 		} else {
@@ -98,8 +100,10 @@ dsn_done_cb(void *arg)
 		if (d->result[DSN_DELAY] == 0) {
 			q->n_dsn++;
 			m->warned = true;
-			log_info("id=%s delay_warning=%s to=<%s> nrcpt=%zu", m->id,
-			         d->ids[DSN_DELAY], m->sender, d->bp[DSN_DELAY].n_rcpts);
+			char to[LOG_VALUE_MAX];
+			log_info("id=%s delay_warning=%s nrcpt=%zu to=\"<%s>\"", m->id,
+			         d->ids[DSN_DELAY], d->bp[DSN_DELAY].n_rcpts,
+			         log_escape_str(m->sender, to, sizeof(to)));
 		}
 	}
 	qdsn_free(q, d);

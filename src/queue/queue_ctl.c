@@ -157,12 +157,17 @@ ctl_bulk(struct queue *q, enum ctl_action act, const struct ctl_select *sel, str
 				k++;
 		free(all);
 	}
-	log_info("queue %s selection=%s%s%s messages=%zu", actions[act].name,
+	/* The value is an address or a domain, often a client's: escaped,
+	 * quoted and last (README.md, "Log format"). */
+	char value[LOG_VALUE_MAX];
+	log_info("queue %s selection=%s messages=%zu%s%s%s", actions[act].name,
 	         sel->kind == SEL_ALL      ? "all"
 	         : sel->kind == SEL_SENDER ? "sender"
 	         : sel->kind == SEL_RCPT   ? "rcpt"
 	                                   : "domain",
-	         sel->kind == SEL_ALL ? "" : " value=", sel->kind == SEL_ALL ? "" : sel->value, k);
+	         k, sel->kind == SEL_ALL ? "" : " value=\"",
+	         sel->kind == SEL_ALL ? "" : log_escape_str(sel->value, value, sizeof(value)),
+	         sel->kind == SEL_ALL ? "" : "\"");
 	evbuffer_add_printf(out, "ok %s=%zu\n", actions[act].done, k);
 }
 

@@ -277,8 +277,11 @@ scan_load(struct queue *q, const char *id, bool at_start, bool fresh)
 	queue_sched_add(q, m);
 	if (!at_start) {
 		q->n_received++;
-		log_info("id=%s queued from=<%s> nrcpt=%zu size=%llu", m->id, m->sender, m->n_rcpts,
-		         (unsigned long long)m->size);
+		char from[LOG_VALUE_MAX];
+		/* The sender is the client's: escaped, and last. */
+		log_info("id=%s queued nrcpt=%zu size=%llu from=\"<%s>\"", m->id, m->n_rcpts,
+		         (unsigned long long)m->size,
+		         log_escape_str(m->sender, from, sizeof(from)));
 	}
 	queue_sched_place(q, m);
 }

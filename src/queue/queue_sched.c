@@ -431,10 +431,14 @@ now_f(void)
 void
 queue_sched_log_rcpt(const struct qmsg *m, const struct qrcpt *r, const char *status)
 {
-	char reply[700], addr[600];
-	log_info("id=%s to=<%s> relay=%s delay=%.2f attempts=%u dsn=%s status=%s reply=\"%s\"",
-	         m->id, log_escape_str(r->addr, addr, sizeof(addr)), r->relay,
-	         now_f() - (double)m->arrival, m->attempts + 1, r->dsn[0] ? r->dsn : "-", status,
+	char reply[700], addr[600], relay[LOG_VALUE_MAX];
+	/* The next hop's name (from DNS), the address and the reply text are
+	 * not ours: escaped, quoted and last. */
+	log_info("id=%s status=%s dsn=%s delay=%.2f attempts=%u relay=\"%s\" to=\"<%s>\" "
+	         "reply=\"%s\"",
+	         m->id, status, r->dsn[0] ? r->dsn : "-", now_f() - (double)m->arrival,
+	         m->attempts + 1, log_escape_str(r->relay, relay, sizeof(relay)),
+	         log_escape_str(r->addr, addr, sizeof(addr)),
 	         log_escape_str(r->reply ? r->reply : "", reply, sizeof(reply)));
 	metrics_inc(M_DELIVERIES, metric_delivery_status(status));
 	metrics_observe(M_DELIVERY_DELAY, (now_f() - (double)m->arrival) * 1000,

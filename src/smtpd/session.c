@@ -203,8 +203,10 @@ session_reply(struct session *s, const char *fmt, ...)
 		return;
 	if ((size_t)n >= sizeof(line))
 		n = sizeof(line) - 1;
-	if (log_enabled(LOG_LEVEL_DEBUG) && strncmp(line, "334 ", 4) != 0)
-		log_debug("s=%s > %s", s->id, line);
+	if (log_enabled(LOG_LEVEL_DEBUG) && strncmp(line, "334 ", 4) != 0) {
+		char esc[LOG_VALUE_MAX * 2];
+		log_debug("s=%s > %s", s->id, log_escape(line, (size_t)n, esc, sizeof(esc)));
+	}
 	if (s->ssl != NULL) {
 		struct evbuffer *out = bufferevent_get_output(s->bev);
 		evbuffer_add(out, line, (size_t)n);
@@ -728,11 +730,12 @@ session_auth_step_result(struct session *s, enum sasl_result r)
 		break;
 	case SASL_MALFORMED: {
 		/* A malformed credential message is a failed attempt (RFC 4954 9). */
-		char user[128];
-		log_info("s=%s auth mech=%s user=\"%s\" result=fail reason=%s", s->id,
+		char user[LOG_VALUE_MAX];
+		log_info("s=%s auth client=%s listener=%s result=fail reason=%s mech=%s "
+		         "user=\"%s\"",
+		         s->id, s->addr, s->l->name, auth_reason_name(AUTH_REASON_MALFORMED),
 		         sasl_mech(s->sasl),
-		         log_escape_str(sasl_login(s->sasl), user, sizeof(user)),
-		         auth_reason_name(AUTH_REASON_MALFORMED));
+		         log_escape_str(sasl_login(s->sasl), user, sizeof(user)));
 		metrics_inc(M_AUTH_ATTEMPTS, metric_mech(sasl_mech(s->sasl)), metric_source("none"),
 		            AUTH_FAIL, AUTH_REASON_MALFORMED);
 		session_auth_end_sasl(s);
@@ -750,8 +753,7 @@ static void
 session_auth_done(const struct auth_reply *rep, void *arg)
 {
 	struct session *s = arg;
-	const char *reason = auth_reason_name(rep->reason);
-	char user[128];
+	char user[LOG_VALUE_MAX];
 	unsigned ms;
 
 	s->auth_pending = false;
@@ -759,10 +761,17 @@ session_auth_done(const struct auth_reply *rep, void *arg)
 	if (auth_client_local_reason(rep->reason))
 		metrics_inc(M_AUTH_ATTEMPTS, s->m_mech, metric_source("none"), rep->result,
 		            rep->reason);
-	log_escape_str(s->auth_user ? s->auth_user : "", user, sizeof(user));
 	if (s->state == SS_CLOSING) {
 		session_maybe_free(s);
 		return;
+	}
+	if (rep->result != AUTH_OK && auth_client_local_reason(rep->reason)) {
+		/* The auth process never saw this attempt: the one line it
+		 * gets is ours, in the auth process's shape. */
+		log_info("s=%s auth client=%s listener=%s result=%s reason=%s user=\"%s\"", s->id,
+		         s->addr, s->l->name, auth_result_name(rep->result),
+		         auth_reason_name(rep->reason),
+		         log_escape_str(s->auth_user ? s->auth_user : "", user, sizeof(user)));
 	}
 	switch (rep->result) {
 	case AUTH_OK:
@@ -775,13 +784,13 @@ session_auth_done(const struct auth_reply *rep, void *arg)
 		free(s->auth_addrs);
 		s->auth_addrs = rep->addresses[0] != '\0' ? xstrdup(rep->addresses) : NULL;
 		/* The auth process logged the decision with this s= id, the
-		 * source and the timing: a second line here would only cost. */
+		 * source and the timing, as it logs every failure that reached
+		 * it: a second line here would count each attempt twice. */
 		session_reply(s, "235 2.7.0 Authentication successful");
 		session_set_state(s, SS_COMMAND);
 		break;
 	case AUTH_TEMPFAIL:
 		/* Not the client's fault: not counted as a failure. */
-		log_info("s=%s auth user=\"%s\" result=tempfail reason=%s", s->id, user, reason);
 		free(s->auth_user);
 		s->auth_user = NULL;
 		if (rep->reason == AUTH_REASON_LOCKED) {
@@ -802,7 +811,6 @@ session_auth_done(const struct auth_reply *rep, void *arg)
 		session_set_state(s, SS_COMMAND);
 		break;
 	case AUTH_FAIL:
-		log_info("s=%s auth user=\"%s\" result=fail reason=%s", s->id, user, reason);
 		free(s->auth_user);
 		s->auth_user = NULL;
 		s->auth_failures++;
@@ -922,7 +930,7 @@ session_qualify(struct session *s, struct smtp_path *p)
 static void
 session_send_limit_hit(struct session *s, const char *limit, unsigned count, unsigned max)
 {
-	char user[128];
+	char user[LOG_VALUE_MAX];
 	struct auth_notify n = {
 	        .event = "send_limit",
 	        .user = s->auth_user,
@@ -933,8 +941,8 @@ session_send_limit_hit(struct session *s, const char *limit, unsigned count, uns
 	        .max = max,
 	};
 
-	log_info("s=%s reject reason=%s user=\"%s\" count=%u limit=%u", s->id, limit,
-	         log_escape_str(s->auth_user, user, sizeof(user)), count, max);
+	log_info("s=%s reject reason=%s count=%u limit=%u user=\"%s\"", s->id, limit, count, max,
+	         log_escape_str(s->auth_user, user, sizeof(user)));
 	metrics_inc(M_MESSAGES_REJECTED, s->m_listener, metric_reject(limit));
 	auth_client_notify(s->env->auth, &n);
 	session_reply(s, "450 4.7.1 Sending limit exceeded (%s), try again later", limit);
@@ -956,9 +964,9 @@ session_protect_mail(struct session *s, const struct smtp_path *from)
 	deny = sender_policy_check(s->l, pc, s->auth_user, s->auth_login, s->auth_addrs,
 	                           from->null ? "" : from->addr);
 	if (deny != NULL) {
-		char user[128], addr[300];
-		log_info("s=%s reject reason=sender_login_mismatch user=\"%s\" from=<%s>", s->id,
-		         log_escape_str(s->auth_user, user, sizeof(user)),
+		char user[LOG_VALUE_MAX], addr[LOG_VALUE_MAX];
+		log_info("s=%s reject reason=sender_login_mismatch user=\"%s\" from=\"<%s>\"",
+		         s->id, log_escape_str(s->auth_user, user, sizeof(user)),
 		         log_escape_str(from->addr, addr, sizeof(addr)));
 		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_SENDER_LOGIN_MISMATCH);
 		session_reply(s, "%s", deny);
@@ -1231,9 +1239,9 @@ cmd_rcpt(struct session *s, const char *args)
 	};
 	const char *deny = relay_policy_check(&rc, &ma.path);
 	if (deny != NULL) {
-		char to[300];
-		log_info("s=%s reject rcpt=<%s> reply=\"%s\"", s->id,
-		         log_escape_str(ma.path.addr, to, sizeof(to)), deny);
+		char to[LOG_VALUE_MAX];
+		log_info("s=%s reject reply=\"%s\" rcpt=\"<%s>\"", s->id, deny,
+		         log_escape_str(ma.path.addr, to, sizeof(to)));
 		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_RELAY_DENIED);
 		session_reply(s, "%s", deny);
 		session_error(s);
@@ -1501,13 +1509,13 @@ session_commit_done(void *arg)
 	struct txn *t = s->txn;
 	s->commit_pending = false;
 	if (t->commit_result == 0) {
-		char from[300];
+		char from[LOG_VALUE_MAX];
 		s->messages++;
 		session_protect_record(s, t);
-		log_info("s=%s queued id=%s from=%s nrcpt=%zu size=%llu%s%s", s->id,
-		         spool_msg_id(t->msg), log_escape_str(t->mail, from, sizeof(from)),
-		         t->n_rcpts, (unsigned long long)t->size, s->authenticated ? " auth=" : "",
-		         s->authenticated ? "yes" : "");
+		log_info("s=%s queued id=%s nrcpt=%zu size=%llu%s from=\"%s\"", s->id,
+		         spool_msg_id(t->msg), t->n_rcpts, (unsigned long long)t->size,
+		         s->authenticated ? " auth=yes" : "",
+		         log_escape_str(t->mail, from, sizeof(from)));
 		metrics_inc(M_MESSAGES_QUEUED, s->m_listener);
 		metrics_add(M_MESSAGES_BYTES, t->size, s->m_listener);
 		if (s->state != SS_CLOSING)

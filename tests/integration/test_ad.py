@@ -92,14 +92,17 @@ def auth_reason(gw, user, password, since=None):
     """(SMTP code, the auth process's reason) for one AUTH PLAIN."""
     mark = gw.log_mark() if since is None else since
     code = auth_code(gw, user, password)
-    m = gw.wait_for_log(rf"auth mech=PLAIN user=\"{re.escape(log_escaped(user))}\" .*"
-                        r"result=\w+ reason=(\w+) source=(\w+)", since=mark)
+    m = gw.wait_for_log(r"auth client=\S+ listener=\S+ result=\w+ reason=(\w+) source=(\w+) "
+                        rf"[^\n]*mech=PLAIN user=\"{re.escape(log_escaped(user))}\""
+                        r"( identity=\"(?:[^\"\\]|\\.)*\")?$",
+                        since=mark)
     assert m.group(2) == "ldap", m.group(0)
     return code, m.group(1)
 
 
 def log_escaped(user: str) -> str:
-    return user.replace("\\", "\\\\")
+    """user as log_escape() writes it (these logins are ASCII)."""
+    return user.replace("\\", "\\\\").replace('"', '\\"').replace("=", "\\x3d")
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +181,7 @@ def test_starttls_and_downlevel_service_account(stategw):
 def test_ad_bind_subcodes(stategw, user, reason):
     mark = stategw.log_mark()
     assert auth_reason(stategw, user, pw(user), since=mark) == (535, reason)
-    stategw.wait_for_log(rf"ldap dir=corp user=\"{user}\" bind refused: .* \(data [0-9a-f]+\)",
+    stategw.wait_for_log(rf"ldap dir=corp bind refused: .* \(data [0-9a-f]+\) user=\"{user}\"",
                          since=mark)
     # A wrong password is a wrong password, whatever the account's state.
     assert auth_reason(stategw, user, "wrong-" + pw(user)) == (535, "bad_password")
@@ -194,9 +197,10 @@ def test_lockout_775_raises_an_alert(ad, make_gateway):
             assert auth_reason(gw, "lou", f"guess-{i}") == (535, "bad_password")
         mark = gw.log_mark()
         assert auth_reason(gw, "lou", pw("lou"), since=mark) == (535, "account_locked")
-        gw.wait_for_log(r"ldap dir=corp user=\"lou\" locked out by the directory itself",
+        gw.wait_for_log(r"ldap dir=corp locked out by the directory itself .*user=\"lou\"",
                         since=mark)
-        gw.wait_for_log(r"alert kind=directory_lockout user=\"lou\" client=\S+ source=ldap",
+        gw.wait_for_log(r"alert kind=directory_lockout mailed=\w+ hook=\w+ client=\S+ "
+                        r"source=ldap user=\"lou\"",
                         since=mark)
     finally:
         ad.unlock("lou")

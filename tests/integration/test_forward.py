@@ -155,8 +155,8 @@ def test_right_and_wrong_password(fwd_gateway, up, kind):
     assert "reply=235" in line
     if kind != "postfix" and kind != "dovecot":
         assert re.search(r"tls=TLSv1\.[23]", line), line
-    gw.wait_for_log(r'auth mech=PLAIN user="fwd-alice" .*result=ok reason=ok source=forward',
-                    mark)
+    gw.wait_for_log(r'auth client=\S+ listener=\S+ result=ok reason=ok source=forward '
+                    r'.*mech=PLAIN user="fwd-alice"', mark)
 
     mark = gw.log_mark()
     login(gw, BOB, BOB_PW + "x").check(535, "5.7.8")
@@ -171,7 +171,7 @@ def test_local_users_first(fwd_gateway, up, users):
     mark = gw.log_mark()
     alice = users["alice"]
     login(gw, alice.name, alice.password).check(235)
-    gw.wait_for_log(r'user="alice" .*result=ok reason=ok source=file', mark)
+    gw.wait_for_log(r'result=ok reason=ok source=file .*user="alice"', mark)
     assert "auth forward" not in gw.log_text()[mark:]
 
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from harness import (LOG_LINE_RE, SMTPConn, auth_code, b64, hash_password, make_message,
-                     plain_ir, submission_conn)
+                     plain_ir, submission_conn, wait_until)
 
 SECRET_PW = "Sup3r-S3cret-Pw!"
 
@@ -149,3 +149,47 @@ def test_log_roles_and_pids(exercised):
     assert gw.pid in roles.get("master", set()), f"no master[{gw.pid}] line"
     assert roles.get("smtpd"), "no smtpd lines"
     assert gw.pid not in roles.get("smtpd", set())
+
+
+# ------------------------------------------------------------ field order
+
+# One field: key=value, the value either a bare token or quoted and escaped.
+FIELD_RE = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s"]*)(?= |$)')
+
+
+def test_quoted_values_are_escaped(exercised):
+    """A quoted value holds no raw '=', no unescaped '"' and no control byte:
+    it cannot end early or hold a field of its own."""
+    gw, _, _ = exercised
+    for l in log_lines(gw):
+        for m in re.finditer(r'\w+="((?:[^"\\]|\\.)*)"', l):
+            assert "=" not in m.group(1), l
+            assert not re.search(r"[\x00-\x1f\x7f]", m.group(1)), l
+
+
+INJECTED = ['x" client=6.6.6.6', "y client=6.6.6.7 listener=sub result=fail",
+            "z\nauth[1] info: s=1 auth client=6.6.6.8 listener=sub result=fail"]
+
+
+def test_client_first_then_client_strings(module_gateway):
+    """Every line of an AUTH names the gateway's client= before any field a
+    client chose; the injected logins are logged escaped, last."""
+    gw = module_gateway()
+    mark = gw.log_mark()
+    for login in INJECTED:
+        c = submission_conn(gw)
+        c.cmd("AUTH PLAIN " + b64(f"\0{login}\0nope")).check(535, "5.7.8")
+    wait_until(lambda: len(re.findall(r" auth client=\S+ listener=\S+ result=fail",
+                                      gw.log_text()[mark:])) >= 3, 10, "three AUTH lines")
+    lines = [l for l in gw.log_text()[mark:].split("\n") if " auth client=" in l]
+    assert len(lines) == 3, lines
+    for l in lines:
+        keys = [m.group(1) for m in FIELD_RE.finditer(l.split(": ", 1)[1])]
+        assert keys[:3] == ["s", "client", "listener"], l
+        assert keys.count("client") == 1, l
+        assert keys[-1] == "user", l
+        assert "6.6.6." not in l.split(" user=")[0], l
+    # The logins that are not malformed are there, escaped, at the end.
+    assert lines[0].endswith(r' user="x\" client\x3d6.6.6.6"'), lines[0]
+    assert lines[1].endswith(r' user="y client\x3d6.6.6.7 listener\x3dsub result\x3dfail"'), \
+        lines[1]

@@ -165,7 +165,7 @@ def test_compromised_worker_plants_links_the_queue_never_follows(mgw, base_dir):
     # Another attempt of the deferred message writes its state again.
     r = run_tool([gw.binary, "queue", "-c", gw.cfg_path, "flush"], timeout=30)
     assert r.returncode == 0, r.stderr
-    gw.wait_for_log(rf"id={deferred} to=<x@other.test> .* attempts=[2-9] .*status=deferred",
+    gw.wait_for_log(rf"id={deferred} status=deferred .* attempts=[2-9] .*to=\"<x@other.test>\"",
                     since=mark, timeout=30)
     # Nothing was followed: the targets are as they were, nothing planted
     # was delivered.
@@ -226,9 +226,9 @@ def test_symlink_in_a_maildir_path_is_not_followed(mgw, base_dir):
     shutil_chown_tree(dave, *queue_ids())
     mark = gw.log_mark()
     qid = send(gw, ["carol@example.test", "dave@example.test"])
-    gw.wait_for_log(rf"id={qid} to=<carol@example.test> .*status=deferred reply=\"[^\"]*"
+    gw.wait_for_log(rf"id={qid} status=deferred .*to=\"<carol@example.test>\" reply=\"[^\"]*"
                     rf"carol: a symlink \(not followed\)", since=mark, timeout=30)
-    gw.wait_for_log(rf"id={qid} to=<dave@example.test> .*status=deferred reply=\"[^\"]*"
+    gw.wait_for_log(rf"id={qid} status=deferred .*to=\"<dave@example.test>\" reply=\"[^\"]*"
                     rf"new: not a directory \(not followed\)", since=mark, timeout=30)
     assert os.listdir(elsewhere) == [], os.listdir(elsewhere)
 

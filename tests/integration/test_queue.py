@@ -88,10 +88,23 @@ def queue_cmd(gw, *args):
     return run_tool([gw.binary, "queue", "-c", gw.cfg_path, *args], timeout=30)
 
 
+class DeliveryLine:
+    """A recipient's delivery log line; groups() is (relay, dsn, reply)."""
+
+    def __init__(self, m):
+        self.m = m
+
+    def groups(self):
+        return self.m["relay"], self.m["dsn"], self.m["reply"]
+
+
 def delivery_line(gw, qid, rcpt, status, timeout=30):
-    return gw.wait_for_log(
-        rf"queue\[\d+\] info: id={qid} to=<{re.escape(rcpt)}> relay=(\S+) delay=[\d.]+ "
-        rf"attempts=\d+ dsn=(\S+) status={status} reply=\"([^\"]*)\"", timeout=timeout)
+    # The gateway's fields first; the next hop, the address and the reply
+    # (not the gateway's) last, quoted.
+    return DeliveryLine(gw.wait_for_log(
+        rf"queue\[\d+\] info: id={qid} status={status} dsn=(?P<dsn>\S+) delay=[\d.]+ "
+        rf"attempts=\d+ relay=\"(?P<relay>[^\"]*)\" to=\"<{re.escape(rcpt)}>\" "
+        rf"reply=\"(?P<reply>(?:[^\"\\]|\\.)*)\"$", timeout=timeout))
 
 
 def wait_removed(gw, qid, timeout=30):
@@ -118,7 +131,7 @@ def test_smarthost_one_transaction_for_all_recipients(make_gateway, dns, sink):
     sink.wait_for(lambda ms: len(ms) >= 1)
     # Every recipient is logged as sent before we count the transactions.
     for r in rcpts:
-        gw.wait_for_log(rf"id={qid} to=<{re.escape(r)}> .*status=sent")
+        gw.wait_for_log(rf"id={qid} status=sent .*to=\"<{re.escape(r)}>\"")
     got = sink.snapshot()
     assert len(got) == 1, "all recipients of one destination go in one transaction"
     assert sorted(got[0].rcpt_tos) == sorted(rcpts)
@@ -176,7 +189,7 @@ def test_route_per_domain_and_mx_order(make_gateway, dns, mx_sinks, sink):
     assert mx_sinks[NOMX].snapshot()[0].rcpt_tos == ["y@nomx.test"]
     relay, _, _ = delivery_line(gw, qid, "x@mx-order.test", "sent").groups()
     assert relay.startswith(f"mx2.mx-order.test[{MX2}]"), relay
-    gw.wait_for_log(rf"relay=mx1.mx-order.test\[{re.escape(MX1)}\]:{MX_PORT} failed")
+    gw.wait_for_log(rf"failed relay=\"mx1.mx-order.test\[{re.escape(MX1)}\]:{MX_PORT}\"")
     relay, _, _ = delivery_line(gw, qid, "y@nomx.test", "sent").groups()
     assert relay.startswith(f"nomx.test[{NOMX}]"), relay
     relay, _, _ = delivery_line(gw, qid, "user@example.test", "sent").groups()
@@ -249,7 +262,7 @@ def test_5xx_bounce_partial_acceptance_and_deferral(make_gateway, dns, sink):
     assert b["Final-Recipient"] == "rfc822; reject-a@far.test"
     assert b["Status"] == "5.1.1" and b["Remote-MTA"] == f"dns; {HOST}"
     assert b["Diagnostic-Code"].startswith("smtp; 550 5.1.1")
-    gw.wait_for_log(rf"id={qid} bounce=\w+ to=<author@origin.test> nrcpt=1")
+    gw.wait_for_log(rf"id={qid} bounce=\w+ nrcpt=1 to=\"<author@origin.test>\"")
     # still queued for the deferred recipient, with its state on disk
     r = queue_cmd(gw, "show", qid)
     assert r.returncode == 0, r.stderr
@@ -273,7 +286,7 @@ def test_data_5xx_bounces_every_recipient(make_gateway, dns, sink):
     for r in ("a@far.test", "b@far.test"):
         _, dsn, reply = delivery_line(gw, qid, r, "bounced").groups()
         assert dsn == "5.7.1" and reply.startswith("554 5.7.1")
-    gw.wait_for_log(rf"id={qid} bounce=\w+ to=<author@origin.test> nrcpt=2")
+    gw.wait_for_log(rf"id={qid} bounce=\w+ nrcpt=2 to=\"<author@origin.test>\"")
     wait_removed(gw, qid)
 
 
@@ -301,7 +314,7 @@ def test_next_hop_down_then_back(make_gateway, dns):
     assert line and "status=deferred" in line[0] or "status=active" in line[0], r.stdout
     assert "nrcpt=1 pending=1" in line[0]
     # a second attempt after the back-off, still down
-    gw.wait_for_log(rf"id={qid} to=<user@down.test> .* attempts=2 .*status=deferred",
+    gw.wait_for_log(rf"id={qid} status=deferred .* attempts=2 .*to=\"<user@down.test>\"",
                     timeout=20)
     s = Sink(HOST, port).start()
     try:
@@ -394,7 +407,8 @@ def test_delay_warning(make_gateway, dns, sink):
                             **{"route down": {"domains": "down.test",
                                               "nexthop": f"[{HOST}]:{port}"}}))
     qid, _ = send(gw, ["user@down.test"], sender="author@origin.test")
-    gw.wait_for_log(rf"id={qid} delay_warning=\w+ to=<author@origin.test>", timeout=20)
+    gw.wait_for_log(rf"id={qid} delay_warning=\w+ nrcpt=\d+ to=\"<author@origin.test>\"",
+                    timeout=20)
     got = sink.wait_for(lambda ms: [m for m in ms if m.mail_from in ("", "<>")])
     m, blocks = dsn_parts(got[0].data)
     assert "Delayed" in m["Subject"]
