@@ -1303,6 +1303,19 @@ session_write_received(struct session *s)
 		txn_write(t, hdr, (size_t)n);
 }
 
+/* The reply when the spool cannot take a message. A full disk or quota is
+ * 452 4.3.1: "insufficient system storage" (RFC 5321 4.2.2, a reply listed
+ * for DATA in 4.3.2) and "mail system full" (RFC 3463 3.4); a client tries
+ * again later, as for any 4xx. Other errors are 451 4.3.0. */
+static void
+session_spool_error(struct session *s, int err)
+{
+	if (err == ENOSPC || err == EDQUOT)
+		session_reply(s, "452 4.3.1 Insufficient system storage");
+	else
+		session_reply(s, "451 4.3.0 Temporary queue file error");
+}
+
 static void
 cmd_data(struct session *s, const char *args)
 {
@@ -1340,9 +1353,10 @@ cmd_data(struct session *s, const char *args)
 	const char *err;
 	t->msg = spool_msg_new(s->env->spool_dir, &env, &err);
 	if (t->msg == NULL) {
+		int e = errno;
 		log_err("s=%s spool error: %s", s->id, err);
 		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_SPOOL_ERROR);
-		session_reply(s, "451 4.3.0 Temporary queue file error");
+		session_spool_error(s, e);
 		return;
 	}
 	t->in_headers = true;
@@ -1481,7 +1495,7 @@ session_data_end(struct session *s)
 	}
 	if (t->write_error) {
 		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_SPOOL_ERROR);
-		session_reply(s, "451 4.3.0 Temporary queue file error");
+		session_spool_error(s, spool_msg_errno(t->msg));
 		session_reset_txn(s);
 		session_set_state(s, SS_COMMAND);
 		return;
@@ -1524,7 +1538,7 @@ session_commit_done(void *arg)
 		log_err("s=%s spool commit failed id=%s", s->id, spool_msg_id(t->msg));
 		metrics_inc(M_MESSAGES_REJECTED, s->m_listener, MJ_SPOOL_ERROR);
 		if (s->state != SS_CLOSING)
-			session_reply(s, "451 4.3.0 Temporary queue file error");
+			session_spool_error(s, spool_msg_errno(t->msg));
 	}
 	session_reset_txn(s);
 	if (s->state == SS_CLOSING) {

@@ -306,9 +306,11 @@ spool_msg_new_in(const char *dir, const char *tmp_sub, struct spool_envelope *en
 	struct spool_msg *msg;
 	const char *missing = spool_envelope_missing(env);
 	char num[32];
+	int err;
 
 	if (missing != NULL) {
 		spool_set_error(error_r, "spool envelope has no %s", missing);
+		errno = EINVAL;
 		return NULL;
 	}
 	msg = xcalloc(1, sizeof(*msg));
@@ -369,7 +371,9 @@ spool_msg_new_in(const char *dir, const char *tmp_sub, struct spool_envelope *en
 	}
 	return msg;
 fail:
+	err = msg->write_errno != 0 ? msg->write_errno : errno;
 	spool_msg_free(msg);
+	errno = err;
 	return NULL;
 }
 
@@ -377,6 +381,12 @@ const char *
 spool_msg_id(const struct spool_msg *msg)
 {
 	return msg->id;
+}
+
+int
+spool_msg_errno(const struct spool_msg *msg)
+{
+	return msg->write_errno;
 }
 
 int

@@ -92,13 +92,17 @@ int spool_init_dirs(const char *dir, const struct spool_owners *owners, const ch
 void spool_new_id(char id_r[SPOOL_ID_LEN + 1]);
 
 /* Start a message under dir/tmp with env (copied into the file at once; env->id
- * is filled in). Returns NULL with *error_r on failure (disk full: 452 4.3.1). */
+ * is filled in). Returns NULL with *error_r and errno on failure. */
 struct spool_msg *spool_msg_new(const char *dir, struct spool_envelope *env, const char **error_r);
 /* The same, written in dir/tmp_sub instead of dir/tmp (the queue writes in
  * queue-tmp/, which only it can enter). */
 struct spool_msg *spool_msg_new_in(const char *dir, const char *tmp_sub, struct spool_envelope *env,
                                    const char **error_r);
 const char *spool_msg_id(const struct spool_msg *);
+/* The errno of the first write or commit step that failed, 0 if none: ENOSPC
+ * or EDQUOT is a full disk (452 4.3.1 to the client). spool_msg_new() leaves
+ * its failure's errno in errno. */
+int spool_msg_errno(const struct spool_msg *);
 /* Append message bytes (buffered). 0 or -1 (write error; the message is bad). */
 int spool_msg_write(struct spool_msg *, const void *data, size_t len);
 /* Bytes of message written so far. */

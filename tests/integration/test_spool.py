@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import stat
+import subprocess
 
 import pytest
 
@@ -343,3 +344,67 @@ def test_parallel_sessions_all_spooled(make_gateway):
     assert len({q for q, _ in results}) == 40, "queue ids are not unique"
     for qid, mid in results:
         assert mid.encode() in gw.spool_path(qid).read_bytes()
+
+
+# ---------------------------------------------------------------- disk full
+
+@pytest.fixture
+def small_spool(make_gateway):
+    """A gateway whose spool is a 2 MiB tmpfs (needs root and mount(2))."""
+    gw = make_gateway(start=False)
+    gw.spool.mkdir(mode=0o755)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs",
+                        str(gw.spool)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.decode().strip()}")
+    try:
+        gw.start()
+        yield gw
+    finally:
+        gw.stop()
+        subprocess.run(["umount", "-l", str(gw.spool)], check=False)
+
+
+def _fill(path, leave=0):
+    """Fill the file system of path's directory, then give back leave bytes."""
+    with open(path, "wb") as f:
+        chunk = b"\0" * 65536
+        try:
+            while True:
+                f.write(chunk)
+                f.flush()
+        except OSError:
+            pass
+    with open(path, "r+b") as f:
+        f.truncate(max(0, os.path.getsize(path) - leave))
+
+
+def test_disk_full_is_452_4_3_1(small_spool):
+    """ENOSPC is 452 4.3.1 (RFC 5321 4.2.2 "insufficient system storage",
+    RFC 3463 X.3.1 "mail system full"): at DATA when not even the envelope
+    fits, after the message when its text does not; nothing is left behind,
+    and mail flows again once there is room."""
+    gw = small_spool
+    filler = gw.spool / "filler"
+    _fill(filler)
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    c.cmd("MAIL FROM:<s@other.test>").check(250, "2.1.0")
+    c.cmd("RCPT TO:<user@example.test>").check(250, "2.1.5")
+    c.cmd("DATA").check(452, "4.3.1")
+    c.cmd("RSET").check(250)
+
+    _fill(filler, leave=256 * 1024)
+    msg = make_message(body="x" * 76 + "\r\n" * 1 + ("y" * 998 + "\r\n") * 1024)
+    c.cmd("MAIL FROM:<s@other.test>").check(250, "2.1.0")
+    c.cmd("RCPT TO:<user@example.test>").check(250, "2.1.5")
+    c.cmd("DATA").check(354)
+    c.send(msg.encode() + b".\r\n")
+    c.read_reply(timeout=30).check(452, "4.3.1")
+    assert gw.incoming() == []
+    wait_until(lambda: not list((gw.spool / "tmp").iterdir()), 10, "tmp/ to be empty")
+
+    filler.unlink()
+    qid = c.send_message("s@other.test", ["user@example.test"], msg).queued_id()
+    assert gw.spool_path(qid).is_file()
+    gw.wait_for_log(r"spool id=\w+ write failed: No space left on device")
