@@ -1655,7 +1655,9 @@ session_line_too_long(struct session *s)
 }
 
 /* Take one line from in into a buffer. Returns PARSE_OK with *line_r and *len_r set,
- * PARSE_AGAIN when no whole line is there yet. Over-long lines are reported
+ * PARSE_AGAIN when no whole line is there yet, PARSE_INVALID when it dropped
+ * a whole over-long line (reported; the state may have changed, so the next
+ * line must be read in the new state's terms). Over-long lines are reported
  * once and then skipped to their end, with bounded memory. */
 static enum parse_result
 session_getline(struct session *s, struct evbuffer *in, char **line_r, size_t *len_r)
@@ -1694,9 +1696,7 @@ session_getline(struct session *s, struct evbuffer *in, char **line_r, size_t *l
 		if (len > limit) {
 			evbuffer_drain(in, len + eol_len);
 			session_line_too_long(s);
-			if (s->state == SS_CLOSING)
-				return PARSE_AGAIN;
-			continue;
+			return PARSE_INVALID;
 		}
 		if (bufsz < len + 1) {
 			bufsz = len + 1 > 4096 ? len + 1 : 4096;
@@ -1721,7 +1721,7 @@ session_process(struct session *s)
 	while (s->state == SS_COMMAND || s->state == SS_AUTH_LINE || s->state == SS_DATA) {
 		char *line;
 		size_t len;
-		enum session_state before = s->state;
+		enum parse_result pr;
 		if (s->env->sessions->stopping && s->state != SS_DATA) {
 			/* RFC 5321 3.8: the worker stops; a session between
 			 * commands is told so (what it pipelined is not run). */
@@ -1738,9 +1738,10 @@ session_process(struct session *s)
 			if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
 				break;
 		}
-		if (session_getline(s, in, &line, &len) != PARSE_OK)
+		pr = session_getline(s, in, &line, &len);
+		if (pr == PARSE_AGAIN)
 			break;
-		if (before != s->state)
+		if (pr != PARSE_OK)
 			continue;
 		switch (s->state) {
 		case SS_COMMAND:

@@ -394,6 +394,27 @@ def test_mail_line_may_grow_by_auth_parameter(gw):
     c.cmd(line).check(250, "2.1.0")
 
 
+def test_command_after_overlong_auth_response_is_answered(make_gateway):
+    """An AUTH response over max_auth_line_length ends the exchange (500
+    5.5.6); a command pipelined behind it gets its reply, in command mode."""
+    gw = make_gateway()
+    c = submission_conn(gw)
+    c.cmd("AUTH LOGIN").check(334)
+    c.send("QUFB" * 4000 + "\r\nNOOP\r\n")
+    c.read_reply().check(500, "5.5.6")
+    c.read_reply().check(250, "2.0.0")
+    # The same when the long line comes in pieces, the command behind the last.
+    c.cmd("AUTH LOGIN").check(334)
+    c.send("QUFB" * 4000)
+    c.read_reply().check(500, "5.5.6")
+    c.send("QUFB" * 100 + "\r\nNOOP\r\n")
+    c.read_reply().check(250, "2.0.0")
+    # And behind an over-long AUTH command line.
+    c.send("AUTH PLAIN " + "QUFB" * 4000 + "\r\nNOOP\r\n")
+    c.read_reply().check(500, "5.5.2")
+    c.read_reply().check(250, "2.0.0")
+
+
 # ---------------------------------------------------------------- bounded memory
 
 def _workers_rss_kib(gw):
