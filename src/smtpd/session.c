@@ -129,6 +129,7 @@ struct session {
 	unsigned errors;
 	unsigned messages;
 	bool discard_line;          /* dropping the rest of an over-long line */
+	bool auth_tail;             /* lines that are no command belong to an AUTH */
 	bool implicit_tls_greeting; /* greet once the implicit TLS handshake is done */
 	bool starttls_pending;      /* 220 queued; swap to TLS once it is written */
 	const char *refuse;         /* implicit TLS over a limit: this reply, then close */
@@ -1577,18 +1578,57 @@ static const struct command {
         [SMTP_CMD_ETRN] = {SMTP_CMD_ETRN, cmd_not_offered, 0},
 };
 
+/* Whether a line is an AUTH command however it is mangled (blanks or
+ * controls before it, any case, no space after it): its rest may hold a
+ * password, whatever the reply. */
+static bool
+line_is_auth(const char *line, size_t len)
+{
+	size_t i = 0;
+	while (i < len && (unsigned char)line[i] <= 0x20)
+		i++;
+	return len - i >= 4 && ascii_strncasecmp(line + i, "AUTH", 4) == 0;
+}
+
+/* The debug trace of a command line. An AUTH line shows its mechanism and
+ * nothing after it. The lines after an AUTH that are no command are the rest
+ * of its exchange, sent by a pipelining client whatever the AUTH's reply was
+ * (530 before STARTTLS, 503 when authenticated, 500 when it was too long):
+ * they show only their length. */
+static void
+session_trace_command(struct session *s, const char *line, size_t len, bool is_auth,
+                      const struct smtp_cmd *cmd)
+{
+	char esc[LOG_VALUE_MAX * 2];
+
+	if (is_auth) {
+		size_t n = cmd->verb == SMTP_CMD_AUTH ? strcspn(cmd->args, " ") : 0;
+		log_debug("s=%s < AUTH %s%s...", s->id,
+		          log_escape(cmd->args, n < 20 ? n : 20, esc, sizeof(esc)),
+		          n > 0 ? " " : "");
+	} else if (s->auth_tail) {
+		log_debug("s=%s < (a line of an AUTH exchange, %zu octets, not logged)", s->id,
+		          len);
+	} else {
+		log_debug("s=%s < %s", s->id, log_escape(line, len, esc, sizeof(esc)));
+	}
+}
+
 static void
 session_command(struct session *s, const char *line, size_t len)
 {
 	struct smtp_cmd cmd;
-	if (log_enabled(LOG_LEVEL_DEBUG)) {
-		char esc[600];
-		/* Never log an AUTH line: it may hold a password. */
-		bool secret = len >= 4 && ascii_strncasecmp(line, "AUTH", 4) == 0;
-		log_debug("s=%s < %s", s->id,
-		          secret ? "AUTH ..." : log_escape(line, len, esc, sizeof(esc)));
-	}
-	if (smtp_parse_command(line, len, &cmd) != PARSE_OK) {
+	enum parse_result pr = smtp_parse_command(line, len, &cmd);
+	bool is_auth = line_is_auth(line, len);
+
+	/* The AUTH exchange ends at the first line that is a command. */
+	if (is_auth)
+		s->auth_tail = true;
+	else if (pr == PARSE_OK && cmd.verb != SMTP_CMD_UNKNOWN)
+		s->auth_tail = false;
+	if (log_enabled(LOG_LEVEL_DEBUG))
+		session_trace_command(s, line, len, is_auth, &cmd);
+	if (pr != PARSE_OK) {
 		session_reply(s, "500 5.5.2 Syntax error, command unrecognized");
 		session_error(s);
 		return;
@@ -1642,6 +1682,8 @@ session_line_too_long(struct session *s)
 		s->txn->line_too_long = true;
 		break;
 	case SS_AUTH_LINE:
+		/* The exchange's next lines are no commands either. */
+		s->auth_tail = true;
 		session_reply(s, "500 5.5.6 Authentication exchange line is too long");
 		session_auth_end_sasl(s);
 		session_set_state(s, SS_COMMAND);
@@ -1652,6 +1694,21 @@ session_line_too_long(struct session *s)
 		session_error(s);
 		break;
 	}
+}
+
+/* An over-long command line is dropped unseen: if it was an AUTH, the
+ * lines after it are the rest of its exchange (session_trace_command()). */
+static void
+session_drop_check_auth(struct session *s, struct evbuffer *in)
+{
+	char head[64];
+	ev_ssize_t n;
+
+	if (s->state != SS_COMMAND)
+		return;
+	n = evbuffer_copyout(in, head, sizeof(head));
+	if (n > 0 && line_is_auth(head, (size_t)n))
+		s->auth_tail = true;
 }
 
 /* Take one line from in into a buffer. Returns PARSE_OK with *line_r and *len_r set,
@@ -1678,6 +1735,8 @@ session_getline(struct session *s, struct evbuffer *in, char **line_r, size_t *l
 		if (p.pos < 0) {
 			size_t have = evbuffer_get_length(in);
 			if (have > limit) {
+				if (!s->discard_line)
+					session_drop_check_auth(s, in);
 				evbuffer_drain(in, have);
 				if (!s->discard_line) {
 					s->discard_line = true;
@@ -1694,6 +1753,7 @@ session_getline(struct session *s, struct evbuffer *in, char **line_r, size_t *l
 			continue;
 		}
 		if (len > limit) {
+			session_drop_check_auth(s, in);
 			evbuffer_drain(in, len + eol_len);
 			session_line_too_long(s);
 			return PARSE_INVALID;

@@ -193,3 +193,92 @@ def test_client_first_then_client_strings(module_gateway):
     assert lines[0].endswith(r' user="x\" client\x3d6.6.6.6"'), lines[0]
     assert lines[1].endswith(r' user="y client\x3d6.6.6.7 listener\x3dsub result\x3dfail"'), \
         lines[1]
+
+
+# ---------------------------------------------------- AUTH exchanges at debug
+
+@pytest.fixture(scope="module")
+def debuggw(module_gateway):
+    return module_gateway({"server": {"log_level": "debug"}})
+
+
+def _end_mark(gw, c, tag):
+    """A NOOP the trace shows once everything before it was logged."""
+    c.cmd(f"NOOP {tag}").check(250)
+    gw.wait_for_log(rf"< NOOP {tag}$")
+
+
+def _assert_masked(gw, password):
+    text = gw.log_text()
+    for s in (password, b64(password), b64(password).rstrip("=")):
+        assert s not in text, f"AUTH payload {s!r} in the debug log"
+    assert "a line of an AUTH exchange" in text
+
+
+def test_auth_lines_masked_after_530_before_starttls(debuggw):
+    """AUTH LOGIN pipelined before STARTTLS where TLS is required: the AUTH
+    gets 530, and the base64 lines the client sends anyway are no command."""
+    pw = "Pipelined-Before-TLS-1"
+    c = SMTPConn.open(debuggw, "sub")
+    c.ehlo()
+    c.send(f"AUTH LOGIN\r\n{b64('sam')}\r\n{b64(pw)}\r\n")
+    c.read_reply().check(530, "5.7.0")
+    c.read_reply().check(500)
+    c.read_reply().check(500)
+    _end_mark(debuggw, c, "m530")
+    _assert_masked(debuggw, pw)
+
+
+def test_auth_lines_masked_after_503_when_authenticated(debuggw, users):
+    alice = users["alice"]
+    pw = "Pipelined-After-503-2"
+    c = submission_conn(debuggw)
+    c.auth_plain(alice.name, alice.password).check(235)
+    c.send(f"AUTH LOGIN\r\n{b64('sam')}\r\n{b64(pw)}\r\n")
+    c.read_reply().check(503, "5.5.1")
+    c.read_reply().check(500)
+    c.read_reply().check(500)
+    _end_mark(debuggw, c, "m503")
+    _assert_masked(debuggw, pw)
+
+
+def test_auth_lines_masked_after_overlong_auth_line(debuggw):
+    """An AUTH line over every limit is dropped unseen; the line after it is
+    still part of the exchange. The same for a line of the exchange itself."""
+    pw = "After-Overlong-3"
+    c = submission_conn(debuggw)
+    c.send("AUTH LOGIN " + "QUFB" * 5000 + f"\r\n{b64(pw)}\r\n")
+    c.read_reply().check(500, "5.5.2")
+    c.read_reply().check(500)
+    pw2 = "After-Overlong-Response-4"
+    c.cmd("AUTH LOGIN").check(334)
+    c.send("QUFB" * 5000 + f"\r\n{b64(pw2)}\r\n")
+    c.read_reply().check(500, "5.5.6")
+    c.read_reply().check(500)
+    _end_mark(debuggw, c, "mlong")
+    _assert_masked(debuggw, pw)
+    _assert_masked(debuggw, pw2)
+
+
+@pytest.mark.parametrize("prefix", [" ", "  ", "\t", "\x01"],
+                         ids=["space", "two-spaces", "tab", "control"])
+def test_auth_line_masked_with_leading_blank(debuggw, prefix):
+    pw = f"Leading-Blank-5-{len(prefix)}-{ord(prefix[0])}"
+    c = submission_conn(debuggw)
+    ir = plain_ir("sam", pw)
+    c.cmd(f"{prefix}AUTH PLAIN {ir}").check(500)
+    c.cmd(f"AUTH\tPLAIN {ir}").check(500)
+    _end_mark(debuggw, c, f"mblank{len(prefix)}-{ord(prefix[0])}")
+    text = debuggw.log_text()
+    assert ir not in text and ir.rstrip("=") not in text
+    assert pw not in text
+
+
+def test_mechanism_shown_payload_not(debuggw):
+    """The trace still says which mechanism was tried."""
+    c = submission_conn(debuggw)
+    ir = plain_ir("sam", "Shown-Mech-6")
+    c.cmd(f"AUTH PLAIN {ir}").check(535)
+    _end_mark(debuggw, c, "mmech")
+    assert re.search(r"s=\w+ < AUTH PLAIN \.\.\.$", debuggw.log_text(), re.M)
+    assert ir not in debuggw.log_text()
