@@ -155,10 +155,11 @@ static const struct settings_key limits_keys[] = {
          .max = 600000, .meaning = "Pause before answering a failed AUTH (535)."},
         {"command_timeout", SETTINGS_DURATION, LIM(command_timeout), .def = "300", .min = 1,
          .max = 86400,
-         .meaning = "Wait for the next command and each AUTH reply (RFC 5321 4.5.3.2.7: at "
-                    "least 5m)."},
+         .meaning = "Time for the whole next command, each AUTH reply and the TLS handshake, "
+                    "from when the session is ready for it (RFC 5321 4.5.3.2.7: at least "
+                    "5m)."},
         {"data_timeout", SETTINGS_DURATION, LIM(data_timeout), .def = "180", .min = 1, .max = 86400,
-         .meaning = "Wait for each block of message data (RFC 5321 4.5.3.2.6)."},
+         .meaning = "Time for each 64 KiB block of message text (RFC 5321 4.5.3.2.6)."},
         {"max_errors", SETTINGS_UINT, LIM(max_errors), .def = "20", .min = 1,
          .meaning = "Bad or out-of-sequence commands in one connection before 421."},
 };

@@ -61,6 +61,9 @@
 #define SESSION_INPUT_SLACK (64 * 1024)
 #define SESSION_OUTPUT_HIGH (64 * 1024)
 #define HELO_MAX 255
+/* data_timeout bounds each block of this much message text, counted from the
+ * 354 or the end of the block before: see session_deadline_update(). */
+#define DATA_BLOCK (64 * 1024)
 
 enum session_state {
 	SS_COMMAND,       /* waiting for a command line */
@@ -77,6 +80,15 @@ enum session_state {
 static const char *const state_names[] = {
         "command", "auth_line",     "auth_wait", "auth_delay", "data",
         "commit",  "tls_handshake", "closing",   "count_wait",
+};
+
+/* What the session's deadline is counting (session_deadline_update()). */
+enum session_wait {
+	WAIT_NONE,    /* we are busy (auth process, fsync, failure delay) */
+	WAIT_COMMAND, /* a command or an AUTH response: command_timeout */
+	WAIT_DATA,    /* a block of message text: data_timeout */
+	WAIT_TLS,     /* STARTTLS's 220 to leave: command_timeout */
+	WAIT_CLOSE,   /* the client to read our last reply: command_timeout */
 };
 
 struct txn {
@@ -147,6 +159,10 @@ struct session {
 	unsigned shared_msgs, shared_rcpts;
 	enum auth_result auth_result;
 	struct event *delay_timer;
+	struct event *deadline; /* session_deadline_update() */
+	enum session_wait wait;
+	uint64_t data_bytes; /* message text read since the 354 */
+	uint64_t data_mark;  /* data_bytes when the deadline was last renewed */
 
 	struct txn *txn;
 	bool commit_pending;
@@ -169,6 +185,7 @@ struct session {
 
 static void session_process(struct session *s);
 static void session_maybe_free(struct session *s);
+static void session_deadline_update(struct session *s, bool renew);
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -273,6 +290,7 @@ session_close(struct session *s, const char *reply)
 	/* Anything the client pipelined after this is never looked at. */
 	evbuffer_drain(bufferevent_get_input(s->bev),
 	               evbuffer_get_length(bufferevent_get_input(s->bev)));
+	session_deadline_update(s, false);
 }
 
 /* Count a protocol error; after max_errors the session ends (421). */
@@ -522,10 +540,13 @@ session_tls_handshake_done(enum tls_handshake_result result, const char *error, 
 	bufferevent_openssl_set_allow_dirty_shutdown(tls_bev, 1);
 	s->bev = tls_bev;
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
-	struct timeval tv = {s->l->limits.command_timeout, 0};
-	if (s->refuse != NULL)
-		tv.tv_sec = 10; /* refused clients hold no slot: short deadlines */
-	bufferevent_set_timeouts(s->bev, &tv, s->refuse != NULL ? &tv : NULL);
+	if (s->refuse != NULL) {
+		/* Refused clients hold no slot: a short deadline for reading
+		 * and writing alike. Every other wait is the session's own
+		 * (session_deadline_update()). */
+		struct timeval tv = {10, 0};
+		bufferevent_set_timeouts(s->bev, &tv, &tv);
+	}
 	session_bound_input(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 
@@ -569,6 +590,8 @@ session_tls_attach(struct session *s)
 	s->hs = tls_handshake_start(s->env->base, ssl, s->fd, s->env->keyproc,
 	                            s->refuse != NULL ? 10 : s->l->limits.command_timeout,
 	                            session_tls_handshake_done, s);
+	/* The handshake has its own deadline for the whole of it. */
+	session_deadline_update(s, false);
 	return 0;
 }
 
@@ -1365,7 +1388,8 @@ cmd_data(struct session *s, const char *args)
 		session_write_received(s);
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	session_set_state(s, SS_DATA);
-	bufferevent_set_timeouts(s->bev, &(struct timeval){s->l->limits.data_timeout, 0}, NULL);
+	s->data_bytes = 0;
+	s->data_mark = 0;
 }
 
 /* Headers a submission server adds when missing (RFC 6409 8.2, 8.3). */
@@ -1471,7 +1495,6 @@ static void
 session_data_end(struct session *s)
 {
 	struct txn *t = s->txn;
-	bufferevent_set_timeouts(s->bev, &(struct timeval){s->l->limits.command_timeout, 0}, NULL);
 	if (t->in_headers) {
 		t->in_headers = false;
 		session_add_missing_headers(s);
@@ -1777,6 +1800,7 @@ static void
 session_process(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
+	bool renew = false;
 	s->busy = true;
 	while (s->state == SS_COMMAND || s->state == SS_AUTH_LINE || s->state == SS_DATA) {
 		char *line;
@@ -1801,6 +1825,8 @@ session_process(struct session *s)
 		pr = session_getline(s, in, &line, &len);
 		if (pr == PARSE_AGAIN)
 			break;
+		if (s->state != SS_DATA)
+			renew = true;
 		if (pr != PARSE_OK)
 			continue;
 		switch (s->state) {
@@ -1812,6 +1838,11 @@ session_process(struct session *s)
 			explicit_bzero(line, len);
 			break;
 		case SS_DATA:
+			s->data_bytes += len + 2;
+			if (s->data_bytes - s->data_mark >= DATA_BLOCK) {
+				s->data_mark = s->data_bytes;
+				renew = true;
+			}
 			if (len == 1 && line[0] == '.') {
 				session_data_end(s);
 			} else {
@@ -1828,7 +1859,109 @@ session_process(struct session *s)
 		}
 	}
 	s->busy = false;
+	session_deadline_update(s, renew);
 	session_flush(s);
+	session_maybe_free(s);
+}
+
+/* Arm the session's one timer for what it now waits for. The wait for a
+ * command (or an AUTH response) starts when the session is ready for it and
+ * input that does not complete the line does not extend it: a client that
+ * sends a byte every few seconds gets command_timeout for the whole command,
+ * as one that sends nothing (RFC 5321 4.5.3.2.7 bounds the wait for "the
+ * next command"). STARTTLS's 220 must leave within command_timeout; the
+ * handshake then has a deadline of its own (tls_handshake.h).
+ *
+ * Message text is the one place RFC 5321 (4.5.3.2.6) times each block of
+ * data rather than the whole, and a big message on a slow link may rightly
+ * take long. data_timeout therefore bounds each DATA_BLOCK of text (from the
+ * 354, then from the end of each block), not each read: a client trickling a
+ * byte, or a short line, every few seconds is cut off after data_timeout,
+ * while any client that moves 64 KiB per data_timeout (364 octets a second
+ * with the default) is not.
+ *
+ * While the session is busy (the auth process, the failure delay, the fsync)
+ * nothing is counted; once it is closing, a client that does not read its
+ * last reply is dropped after command_timeout. renew: a command line was
+ * read or a block of text completed, so the wait starts again. */
+static void
+session_deadline_update(struct session *s, bool renew)
+{
+	const struct limits_cfg *lim = &s->l->limits;
+	enum session_wait w;
+	unsigned secs = lim->command_timeout;
+
+	switch (s->state) {
+	case SS_COMMAND:
+	case SS_AUTH_LINE:
+		w = WAIT_COMMAND;
+		break;
+	case SS_DATA:
+		w = WAIT_DATA;
+		secs = lim->data_timeout;
+		break;
+	case SS_TLS_HANDSHAKE:
+		/* Once it runs, the handshake has a deadline of its own
+		 * (tls_handshake.h), for the whole of it. */
+		w = s->hs != NULL ? WAIT_NONE : WAIT_TLS;
+		break;
+	case SS_CLOSING:
+		w = WAIT_CLOSE;
+		break;
+	default:
+		w = WAIT_NONE;
+		break;
+	}
+	if (w == s->wait && !renew)
+		return;
+	s->wait = w;
+	if (w == WAIT_NONE) {
+		evtimer_del(s->deadline);
+		return;
+	}
+	struct timeval tv = {secs, 0};
+	evtimer_add(s->deadline, &tv);
+}
+
+static void
+session_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == SS_CLOSING) {
+		/* The client does not read its last replies: drop them. */
+		if (s->bev != NULL)
+			evbuffer_drain(bufferevent_get_output(s->bev),
+			               evbuffer_get_length(bufferevent_get_output(s->bev)));
+		evbuffer_drain(s->out, evbuffer_get_length(s->out));
+		session_maybe_free(s);
+		return;
+	}
+	switch (s->wait) {
+	case WAIT_NONE:
+	case WAIT_CLOSE:
+		return;
+	case WAIT_TLS:
+		/* The client does not read the 220 to its STARTTLS. */
+		log_info("s=%s timeout state=%s", s->id, state_names[s->state]);
+		s->outcome = MO_TIMEOUT;
+		s->starttls_pending = false;
+		s->state = SS_CLOSING;
+		evbuffer_drain(s->out, evbuffer_get_length(s->out));
+		if (s->bev != NULL)
+			evbuffer_drain(bufferevent_get_output(s->bev),
+			               evbuffer_get_length(bufferevent_get_output(s->bev)));
+		session_deadline_update(s, false);
+		break;
+	case WAIT_COMMAND:
+	case WAIT_DATA:
+		log_info("s=%s timeout state=%s", s->id, state_names[s->state]);
+		s->outcome = MO_TIMEOUT;
+		session_close(s, "421 4.4.2 Timeout exceeded, closing connection");
+		/* Output still flows even though reading stopped. */
+		bufferevent_enable(s->bev, EV_WRITE);
+		break;
+	}
 	session_maybe_free(s);
 }
 
@@ -1854,6 +1987,8 @@ session_free(struct session *s)
 	txn_free(s->txn);
 	if (s->delay_timer != NULL)
 		event_free(s->delay_timer);
+	if (s->deadline != NULL)
+		event_free(s->deadline);
 	if (s->tls_swap != NULL)
 		event_free(s->tls_swap);
 	/* Before SSL_free(): ends a handshake that waits for its signature. */
@@ -1954,12 +2089,10 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct session *s = arg;
 
 	if (what & BEV_EVENT_TIMEOUT) {
-		log_info("s=%s timeout state=%s", s->id, state_names[s->state]);
-		s->outcome = MO_TIMEOUT;
-		session_close(s, "421 4.4.2 Timeout exceeded, closing connection");
-		/* Output still flows even though reading stopped. */
-		bufferevent_enable(s->bev, EV_WRITE);
-		session_maybe_free(s);
+		/* Only a refused implicit-TLS client has bufferevent timeouts
+		 * (session_tls_handshake_done()); it is closing already, and
+		 * session_deadline_cb() drops what it does not read. */
+		session_deadline_cb(-1, 0, s);
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
@@ -2024,6 +2157,7 @@ session_start_common(const struct session_env *env, unsigned listener_idx, int f
 	if (s->out == NULL)
 		fatal("evbuffer_new failed");
 	s->delay_timer = evtimer_new(env->base, session_delay_cb, s);
+	s->deadline = evtimer_new(env->base, session_deadline_cb, s);
 	s->tls_swap = evtimer_new(env->base, session_starttls_swap_cb, s);
 	if (proxy != NULL)
 		log_info("s=%s connect client=%s listener=%s proxy=%s", s->id, s->addr, l->name,
@@ -2050,7 +2184,7 @@ session_start_common(const struct session_env *env, unsigned listener_idx, int f
 	session_reply(s, "220 %s ESMTP %s", env->cfg->hostname,
 	              l->banner ? l->banner : "authrelay");
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
-	bufferevent_set_timeouts(s->bev, &(struct timeval){l->limits.command_timeout, 0}, NULL);
+	session_deadline_update(s, true);
 	session_bound_input(s);
 	/* Read only: EV_WRITE stays enabled (libevent's default) but is
 	 * registered only when session_flush() leaves a backlog. */

@@ -355,6 +355,108 @@ def test_data_timeout(make_gateway):
     assert gw.incoming() == []
 
 
+def _trickle(c, data: bytes, limit: float) -> tuple[float, "Reply"]:
+    """Send data a byte at a time, each after a second without a reply,
+    until the server answers; return (seconds, the reply). Fails if no reply
+    came within limit seconds."""
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < limit:
+        if i < len(data):
+            try:
+                c.send(data[i:i + 1])
+            except OSError:
+                break
+            i += 1
+        try:
+            r = c.read_reply(timeout=1.0)
+        except TimeoutError:
+            continue
+        return time.monotonic() - t0, r
+    raise AssertionError(f"no reply after {limit}s of trickled input ({i} bytes sent)")
+
+
+def test_command_timeout_bounds_a_trickled_command(make_gateway):
+    """One byte a second never completes a command: the session still ends
+    command_timeout after the server started waiting, not after the last
+    byte (each byte restarted the timer before)."""
+    gw = make_gateway({"listener in": {"command_timeout": 3}})
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    took, r = _trickle(c, b"NOOP " + b"x" * 200, 30)
+    r.check(421, "4.4.2")
+    assert 2.5 <= took <= 15, f"421 after {took:.1f}s of trickle with command_timeout = 3"
+    c.wait_closed()
+
+
+def test_command_timeout_bounds_a_trickled_auth_response(make_gateway):
+    gw = make_gateway({"listener sub": {"command_timeout": 3}})
+    c = submission_conn(gw)
+    c.cmd("AUTH LOGIN").check(334)
+    took, r = _trickle(c, b"YWxpY2U" * 40, 30)
+    r.check(421, "4.4.2")
+    assert 2.5 <= took <= 15, f"421 after {took:.1f}s"
+    c.wait_closed()
+
+
+def test_complete_commands_keep_the_session(make_gateway):
+    """Commands that come in time each start a new wait."""
+    gw = make_gateway({"listener in": {"command_timeout": 3}})
+    c = SMTPConn.open(gw, "in")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5:
+        c.cmd("NOOP").check(250, "2.0.0")
+        with pytest.raises(TimeoutError):
+            c.read_reply(timeout=1.0)
+    c.cmd("QUIT").check(221)
+
+
+def test_data_timeout_bounds_a_trickled_message(make_gateway):
+    """A line a second of message text: data_timeout counts per block of
+    64 KiB, not per read, so the trickle is cut after data_timeout."""
+    gw = make_gateway({"listener in": {"data_timeout": 3}})
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    c.cmd(f"MAIL FROM:<{SENDER}>").check(250, "2.1.0")
+    c.cmd(f"RCPT TO:<{RCPT}>").check(250, "2.1.5")
+    c.cmd("DATA").check(354)
+    t0 = time.monotonic()
+    r = None
+    while time.monotonic() - t0 < 30:
+        c.send(b"x\r\n")
+        try:
+            r = c.read_reply(timeout=1.0)
+            break
+        except TimeoutError:
+            pass
+    took = time.monotonic() - t0
+    assert r is not None, "the trickle was never cut off"
+    r.check(421, "4.4.2")
+    assert 2.5 <= took <= 15, f"421 after {took:.1f}s with data_timeout = 3"
+    c.wait_closed()
+    assert gw.incoming() == []
+
+
+def test_data_timeout_spares_a_slow_big_message(make_gateway):
+    """A client that moves a block of 64 KiB within data_timeout is never cut
+    off, however long the whole message takes."""
+    gw = make_gateway({"listener in": {"data_timeout": 3}})
+    c = SMTPConn.open(gw, "in")
+    c.ehlo()
+    c.cmd(f"MAIL FROM:<{SENDER}>").check(250, "2.1.0")
+    c.cmd(f"RCPT TO:<{RCPT}>").check(250, "2.1.5")
+    c.cmd("DATA").check(354)
+    c.send(make_message(SENDER, RCPT).split("\r\n\r\n")[0].encode() + b"\r\n\r\n")
+    line = b"y" * 78 + b"\r\n"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5:
+        c.send(line * 1000)  # 80000 octets: more than a block a second
+        with pytest.raises(TimeoutError):
+            c.read_reply(timeout=1.0)
+    c.send(b".\r\n")
+    c.read_reply(timeout=30).queued_id()
+
+
 def test_silent_client_on_implicit_tls_is_dropped(make_gateway):
     """A client that connects to an implicit-TLS port and never starts the
     handshake must not hold the connection forever."""
