@@ -9,7 +9,8 @@
 #   make format-check
 #   make man        the manual pages (build/man/), strictly: see below
 #   make install    binary, sample config, man pages, systemd unit, sysusers.d
-#                   and tmpfiles.d files under $(DESTDIR)$(PREFIX)
+#                   and tmpfiles.d files under $(DESTDIR)$(PREFIX), the fail2ban
+#                   filter and jail under $(DESTDIR)$(SYSCONFDIR)/fail2ban
 #   make deb        the Debian package (../authrelay_*.deb, via debian/)
 #
 # CPPFLAGS, CFLAGS and LDFLAGS come from the environment when set (as
@@ -166,7 +167,8 @@ $(BUILD)/authrelay.service: etc/authrelay.service.in
 install: all $(MAN_PAGES) $(BUILD)/authrelay.service
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
-		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/authrelay
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/authrelay \
+		$(DESTDIR)$(SYSCONFDIR)/fail2ban/filter.d $(DESTDIR)$(SYSCONFDIR)/fail2ban/jail.d
 	install -m 0755 $(BUILD)/authrelay $(DESTDIR)$(SBINDIR)/authrelay
 	install -m 0644 $(BUILD)/man/authrelay.8 $(DESTDIR)$(MANDIR)/man8/authrelay.8
 	install -m 0644 $(BUILD)/man/authrelay.conf.5 $(DESTDIR)$(MANDIR)/man5/authrelay.conf.5
@@ -175,6 +177,10 @@ install: all $(MAN_PAGES) $(BUILD)/authrelay.service
 	install -m 0644 etc/authrelay.tmpfiles $(DESTDIR)$(TMPFILESDIR)/authrelay.conf
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -m 0644 etc/authrelay.conf $(DESTDIR)$(DOCDIR)/authrelay.conf.example
+	install -m 0644 etc/fail2ban/filter.d/authrelay.conf \
+		$(DESTDIR)$(SYSCONFDIR)/fail2ban/filter.d/authrelay.conf
+	install -m 0644 etc/fail2ban/jail.d/authrelay.conf \
+		$(DESTDIR)$(SYSCONFDIR)/fail2ban/jail.d/authrelay.conf
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/authrelay/authrelay.conf ]; then \
 		echo "keeping $(DESTDIR)$(SYSCONFDIR)/authrelay/authrelay.conf"; \
 	else \

@@ -34,7 +34,8 @@ for p in /var/spool/authrelay /var/spool/authrelay/tmp /var/spool/authrelay/inco
          /var/spool/authrelay/state /var/spool/authrelay/private \
          /etc/authrelay /etc/authrelay/authrelay.conf /etc/authrelay/users \
          /etc/ssl/certs/ssl-cert-snakeoil.pem /etc/ssl/private/ssl-cert-snakeoil.key \
-         /etc/systemd/system/multi-user.target.wants/authrelay.service; do
+         /etc/systemd/system/multi-user.target.wants/authrelay.service \
+         /etc/fail2ban/filter.d/authrelay.conf /etc/fail2ban/jail.d/authrelay.conf; do
     stat_of $p
 done
 report SIZE users $(stat -c %s /etc/authrelay/users)
@@ -59,7 +60,8 @@ done
 rc purge dpkg --purge authrelay
 report STATUS purged $(dpkg-query -W -f='${db:Status-Abbrev}' authrelay 2>/dev/null)
 for p in /etc/authrelay /var/spool/authrelay \
-         /etc/systemd/system/multi-user.target.wants/authrelay.service; do
+         /etc/systemd/system/multi-user.target.wants/authrelay.service \
+         /etc/fail2ban/filter.d/authrelay.conf; do
     stat_of $p
 done
 """
@@ -187,6 +189,10 @@ def test_install_check_remove_purge_in_throwaway_root(deb, tmp_path):
     assert first["/etc/ssl/private/ssl-cert-snakeoil.key"] != "missing"
     assert first["/etc/systemd/system/multi-user.target.wants/authrelay.service"] \
         .endswith("symbolic link"), "unit not enabled"
+    # The fail2ban filter and jail (README.md "fail2ban"), conffiles.
+    for f in ("filter.d", "jail.d"):
+        assert first[f"/etc/fail2ban/{f}/authrelay.conf"].startswith("644 root root regular"), \
+            first
 
     # The installed configuration is valid as it stands.
     assert rcs["check-config"] == 0, outs.get("check-config")
@@ -214,3 +220,4 @@ def test_install_check_remove_purge_in_throwaway_root(deb, tmp_path):
     assert second["/etc/authrelay"] == "missing"
     assert second["/var/spool/authrelay"].endswith("directory")
     assert second["/etc/systemd/system/multi-user.target.wants/authrelay.service"] == "missing"
+    assert second["/etc/fail2ban/filter.d/authrelay.conf"] == "missing"
