@@ -167,8 +167,9 @@ load_journal(struct queue *q, struct qmsg *m)
 		r->status = RCPT_SENT;
 		queue_set_str(&r->reply, "delivered before a restart (delivery journal)");
 		m->journal_only = true;
+		/* The address is the client's: escaped, quoted and last. */
 		char addr[600];
-		log_info("id=%s to=<%s> status=sent from=journal: not sent again", m->id,
+		log_info("id=%s status=sent replayed=journal to=\"<%s>\"", m->id,
 		         log_escape_str(r->addr, addr, sizeof(addr)));
 	}
 }

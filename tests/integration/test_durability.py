@@ -281,8 +281,8 @@ def test_journal_record_survives_the_next_crash(make_gateway, users, sink):
         for crash in (1, 2):
             mark = gw.log_mark()
             gw.start(new_group=True)
-            gw.wait_for_log(rf"id={qid} to=<a@far\.test> status=sent from=journal: "
-                            rf"not sent again", since=mark)
+            gw.wait_for_log(rf"id={qid} status=sent replayed=journal "
+                            rf'to="<a@far\.test>"', since=mark)
             ready = gw.wait_for_log(r"queue ready .*journal_records=(\d+) "
                                     r"journal_segments=(\d+)", since=mark)
             assert int(ready.group(1)) >= 1, ready.group(0)
