@@ -176,8 +176,8 @@ def test_send_limit_counts_across_nodes(cluster, users):
     assert any(re.search(r"messages_per_hour", n.log_text()[m:]) for n, m in zip(nodes, marks))
 
 
-AUTH_LINE = (r"auth\[\d+\] info: s=\S+ auth mech=PLAIN user=\"{user}\" client={client} "
-             r"listener=lb result=(\w+) reason=(\w+)")
+AUTH_LINE = (r"auth\[\d+\] info: s=\S+ auth client={client} listener=lb result=(\w+) "
+             r"reason=(\w+)(?=[^\n]* mech=PLAIN user=\"{user}\")")
 
 
 def lock_keys(redis):
