@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 # authrelay - one plain GNU Makefile (see README.md).
 #
 #   make            build build/authrelay

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: ISC
 """
 bench.py - the `make bench` driver (bench/run.sh installs, builds, then runs this).
 

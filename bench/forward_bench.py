@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: ISC
 """
 forward_bench.py - a figure (not a test) for the smtp-forward auth source:
 SMTP AUTH throughput and latency through authrelay forwarding to a real

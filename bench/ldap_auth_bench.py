@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: ISC
 """
 ldap_auth_bench.py - a figure (not a test) for the LDAP auth source: SMTP AUTH
 throughput and latency through authrelay with method = bind and method = fetch,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ldap_load.c - the directory's own ceiling for `make bench`: how many
  * search+bind pairs per second slapd answers alone, the work an SMTP AUTH

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: ISC
 """
 queue_bench.py - throughput of the durable accept path and of the whole relay.
 

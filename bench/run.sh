@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # make bench: install what is missing (scripts/deps/*.txt, bench.txt among
 # them), build authrelay and the load generators, then run the comparison
 # (bench/bench.py): authrelay and the peer (Postfix + Dovecot SASL) against the

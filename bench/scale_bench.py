@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: ISC
 """
 scale_bench.py - several gateways (README "Running several gateways"): the
 cost of the PROXY hop and of the sending counts shared in Redis.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * smtp_load.c - an SMTP submission load generator that speaks AUTH (in the
  * spirit of Postfix's smtp-source), used by bench/run.sh to put the same

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: ISC
 """
 tls_point.py - the STARTTLS point of `make bench` alone, for comparing two
 builds: before/after figures of the TLS handshake's cost per session.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * fuzz_config.c - the config loader on arbitrary files: whatever an admin (or
  * a broken editor) writes must be loaded or refused with messages, never

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * fuzz_proxy_header.c - libFuzzer target for the PROXY protocol parser: the
  * input is the first bytes of a connection, fed to proxy_header_parse()

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * fuzz_queue_journal.c - the delivery journal's record parser
  * (queue_journal_parse) on arbitrary segment bytes: the queue replays every

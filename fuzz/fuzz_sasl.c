@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * fuzz_sasl.c - libFuzzer target for the SASL server side. The first input
  * byte picks the exchange: bits 0-1 the mechanism (PLAIN, LOGIN, CRAM-MD5,

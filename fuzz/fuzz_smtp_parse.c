@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * fuzz_smtp_parse.c - libFuzzer target for the SMTP command grammar: the
  * input is one command line (CRLF removed) fed to smtp_parse_command(), its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * fuzz_spool.c - the spool record reader (spool_read_envelope) and the
  * envelope value unescaper on arbitrary files: the queue process reads every

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # Start a demo gateway in the foreground (what `make run` does):
 #   inbound     127.0.0.1:2525  (local domain example.test)
 #   submission  127.0.0.1:2587  STARTTLS required before AUTH

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # Install the Debian packages authrelay needs to build, run and test, if any
 # is missing. The lists are scripts/deps/*.txt, one package per line, one file
 # per area (core, ldap, upstream MTAs...). Packaged daemons (slapd, postfix...)

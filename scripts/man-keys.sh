@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: ISC
 # man-keys.sh [--strict] BINARY TEMPLATE OUTPUT - authrelay.conf(5) with its
 # key list: the line ".\" @KEYS@" of TEMPLATE becomes the output of
 # `BINARY show-config --reference=mdoc`, the reference generated from the

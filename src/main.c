@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * main.c - the authrelay command line: run the gateway, or one of its
  * sub-commands. Each sub-command lives in its module; this file only

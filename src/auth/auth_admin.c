@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_admin.c - the master's questions to the auth process (auth_admin.h):
  * each request is answered at once from what this process holds, a frame

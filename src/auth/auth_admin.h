@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_admin.h - the auth process's end of the admin channel
  * (authwire/admin_proto.h): it answers the master's STATUS (each source up

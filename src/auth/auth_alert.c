@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_alert.c - alert detection, de-duplication and output for the auth
  * process (see auth_alert.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_alert.h - alerts raised by the auth process ([alerts]):
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_alert_link.c - the auth end of the alert channel (see
  * auth_alert_link.h).

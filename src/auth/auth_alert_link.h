@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_alert_link.h - the auth process's end of the alert channel to the
  * queue process (src/authwire/alert_proto.h): it sends MAIL and HOOK

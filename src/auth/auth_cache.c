@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_cache.c - credential cache of the auth process (see auth_cache.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_cache.h - the auth process's credential cache, in front of every
  * source: a bounded table of recent answers keyed by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_file.c - the users-file source ([users-file] path): a flat file of
  * "user:hash" lines, loaded into a hash table, checked on the thread pool.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_file.h - the users-file source outside the auth server: what
  * "authrelay test-auth" (auth_test_cmd.c) needs to run one check with a

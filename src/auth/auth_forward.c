@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_forward.c - the "forward" auth source ([smtp-forward]): a login is
  * verified by AUTH on an upstream SMTP server the organization already runs

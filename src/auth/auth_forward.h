@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_forward.h - the smtp-forward source outside the auth server: what the
  * admin tools ("authrelay test-auth", auth_test_cmd.c) need to run one

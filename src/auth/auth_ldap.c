@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_ldap.c - the "ldap" auth source: logins checked against any number
  * of directories ([ldap NAME] sections), without ever blocking the auth

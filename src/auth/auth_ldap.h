@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_ldap.h - the LDAP source outside the auth server: what the admin
  * tools ("authrelay test-auth", "test-query", auth_test_cmd.c) need to run

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_passwd.c - "authrelay passwd [-s scheme] [user]": make a users-file
  * line (see auth_file.c) for the admin to paste.

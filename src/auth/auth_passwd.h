@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_passwd.h - "authrelay passwd": print a users-file line for a user,
  * reading the password from the terminal without echo (or from stdin).

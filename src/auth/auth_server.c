@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_server.c - the auth process (see auth_server.h): the one process that
  * reads credential stores. It owns an event_base, accepts SMTP workers on the

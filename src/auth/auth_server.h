@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_server.h - the auth process: the only process that holds credential
  * stores and their secrets. It accepts SMTP workers on a UNIX socket, answers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_source.h - how a credential store plugs into the auth process.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_test_cmd.c - the admin's view of a login (auth_test_cmd.h).
  *

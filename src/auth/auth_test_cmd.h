@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_test_cmd.h - "authrelay test-auth" and "authrelay test-query": try a
  * login (or only its lookup) against the [ldap NAME] directories of a

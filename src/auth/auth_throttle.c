@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_throttle.c - failure counting, delays and lockouts (see
  * auth_throttle.h): the policy. The counters live behind throttle_store.h.

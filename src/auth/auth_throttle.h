@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_throttle.h - brute-force protection in the auth process, shared by
  * every SMTP worker because it lives here.

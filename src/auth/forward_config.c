@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * forward_config.c - the [smtp-forward] section (forward_config.h): its
  * table, the rules between keys, and the upstreams resolved (once, at start,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * forward_config.h - the [smtp-forward] section: the upstreams and how to
  * talk to them, parsed with its table (settings.h), and the upstreams'

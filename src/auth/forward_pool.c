@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * forward_pool.c - the forwarding source's sessions (forward_pool.h).
  *

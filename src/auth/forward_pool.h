@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * forward_pool.h - the sessions of the forwarding source (forward_session.h):
  * at most max_sessions open at once, counting those still saying QUIT; and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * forward_session.c - one session with an [smtp-forward] upstream
  * (forward_session.h), through src/smtp/smtp_client.c on the auth process's

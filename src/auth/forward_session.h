@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * forward_session.h - one connection to an [smtp-forward] upstream and the
  * AUTH conversation on it: opened with smtp_client_handshake() (implicit TLS

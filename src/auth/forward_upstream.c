@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * forward_upstream.c - the health of the [smtp-forward] upstreams
  * (forward_upstream.h). Sessions mark their upstream down when it fails and

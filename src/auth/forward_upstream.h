@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * forward_upstream.h - the health of the [smtp-forward] upstreams: one that
  * failed (refused, dropped, TLS, a 4xx, a loop...) is "down" for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ldap_ad.c - Active Directory's bind sub-codes and logon names (see
  * ldap_ad.h). Pure string work: the source (auth_ldap.c), the connection

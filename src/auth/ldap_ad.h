@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ldap_ad.h - what Active Directory says and accepts beyond plain LDAP:
  * the sub-code in a refused bind's diagnostic message, and the names a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ldap_config.c - the [ldap NAME] sections (ldap_config.h): their table, the
  * defaults of each directory type, and the rules between keys, each problem

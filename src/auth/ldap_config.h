@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ldap_config.h - the [ldap NAME] sections: one directory each, parsed with
  * its table (settings.h), with the defaults of the directory's type and the

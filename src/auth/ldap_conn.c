@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ldap_conn.c - the connection pool of one directory (see ldap_conn.h).
  *

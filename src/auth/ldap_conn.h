@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ldap_conn.h - a bounded pool of libldap connections to one directory
  * ([ldap NAME]), driven from the auth process's event loop.

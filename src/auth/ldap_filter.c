@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ldap_filter.c - token expansion and RFC 4515 / RFC 4514 escaping for the
  * LDAP source (see ldap_filter.h). Pure string work, no libldap: the unit

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ldap_filter.h - put a login into an LDAP filter or DN template safely.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ldap_tls.c - connecting for tls_name, and telling why a directory's
  * certificate was refused (see ldap_tls.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ldap_tls.h - TLS to a directory beyond what libldap does by itself, for
  * the connection pool's setup thread (ldap_conn.c):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * login_norm.c - the normalized spelling of a login (see login_norm.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * login_norm.h - one spelling per login for everything that counts logins:
  * the throttle's per-login counters before a source has found the user, and

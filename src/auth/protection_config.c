@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * protection_config.c - the tables of [protection] and [alerts] (see
  * protection_config.h) and the checks that involve several keys.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * protection_config.h - the [protection] and [alerts] sections: auth cache,
  * brute-force throttle, sender policy, per-user sending limits and alerts.

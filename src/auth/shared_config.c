@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * shared_config.c - the table of [shared] (see shared_config.h).
  */

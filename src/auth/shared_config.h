@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * shared_config.h - the [shared] section: the Redis server that several
  * gateways behind one load balancer share their counters through (README

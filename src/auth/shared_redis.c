@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * shared_redis.c - the Redis connection (see shared_redis.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * shared_redis.h - the auth process's connection to the Redis server of
  * [shared] (shared_config.h): hiredis's asynchronous API on the process's

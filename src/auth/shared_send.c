@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * shared_send.c - sending counts in Redis (see shared_send.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * shared_send.h - per-user sending counts (messages_per_hour,
  * recipients_per_hour) shared by several gateways through Redis

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * throttle_store.h - where the brute-force throttle keeps its counters: the
  * small interface between the policy (auth_throttle.c: which keys an attempt

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * throttle_store_local.c - the throttle's counters in this process's memory
  * (see throttle_store.h): one LRU table (lib/lru.c) of entries, one per key.

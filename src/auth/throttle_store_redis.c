@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * throttle_store_redis.c - the throttle's counters shared by several
  * gateways through Redis (see throttle_store.h, shared_redis.h).

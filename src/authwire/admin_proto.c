@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * admin_proto.c - encoding and strict decoding of the admin channel's
  * messages (admin_proto.h) on lib/ipc frames.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * admin_proto.h - the admin channel between the master and the auth
  * process: what `authrelay status`, `lockouts` and `unlock` need of the auth

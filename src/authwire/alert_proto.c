@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * alert_proto.c - encode and decode the alert channel's two messages, MAIL
  * and HOOK (alert_proto.h). Pure functions over lib/ipc messages: no I/O.

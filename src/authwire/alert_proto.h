@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * alert_proto.h - the alert channel: the auth process decides alerts
  * (src/auth/auth_alert.h) but neither writes the spool nor starts a shell,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_client.c - the SMTP worker's end of the auth protocol (see
  * auth_client.h and docs/auth-protocol.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_client.h - the SMTP worker's side of the auth protocol: connects to
  * the auth process's UNIX socket, sends VERIFY requests and routes each RESULT

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_proto.c - encode and decode the messages SMTP workers and the auth
  * process exchange (HELLO, VERIFY, RESULT, NOTIFY; see auth_proto.h and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_proto.h - the messages between SMTP workers and the auth process, on
  * top of lib/ipc framing. Documented in docs/auth-protocol.md.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_reason.c - the log words of enum auth_reason (auth_reason.h). One
  * table, indexed by the enum, so that a reason added without its word is a

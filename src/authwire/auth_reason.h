@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * auth_reason.h - why a credential check ended the way it did: one enum for
  * every reason a source, the auth process or a worker gives, and one table of

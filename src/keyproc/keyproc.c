@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyproc.c - the key process's loop (see keyproc.h): accept the workers'
  * connections, read SIGN requests, answer each with a SIGNATURE.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyproc.h - the key process: the only process that holds the TLS private
  * keys. As OpenSMTPD's ca process does, it never touches the network; the

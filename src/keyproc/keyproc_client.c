@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyproc_client.c - the worker's connection to the key process (see
  * keyproc_client.h).

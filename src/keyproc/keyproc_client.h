@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyproc_client.h - an SMTP worker's side of the key process (keyproc.h):
  * one connection to private/keyproc, and the signatures in flight on it.

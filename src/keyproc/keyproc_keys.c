@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyproc_keys.c - the key process's private keys and the checks that keep it
  * a TLS handshake signer and nothing more (keyproc_keys.h).

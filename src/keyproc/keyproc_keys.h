@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyproc_keys.h - the private keys the key process holds, and the one thing
  * it does with them: sign what a TLS handshake signs (keyproc_proto.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyproc_pkey.c - a worker's stand-in for the TLS private key (see
  * keyproc_pkey.h), the way OpenSMTPD's ca.c does it: an RSA key with an

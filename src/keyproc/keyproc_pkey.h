@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyproc_pkey.h - the private key of an SMTP worker's SSL_CTX, which holds
  * no private key: the certificate's public key, with RSA and ECDSA methods

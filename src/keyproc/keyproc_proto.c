@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyproc_proto.c - encoding of the key process's messages (keyproc_proto.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyproc_proto.h - the messages between the SMTP workers and the key process
  * (keyproc.h), in lib/ipc.h frames over the UNIX socket private/keyproc.

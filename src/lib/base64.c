@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * base64.c - strict base64 (RFC 4648 4) for SMTP AUTH. RFC 4954 4 asks the
  * server to reject anything that is not exactly base64: characters outside

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * base64.h - strict base64 (RFC 4648 4) as RFC 4954 4 demands: any character
  * outside the alphabet, '=' anywhere but at the end, or a length that is not a

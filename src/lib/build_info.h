@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * build_info.h - what the build decides: the version and where the
  * configuration lives. The Makefile passes AUTHRELAY_VERSION and

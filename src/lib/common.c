@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * common.c - checked allocation, secret wiping, constant-time compare,
  * locale-free case folding, whole writes and UTC dates used across the tree.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * common.h - small definitions every module shares: parse results,
  * checked allocation, and a few attribute macros.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * config.c - load authrelay.conf: config_reader.c splits the file into
  * sections of keys, the tables below (and the registered modules' tables)

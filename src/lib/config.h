@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * config.h - the gateway's configuration: an INI file (config_reader.h)
  * whose core sections are parsed with their tables (settings.h), validated

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * config_reader.c - read authrelay.conf into sections of keys (see
  * config_reader.h). No meaning yet: settings.c parses the values.

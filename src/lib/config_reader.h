@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * config_reader.h - the syntax of authrelay.conf: lines into sections of
  * keys, each remembering its line, before anything gives them a meaning.

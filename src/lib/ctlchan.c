@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ctlchan.c - the master's control channel to a child that reloads in place
  * (see ctlchan.h).

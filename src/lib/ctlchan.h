@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ctlchan.h - the master's control channel to a child that reloads in
  * place (the auth process, the queue): the master sends the configuration

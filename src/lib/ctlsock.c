@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ctlsock.c - the command line's end of a daemon's local stream socket
  * (ctlsock.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ctlsock.h - the command line's end of a daemon's local stream socket:
  * `authrelay stop|status|unlock|...` asking the master, `authrelay queue`

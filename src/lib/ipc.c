@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ipc.c - message framing between the gateway's processes (see ipc.h).
  *

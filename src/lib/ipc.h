@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ipc.h - framing for messages between the gateway's processes over UNIX
  * sockets: each frame is a 4-byte big-endian length, then the body:

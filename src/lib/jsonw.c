@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * jsonw.c - the JSON writer (jsonw.h). A stack of "a value was written at
  * this level" flags places the commas; strings go through one escaper that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * jsonw.h - a small JSON writer (RFC 8259) for the admin commands' --json
  * output: objects, arrays, strings and integers appended to an evbuffer,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyhash.c - HMAC-SHA256 and SipHash-2-4 under per-object random keys (see
  * keyhash.h), through OpenSSL 3's EVP_MAC so that no input is copied: the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * keyhash.h - the one keyed hash of the gateway: two functions under random
  * keys made when a keyhash object is created.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * log.c - the logger behind log.h: a line per event with the process role and
  * pid, to stderr (foreground, tests) or syslog (daemon).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * lru.c - bounded key -> value table with least-recently-used eviction (see
  * lru.h): chained hash buckets (a power of two, about one per entry) and a

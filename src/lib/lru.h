@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * lru.h - a bounded table from 32-byte keys to values, evicting the least
  * recently used entry when full. The auth cache, the throttle counters and

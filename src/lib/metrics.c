@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * metrics.c - the shared counter storage and its exposition (see metrics.h
  * for the design: one slot per process, no lock, the reader sums).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * metrics.h - counters, gauges and histograms shared by every process of the
  * gateway, exact across processes, and their exposition in the Prometheus

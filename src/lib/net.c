@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * net.c - address helpers shared by the config loader, the master (binding)
  * and the SMTP workers (relay policy, connection limits, logs).

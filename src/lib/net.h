@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * net.h - address helpers: parse "host:port" and CIDR text, match addresses
  * against networks, format addresses, and derive the per-client key used by

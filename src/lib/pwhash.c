@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * pwhash.c - password verification against stored hashes, and hash making
  * for "authrelay passwd" (see pwhash.h).

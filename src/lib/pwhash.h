@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * pwhash.h - verify a password against a stored value and make new hashes.
  *

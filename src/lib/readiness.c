@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * readiness.c - the child's "I am up" on the master's pipe (readiness.h).
  * A record is a pid_t: far below PIPE_BUF, so each write is atomic and the

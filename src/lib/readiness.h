@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * readiness.h - a child process tells the master it is up.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * safeopen.c - opens that never follow what a less trusted process planted
  * (safeopen.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * safeopen.h - opening files in directories that a less trusted process can
  * write, without ever following what it planted there.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sandbox.c - seccomp allow-lists per process kind (sandbox.h), built with
  * libseccomp so that the lists are names, not numbers of one architecture.

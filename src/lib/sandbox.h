@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sandbox.h - the system-call allow-lists of the unprivileged processes.
  *

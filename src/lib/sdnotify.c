@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sdnotify.c - the sd_notify(3) protocol (sdnotify.h): one datagram to the
  * AF_UNIX socket named by $NOTIFY_SOCKET, a path or, with a leading '@', a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sdnotify.h - tell the service manager how the daemon is doing: the
  * notification protocol of sd_notify(3), spoken directly.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * secret_input.c - password entry for the admin commands (see the header).
  * One terminal at a time per process: the saved terminal state lives here so

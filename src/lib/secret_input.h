@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * secret_input.h - read a password for an admin command (passwd, test-auth):
  * from the terminal with echo off, or one line from stdin when it is not a

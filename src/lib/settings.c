@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * settings.c - the table-driven parser (see settings.h): value syntaxes,
  * defaults, parsing a section into its record, messages, and the three

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * settings.h - the one table-driven parser behind every section of
  * authrelay.conf.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * shmtab.c - a lock-free table in shared memory (see shmtab.h for the
  * design: states of a slot, why a key never has two rows, why a limit is

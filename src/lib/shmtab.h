@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * shmtab.h - a table in shared memory that the master maps before it forks
  * the SMTP workers and that every process then reads and writes without a

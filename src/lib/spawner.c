@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * spawner.c - the helper that runs the administrator's command for a
  * sandboxed process (spawner.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * spawner.h - running the administrator's command ([alerts] hook) from a
  * process that is sandboxed (sandbox.h).

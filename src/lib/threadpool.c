@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * threadpool.c - worker threads for slow work, with completions handed back
  * to one event loop (see threadpool.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * threadpool.h - a small pool of threads for work that must not block an event
  * loop (password hashing, fsync). Work runs on a pool thread; its completion

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * wbatch.c - output of a socket bufferevent written once per loop round (see
  * wbatch.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * wbatch.h - write a socket bufferevent's output once per loop round.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * check_config.c - "authrelay check-config": everything the daemon would refuse
  * at start, reported at once, so an admin can fix a config before a restart.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * control.h - the master's control socket, behind `authrelay status`,
  * `lockouts`, `unlock`, `reload` and `stop` (control_cmd.h is the command

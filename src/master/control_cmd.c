@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * control_cmd.c - the command line's end of the control socket
  * (control_cmd.h). It checks that the socket's owner is root before it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * control_cmd.h - `authrelay status | lockouts | unlock LOGIN|ADDRESS |
  * reload | stop [-c FILE] [--json]`: the command line's end of the master's

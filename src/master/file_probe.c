@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * file_probe.c - open files as another user (file_probe.h): a child process
  * drops privileges with privdrop_apply(), tries every path, and sends back

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * file_probe.h - open files as the process that will read them: check-config
  * runs as root, but the auth process reads the users file as auth_user, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * listen_set.c - the master's listening sockets, shared across reloads (see
  * listen_set.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * listen_set.h - the listening sockets the master holds for its SMTP
  * workers: bound once as root, shared by every generation of workers whose

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * master.c - the supervisor. It reads and validates the config, prepares the
  * spool, binds every listening socket and the auth socket while still root,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * master.h - the supervisor process (see master.c) and check-config.
  */

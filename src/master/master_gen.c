@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * master_gen.c - generations of SMTP workers (see master_internal.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * master_internal.h - the supervisor's state, shared by its parts:
  *

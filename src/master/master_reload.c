@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * master_reload.c - reloading the configuration (SIGHUP; later also the
  * admin's `authrelay reload`), as nginx does:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * privdrop.h - leave root: look up the configured user, optionally chroot,
  * then set groups, gid and uid for good. The processes that parse SMTP or hold

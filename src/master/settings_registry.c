@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * settings_registry.c - the list of every section of authrelay.conf and the
  * whole-file operations built on it (see settings_registry.h).

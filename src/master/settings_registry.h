@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * settings_registry.h - every section of authrelay.conf in one list: the
  * core sections (lib/config.c), [ldap NAME], [smtp-forward], [protection]

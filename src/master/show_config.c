@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * show_config.c - "authrelay show-config": the effective configuration, every
  * key with its value after defaults and inheritance (like postconf or

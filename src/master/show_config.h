@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * show_config.h - "authrelay show-config [-n] [-c FILE]" and
  * "authrelay show-config --reference=mdoc|markdown" (see show_config.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * metric.c - the table of the gateway's metric families and their label
  * values (see metric.h). HELP texts say what is counted and where; units

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * metric.h - the gateway's metrics: every family the endpoint shows, its
  * labels and their values, in one table (metric.c) that the storage

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * metrics_config.c - the table of [metrics] (see metrics_config.h) and its
  * one check across sections: the endpoint never takes a mail listener's

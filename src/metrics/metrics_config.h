@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * metrics_config.h - the [metrics] section: where the metrics endpoint
  * listens (address; none: no endpoint, no counting), who may ask it (allow),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * metrics_http.c - the metrics process (see metrics_http.h): evhttp on the
  * socket the master bound, one request callback, and the health check.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * metrics_http.h - the metrics process: a small HTTP/1.1 server (libevent's
  * evhttp) on the [metrics] address that the master bound. It answers

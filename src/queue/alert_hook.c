@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * alert_hook.c - the [alerts] hook, run from the queue process (see
  * alert_hook.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * alert_hook.h - runs [alerts] hook for the alerts the auth process raises:
  * `/bin/sh -c HOOK` with the alert's text on its stdin and

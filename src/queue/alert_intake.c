@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * alert_intake.c - MAIL and HOOK records from the auth process (see
  * alert_intake.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * alert_intake.h - the queue process's end of the alert channel
  * (src/authwire/alert_proto.h). The auth process decides alerts; what they

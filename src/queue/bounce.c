@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * bounce.c - RFC 3464 delivery status notifications (bounce.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * bounce.h - delivery status notifications (RFC 3464): a multipart/report
  * with a human-readable part, a message/delivery-status part (one block per

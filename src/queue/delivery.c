@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * delivery.c - the SMTP delivery agent (delivery.h).
  *

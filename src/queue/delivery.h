@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * delivery.h - the SMTP delivery agent of the queue process. It takes jobs
  * (one message, up to max_recipients_per_transaction recipients of one

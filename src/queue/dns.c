@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * dns.c - c-ares on the queue process's libevent loop (see dns.h).
  *

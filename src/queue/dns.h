@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * dns.h - asynchronous next-hop resolution with c-ares on a libevent loop:
  * the addresses to try for a domain's mail, in the order RFC 5321 5.1 says.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * maildir.c - Maildir delivery (maildir.h), the layout of
  * https://cr.yp.to/proto/maildir.html: a unique name in tmp/, written and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * maildir.h - delivery into a local Maildir (the `maildir` route type, for
  * the demo and small sites): tmp/ -> fsync -> new/ -> fsync new/, so a

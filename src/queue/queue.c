@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue.c - the queue process (queue.h): set-up, signals, reload and the
  * statistics line; the work is done by its parts (queue_internal.h lists

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue.h - the queue process: it owns the spool after the SMTP workers'
  * 250, delivers every message to its next hop (routes, smarthost or MX),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_bounce.c - what the queue owes a message's sender after an attempt
  * (queue_internal.h): recipients past max_lifetime fail with their last

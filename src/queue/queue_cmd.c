@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_cmd.c - the `authrelay queue ...` command line (queue_cmd.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_cmd.h - `authrelay queue -c FILE [--json] list | summary | show ID`
  * and `delete | hold | release | flush ID... | ALL | -s SENDER | -r RCPT |

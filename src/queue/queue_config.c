@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_config.c - the tables of [queue] and [route NAME] (see
  * queue_config.h) and the checks that involve several keys or routes.

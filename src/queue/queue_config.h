@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_config.h - the settings of the queue process: the [queue] section and
  * every [route NAME] section, parsed with their tables (settings.h) from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_ctl.c - the queue process's control socket (queue_internal.h),
  * spool_dir/private/queue, mode 0600: the other end of `authrelay queue

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_gen.c - reference-counted configuration generations (queue_gen.h).
  */

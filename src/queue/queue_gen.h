@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_gen.h - one generation of the queue process's configuration: the
  * config and the queue_config read together at start or by one SIGHUP,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_internal.h - what the parts of the queue process share: the message
  * record and the process state. Not a module interface: only the queue's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_journal.c - the delivery journal (queue_journal.h): segments on
  * disk, the replay at start, and the thread that writes and syncs records

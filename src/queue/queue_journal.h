@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_journal.h - the queue's delivery journal: each next hop's 2xx for a
  * recipient, on stable storage before the connection that read it carries

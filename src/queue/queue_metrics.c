@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_metrics.c - the queue's gauges for the metrics endpoint: how many
  * messages wait in each state, and how many of them arrived more than 5

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_scan.c - how the queue finds its messages (queue_internal.h):
  * inotify on incoming/ for what the SMTP workers commit, a rescan every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_sched.c - the queue's scheduler (queue_internal.h): the message
  * table, the READY list, the retry heap, activation and what each attempt

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_store.c - state/<ID> records and message removal (queue_store.h).
  *

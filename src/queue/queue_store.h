@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_store.h - the queue's on-disk state beyond incoming/.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_view.c - the queue as the admin sees it (queue_view.h): text lines
  * that grep and awk take, JSON for scripts. Every string that came from a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * queue_view.h - how `authrelay queue` shows messages: the list, one
  * message in detail, and the summary by destination domain and age (as

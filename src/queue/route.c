@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * route.c - the routing decision (route.h). Order, most specific first:
  * a [route NAME] naming the domain (exact, then the longest ".suffix"),

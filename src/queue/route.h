@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * route.h - where a recipient domain's mail goes: a [route NAME] that names
  * the domain (an SMTP next hop, the domain's MX hosts, or a Maildir), else

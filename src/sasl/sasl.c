@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sasl.c - the mechanism-independent half of SMTP AUTH (RFC 4954 4): picks
  * the mechanism, decodes each client line with strict base64, handles the

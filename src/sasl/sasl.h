@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sasl.h - server side of the SASL mechanisms we offer on SMTP AUTH:
  * PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login) and CRAM-MD5

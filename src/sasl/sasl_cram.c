@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sasl_cram.c - CRAM-MD5 (RFC 2195 2): the server sends a msg-id shaped
  * challenge "<random.timestamp@hostname>", the client answers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sasl_login.c - LOGIN (draft-murchison-sasl-login-00, MS-XLOGIN): the
  * server prompts "Username:" then "Password:", the client answers each.

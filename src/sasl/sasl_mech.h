@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sasl_mech.h - inside the SASL module only: the state every mechanism
  * shares, the table of functions a mechanism provides, and the helpers

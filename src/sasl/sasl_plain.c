@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sasl_plain.c - PLAIN (RFC 4616 2): one client message,
  * [authzid] NUL authcid NUL passwd. Client first: without an initial

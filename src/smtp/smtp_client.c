@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * smtp_client.c - one asynchronous SMTP client connection (smtp_client.h),
  * used by the SMTP-forwarding auth source and by the queue's delivery agent.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * smtp_client.h - one asynchronous SMTP client connection on a libevent loop,
  * shared by the SMTP-forwarding auth source (AUTH on an upstream server) and

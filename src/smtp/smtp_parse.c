@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * smtp_parse.c - the SMTP command-line grammar (RFC 5321 4.1): splitting a
  * line into verb and argument, the MAIL/RCPT paths (4.1.2) with their ESMTP

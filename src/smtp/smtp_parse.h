@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * smtp_parse.h - parsing of SMTP command lines (RFC 5321 4.1), paths and
  * ESMTP parameters. Pure functions on one line of input: no I/O, no state.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * conn_limit.c - the connection counts behind max_connections and
  * max_connections_per_ip, shared by every SMTP worker (see conn_limit.h).

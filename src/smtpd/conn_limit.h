@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * conn_limit.h - connection counts shared by all SMTP workers: total per
  * listener and per client (IPv4 address, IPv6 prefix) per listener, behind

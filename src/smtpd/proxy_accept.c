@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * proxy_accept.c - the wait for a PROXY header (proxy_accept.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * proxy_accept.h - read a PROXY protocol header (proxy_header.h) from a
  * just-accepted connection, without blocking the worker and within a time

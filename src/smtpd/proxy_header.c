@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * proxy_header.c - PROXY protocol v1 and v2 parsing (proxy_header.h).
  *

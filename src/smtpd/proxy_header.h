@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * proxy_header.h - the PROXY protocol header (HAProxy's proxy-protocol.txt,
  * versions 1 and 2) that a load balancer sends before anything else on a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * relay_policy.c - the one place that decides whether a recipient may be
  * accepted, so that no listener can turn into an open relay by accident.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * relay_policy.h - may this recipient be accepted on this listener? The one
  * place that decides relaying: nothing relays without a ground (local domain

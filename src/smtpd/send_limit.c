@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * send_limit.c - the shared table behind messages_per_hour and
  * recipients_per_hour (see send_limit.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * send_limit.h - per-user sending limits shared by all SMTP workers:
  * messages and recipients per authenticated user per hour ([protection]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sender_policy.c - the sender/login binding of a submission listener (see
  * sender_policy.h). Pure: no I/O, no state; session.c calls it at MAIL.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sender_policy.h - may this authenticated user use this MAIL FROM? On a
  * listener with sender_login_match = yes, the reverse-path must be one of

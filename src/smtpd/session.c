@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * session.c - one SMTP server session, from the greeting to the close.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * smtpd.c - the SMTP worker process: one event loop, the listening sockets it
  * inherited from the master, a session per accepted connection. The shared

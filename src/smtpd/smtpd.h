@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * smtpd.h - the SMTP worker process: accepts connections on the listeners it
  * inherited from the master and runs a session (session.h) for each. Runs

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tls.c - OpenSSL server context for the SMTP workers. One context per worker,
  * shared by all of its sessions and listeners; each session gets its own SSL.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tls.h - the server TLS context of the SMTP workers (STARTTLS and implicit
  * TLS, RFC 3207 / RFC 8314), and the descriptions of a TLS session we put in

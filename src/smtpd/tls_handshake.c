@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tls_handshake.c - a TLS server handshake driven by the event loop, with
  * signatures from the key process (see tls_handshake.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tls_handshake.h - the server side of a TLS handshake on a non-blocking
  * socket, driven from the worker's event loop, for a session that goes on in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * spool.c - writes accepted messages into the spool and reads their envelopes
  * back (file layout and record format: spool.h).

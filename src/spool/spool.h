@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * spool.h - the on-disk queue of accepted messages.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * spool_commit.c - single and group commit of spool messages (spool_commit.h).
  *

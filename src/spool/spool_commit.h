@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * spool_commit.h - makes finished messages durable off the event loop, either
  * one by one (each message: fsync file, rename, fsync incoming/) or as a group

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * spool_fs.c - which single call makes a group commit round durable on the
  * spool's file system (spool_fs.h).

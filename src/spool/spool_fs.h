@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * spool_fs.h - what the spool's file system promises about durability, and
  * so which single system call ends a group commit round (spool_commit.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * spool_gauge.c - the shared queue-size gauge (spool_gauge.h): two lock-free
  * atomics in a page mapped MAP_SHARED | MAP_ANONYMOUS. One writer (the queue

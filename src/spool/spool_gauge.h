@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * spool_gauge.h - how full the queue is, shared between processes: the queue
  * process publishes its message count and whether it is over [queue]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 conftest.py - fixtures for the authrelay integration tests.
 

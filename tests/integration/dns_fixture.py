@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 dns_fixture.py - a real DNS server (dnsmasq) on a free loopback port with a
 test zone of our own, for the queue's MX tests.

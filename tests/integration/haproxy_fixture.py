@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 haproxy_fixture.py - a real HAProxy (Debian haproxy) in front of gateways, as
 the README's "Running several gateways" sample runs it: TCP mode, round

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 harness.py - start the real authrelay daemon on free loopback ports and talk
 to it with real clients.

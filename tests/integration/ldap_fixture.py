@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 ldap_fixture.py - throwaway OpenLDAP slapd servers for the LDAP tests and the
 benchmark. No system instance is used or touched: each Slapd has its own

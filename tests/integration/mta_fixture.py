@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 mta_fixture.py - real upstream SMTP servers for the smtp-forward tests (and
 the bench), each on free loopback ports with its own config, directories and

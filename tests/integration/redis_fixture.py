@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 redis_fixture.py - a real redis-server (Debian redis-server) on a free
 loopback port, for the gateways' [shared] section: no persistence, run in

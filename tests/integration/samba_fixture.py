@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 samba_fixture.py - a real Active Directory domain controller (Samba's AD DC)
 for the AD tests (test_ad.py). No system instance is used or touched.

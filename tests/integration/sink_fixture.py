@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 sink_fixture.py - next-hop SMTP servers for the queue tests: Python's aiosmtpd
 (Debian python3-aiosmtpd), run in a thread of the test process on a loopback

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """The LDAP source against a real Active Directory: Samba's AD domain
 controller (samba_fixture.py), provisioned once and cached, run with the
 gateways and the clients in a network namespace of this module's own.

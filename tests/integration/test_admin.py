@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """Admin commands: the root-only control socket of the running
 daemon (status, lockouts, unlock, reload, stop, each with --json where it
 lists something, parsed here), refused to a client that is not root, and the

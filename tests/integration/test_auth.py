@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """SMTP AUTH (RFC 4954) with PLAIN, LOGIN and CRAM-MD5 on the submission
 listeners: raw exchanges, smtplib, swaks, curl, msmtp; failure limit and
 delay; reload of the users file; temporary failure of the auth process."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """The command line an administrator expects: --help, --version and `help`,
 the default config path, one set of exit statuses for every command
 (lib/build_info.h, authrelay(8) EXIT STATUS), and start-up errors on stderr

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """`authrelay show-config` and the config file's syntax as an administrator meets
 it: the effective configuration with every default (a file that loads back to
 the same), `-n` for what differs from the defaults, the key reference

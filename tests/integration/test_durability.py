@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """Crash tests of the delivery journal: authenticated submissions
 relayed through a smarthost to an SMTP sink that records every message it
 takes (aiosmtpd, sink_fixture.GatedSink), the whole process group killed with

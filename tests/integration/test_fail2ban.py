@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """The fail2ban filter and jail shipped in etc/fail2ban/, on a log the
 gateway wrote: the real fail2ban-regex finds the addresses that failed AUTH
 (and the lockouts), and only those, also when logins are built to inject a

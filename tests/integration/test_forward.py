@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 test_forward.py - the smtp-forward auth source ([smtp-forward])
 against real upstream servers the fixture starts on loopback ports:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 test_forward_exim.py - the smtp-forward auth source against a second real
 MTA: Exim with plaintext authenticators (PLAIN and LOGIN), next to the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """The TLS private key lives in the key process only.
 
 The SMTP workers hold the certificate chain and the public key; every

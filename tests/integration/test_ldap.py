@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """The LDAP auth source against real OpenLDAP slapd servers the test starts
 (ldap_fixture.py): every stored hash format with method = bind and
 method = fetch, StartTLS and ldaps:// with certificate verification, the

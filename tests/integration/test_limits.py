@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """Every limit of [limits] (and its per-listener override): connections in
 total and per client address, messages per session, recipients, message size
 (SIZE= and actual data), auth failures, bad commands, line lengths, timeouts."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """The log: one well-formed line per event, session ids, client strings
 escaped, and never a password or an AUTH payload."""
 

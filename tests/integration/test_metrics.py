@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """
 test_metrics.py - the metrics endpoint ([metrics], README "Metrics") against
 the running daemon, with real clients: Prometheus itself, promtool, the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """The Debian package: `make deb` builds it, lintian finds no error, and it
 installs, checks, removes and purges cleanly in a throwaway root.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """A compromised process gains nothing.
 
 The test plays a compromised SMTP worker: a child of the test that drops to

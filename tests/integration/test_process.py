@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """Processes and the command line: privilege separation, the master restarting
 children, SIGTERM, `authrelay check-config` and `authrelay passwd`."""
 

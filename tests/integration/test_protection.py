@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """Protection, driven by real clients through the daemon: the auth cache (hits,
 expiry, SIGHUP; against slapd: binds counted in slapd's own log, a password
 change taking effect after the positive TTL, stale answers while slapd is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """SMTP protocol on the plain listeners: greeting, EHLO/HELO, command
 sequencing, syntax errors, parameters, pipelining, line handling.
 (Limits with their own config live in test_limits.py, TLS in test_starttls.py.)"""

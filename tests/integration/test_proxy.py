@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """PROXY protocol listeners, driven by a client that
 speaks as a load balancer would: the v1 line or the v2 header first, then
 SMTP (or TLS on an implicit-TLS listener). The carried address must be the

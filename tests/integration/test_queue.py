@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """The queue process: delivery to a smarthost, per-domain routes, MX
 hosts found through a real DNS server (dnsmasq) with fallback and null MX,
 retries with back-off, bounces (RFC 3464 DSN), partial acceptance, splitting

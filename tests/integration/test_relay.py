@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """The open-relay battery, run on every role: inbound (local domains only),
 outbound from inside and outside client_networks, submission before and
 after AUTH (plain and implicit TLS)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """Reload (SIGHUP to the master) as nginx does it: a new generation of SMTP
 workers with the new configuration, the old one finishing its sessions, the
 auth process and the queue reloading in place. Each test changes one thing

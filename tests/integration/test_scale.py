@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """Several gateways behind a real HAProxy: two authrelay nodes
 with their own spools, HAProxy in front with `send-proxy-v2` and `option
 smtpchk`, clients from several loopback source addresses. Both nodes must

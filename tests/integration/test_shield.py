@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """The brute-force shield under attack, driven through the real daemon
 against real slapd servers:
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """What a 250 promises: the spool file's envelope and message, our Received
 header and its protocol keyword (RFC 3848), Message-ID/Date added on
 submission (RFC 6409 8.3), strip_received / insert_received, ownership, and

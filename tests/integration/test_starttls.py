@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """STARTTLS (RFC 3207), implicit TLS (RFC 8314), and AUTH before TLS."""
 
 import ssl

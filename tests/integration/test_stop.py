@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """Stopping (RFC 5321 3.8): SIGTERM answers idle sessions 421 4.3.2 and
 closes them, lets a session in DATA finish and get its 250 within
 shutdown_timeout, lets the queue finish a delivery in flight (or leaves it

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 """systemd integration: the notification protocol (Type=notify) spoken to a
 NOTIFY_SOCKET the test creates, in order against the ports opening and the
 children coming up; the unit file as `systemd-analyze verify` sees it."""

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_admin_proto.c - the admin channel between the master and the auth
  * process: each message's round trip through a real stream (the master

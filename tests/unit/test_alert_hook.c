@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_alert_hook.c - the queue process's alert hook with a real /bin/sh:
  * the alert text on its stdin and AUTHRELAY_ALERT_KIND in its environment,

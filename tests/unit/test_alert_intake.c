@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_alert_intake.c - the queue process's end of the alert channel, fed
  * through a real SOCK_SEQPACKET pair by the auth end (auth_alert_link): a

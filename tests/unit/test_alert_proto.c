@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_alert_proto.c - the alert channel's MAIL and HOOK messages: round
  * trips through real records on a SOCK_SEQPACKET pair (as the auth and the

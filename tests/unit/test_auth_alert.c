@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_auth_alert.c - alerts of the auth process: login failures over a
  * threshold globally, per login and per client (the 4th of "3/60s" fires,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_auth_alert_link.c - the auth end of the alert channel on a real
  * SOCK_SEQPACKET pair: a message goes out as one record at once; while the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_auth_cache.c - the auth process's credential cache: keys (source,
  * login and password each matter, a NUL in a password too), positive and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_auth_client.c - the worker side of the auth protocol against a small
  * scripted auth process living in the same event loop. A fake, because what

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_auth_file.c - the users-file source through a real event_base and
  * thread pool: parsing (comments, extra fields, every kind of bad line),

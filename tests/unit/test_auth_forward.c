@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_auth_forward.c - the smtp-forward source (auth_forward.h) against
  * scripted upstreams (support/ut_smtpd.h): threads on loopback ports with

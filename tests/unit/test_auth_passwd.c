@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_auth_passwd.c - "authrelay passwd" in a child process: the password
  * from a pipe (one line) or from a pseudo-terminal (twice, no echo), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_auth_proto.c - HELLO / VERIFY / RESULT / NOTIFY / COUNT / COUNTS encode and decode
  * through real ipc frames, every reason across the wire, and the decoders'

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_auth_reason.c - the reason table: every reason has a word of its own,
  * the words are the ones logs, tests and admins grep for (one row per

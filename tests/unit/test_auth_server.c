@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_auth_server.c - the auth process end to end: auth_server_main() runs
  * in a forked child on a temporary UNIX socket, exactly as the master runs

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_auth_throttle.c - brute-force counting in the auth process: distinct
  * wrong passwords (one stale password retried is one failure), the growing

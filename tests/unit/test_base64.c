@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_base64.c - strict base64 (RFC 4648, as RFC 4954 4 requires): the
  * RFC 4648 10 vectors both ways, every rejection rule, buffer limits, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_common.c - lib/common's whole writes and reads and UTC dates: a write
  * larger than a pipe holds arrives whole, a read stops at its size or the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_config.c - config.h: every error path of config_load() with its
  * file:line, the defaults, [limits] inheritance and per-listener overrides,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_conn_limit.c - shared connection counts: per-client and total limits,
  * release, reset of a dead worker, a full table, a randomized run against a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_ctlchan.c - lib/ctlchan: the master hands a child the config text
  * over a socketpair, in several frames when it is long, and gets the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_ctlsock.c - the command line's end of a local control socket: a
  * path too long for a socket address is ENAMETOOLONG (not a cut name

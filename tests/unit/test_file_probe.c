@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_file_probe.c - opening files as another user (src/master/file_probe.c):
  * readable, closed, missing, the wrong kind, a directory entered as root

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_forward_config.c - the [smtp-forward] table (src/auth/forward_config.c):
  * defaults, every key, every error with its file:line as config_load()

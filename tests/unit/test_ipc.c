@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_ipc.c - lib/ipc framing: round trips, frames split at every byte,
  * several frames in one buffer, and every way a frame or a field can be bad;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_jsonw.c - the JSON writer: commas at every nesting, and strings from
  * hostile input (quotes, control characters, invalid and overlong UTF-8,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_keyhash.c - the one keyed hash: HMAC-SHA256 and SipHash-2-4 checked
  * against published and independently computed vectors under known keys,

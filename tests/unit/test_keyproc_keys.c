@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_keyproc_keys.c - the key process's wire format (keyproc_proto.h) and
  * its key table (keyproc_keys.h): loading and refusing key pairs, and the

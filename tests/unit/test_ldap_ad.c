@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_ldap_ad.c - Active Directory's bind sub-codes and logon names
  * (src/auth/ldap_ad.c): the diagnostic messages AD and Samba really send,

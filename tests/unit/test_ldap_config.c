@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_ldap_config.c - the [ldap NAME] sections (src/auth/ldap_config.c):
  * defaults per directory type, every key, every error with its file:line as

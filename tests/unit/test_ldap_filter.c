@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_ldap_filter.c - RFC 4515 / RFC 4514 escaping and %-token expansion
  * (src/auth/ldap_filter.c) against hostile logins: every special of both

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_listen_set.c - the master's listening sockets across reloads
  * (master/listen_set.h): an address kept by the next configuration keeps

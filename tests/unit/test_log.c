@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_log.c - log_escape(), the one escaper for client-controlled values:
  * hostile input (quotes, backslashes, '=', controls, line breaks, bytes that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_login_norm.c - the normalized login: the spellings a directory takes
  * for one entry (RFC 4518: case, insignificant spaces) give one string;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_lru.c - the bounded table behind the auth cache, the throttle and the
  * alerts: get/put/replace/delete, eviction of the least recently used (a get

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_metric.c - the gateway's table of metric families (metric.h): names
  * that Prometheus and OpenMetrics take, units in the names, HELP texts both

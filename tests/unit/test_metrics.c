@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_metrics.c - the shared counter storage (lib/metrics.h): counts from
  * several processes add up exactly, a slot given back keeps its counters

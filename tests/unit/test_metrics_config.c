@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_metrics_config.c - the [metrics] section: defaults (no endpoint,
  * loopback allowed, 10 s), each key, and the check that the endpoint never

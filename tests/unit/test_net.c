@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_net.c - net.h: host:port and CIDR parsing, network matching, address
  * formatting, the per-client limit key and net_set_nonblock().

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_protection_config.c - [protection] and [alerts]: defaults, every key
  * type (numbers, durations with units, 454/421, networks, logins, addresses,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_proxy_header.c - proxy_header.h: PROXY protocol v1 and v2 headers,
  * whole, split at every byte, followed by other bytes, and hostile ones.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_pwhash.c - pwhash_verify() against fixtures made by other tools, so a
  * bug shared by our maker and our checker cannot hide:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_queue_bounce.c - RFC 3464 DSNs (bounce.h): the multipart/report
  * structure, one delivery-status block per recipient, remote versus local

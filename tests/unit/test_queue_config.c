@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_queue_config.c - [queue] and [route NAME]: defaults, every key, every
  * error with its line, durations, next hops, and the routing decision

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_queue_gen.c - the queue's reference-counted config generations:
  * loading (and failing to load, leaving nothing behind), numbering, a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_queue_journal.c - the delivery journal (queue_journal.h): the record
  * parser against torn and hostile input, segments preallocated and written

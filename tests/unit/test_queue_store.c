@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_queue_store.c - the queue's on-disk state: state/<ID> format round
  * trip, every parse error, reading a missing or damaged file, the ordered

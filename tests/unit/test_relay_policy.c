@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_relay_policy.c - the relay decision on every listener role, and an
  * open-relay battery: percent hack, source routes, bang paths, quoted local

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_safeopen.c - lib/safeopen: a symlink, a FIFO (without hanging), a
  * directory, a file of another owner and a file with a second link are

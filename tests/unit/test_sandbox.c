@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_sandbox.c - lib/sandbox: each kind's filter, installed in a forked
  * child, lets the calls of its process through and kills the child with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_sasl.c - the SASL server side: RFC 4954 4 framing ("=", "*",
  * strict base64, initial responses to server-first mechanisms, the line

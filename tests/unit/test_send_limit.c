@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_send_limit.c - the per-user sending counts shared by the workers:
  * messages and recipients per hour, the hour sliding in 5-minute steps,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_sender_policy.c - sender_login_match: the user's own addresses (from
  * the source), the login as an address, the login at default_domain, case,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_settings.c - settings.h, the table-driven parser: every type's good
  * and bad values with their messages and lines, ranges and their reasons,

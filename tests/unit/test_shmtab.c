@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_shmtab.c - the lock-free shared-memory table: fixed and keyed rows,
  * reservations under a limit, stale references, full windows and eviction

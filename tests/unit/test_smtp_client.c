@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_smtp_client.c - the asynchronous SMTP client against a scripted server.
  *

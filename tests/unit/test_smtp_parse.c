@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_smtp_parse.c - the SMTP command grammar: verb splitting, MAIL/RCPT
  * paths (RFC 5321 4.1.2) with every rejection and its reply line, ESMTP

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_spool.c - spool files: ids, escaping, write + commit + read back,
  * cleanup of uncommitted messages, every commit and parse error path.

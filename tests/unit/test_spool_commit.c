@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_spool_commit.c - group and single commit (spool_commit.h): every
  * message of a round lands in incoming/ with one sync call per round, a

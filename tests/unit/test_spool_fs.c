@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_spool_fs.c - which sync call ends a group commit round: the ext4
  * options that allow one fsync of incoming/, and the method picked for a

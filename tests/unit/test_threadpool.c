@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_threadpool.c - lib/threadpool: work runs on pool threads, done runs on
  * the loop thread exactly once and never inside submit(), the pending count,

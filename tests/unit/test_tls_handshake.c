@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_tls_handshake.c - a worker's TLS handshakes signed by a real key
  * process (keyproc_main() in a forked child), end to end in one event loop:

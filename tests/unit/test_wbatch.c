@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * test_wbatch.c - lib/wbatch on a socket bufferevent over a UNIX socketpair:
  * what a round adds leaves together after the round's callbacks, in one write

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_conf.c - configuration files written and loaded for unit tests
  * (ut_conf.h).

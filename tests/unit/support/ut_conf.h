@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_conf.h - unit-test helper: a configuration file written and loaded as
  * the daemon loads it (config_load()), for the tests of each section's

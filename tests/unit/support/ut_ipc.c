@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_ipc.c - IPC messages through the framing and back, for unit tests
  * (ut_ipc.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_ipc.h - unit-test helper: send an IPC message through the framing and
  * take it back, as the peer process would, so that a protocol test checks

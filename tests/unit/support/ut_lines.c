@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_lines.c - a bounded record of text lines for unit tests (ut_lines.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_lines.h - unit-test helper: a bounded record of text lines, as a
  * scripted server or a trace callback keeps what it saw for the test to

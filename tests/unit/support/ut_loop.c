@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_loop.c - turn a libevent loop until a condition holds (ut_loop.h).
  *

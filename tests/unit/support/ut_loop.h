@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_loop.h - unit-test helper: turn a libevent loop until a condition holds.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_proc.c - child processes for unit tests (ut_proc.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_proc.h - unit-test helper: child processes for tests of what several
  * processes share (shared-memory tables, locks).

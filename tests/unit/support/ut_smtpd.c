@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_smtpd.c - a scripted SMTP server thread for unit tests (ut_smtpd.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_smtpd.h - unit-test helper: a scripted SMTP server on a loopback port.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_spool.c - a small message in a test spool (ut_spool.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_spool.h - unit-test helper: a small message in a test spool, for the
  * tests of what commits, journals or bounces messages rather than of how

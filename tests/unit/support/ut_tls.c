@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_tls.c - throwaway certificates and TLS contexts for unit tests
  * (ut_tls.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_tls.h - unit-test helper: throwaway certificates and TLS contexts.
  *

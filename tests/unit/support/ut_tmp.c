@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_tmp.c - throwaway directories and small files for unit tests (ut_tmp.h).
  */

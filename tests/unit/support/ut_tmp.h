@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ut_tmp.h - unit-test helper: throwaway directories and small files.
  *
