@@ -94,7 +94,7 @@ static const char *const sandbox_queue[] = {
         "getdents64",       "unlinkat",  "renameat",  "renameat2",     "mkdirat",
         "openat2",          "fsync",     "fdatasync", "syncfs",        "sync_file_range",
         "ftruncate",        "fallocate", "readlink",  "inotify_init1", "inotify_add_watch",
-        "inotify_rm_watch", "kill",
+        "inotify_rm_watch", "kill",      "flock",
 };
 
 /* The TLS key process: it only accepts the workers' connections on the

@@ -35,7 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -537,6 +539,46 @@ journal_notify_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------ loop side */
 
+/* One queue process per spool. A master killed with SIGKILL leaves its
+ * queue process a SIGTERM (PR_SET_PDEATHSIG), and that one finishes the
+ * deliveries in flight for up to shutdown_timeout; a new master started
+ * meanwhile must not start a second queue on the same spool, which would
+ * deliver the same messages and replay a journal still being written. The
+ * lock is an flock() on the journal directory: the kernel drops it when the
+ * process that holds it exits, however it exits. Waiting here blocks the
+ * start only (no event loop runs yet), and is bounded. */
+#define JOURNAL_LOCK_WAIT_MS (15 * 60 * 1000)
+
+static int
+journal_lock(struct queue_journal *j, char *err, size_t errsz)
+{
+	struct timespec step = {0, 50 * 1000 * 1000};
+	unsigned waited_ms = 0;
+
+	while (flock(j->dfd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			snprintf(err, errsz, "lock %s: %s", j->dir, strerror(errno));
+			return -1;
+		}
+		if (waited_ms == 0)
+			log_warn("queue: %s is locked by a queue process still finishing its "
+			         "deliveries; waiting for it to exit",
+			         j->dir);
+		if (waited_ms == 0)
+			log_flush(); /* no loop runs to write batched lines yet */
+		if (waited_ms >= JOURNAL_LOCK_WAIT_MS) {
+			snprintf(err, errsz, "%s still locked after %u s by another queue process",
+			         j->dir, waited_ms / 1000);
+			return -1;
+		}
+		nanosleep(&step, NULL);
+		waited_ms += 50;
+	}
+	if (waited_ms > 0)
+		log_info("queue: %s unlocked after %u ms; going on", j->dir, waited_ms);
+	return 0;
+}
+
 struct queue_journal *
 queue_journal_open(struct event_base *base, const char *spool_dir,
                    queue_journal_synced_cb *synced_cb, void *arg, const char **error_r)
@@ -568,6 +610,8 @@ queue_journal_open(struct event_base *base, const char *spool_dir,
 		snprintf(err, sizeof(err), "open %s: %s", j->dir, strerror(errno));
 		goto fail;
 	}
+	if (journal_lock(j, err, sizeof(err)) < 0)
+		goto fail;
 	replay_load(j, &last);
 	if (segment_create(j, last + 1) < 0) {
 		snprintf(err, sizeof(err), "cannot create a segment in %s (logged)", j->dir);

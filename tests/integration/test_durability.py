@@ -23,6 +23,7 @@ client, deliveries flowing meanwhile."""
 import collections
 import os
 import re
+import signal
 import threading
 import time
 
@@ -306,3 +307,66 @@ def test_journal_record_survives_the_next_crash(make_gateway, users, sink):
     finally:
         slow.release()
         slow.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for us.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_new_queue_waits_for_the_old_one(make_gateway, users, sink):
+    """The master alone is killed with SIGKILL: its queue process gets
+    SIGTERM (PR_SET_PDEATHSIG) and goes on finishing the deliveries in
+    flight. A new master started on the same spool meanwhile must not run a
+    second queue beside it (both would deliver the same messages): the new
+    queue waits for the old one's lock on the journal, then delivers the
+    rest. Nothing is lost and nothing that was not in flight repeats."""
+    gw = start_gateway(make_gateway, sink)
+    sink.hold_data_after = 0
+    sub = Submitter(gw, users["clara"], 8).start()
+    sub.wait_accepted(8)
+    sink.wait_held("data", CONNS)
+    queue_pid = int(re.findall(r"started queue pid=(\d+)", gw.log_text())[-1])
+    others = [p for p in gw.children() if p != queue_pid]
+
+    os.kill(gw.pid, signal.SIGKILL)
+    gw.proc.wait(10)
+    sub.join()
+    # Workers and the auth process stop at once; the queue waits for its
+    # held replies.
+    wait_until(lambda: not any(_alive(p) for p in others), 30,
+               "the old workers and auth process to exit")
+    assert _alive(queue_pid), "the old queue process stopped without finishing"
+    held = sink.in_flight()
+    assert len(held) == CONNS, held
+
+    mark = gw.log_mark()
+    gw.start(wait=False, new_group=True)
+    gw.wait_for_log(r"started queue pid=\d+", since=mark, timeout=30)
+    # While the old queue lives, the new one opens no delivery connection
+    # (given 2 s, a second queue would have connected: 8 messages wait).
+    time.sleep(2)
+    assert _alive(queue_pid)
+    assert len(sink.connections()) == CONNS, [c.peer for c in sink.connections()]
+    assert "is locked by a queue process still finishing" in gw.log_text()[mark:]
+
+    sink.release()
+    wait_until(lambda: not _alive(queue_pid), 30, "the old queue to finish and exit")
+    gw.wait_ready()
+    want = set(sub.accepted)
+    sink.wait_for(lambda ms: want <= {m.message_id for m in ms}, timeout=60,
+                  what=f"all {len(want)} accepted messages at the sink")
+    wait_until(lambda: not gw.incoming(), 60, "the queue to drain")
+    got = collections.Counter(m.message_id for m in sink.snapshot())
+    dups = {m for m, n in got.items() if n > 1}
+    assert want <= set(got)
+    assert dups <= held, (dups, held)
+    assert re.search(r"unlocked after \d+ ms", gw.log_text()[mark:])
