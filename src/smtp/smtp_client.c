@@ -342,15 +342,6 @@ sc_tls_begin(struct smtp_client *c, SSL_CTX *ctx, const char *servername, bool v
 	event_active(c->tls_ev, EV_TIMEOUT, 1);
 }
 
-static bool
-sc_is_ip_literal(const char *s)
-{
-	struct in6_addr a6;
-	struct in_addr a4;
-
-	return inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1;
-}
-
 static void
 sc_tls_swap_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -359,21 +350,11 @@ sc_tls_swap_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (c->state != SC_TLS_HANDSHAKE || c->bev == NULL)
 		return;
-	ssl = SSL_new(c->tls_ctx);
+	ssl = smtp_client_tls_ssl_new(c->tls_ctx, c->tls_name, c->tls_verify);
 	if (ssl == NULL) {
 		sc_fail(c, SMTP_CLIENT_TLS_FAILED, "cannot create a TLS session");
 		return;
 	}
-	if (c->tls_name != NULL) {
-		if (sc_is_ip_literal(c->tls_name)) {
-			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), c->tls_name);
-		} else {
-			/* RFC 6066 3: SNI carries host names only. */
-			SSL_set_tlsext_host_name(ssl, c->tls_name);
-			SSL_set1_host(ssl, c->tls_name);
-		}
-	}
-	SSL_set_verify(ssl, c->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
 	/* The plain bufferevent does not own the fd: detach it, so that its
 	 * deferred finalization leaves the fd to the TLS one. */
 	bufferevent_setfd(c->bev, -1);
@@ -399,8 +380,45 @@ sc_tls_swap_cb(evutil_socket_t fd, short what, void *arg)
 static void
 sc_tls_error(struct smtp_client *c, char *buf, size_t bufsz)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-	unsigned long e = bufferevent_get_openssl_error(c->bev);
+	smtp_client_tls_error(c->bev, buf, bufsz);
+}
+
+/* ------------------------------------------------------------ TLS helpers */
+
+static bool
+sc_is_ip_literal(const char *s)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	return inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1;
+}
+
+SSL *
+smtp_client_tls_ssl_new(SSL_CTX *ctx, const char *name, bool verify)
+{
+	SSL *ssl = SSL_new(ctx);
+
+	if (ssl == NULL)
+		return NULL;
+	if (name != NULL && name[0] != '\0') {
+		if (sc_is_ip_literal(name)) {
+			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
+		} else {
+			/* RFC 6066 3: SNI carries host names only. */
+			SSL_set_tlsext_host_name(ssl, name);
+			SSL_set1_host(ssl, name);
+		}
+	}
+	SSL_set_verify(ssl, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	return ssl;
+}
+
+void
+smtp_client_tls_error(struct bufferevent *bev, char *buf, size_t bufsz)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	unsigned long e = bufferevent_get_openssl_error(bev);
 	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
 
 	if (vr != X509_V_OK)

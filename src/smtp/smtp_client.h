@@ -35,6 +35,7 @@
 #include <openssl/ssl.h>
 #include "../lib/common.h"
 
+struct bufferevent;
 struct event_base;
 struct smtp_client;
 
@@ -225,5 +226,20 @@ int smtp_client_handshake(struct smtp_client *, const struct sockaddr *addr, soc
  * frees with SSL_CTX_free(), or NULL with *error_r ("cannot load FILE:
  * reason"; a static buffer, valid until the next call). */
 SSL_CTX *smtp_client_tls_ctx_new(const char *ca_file, bool verify, const char **error_r);
+
+/* A TLS session on ctx for a client connection: with verify, the peer's
+ * certificate must chain to ctx's anchors and carry name (a host name, also
+ * sent as SNI, or an IP literal, matched against the IP addresses of the
+ * certificate); name NULL or "" checks no name. Returns NULL when OpenSSL
+ * cannot make one; the caller hands it to a bufferevent_openssl or frees it
+ * with SSL_free(). Anyone's client TLS goes through it, so that name
+ * checking is written once. */
+SSL *smtp_client_tls_ssl_new(SSL_CTX *ctx, const char *name, bool verify);
+
+/* Why the TLS handshake on bev (a bufferevent_openssl) failed, for a log
+ * line: "TLS handshake failed: certificate: REASON" when the certificate or
+ * its name did not verify, else OpenSSL's reason. Clears OpenSSL's error
+ * queue. */
+void smtp_client_tls_error(struct bufferevent *bev, char *buf, size_t bufsz);
 
 #endif
