@@ -43,6 +43,25 @@ static const struct settings_key shared_keys[] = {
         {"timeout", SETTINGS_DURATION_MS, SC(timeout_ms), .def = "200", .min = 1, .max = 10000,
          .meaning = "Wait for the connection and for each answer; longer and the gateway "
                     "counts locally until Redis answers again."},
+        {"tls", SETTINGS_BOOL, SC(tls), .def = "no", .flags = SETTINGS_RESTART,
+         .meaning = "Talk to Redis over TLS (its tls-port); the certificate and its name are "
+                    "always verified. Not with a unix: address."},
+        {"tls_ca_file", SETTINGS_PATH, SC(tls_ca_file),
+         .flags = SETTINGS_OPTIONAL | SETTINGS_RESTART,
+         .meaning = "The CA certificates (PEM) Redis's certificate must chain to, readable by "
+                    "auth_user; unset: the system's store."},
+        {"tls_server_name", SETTINGS_STRING, SC(tls_server_name),
+         .flags = SETTINGS_OPTIONAL | SETTINGS_RESTART, .check = settings_check_printable,
+         .type_doc = "host name or IP address",
+         .meaning = "The name Redis's certificate must carry (and the SNI sent); unset: the "
+                    "address of redis."},
+        {"tls_cert_file", SETTINGS_PATH, SC(tls_cert_file),
+         .flags = SETTINGS_OPTIONAL | SETTINGS_RESTART,
+         .meaning = "A client certificate chain (PEM) for a Redis with tls-auth-clients, "
+                    "readable by auth_user; with tls_key_file."},
+        {"tls_key_file", SETTINGS_PATH, SC(tls_key_file),
+         .flags = SETTINGS_OPTIONAL | SETTINGS_RESTART,
+         .meaning = "The private key (PEM) of tls_cert_file, readable by auth_user."},
         {"send_limits", SETTINGS_BOOL, SC(send_limits), .def = "yes",
          .meaning = "Share [protection] messages_per_hour and recipients_per_hour counts."},
         {"lockouts", SETTINGS_BOOL, SC(lockouts), .def = "yes",
@@ -59,6 +78,15 @@ static const struct settings_section shared_section = {
 
 static const struct settings_section *const sections[] = {&shared_section};
 
+/* Where key was set (0: not set), for a message about a rule between keys. */
+static int
+line_of(const int *lines, const char *key)
+{
+	int i = settings_key_index(&shared_section, key);
+
+	return i >= 0 && lines[i] > 0 ? lines[i] : 0;
+}
+
 static void
 shared_config_parse(const struct config *cfg, struct shared_config *sc, struct settings_ctx *ctx)
 {
@@ -66,6 +94,21 @@ shared_config_parse(const struct config *cfg, struct shared_config *sc, struct s
 
 	memset(sc, 0, sizeof(*sc));
 	settings_parse_all(ctx, &shared_section, cfg, sc, lines);
+	if (sc->tls && sc->redis != NULL && strncmp(sc->redis, "unix:", 5) == 0)
+		settings_error(ctx, line_of(lines, "tls"),
+		               "[shared] tls = yes needs a TCP address in redis, not %s", sc->redis);
+	if ((sc->tls_cert_file != NULL) != (sc->tls_key_file != NULL))
+		settings_error(ctx, line_of(lines, sc->tls_cert_file != NULL ? "tls_cert_file" : "tls_key_file"),
+		               "[shared] tls_cert_file and tls_key_file go together");
+	if (!sc->tls) {
+		/* A TLS key without tls = yes would be silently unused. */
+		static const char *const tls_keys[] = {"tls_ca_file", "tls_server_name",
+		                                       "tls_cert_file", "tls_key_file"};
+		for (size_t i = 0; i < AR_NELEM(tls_keys); i++)
+			if (line_of(lines, tls_keys[i]) > 0)
+				settings_error(ctx, line_of(lines, tls_keys[i]),
+				               "[shared] %s needs tls = yes", tls_keys[i]);
+	}
 }
 
 static void

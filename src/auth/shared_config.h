@@ -22,6 +22,11 @@ struct shared_config {
 	unsigned database;   /* SELECT n */
 	char *key_prefix;    /* before every key, "authrelay:" */
 	unsigned timeout_ms; /* connect and each command; then local counting */
+	bool tls;              /* TLS to Redis, always verified */
+	char *tls_ca_file;     /* trust anchors; NULL = the system's store */
+	char *tls_server_name; /* the name to verify and send; NULL = redis's host */
+	char *tls_cert_file;   /* client certificate (tls-auth-clients); NULL = none */
+	char *tls_key_file;    /* its key, set with tls_cert_file */
 	bool send_limits;    /* share messages_per_hour / recipients_per_hour */
 	bool lockouts;       /* share the brute-force counters and lockouts */
 };

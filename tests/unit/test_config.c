@@ -218,7 +218,7 @@ static const struct error_case error_cases[] = {
         {"key of several sections",
          BASE "[server]\ntls = none\n",
          {{13, "unknown key 'tls' in [server] (it belongs in [listener NAME], [smtp-forward], "
-               "[queue], [route NAME])"}}},
+               "[queue], [route NAME], [shared])"}}},
         {"duplicate raw section",
          BASE "[smtp-forward]\nupstreams = a:25\n[smtp-forward]\n",
          {{14, "duplicate section [smtp-forward] (first at line 12)"}}},

@@ -1142,9 +1142,10 @@ test_registry_keep_restart(void **state)
 	free_changes(&ch);
 	/* user, auth_user, queue_user, spool_dir, chroot, pid_file, sandbox,
 	 * core_dumps, resolver, send_limit_size, hook, [metrics] address,
-	 * allow and timeout, [shared] redis, password_file, database and
-	 * key_prefix: every restart-only key is copied. */
-	assert_int_equal(settings_registry_keep_restart(a, b), 18);
+	 * allow and timeout, [shared] redis, password_file, database,
+	 * key_prefix, tls, tls_ca_file, tls_server_name, tls_cert_file and
+	 * tls_key_file: every restart-only key is copied. */
+	assert_int_equal(settings_registry_keep_restart(a, b), 23);
 	assert_string_equal(b->cfg->spool_dir, "/var/a");
 	assert_string_equal(b->cfg->user, "authrelay");
 	assert_null(b->qc->resolver);
