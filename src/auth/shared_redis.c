@@ -330,14 +330,10 @@ sr_event_cb(struct bufferevent *bev, short what, void *arg)
 			sr_drop(sr, "out of memory");
 		return;
 	}
+	bool tls_failed = false;
 	if (sr->tls_stage) {
-		/* A refused certificate is not a network blip: say why, loudly,
-		 * once per outage (the retries every second stay quiet). */
 		smtp_client_tls_error(bev, why, sizeof(why));
-		if (!sr->warned)
-			log_err("shared: redis=%s %s (tls_server_name %s, tls_ca_file %s)",
-			        sr->sc->redis, why, sr->tls_name,
-			        sr->sc->tls_ca_file != NULL ? sr->sc->tls_ca_file : "system store");
+		tls_failed = true;
 	} else if (what & BEV_EVENT_EOF) {
 		snprintf(why, sizeof(why), "connection closed");
 	} else {
@@ -345,13 +341,22 @@ sr_event_cb(struct bufferevent *bev, short what, void *arg)
 		unsigned long e = sr->tls_ctx != NULL ? bufferevent_get_openssl_error(bev) : 0;
 		/* Under TLS 1.3 a refused client certificate comes as an alert
 		 * after the handshake: OpenSSL's reason says it. */
-		if (e != 0 && ERR_reason_error_string(e) != NULL)
+		if (e != 0 && ERR_reason_error_string(e) != NULL) {
 			snprintf(why, sizeof(why), "TLS: %s", ERR_reason_error_string(e));
-		else
+			tls_failed = true;
+		} else {
 			snprintf(why, sizeof(why), "%s",
 			         err != 0 ? evutil_socket_error_to_string(err) : "connection error");
+		}
 		ERR_clear_error();
 	}
+	/* A refused certificate is not a network blip: say why, loudly, once
+	 * per outage (the retries every second stay quiet). */
+	if (tls_failed && (sr->state == SR_UP || !sr->warned))
+		log_err("shared: redis=%s %s (tls_server_name %s, tls_ca_file %s, tls_cert_file %s)",
+		        sr->sc->redis, why, sr->tls_name,
+		        sr->sc->tls_ca_file != NULL ? sr->sc->tls_ca_file : "the system's store",
+		        sr->sc->tls_cert_file != NULL ? sr->sc->tls_cert_file : "none");
 	sr_drop(sr, why);
 }
 

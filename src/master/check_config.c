@@ -294,6 +294,27 @@ want_maildir(struct checker *c, const struct route_cfg *r)
 	want(&c->queue, FILE_PROBE_WRITE, fixed, "maildir", r->maildir, line);
 }
 
+/* [shared] tls: the auth process reads the CA file and the client
+ * certificate and key at start, as auth_user. */
+static void
+want_shared(struct checker *c, const struct shared_config *sc)
+{
+	const struct {
+		const char *key, *path;
+	} files[] = {
+	        {"tls_ca_file", sc->tls_ca_file},
+	        {"tls_cert_file", sc->tls_cert_file},
+	        {"tls_key_file", sc->tls_key_file},
+	};
+
+	if (sc->redis == NULL || !sc->tls)
+		return;
+	for (size_t i = 0; i < AR_NELEM(files); i++)
+		if (files[i].path != NULL)
+			want(&c->auth, FILE_PROBE_READ, files[i].path, files[i].key, files[i].path,
+			     key_line(c->cfg, "shared", NULL, files[i].key));
+}
+
 /* A directory's CA and password files, read by the auth process. The
  * password file should be the auth process's alone. */
 static void
@@ -352,6 +373,7 @@ want_files(struct checker *c)
 	if (set->has_fwd && set->fwd.ca_file != NULL)
 		want(&c->auth, FILE_PROBE_READ, set->fwd.ca_file, "ca_file", set->fwd.ca_file,
 		     key_line(cfg, "smtp-forward", NULL, "ca_file"));
+	want_shared(c, &set->shared);
 	want_spool(c);
 	if (set->qc->tls_ca_file != NULL)
 		want(&c->queue, FILE_PROBE_READ, set->qc->tls_ca_file, "tls_ca_file",

@@ -11,11 +11,19 @@ outage) by pid, and started again on the same port.
     r.send_counts(prefix)      (messages, recipients) summed over every user
     r.kill(); r.start()        an outage and the way back
     r.pause(); r.resume()      a Redis that answers nothing, then again
+
+TLS mode: Redis(directory, tls=RedisTLS(directory)) listens on tls-port
+only (port 0), with a server certificate for 127.0.0.1 and redis.test
+signed by a CA made here; client_certs=True sets tls-auth-clients yes
+(the gateways must then present a certificate of that CA: tls.client_cert,
+tls.client_key). tls.ca is the CA file for [shared] tls_ca_file, and
+make_ca() makes another, unrelated CA.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import subprocess
 import time
@@ -24,12 +32,67 @@ from pathlib import Path
 from harness import HOST, free_port, wait_until
 
 
+TLS_NAME = "redis.test"
+
+
+def _openssl(*args: str):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
+    """A CA certificate and key (EC P-256), (cert, key), both world-readable
+    (the auth process reads the certificate as auth_user; test keys only)."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}-key.pem"
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-subj", f"/CN={name}", "-days", "2",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             "-keyout", str(key), "-out", str(cert))
+    os.chmod(cert, 0o644)
+    os.chmod(key, 0o644)
+    return cert, key
+
+
+def make_leaf(directory: Path, name: str, ca: tuple[Path, Path], cn: str,
+              san: str | None, usage: str) -> tuple[Path, Path]:
+    """A certificate signed by ca, (cert, key), readable by every user (the
+    gateway's auth process reads its client key as auth_user)."""
+    cert, key, csr = (directory / f"{name}.pem", directory / f"{name}-key.pem",
+                      directory / f"{name}.csr")
+    ext = directory / f"{name}.ext"
+    ext.write_text(f"extendedKeyUsage={usage}\n" + (f"subjectAltName={san}\n" if san else ""))
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(csr))
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
+             "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
+    os.chmod(cert, 0o644)
+    os.chmod(key, 0o644)
+    return cert, key
+
+
+class RedisTLS:
+    """The certificates of a TLS Redis: a CA, a server certificate for
+    127.0.0.1 and TLS_NAME, and a client certificate, all from that CA."""
+
+    def __init__(self, directory: Path, client_certs: bool = False):
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.client_certs = client_certs
+        self.ca, self.ca_key = make_ca(d, "redis-ca")
+        self.cert, self.key = make_leaf(d, "redis-server", (self.ca, self.ca_key), TLS_NAME,
+                                        f"DNS:{TLS_NAME},IP:{HOST}", "serverAuth")
+        self.client_cert, self.client_key = make_leaf(d, "redis-client", (self.ca, self.ca_key),
+                                                      "authrelay", None, "clientAuth")
+
+
 class Redis:
-    def __init__(self, directory: Path, password: str | None = None):
+    def __init__(self, directory: Path, password: str | None = None,
+                 tls: RedisTLS | None = None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.password = password
+        self.tls = tls
         self.log = self.dir / "redis.log"
         self.proc: subprocess.Popen | None = None
 
@@ -38,8 +101,16 @@ class Redis:
         return f"{HOST}:{self.port}"
 
     def start(self) -> "Redis":
-        args = ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", "",
-                "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"]
+        if self.tls is None:
+            args = ["redis-server", "--port", str(self.port)]
+        else:
+            t = self.tls
+            args = ["redis-server", "--port", "0", "--tls-port", str(self.port),
+                    "--tls-cert-file", str(t.cert), "--tls-key-file", str(t.key),
+                    "--tls-ca-cert-file", str(t.ca),
+                    "--tls-auth-clients", "yes" if t.client_certs else "no"]
+        args += ["--bind", HOST, "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+                 "--daemonize", "no"]
         if self.password:
             args += ["--requirepass", self.password]
         self._logf = open(self.log, "ab")
@@ -56,6 +127,9 @@ class Redis:
 
     def cli(self, *args: str) -> list[str]:
         cmd = ["redis-cli", "-h", HOST, "-p", str(self.port)]
+        if self.tls is not None:
+            cmd += ["--tls", "--cacert", str(self.tls.ca), "--cert", str(self.tls.client_cert),
+                    "--key", str(self.tls.client_key)]
         if self.password:
             cmd += ["--no-auth-warning", "-a", self.password]
         r = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=10)
