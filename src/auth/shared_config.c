@@ -45,7 +45,7 @@ static const struct settings_key shared_keys[] = {
                     "counts locally until Redis answers again."},
         {"tls", SETTINGS_BOOL, SC(tls), .def = "no", .flags = SETTINGS_RESTART,
          .meaning = "Talk to Redis over TLS (its tls-port); the certificate and its name are "
-                    "always verified. Not with a unix: address."},
+                    "always verified, and a unix: address takes none."},
         {"tls_ca_file", SETTINGS_PATH, SC(tls_ca_file),
          .flags = SETTINGS_OPTIONAL | SETTINGS_RESTART,
          .meaning = "The CA certificates (PEM) Redis's certificate must chain to, readable by "
@@ -96,9 +96,12 @@ shared_config_parse(const struct config *cfg, struct shared_config *sc, struct s
 	settings_parse_all(ctx, &shared_section, cfg, sc, lines);
 	if (sc->tls && sc->redis != NULL && strncmp(sc->redis, "unix:", 5) == 0)
 		settings_error(ctx, line_of(lines, "tls"),
-		               "[shared] tls = yes needs a TCP address in redis, not %s", sc->redis);
+		               "[shared] tls = yes needs a TCP address in redis, not %s",
+		               sc->redis);
 	if ((sc->tls_cert_file != NULL) != (sc->tls_key_file != NULL))
-		settings_error(ctx, line_of(lines, sc->tls_cert_file != NULL ? "tls_cert_file" : "tls_key_file"),
+		settings_error(ctx,
+		               line_of(lines, sc->tls_cert_file != NULL ? "tls_cert_file"
+		                                                        : "tls_key_file"),
 		               "[shared] tls_cert_file and tls_key_file go together");
 	if (!sc->tls) {
 		/* A TLS key without tls = yes would be silently unused. */

@@ -17,18 +17,18 @@
 struct settings_ctx;
 
 struct shared_config {
-	char *redis;         /* "127.0.0.1:6379", "[::1]:6379" or "unix:/path"; NULL = off */
-	char *password_file; /* first line is the AUTH password; NULL = none */
-	unsigned database;   /* SELECT n */
-	char *key_prefix;    /* before every key, "authrelay:" */
-	unsigned timeout_ms; /* connect and each command; then local counting */
+	char *redis;           /* "127.0.0.1:6379", "[::1]:6379" or "unix:/path"; NULL = off */
+	char *password_file;   /* first line is the AUTH password; NULL = none */
+	unsigned database;     /* SELECT n */
+	char *key_prefix;      /* before every key, "authrelay:" */
+	unsigned timeout_ms;   /* connect and each command; then local counting */
 	bool tls;              /* TLS to Redis, always verified */
 	char *tls_ca_file;     /* trust anchors; NULL = the system's store */
 	char *tls_server_name; /* the name to verify and send; NULL = redis's host */
 	char *tls_cert_file;   /* client certificate (tls-auth-clients); NULL = none */
 	char *tls_key_file;    /* its key, set with tls_cert_file */
-	bool send_limits;    /* share messages_per_hour / recipients_per_hour */
-	bool lockouts;       /* share the brute-force counters and lockouts */
+	bool send_limits;      /* share messages_per_hour / recipients_per_hour */
+	bool lockouts;         /* share the brute-force counters and lockouts */
 };
 
 /* [shared] with its check, for config_set_modules(). */

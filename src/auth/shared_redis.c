@@ -68,13 +68,13 @@ struct shared_redis {
 	const struct shared_config *sc;
 	struct bufferevent *bev; /* NULL while down */
 	redisReader *reader;
-	struct evbuffer *early;      /* the handshake, until the transport is up */
-	struct sr_req_list pending;  /* sent (or in early), oldest first */
-	SSL_CTX *tls_ctx;            /* tls = yes: made at start, before any drop */
-	const char *tls_name;        /* verified and sent as SNI */
-	bool transport_up;           /* connected, and the TLS handshake done */
-	bool tls_stage;              /* the TLS handshake is running */
-	unsigned long gen;           /* bumped by every drop */
+	struct evbuffer *early;     /* the handshake, until the transport is up */
+	struct sr_req_list pending; /* sent (or in early), oldest first */
+	SSL_CTX *tls_ctx;           /* tls = yes: made at start, before any drop */
+	const char *tls_name;       /* verified and sent as SNI */
+	bool transport_up;          /* connected, and the TLS handshake done */
+	bool tls_stage;             /* the TLS handshake is running */
+	unsigned long gen;          /* bumped by every drop */
 	enum sr_state state;
 	struct event *retry;
 	char *password;
@@ -273,7 +273,8 @@ sr_read_cb(struct bufferevent *bev, void *arg)
 			void *reply = NULL;
 			if (redisReaderGetReply(sr->reader, &reply) != REDIS_OK) {
 				char why[160];
-				snprintf(why, sizeof(why), "protocol error: %s", sr->reader->errstr);
+				snprintf(why, sizeof(why), "protocol error: %s",
+				         sr->reader->errstr);
 				sr_drop(sr, why);
 				return;
 			}
@@ -346,14 +347,16 @@ sr_event_cb(struct bufferevent *bev, short what, void *arg)
 			tls_failed = true;
 		} else {
 			snprintf(why, sizeof(why), "%s",
-			         err != 0 ? evutil_socket_error_to_string(err) : "connection error");
+			         err != 0 ? evutil_socket_error_to_string(err)
+			                  : "connection error");
 		}
 		ERR_clear_error();
 	}
 	/* A refused certificate is not a network blip: say why, loudly, once
 	 * per outage (the retries every second stay quiet). */
 	if (tls_failed && (sr->state == SR_UP || !sr->warned))
-		log_err("shared: redis=%s %s (tls_server_name %s, tls_ca_file %s, tls_cert_file %s)",
+		log_err("shared: redis=%s %s (tls_server_name %s, tls_ca_file %s, tls_cert_file "
+		        "%s)",
 		        sr->sc->redis, why, sr->tls_name,
 		        sr->sc->tls_ca_file != NULL ? sr->sc->tls_ca_file : "the system's store",
 		        sr->sc->tls_cert_file != NULL ? sr->sc->tls_cert_file : "none");

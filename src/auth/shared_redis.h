@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * shared_redis.h - the auth process's connection to the Redis server of
- * [shared] (shared_config.h): hiredis's asynchronous API on the process's
- * libevent loop, so that no call ever blocks the loop.
+ * [shared] (shared_config.h): a bufferevent on the process's libevent loop
+ * (TLS with bufferevent_openssl when [shared] tls = yes), hiredis's encoder
+ * and reply reader, so that no call ever blocks the loop.
  *
  * Every command has the [shared] timeout. A command that is not answered in
  * time, a refused connection or a lost one puts the connection down: the
@@ -30,7 +31,9 @@ typedef void shared_redis_cb(const redisReply *reply, void *arg);
 typedef void shared_redis_up_cb(void *arg);
 
 /* Connect in the background to sc->redis (which must be set). sc must
- * outlive the connection. NULL if the password file cannot be read. */
+ * outlive the connection. The password file, and with sc->tls the CA file
+ * and the client certificate and key, are read now (this runs before any
+ * request, as auth_user). NULL, logged, if one of them cannot be read. */
 struct shared_redis *shared_redis_new(struct event_base *base, const struct shared_config *sc,
                                       shared_redis_up_cb *up_cb, void *up_arg);
 /* Pending commands are dropped without their callbacks. NULL is fine. */
