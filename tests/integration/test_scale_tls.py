@@ -26,10 +26,17 @@ from test_scale import AUTH_LINE, LB_LISTENER, PREFIX, auth_through_lb, lock_key
 
 
 
+REDIS_PASSWORD = "redis-tls-secret"
+
+
 @pytest.fixture(scope="module")
 def tls_redis(base_dir):
     d = make_dir(base_dir, "redis-tls-")
-    redis = Redis(d, tls=RedisTLS(d, client_certs=True)).start()
+    redis = Redis(d, password=REDIS_PASSWORD, tls=RedisTLS(d, client_certs=True)).start()
+    # Read by the auth process as auth_user.
+    redis.password_file = d / "password"
+    redis.password_file.write_text(REDIS_PASSWORD + "\n")
+    os.chmod(redis.password_file, 0o644)
     yield redis
     redis.stop()
 
@@ -38,7 +45,7 @@ def shared_tls(redis, **extra):
     t = redis.tls
     keys = {"redis": redis.address, "key_prefix": PREFIX, "timeout": 300, "tls": True,
             "tls_ca_file": str(t.ca), "tls_cert_file": str(t.client_cert),
-            "tls_key_file": str(t.client_key)}
+            "tls_key_file": str(t.client_key), "password_file": str(redis.password_file)}
     keys.update(extra)
     return {k: v for k, v in keys.items() if v is not None}
 
@@ -136,6 +143,30 @@ def test_refused_certificate_is_an_outage(make_gateway, base_dir, tls_redis, use
         harness.wait_until(lambda: n.log_text().count("still unreachable") >= 2, 10,
                            "two retries of the link")
         assert len(re.findall(r"shared: redis=\S+ unreachable", n.log_text())) == 1
+
+
+def test_handshake_over_tls(make_gateway, base_dir, tls_redis, users):
+    """AUTH and SELECT go first on the TLS link, in order: with database = 2
+    the brute-force keys land there; a wrong password is refused by Redis,
+    logged as an error, and an outage like any other."""
+    gw = make_gateway({"listener plain": dict(PLAIN),
+                       "shared": shared_tls(tls_redis, database=2),
+                       "protection": {"lockout_login_failures": 4}})
+    gw.wait_for_log(r"shared: redis=\S+ connected over TLS: counting is shared")
+    assert auth_direct(gw, "erin", "wrong-over-tls")[0] == 535
+    harness.wait_until(lambda: [k for k in tls_redis.cli("-n", "2", "KEYS", f"{PREFIX}bf:*")
+                                if k], 10, "erin's failure in database 2")
+    wrong = make_dir(base_dir, "wrong-pw-") / "password"
+    wrong.write_text("not-the-password\n")
+    os.chmod(wrong, 0o644)
+    bad = make_gateway({"listener plain": dict(PLAIN),
+                        "shared": shared_tls(tls_redis, password_file=str(wrong))})
+    bad.wait_for_log(r"auth\[\d+\] error: shared: redis=\S+ refused the handshake: WRONGPASS")
+    bad.wait_for_log(r"shared: redis=\S+ unreachable \(handshake refused\)")
+    alice = users["alice"]
+    code, took = auth_direct(bad, alice.name, alice.password)
+    assert code == 235 and took < 1.5, (code, took)
+    assert redis_state(bad) == "down"
 
 
 def check_config(bin_path, gw):
