@@ -38,6 +38,8 @@
 #include <time.h>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -320,6 +322,13 @@ sr_event_cb(struct bufferevent *bev, short what, void *arg)
 	char why[256];
 
 	if (what & BEV_EVENT_CONNECTED) {
+		if (!sr->tls_stage && sr->addr.ss_family != AF_UNIX) {
+			/* Small commands, one at a time, each awaited: Nagle
+			 * would hold the second one for the first one's ACK. */
+			int one = 1;
+			setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one,
+			           sizeof(one));
+		}
 		if (sr->tls_ctx != NULL && !sr->tls_stage) {
 			if (sr_start_tls(sr) < 0)
 				sr_drop(sr, "cannot set up TLS");
