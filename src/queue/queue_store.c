@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +34,10 @@
 struct queue_store {
 	char *spool_dir;
 	struct threadpool *pool;
+	/* Jobs whose done has not run yet (loop thread only): the pool drops
+	 * the done callbacks of what is still out when it is freed, so the
+	 * store frees those jobs itself. */
+	LIST_HEAD(, store_job) jobs;
 };
 
 enum store_op { STORE_WRITE, STORE_REMOVE, STORE_BARRIER };
@@ -45,6 +50,7 @@ struct store_job {
 	bool has_state; /* STORE_REMOVE: state/<id> may exist */
 	queue_store_done_cb *done;
 	void *arg;
+	LIST_ENTRY(store_job) entry; /* on store->jobs, loop thread only */
 };
 
 static const char *const status_names[] = {
@@ -61,7 +67,15 @@ queue_store_new(struct event_base *base, const char *spool_dir)
 	s->spool_dir = xstrdup(spool_dir);
 	/* One thread: operations run in submission order. */
 	s->pool = threadpool_new(base, 1);
+	LIST_INIT(&s->jobs);
 	return s;
+}
+
+static void
+store_job_free(struct store_job *j)
+{
+	free(j->text);
+	free(j);
 }
 
 void
@@ -69,7 +83,14 @@ queue_store_free(struct queue_store *s)
 {
 	if (s == NULL)
 		return;
+	/* Runs what is queued but drops the done callbacks: the jobs they
+	 * would have freed are still on the list. */
 	threadpool_free(s->pool);
+	while (!LIST_EMPTY(&s->jobs)) {
+		struct store_job *j = LIST_FIRST(&s->jobs);
+		LIST_REMOVE(j, entry);
+		store_job_free(j);
+	}
 	free(s->spool_dir);
 	free(s);
 }
@@ -382,10 +403,11 @@ static void
 store_done(void *arg)
 {
 	struct store_job *j = arg;
+	/* Off the list first: done may free the store. */
+	LIST_REMOVE(j, entry);
 	if (j->done != NULL)
 		j->done(j->arg);
-	free(j->text);
-	free(j);
+	store_job_free(j);
 }
 
 static struct store_job *
@@ -399,6 +421,7 @@ store_job_new(struct queue_store *s, enum store_op op, const char *id, char *tex
 	j->text = text;
 	j->done = done;
 	j->arg = arg;
+	LIST_INSERT_HEAD(&s->jobs, j, entry);
 	return j;
 }
 

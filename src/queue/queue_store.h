@@ -66,7 +66,8 @@ void queue_state_init(struct queue_state *, size_t n_rcpts);
 
 /* The store for spool_dir (the queue process's own path to it). */
 struct queue_store *queue_store_new(struct event_base *base, const char *spool_dir);
-/* Wait for queued operations, then free. */
+/* Wait for queued operations, then free. The done callbacks of operations
+ * not yet reported never run; what they were given stays the caller's. */
 void queue_store_free(struct queue_store *);
 
 /* Read state/<id> for a message with n_rcpts recipients. Returns 1 and fills
