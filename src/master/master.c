@@ -1235,6 +1235,8 @@ master_main(const char *config_path, bool foreground)
 		 * that replace the ones that die. */
 		m.metrics = metrics_new(metric_families(), M_COUNT, 8 + 2 * m.n_slots);
 		metrics_set(M_START_TIME, time(NULL));
+		/* As Prometheus does: the start's load is the first success. */
+		metrics_set(M_LAST_RELOAD_OK, time(NULL));
 	}
 
 	if (!foreground)

@@ -22,6 +22,10 @@
  *      one retires: it stops accepting and finishes its sessions, bounded by
  *      shutdown_timeout. Then READY=1, with what went wrong in STATUS=.
  *
+ * Each reload counts as ok (from step 2 on, the new file is the one) or
+ * refused in authrelay_reloads_total; one that took also sets the time in
+ * authrelay_config_last_reload_success_timestamp_seconds.
+ *
  * A reload that comes while another one's workers are still starting
  * replaces it: those workers retire at once (they have hardly any session).
  * The old active generation serves until the newest one is up, so clients
@@ -34,6 +38,7 @@
 #include "../lib/ctlchan.h"
 #include "../lib/log.h"
 #include "../lib/sdnotify.h"
+#include "../metrics/metric.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -41,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *
@@ -66,6 +72,7 @@ reload_refuse(struct master *m, const char *errors)
 		p += n + (p[n] == '\n');
 	}
 	log_err("reload refused: the running configuration stays");
+	metrics_inc(M_RELOADS, MRL_REFUSED);
 	if (m->ready)
 		sdnotify("READY=1\nSTATUS=reload refused (config has errors): %s%s", first,
 		         n_lines > 1 ? " (and more, see the log)" : "");
@@ -226,6 +233,10 @@ master_reload(struct master *m, char **errors_r)
 	log_init(set->cfg->use_syslog, (enum log_level)set->cfg->log_level, "master");
 	log_info("reload: generation=%u changes=%zu needing_restart=%zu listeners=%zu workers=%u",
 	         gen->number, changes, restart, set->cfg->n_listeners, workers);
+	/* The new config is the one from now on, even if the auth process
+	 * or the queue keeps its own (they say so in the log and STATUS=). */
+	metrics_inc(M_RELOADS, MRL_OK);
+	metrics_set(M_LAST_RELOAD_OK, time(NULL));
 	reload_push(m, &m->auth);
 	reload_push(m, &m->queue);
 	m->starting = gen;

@@ -25,6 +25,7 @@
 
 VALUES(version_value, AUTHRELAY_VERSION)
 VALUES(process_value, "smtpd", "auth", "queue", "keyproc", "metrics")
+VALUES(reload_value, "ok", "refused")
 VALUES(refuse_value, "max_connections", "max_connections_per_ip", "max_queue_size",
        "proxy_trusted_networks", "proxy_protocol")
 VALUES(outcome_value, "quit", "lost", "timeout", "max_errors", "max_auth_failures",
@@ -57,6 +58,7 @@ reason_value(unsigned i)
 
 STATIC_DIM(dim_version, "version", version_value);
 STATIC_DIM(dim_process, "process", process_value);
+STATIC_DIM(dim_reload, "result", reload_value);
 STATIC_DIM(dim_refuse, "reason", refuse_value);
 STATIC_DIM(dim_outcome, "outcome", outcome_value);
 STATIC_DIM(dim_tls_version, "version", tls_version_value);
@@ -105,6 +107,14 @@ static const struct metrics_family families[M_COUNT] = {
         [M_PROCESS_RESTARTS] = {"authrelay_process_restarts",
                                 "Children that died and were started again, per kind.",
                                 METRICS_COUNTER, DIMS(&dim_process)},
+        [M_RELOADS] = {"authrelay_reloads",
+                       "Configuration reloads (SIGHUP, authrelay reload): ok, or refused "
+                       "(the running configuration stays).",
+                       METRICS_COUNTER, DIMS(&dim_reload)},
+        [M_LAST_RELOAD_OK] = {"authrelay_config_last_reload_success_timestamp_seconds",
+                              "When the running configuration was loaded (the start or the "
+                              "last reload that was not refused), in seconds since the epoch.",
+                              METRICS_GAUGE},
         [M_CONNECTIONS_ACCEPTED] = {"authrelay_connections_accepted",
                                     "TCP connections accepted on each listener (refused ones "
                                     "included).",

@@ -29,6 +29,8 @@ enum metric {
 	M_PROCESSES_UP,       /* gauge{process} */
 	M_PROCESSES_EXPECTED, /* gauge{process} */
 	M_PROCESS_RESTARTS,   /* counter{process} */
+	M_RELOADS,            /* counter{result} */
+	M_LAST_RELOAD_OK,     /* gauge: Unix time */
 	/* SMTP workers */
 	M_CONNECTIONS_ACCEPTED, /* counter{listener} */
 	M_CONNECTIONS_REFUSED,  /* counter{listener, reason} */
@@ -60,6 +62,9 @@ enum metric {
 
 /* process: the children of the master. */
 enum metric_process { MP_SMTPD, MP_AUTH, MP_QUEUE, MP_KEYPROC, MP_METRICS, MP_COUNT };
+
+/* result of a reload (log: reload: generation= ..., reload refused). */
+enum metric_reload { MRL_OK, MRL_REFUSED };
 
 /* reason of a refused connection (log: refuse reason=). */
 enum metric_refuse {

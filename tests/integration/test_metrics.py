@@ -460,6 +460,49 @@ def test_counters_go_on_across_reloads(make_gateway, users):
     assert http_get(port, "/healthz")[0] == 200
 
 
+def test_reloads_counted_and_last_success_time(make_gateway, tmp_path):
+    """authrelay_reloads_total{result} counts reloads that took and reloads
+    refused; authrelay_config_last_reload_success_timestamp_seconds is the
+    start's time, moves with a reload that took, stays with one refused
+    (as Prometheus's own metrics); promtool still finds nothing wrong."""
+    port = free_port()
+    gw = started(make_gateway(metrics_config(port)), port)
+    first = scrape(port)
+    for result in ("ok", "refused"):
+        assert ("authrelay_reloads_total", (("result", result),)) in first, result
+        assert val(first, "authrelay_reloads_total", result=result) == 0, result
+    loaded = val(first, "authrelay_config_last_reload_success_timestamp_seconds")
+    assert abs(loaded - val(first, "authrelay_start_time_seconds")) <= 1
+    # The timestamp has whole seconds: let the clock pass the start's.
+    wait_until(lambda: time.time() >= loaded + 1.5, 5, "the clock to pass the start")
+    asked = int(time.time())
+    mark = gw.log_mark()
+    gw.hup()
+    gw.wait_for_log(r"reload: generation=2 active", since=mark, timeout=30)
+    now = scrape(port)
+    assert val(now, "authrelay_reloads_total", result="ok") == 1
+    assert val(now, "authrelay_reloads_total", result="refused") == 0
+    ok_time = val(now, "authrelay_config_last_reload_success_timestamp_seconds")
+    assert ok_time >= asked > loaded, (ok_time, asked, loaded)
+
+    gw.sections["limits"]["max_connections"] = "lots"
+    gw.write_config()
+    mark = gw.log_mark()
+    gw.hup()
+    gw.wait_for_log(r"reload refused: the running configuration stays", since=mark,
+                    timeout=30)
+    now = scrape(port)
+    assert val(now, "authrelay_reloads_total", result="ok") == 1
+    assert val(now, "authrelay_reloads_total", result="refused") == 1
+    assert val(now, "authrelay_config_last_reload_success_timestamp_seconds") == ok_time
+    _, _, text = http_get(port, "/metrics")
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(),
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), (
+        r.stdout.decode() + r.stderr.decode())
+    assert "# TYPE authrelay_config_last_reload_success_timestamp_seconds gauge" in text
+
+
 # ---------------------------------------------------------------- /healthz
 
 def test_healthz(make_gateway, users):
