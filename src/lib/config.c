@@ -963,3 +963,20 @@ config_section_get(const struct config_section *sec, const char *key, int *line_
 	}
 	return NULL;
 }
+
+int
+config_key_line(const struct config *cfg, const char *kind, const char *name, const char *key)
+{
+	const struct config_section *sec = NULL;
+	int line = 0, first = 0, l;
+
+	while ((sec = config_section_next(cfg, kind, sec)) != NULL) {
+		if (name != NULL && (sec->name == NULL || ascii_strcasecmp(sec->name, name) != 0))
+			continue;
+		if (first == 0)
+			first = sec->line;
+		if (config_section_get(sec, key, &l) != NULL)
+			line = l;
+	}
+	return line != 0 ? line : first;
+}

@@ -205,6 +205,11 @@ const struct config_section *config_section_next(const struct config *, const ch
 /* The value of key in sec (the last one if written twice), or NULL; *line_r
  * (if not NULL) gets its line. */
 const char *config_section_get(const struct config_section *sec, const char *key, int *line_r);
+/* The line of key in the sections of kind (named name, any when NULL): the
+ * last one that sets it; else the first such section's line; 0 when there
+ * is no such section. For "file:line:" in messages about a value that is
+ * checked after the load (a certificate, a path). */
+int config_key_line(const struct config *, const char *kind, const char *name, const char *key);
 
 const char *config_role_name(enum listener_role);
 const char *config_tls_name(enum listener_tls);

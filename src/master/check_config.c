@@ -67,25 +67,6 @@ struct checker {
 	struct probe_set master, workers, auth, queue;
 };
 
-/* The line of key in the section kind (of that name), the last one that
- * sets it; the section's line when none does; 0 without the section. */
-static int
-key_line(const struct config *cfg, const char *kind, const char *name, const char *key)
-{
-	const struct config_section *sec = NULL;
-	int line = 0, first = 0, l;
-
-	while ((sec = config_section_next(cfg, kind, sec)) != NULL) {
-		if (name != NULL && (sec->name == NULL || ascii_strcasecmp(sec->name, name) != 0))
-			continue;
-		if (first == 0)
-			first = sec->line;
-		if (config_section_get(sec, key, &l) != NULL)
-			line = l;
-	}
-	return line != 0 ? line : first;
-}
-
 static void
 want(struct probe_set *ps, enum file_probe_need need, const char *path, const char *key,
      const char *value, int line)
@@ -162,8 +143,8 @@ lookup_user(struct checker *c, const char *key, const char *name, struct privdro
 		*u = c->run_as;
 		ps->known = c->workers.known;
 	} else if (privdrop_lookup(name, u, &err) != 0) {
-		settings_error(c->ctx, key_line(c->cfg, "server", NULL, key), "%s = %s: %s", key,
-		               name, err);
+		settings_error(c->ctx, config_key_line(c->cfg, "server", NULL, key), "%s = %s: %s",
+		               key, name, err);
 		return;
 	} else {
 		ps->known = true;
@@ -194,8 +175,8 @@ check_users(struct checker *c)
 	c->master.user = "root";
 	c->master.known = true;
 	if (privdrop_lookup(cfg->user, &c->run_as, &err) != 0) {
-		settings_error(c->ctx, key_line(cfg, "server", NULL, "user"), "user = %s: %s",
-		               cfg->user, err);
+		settings_error(c->ctx, config_key_line(cfg, "server", NULL, "user"),
+		               "user = %s: %s", cfg->user, err);
 	} else {
 		c->workers.user = c->run_as.name;
 		c->workers.u = &c->run_as;
@@ -235,7 +216,7 @@ static void
 want_spool(struct checker *c)
 {
 	const struct config *cfg = c->cfg;
-	int line = key_line(cfg, "server", NULL, "spool_dir");
+	int line = config_key_line(cfg, "server", NULL, "spool_dir");
 	char parent[4096];
 	struct stat st;
 
@@ -266,7 +247,7 @@ want_spool(struct checker *c)
 static void
 want_maildir(struct checker *c, const struct route_cfg *r)
 {
-	int line = key_line(c->cfg, "route", r->name, "maildir");
+	int line = config_key_line(c->cfg, "route", r->name, "maildir");
 	const char *pct = strchr(r->maildir, '%');
 	char fixed[4096];
 	struct stat st;
@@ -312,7 +293,7 @@ want_shared(struct checker *c, const struct shared_config *sc)
 	for (size_t i = 0; i < AR_NELEM(files); i++)
 		if (files[i].path != NULL)
 			want(&c->auth, FILE_PROBE_READ, files[i].path, files[i].key, files[i].path,
-			     key_line(c->cfg, "shared", NULL, files[i].key));
+			     config_key_line(c->cfg, "shared", NULL, files[i].key));
 }
 
 /* A directory's CA and password files, read by the auth process. The
@@ -324,10 +305,10 @@ want_ldap(struct checker *c, const struct ldap_dir_cfg *d)
 
 	if (d->ca_file != NULL)
 		want(&c->auth, FILE_PROBE_READ, d->ca_file, "ca_file", d->ca_file,
-		     key_line(c->cfg, "ldap", d->name, "ca_file"));
+		     config_key_line(c->cfg, "ldap", d->name, "ca_file"));
 	if (d->bind_password_file == NULL)
 		return;
-	int line = key_line(c->cfg, "ldap", d->name, "bind_password_file");
+	int line = config_key_line(c->cfg, "ldap", d->name, "bind_password_file");
 	want(&c->auth, FILE_PROBE_READ, d->bind_password_file, "bind_password_file",
 	     d->bind_password_file, line);
 	if (stat(d->bind_password_file, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IROTH))
@@ -347,24 +328,24 @@ want_files(struct checker *c)
 	if (need_tls(cfg)) {
 		int l;
 		if (cfg->tls_cert_file != NULL) {
-			l = key_line(cfg, "tls", NULL, "cert_file");
+			l = config_key_line(cfg, "tls", NULL, "cert_file");
 			want(&c->master, FILE_PROBE_READ, cfg->tls_cert_file, "cert_file",
 			     cfg->tls_cert_file, l);
 		}
 		if (cfg->tls_key_file != NULL) {
-			l = key_line(cfg, "tls", NULL, "key_file");
+			l = config_key_line(cfg, "tls", NULL, "key_file");
 			want(&c->master, FILE_PROBE_READ, cfg->tls_key_file, "key_file",
 			     cfg->tls_key_file, l);
 		}
 		if (cfg->tls_ca_file != NULL) {
-			l = key_line(cfg, "tls", NULL, "ca_file");
+			l = config_key_line(cfg, "tls", NULL, "ca_file");
 			want(&c->master, FILE_PROBE_READ, cfg->tls_ca_file, "ca_file",
 			     cfg->tls_ca_file, l);
 		}
 	}
 	if (cfg->users_file != NULL) {
 		want(&c->auth, FILE_PROBE_READ, cfg->users_file, "path", cfg->users_file,
-		     key_line(cfg, "users-file", NULL, "path"));
+		     config_key_line(cfg, "users-file", NULL, "path"));
 		/* Opened by name from its directory, entered as root. */
 		c->auth.items[c->auth.n - 1].via_dir = true;
 	}
@@ -372,17 +353,17 @@ want_files(struct checker *c)
 		want_ldap(c, &set->ldap[i]);
 	if (set->has_fwd && set->fwd.ca_file != NULL)
 		want(&c->auth, FILE_PROBE_READ, set->fwd.ca_file, "ca_file", set->fwd.ca_file,
-		     key_line(cfg, "smtp-forward", NULL, "ca_file"));
+		     config_key_line(cfg, "smtp-forward", NULL, "ca_file"));
 	want_shared(c, &set->shared);
 	want_spool(c);
 	if (set->qc->tls_ca_file != NULL)
 		want(&c->queue, FILE_PROBE_READ, set->qc->tls_ca_file, "tls_ca_file",
-		     set->qc->tls_ca_file, key_line(cfg, "queue", NULL, "tls_ca_file"));
+		     set->qc->tls_ca_file, config_key_line(cfg, "queue", NULL, "tls_ca_file"));
 	for (size_t i = 0; i < set->qc->n_routes; i++) {
 		const struct route_cfg *r = &set->qc->routes[i];
 		if (r->tls_ca_file != NULL)
 			want(&c->queue, FILE_PROBE_READ, r->tls_ca_file, "tls_ca_file",
-			     r->tls_ca_file, key_line(cfg, "route", r->name, "tls_ca_file"));
+			     r->tls_ca_file, config_key_line(cfg, "route", r->name, "tls_ca_file"));
 		if (r->type == ROUTE_MAILDIR && r->maildir != NULL)
 			want_maildir(c, r);
 	}
@@ -396,9 +377,10 @@ check_tls(struct checker *c)
 	const char *key = NULL, *err = NULL;
 
 	if (tls_server_check(c->cfg, &key, &err) != 0)
-		settings_error(c->ctx,
-		               key_line(c->cfg, "tls", NULL, key != NULL ? key : "cert_file"), "%s",
-		               err);
+		settings_error(
+		        c->ctx,
+		        config_key_line(c->cfg, "tls", NULL, key != NULL ? key : "cert_file"), "%s",
+		        err);
 }
 
 int

@@ -202,39 +202,46 @@ fail:
 }
 
 int
-master_check_tls(struct master *m, const struct config *cfg, const char **error_r)
+master_check_tls(struct master *m, const struct config *cfg, const char **key_r,
+                 const char **error_r)
 {
-	static char err[1024];
+	/* The child's report: the [tls] key at fault (or nothing), a newline,
+	 * then the message. */
+	static char buf[1024], key[64];
 	int p[2], status = 1 << 8;
 	ssize_t n;
 
+	*key_r = NULL;
 	if (pipe2(p, O_CLOEXEC) != 0) {
-		snprintf(err, sizeof(err), "pipe: %s", strerror(errno));
-		*error_r = err;
+		snprintf(buf, sizeof(buf), "pipe: %s", strerror(errno));
+		*error_r = buf;
 		return -1;
 	}
 	pid_t pid = fork();
 	if (pid < 0) {
-		snprintf(err, sizeof(err), "fork: %s", strerror(errno));
-		*error_r = err;
+		snprintf(buf, sizeof(buf), "fork: %s", strerror(errno));
+		*error_r = buf;
 		close(p[0]);
 		close(p[1]);
 		return -1;
 	}
 	if (pid == 0) {
-		const char *e = NULL;
+		const char *k = NULL, *e = NULL;
 		close(p[0]);
-		if (tls_server_check(cfg, NULL, &e) == 0)
+		if (tls_server_check(cfg, &k, &e) == 0)
 			_exit(0);
+		if (k != NULL)
+			(void)write_all(p[1], k, strlen(k));
+		(void)write_all(p[1], "\n", 1);
 		(void)write_all(p[1], e, strlen(e));
 		_exit(1);
 	}
 	close(p[1]);
 	size_t len = 0;
-	while (len < sizeof(err) - 1 && ((n = read(p[0], err + len, sizeof(err) - 1 - len)) > 0 ||
+	while (len < sizeof(buf) - 1 && ((n = read(p[0], buf + len, sizeof(buf) - 1 - len)) > 0 ||
 	                                 (n < 0 && errno == EINTR)))
 		len += n > 0 ? (size_t)n : 0;
-	err[len] = '\0';
+	buf[len] = '\0';
 	close(p[0]);
 	/* The master's SIGCHLD handler may not reap it: this pid is waited
 	 * for here, and only here. */
@@ -242,9 +249,19 @@ master_check_tls(struct master *m, const struct config *cfg, const char **error_
 		;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
-	if (len == 0)
-		snprintf(err, sizeof(err), "the certificate check died");
-	*error_r = err;
+	char *nl = strchr(buf, '\n');
+	if (nl == NULL || nl[1] == '\0') {
+		snprintf(buf, sizeof(buf), "the certificate check died");
+		*error_r = buf;
+		return -1;
+	}
+	*nl = '\0';
+	size_t klen = (size_t)(nl - buf);
+	if (klen > 0 && klen < sizeof(key)) {
+		memcpy(key, buf, klen + 1);
+		*key_r = key;
+	}
+	*error_r = nl + 1;
 	return -1;
 }
 
@@ -1192,8 +1209,12 @@ master_main(const char *config_path, bool foreground)
 	bool need_tls = false;
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		need_tls |= cfg->listeners[i].tls != LTLS_NONE;
-	if (need_tls && master_check_tls(&m, cfg, &err) != 0)
-		master_fail(&m, EX_CONFIG, "[tls] %s", err);
+	const char *tls_key;
+	if (need_tls && master_check_tls(&m, cfg, &tls_key, &err) != 0)
+		master_fail(
+		        &m, EX_CONFIG, "%s:%d: [tls] %s", m.config_path,
+		        config_key_line(cfg, "tls", NULL, tls_key != NULL ? tls_key : "cert_file"),
+		        err);
 	if ((need_tls || m.mc.address != NULL) && m.is_root && master_keyproc_root(&m, &err) != 0)
 		master_fail(&m, EX_CONFIG, "%s", err);
 

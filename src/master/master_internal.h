@@ -144,8 +144,11 @@ int master_bind_unix(struct master *m, const char *name, uid_t uid, gid_t gid, c
                      size_t path_size, const char **error_r);
 /* The certificate and key of cfg checked in a child that exits at once:
  * the master never has the private key in its own memory, which every
- * child it forks would inherit. 0, or -1 with *error_r. */
-int master_check_tls(struct master *m, const struct config *cfg, const char **error_r);
+ * child it forks would inherit. 0, or -1 with *error_r and *key_r, the
+ * [tls] key at fault ("cert_file", "key_file", ...; NULL when none is, as
+ * tls_server_check() says): static strings, until the next call. */
+int master_check_tls(struct master *m, const struct config *cfg, const char **key_r,
+                     const char **error_r);
 /* The key processes' chroot (spool_dir/empty, root's), made when first
  * needed. 0, or -1 with *error_r. */
 int master_keyproc_root(struct master *m, const char **error_r);

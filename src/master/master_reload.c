@@ -187,10 +187,14 @@ master_reload(struct master *m, char **errors_r)
 		goto refuse;
 	master_log_warnings(set->cfg);
 	/* In a child: the master never holds a private key (master.c). */
-	if (reload_need_tls(set->cfg) && master_check_tls(m, set->cfg, &err) != 0) {
-		settings_registry_free(set);
-		if (asprintf(&errors, "%s:0: [tls] %s\n", m->config_path, err) < 0)
+	const char *tls_key;
+	if (reload_need_tls(set->cfg) && master_check_tls(m, set->cfg, &tls_key, &err) != 0) {
+		/* On the key's line, as check-config reports it. */
+		int line = config_key_line(set->cfg, "tls", NULL,
+		                           tls_key != NULL ? tls_key : "cert_file");
+		if (asprintf(&errors, "%s:%d: [tls] %s\n", m->config_path, line, err) < 0)
 			errors = NULL;
+		settings_registry_free(set);
 		goto refuse;
 	}
 

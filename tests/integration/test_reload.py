@@ -186,13 +186,35 @@ def test_authrelay_reload_replaces_the_pair_as_sighup_does(make_gateway, base_di
 
 
 def test_reload_with_a_certificate_that_does_not_load_is_refused(make_gateway, base_dir):
+    """Refused, and reported on the line of the [tls] key at fault, as
+    check-config reports it: cert_file for a certificate that does not
+    load, key_file for a key that is not the certificate's."""
     gw = make_gateway()
     old_cert = cert_der(gw.sections["tls"]["cert_file"])
     gw.sections["tls"]["cert_file"] = str(base_dir / "missing-cert.pem")
     gw.write_config()
     log = reload(gw)
-    assert re.search(r"reload: .*:0: \[tls\] .*missing-cert\.pem", log), log
+    cert_line = gw.config_line("^cert_file = ")
+    assert re.search(rf"reload: {re.escape(str(gw.cfg_path))}:{cert_line}: \[tls\] "
+                     r"cert_file = \S*missing-cert\.pem: ", log), log
     assert "reload refused: the running configuration stays" in log
+    assert peer_cert(HOST, gw.port("sub"), False) == old_cert
+
+    other_cert, _ = make_cert(make_dir(base_dir, "tls-other-"))
+    gw.sections["tls"]["cert_file"] = str(other_cert)
+    gw.write_config()
+    key_line = gw.config_line("^key_file = ")
+    assert key_line != cert_line
+    log = reload(gw)
+    m = re.search(rf"reload: {re.escape(str(gw.cfg_path))}:(\d+): \[tls\] (key_file = .*)",
+                  log)
+    assert m and int(m.group(1)) == key_line, log
+    assert "certificate and key do not match" in m.group(2), log
+    assert "reload refused: the running configuration stays" in log
+    # The same place and words as check-config.
+    r = run_tool([gw.binary, "check-config", "-c", str(gw.cfg_path)])
+    assert r.returncode == 78
+    assert f"{gw.cfg_path}:{key_line}: {m.group(2)}" in r.stderr.decode(), r.stderr.decode()
     assert peer_cert(HOST, gw.port("sub"), False) == old_cert
 
 

@@ -1186,6 +1186,47 @@ test_module_sections(void **state)
 	free(err);
 }
 
+/* The 1-based line of text where needle starts. */
+static int
+line_of(const char *text, const char *needle)
+{
+	const char *at = strstr(text, needle);
+	int line = 1;
+	assert_non_null(at);
+	for (const char *p = text; p < at; p++)
+		line += *p == '\n';
+	return line;
+}
+
+/* config_key_line(): the line that sets a key, the section's when none
+ * does, 0 without the section; a name picks one section of a kind, without
+ * one the last section that sets the key wins. */
+static void
+test_key_line(void **state)
+{
+	char text[4096];
+	snprintf(text, sizeof(text),
+	         "%s\n[ldap corp]\nuri = ldap://a\nbase = dc=x\n"
+	         "[ldap other]\nuri = ldap://c\nbase = dc=z\n",
+	         BASE);
+	struct config *cfg = load_ok(text);
+	assert_int_equal(config_key_line(cfg, "ldap", "corp", "base"),
+	                 line_of(text, "base = dc=x"));
+	assert_int_equal(config_key_line(cfg, "ldap", "OTHER", "base"),
+	                 line_of(text, "base = dc=z"));
+	/* Any section of the kind: the last that sets it. */
+	assert_int_equal(config_key_line(cfg, "ldap", NULL, "uri"),
+	                 line_of(text, "uri = ldap://c"));
+	assert_int_equal(config_key_line(cfg, "ldap", "corp", "ca_file"),
+	                 line_of(text, "[ldap corp]"));
+	assert_int_equal(config_key_line(cfg, "tls", NULL, "key_file"),
+	                 line_of(text, "key_file = key.pem"));
+	assert_int_equal(config_key_line(cfg, "tls", NULL, "ca_file"), line_of(text, "[tls]"));
+	assert_int_equal(config_key_line(cfg, "ldap", "nope", "uri"), 0);
+	assert_int_equal(config_key_line(cfg, "smtp-forward", NULL, "upstreams"), 0);
+	config_free(cfg);
+}
+
 /* The shipped example must stay valid. */
 static void
 test_sample_config(void **state)
@@ -1244,6 +1285,7 @@ main(void)
 	        cmocka_unit_test(test_relative_config_path),
 	        cmocka_unit_test(test_sample_config),
 	        cmocka_unit_test(test_module_sections),
+	        cmocka_unit_test(test_key_line),
 	};
 
 	log_init(false, LOG_LEVEL_ERR, "test");
