@@ -9,10 +9,13 @@
  *
  * When the queue process cannot be reached (the gateway is stopped), list
  * and summary read the spool themselves, read-only, with the queue's own
- * loader (queue_scan_read()) and look (queue_view.c).
+ * loader (queue_scan_read(), then what the delivery journal recorded) and
+ * look (queue_view.c). A queue process that holds the journal's lock runs:
+ * it is asked again, and read around only if it still does not answer.
  */
 #include "queue_cmd.h"
 #include "queue_internal.h"
+#include "queue_journal.h"
 #include "queue_view.h"
 #include "../lib/build_info.h"
 #include "../lib/config.h"
@@ -128,18 +131,41 @@ queue_cmd_become_queue(const struct config *cfg)
 	return 0;
 }
 
-/* list and summary of a stopped gateway: read incoming/ and state/. */
+/* Recipients of m still to go. */
+static size_t
+queue_cmd_left(const struct qmsg *m)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->n_rcpts; i++)
+		n += m->rcpts[i].status == RCPT_PENDING || m->rcpts[i].status == RCPT_DEFERRED;
+	return n;
+}
+
+/* list and summary of a stopped gateway: read incoming/, state/ and the
+ * delivery journal as the queue's start would, changing nothing. line is
+ * the request, for a queue process found running after all. */
 static int
-queue_cmd_offline(const struct config *cfg, const char *cmd, bool json)
+queue_cmd_offline(const struct config *cfg, const char *cmd, bool json, const char *line)
 {
 	char dir[4200];
 	struct qmsg **all = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
 	const char *err;
+	bool busy;
 
 	if (queue_cmd_become_queue(cfg) < 0)
 		return EX_CONFIG;
+	/* A delivery recorded just before a crash is only in the journal
+	 * until the queue starts again. The shared lock keeps a queue that
+	 * starts now from changing the spool while we read it. */
+	struct queue_journal *j = queue_journal_read(cfg->spool_dir, &busy, &err);
+	if (j == NULL && busy) {
+		/* A queue process holds journal/: it runs, and knows better. */
+		int r = queue_cmd_ask(cfg->spool_dir, line, false);
+		if (r >= 0)
+			return r;
+	}
 	snprintf(dir, sizeof(dir), "%s/incoming", cfg->spool_dir);
 	DIR *d = opendir(dir);
 	if (d == NULL) {
@@ -147,11 +173,25 @@ queue_cmd_offline(const struct config *cfg, const char *cmd, bool json)
 		        "authrelay queue: cannot reach the queue process at %s/private/queue, "
 		        "nor read %s: %s\n",
 		        cfg->spool_dir, dir, strerror(errno));
+		queue_journal_free(j);
 		return EX_TEMPFAIL;
 	}
-	fprintf(stderr,
-	        "authrelay queue: the queue process is not running; read from %s (read-only)\n",
-	        cfg->spool_dir);
+	if (j == NULL && busy)
+		fprintf(stderr,
+		        "authrelay queue: a queue process holds %s/journal but does not answer at "
+		        "%s/private/queue; read from %s without its delivery journal (read-only): "
+		        "recipients it delivered lately may show as still to go\n",
+		        cfg->spool_dir, cfg->spool_dir, cfg->spool_dir);
+	else
+		fprintf(stderr,
+		        "authrelay queue: the queue process is not running; read from %s "
+		        "(read-only)\n",
+		        cfg->spool_dir);
+	if (j == NULL && !busy)
+		fprintf(stderr,
+		        "authrelay queue: cannot read the delivery journal: %s; recipients "
+		        "delivered just before the stop may show as still to go\n",
+		        err);
 	while ((de = readdir(d)) != NULL) {
 		struct qmsg *m;
 		if (!queue_scan_valid_id(de->d_name))
@@ -168,8 +208,14 @@ queue_cmd_offline(const struct config *cfg, const char *cmd, bool json)
 			m->sender = xstrdup("");
 			m->broken_reason = xstrdup(err);
 		} else {
-			/* What the scheduler would make of it at start. */
-			m->where = m->hold ? QM_HOLD : m->attempts > 0 ? QM_WAITING : QM_NONE;
+			/* What the scheduler would make of it at start: the
+			 * journal after state/ID, and a message with nothing
+			 * left to go is removed. */
+			queue_scan_apply_journal(j, m);
+			m->where = queue_cmd_left(m) == 0 ? QM_REMOVING
+			           : m->hold              ? QM_HOLD
+			           : m->attempts > 0      ? QM_WAITING
+			                                  : QM_NONE;
 		}
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
@@ -178,6 +224,7 @@ queue_cmd_offline(const struct config *cfg, const char *cmd, bool json)
 		all[n++] = m;
 	}
 	closedir(d);
+	queue_journal_free(j);
 	struct evbuffer *out = evbuffer_new();
 	if (strcmp(cmd, "list") == 0)
 		queue_view_list(out, all, n, json);
@@ -331,7 +378,7 @@ queue_cmd_main(int argc, char **argv)
 		         n > 0 ? " " : "", n > 0 ? args[0] : "");
 		status = queue_cmd_ask(cfg->spool_dir, line, false);
 		if (status < 0 && listing && (errno == ENOENT || errno == ECONNREFUSED))
-			status = queue_cmd_offline(cfg, cmd, json);
+			status = queue_cmd_offline(cfg, cmd, json, line);
 	}
 	if (status < 0) {
 		fprintf(stderr,

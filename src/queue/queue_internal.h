@@ -231,6 +231,12 @@ void queue_sched_journal_synced(struct queue *q);
  * directory: never followed, spool_open_message()). */
 int queue_scan_read(const char *spool, const char *id, const char *hostname, bool fresh,
                     struct qmsg **m_r, const char **error_r);
+/* Deliveries journal j recorded for m (read at the start, or offline by
+ * queue_journal_read(); queue_journal.h) after a crash: done, whatever an
+ * older state file says. They stay journal_only until m's next state write
+ * or its removal. Returns how many recipients it marked; none when j is
+ * NULL. */
+size_t queue_scan_apply_journal(const struct queue_journal *j, struct qmsg *m);
 /* A queue ID: SPOOL_ID_LEN lower-case hex digits. */
 bool queue_scan_valid_id(const char *s);
 

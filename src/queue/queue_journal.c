@@ -561,9 +561,10 @@ journal_lock(struct queue_journal *j, char *err, size_t errsz)
 			return -1;
 		}
 		if (waited_ms == 0)
-			log_warn("queue: %s is locked by a queue process still finishing its "
-			         "deliveries; waiting for it to exit",
-			         j->dir);
+			log_warn(
+			        "queue: %s is locked by a queue process still finishing its "
+			        "deliveries (or `authrelay queue list` reading it); waiting for it",
+			        j->dir);
 		if (waited_ms == 0)
 			log_flush(); /* no loop runs to write batched lines yet */
 		if (waited_ms >= JOURNAL_LOCK_WAIT_MS) {
@@ -630,6 +631,50 @@ queue_journal_open(struct event_base *base, const char *spool_dir,
 		goto fail;
 	}
 	j->thread_started = true;
+	return j;
+fail:
+	*error_r = err;
+	queue_journal_free(j);
+	return NULL;
+}
+
+struct queue_journal *
+queue_journal_read(const char *spool_dir, bool *busy_r, const char **error_r)
+{
+	static _Thread_local char err[4400];
+	struct queue_journal *j = xcalloc(1, sizeof(*j));
+	size_t n = strlen(spool_dir) + sizeof("/journal");
+	uint64_t last;
+
+	*busy_r = false;
+	j->fd = -1;
+	j->dfd = -1;
+	j->notify_fd = -1;
+	j->dir = xmalloc(n);
+	snprintf(j->dir, n, "%s/journal", spool_dir);
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	/* Never made here: no journal/ is no record. */
+	j->dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (j->dfd < 0 && errno == ENOENT)
+		return j;
+	if (j->dfd < 0) {
+		snprintf(err, sizeof(err), "open %s: %s", j->dir, strerror(errno));
+		goto fail;
+	}
+	while (flock(j->dfd, LOCK_SH | LOCK_NB) < 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno == EWOULDBLOCK) {
+			*busy_r = true;
+			snprintf(err, sizeof(err), "%s is locked by a running queue process",
+			         j->dir);
+		} else {
+			snprintf(err, sizeof(err), "lock %s: %s", j->dir, strerror(errno));
+		}
+		goto fail;
+	}
+	replay_load(j, &last);
 	return j;
 fail:
 	*error_r = err;

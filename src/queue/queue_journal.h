@@ -56,7 +56,19 @@ struct queue_journal *queue_journal_open(struct event_base *base, const char *sp
 /* Write what is appended, stop the thread, free. */
 void queue_journal_free(struct queue_journal *);
 
-/* What the segments read at open said: records, and segments found. */
+/* The records of spool_dir/journal, read-only, for `authrelay queue list`
+ * while the queue process is not running: nothing in the spool is created,
+ * written or removed. A shared flock on journal/ is held until
+ * queue_journal_free(), so that a queue starting meanwhile waits for the
+ * read (its exclusive lock) rather than retiring segments under it. Look
+ * records up with queue_journal_replayed(). Returns NULL with *busy_r true
+ * when a queue process holds the lock (it runs: ask it), NULL with
+ * *error_r when journal/ cannot be read; a spool without journal/ has an
+ * empty journal. BLOCKS: reads every segment. */
+struct queue_journal *queue_journal_read(const char *spool_dir, bool *busy_r, const char **error_r);
+
+/* What the segments read at open (or queue_journal_read()) said: records,
+ * and segments found. */
 void queue_journal_replay_counts(const struct queue_journal *, size_t *records_r,
                                  size_t *segments_r);
 /* The recipient indexes recorded as delivered for message id, in *idx_r

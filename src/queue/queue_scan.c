@@ -149,14 +149,11 @@ load_rcpt(struct qrcpt *r, const char *record, const char *hostname, struct smtp
 			*p = (char)(*p + ('a' - 'A'));
 }
 
-/* Deliveries the journal recorded for m before a crash (at start only;
- * queue_journal.h): done, whatever an older state file says. They stay
- * journal_only until m's next state write or its removal. */
-static void
-load_journal(struct queue *q, struct qmsg *m)
+size_t
+queue_scan_apply_journal(const struct queue_journal *j, struct qmsg *m)
 {
 	const size_t *idx;
-	size_t n = q->journal != NULL ? queue_journal_replayed(q->journal, m->id, &idx) : 0;
+	size_t n = j != NULL ? queue_journal_replayed(j, m->id, &idx) : 0, done = 0;
 
 	for (size_t k = 0; k < n; k++) {
 		if (idx[k] >= m->n_rcpts)
@@ -168,11 +165,13 @@ load_journal(struct queue *q, struct qmsg *m)
 		r->status = RCPT_SENT;
 		queue_set_str(&r->reply, "delivered before a restart (delivery journal)");
 		m->journal_only = true;
+		done++;
 		/* The address is the client's: escaped, quoted and last. */
 		char addr[600];
 		log_info("id=%s status=sent replayed=journal to=\"<%s>\"", m->id,
 		         log_escape_str(r->addr, addr, sizeof(addr)));
 	}
+	return done;
 }
 
 /* What state/<id> says (or the empty state when fresh) into m. */
@@ -275,7 +274,7 @@ scan_load(struct queue *q, const char *id, bool at_start, bool fresh)
 	}
 	m->q = q;
 	/* After state/ID: what the journal adds is newer. */
-	load_journal(q, m);
+	queue_scan_apply_journal(q->journal, m);
 	queue_sched_add(q, m);
 	if (!at_start) {
 		q->n_received++;

@@ -21,6 +21,8 @@ issue: 300 submissions, the kill right after the 100th 250 given to a
 client, deliveries flowing meanwhile."""
 
 import collections
+import fcntl
+import json
 import os
 import re
 import signal
@@ -29,7 +31,7 @@ import time
 
 import pytest
 
-from harness import (HOST, ConnectionClosed, free_port, make_message, msgid_of,
+from harness import (HOST, ConnectionClosed, free_port, make_message, msgid_of, run_tool,
                      submission_conn, wait_until)
 from sink_fixture import GatedSink, Sink
 
@@ -304,6 +306,89 @@ def test_journal_record_survives_the_next_crash(make_gateway, users, sink):
         got = [x.message_id for x in sink.snapshot()]
         # a@far.test: delivered once, through two crashes.
         assert got.count(want) == 1, got
+    finally:
+        slow.release()
+        slow.stop()
+
+
+def _spool_files(gw) -> dict:
+    """incoming/, state/ and journal/ as (size, mtime, bytes) per file."""
+    files = {}
+    for sub in ("incoming", "state", "journal"):
+        d = gw.spool / sub
+        for name in sorted(os.listdir(d)):
+            st = os.stat(d / name)
+            files[f"{sub}/{name}"] = (st.st_size, st.st_mtime_ns, (d / name).read_bytes())
+    return files
+
+
+def test_offline_list_applies_the_journal_read_only(make_gateway, users, sink, bin_path):
+    """kill -9 right after a delivery that only the journal knows (its
+    message has another recipient in flight): `authrelay queue list` of the
+    stopped gateway counts it delivered, as the queue's start will, and
+    changes nothing in the spool. While a queue process holds journal/'s lock
+    the list does not wait for it nor read the journal under it."""
+    slow = GatedSink(HOST, free_port()).start()
+    try:
+        gw = start_gateway(make_gateway, sink, **{
+            "route slow": {"domains": "slow.test", "nexthop": f"[{HOST}]:{slow.port}"}})
+        slow.hold_data_after = 0           # b@slow.test stays in flight
+        sink.hold_mail_on_reuse = True     # far.test's next MAIL shows the 250 was recorded
+        c = submission_conn(gw)
+        c.auth_plain("clara", users["clara"].password).check(235, "2.7.0")
+        m = make_message("clara@example.test", "a@far.test", subject="two destinations")
+        qid = c.send_message("clara@example.test", ["a@far.test", "b@slow.test"], m).queued_id()
+        sink.wait_for(lambda ms: msgid_of(m) in {x.message_id for x in ms},
+                      what="a@far.test at its sink")
+        n = make_message("clara@example.test", "x@far.test", subject="the next one")
+        nid = c.send_message("clara@example.test", ["x@far.test"], n).queued_id()
+        c.cmd("QUIT")
+        sink.wait_held("mail", 1)
+        slow.wait_held("data", 1)
+        gw.kill_group()
+        # Nothing but the journal knows a@far.test was delivered.
+        assert not (gw.spool / "state" / qid).exists()
+        before = _spool_files(gw)
+
+        def queue(*args):
+            return run_tool([bin_path, "queue", "-c", gw.cfg_path, *args], timeout=30)
+
+        r = queue("list")
+        assert r.returncode == 0, r.stderr.decode()
+        assert "not running" in r.stderr.decode(), r.stderr.decode()
+        lines = {l.split()[0]: l for l in r.stdout.decode().splitlines()}
+        assert " nrcpt=2 pending=1 " in lines[qid], lines
+        assert " nrcpt=1 pending=1 " in lines[nid], lines
+        listed = {x["id"]: x for x in json.loads(queue("--json", "list").stdout)["messages"]}
+        assert (listed[qid]["pending"], listed[nid]["pending"]) == (1, 1), listed
+        summary = json.loads(queue("--json", "summary").stdout)
+        assert summary["total"]["messages"] == 2, summary
+        assert _spool_files(gw) == before, "the offline list changed the spool"
+
+        # A queue process holding the lock (one still finishing its
+        # deliveries): not waited for, its journal not read.
+        fd = os.open(gw.spool / "journal", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            r = queue("list")
+        finally:
+            os.close(fd)
+        assert r.returncode == 0, r.stderr.decode()
+        assert "holds" in r.stderr.decode() and "without its delivery journal" in \
+            r.stderr.decode(), r.stderr.decode()
+        lines = {l.split()[0]: l for l in r.stdout.decode().splitlines()}
+        assert " nrcpt=2 pending=2 " in lines[qid], lines
+        assert _spool_files(gw) == before
+
+        # The start agrees with the offline list.
+        mark = gw.log_mark()
+        gw.start(new_group=True)
+        gw.wait_for_log(rf"id={qid} status=sent replayed=journal to=\"<a@far\.test>\"",
+                        since=mark)
+        sink.release()
+        slow.release()
+        wait_until(lambda: not gw.incoming(), 60, "the queue to drain")
+        assert [x.message_id for x in sink.snapshot()].count(msgid_of(m)) == 1
     finally:
         slow.release()
         slow.stop()

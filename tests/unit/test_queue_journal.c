@@ -4,7 +4,8 @@
  * parser against torn and hostile input, segments preallocated and written
  * in place, group commit to durable with the loop told, replay after a
  * restart (sorted, without repeats), rotation and retirement (never of the
- * segment being written), records written at free, and open's errors.
+ * segment being written), records written at free, open's errors, and the
+ * read-only reading of a stopped queue's journal.
  *
  * Each test works in a fresh spool directory under $TMPDIR (or /tmp).
  */
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -222,6 +224,96 @@ test_append_sync_replay(void **state)
 	queue_journal_free(j);
 }
 
+/* The names in journal/, sorted, joined by spaces. */
+static void
+dir_names(struct fixture *fx, char *buf, size_t size)
+{
+	struct dirent **names;
+	int n = scandir(fx->jdir, &names, NULL, alphasort);
+	buf[0] = '\0';
+	assert_true(n >= 0);
+	for (int i = 0; i < n; i++) {
+		if (names[i]->d_name[0] != '.') {
+			strncat(buf, names[i]->d_name, size - strlen(buf) - 1);
+			strncat(buf, " ", size - strlen(buf) - 1);
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+/* queue_journal_read(): what `queue list` of a stopped gateway sees. It
+ * reads every segment and changes nothing (no directory made, no segment
+ * created or retired); while a queue holds the lock it is busy, and while
+ * it reads, a queue could not take the lock. */
+static void
+test_read_only(void **state)
+{
+	struct fixture *fx = *state;
+	const char *err = NULL;
+	const size_t *idx;
+	size_t recs, segs;
+	char names[256], after[256];
+	bool busy = true;
+
+	/* No journal/ yet: empty, and not made. */
+	struct queue_journal *r = queue_journal_read(fx->dir, &busy, &err);
+	assert_non_null(r);
+	assert_false(busy);
+	queue_journal_replay_counts(r, &recs, &segs);
+	assert_int_equal(recs, 0);
+	assert_int_equal(queue_journal_replayed(r, ID1, &idx), 0);
+	queue_journal_free(r);
+	assert_int_equal(access(fx->jdir, F_OK), -1);
+
+	struct queue_journal *j = open_journal(fx);
+	queue_journal_sent(j, ID1, 2);
+	queue_journal_sent(j, ID1, 0);
+	wait_durable(fx, j);
+	/* The queue runs: busy, nothing read. */
+	assert_null(queue_journal_read(fx->dir, &busy, &err));
+	assert_true(busy);
+	assert_non_null(strstr(err, "locked"));
+	queue_journal_free(j); /* a kill -9 would leave the same files */
+
+	dir_names(fx, names, sizeof(names));
+	r = queue_journal_read(fx->dir, &busy, &err);
+	assert_non_null(r);
+	assert_false(busy);
+	queue_journal_replay_counts(r, &recs, &segs);
+	assert_int_equal(recs, 2);
+	assert_int_equal(segs, 1);
+	assert_int_equal(queue_journal_replayed(r, ID1, &idx), 2);
+	assert_int_equal(idx[0], 0);
+	assert_int_equal(idx[1], 2);
+	/* Held while reading: a queue starting now would wait. */
+	int fd = open(fx->jdir, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), -1);
+	assert_int_equal(errno, EWOULDBLOCK);
+	/* Two readers at once are fine. */
+	struct queue_journal *r2 = queue_journal_read(fx->dir, &busy, &err);
+	assert_non_null(r2);
+	queue_journal_free(r2);
+	queue_journal_free(r);
+	assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+	close(fd);
+	dir_names(fx, after, sizeof(after));
+	assert_string_equal(names, after);
+	assert_string_equal(names, "0000000000000001 ");
+
+	/* A symlink planted as journal/: an error, not busy, not followed. */
+	char seg[600];
+	snprintf(seg, sizeof(seg), "%s/0000000000000001", fx->jdir);
+	assert_int_equal(unlink(seg), 0);
+	assert_int_equal(rmdir(fx->jdir), 0);
+	assert_int_equal(symlink(fx->dir, fx->jdir), 0);
+	assert_null(queue_journal_read(fx->dir, &busy, &err));
+	assert_false(busy);
+	assert_non_null(strstr(err, "open"));
+	unlink(fx->jdir);
+}
+
 static void
 test_rotate_retire(void **state)
 {
@@ -389,6 +481,7 @@ main(void)
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_planted_segments_not_read, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
