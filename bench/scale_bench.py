@@ -18,8 +18,9 @@ per session, messages_per_hour set high enough never to refuse) runs against
 
 BENCH_RUNS times, the two modes and three points interleaved so that the
 machine's drift touches both alike, and prints the median of the runs:
-sessions/s, CPU milliseconds per session (every authrelay process, HAProxy
-and Redis, from /proc), the session and AUTH latency at p50/p99.
+sessions/s, CPU milliseconds per session (from /proc: in all, and split
+into every authrelay process, Redis and HAProxy), the session and AUTH
+latency at p50/p99.
 
 Then what the shared lockout check adds to AUTH: one client at a time
 (BENCH_LATENCY_SESSIONS sessions per run, no queueing in front of the auth
@@ -86,14 +87,17 @@ def smtp_load(addr: str, conc: int, limit: list[str]) -> dict:
     return json.loads(line[-1])
 
 
-def run_point(addr: str, pids: list[int]) -> dict:
-    before = cpu_ticks(pids)
+def run_point(addr: str, groups: dict[str, list[int]]) -> dict:
+    before = {g: cpu_ticks(pids) for g, pids in groups.items()}
     res = smtp_load(addr, CONC, ["-n", "0", "-t", str(SECONDS)])
-    after = cpu_ticks(pids)
+    after = {g: cpu_ticks(pids) for g, pids in groups.items()}
     sessions = max(res["sessions_ok"], 1)
     hz = os.sysconf("SC_CLK_TCK")
+    cpu = {g: (after[g] - before[g]) * 1000.0 / hz / sessions for g in groups}
     return {"sessions_per_s": res["sessions_per_s"],
-            "cpu_ms_per_session": (after - before) * 1000.0 / hz / sessions,
+            "cpu_ms_per_session": sum(cpu.values()),
+            "authrelay_cpu_ms": cpu["authrelay"], "redis_cpu_ms": cpu.get("redis", 0.0),
+            "haproxy_cpu_ms": cpu["haproxy"],
             "p50_ms": res["session_ms"].get("p50"), "p99_ms": res["session_ms"].get("p99"),
             "auth_p50_ms": res["auth_ms"].get("p50"), "auth_p99_ms": res["auth_ms"].get("p99"),
             "failed": res["sessions_failed"]}
@@ -130,10 +134,12 @@ def start_mode(base: Path, binary: str, cert: Path, key: Path, users: dict,
                   [(n.host("lb"), n.port("lb")) for n in nodes]).start()
     lb1.wait_servers_up()
     lb2.wait_servers_up()
-    pids = [lb1.proc.pid, lb2.proc.pid] + ([redis.proc.pid] if redis else [])
+    groups = {"authrelay": [], "haproxy": [lb1.proc.pid, lb2.proc.pid]}
+    if redis:
+        groups["redis"] = [redis.proc.pid]
     for n in nodes:
-        pids += [n.pid] + n.children()
-    return {"mode": mode, "nodes": nodes, "lbs": [lb1, lb2], "pids": pids,
+        groups["authrelay"] += [n.pid] + n.children()
+    return {"mode": mode, "nodes": nodes, "lbs": [lb1, lb2], "pids": groups,
             "points": [("one node direct", f"{harness.HOST}:{nodes[0].port('direct')}"),
                        ("one node via HAProxy", f"{harness.HOST}:{lb1.port}"),
                        ("two nodes via HAProxy", f"{harness.HOST}:{lb2.port}")]}
@@ -192,12 +198,15 @@ def main():
     print(f"Median of {RUNS} runs, {SECONDS} s per point, {CONC} sessions at once "
           "(AUTH PLAIN, one 1 KiB message per session):")
     print()
-    print("| point | Redis | sessions/s | CPU ms/session | session p50 ms | p99 ms "
-          "| AUTH p50 ms | AUTH p99 ms | failed |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| point | Redis | sessions/s | CPU ms/session: all | authrelay | Redis | HAProxy "
+          "| session p50 ms | p99 ms | AUTH p50 ms | AUTH p99 ms | failed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (name, mode), rs in samples.items():
         print(f"| {name} | {mode} | {fmt(med([r['sessions_per_s'] for r in rs]), 0)} | "
               f"{fmt(med([r['cpu_ms_per_session'] for r in rs]))} | "
+              f"{fmt(med([r['authrelay_cpu_ms'] for r in rs]))} | "
+              f"{fmt(med([r['redis_cpu_ms'] for r in rs]))} | "
+              f"{fmt(med([r['haproxy_cpu_ms'] for r in rs]))} | "
               f"{fmt(med([r['p50_ms'] for r in rs]), 3)} | {fmt(med([r['p99_ms'] for r in rs]), 3)} | "
               f"{fmt(med([r['auth_p50_ms'] for r in rs]), 3)} | "
               f"{fmt(med([r['auth_p99_ms'] for r in rs]), 3)} | "
