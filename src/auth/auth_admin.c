@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * auth_admin.c - the master's questions to the auth process (auth_admin.h):
- * each request is answered at once from what this process holds, a frame
- * per record, on a bufferevent so that a long lockout list never blocks the
- * loop. A malformed request ends the channel: only the master writes to it.
+ * each request is answered from what this process holds, a frame per
+ * record, on a bufferevent so that a long lockout list never blocks the
+ * loop; LOCKOUTS of shared lockouts is answered as Redis gives them, page
+ * by page (other requests meanwhile are answered at once: the master tells
+ * the answers apart by id). A malformed request ends the channel: only the
+ * master writes to it.
  */
 #include "auth_admin.h"
 #include "auth_throttle.h"
@@ -28,7 +31,13 @@ struct auth_admin {
 	struct auth_throttle *throttle;
 	auth_admin_sources_cb *sources;
 	void *arg;
-	/* LOCKOUTS being answered */
+	unsigned waiting; /* LOCKOUTS and UNLOCK waiting for Redis */
+	bool dead;        /* freed by its owner: the last answer frees it */
+};
+
+/* One LOCKOUTS or UNLOCK being answered. */
+struct admin_listing {
+	struct auth_admin *a;
 	uint32_t id;
 	uint32_t count;
 };
@@ -45,6 +54,11 @@ admin_now_ms(void)
 static void
 admin_send(struct auth_admin *a, struct ipc_msg *m)
 {
+	if (a->bev == NULL) {
+		/* The channel closed under a listing: nobody to tell. */
+		ipc_msg_free(m);
+		return;
+	}
 	if (ipc_msg_send(m, bufferevent_get_output(a->bev)) < 0)
 		fatal("auth: admin frame too big"); /* bounded texts: cannot happen */
 	ipc_msg_free(m);
@@ -53,9 +67,9 @@ admin_send(struct auth_admin *a, struct ipc_msg *m)
 static void
 admin_lockout_cb(void *arg, const struct auth_throttle_lockout *l)
 {
-	struct auth_admin *a = arg;
+	struct admin_listing *ls = arg;
 	struct admin_lockout w = {
-	        .id = a->id,
+	        .id = ls->id,
 	        .scope = auth_throttle_scope_name(l->scope),
 	        .client = l->client,
 	        .login = l->login,
@@ -63,8 +77,30 @@ admin_lockout_cb(void *arg, const struct auth_throttle_lockout *l)
 	        .remaining_s = l->remaining_s,
 	};
 
-	if (a->count++ < ADMIN_MAX_LOCKOUTS)
-		admin_send(a, admin_proto_lockout(&w));
+	if (ls->count++ < ADMIN_MAX_LOCKOUTS)
+		admin_send(ls->a, admin_proto_lockout(&w));
+}
+
+static void
+admin_lockouts_done(void *arg, bool local_only)
+{
+	struct admin_listing *ls = arg;
+
+	struct auth_admin *a = ls->a;
+
+	admin_send(a, admin_proto_done(ls->id, ls->count, local_only ? ADMIN_DONE_LOCAL_ONLY : 0));
+	free(ls);
+	if (--a->waiting == 0 && a->dead)
+		free(a);
+}
+
+static void
+admin_unlocked_cb(void *arg, unsigned ended, bool local_only)
+{
+	struct admin_listing *ls = arg;
+
+	ls->count = ended;
+	admin_lockouts_done(ls, local_only);
 }
 
 static void
@@ -77,7 +113,7 @@ admin_status(struct auth_admin *a, uint32_t id)
 		struct admin_source w = {id, src[i].name, src[i].state, src[i].seconds};
 		admin_send(a, admin_proto_source(&w));
 	}
-	admin_send(a, admin_proto_done(id, (uint32_t)n));
+	admin_send(a, admin_proto_done(id, (uint32_t)n, 0));
 }
 
 /* One request; -1 if it is malformed. */
@@ -85,6 +121,7 @@ static int
 admin_request(struct auth_admin *a, struct ipc_msg *msg)
 {
 	struct admin_request req;
+	struct admin_listing *ls;
 
 	if (admin_proto_parse_request(msg, &req) < 0)
 		return -1;
@@ -93,14 +130,21 @@ admin_request(struct auth_admin *a, struct ipc_msg *msg)
 		admin_status(a, req.id);
 		break;
 	case ADMIN_MSG_LOCKOUTS:
-		a->id = req.id;
-		a->count = 0;
-		auth_throttle_lockouts(a->throttle, admin_now_ms(), admin_lockout_cb, a);
-		admin_send(a, admin_proto_done(req.id, a->count));
+		ls = xcalloc(1, sizeof(*ls));
+		ls->a = a;
+		ls->id = req.id;
+		a->waiting++;
+		auth_throttle_lockouts_all(a->throttle, admin_now_ms(), admin_lockout_cb,
+		                           admin_lockouts_done, ls);
 		break;
 	default: /* UNLOCK */
-		admin_send(a, admin_proto_done(req.id, auth_throttle_unlock(a->throttle, req.what,
-		                                                            admin_now_ms())));
+		ls = xcalloc(1, sizeof(*ls));
+		ls->a = a;
+		ls->id = req.id;
+		a->waiting++;
+		/* Redis down: freed here, queued for the other gateways. */
+		auth_throttle_unlock_all(a->throttle, req.what, admin_now_ms(), admin_unlocked_cb,
+		                         ls);
 		break;
 	}
 	return 0;
@@ -174,5 +218,10 @@ auth_admin_free(struct auth_admin *a)
 		return;
 	if (a->bev != NULL)
 		bufferevent_free(a->bev);
+	a->bev = NULL;
+	if (a->waiting > 0) {
+		a->dead = true; /* an answer still refers to it */
+		return;
+	}
 	free(a);
 }

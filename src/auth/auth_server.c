@@ -209,6 +209,7 @@ struct auth_server {
 	/* [protection] and [alerts] */
 	struct protection_config prot;
 	struct keyhash *kh;
+	struct keyhash *pw_kh; /* [shared] secret_file's, or NULL */
 	struct auth_cache *cache;
 	struct auth_throttle *throttle;
 	struct auth_alert *alert;
@@ -1096,6 +1097,36 @@ auth_shared_up(void *arg)
 
 	if (srv->shared_send != NULL)
 		shared_send_resync(srv->shared_send);
+	if (srv->throttle != NULL)
+		auth_throttle_resync(srv->throttle);
+}
+
+/* [shared] secret_file: its first line keys the password digests, alike on
+ * every gateway. NULL (logged) if it cannot be read or is empty. */
+static struct keyhash *
+auth_shared_secret(const char *path)
+{
+	char buf[1024];
+	FILE *fp = fopen(path, "re");
+	struct keyhash *kh = NULL;
+	size_t n;
+
+	if (fp == NULL) {
+		log_err("auth: cannot open [shared] secret_file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fgets(buf, sizeof(buf), fp) != NULL && (n = strcspn(buf, "\r\n")) > 0) {
+		if (n < 16)
+			log_warn("auth: [shared] secret_file %s: %zu bytes; a random secret of "
+			         "32 bytes or more is expected",
+			         path, n);
+		kh = keyhash_derive(buf, n, "authrelay distinct-password v1");
+	} else {
+		log_err("auth: [shared] secret_file %s: the first line is empty", path);
+	}
+	explicit_bzero(buf, sizeof(buf));
+	fclose(fp);
+	return kh;
 }
 
 static uint32_t
@@ -1347,6 +1378,7 @@ auth_server_free(struct auth_server *srv)
 	auth_throttle_free(srv->throttle);
 	auth_cache_free(srv->cache);
 	keyhash_free(srv->kh);
+	keyhash_free(srv->pw_kh);
 	protection_config_clear(&srv->prot);
 	if (srv->sig_hup != NULL)
 		event_free(srv->sig_hup);
@@ -1437,8 +1469,14 @@ auth_server_main(const struct config *cfg, int listen_fd, int alert_fd, int admi
 	srv.kh = keyhash_new();
 	srv.cache = auth_cache_new(&srv.prot, srv.kh);
 	srv.throttle = auth_throttle_new(&srv.prot, srv.kh);
-	if (srv.redis != NULL && srv.shared_cfg.lockouts)
-		auth_throttle_share(srv.throttle, srv.redis, srv.shared_cfg.key_prefix);
+	if (srv.redis != NULL && srv.shared_cfg.lockouts) {
+		if (srv.shared_cfg.secret_file != NULL &&
+		    (srv.pw_kh = auth_shared_secret(srv.shared_cfg.secret_file)) == NULL) {
+			evutil_closesocket(listen_fd);
+			goto fail;
+		}
+		auth_throttle_share(srv.throttle, srv.redis, srv.shared_cfg.key_prefix, srv.pw_kh);
+	}
 	srv.alert = auth_alert_new(cfg, &srv.prot, srv.kh, auth_alert_link_send, srv.alert_link);
 	srv.admin = auth_admin_new(srv.base, admin_fd, srv.throttle, auth_admin_sources, &srv);
 	srv.tick = event_new(srv.base, -1, EV_PERSIST, auth_on_tick, &srv);

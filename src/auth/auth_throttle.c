@@ -39,6 +39,7 @@ TAILQ_HEAD(ticket_list, auth_throttle_ticket);
 struct auth_throttle {
 	const struct protection_config *pc;
 	const struct keyhash *kh;
+	const struct keyhash *pw_kh; /* names passwords: kh, or the cluster's */
 	struct throttle_store store;
 	size_t size;  /* throttle_size the store was made with */
 	unsigned cap; /* distinct failures it keeps per key */
@@ -102,6 +103,7 @@ auth_throttle_new(const struct protection_config *pc, const struct keyhash *kh)
 
 	t->pc = pc;
 	t->kh = kh;
+	t->pw_kh = kh;
 	t->cap = throttle_cap(pc);
 	t->size = pc->throttle_size;
 	t->store = throttle_store_local_new(t->size, t->cap);
@@ -113,9 +115,19 @@ auth_throttle_new(const struct protection_config *pc, const struct keyhash *kh)
 }
 
 void
-auth_throttle_share(struct auth_throttle *t, struct shared_redis *sr, const char *key_prefix)
+auth_throttle_share(struct auth_throttle *t, struct shared_redis *sr, const char *key_prefix,
+                    const struct keyhash *pw_kh)
 {
 	t->store = throttle_store_redis_new(sr, key_prefix, t->store, t->cap);
+	if (pw_kh != NULL)
+		t->pw_kh = pw_kh;
+}
+
+void
+auth_throttle_resync(struct auth_throttle *t)
+{
+	if (t->store.ops->resync != NULL)
+		t->store.ops->resync(t->store.state);
 }
 
 static void
@@ -265,7 +277,7 @@ password_digest(const struct auth_throttle *t, const char *login, const char *se
 	uint8_t pw[KEYHASH_LEN];
 	uint64_t d;
 
-	keyhash_digest(t->kh, pw, parts, AR_NELEM(parts));
+	keyhash_digest(t->pw_kh, pw, parts, AR_NELEM(parts));
 	memcpy(&d, pw, sizeof(d));
 	explicit_bzero(pw, sizeof(pw));
 	return d;
@@ -573,6 +585,38 @@ auth_throttle_lockouts(struct auth_throttle *t, uint64_t now_ms, auth_throttle_l
 	t->store.ops->lockouts(t->store.state, now_ms, lockouts_each, &w);
 }
 
+struct lockouts_all {
+	struct lockouts_walk w;
+	auth_throttle_lockouts_done_cb *done;
+};
+
+static void
+lockouts_all_done(void *arg, bool local_only)
+{
+	struct lockouts_all *a = arg;
+
+	a->done(a->w.arg, local_only);
+	free(a);
+}
+
+void
+auth_throttle_lockouts_all(struct auth_throttle *t, uint64_t now_ms, auth_throttle_lockout_cb *cb,
+                           auth_throttle_lockouts_done_cb *done, void *arg)
+{
+	struct lockouts_all *a;
+
+	if (t->store.ops->list == NULL) {
+		/* Nothing shared: this node's list is the whole story. */
+		auth_throttle_lockouts(t, now_ms, cb, arg);
+		done(arg, false);
+		return;
+	}
+	a = xcalloc(1, sizeof(*a));
+	a->w = (struct lockouts_walk){now_ms, cb, arg};
+	a->done = done;
+	t->store.ops->list(t->store.state, now_ms, lockouts_each, lockouts_all_done, a);
+}
+
 /* What `unlock` names, as a client and as a login. */
 struct unlock_what {
 	const char *text;
@@ -593,8 +637,37 @@ unlock_match(void *arg, const struct throttle_label *l)
 	       (l->alias != NULL && strcmp(l->alias, w->norm) == 0);
 }
 
-unsigned
-auth_throttle_unlock(struct auth_throttle *t, const char *what, uint64_t now_ms)
+/* An unlock waiting for the shared store's answer, which may come before
+ * the store's unlock returns the local count: both are awaited. */
+struct unlock_wait {
+	unsigned ended, shared_ended;
+	bool local_only;
+	bool answered, returned;
+	auth_throttle_unlocked_cb *cb;
+	void *arg;
+};
+
+static void
+unlock_deliver(struct unlock_wait *u)
+{
+	u->cb(u->arg, u->shared_ended > u->ended ? u->shared_ended : u->ended, u->local_only);
+	free(u);
+}
+
+static void
+unlock_done(void *arg, unsigned shared_ended, bool local_only)
+{
+	struct unlock_wait *u = arg;
+
+	u->shared_ended = shared_ended;
+	u->local_only = local_only;
+	u->answered = true;
+	if (u->returned)
+		unlock_deliver(u);
+}
+
+static unsigned
+throttle_unlock(struct auth_throttle *t, const char *what, uint64_t now_ms, struct unlock_wait *u)
 {
 	struct auth_throttle_ticket tk; /* only to name the keys */
 	uint8_t forget[2][KEYHASH_LEN];
@@ -614,11 +687,35 @@ auth_throttle_unlock(struct auth_throttle *t, const char *what, uint64_t now_ms)
 	ticket_add_slot(&tk, THROTTLE_CLIENT, tk.norm, 0, false);
 	memcpy(forget[0], tk.op.slots[0].key, KEYHASH_LEN);
 	memcpy(forget[1], tk.op.slots[1].key, KEYHASH_LEN);
-	ended = t->store.ops->unlock(t->store.state, now_ms, unlock_match, &w, forget, tk.label, 2);
+	ended = t->store.ops->unlock(t->store.state, now_ms, unlock_match, &w, forget, tk.label, 2,
+	                             u != NULL ? unlock_done : NULL, u);
 	log_info("auth: unlock by the admin lockouts=%u what=\"%s\"", ended,
 	         log_escape_str(what, esc, sizeof(esc)));
 	free(tk.norm);
+	if (u != NULL) {
+		u->ended = ended;
+		u->returned = true;
+		if (u->answered)
+			unlock_deliver(u);
+	}
 	return ended;
+}
+
+unsigned
+auth_throttle_unlock(struct auth_throttle *t, const char *what, uint64_t now_ms)
+{
+	return throttle_unlock(t, what, now_ms, NULL);
+}
+
+void
+auth_throttle_unlock_all(struct auth_throttle *t, const char *what, uint64_t now_ms,
+                         auth_throttle_unlocked_cb *cb, void *arg)
+{
+	struct unlock_wait *u = xcalloc(1, sizeof(*u));
+
+	u->cb = cb;
+	u->arg = arg;
+	(void)throttle_unlock(t, what, now_ms, u);
 }
 
 const char *

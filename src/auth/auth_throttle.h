@@ -84,9 +84,17 @@ struct auth_throttle *auth_throttle_new(const struct protection_config *pc,
                                         const struct keyhash *kh);
 /* Share the counters and lockouts with the other gateways through sr
  * (throttle_store_redis.c), this process's counts answering while Redis is
- * down or slow. Call before the first ticket; sr must outlive the throttle. */
+ * down or slow. pw_kh, if not NULL, names passwords instead of kh: keyed
+ * alike on every gateway ([shared] secret_file), the same wrong password
+ * sent to two of them counts once. Call before the first ticket; sr and
+ * pw_kh must outlive the throttle. */
 struct shared_redis;
-void auth_throttle_share(struct auth_throttle *, struct shared_redis *sr, const char *key_prefix);
+void auth_throttle_share(struct auth_throttle *, struct shared_redis *sr, const char *key_prefix,
+                         const struct keyhash *pw_kh);
+/* The shared store answers again (the shared_redis up hook): send what was
+ * counted and unlocked here meanwhile, in rounds. */
+void auth_throttle_resync(struct auth_throttle *);
+
 /* Waiting tickets are dropped without their callbacks. */
 void auth_throttle_free(struct auth_throttle *);
 /* A reload: go on with pc (borrowed, as by new), keeping every counter and
@@ -146,6 +154,16 @@ typedef void auth_throttle_lockout_cb(void *arg, const struct auth_throttle_lock
  * call). Walks the whole table: for the admin, not for a login's path. */
 void auth_throttle_lockouts(struct auth_throttle *, uint64_t now_ms, auth_throttle_lockout_cb *cb,
                             void *arg);
+/* The end of auth_throttle_lockouts_all(); local_only: the list is this
+ * node's (shared, but Redis did not answer all of it). */
+typedef void auth_throttle_lockouts_done_cb(void *arg, bool local_only);
+/* `authrelay lockouts`: as auth_throttle_lockouts(), but the whole
+ * cluster's when the lockouts are shared (asked of Redis in the
+ * background); done runs once after the last cb, possibly before this
+ * returns. */
+void auth_throttle_lockouts_all(struct auth_throttle *, uint64_t now_ms,
+                                auth_throttle_lockout_cb *cb, auth_throttle_lockouts_done_cb *done,
+                                void *arg);
 /* `authrelay unlock WHAT`: end every lockout naming what, a login (any
  * spelling that normalizes alike; an identity's lockout started by that
  * login too), a canonical identity, or a client address (its IPv6 network
@@ -153,6 +171,15 @@ void auth_throttle_lockouts(struct auth_throttle *, uint64_t now_ms, auth_thrott
  * is checked at once. Returns how many lockouts ended. Waiting attempts are
  * retried on the next tick. */
 unsigned auth_throttle_unlock(struct auth_throttle *, const char *what, uint64_t now_ms);
+/* The answer to auth_throttle_unlock_all(): lockouts ended (here or, when
+ * shared, in Redis: the larger count); local_only: Redis did not answer,
+ * the unlock is sent to it when it does. */
+typedef void auth_throttle_unlocked_cb(void *arg, unsigned ended, bool local_only);
+/* `authrelay unlock WHAT` on a gateway sharing its lockouts: as
+ * auth_throttle_unlock(), then cb once Redis has answered (or at once,
+ * possibly before this returns). */
+void auth_throttle_unlock_all(struct auth_throttle *, const char *what, uint64_t now_ms,
+                              auth_throttle_unlocked_cb *cb, void *arg);
 
 /* Lockouts in force at now_ms (clients, pairs and shielded logins), for
  * the metrics. A walk of the store (the local one: its whole table): once

@@ -67,6 +67,12 @@ static const struct settings_key shared_keys[] = {
         {"lockouts", SETTINGS_BOOL, SC(lockouts), .def = "yes",
          .meaning = "Share the brute-force failure counts and lockouts ([protection] "
                     "lockout_*), so guesses spread over the gateways meet one budget."},
+        /* the distinct-password key */
+        {"secret_file", SETTINGS_PATH, SC(secret_file),
+         .flags = SETTINGS_OPTIONAL | SETTINGS_RESTART,
+         .meaning = "A file readable by auth_user whose first line is a random secret, the "
+                    "same on every gateway: wrong passwords are then named alike everywhere "
+                    "and the same one counts once in the cluster; unset: once per gateway."},
 };
 
 static const struct settings_section shared_section = {

@@ -29,6 +29,7 @@ struct shared_config {
 	char *tls_key_file;    /* its key, set with tls_cert_file */
 	bool send_limits;      /* share messages_per_hour / recipients_per_hour */
 	bool lockouts;         /* share the brute-force counters and lockouts */
+	char *secret_file;     /* first line: the cluster's secret naming passwords; NULL = none */
 };
 
 /* [shared] with its check, for config_set_modules(). */

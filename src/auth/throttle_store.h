@@ -61,6 +61,12 @@ struct throttle_label {
 typedef void throttle_store_lockout_cb(void *arg, const struct throttle_label *,
                                        uint64_t locked_until_ms);
 typedef bool throttle_store_match_cb(void *arg, const struct throttle_label *);
+/* The end of an asynchronous listing; local_only: the shared store did not
+ * answer, what was listed is this node's own. */
+typedef void throttle_store_list_done_cb(void *arg, bool local_only);
+/* The shared part of an unlock: how many lockouts it ended there;
+ * local_only: it could not be sent yet (it will be, when Redis answers). */
+typedef void throttle_store_unlocked_cb(void *arg, unsigned shared_ended, bool local_only);
 
 enum throttle_slot_state {
 	THROTTLE_SLOT_NONE = 0, /* not reserved (limit 0, or not yet asked) */
@@ -123,10 +129,21 @@ struct throttle_store_ops {
 	/* End every lockout in force whose label match() accepts, and forget
 	 * the n_forget keys (their counts), named by their digests and their
 	 * labels (a shared store names keys by label: the digests are this
-	 * process's); returns the lockouts ended here. */
+	 * process's); returns the lockouts ended here. done (if not NULL)
+	 * runs once with the shared part's answer, possibly before this
+	 * returns. */
 	unsigned (*unlock)(void *state, uint64_t now_ms, throttle_store_match_cb *match, void *arg,
 	                   const uint8_t (*forget)[KEYHASH_LEN],
-	                   const struct throttle_label *forget_labels, size_t n_forget);
+	                   const struct throttle_label *forget_labels, size_t n_forget,
+	                   throttle_store_unlocked_cb *done, void *done_arg);
+	/* Every lockout in force in the whole cluster (a shared store asks it
+	 * in the background; NULL: lockouts() is the whole story): each runs
+	 * once per lockout, then done once, never before this returns. */
+	void (*list)(void *state, uint64_t now_ms, throttle_store_lockout_cb *each,
+	             throttle_store_list_done_cb *done, void *arg);
+	/* The shared store answers again: send what was counted and unlocked
+	 * here meanwhile. NULL for a store that shares nothing. */
+	void (*resync)(void *state);
 	/* A reload: at most max_keys keys (least recently used go first) and
 	 * track distinct failures per key, keeping every lockout, label and
 	 * attempt in flight and the newest failures. */
@@ -149,7 +166,8 @@ struct shared_redis;
 /* Shared by the gateways through Redis (throttle_store_redis.c): the keys
  * under key_prefix, each keeping at most track failures; local (which the
  * new store owns) answers while Redis is down or slow, and counts every
- * settled attempt meanwhile. */
+ * settled attempt meanwhile; resync() sends those failures and the unlocks
+ * made meanwhile once Redis is back. */
 struct throttle_store throttle_store_redis_new(struct shared_redis *sr, const char *key_prefix,
                                                struct throttle_store local, unsigned track);
 

@@ -321,7 +321,7 @@ unlock_each(void *arg, const uint8_t key[LRU_KEY_LEN], void *value)
 static unsigned
 local_unlock(void *state, uint64_t now_ms, throttle_store_match_cb *match, void *arg,
              const uint8_t (*forget)[KEYHASH_LEN], const struct throttle_label *forget_labels,
-             size_t n_forget)
+             size_t n_forget, throttle_store_unlocked_cb *done, void *done_arg)
 {
 	struct local_store *st = state;
 	struct local_walk w = {.now_ms = now_ms, .match = match, .arg = arg};
@@ -330,6 +330,8 @@ local_unlock(void *state, uint64_t now_ms, throttle_store_match_cb *match, void 
 	lru_each(st->table, unlock_each, &w);
 	for (size_t i = 0; i < n_forget; i++)
 		lru_del(st->table, forget[i]);
+	if (done != NULL)
+		done(done_arg, 0, false); /* nothing shared */
 	return w.ended;
 }
 

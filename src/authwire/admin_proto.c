@@ -66,11 +66,12 @@ admin_proto_lockout(const struct admin_lockout *l)
 }
 
 struct ipc_msg *
-admin_proto_done(uint32_t id, uint32_t count)
+admin_proto_done(uint32_t id, uint32_t count, uint32_t flags)
 {
 	struct ipc_msg *m = ipc_msg_new(ADMIN_MSG_DONE);
 	ipc_msg_add_u32(m, id);
 	ipc_msg_add_u32(m, count);
+	ipc_msg_add_u32(m, flags);
 	return m;
 }
 
@@ -114,10 +115,10 @@ admin_proto_parse_lockout(struct ipc_msg *m, struct admin_lockout *l)
 }
 
 int
-admin_proto_parse_done(struct ipc_msg *m, uint32_t *id_r, uint32_t *count_r)
+admin_proto_parse_done(struct ipc_msg *m, uint32_t *id_r, uint32_t *count_r, uint32_t *flags_r)
 {
 	if (ipc_msg_type(m) != ADMIN_MSG_DONE || ipc_msg_get_u32(m, id_r) < 0 ||
-	    ipc_msg_get_u32(m, count_r) < 0)
+	    ipc_msg_get_u32(m, count_r) < 0 || ipc_msg_get_u32(m, flags_r) < 0)
 		return -1;
 	return at_end(m);
 }

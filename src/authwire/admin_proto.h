@@ -19,7 +19,9 @@
  *   LOCKOUT   id, scope ("client", "client_login", "login"), client ("" for
  *             a login lockout), login ("" for a client lockout), failures,
  *             seconds left
- *   DONE      id, count
+ *   DONE      id, count, flags (ADMIN_DONE_LOCAL_ONLY: the lockouts are
+ *             shared but Redis did not answer: LOCKOUTS listed this node's,
+ *             UNLOCK freed here, the other gateways when Redis answers)
  *
  * Both ends run the same binary: no version handshake.
  */
@@ -38,6 +40,9 @@ enum admin_msg_type {
 	ADMIN_MSG_LOCKOUT = 17,
 	ADMIN_MSG_DONE = 18,
 };
+
+/* DONE's flags. */
+#define ADMIN_DONE_LOCAL_ONLY 1u
 
 /* The longest list LOCKOUTS sends (DONE still counts them all). */
 #define ADMIN_MAX_LOCKOUTS 10000
@@ -72,7 +77,7 @@ struct admin_lockout {
 struct ipc_msg *admin_proto_request(const struct admin_request *);
 struct ipc_msg *admin_proto_source(const struct admin_source *);
 struct ipc_msg *admin_proto_lockout(const struct admin_lockout *);
-struct ipc_msg *admin_proto_done(uint32_t id, uint32_t count);
+struct ipc_msg *admin_proto_done(uint32_t id, uint32_t count, uint32_t flags);
 
 /* Decoders: strings point into msg (valid until ipc_msg_free()). Return 0,
  * or -1 if malformed (a wrong type, a field missing or left over, a NUL, a
@@ -80,6 +85,6 @@ struct ipc_msg *admin_proto_done(uint32_t id, uint32_t count);
 int admin_proto_parse_request(struct ipc_msg *, struct admin_request *r);
 int admin_proto_parse_source(struct ipc_msg *, struct admin_source *r);
 int admin_proto_parse_lockout(struct ipc_msg *, struct admin_lockout *r);
-int admin_proto_parse_done(struct ipc_msg *, uint32_t *id_r, uint32_t *count_r);
+int admin_proto_parse_done(struct ipc_msg *, uint32_t *id_r, uint32_t *count_r, uint32_t *flags_r);
 
 #endif

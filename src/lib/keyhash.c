@@ -10,6 +10,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/params.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,30 @@ keyhash_new(void)
 	keyhash_random(keys, sizeof(keys));
 	kh = keyhash_with_keys(keys, keys + KEYHASH_HMAC_KEY);
 	explicit_bzero(keys, sizeof(keys));
+	return kh;
+}
+
+struct keyhash *
+keyhash_derive(const void *secret, size_t secret_len, const char *label)
+{
+	unsigned char hk[EVP_MAX_MD_SIZE], sk[EVP_MAX_MD_SIZE];
+	unsigned hlen = 0, slen = 0;
+	size_t n = strlen(label);
+	char *sip_label = xmalloc(n + sizeof(" index"));
+	struct keyhash *kh;
+
+	memcpy(sip_label, label, n);
+	memcpy(sip_label + n, " index", sizeof(" index"));
+	if (HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)label, n, hk,
+	         &hlen) == NULL ||
+	    HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)sip_label,
+	         strlen(sip_label), sk, &slen) == NULL ||
+	    hlen < KEYHASH_HMAC_KEY || slen < KEYHASH_SIP_KEY)
+		fatal("keyhash: HMAC-SHA256 of the shared secret failed");
+	free(sip_label);
+	kh = keyhash_with_keys(hk, sk);
+	explicit_bzero(hk, sizeof(hk));
+	explicit_bzero(sk, sizeof(sk));
 	return kh;
 }
 

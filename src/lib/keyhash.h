@@ -46,6 +46,11 @@ struct keyhash_part {
 /* Fresh random keys (getrandom(2)); fatal() if the kernel has none or
  * OpenSSL lacks HMAC or SIPHASH. */
 struct keyhash *keyhash_new(void);
+/* Keys derived from a secret several processes (gateways) share, so that
+ * they all give the same digests: the HMAC key is HMAC-SHA256(secret,
+ * label), the SipHash key HMAC-SHA256(secret, label " index"); a different
+ * label gives unrelated keys. */
+struct keyhash *keyhash_derive(const void *secret, size_t secret_len, const char *label);
 /* Wipe the keys and free. NULL is fine. */
 void keyhash_free(struct keyhash *);
 

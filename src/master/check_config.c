@@ -319,6 +319,27 @@ want_ldap(struct checker *c, const struct ldap_dir_cfg *d)
 		        d->bind_password_file);
 }
 
+/* [shared] secret_file, read by the auth process at start. Whoever reads
+ * it can name the cluster's wrong passwords in Redis: the auth user's
+ * alone. */
+static void
+want_shared_secret(struct checker *c)
+{
+	const char *path = c->set->shared.secret_file;
+	struct stat st;
+	int line;
+
+	if (path == NULL || c->set->shared.redis == NULL)
+		return;
+	line = config_key_line(c->cfg, "shared", NULL, "secret_file");
+	want(&c->auth, FILE_PROBE_READ, path, "secret_file", path, line);
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IROTH))
+		settings_warning(c->ctx, line,
+		                 "secret_file = %s: readable by every user, and it keys the "
+		                 "password digests shared in Redis",
+		                 path);
+}
+
 static void
 want_files(struct checker *c)
 {
@@ -355,6 +376,7 @@ want_files(struct checker *c)
 		want(&c->auth, FILE_PROBE_READ, set->fwd.ca_file, "ca_file", set->fwd.ca_file,
 		     config_key_line(cfg, "smtp-forward", NULL, "ca_file"));
 	want_shared(c, &set->shared);
+	want_shared_secret(c);
 	want_spool(c);
 	if (set->qc->tls_ca_file != NULL)
 		want(&c->queue, FILE_PROBE_READ, set->qc->tls_ca_file, "tls_ca_file",

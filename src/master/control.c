@@ -83,6 +83,7 @@ struct ctl_conn {
 	uint32_t auth_id; /* the question waiting, 0 if none */
 	bool auth_answered;
 	uint32_t auth_count;
+	bool auth_local_only; /* DONE's ADMIN_DONE_LOCAL_ONLY */
 	struct ctl_source sources[CONTROL_MAX_SOURCES];
 	size_t n_sources;
 	struct ctl_lock *locks;
@@ -315,11 +316,18 @@ render_lockouts(struct ctl_conn *conn, struct evbuffer *out)
 		evbuffer_add_printf(out, "error %d the auth process did not answer\n", EX_TEMPFAIL);
 		return;
 	}
-	evbuffer_add_printf(out, "ok lockouts=%u\n", conn->auth_count);
+	evbuffer_add_printf(out, "ok lockouts=%u%s\n", conn->auth_count,
+	                    conn->auth_local_only ? " local_only=yes" : "");
+	if (conn->auth_local_only && !conn->json)
+		evbuffer_add_printf(out, "note: local only: redis does not answer; the other "
+		                         "gateways' lockouts are not listed\n");
 	if (conn->json) {
 		jsonw_init(&w, out);
 		jsonw_object_begin(&w);
 		jsonw_kv_int(&w, "count", conn->auth_count);
+		/* Only then: the listing of a lone gateway keeps its shape. */
+		if (conn->auth_local_only)
+			jsonw_kv_bool(&w, "local_only", true);
 		jsonw_key(&w, "lockouts");
 		jsonw_array_begin(&w);
 	}
@@ -399,6 +407,11 @@ conn_answer(struct ctl_conn *conn)
 		if (!conn->auth_answered)
 			evbuffer_add_printf(out, "error %d the auth process did not answer\n",
 			                    EX_TEMPFAIL);
+		else if (conn->auth_local_only)
+			evbuffer_add_printf(out,
+			                    "ok unlocked=%u note=\"unlocked here; other gateways "
+			                    "when Redis answers\"\n",
+			                    conn->auth_count);
 		else if (conn->auth_count == 0)
 			evbuffer_add_printf(
 			        out, "error 1 nothing is locked for that login or address\n");
@@ -504,7 +517,7 @@ auth_message(struct control *c, struct ipc_msg *msg)
 	struct admin_source s;
 	struct admin_lockout l;
 	struct ctl_conn *conn;
-	uint32_t id, count;
+	uint32_t id, count, flags;
 
 	switch (ipc_msg_type(msg)) {
 	case ADMIN_MSG_SOURCE:
@@ -535,7 +548,7 @@ auth_message(struct control *c, struct ipc_msg *msg)
 		                          l.failures, l.remaining_s};
 		return 0;
 	case ADMIN_MSG_DONE:
-		if (admin_proto_parse_done(msg, &id, &count) < 0)
+		if (admin_proto_parse_done(msg, &id, &count, &flags) < 0)
 			return -1;
 		conn = auth_waiter(c, id);
 		if (conn == NULL)
@@ -543,6 +556,7 @@ auth_message(struct control *c, struct ipc_msg *msg)
 		conn->auth_id = 0;
 		conn->auth_answered = true;
 		conn->auth_count = count;
+		conn->auth_local_only = (flags & ADMIN_DONE_LOCAL_ONLY) != 0;
 		conn_maybe_answer(conn);
 		return 0;
 	default:

@@ -46,7 +46,7 @@ test_requests(void **state)
 	assert_int_equal(admin_proto_parse_request(m, &out), -1);
 	ipc_msg_free(m);
 	/* An answer is no request. */
-	m = ut_ipc_stream(admin_proto_done(1, 2));
+	m = ut_ipc_stream(admin_proto_done(1, 2, 0));
 	assert_int_equal(admin_proto_parse_request(m, &out), -1);
 	ipc_msg_free(m);
 	/* A field left over. */
@@ -64,7 +64,7 @@ test_answers(void **state)
 	struct admin_source s = {3, "ldap", "down", 42}, gs;
 	struct admin_lockout l = {4, "client_login", "192.0.2.7", "x\"y", 5, 300}, gl;
 	struct ipc_msg *m;
-	uint32_t id, count;
+	uint32_t id, count, flags;
 
 	m = ut_ipc_stream(admin_proto_source(&s));
 	assert_int_equal(admin_proto_parse_source(m, &gs), 0);
@@ -84,10 +84,11 @@ test_answers(void **state)
 	assert_int_equal(gl.remaining_s, 300);
 	ipc_msg_free(m);
 
-	m = ut_ipc_stream(admin_proto_done(8, 2));
-	assert_int_equal(admin_proto_parse_done(m, &id, &count), 0);
+	m = ut_ipc_stream(admin_proto_done(8, 2, ADMIN_DONE_LOCAL_ONLY));
+	assert_int_equal(admin_proto_parse_done(m, &id, &count, &flags), 0);
 	assert_int_equal(id, 8);
 	assert_int_equal(count, 2);
+	assert_int_equal(flags, ADMIN_DONE_LOCAL_ONLY);
 	ipc_msg_free(m);
 
 	/* A field missing. */

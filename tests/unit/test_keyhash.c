@@ -129,14 +129,48 @@ test_random_keys(void **state)
 	keyhash_free(NULL);
 }
 
+/* Keys derived from one secret and label are alike in every object (every
+ * gateway); another secret or another label gives other digests; the HMAC
+ * key is HMAC-SHA256(secret, label), checked against OpenSSL's one-shot. */
+static void
+test_derived_keys(void **state)
+{
+	static const char secret[] = "cluster secret";
+	struct keyhash *a = keyhash_derive(secret, strlen(secret), "label v1");
+	struct keyhash *b = keyhash_derive(secret, strlen(secret), "label v1");
+	struct keyhash *c = keyhash_derive(secret, strlen(secret), "label v2");
+	struct keyhash *d = keyhash_derive("other secret", 12, "label v1");
+	const char *const s[] = {"alice", "wrong password"};
+	uint8_t da[KEYHASH_LEN], db[KEYHASH_LEN], dc[KEYHASH_LEN], dd[KEYHASH_LEN];
+	unsigned char key[EVP_MAX_MD_SIZE], want[EVP_MAX_MD_SIZE];
+	unsigned klen = 0, wlen = 0;
+
+	keyhash_strings(a, da, s, 2);
+	keyhash_strings(b, db, s, 2);
+	keyhash_strings(c, dc, s, 2);
+	keyhash_strings(d, dd, s, 2);
+	assert_memory_equal(da, db, KEYHASH_LEN);
+	assert_memory_not_equal(da, dc, KEYHASH_LEN);
+	assert_memory_not_equal(da, dd, KEYHASH_LEN);
+	assert_true(keyhash_index(a, "alice", 5) == keyhash_index(b, "alice", 5));
+	assert_non_null(HMAC(EVP_sha256(), secret, (int)strlen(secret),
+	                     (const unsigned char *)"label v1", 8, key, &klen));
+	assert_non_null(HMAC(EVP_sha256(), key, (int)klen,
+	                     (const unsigned char *)"alice\0wrong password", 20, want, &wlen));
+	assert_memory_equal(da, want, KEYHASH_LEN);
+	keyhash_free(a);
+	keyhash_free(b);
+	keyhash_free(c);
+	keyhash_free(d);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_siphash_vectors),
-	        cmocka_unit_test(test_hmac_vector),
-	        cmocka_unit_test(test_parts_are_separated),
-	        cmocka_unit_test(test_random_keys),
+	        cmocka_unit_test(test_siphash_vectors),     cmocka_unit_test(test_hmac_vector),
+	        cmocka_unit_test(test_parts_are_separated), cmocka_unit_test(test_random_keys),
+	        cmocka_unit_test(test_derived_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1143,9 +1143,9 @@ test_registry_keep_restart(void **state)
 	/* user, auth_user, queue_user, spool_dir, chroot, pid_file, sandbox,
 	 * core_dumps, resolver, send_limit_size, hook, [metrics] address,
 	 * allow and timeout, [shared] redis, password_file, database,
-	 * key_prefix, tls, tls_ca_file, tls_server_name, tls_cert_file and
-	 * tls_key_file: every restart-only key is copied. */
-	assert_int_equal(settings_registry_keep_restart(a, b), 23);
+	 * key_prefix, tls, tls_ca_file, tls_server_name, tls_cert_file,
+	 * tls_key_file and secret_file: every restart-only key is copied. */
+	assert_int_equal(settings_registry_keep_restart(a, b), 24);
 	assert_string_equal(b->cfg->spool_dir, "/var/a");
 	assert_string_equal(b->cfg->user, "authrelay");
 	assert_null(b->qc->resolver);
