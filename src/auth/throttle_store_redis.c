@@ -960,6 +960,8 @@ tr_resync_round(struct redis_store *st)
 			               tr_on_replay, rp);
 		}
 	}
+	if (taken == 0)
+		return;
 	memmove(st->backlog, st->backlog + taken, (st->n_backlog - taken) * sizeof(*st->backlog));
 	st->n_backlog -= taken;
 	if (st->n_backlog == 0)
