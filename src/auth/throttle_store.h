@@ -138,7 +138,8 @@ struct throttle_store_ops {
 	                   throttle_store_unlocked_cb *done, void *done_arg);
 	/* Every lockout in force in the whole cluster (a shared store asks it
 	 * in the background; NULL: lockouts() is the whole story): each runs
-	 * once per lockout, then done once, never before this returns. */
+	 * once per lockout, then done once (local_only when the shared part
+	 * did not answer all of it), possibly before this returns. */
 	void (*list)(void *state, uint64_t now_ms, throttle_store_lockout_cb *each,
 	             throttle_store_list_done_cb *done, void *arg);
 	/* The shared store answers again: send what was counted and unlocked
