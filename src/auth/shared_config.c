@@ -41,6 +41,7 @@ static const struct settings_key shared_keys[] = {
          .def = "authrelay:", .flags = SETTINGS_RESTART, .check = settings_check_printable,
          .meaning = "Put before every key, so several clusters can share one Redis."},
         {"timeout", SETTINGS_DURATION_MS, SC(timeout_ms), .def = "200", .min = 1, .max = 10000,
+         .flags = SETTINGS_RESTART,
          .meaning = "Wait for the connection and for each answer; longer and the gateway "
                     "counts locally until Redis answers again."},
         {"tls", SETTINGS_BOOL, SC(tls), .def = "no", .flags = SETTINGS_RESTART,
@@ -62,9 +63,9 @@ static const struct settings_key shared_keys[] = {
         {"tls_key_file", SETTINGS_PATH, SC(tls_key_file),
          .flags = SETTINGS_OPTIONAL | SETTINGS_RESTART,
          .meaning = "The private key (PEM) of tls_cert_file, readable by auth_user."},
-        {"send_limits", SETTINGS_BOOL, SC(send_limits), .def = "yes",
+        {"send_limits", SETTINGS_BOOL, SC(send_limits), .def = "yes", .flags = SETTINGS_RESTART,
          .meaning = "Share [protection] messages_per_hour and recipients_per_hour counts."},
-        {"lockouts", SETTINGS_BOOL, SC(lockouts), .def = "yes",
+        {"lockouts", SETTINGS_BOOL, SC(lockouts), .def = "yes", .flags = SETTINGS_RESTART,
          .meaning = "Share the brute-force failure counts and lockouts ([protection] "
                     "lockout_*), so guesses spread over the gateways meet one budget."},
         /* the distinct-password key */

@@ -1144,8 +1144,9 @@ test_registry_keep_restart(void **state)
 	 * core_dumps, resolver, send_limit_size, hook, [metrics] address,
 	 * allow and timeout, [shared] redis, password_file, database,
 	 * key_prefix, tls, tls_ca_file, tls_server_name, tls_cert_file,
-	 * tls_key_file and secret_file: every restart-only key is copied. */
-	assert_int_equal(settings_registry_keep_restart(a, b), 24);
+	 * tls_key_file, secret_file, timeout, send_limits and lockouts: every
+	 * restart-only key is copied. */
+	assert_int_equal(settings_registry_keep_restart(a, b), 27);
 	assert_string_equal(b->cfg->spool_dir, "/var/a");
 	assert_string_equal(b->cfg->user, "authrelay");
 	assert_null(b->qc->resolver);
