@@ -27,6 +27,7 @@ struct cache_entry {
 	enum auth_result result;
 	char *identity;
 	char *addresses;
+	char *client; /* AUTH_OK: where the source said yes from */
 	enum auth_reason reason;
 	uint64_t stored_ms;
 	uint64_t expires_ms;
@@ -47,6 +48,7 @@ cache_entry_free(void *p)
 
 	free(e->identity);
 	free(e->addresses);
+	free(e->client);
 	free(e);
 }
 
@@ -100,6 +102,7 @@ cache_fill(const struct cache_entry *e, uint64_t now_ms, struct auth_cache_hit *
 	hit->result = e->result;
 	hit->identity = e->identity != NULL ? e->identity : "";
 	hit->addresses = e->addresses != NULL ? e->addresses : "";
+	hit->client = e->client != NULL ? e->client : "";
 	hit->reason = e->reason;
 	hit->age_ms = now_ms - e->stored_ms;
 }
@@ -159,7 +162,7 @@ cache_sweep(struct auth_cache *c, uint64_t now_ms)
 void
 auth_cache_store(struct auth_cache *c, const uint8_t key[KEYHASH_LEN], uint64_t now_ms,
                  enum auth_result result, const char *identity, enum auth_reason reason,
-                 const char *addresses)
+                 const char *addresses, const char *client)
 {
 	struct cache_entry *e;
 	uint64_t ttl;
@@ -186,6 +189,7 @@ auth_cache_store(struct auth_cache *c, const uint8_t key[KEYHASH_LEN], uint64_t 
 	e->reason = reason;
 	e->identity = result == AUTH_OK && identity != NULL ? xstrdup(identity) : NULL;
 	e->addresses = result == AUTH_OK && addresses != NULL ? xstrdup(addresses) : NULL;
+	e->client = result == AUTH_OK && client != NULL ? xstrdup(client) : NULL;
 	e->stored_ms = now_ms;
 	e->expires_ms = now_ms + ttl;
 	e->stale_until_ms = e->expires_ms + (result == AUTH_OK ? c->stale_ms : 0);

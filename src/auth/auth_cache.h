@@ -34,6 +34,7 @@ struct auth_cache_hit {
 	const char *identity;    /* AUTH_OK: canonical login */
 	enum auth_reason reason; /* ok, bad_password, unknown_user */
 	const char *addresses;   /* AUTH_OK: "a@x,b@y" or "" */
+	const char *client;      /* AUTH_OK: the client address the source said yes to, or "" */
 	uint64_t age_ms;
 };
 
@@ -60,10 +61,12 @@ bool auth_cache_lookup_stale(struct auth_cache *, const uint8_t key[KEYHASH_LEN]
 
 /* Remember a source's answer. Only AUTH_OK and AUTH_FAIL with reason
  * bad_password or unknown_user are kept; anything else is ignored (and a
- * stored entry under key stays). identity and addresses may be NULL. */
+ * stored entry under key stays). identity, addresses and client (the
+ * address the login came from, for the lockout shield's familiar-client
+ * rule) may be NULL. */
 void auth_cache_store(struct auth_cache *, const uint8_t key[KEYHASH_LEN], uint64_t now_ms,
                       enum auth_result result, const char *identity, enum auth_reason reason,
-                      const char *addresses);
+                      const char *addresses, const char *client);
 
 /* SIGHUP: forget everything. */
 void auth_cache_clear(struct auth_cache *);

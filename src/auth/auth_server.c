@@ -585,6 +585,18 @@ auth_job_final(struct auth_job *job, enum auth_result result, const char *identi
 	auth_throttle_settle(job->ticket, outcome, now_ms(), auth_job_on_settled, job);
 }
 
+/* Under the lockout shield the cache answers only a success the source
+ * gave to this very client address (the owner's usual place, as Microsoft's
+ * Smart Lockout keeps familiar locations in): from anywhere else the cache
+ * would be an oracle that answers guesses without limit for as long as the
+ * lockout lasts, since a shielded attempt reaches no source and is not
+ * counted. Everything else is 454 locked, a known wrong password included. */
+static bool
+shield_lets_in(const struct auth_cache_hit *hit, const char *client)
+{
+	return hit->result == AUTH_OK && hit->client[0] != '\0' && strcmp(hit->client, client) == 0;
+}
+
 static void
 auth_job_start(struct auth_job *job)
 {
@@ -599,7 +611,8 @@ auth_job_start(struct auth_job *job)
 		if (auth_cache_cacheable(srv->cache, req->mech)) {
 			auth_cache_key(srv->cache, a->ops->name, req->login, req->secret,
 			               req->secret_len, key);
-			if (auth_cache_lookup(srv->cache, key, now_ms(), &hit)) {
+			if (auth_cache_lookup(srv->cache, key, now_ms(), &hit) &&
+			    !(job->shielded && !shield_lets_in(&hit, req->client))) {
 				metrics_inc(M_AUTH_CACHE, MC_HIT);
 				if (auth_pass_on(job, hit.result, hit.reason)) {
 					job->source++;
@@ -775,7 +788,7 @@ auth_job_done(struct auth_job *job, enum auth_result result, const char *identit
 		if (result != AUTH_TEMPFAIL) {
 			auth_cache_store(srv->cache, key, now, result,
 			                 identity != NULL ? identity : job->norm, reason,
-			                 job->addresses);
+			                 job->addresses, req->client);
 		} else if (auth_cache_lookup_stale(srv->cache, key, now, &hit)) {
 			/* The source cannot answer (directory or upstream
 			 * down, or a directory that could not be asked for

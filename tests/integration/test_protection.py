@@ -247,14 +247,23 @@ def test_one_stale_password_never_locks(throttlegw, users):
 def test_lockout_shield(throttlegw, users):
     """Many clients, one login: past lockout_login_failures the users file
     (standing for the directory) is no longer asked for that login; a
-    password already in the cache still gets in."""
+    password already in the cache still gets in, but only from the client
+    address the source said yes to: from anywhere else the cache would
+    answer an attacker's guesses without limit during the lockout."""
     carol, dave = users["carol"], users["dave"]
     assert code_and(throttlegw, carol.name, carol.password, "127.0.0.5")[0] == 235
     for i, src in enumerate(["127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9"]):
         assert fail_n(throttlegw, carol.name, [f"spray-{i}"], src) == [535]
         assert fail_n(throttlegw, dave.name, [f"spray-{i}"], src) == [535]
     throttlegw.wait_for_log(r"auth: lockout scope=login client=\S+ failures=4 .*user=\"dave\"")
+    throttlegw.wait_for_log(r"auth: lockout scope=login client=\S+ failures=4 .*user=\"carol\"")
+    # The right password from another address: locked, like any guess.
     assert code_and(throttlegw, carol.name, carol.password, "127.0.0.10") == \
+        (454, "locked", "none", "lock=login")
+    assert code_and(throttlegw, carol.name, "spray-0", "127.0.0.10") == \
+        (454, "locked", "none", "lock=login")
+    # From the address where it worked: the owner gets in.
+    assert code_and(throttlegw, carol.name, carol.password, "127.0.0.5") == \
         (235, "ok", "file", "cache=hit")
     assert code_and(throttlegw, dave.name, dave.password, "127.0.0.10") == \
         (454, "locked", "none", "lock=login")

@@ -99,7 +99,7 @@ run(struct auth_cache *c, const struct row *rows, size_t n)
 		auth_cache_key(c, r->source, r->login, r->pw, len, key);
 		if (r->op == STORE) {
 			auth_cache_store(c, key, r->t, r->result, r->identity, r->reason,
-			                 r->addresses);
+			                 r->addresses, NULL);
 			continue;
 		}
 		got = r->op == LOOKUP ? auth_cache_lookup(c, key, r->t, &hit)
