@@ -580,18 +580,14 @@ journal_lock(struct queue_journal *j, char *err, size_t errsz)
 	return 0;
 }
 
-struct queue_journal *
-queue_journal_open(struct event_base *base, const char *spool_dir,
-                   queue_journal_synced_cb *synced_cb, void *arg, const char **error_r)
+/* A journal of spool_dir/journal with nothing open yet, as
+ * queue_journal_free() expects it. */
+static struct queue_journal *
+journal_alloc(const char *spool_dir)
 {
-	static _Thread_local char err[4400];
 	struct queue_journal *j = xcalloc(1, sizeof(*j));
 	size_t n = strlen(spool_dir) + sizeof("/journal");
-	uint64_t last;
 
-	j->base = base;
-	j->synced_cb = synced_cb;
-	j->arg = arg;
 	j->fd = -1;
 	j->dfd = -1;
 	j->notify_fd = -1;
@@ -599,6 +595,20 @@ queue_journal_open(struct event_base *base, const char *spool_dir,
 	snprintf(j->dir, n, "%s/journal", spool_dir);
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
+	return j;
+}
+
+struct queue_journal *
+queue_journal_open(struct event_base *base, const char *spool_dir,
+                   queue_journal_synced_cb *synced_cb, void *arg, const char **error_r)
+{
+	static _Thread_local char err[4400];
+	struct queue_journal *j = journal_alloc(spool_dir);
+	uint64_t last;
+
+	j->base = base;
+	j->synced_cb = synced_cb;
+	j->arg = arg;
 	/* The master makes journal/ (the spool itself is root's, 0711: we may
 	 * only pass through it); a queue started as another user makes it
 	 * here. O_NOFOLLOW: a symlink planted in its place is refused. */
@@ -642,18 +652,10 @@ struct queue_journal *
 queue_journal_read(const char *spool_dir, bool *busy_r, const char **error_r)
 {
 	static _Thread_local char err[4400];
-	struct queue_journal *j = xcalloc(1, sizeof(*j));
-	size_t n = strlen(spool_dir) + sizeof("/journal");
+	struct queue_journal *j = journal_alloc(spool_dir);
 	uint64_t last;
 
 	*busy_r = false;
-	j->fd = -1;
-	j->dfd = -1;
-	j->notify_fd = -1;
-	j->dir = xmalloc(n);
-	snprintf(j->dir, n, "%s/journal", spool_dir);
-	pthread_mutex_init(&j->mu, NULL);
-	pthread_cond_init(&j->cv, NULL);
 	/* Never made here: no journal/ is no record. */
 	j->dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (j->dfd < 0 && errno == ENOENT)

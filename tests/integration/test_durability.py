@@ -436,12 +436,12 @@ def test_new_queue_waits_for_the_old_one(make_gateway, users, sink):
     mark = gw.log_mark()
     gw.start(wait=False, new_group=True)
     gw.wait_for_log(r"started queue pid=\d+", since=mark, timeout=30)
-    # While the old queue lives, the new one opens no delivery connection
-    # (given 2 s, a second queue would have connected: 8 messages wait).
-    time.sleep(2)
+    # The new queue takes the journal's lock before it reads the spool or
+    # opens any delivery: once it says it waits for the lock, it is held
+    # there, and no second delivery connection can have been opened.
+    gw.wait_for_log(r"is locked by a queue process still finishing", since=mark, timeout=30)
     assert _alive(queue_pid)
     assert len(sink.connections()) == CONNS, [c.peer for c in sink.connections()]
-    assert "is locked by a queue process still finishing" in gw.log_text()[mark:]
 
     sink.release()
     wait_until(lambda: not _alive(queue_pid), 30, "the old queue to finish and exit")
