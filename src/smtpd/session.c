@@ -847,6 +847,10 @@ session_auth_done(const struct auth_reply *rep, void *arg)
 			/* A timer, not a sleep: the worker serves others meanwhile. */
 			struct timeval tv = {ms / 1000, (long)(ms % 1000) * 1000};
 			session_set_state(s, SS_AUTH_DELAY);
+			/* From now, not from the loop's cached time: the delay
+			 * is a floor, never a little short (as the auth
+			 * process's own hold). */
+			event_base_update_cache_time(event_get_base(s->delay_timer));
 			evtimer_add(s->delay_timer, &tv);
 			return;
 		}
